@@ -1,0 +1,214 @@
+//! Command dispatch: resolves configuration, runs the library, prints results.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backup;
+use crate::catalog;
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config, ConfigError};
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+use crate::source::child::KillSwitch;
+use crate::store;
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) | AppError::Usage(_) => EXIT_CONFIG,
+            AppError::Failed(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+fn failed(e: impl Into<anyhow::Error>) -> AppError {
+    AppError::Failed(e.into())
+}
+
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let cfg = config::load(&cli.config)?;
+    match cli.command {
+        Command::CheckConfig => {
+            println!(
+                "{}: ok ({} job{})",
+                cfg.path.display(),
+                cfg.jobs.len(),
+                if cfg.jobs.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::RunNow { job } => run_now(&cfg, job.as_deref()).await,
+        Command::List { job, json } => list(&cfg, job.as_deref(), json).await,
+    }
+}
+
+async fn run_now(cfg: &Config, job: Option<&str>) -> Result<(), AppError> {
+    let jobs = cfg
+        .select_jobs(job)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let mut failures = Vec::new();
+    for job in jobs {
+        let progress = Arc::new(Progress::new());
+        let reporter = spawn_progress(&job.name, progress.clone());
+        let started = Instant::now();
+        let result = backup::run_job(&repo, job, progress.clone(), KillSwitch::default()).await;
+        if let Some(r) = reporter {
+            r.abort();
+            eprint!("\r\x1b[2K");
+        }
+        match result {
+            Ok(m) => {
+                tracing::info!(
+                    job = %job.name,
+                    backup = %m.id,
+                    outcome = "success",
+                    stored_bytes = m.stored_bytes(),
+                    raw_bytes = m.raw_bytes(),
+                    duration_s = started.elapsed().as_secs_f64(),
+                    "backup complete"
+                );
+                println!("{}", m.id);
+            }
+            Err(e) => {
+                tracing::error!(job = %job.name, outcome = "failure", error = %e, "backup failed");
+                failures.push(e.to_string());
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
+    }
+}
+
+/// Shows bytes, files and rate on a terminal; logs stay quiet otherwise.
+fn spawn_progress(job: &str, p: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let job = job.to_owned();
+    Some(tokio::spawn(async move {
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let secs = start.elapsed().as_secs_f64().max(0.001);
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r\x1b[2K{job}: {} read, {} stored, {} files, {}/s",
+                human_bytes(p.raw_bytes()),
+                human_bytes(p.stored_bytes()),
+                p.files(),
+                human_bytes((p.raw_bytes() as f64 / secs) as u64)
+            );
+            let _ = err.flush();
+        }
+    }))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One row of `list --json`.
+#[derive(Debug, Serialize)]
+pub struct ListEntry {
+    pub id: String,
+    pub job: String,
+    pub time: String,
+    pub sources: Vec<String>,
+    pub size: u64,
+    pub raw_size: u64,
+    pub artifacts: usize,
+}
+
+impl From<&Manifest> for ListEntry {
+    fn from(m: &Manifest) -> Self {
+        ListEntry {
+            id: m.id.clone(),
+            job: m.job.clone(),
+            time: m
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            sources: m.source_names(),
+            size: m.stored_bytes(),
+            raw_size: m.raw_bytes(),
+            artifacts: m.artifacts.len(),
+        }
+    }
+}
+
+async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<(), AppError> {
+    if let Some(j) = job {
+        cfg.select_jobs(Some(j))
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+    }
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let cat = catalog::load(&repo, job).await.map_err(failed)?;
+    let entries: Vec<ListEntry> = cat.complete.iter().map(ListEntry::from).collect();
+    if json {
+        let out = serde_json::to_string_pretty(&entries).map_err(failed)?;
+        println!("{out}");
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no backups");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<24} {:<21} {:>10}  SOURCES",
+        "JOB", "ID", "TIME", "SIZE"
+    );
+    for e in &entries {
+        println!(
+            "{:<16} {:<24} {:<21} {:>10}  {}",
+            e.job,
+            e.id,
+            e.time,
+            human_bytes(e.size),
+            e.sources.join(",")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_scales() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

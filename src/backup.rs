@@ -1,0 +1,201 @@
+//! One backup of one job: every source, then the manifest, last.
+//!
+//! This is the single backup code path: `run-now` and the daemon both call
+//! [`run_job`]. A failure anywhere returns an error before the manifest is
+//! written, removes what this run uploaded (best effort; the sweep catches
+//! the rest), and never lets retention run.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::StreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::ObjectStore;
+
+use crate::config::{JobConfig, SourceKind};
+use crate::manifest::{self, Artifact, ArtifactKind, Manifest, ManifestError, TreeInfo};
+use crate::pipeline::PipelineError;
+use crate::progress::Progress;
+use crate::source::child::KillSwitch;
+use crate::source::files::{self, FilesError};
+use crate::source::postgres::{self, PgError};
+use crate::source::rrd::{self, RrdError};
+use crate::source::RunCtx;
+use crate::store::{new_backup_id, Repo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Postgres(PgError),
+    #[error(transparent)]
+    Rrd(PipelineError<RrdError>),
+    #[error(transparent)]
+    Files(PipelineError<FilesError>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("backup {job}/{id}: source `{source_name}` failed: {error}")]
+    Source {
+        job: String,
+        id: String,
+        source_name: String,
+        error: SourceError,
+    },
+    #[error("backup {job}/{id}: {error}")]
+    Manifest {
+        job: String,
+        id: String,
+        error: ManifestError,
+    },
+}
+
+/// Runs one backup of `job` and returns its manifest once committed.
+pub async fn run_job(
+    repo: &Repo,
+    job: &JobConfig,
+    progress: Arc<Progress>,
+    kill: KillSwitch,
+) -> Result<Manifest, BackupError> {
+    let started_at = Utc::now();
+    let id = new_backup_id(started_at);
+    let ctx = RunCtx {
+        repo: repo.clone(),
+        job: job.name.clone(),
+        id: id.clone(),
+        compression: job.compression,
+        progress,
+        kill,
+        uploaded: Mutex::new(Vec::new()),
+    };
+    tracing::info!(job = %job.name, backup = %id, "backup started");
+
+    let mut artifacts = Vec::new();
+    for src in &job.sources {
+        match backup_source(&ctx, &src.name, &src.kind).await {
+            Ok(mut a) => artifacts.append(&mut a),
+            Err(error) => {
+                cleanup(&ctx).await;
+                return Err(BackupError::Source {
+                    job: job.name.clone(),
+                    id,
+                    source_name: src.name.clone(),
+                    error,
+                });
+            }
+        }
+    }
+
+    let m = Manifest {
+        format: manifest::FORMAT,
+        job: job.name.clone(),
+        id: id.clone(),
+        started_at,
+        finished_at: Utc::now(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host: hostname(),
+        artifacts,
+    };
+    if let Err(error) = manifest::write(repo, &m).await {
+        // A lost create-only race means another writer owns this ID: its
+        // artifacts share our keys, so leave them alone.
+        if !matches!(error, ManifestError::AlreadyExists { .. }) {
+            cleanup(&ctx).await;
+        }
+        return Err(BackupError::Manifest {
+            job: job.name.clone(),
+            id,
+            error,
+        });
+    }
+    Ok(m)
+}
+
+async fn backup_source(
+    ctx: &RunCtx,
+    name: &str,
+    kind: &SourceKind,
+) -> Result<Vec<Artifact>, SourceError> {
+    match kind {
+        SourceKind::Postgres(cfg) => postgres::backup(ctx, name, cfg)
+            .await
+            .map_err(SourceError::Postgres),
+        SourceKind::Rrd(cfg) => {
+            let rel = format!("{name}.rrd.tar.zst");
+            let root = cfg.path.clone();
+            let opts = cfg.options.clone();
+            let progress = ctx.progress.clone();
+            let (stats, up) = ctx
+                .upload(&rel, move |w| {
+                    rrd::archive_rrd_tree(&root, w, &opts, &progress).map(|(s, _)| s)
+                })
+                .await
+                .map_err(SourceError::Rrd)?;
+            let tree = TreeInfo {
+                root: cfg.path.display().to_string(),
+                files: stats.files,
+                dirs: stats.dirs,
+                symlinks: 0,
+                invalid: stats
+                    .invalid
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            };
+            Ok(vec![ctx.artifact(
+                rel,
+                name,
+                ArtifactKind::RrdTar,
+                up,
+                None,
+                Some(tree),
+            )])
+        }
+        SourceKind::Files(cfg) => {
+            let rel = format!("{name}.tar.zst");
+            let root = cfg.path.clone();
+            let progress = ctx.progress.clone();
+            let (stats, up) = ctx
+                .upload(&rel, move |w| {
+                    files::archive_dir(&root, w, &progress).map(|(s, _)| s)
+                })
+                .await
+                .map_err(SourceError::Files)?;
+            let tree = TreeInfo {
+                root: cfg.path.display().to_string(),
+                files: stats.files,
+                dirs: stats.dirs,
+                symlinks: stats.symlinks,
+                invalid: Vec::new(),
+            };
+            Ok(vec![ctx.artifact(
+                rel,
+                name,
+                ArtifactKind::FilesTar,
+                up,
+                None,
+                Some(tree),
+            )])
+        }
+    }
+}
+
+/// Removes what a failed run uploaded. Failures are only logged: without a
+/// manifest these objects are unreachable, and the sweep removes leftovers.
+async fn cleanup(ctx: &RunCtx) {
+    let keys: Vec<ObjPath> = ctx.uploaded.lock().map(|u| u.clone()).unwrap_or_default();
+    let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+    let mut results = ctx.repo.store.delete_stream(stream);
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove an object of a failed backup"),
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}

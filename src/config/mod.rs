@@ -1,0 +1,243 @@
+//! Configuration: the YAML file (`raw`) is parsed once, then validated into
+//! the types below. Validation collects every problem with its file, line and
+//! key so an operator fixes them in one pass instead of one per run.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use url::Url;
+
+use crate::policy::Policy;
+use crate::schedule::Schedule;
+use crate::secret::Secret;
+use crate::source::rrd::RrdOptions;
+
+pub use validate::parse_size;
+
+/// Default object-store part size: large enough for S3's 5 MiB minimum,
+/// small enough that `concurrency` parts in flight stay well under our memory
+/// budget. With 10,000 parts at most this caps one artifact at ~160 GiB.
+pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
+pub const DEFAULT_CONCURRENCY: usize = 3;
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9187";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub store: StoreConfig,
+    pub daemon: DaemonConfig,
+    pub jobs: Vec<JobConfig>,
+}
+
+impl Config {
+    pub fn job(&self, name: &str) -> Option<&JobConfig> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The jobs a command applies to: one by name, or all of them.
+    pub fn select_jobs(&self, name: Option<&str>) -> Result<Vec<&JobConfig>, UnknownJob> {
+        match name {
+            None => Ok(self.jobs.iter().collect()),
+            Some(n) => self.job(n).map(|j| vec![j]).ok_or_else(|| UnknownJob {
+                name: n.to_owned(),
+                known: self.jobs.iter().map(|j| j.name.clone()).collect(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no job named `{name}` in the configuration (jobs: {})", known.join(", "))]
+pub struct UnknownJob {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct StoreConfig {
+    pub url: Url,
+    /// object_store configuration keys with their values (possibly
+    /// credentials, hence `Secret`).
+    pub options: Vec<(String, Secret)>,
+    pub part_size: usize,
+    pub concurrency: usize,
+}
+
+/// Only option keys are shown: values may be access keys.
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_str())
+            .field(
+                "options",
+                &self.options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("part_size", &self.part_size)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    pub name: String,
+    pub schedule: Option<Schedule>,
+    pub timezone: Tz,
+    pub retention: Option<Policy>,
+    pub compression: Compression,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// zstd level, 1..=19 (we refuse the slow "ultra" levels).
+    pub level: i32,
+    /// zstd worker threads; 0 compresses on the producing thread.
+    pub workers: u32,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self {
+            level: 3,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Postgres(PostgresConfig),
+    Rrd(RrdConfig),
+    Files(FilesConfig),
+}
+
+impl SourceKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SourceKind::Postgres(_) => "postgres",
+            SourceKind::Rrd(_) => "rrd",
+            SourceKind::Files(_) => "files",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub databases: DatabaseSelection,
+    /// Database used to connect for discovery (`SHOW server_version_num`,
+    /// listing databases).
+    pub maintenance_db: String,
+    /// A directory holding `pg_dump`, `pg_dumpall`, `pg_restore`; when unset
+    /// ccbackup searches `/usr/lib/postgresql/*/bin` and `PATH`.
+    pub bin_dir: Option<PathBuf>,
+    /// Also store `pg_dumpall --globals-only` (roles, tablespaces).
+    pub globals: bool,
+    /// Count the rows of every table inside the dump's snapshot so `verify`
+    /// can compare a restore with exact figures. Costs one scan per table.
+    pub row_counts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSelection {
+    All,
+    Named(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct RrdConfig {
+    pub path: PathBuf,
+    pub options: RrdOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    pub path: PathBuf,
+}
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: u64,
+    pub column: u64,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = format!(
+        "config file {} has {} problem{}:",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        out.push_str(&format!(
+            "\n  {}:{}:{}: {}: {}",
+            path.display(),
+            p.line,
+            p.column,
+            p.key,
+            p.message
+        ));
+    }
+    out
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates configuration text; `path` names the file in messages and
+/// anchors relative paths (policy files).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    validate::parse(text, path).map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+impl RrdConfig {
+    pub fn lock_timeout(&self) -> Duration {
+        self.options.lock_timeout
+    }
+}

@@ -1,0 +1,621 @@
+//! Turns the raw YAML structs into a validated `Config`, collecting every
+//! problem instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde_saphyr::{Location, Spanned};
+use url::Url;
+
+use super::raw::{self, Databases, RawRetention, Scalar};
+use super::*;
+use crate::secret::read_secret_file;
+use crate::source::rrd::OnInvalid;
+
+/// Collects problems while walking the raw config.
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn at(&mut self, loc: &Location, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            line: loc.line(),
+            column: loc.column(),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
+    let raw: raw::RawConfig = serde_saphyr::from_str(text).map_err(|e| vec![serde_problem(&e)])?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut p = Problems(Vec::new());
+
+    let store = store(&raw.store, &mut p);
+    let daemon = DaemonConfig {
+        listen: raw
+            .daemon
+            .as_ref()
+            .and_then(|d| d.listen.as_ref())
+            .map(|l| l.value.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+    };
+    if let Some(l) = raw.daemon.as_ref().and_then(|d| d.listen.as_ref()) {
+        if l.value.parse::<std::net::SocketAddr>().is_err() {
+            p.at(
+                &l.referenced,
+                "daemon.listen",
+                format!("`{}` is not an address like 0.0.0.0:9187", l.value),
+            );
+        }
+    }
+
+    let default_compression = raw
+        .defaults
+        .as_ref()
+        .and_then(|d| d.compression.as_ref())
+        .map(|c| compression(c, Compression::default(), "defaults.compression", &mut p))
+        .unwrap_or_default();
+    let default_tz = raw
+        .defaults
+        .as_ref()
+        .and_then(|d| d.timezone.as_ref())
+        .and_then(|t| timezone(t, "defaults.timezone", &mut p))
+        .unwrap_or(Tz::UTC);
+
+    if raw.jobs.value.is_empty() {
+        p.at(
+            &raw.jobs.referenced,
+            "jobs",
+            "no jobs defined: add at least one job",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut jobs = Vec::new();
+    for (i, j) in raw.jobs.value.iter().enumerate() {
+        let key = format!("jobs[{i}]");
+        if !names.insert(j.value.name.value.clone()) {
+            p.at(
+                &j.value.name.referenced,
+                format!("{key}.name"),
+                format!("duplicate job name `{}`", j.value.name.value),
+            );
+        }
+        if let Some(job) = job(
+            &j.value,
+            &key,
+            base,
+            default_compression,
+            default_tz,
+            &mut p,
+        ) {
+            jobs.push(job);
+        }
+    }
+
+    match (p.0.is_empty(), store) {
+        (true, Some(store)) => Ok(Config {
+            path: path.to_owned(),
+            store,
+            daemon,
+            jobs,
+        }),
+        _ => Err(p.0),
+    }
+}
+
+fn serde_problem(e: &serde_saphyr::Error) -> Problem {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let message = e.without_snippet().to_string();
+    // The parser's message leads with its own location; keep just the text.
+    let message = message
+        .split_once(" at line ")
+        .map(|(m, _)| m.to_owned())
+        .unwrap_or(message);
+    Problem {
+        line,
+        column,
+        key: "yaml".to_owned(),
+        message,
+    }
+}
+
+fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreConfig> {
+    let raw = &s.value;
+    let url = match Url::parse(&raw.url.value) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            p.at(
+                &raw.url.referenced,
+                "store.url",
+                format!("`{}` is not a URL: {e}", raw.url.value),
+            );
+            None
+        }
+    };
+    let mut options = Vec::new();
+    if let Some(url) = &url {
+        let scheme = url.scheme();
+        if !matches!(
+            scheme,
+            "file" | "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs"
+        ) {
+            p.at(
+                &raw.url.referenced,
+                "store.url",
+                format!("unsupported scheme `{scheme}`: use file://, s3://, az:// or gs://"),
+            );
+        }
+        for (k, v) in &raw.options {
+            let key = format!("store.options.{k}");
+            match option_value(k, &v.value) {
+                Ok((name, value)) => {
+                    if let Err(msg) = crate::store::check_option_key(scheme, &name) {
+                        p.at(&v.referenced, key, msg);
+                    } else {
+                        options.push((name, value));
+                    }
+                }
+                Err(msg) => p.at(&v.referenced, key, msg),
+            }
+        }
+    }
+    let part_size = match &raw.part_size {
+        None => DEFAULT_PART_SIZE,
+        Some(v) => match parse_size(&v.value.0) {
+            Ok(n) if (5 * 1024 * 1024..=5 * 1024 * 1024 * 1024).contains(&n) => n as usize,
+            Ok(_) => {
+                p.at(
+                    &v.referenced,
+                    "store.part_size",
+                    "must be between 5MiB (the S3 minimum) and 5GiB",
+                );
+                DEFAULT_PART_SIZE
+            }
+            Err(msg) => {
+                p.at(&v.referenced, "store.part_size", msg);
+                DEFAULT_PART_SIZE
+            }
+        },
+    };
+    let concurrency = match &raw.concurrency {
+        None => DEFAULT_CONCURRENCY,
+        Some(v) if (1..=64).contains(&v.value) => v.value as usize,
+        Some(v) => {
+            p.at(
+                &v.referenced,
+                "store.concurrency",
+                "must be between 1 and 64",
+            );
+            DEFAULT_CONCURRENCY
+        }
+    };
+    Some(StoreConfig {
+        url: url?,
+        options,
+        part_size,
+        concurrency,
+    })
+}
+
+/// `<key>_file: PATH` reads the value from a file (docker secrets); the
+/// object-store key is the name without the suffix.
+fn option_value(key: &str, v: &Scalar) -> Result<(String, Secret), String> {
+    match key.strip_suffix("_file") {
+        Some(base) if !base.is_empty() => read_secret_file(Path::new(&v.0))
+            .map(|s| (base.to_owned(), s))
+            .map_err(|e| format!("cannot read `{}`: {e}", v.0)),
+        _ => Ok((key.to_owned(), Secret::new(v.0.clone()))),
+    }
+}
+
+/// Parses sizes such as `16MiB`, `8MB`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 16MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+fn timezone(t: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Tz> {
+    match Tz::from_str(&t.value) {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            p.at(
+                &t.referenced,
+                key,
+                format!(
+                    "unknown time zone `{}`: use an IANA name such as Europe/London",
+                    t.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn compression(
+    c: &raw::RawCompression,
+    base: Compression,
+    key: &str,
+    p: &mut Problems,
+) -> Compression {
+    let mut out = base;
+    if let Some(l) = &c.level {
+        if (1..=19).contains(&l.value) {
+            out.level = l.value as i32;
+        } else {
+            p.at(
+                &l.referenced,
+                format!("{key}.level"),
+                "must be between 1 and 19",
+            );
+        }
+    }
+    if let Some(w) = &c.workers {
+        if (0..=64).contains(&w.value) {
+            out.workers = w.value as u32;
+        } else {
+            p.at(
+                &w.referenced,
+                format!("{key}.workers"),
+                "must be between 0 and 64",
+            );
+        }
+    }
+    out
+}
+
+/// Names become object keys and metric labels: keep them to a safe charset.
+fn check_name(n: &Spanned<String>, key: &str, p: &mut Problems) {
+    let ok = !n.value.is_empty()
+        && n.value.len() <= 64
+        && n.value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !n.value.starts_with('-');
+    if !ok {
+        p.at(
+            &n.referenced,
+            key,
+            format!(
+                "`{}` is not a valid name: use 1-64 letters, digits, `-` or `_`",
+                n.value
+            ),
+        );
+    }
+}
+
+fn job(
+    j: &raw::RawJob,
+    key: &str,
+    base: &Path,
+    default_compression: Compression,
+    default_tz: Tz,
+    p: &mut Problems,
+) -> Option<JobConfig> {
+    check_name(&j.name, &format!("{key}.name"), p);
+    let timezone = j
+        .timezone
+        .as_ref()
+        .and_then(|t| timezone(t, &format!("{key}.timezone"), p))
+        .unwrap_or(default_tz);
+    let schedule = j
+        .schedule
+        .as_ref()
+        .and_then(|s| match Schedule::from_str(&s.value) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p.at(&s.referenced, format!("{key}.schedule"), e.to_string());
+                None
+            }
+        });
+    let compression = j
+        .compression
+        .as_ref()
+        .map(|c| compression(c, default_compression, &format!("{key}.compression"), p))
+        .unwrap_or(default_compression);
+    let retention = j
+        .retention
+        .as_ref()
+        .and_then(|r| retention(r, &format!("{key}.retention"), base, p));
+
+    if j.sources.value.is_empty() {
+        p.at(
+            &j.sources.referenced,
+            format!("{key}.sources"),
+            "no sources: add at least one",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in j.sources.value.iter().enumerate() {
+        let skey = format!("{key}.sources[{i}]");
+        if !names.insert(s.value.name.value.clone()) {
+            p.at(
+                &s.value.name.referenced,
+                format!("{skey}.name"),
+                format!("duplicate source name `{}`", s.value.name.value),
+            );
+        }
+        if let Some(src) = source(s, &skey, p) {
+            sources.push(src);
+        }
+    }
+    Some(JobConfig {
+        name: j.name.value.clone(),
+        schedule,
+        timezone,
+        retention,
+        compression,
+        sources,
+    })
+}
+
+fn retention(
+    r: &Spanned<RawRetention>,
+    key: &str,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<crate::policy::Policy> {
+    match &r.value {
+        RawRetention::Inline(spec) => match spec.validate() {
+            Ok(policy) => Some(policy),
+            Err(errs) => {
+                p.0.extend(errs.into_iter().map(|e| Problem {
+                    line: e.line,
+                    column: e.column,
+                    key: format!("{key}.{}", e.key),
+                    message: e.message,
+                }));
+                None
+            }
+        },
+        RawRetention::File(f) => {
+            let path = base.join(f);
+            match crate::policy::load_policy_file(&path) {
+                Ok(policy) => Some(policy),
+                Err(e) => {
+                    p.at(&r.referenced, key, e.to_string());
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn source(s: &Spanned<raw::RawSource>, key: &str, p: &mut Problems) -> Option<SourceConfig> {
+    let raw = &s.value;
+    check_name(&raw.name, &format!("{key}.name"), p);
+    let kinds = [
+        raw.postgres.is_some(),
+        raw.rrd.is_some(),
+        raw.files.is_some(),
+    ];
+    let count = kinds.iter().filter(|k| **k).count();
+    if count != 1 {
+        p.at(
+            &s.referenced,
+            key,
+            format!("a source needs exactly one of `postgres`, `rrd` or `files` (found {count})"),
+        );
+        return None;
+    }
+    let kind = if let Some(pg) = &raw.postgres {
+        SourceKind::Postgres(postgres(&pg.value, &format!("{key}.postgres"), p)?)
+    } else if let Some(r) = &raw.rrd {
+        SourceKind::Rrd(rrd(&r.value, &format!("{key}.rrd"), p)?)
+    } else if let Some(f) = &raw.files {
+        SourceKind::Files(FilesConfig {
+            path: existing_dir(&f.value.path, &format!("{key}.files.path"), p)?,
+        })
+    } else {
+        return None;
+    };
+    Some(SourceConfig {
+        name: raw.name.value.clone(),
+        kind,
+    })
+}
+
+fn existing_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<PathBuf> {
+    let pb = PathBuf::from(&path.value);
+    if !pb.is_absolute() {
+        p.at(
+            &path.referenced,
+            key,
+            format!("`{}` must be an absolute path", path.value),
+        );
+        return None;
+    }
+    if !pb.is_dir() {
+        p.at(
+            &path.referenced,
+            key,
+            format!("`{}` is not a directory", path.value),
+        );
+        return None;
+    }
+    Some(pb)
+}
+
+fn rrd(r: &raw::RawRrd, key: &str, p: &mut Problems) -> Option<RrdConfig> {
+    let path = existing_dir(&r.path, &format!("{key}.path"), p);
+    let mut options = RrdOptions::default();
+    if let Some(t) = &r.lock_timeout_ms {
+        if (1..=600_000).contains(&t.value) {
+            options.lock_timeout = Duration::from_millis(t.value as u64);
+        } else {
+            p.at(
+                &t.referenced,
+                format!("{key}.lock_timeout_ms"),
+                "must be between 1 and 600000",
+            );
+        }
+    }
+    if let Some(o) = &r.on_invalid {
+        match o.value.as_str() {
+            "fail" => options.on_invalid = OnInvalid::Fail,
+            "include" => options.on_invalid = OnInvalid::Include,
+            other => p.at(
+                &o.referenced,
+                format!("{key}.on_invalid"),
+                format!("`{other}` is not one of: fail, include"),
+            ),
+        }
+    }
+    Some(RrdConfig {
+        path: path?,
+        options,
+    })
+}
+
+fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<PostgresConfig> {
+    let mut ok = true;
+    let port = match &pg.port {
+        None => 5432,
+        Some(v) => match u16::try_from(v.value) {
+            Ok(port) if port > 0 => port,
+            _ => {
+                p.at(
+                    &v.referenced,
+                    format!("{key}.port"),
+                    format!("{} is out of range 1-65535", v.value),
+                );
+                ok = false;
+                0
+            }
+        },
+    };
+    let password = match (&pg.password_file, &pg.password_env) {
+        (Some(f), Some(_)) => {
+            p.at(
+                &f.referenced,
+                format!("{key}.password_file"),
+                "set either password_file or password_env, not both",
+            );
+            ok = false;
+            None
+        }
+        (Some(f), None) => match read_secret_file(Path::new(&f.value)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p.at(
+                    &f.referenced,
+                    format!("{key}.password_file"),
+                    format!("cannot read `{}`: {e}", f.value),
+                );
+                ok = false;
+                None
+            }
+        },
+        (None, Some(v)) => match std::env::var(&v.value) {
+            Ok(s) => Some(Secret::new(s)),
+            Err(_) => {
+                p.at(
+                    &v.referenced,
+                    format!("{key}.password_env"),
+                    format!("environment variable `{}` is not set", v.value),
+                );
+                ok = false;
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let databases = match &pg.databases {
+        None => DatabaseSelection::All,
+        Some(d) => match &d.value {
+            Databases::Keyword(k) if k == "all" => DatabaseSelection::All,
+            Databases::Keyword(k) => {
+                p.at(
+                    &d.referenced,
+                    format!("{key}.databases"),
+                    format!("`{k}` is neither `all` nor a list of names"),
+                );
+                ok = false;
+                DatabaseSelection::All
+            }
+            Databases::Names(names) => {
+                let mut seen = HashSet::new();
+                for n in names {
+                    if n.value.is_empty() || !seen.insert(n.value.clone()) {
+                        p.at(
+                            &n.referenced,
+                            format!("{key}.databases"),
+                            format!("empty or duplicate database name `{}`", n.value),
+                        );
+                        ok = false;
+                    }
+                }
+                if names.is_empty() {
+                    p.at(
+                        &d.referenced,
+                        format!("{key}.databases"),
+                        "empty list: name at least one database or use `all`",
+                    );
+                    ok = false;
+                }
+                DatabaseSelection::Named(names.iter().map(|n| n.value.clone()).collect())
+            }
+        },
+    };
+    let bin_dir = match &pg.bin_dir {
+        None => None,
+        Some(b) => {
+            let pb = PathBuf::from(&b.value);
+            if !pb.join("pg_dump").is_file() {
+                p.at(
+                    &b.referenced,
+                    format!("{key}.bin_dir"),
+                    format!("`{}` does not contain pg_dump", b.value),
+                );
+                ok = false;
+            }
+            Some(pb)
+        }
+    };
+    ok.then(|| PostgresConfig {
+        host: pg
+            .host
+            .as_ref()
+            .map(|h| h.value.clone())
+            .unwrap_or_else(|| "127.0.0.1".to_owned()),
+        port,
+        user: pg
+            .user
+            .as_ref()
+            .map(|u| u.value.clone())
+            .unwrap_or_else(|| "postgres".to_owned()),
+        password,
+        databases,
+        maintenance_db: pg
+            .maintenance_db
+            .as_ref()
+            .map(|m| m.value.clone())
+            .unwrap_or_else(|| "postgres".to_owned()),
+        bin_dir,
+        globals: pg.globals.unwrap_or(true),
+        row_counts: pg.row_counts.unwrap_or(true),
+    })
+}

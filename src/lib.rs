@@ -1,0 +1,29 @@
+//! ccbackup: consistent backups of PostgreSQL databases, RRD metric trees and
+//! plain directories to object storage, with declarative retention.
+//!
+//! A tour, following one backup:
+//! - [`config`] parses and validates the YAML file (every problem at once).
+//! - [`backup::run_job`] is the one backup path (CLI and daemon). For each
+//!   source it opens a stream ([`source::postgres`], [`source::rrd`],
+//!   [`source::files`]) and hands it to [`pipeline`], which compresses,
+//!   hashes and uploads with bounded memory to the [`store`].
+//! - [`manifest`] is written last, create-only: its presence is what makes a
+//!   backup complete. [`catalog`] lists complete backups and leftovers.
+//! - [`policy`] and [`retention`] decide what to keep; [`schedule`] decides
+//!   when jobs run.
+//! - [`app`] dispatches commands; `main.rs` only maps errors to exit codes.
+
+pub mod app;
+pub mod backup;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod manifest;
+pub mod pipeline;
+pub mod policy;
+pub mod progress;
+// pub mod retention;
+pub mod schedule;
+pub mod secret;
+pub mod source;
+pub mod store;

@@ -1,0 +1,292 @@
+//! Runs a dump program and streams its stdout into a writer.
+//!
+//! Success is judged only after stdout reached EOF *and* the exit status is
+//! zero: a dump that was cut short (killed, server gone) ends its output
+//! early and exits non-zero, and must never count. stderr is drained on its
+//! own thread (a full pipe would block the child) and its tail is kept for
+//! the error message.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// How much of stderr is kept for error messages.
+const STDERR_TAIL: usize = 4096;
+/// Read size from the child's stdout.
+const READ_BUF: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("reading output of {program} failed: {source}")]
+    Read { program: String, source: io::Error },
+    #[error("writing output of {program} failed: {source}")]
+    Write { program: String, source: io::Error },
+    #[error("{program} failed ({status}){}", tail_suffix(stderr))]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{program} was cancelled")]
+    Cancelled { program: String },
+}
+
+fn tail_suffix(stderr: &str) -> String {
+    let t = stderr.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(": {t}")
+    }
+}
+
+/// A handle that can kill a running child from another thread (cancellation).
+#[derive(Clone, Default)]
+pub struct KillSwitch(Arc<Mutex<KillState>>);
+
+#[derive(Default)]
+struct KillState {
+    pid: Option<u32>,
+    killed: bool,
+}
+
+impl KillSwitch {
+    /// Kills the registered child, or any child registered later.
+    pub fn kill(&self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.killed = true;
+            if let Some(pid) = s.pid {
+                // SAFETY: kill(2) with a pid we spawned and have not reaped.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+    }
+
+    fn register(&self, child: &mut Child) -> bool {
+        match self.0.lock() {
+            Ok(mut s) => {
+                if s.killed {
+                    let _ = child.kill();
+                    return false;
+                }
+                s.pid = Some(child.id());
+                true
+            }
+            Err(_) => true,
+        }
+    }
+
+    fn unregister(&self) -> bool {
+        match self.0.lock() {
+            Ok(mut s) => {
+                s.pid = None;
+                s.killed
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Runs `cmd` (stdin closed, stdout and stderr piped), copies stdout into
+/// `out`, and returns the number of bytes copied once the child exited 0.
+pub fn stream_stdout(
+    program: &str,
+    mut cmd: Command,
+    out: &mut dyn Write,
+    kill: &KillSwitch,
+) -> Result<u64, ChildError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| ChildError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    if !kill.register(&mut child) {
+        let _ = child.wait();
+        return Err(ChildError::Cancelled {
+            program: program.to_owned(),
+        });
+    }
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::<u8>::with_capacity(STDERR_TAIL)));
+    let drain = child.stderr.take().map(|mut err| {
+        let tail = stderr_tail.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match err.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Ok(mut t) = tail.lock() {
+                            t.extend(&buf[..n]);
+                            let excess = t.len().saturating_sub(STDERR_TAIL);
+                            t.drain(..excess);
+                        }
+                    }
+                }
+            }
+        })
+    });
+
+    let copied = match child.stdout.take() {
+        Some(mut stdout) => copy(&mut stdout, out, program),
+        None => Ok(0),
+    };
+    if copied.is_err() {
+        // The consumer is gone: stop the child rather than let it block.
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let cancelled = kill.unregister();
+    if let Some(h) = drain {
+        let _ = h.join();
+    }
+    let stderr = stderr_tail
+        .lock()
+        .map(|t| String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).into_owned())
+        .unwrap_or_default();
+    if cancelled {
+        return Err(ChildError::Cancelled {
+            program: program.to_owned(),
+        });
+    }
+    let n = copied?;
+    let status = status.map_err(|source| ChildError::Read {
+        program: program.to_owned(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(ChildError::Failed {
+            program: program.to_owned(),
+            status: describe(status),
+            stderr,
+        });
+    }
+    Ok(n)
+}
+
+fn copy(from: &mut dyn Read, to: &mut dyn Write, program: &str) -> Result<u64, ChildError> {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(ChildError::Read {
+                    program: program.to_owned(),
+                    source,
+                })
+            }
+        };
+        to.write_all(&buf[..n])
+            .map_err(|source| ChildError::Write {
+                program: program.to_owned(),
+                source,
+            })?;
+        total += n as u64;
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Runs a short command and returns its stdout (for `--version` probes).
+pub fn capture(program: &str, cmd: Command) -> Result<String, ChildError> {
+    let mut out = Vec::new();
+    stream_stdout(program, cmd, &mut out, &KillSwitch::default())?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    #[test]
+    fn copies_stdout_of_a_successful_child() {
+        let mut out = Vec::new();
+        let n = stream_stdout("sh", sh("printf hello"), &mut out, &KillSwitch::default()).unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(out, b"hello");
+    }
+
+    #[test]
+    fn nonzero_exit_after_output_is_a_failure_with_stderr_tail() {
+        let mut out = Vec::new();
+        let err = stream_stdout(
+            "sh",
+            sh("printf partial; echo 'fatal: boom' >&2; exit 3"),
+            &mut out,
+            &KillSwitch::default(),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("exit status 3"), "{msg}");
+        assert!(msg.contains("fatal: boom"), "{msg}");
+    }
+
+    #[test]
+    fn large_stderr_does_not_deadlock_and_keeps_only_the_tail() {
+        let mut out = Vec::new();
+        let err = stream_stdout(
+            "sh",
+            sh("i=0; while [ $i -lt 20000 ]; do echo line$i >&2; i=$((i+1)); done; echo END >&2; exit 1"),
+            &mut out,
+            &KillSwitch::default(),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("END"), "{msg}");
+        assert!(
+            msg.len() < STDERR_TAIL + 200,
+            "tail not bounded: {}",
+            msg.len()
+        );
+    }
+
+    #[test]
+    fn killed_child_is_reported_as_signal() {
+        let mut out = Vec::new();
+        let err = stream_stdout(
+            "sh",
+            sh("printf x; kill -9 $$"),
+            &mut out,
+            &KillSwitch::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("signal 9"), "{err}");
+    }
+
+    #[test]
+    fn kill_switch_cancels() {
+        let ks = KillSwitch::default();
+        let ks2 = ks.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            ks2.kill();
+        });
+        let mut out = Vec::new();
+        let err = stream_stdout("sh", sh("exec sleep 30"), &mut out, &ks).unwrap_err();
+        t.join().unwrap();
+        assert!(matches!(err, ChildError::Cancelled { .. }), "{err}");
+    }
+}

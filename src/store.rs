@@ -1,0 +1,259 @@
+//! The object store a repository lives in, and the key layout inside it.
+//!
+//! Layout (relative to the URL's prefix):
+//! ```text
+//! <job>/<backup id>/manifest.json          written last, create-only
+//! <job>/<backup id>/<artifact key>          e.g. db/01-ct-vis.dump.zst
+//! ```
+//! Backup IDs are `YYYYMMDDTHHMMSSZ-<6 hex>`, so keys sort by time and use no
+//! character that object stores escape. Names *inside* archives keep their
+//! original bytes.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+use rand::Rng;
+
+use crate::config::StoreConfig;
+
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create local store directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open object store {url}: {source}")]
+    Open {
+        url: String,
+        source: object_store::Error,
+    },
+    #[error("store option `{key}`: {message}")]
+    Option { key: String, message: String },
+}
+
+/// A configured object store plus the upload settings that go with it.
+#[derive(Clone)]
+pub struct Repo {
+    pub store: Arc<dyn ObjectStore>,
+    pub part_size: usize,
+    pub concurrency: usize,
+    /// The URL without credentials, for messages.
+    pub display: String,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo").field("url", &self.display).finish()
+    }
+}
+
+/// Checks an option key against what the scheme's builder understands, so a
+/// typo is reported instead of being silently ignored by object_store.
+pub fn check_option_key(scheme: &str, key: &str) -> Result<(), String> {
+    let known = match scheme {
+        "s3" | "s3a" => AmazonS3ConfigKey::from_str(key).is_ok(),
+        "az" | "azure" | "abfs" | "abfss" => AzureConfigKey::from_str(key).is_ok(),
+        "gs" => GoogleConfigKey::from_str(key).is_ok(),
+        "file" => return Err("file:// stores take no options".to_owned()),
+        _ => return Ok(()),
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(format!("`{key}` is not an option of {scheme}:// stores"))
+    }
+}
+
+/// Opens the store named by the configuration. For `file://` the directory
+/// is created if missing.
+pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
+    let url = &cfg.url;
+    let display = {
+        let mut u = url.clone();
+        let _ = u.set_password(None);
+        let _ = u.set_username("");
+        u.to_string()
+    };
+    let open_err = |source| StoreError::Open {
+        url: display.clone(),
+        source,
+    };
+    let opt_err = |key: &str, e: object_store::Error| StoreError::Option {
+        key: key.to_owned(),
+        message: e.to_string(),
+    };
+    let prefix = url.path().trim_matches('/').to_owned();
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "file" => {
+            let path = url.to_file_path().map_err(|()| StoreError::CreateDir {
+                path: url.to_string(),
+                source: std::io::Error::other("not a local path"),
+            })?;
+            std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            // Local multipart uploads stage parts next to the target; clean
+            // them up when an upload is aborted.
+            return Ok(Repo {
+                store: Arc::new(
+                    LocalFileSystem::new_with_prefix(&path)
+                        .map_err(open_err)?
+                        .with_automatic_cleanup(true),
+                ),
+                part_size: cfg.part_size,
+                concurrency: cfg.concurrency,
+                display,
+            });
+        }
+        "s3" | "s3a" => {
+            let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
+            for (k, v) in &cfg.options {
+                let key = AmazonS3ConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
+                b = b.with_config(key, v.expose());
+            }
+            Arc::new(b.build().map_err(open_err)?)
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+            for (k, v) in &cfg.options {
+                let key = AzureConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
+                b = b.with_config(key, v.expose());
+            }
+            Arc::new(b.build().map_err(open_err)?)
+        }
+        "gs" => {
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+            for (k, v) in &cfg.options {
+                let key = GoogleConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
+                b = b.with_config(key, v.expose());
+            }
+            Arc::new(b.build().map_err(open_err)?)
+        }
+        other => {
+            return Err(StoreError::Option {
+                key: "url".to_owned(),
+                message: format!("unsupported scheme `{other}`"),
+            })
+        }
+    };
+    // Azure URLs carry the container as the first path segment.
+    let prefix = match url.scheme() {
+        "az" | "azure" | "abfs" | "abfss" if url.host_str().is_none() => prefix
+            .split_once('/')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_default(),
+        _ => prefix,
+    };
+    let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, ObjPath::from(prefix.as_str())))
+    };
+    Ok(Repo {
+        store,
+        part_size: cfg.part_size,
+        concurrency: cfg.concurrency,
+        display,
+    })
+}
+
+/// A new backup ID for a run starting at `at`.
+pub fn new_backup_id(at: DateTime<Utc>) -> String {
+    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
+    format!("{}-{suffix:06x}", at.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The time encoded in a backup ID, if it is one.
+pub fn backup_id_time(id: &str) -> Option<DateTime<Utc>> {
+    let (stamp, suffix) = id.split_once('-')?;
+    if suffix.len() != 6 || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+pub fn backup_dir(job: &str, id: &str) -> ObjPath {
+    ObjPath::from_iter([job, id])
+}
+
+pub fn manifest_path(job: &str, id: &str) -> ObjPath {
+    ObjPath::from_iter([job, id, MANIFEST_NAME])
+}
+
+/// Full key of an artifact; `rel` is relative to the backup directory and
+/// may contain `/`.
+pub fn artifact_path(job: &str, id: &str, rel: &str) -> ObjPath {
+    let mut parts = vec![job, id];
+    parts.extend(rel.split('/'));
+    ObjPath::from_iter(parts)
+}
+
+/// Makes a database name safe for an object key: object stores escape or
+/// reject many characters, so anything outside `[A-Za-z0-9._-]` becomes `_`.
+/// The caller adds an index so two names that map alike stay distinct; the
+/// manifest keeps the real name.
+pub fn key_safe(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.trim_start_matches('.').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_ids_sort_by_time_and_round_trip() {
+        let a = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b = a + chrono::Duration::seconds(1);
+        let ia = new_backup_id(a);
+        let ib = new_backup_id(b);
+        assert!(ia < ib);
+        assert!(ia.starts_with("20260102T030405Z-"));
+        assert_eq!(backup_id_time(&ia), Some(a));
+        assert_eq!(backup_id_time("nonsense"), None);
+        assert_eq!(backup_id_time("20260102T030405Z-xyz123"), None);
+    }
+
+    #[test]
+    fn key_safe_replaces_awkward_characters() {
+        assert_eq!(key_safe("ct-vis"), "ct-vis");
+        assert_eq!(key_safe("données 2"), "donn_es_2");
+        assert_eq!(key_safe("a:b*c?"), "a_b_c_");
+        assert_eq!(key_safe("..x"), "x");
+    }
+
+    #[test]
+    fn option_keys_are_checked_per_scheme() {
+        assert!(check_option_key("s3", "endpoint").is_ok());
+        assert!(check_option_key("s3", "allow_http").is_ok());
+        assert!(check_option_key("s3", "aws_secret_access_key").is_ok());
+        assert!(check_option_key("s3", "endpiont").is_err());
+        assert!(check_option_key("az", "account_name").is_ok());
+        assert!(check_option_key("file", "endpoint").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests: one binary, modules per area, to keep link time down.
