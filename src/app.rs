@@ -8,10 +8,11 @@ use serde::Serialize;
 
 use crate::backup;
 use crate::catalog;
-use crate::cli::{Cli, Command};
-use crate::config::{self, Config, ConfigError};
+use crate::cli::{Cli, Command, RestoreArgs};
+use crate::config::{self, Config, ConfigError, JobConfig};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
+use crate::restore::RestoreRequest;
 use crate::source::child::KillSwitch;
 use crate::store;
 
@@ -55,7 +56,133 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::RunNow { job } => run_now(&cfg, job.as_deref()).await,
         Command::List { job, json } => list(&cfg, job.as_deref(), json).await,
+        Command::Restore(args) => restore(&cfg, args).await,
+        Command::Verify {
+            job,
+            backup,
+            restore_test,
+        } => verify(&cfg, job.as_deref(), &backup, restore_test).await,
     }
+}
+
+/// The job a single-job command applies to: the named one, or the only one.
+fn one_job<'a>(cfg: &'a Config, job: Option<&str>) -> Result<&'a JobConfig, AppError> {
+    match job {
+        Some(_) => Ok(cfg
+            .select_jobs(job)
+            .map_err(|e| AppError::Usage(e.to_string()))?[0]),
+        None if cfg.jobs.len() == 1 => Ok(&cfg.jobs[0]),
+        None => Err(AppError::Usage(format!(
+            "several jobs are configured ({}): choose one with --job",
+            cfg.jobs
+                .iter()
+                .map(|j| j.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Manifests of `job` selected by `latest`, `all` or an ID.
+async fn select_backups(
+    repo: &store::Repo,
+    job: &str,
+    which: &str,
+) -> Result<Vec<Manifest>, AppError> {
+    let mut complete = catalog::load(repo, Some(job))
+        .await
+        .map_err(failed)?
+        .complete;
+    match which {
+        "all" => Ok(complete),
+        "latest" => complete
+            .pop()
+            .map(|m| vec![m])
+            .ok_or_else(|| failed(anyhow::anyhow!("job `{job}` has no complete backup"))),
+        id => complete
+            .into_iter()
+            .find(|m| m.id == id)
+            .map(|m| vec![m])
+            .ok_or_else(|| failed(anyhow::anyhow!("job `{job}` has no complete backup `{id}`"))),
+    }
+}
+
+async fn restore(cfg: &Config, a: RestoreArgs) -> Result<(), AppError> {
+    let job = one_job(cfg, a.job.as_deref())?;
+    if a.backup == "all" {
+        return Err(AppError::Usage(
+            "restore takes one backup: an ID or `latest`".into(),
+        ));
+    }
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let m = select_backups(&repo, &job.name, &a.backup).await?.remove(0);
+    let req = RestoreRequest {
+        source: a.source,
+        database: a.database,
+        target_db: a.target_db,
+        clean: a.clean,
+        force: a.force,
+        jobs: a.jobs,
+        globals: a.globals,
+        no_owner: a.no_owner,
+        to: a.to,
+        include: a.include,
+        dry_run: a.dry_run,
+        staging_dir: a.staging_dir,
+    };
+    println!(
+        "{} backup {}/{} taken {}",
+        if req.dry_run {
+            "plan for restoring"
+        } else {
+            "restoring"
+        },
+        m.job,
+        m.id,
+        m.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let lines = crate::restore::run(&repo, job, &m, &req)
+        .await
+        .map_err(failed)?;
+    for l in lines {
+        println!("  {l}");
+    }
+    Ok(())
+}
+
+async fn verify(
+    cfg: &Config,
+    job: Option<&str>,
+    which: &str,
+    restore_test: bool,
+) -> Result<(), AppError> {
+    let jobs = cfg
+        .select_jobs(job)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let mut bad = 0;
+    let mut checked = 0;
+    for job in jobs {
+        for m in select_backups(&repo, &job.name, which).await? {
+            for f in crate::verify::verify_backup(&repo, job, &m, restore_test).await {
+                checked += 1;
+                match &f.problem {
+                    None => println!("ok      {}/{}/{}", job.name, f.backup, f.key),
+                    Some(p) => {
+                        bad += 1;
+                        println!("FAILED  {}/{}/{}: {p}", job.name, f.backup, f.key);
+                    }
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(failed(anyhow::anyhow!(
+            "verify found {bad} of {checked} artifacts bad"
+        )));
+    }
+    Ok(())
 }
 
 async fn run_now(cfg: &Config, job: Option<&str>) -> Result<(), AppError> {

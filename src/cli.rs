@@ -58,4 +58,65 @@ pub enum Command {
     },
     /// Validate the configuration file and report every problem.
     CheckConfig,
+    /// Restore a backup (latest by default): databases, RRD trees, directories.
+    Restore(RestoreArgs),
+    /// Check that stored backups are intact (and, optionally, that they restore).
+    Verify {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// A backup ID, `latest` (default) or `all`.
+        #[arg(long, default_value = "latest")]
+        backup: String,
+        /// Restore dumps into a scratch database and compare row counts;
+        /// validate every RRD file.
+        #[arg(long)]
+        restore_test: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The job whose backup to restore (needed when there are several).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// A backup ID or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub backup: String,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only this database of a PostgreSQL source.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Restore the database under another name (created if missing).
+    #[arg(long)]
+    pub target_db: Option<String>,
+    /// Drop and recreate existing objects in a non-empty target database.
+    #[arg(long)]
+    pub clean: bool,
+    /// Allow restoring over the original database or over existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// Parallel pg_restore jobs (1 restores in a single transaction).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: u32,
+    /// Also apply roles and tablespaces (pg_dumpall --globals-only).
+    #[arg(long)]
+    pub globals: bool,
+    /// Do not restore object ownership (when the roles do not exist).
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Restore a directory source into DIR instead of its original path.
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Only restore files whose relative path matches GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Show what would be restored, where, and what it would replace.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where artifacts are staged while they are verified (default: TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub staging_dir: Option<PathBuf>,
 }

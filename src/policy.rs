@@ -360,7 +360,7 @@ pub enum RawCount {
     Number(i128),
     /// The string `unlimited`.
     Unlimited,
-    /// Any other scalar (a word, a quoted number, a float, a boolean), as text.
+    /// Anything else (a word, a quoted number, a float, a boolean, a list), as text.
     Other(String),
 }
 
@@ -372,7 +372,7 @@ impl<'de> Deserialize<'de> for RawCount {
 
 struct RawCountVisitor;
 
-impl Visitor<'_> for RawCountVisitor {
+impl<'de> Visitor<'de> for RawCountVisitor {
     type Value = RawCount;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -409,6 +409,21 @@ impl Visitor<'_> for RawCountVisitor {
         } else {
             Ok(RawCount::Other(v.to_owned()))
         }
+    }
+
+    // Collections are accepted here too, only to be refused by validation: an error raised from
+    // inside this visitor would lose the value's position.
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawCount, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(RawCount::Other("[...]".to_owned()))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawCount, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(RawCount::Other("{...}".to_owned()))
     }
 }
 
@@ -1077,16 +1092,28 @@ keep_yearly: 2.5
 
     #[test]
     fn wrong_types_and_syntax_errors_have_positions() {
+        let got = problems("keep_daily: [1, 2]\nkeep_weekly: {a: 1}\n");
+        assert_eq!((got[0].line, got[0].column), (1, 13));
+        assert!(
+            got[0].message.contains("not \"[...]\""),
+            "{}",
+            got[0].message
+        );
+        assert_eq!((got[1].line, got[1].column), (2, 14));
         for (yaml, want) in [
-            ("keep_daily: [1, 2]\n", (1, 13)),
             ("keep_within: {a: 1}\n", (1, 14)),
             ("keep_daily: 7\nkeep_weekly: [\n", (2, 14)),
             ("- keep_daily: 7\n", (1, 1)),
             ("keep_daily: 7\nkeep_daily: 8\n", (2, 1)),
         ] {
             match parse(yaml) {
-                Err(PolicyFileError::Parse { line, column, .. }) => {
-                    assert_eq!((line, column), want, "{yaml:?}")
+                Err(PolicyFileError::Parse {
+                    line,
+                    column,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!((line, column), want, "{yaml:?}: {message}")
                 }
                 other => panic!("{yaml:?}: expected a parse error, got {other:?}"),
             }
@@ -1131,6 +1158,55 @@ keep_yearly: 2.5
         assert_eq!(
             (got[0].key.as_str(), got[0].line, got[0].column),
             ("policy", 3, 3)
+        );
+    }
+
+    #[test]
+    fn shipped_policies_are_valid() {
+        let origin = Path::new("policies");
+        let default = parse_policy_str(include_str!("../policies/default.yaml"), origin).unwrap();
+        assert_eq!(default.keep_daily, Some(Count::Limited(7)));
+        let concertim =
+            parse_policy_str(include_str!("../policies/concertim.yaml"), origin).unwrap();
+        assert_eq!(
+            (
+                concertim.keep_daily,
+                concertim.keep_weekly,
+                concertim.keep_monthly,
+                concertim.keep_yearly
+            ),
+            (
+                Some(Count::Limited(7)),
+                Some(Count::Limited(5)),
+                Some(Count::Limited(12)),
+                Some(Count::Limited(2))
+            )
+        );
+        // The reference documents every key, so every rule must be set in it.
+        let reference =
+            parse_policy_str(include_str!("../policies/reference.yaml"), origin).unwrap();
+        let counts = [
+            reference.keep_last,
+            reference.keep_hourly,
+            reference.keep_daily,
+            reference.keep_weekly,
+            reference.keep_monthly,
+            reference.keep_yearly,
+        ];
+        let durations = [
+            reference.keep_within,
+            reference.keep_within_hourly,
+            reference.keep_within_daily,
+            reference.keep_within_weekly,
+            reference.keep_within_monthly,
+            reference.keep_within_yearly,
+        ];
+        assert!(counts.iter().all(Option::is_some), "{reference:?}");
+        assert!(durations.iter().all(Option::is_some), "{reference:?}");
+        assert_ne!(
+            reference.timezone,
+            Tz::UTC,
+            "reference shows a non-default zone"
         );
     }
 

@@ -41,10 +41,10 @@
 //! | --- | --- |
 //! | `within 14d` | `keep_within: 14d` (the duration as [`KeepDuration`] displays it) |
 //! | `last`, `hourly`, `daily`, `weekly`, `monthly`, `yearly` | the count rule of that name |
-//! | `oldest daily` (etc.) | the oldest backup, kept because `keep_daily` had budget left although its day was already kept |
+//! | `oldest daily` (etc.) | oldest backup, its day already kept, `keep_daily` budget left |
 //! | `within daily 30d` (etc.) | `keep_within_daily: 30d`: newest of its day inside the window |
-//! | `oldest within daily 30d` (etc.) | the oldest backup, inside that window, whose day was already kept |
-//! | `newest` | no rule kept the newest backup, the guard did (only reachable with a hand-built policy) |
+//! | `oldest within daily 30d` (etc.) | oldest backup, inside that window, day already kept |
+//! | `newest` | the guard kept the newest backup, no rule did (hand-built policies only) |
 //! | `policy is empty` | no rule at all: everything is kept |
 //!
 //! `newest` is added only when no rule kept the newest backup, so that it flags the guard doing
@@ -117,9 +117,7 @@ impl Period {
         let day = i64::from(local.day());
         match self {
             Period::Each => i64::try_from(position).unwrap_or(i64::MAX),
-            Period::Hour => {
-                year * 1_000_000 + month * 10_000 + day * 100 + i64::from(local.hour())
-            }
+            Period::Hour => year * 1_000_000 + month * 10_000 + day * 100 + i64::from(local.hour()),
             Period::Day => year * 10_000 + month * 100 + day,
             Period::IsoWeek => {
                 let week = local.iso_week();
@@ -264,10 +262,7 @@ pub fn plan(policy: &Policy, snapshots: &[Snapshot]) -> Plan {
             }
         }
 
-        for rule in within_rules
-            .iter_mut()
-            .filter(|r| snapshot.time > r.cutoff)
-        {
+        for rule in within_rules.iter_mut().filter(|r| snapshot.time > r.cutoff) {
             let key = rule.period.key(&local, position);
             let new_period = rule.last_kept != Some(key);
             if new_period || is_oldest {
@@ -367,227 +362,570 @@ mod tests {
         vec![
             Case {
                 name: "last keeps the newest n",
-                policy: Policy { keep_last: Some(Limited(2)), ..p() },
-                times: &["2024-01-01T10:00:00Z", "2024-01-01T10:01:00Z", "2024-01-01T10:02:00Z", "2024-01-01T09:00:00Z"],
+                policy: Policy {
+                    keep_last: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2024-01-01T10:00:00Z",
+                    "2024-01-01T10:01:00Z",
+                    "2024-01-01T10:02:00Z",
+                    "2024-01-01T09:00:00Z",
+                ],
                 want: &[("s1", &["last"]), ("s2", &["last"])],
             },
             Case {
                 name: "last with more budget than backups keeps all",
-                policy: Policy { keep_last: Some(Limited(5)), ..p() },
+                policy: Policy {
+                    keep_last: Some(Limited(5)),
+                    ..p()
+                },
                 times: &["2024-01-01T10:00:00Z", "2024-01-01T10:01:00Z"],
                 want: &[("s0", &["last"]), ("s1", &["last"])],
             },
             Case {
                 name: "hourly keeps the newest of each hour, budget exactly spent",
-                policy: Policy { keep_hourly: Some(Limited(2)), ..p() },
-                times: &["2024-05-01T10:50:00Z", "2024-05-01T10:10:00Z", "2024-05-01T09:30:00Z", "2024-05-01T09:05:00Z"],
+                policy: Policy {
+                    keep_hourly: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-01T10:50:00Z",
+                    "2024-05-01T10:10:00Z",
+                    "2024-05-01T09:30:00Z",
+                    "2024-05-01T09:05:00Z",
+                ],
                 want: &[("s0", &["hourly"]), ("s2", &["hourly"])],
             },
             Case {
                 name: "oldest rule keeps the oldest backup while budget is left",
-                policy: Policy { keep_hourly: Some(Limited(10)), ..p() },
-                times: &["2024-05-01T10:50:00Z", "2024-05-01T10:10:00Z", "2024-05-01T09:30:00Z", "2024-05-01T09:05:00Z"],
-                want: &[("s0", &["hourly"]), ("s2", &["hourly"]), ("s3", &["oldest hourly"])],
+                policy: Policy {
+                    keep_hourly: Some(Limited(10)),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-01T10:50:00Z",
+                    "2024-05-01T10:10:00Z",
+                    "2024-05-01T09:30:00Z",
+                    "2024-05-01T09:05:00Z",
+                ],
+                want: &[
+                    ("s0", &["hourly"]),
+                    ("s2", &["hourly"]),
+                    ("s3", &["oldest hourly"]),
+                ],
             },
             Case {
                 name: "oldest in a new period gets the plain reason",
-                policy: Policy { keep_daily: Some(Limited(10)), ..p() },
+                policy: Policy {
+                    keep_daily: Some(Limited(10)),
+                    ..p()
+                },
                 times: &["2024-05-02T10:00:00Z", "2024-05-01T10:00:00Z"],
                 want: &[("s0", &["daily"]), ("s1", &["daily"])],
             },
             Case {
                 name: "daily splits at UTC midnight",
-                policy: Policy { keep_daily: Some(Limited(3)), ..p() },
-                times: &["2024-05-02T00:10:00Z", "2024-05-01T23:50:00Z", "2024-05-01T12:00:00Z", "2024-04-29T12:00:00Z", "2024-04-28T12:00:00Z"],
+                policy: Policy {
+                    keep_daily: Some(Limited(3)),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-02T00:10:00Z",
+                    "2024-05-01T23:50:00Z",
+                    "2024-05-01T12:00:00Z",
+                    "2024-04-29T12:00:00Z",
+                    "2024-04-28T12:00:00Z",
+                ],
                 want: &[("s0", &["daily"]), ("s1", &["daily"]), ("s3", &["daily"])],
             },
             Case {
                 name: "days only count when they have backups",
-                policy: Policy { keep_daily: Some(Limited(2)), ..p() },
-                times: &["2024-05-20T12:00:00Z", "2024-05-01T12:00:00Z", "2024-04-01T12:00:00Z"],
+                policy: Policy {
+                    keep_daily: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-20T12:00:00Z",
+                    "2024-05-01T12:00:00Z",
+                    "2024-04-01T12:00:00Z",
+                ],
                 want: &[("s0", &["daily"]), ("s1", &["daily"])],
             },
             Case {
-                name: "ISO week: Mon 30 Dec 2024 and Fri 3 Jan 2025 share 2025-W01, Sun 29 Dec is 2024-W52",
-                policy: Policy { keep_weekly: Some(Limited(2)), ..p() },
-                times: &["2025-01-03T12:00:00Z", "2024-12-30T12:00:00Z", "2024-12-29T12:00:00Z", "2024-12-28T12:00:00Z"],
+                name: "ISO week: 30 Dec 2024 and 3 Jan 2025 share 2025-W01; 29 Dec is 2024-W52",
+                policy: Policy {
+                    keep_weekly: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2025-01-03T12:00:00Z",
+                    "2024-12-30T12:00:00Z",
+                    "2024-12-29T12:00:00Z",
+                    "2024-12-28T12:00:00Z",
+                ],
                 want: &[("s0", &["weekly"]), ("s2", &["weekly"])],
             },
             Case {
                 name: "ISO week: Sun 5 Jan 2025 is still W01, Mon 6 Jan starts W02",
-                policy: Policy { keep_weekly: Some(Limited(3)), ..p() },
-                times: &["2025-01-06T00:30:00Z", "2025-01-05T23:30:00Z", "2024-12-30T00:00:00Z", "2024-12-29T23:59:00Z"],
-                want: &[("s0", &["weekly"]), ("s1", &["weekly"]), ("s3", &["weekly"])],
+                policy: Policy {
+                    keep_weekly: Some(Limited(3)),
+                    ..p()
+                },
+                times: &[
+                    "2025-01-06T00:30:00Z",
+                    "2025-01-05T23:30:00Z",
+                    "2024-12-30T00:00:00Z",
+                    "2024-12-29T23:59:00Z",
+                ],
+                want: &[
+                    ("s0", &["weekly"]),
+                    ("s1", &["weekly"]),
+                    ("s3", &["weekly"]),
+                ],
             },
             Case {
                 name: "ISO week 53: Thu 31 Dec 2020 and Sun 3 Jan 2021 share 2020-W53",
-                policy: Policy { keep_weekly: Some(Limited(2)), ..p() },
-                times: &["2021-01-04T08:00:00Z", "2021-01-03T08:00:00Z", "2020-12-31T08:00:00Z"],
+                policy: Policy {
+                    keep_weekly: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2021-01-04T08:00:00Z",
+                    "2021-01-03T08:00:00Z",
+                    "2020-12-31T08:00:00Z",
+                ],
                 want: &[("s0", &["weekly"]), ("s1", &["weekly"])],
             },
             Case {
                 name: "monthly at month ends",
-                policy: Policy { keep_monthly: Some(Limited(3)), ..p() },
-                times: &["2024-03-01T00:05:00Z", "2024-02-29T23:55:00Z", "2024-02-01T00:00:00Z", "2024-01-31T23:59:59Z", "2023-12-31T10:00:00Z"],
-                want: &[("s0", &["monthly"]), ("s1", &["monthly"]), ("s3", &["monthly"])],
+                policy: Policy {
+                    keep_monthly: Some(Limited(3)),
+                    ..p()
+                },
+                times: &[
+                    "2024-03-01T00:05:00Z",
+                    "2024-02-29T23:55:00Z",
+                    "2024-02-01T00:00:00Z",
+                    "2024-01-31T23:59:59Z",
+                    "2023-12-31T10:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["monthly"]),
+                    ("s1", &["monthly"]),
+                    ("s3", &["monthly"]),
+                ],
             },
             Case {
                 name: "leap day is a day of its own",
-                policy: Policy { keep_daily: Some(Limited(3)), ..p() },
-                times: &["2024-03-01T06:00:00Z", "2024-02-29T18:00:00Z", "2024-02-29T06:00:00Z", "2024-02-28T18:00:00Z", "2024-02-27T18:00:00Z"],
+                policy: Policy {
+                    keep_daily: Some(Limited(3)),
+                    ..p()
+                },
+                times: &[
+                    "2024-03-01T06:00:00Z",
+                    "2024-02-29T18:00:00Z",
+                    "2024-02-29T06:00:00Z",
+                    "2024-02-28T18:00:00Z",
+                    "2024-02-27T18:00:00Z",
+                ],
                 want: &[("s0", &["daily"]), ("s1", &["daily"]), ("s3", &["daily"])],
             },
             Case {
                 name: "yearly across new year",
-                policy: Policy { keep_yearly: Some(Limited(2)), ..p() },
-                times: &["2024-01-01T00:01:00Z", "2023-12-31T23:59:00Z", "2023-06-01T00:00:00Z", "2022-06-01T00:00:00Z"],
+                policy: Policy {
+                    keep_yearly: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2024-01-01T00:01:00Z",
+                    "2023-12-31T23:59:00Z",
+                    "2023-06-01T00:00:00Z",
+                    "2022-06-01T00:00:00Z",
+                ],
                 want: &[("s0", &["yearly"]), ("s1", &["yearly"])],
             },
             Case {
                 name: "unlimited keeps every period and the oldest",
-                policy: Policy { keep_daily: Some(Unlimited), ..p() },
-                times: &["2024-05-03T20:00:00Z", "2024-05-03T08:00:00Z", "2024-05-02T20:00:00Z", "2023-01-01T20:00:00Z", "2023-01-01T08:00:00Z"],
-                want: &[("s0", &["daily"]), ("s2", &["daily"]), ("s3", &["daily"]), ("s4", &["oldest daily"])],
+                policy: Policy {
+                    keep_daily: Some(Unlimited),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-03T20:00:00Z",
+                    "2024-05-03T08:00:00Z",
+                    "2024-05-02T20:00:00Z",
+                    "2023-01-01T20:00:00Z",
+                    "2023-01-01T08:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["daily"]),
+                    ("s2", &["daily"]),
+                    ("s3", &["daily"]),
+                    ("s4", &["oldest daily"]),
+                ],
             },
             Case {
                 name: "budgets overlap: one backup spends from daily and weekly",
-                policy: Policy { keep_daily: Some(Limited(2)), keep_weekly: Some(Limited(2)), ..p() },
+                policy: Policy {
+                    keep_daily: Some(Limited(2)),
+                    keep_weekly: Some(Limited(2)),
+                    ..p()
+                },
                 // Wed, Tue (same week), Mon of the week before, Sun before that.
-                times: &["2024-05-15T12:00:00Z", "2024-05-14T12:00:00Z", "2024-05-06T12:00:00Z", "2024-05-05T12:00:00Z"],
-                want: &[("s0", &["daily", "weekly"]), ("s1", &["daily"]), ("s2", &["weekly"])],
+                times: &[
+                    "2024-05-15T12:00:00Z",
+                    "2024-05-14T12:00:00Z",
+                    "2024-05-06T12:00:00Z",
+                    "2024-05-05T12:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["daily", "weekly"]),
+                    ("s1", &["daily"]),
+                    ("s2", &["weekly"]),
+                ],
             },
             Case {
                 name: "each rule remembers its own last kept period",
-                policy: Policy { keep_last: Some(Limited(2)), keep_daily: Some(Limited(2)), ..p() },
-                times: &["2024-05-15T12:00:00Z", "2024-05-15T06:00:00Z", "2024-05-14T12:00:00Z", "2024-05-14T06:00:00Z", "2024-05-13T06:00:00Z"],
-                want: &[("s0", &["last", "daily"]), ("s1", &["last"]), ("s2", &["daily"])],
+                policy: Policy {
+                    keep_last: Some(Limited(2)),
+                    keep_daily: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-15T12:00:00Z",
+                    "2024-05-15T06:00:00Z",
+                    "2024-05-14T12:00:00Z",
+                    "2024-05-14T06:00:00Z",
+                    "2024-05-13T06:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["last", "daily"]),
+                    ("s1", &["last"]),
+                    ("s2", &["daily"]),
+                ],
             },
             Case {
                 name: "ties: newest first by time, then by id descending",
-                policy: Policy { keep_last: Some(Limited(1)), ..p() },
-                times: &["2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z", "2024-05-01T09:00:00Z"],
+                policy: Policy {
+                    keep_last: Some(Limited(1)),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-01T10:00:00Z",
+                    "2024-05-01T10:00:00Z",
+                    "2024-05-01T09:00:00Z",
+                ],
                 want: &[("s1", &["last"])],
             },
             Case {
                 name: "ties within one day: the higher id is the day's newest",
-                policy: Policy { keep_daily: Some(Limited(2)), ..p() },
-                times: &["2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z", "2024-04-30T10:00:00Z", "2024-04-29T10:00:00Z"],
+                policy: Policy {
+                    keep_daily: Some(Limited(2)),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-01T10:00:00Z",
+                    "2024-05-01T10:00:00Z",
+                    "2024-04-30T10:00:00Z",
+                    "2024-04-29T10:00:00Z",
+                ],
                 want: &[("s1", &["daily"]), ("s2", &["daily"])],
             },
             Case {
                 name: "within is measured from the newest backup, not now, and is strict",
-                policy: Policy { keep_within: Some(dur("2d")), ..p() },
-                times: &["2019-06-10T12:00:00Z", "2019-06-08T12:00:01Z", "2019-06-08T12:00:00Z", "2019-06-01T00:00:00Z"],
+                policy: Policy {
+                    keep_within: Some(dur("2d")),
+                    ..p()
+                },
+                times: &[
+                    "2019-06-10T12:00:00Z",
+                    "2019-06-08T12:00:01Z",
+                    "2019-06-08T12:00:00Z",
+                    "2019-06-01T00:00:00Z",
+                ],
                 want: &[("s0", &["within 2d"]), ("s1", &["within 2d"])],
             },
             Case {
                 name: "within months use Go AddDate: 31 Mar - 1mo = 3 Mar",
-                policy: Policy { keep_within: Some(dur("1mo")), ..p() },
-                times: &["2023-03-31T12:00:00Z", "2023-03-03T12:00:01Z", "2023-03-03T12:00:00Z", "2023-02-28T12:00:00Z"],
+                policy: Policy {
+                    keep_within: Some(dur("1mo")),
+                    ..p()
+                },
+                times: &[
+                    "2023-03-31T12:00:00Z",
+                    "2023-03-03T12:00:01Z",
+                    "2023-03-03T12:00:00Z",
+                    "2023-02-28T12:00:00Z",
+                ],
                 want: &[("s0", &["within 1mo"]), ("s1", &["within 1mo"])],
             },
             Case {
                 name: "within hourly keeps the newest of each hour inside the window",
-                policy: Policy { keep_within_hourly: Some(dur("3h")), ..p() },
-                times: &["2024-05-01T12:10:00Z", "2024-05-01T11:40:00Z", "2024-05-01T11:20:00Z", "2024-05-01T09:30:00Z", "2024-05-01T08:00:00Z"],
-                want: &[("s0", &["within hourly 3h"]), ("s1", &["within hourly 3h"]), ("s3", &["within hourly 3h"])],
+                policy: Policy {
+                    keep_within_hourly: Some(dur("3h")),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-01T12:10:00Z",
+                    "2024-05-01T11:40:00Z",
+                    "2024-05-01T11:20:00Z",
+                    "2024-05-01T09:30:00Z",
+                    "2024-05-01T08:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["within hourly 3h"]),
+                    ("s1", &["within hourly 3h"]),
+                    ("s3", &["within hourly 3h"]),
+                ],
             },
             Case {
                 name: "within daily has no budget and keeps the oldest inside the window",
-                policy: Policy { keep_within_daily: Some(dur("10d")), ..p() },
-                times: &["2024-05-10T20:00:00Z", "2024-05-10T08:00:00Z", "2024-05-09T20:00:00Z", "2024-05-02T20:00:00Z", "2024-05-02T08:00:00Z"],
-                want: &[("s0", &["within daily 10d"]), ("s2", &["within daily 10d"]), ("s3", &["within daily 10d"]), ("s4", &["oldest within daily 10d"])],
+                policy: Policy {
+                    keep_within_daily: Some(dur("10d")),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-10T20:00:00Z",
+                    "2024-05-10T08:00:00Z",
+                    "2024-05-09T20:00:00Z",
+                    "2024-05-02T20:00:00Z",
+                    "2024-05-02T08:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["within daily 10d"]),
+                    ("s2", &["within daily 10d"]),
+                    ("s3", &["within daily 10d"]),
+                    ("s4", &["oldest within daily 10d"]),
+                ],
             },
             Case {
                 name: "within weekly stops at the window",
-                policy: Policy { keep_within_weekly: Some(dur("2w")), ..p() },
-                times: &["2024-05-15T12:00:00Z", "2024-05-13T12:00:00Z", "2024-05-10T12:00:00Z", "2024-05-01T11:00:00Z", "2024-04-20T12:00:00Z"],
-                want: &[("s0", &["within weekly 14d"]), ("s2", &["within weekly 14d"])],
+                policy: Policy {
+                    keep_within_weekly: Some(dur("2w")),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-15T12:00:00Z",
+                    "2024-05-13T12:00:00Z",
+                    "2024-05-10T12:00:00Z",
+                    "2024-05-01T11:00:00Z",
+                    "2024-04-20T12:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["within weekly 14d"]),
+                    ("s2", &["within weekly 14d"]),
+                ],
             },
             Case {
                 name: "within monthly",
-                policy: Policy { keep_within_monthly: Some(dur("2mo")), ..p() },
-                times: &["2024-05-15T12:00:00Z", "2024-05-01T12:00:00Z", "2024-04-30T12:00:00Z", "2024-03-16T12:00:00Z", "2024-03-15T12:00:00Z"],
-                want: &[("s0", &["within monthly 2mo"]), ("s2", &["within monthly 2mo"]), ("s3", &["within monthly 2mo"])],
+                policy: Policy {
+                    keep_within_monthly: Some(dur("2mo")),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-15T12:00:00Z",
+                    "2024-05-01T12:00:00Z",
+                    "2024-04-30T12:00:00Z",
+                    "2024-03-16T12:00:00Z",
+                    "2024-03-15T12:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["within monthly 2mo"]),
+                    ("s2", &["within monthly 2mo"]),
+                    ("s3", &["within monthly 2mo"]),
+                ],
             },
             Case {
                 name: "within yearly",
-                policy: Policy { keep_within_yearly: Some(dur("1y")), ..p() },
-                times: &["2024-05-15T12:00:00Z", "2024-01-01T12:00:00Z", "2023-12-31T12:00:00Z", "2023-05-16T12:00:00Z", "2023-05-14T12:00:00Z"],
+                policy: Policy {
+                    keep_within_yearly: Some(dur("1y")),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-15T12:00:00Z",
+                    "2024-01-01T12:00:00Z",
+                    "2023-12-31T12:00:00Z",
+                    "2023-05-16T12:00:00Z",
+                    "2023-05-14T12:00:00Z",
+                ],
                 want: &[("s0", &["within yearly 1y"]), ("s2", &["within yearly 1y"])],
             },
             Case {
                 name: "reasons are listed within, counts, within-periods",
-                policy: Policy { keep_within: Some(dur("1d")), keep_daily: Some(Limited(1)), keep_within_weekly: Some(dur("1w")), ..p() },
-                times: &["2024-05-15T12:00:00Z", "2024-05-15T06:00:00Z", "2024-05-12T06:00:00Z"],
-                want: &[("s0", &["within 1d", "daily", "within weekly 7d"]), ("s1", &["within 1d"]), ("s2", &["within weekly 7d"])],
+                policy: Policy {
+                    keep_within: Some(dur("1d")),
+                    keep_daily: Some(Limited(1)),
+                    keep_within_weekly: Some(dur("1w")),
+                    ..p()
+                },
+                times: &[
+                    "2024-05-15T12:00:00Z",
+                    "2024-05-15T06:00:00Z",
+                    "2024-05-12T06:00:00Z",
+                ],
+                want: &[
+                    ("s0", &["within 1d", "daily", "within weekly 7d"]),
+                    ("s1", &["within 1d"]),
+                    ("s2", &["within weekly 7d"]),
+                ],
             },
             Case {
                 name: "New York: 23:00 EDT is still the previous local day",
-                policy: Policy { keep_daily: Some(Limited(5)), timezone: new_york(), ..p() },
+                policy: Policy {
+                    keep_daily: Some(Limited(5)),
+                    timezone: new_york(),
+                    ..p()
+                },
                 // 2024-06-02T03:00Z is 1 June 23:00 EDT, the same local day as 16:00 EDT.
-                times: &["2024-06-02T03:00:00Z", "2024-06-01T20:00:00Z", "2024-05-31T20:00:00Z"],
+                times: &[
+                    "2024-06-02T03:00:00Z",
+                    "2024-06-01T20:00:00Z",
+                    "2024-05-31T20:00:00Z",
+                ],
                 want: &[("s0", &["daily"]), ("s2", &["daily"])],
             },
             Case {
                 name: "same history in UTC has three days",
-                policy: Policy { keep_daily: Some(Limited(5)), ..p() },
-                times: &["2024-06-02T03:00:00Z", "2024-06-01T20:00:00Z", "2024-05-31T20:00:00Z"],
+                policy: Policy {
+                    keep_daily: Some(Limited(5)),
+                    ..p()
+                },
+                times: &[
+                    "2024-06-02T03:00:00Z",
+                    "2024-06-01T20:00:00Z",
+                    "2024-05-31T20:00:00Z",
+                ],
                 want: &[("s0", &["daily"]), ("s1", &["daily"]), ("s2", &["daily"])],
             },
             Case {
                 name: "New York fall-back: 01:45 EDT and 01:15 EST are one local hour",
-                policy: Policy { keep_hourly: Some(Limited(5)), timezone: new_york(), ..p() },
-                times: &["2024-11-03T06:15:00Z", "2024-11-03T05:45:00Z", "2024-11-03T04:10:00Z"],
+                policy: Policy {
+                    keep_hourly: Some(Limited(5)),
+                    timezone: new_york(),
+                    ..p()
+                },
+                times: &[
+                    "2024-11-03T06:15:00Z",
+                    "2024-11-03T05:45:00Z",
+                    "2024-11-03T04:10:00Z",
+                ],
                 want: &[("s0", &["hourly"]), ("s2", &["hourly"])],
             },
             Case {
                 name: "New York fall-back in UTC is two hours",
-                policy: Policy { keep_hourly: Some(Limited(5)), ..p() },
-                times: &["2024-11-03T06:15:00Z", "2024-11-03T05:45:00Z", "2024-11-03T04:10:00Z"],
-                want: &[("s0", &["hourly"]), ("s1", &["hourly"]), ("s2", &["hourly"])],
+                policy: Policy {
+                    keep_hourly: Some(Limited(5)),
+                    ..p()
+                },
+                times: &[
+                    "2024-11-03T06:15:00Z",
+                    "2024-11-03T05:45:00Z",
+                    "2024-11-03T04:10:00Z",
+                ],
+                want: &[
+                    ("s0", &["hourly"]),
+                    ("s1", &["hourly"]),
+                    ("s2", &["hourly"]),
+                ],
             },
             Case {
                 name: "London fall-back: 01:30 BST and 01:10 GMT share local hour 01",
-                policy: Policy { keep_hourly: Some(Limited(5)), timezone: london(), ..p() },
-                times: &["2024-10-27T01:10:00Z", "2024-10-27T00:30:00Z", "2024-10-26T23:40:00Z"],
+                policy: Policy {
+                    keep_hourly: Some(Limited(5)),
+                    timezone: london(),
+                    ..p()
+                },
+                times: &[
+                    "2024-10-27T01:10:00Z",
+                    "2024-10-27T00:30:00Z",
+                    "2024-10-26T23:40:00Z",
+                ],
                 want: &[("s0", &["hourly"]), ("s2", &["hourly"])],
             },
             Case {
                 name: "London spring-forward: 00:45 GMT and 02:15 BST are different hours",
-                policy: Policy { keep_hourly: Some(Limited(5)), timezone: london(), ..p() },
-                times: &["2024-03-31T01:15:00Z", "2024-03-31T00:45:00Z", "2024-03-31T00:05:00Z"],
-                want: &[("s0", &["hourly"]), ("s1", &["hourly"]), ("s2", &["oldest hourly"])],
+                policy: Policy {
+                    keep_hourly: Some(Limited(5)),
+                    timezone: london(),
+                    ..p()
+                },
+                times: &[
+                    "2024-03-31T01:15:00Z",
+                    "2024-03-31T00:45:00Z",
+                    "2024-03-31T00:05:00Z",
+                ],
+                want: &[
+                    ("s0", &["hourly"]),
+                    ("s1", &["hourly"]),
+                    ("s2", &["oldest hourly"]),
+                ],
             },
             Case {
                 name: "London: 23:30 UTC in summer is the next local day",
-                policy: Policy { keep_daily: Some(Limited(5)), timezone: london(), ..p() },
-                times: &["2024-07-01T23:30:00Z", "2024-07-02T10:00:00Z", "2024-07-01T10:00:00Z"],
+                policy: Policy {
+                    keep_daily: Some(Limited(5)),
+                    timezone: london(),
+                    ..p()
+                },
+                times: &[
+                    "2024-07-01T23:30:00Z",
+                    "2024-07-02T10:00:00Z",
+                    "2024-07-01T10:00:00Z",
+                ],
                 want: &[("s1", &["daily"]), ("s2", &["daily"])],
             },
             Case {
                 name: "New York: 1 March 03:00Z is still February locally",
-                policy: Policy { keep_monthly: Some(Limited(2)), timezone: new_york(), ..p() },
-                times: &["2024-03-01T12:00:00Z", "2024-03-01T03:00:00Z", "2024-02-10T12:00:00Z"],
+                policy: Policy {
+                    keep_monthly: Some(Limited(2)),
+                    timezone: new_york(),
+                    ..p()
+                },
+                times: &[
+                    "2024-03-01T12:00:00Z",
+                    "2024-03-01T03:00:00Z",
+                    "2024-02-10T12:00:00Z",
+                ],
                 want: &[("s0", &["monthly"]), ("s1", &["monthly"])],
             },
             Case {
                 name: "London: ISO week starts at local midnight on Monday",
-                policy: Policy { keep_weekly: Some(Limited(2)), timezone: london(), ..p() },
+                policy: Policy {
+                    keep_weekly: Some(Limited(2)),
+                    timezone: london(),
+                    ..p()
+                },
                 // Sun 23:30Z in summer is Mon 00:30 BST: a new local week.
-                times: &["2024-07-07T23:30:00Z", "2024-07-07T22:30:00Z", "2024-07-01T10:00:00Z"],
+                times: &[
+                    "2024-07-07T23:30:00Z",
+                    "2024-07-07T22:30:00Z",
+                    "2024-07-01T10:00:00Z",
+                ],
                 want: &[("s0", &["weekly"]), ("s1", &["weekly"])],
             },
             Case {
                 name: "within in a zone counts calendar days across DST",
-                policy: Policy { keep_within: Some(dur("1d")), timezone: london(), ..p() },
+                policy: Policy {
+                    keep_within: Some(dur("1d")),
+                    timezone: london(),
+                    ..p()
+                },
                 // 31 Mar 12:00 BST minus 1d is 30 Mar 12:00 GMT: 23 hours earlier.
-                times: &["2024-03-31T11:00:00Z", "2024-03-30T12:00:01Z", "2024-03-30T12:00:00Z", "2024-03-30T11:30:00Z"],
+                times: &[
+                    "2024-03-31T11:00:00Z",
+                    "2024-03-30T12:00:01Z",
+                    "2024-03-30T12:00:00Z",
+                    "2024-03-30T11:30:00Z",
+                ],
                 want: &[("s0", &["within 1d"]), ("s1", &["within 1d"])],
             },
             Case {
                 name: "newest guard when no rule keeps anything",
-                policy: Policy { keep_last: Some(Limited(0)), ..p() },
+                policy: Policy {
+                    keep_last: Some(Limited(0)),
+                    ..p()
+                },
                 times: &["2024-05-01T10:00:00Z", "2024-05-02T10:00:00Z"],
                 want: &[("s1", &["newest"])],
             },
@@ -670,12 +1008,15 @@ mod tests {
         // left, keeps 1 Jan as the oldest.
         let want = [
             "01-01", "01-31", "02-29", "03-31", "04-30", "05-31", "06-30", "07-31", "08-31",
-            "09-30", "10-31", "11-30", "12-08", "12-15", "12-22", "12-25", "12-26",
-            "12-27", "12-28", "12-29", "12-30", "12-31",
+            "09-30", "10-31", "11-30", "12-08", "12-15", "12-22", "12-25", "12-26", "12-27",
+            "12-28", "12-29", "12-30", "12-31",
         ];
         assert_eq!(kept, want);
         assert_eq!(plan.entries[0].reasons, ["oldest yearly"]);
-        assert_eq!(plan.entries[365].reasons, ["daily", "weekly", "monthly", "yearly"]);
+        assert_eq!(
+            plan.entries[365].reasons,
+            ["daily", "weekly", "monthly", "yearly"]
+        );
     }
 
     fn arb_count() -> impl Strategy<Value = Option<Count>> {
@@ -699,8 +1040,22 @@ mod tests {
     fn arb_policy() -> impl Strategy<Value = Policy> {
         let zones = [Tz::UTC, london(), new_york(), chrono_tz::Asia::Kolkata];
         (
-            (arb_count(), arb_count(), arb_count(), arb_count(), arb_count(), arb_count()),
-            (arb_duration(), arb_duration(), arb_duration(), arb_duration(), arb_duration(), arb_duration()),
+            (
+                arb_count(),
+                arb_count(),
+                arb_count(),
+                arb_count(),
+                arb_count(),
+                arb_count(),
+            ),
+            (
+                arb_duration(),
+                arb_duration(),
+                arb_duration(),
+                arb_duration(),
+                arb_duration(),
+                arb_duration(),
+            ),
             0..zones.len(),
         )
             .prop_map(move |(c, d, zone)| Policy {
@@ -724,7 +1079,12 @@ mod tests {
     /// skipped), with occasional equal times to exercise the id tie-break.
     fn arb_history() -> impl Strategy<Value = Vec<Snapshot>> {
         proptest::collection::vec(
-            prop_oneof![Just(0i64), 60i64..7_200, 3_600i64..200_000, 86_400i64..3_500_000],
+            prop_oneof![
+                Just(0i64),
+                60i64..7_200,
+                3_600i64..200_000,
+                86_400i64..3_500_000
+            ],
             1..40,
         )
         .prop_map(|gaps| {

@@ -104,6 +104,25 @@ pub fn stream_stdout(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let mut child = spawn(program, &mut cmd, kill)?;
+    let (tail, drain) = drain_stderr(&mut child);
+    let copied = match child.stdout.take() {
+        Some(mut stdout) => copy(&mut stdout, out, program),
+        None => Ok(0),
+    };
+    if copied.is_err() {
+        // The consumer is gone: stop the child rather than let it block.
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    finish(program, status, copied, kill, tail, drain)
+}
+
+type Tail = Arc<Mutex<VecDeque<u8>>>;
+
+/// Starts the child and registers it with the kill switch (a switch already
+/// thrown kills it at once).
+fn spawn(program: &str, cmd: &mut Command, kill: &KillSwitch) -> Result<Child, ChildError> {
     let mut child = cmd.spawn().map_err(|source| ChildError::Spawn {
         program: program.to_owned(),
         source,
@@ -114,9 +133,15 @@ pub fn stream_stdout(
             program: program.to_owned(),
         });
     }
-    let stderr_tail = Arc::new(Mutex::new(VecDeque::<u8>::with_capacity(STDERR_TAIL)));
+    Ok(child)
+}
+
+/// Drains the child's stderr on a thread, keeping the last `STDERR_TAIL`
+/// bytes: a full stderr pipe would otherwise block the child.
+fn drain_stderr(child: &mut Child) -> (Tail, Option<thread::JoinHandle<()>>) {
+    let tail: Tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
     let drain = child.stderr.take().map(|mut err| {
-        let tail = stderr_tail.clone();
+        let tail = tail.clone();
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
@@ -133,21 +158,23 @@ pub fn stream_stdout(
             }
         })
     });
+    (tail, drain)
+}
 
-    let copied = match child.stdout.take() {
-        Some(mut stdout) => copy(&mut stdout, out, program),
-        None => Ok(0),
-    };
-    if copied.is_err() {
-        // The consumer is gone: stop the child rather than let it block.
-        let _ = child.kill();
-    }
-    let status = child.wait();
+/// Judges a finished child: cancelled, copy failure, or exit status.
+fn finish(
+    program: &str,
+    status: io::Result<ExitStatus>,
+    copied: Result<u64, ChildError>,
+    kill: &KillSwitch,
+    tail: Tail,
+    drain: Option<thread::JoinHandle<()>>,
+) -> Result<u64, ChildError> {
     let cancelled = kill.unregister();
     if let Some(h) = drain {
         let _ = h.join();
     }
-    let stderr = stderr_tail
+    let stderr = tail
         .lock()
         .map(|t| String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).into_owned())
         .unwrap_or_default();
@@ -156,11 +183,11 @@ pub fn stream_stdout(
             program: program.to_owned(),
         });
     }
-    let n = copied?;
     let status = status.map_err(|source| ChildError::Read {
         program: program.to_owned(),
         source,
     })?;
+    // A non-zero exit explains a broken pipe better than the pipe error.
     if !status.success() {
         return Err(ChildError::Failed {
             program: program.to_owned(),
@@ -168,7 +195,30 @@ pub fn stream_stdout(
             stderr,
         });
     }
-    Ok(n)
+    copied
+}
+
+/// Runs `cmd` with `input` copied into its stdin (stdout discarded, stderr
+/// tail kept); succeeds only when all input was written and the child
+/// exited 0.
+pub fn feed_stdin(
+    program: &str,
+    mut cmd: Command,
+    input: &mut dyn Read,
+    kill: &KillSwitch,
+) -> Result<u64, ChildError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn(program, &mut cmd, kill)?;
+    let (tail, drain) = drain_stderr(&mut child);
+    let copied = match child.stdin.take() {
+        // Dropping stdin at the end of this arm sends EOF to the child.
+        Some(mut stdin) => copy(input, &mut stdin, program),
+        None => Ok(0),
+    };
+    let status = child.wait();
+    finish(program, status, copied, kill, tail, drain)
 }
 
 fn copy(from: &mut dyn Read, to: &mut dyn Write, program: &str) -> Result<u64, ChildError> {

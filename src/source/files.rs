@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("empty".to_string(), EntryType::Directory, 0),
+                ("empty/".to_string(), EntryType::Directory, 0),
                 ("f".to_string(), EntryType::Regular, 5),
                 ("link".to_string(), EntryType::Symlink, 0),
             ]

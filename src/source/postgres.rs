@@ -337,18 +337,21 @@ pub async fn backup(
                 .await
                 .map(|(_, up)| up)
         };
+        let dump = async {
+            dump.await.map_err(|source| PgError::Dump {
+                database: db.clone(),
+                source,
+            })
+        };
+        // try_join: when the dump fails, stop counting rather than wait for
+        // a scan (or a lock) that no longer matters.
         let (up, tables) = match &snapshot_client {
             Some((client, _)) => {
-                let (up, counts) = tokio::join!(dump, count_rows(client, db));
+                let (up, counts) = tokio::try_join!(dump, count_rows(client, db))?;
                 (up, Some(counts))
             }
-            None => (dump.await, None),
+            None => (dump.await?, None),
         };
-        let up = up.map_err(|source| PgError::Dump {
-            database: db.clone(),
-            source,
-        })?;
-        let tables = tables.transpose()?;
         if let Some((client, _)) = snapshot_client {
             let _ = client.batch_execute("COMMIT").await;
         }

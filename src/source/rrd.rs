@@ -589,7 +589,7 @@ mod tests {
             (32, 1 << 40),
         ] {
             let mut b = good.clone();
-            b[off..off + 8].copy_from_slice(&(val as u64).to_ne_bytes());
+            b[off..off + 8].copy_from_slice(&val.to_ne_bytes());
             assert!(validate_rrd(&b).is_err(), "offset {off} value {val}");
         }
         let mut b = good.clone();
@@ -611,6 +611,45 @@ mod tests {
             })
         );
         assert_eq!(validate_rrd(b"not an rrd"), Err(RrdInvalid::BadMagic));
+    }
+
+    fn one_entry(root: &Path) -> Entry {
+        Walk::new(root).unwrap().next().unwrap().unwrap()
+    }
+
+    #[test]
+    fn file_vanishing_after_listing_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.rrd"), synth(b"0003", 1, &[4])).unwrap();
+        let entry = one_entry(dir.path());
+        std::fs::remove_file(dir.path().join("a.rrd")).unwrap();
+        let mut buf = Vec::new();
+        let got = copy_rrd(Path::new("a.rrd"), &entry, &RrdOptions::default(), &mut buf).unwrap();
+        assert!(got.is_none());
+    }
+
+    #[test]
+    fn lock_is_released_right_after_the_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.rrd");
+        std::fs::write(&path, synth(b"0003", 1, &[4])).unwrap();
+        let entry = one_entry(dir.path());
+        let file = entry.open_file().unwrap();
+        let mut buf = Vec::new();
+        locked_read(&path, &file, &RrdOptions::default(), &mut buf)
+            .unwrap()
+            .unwrap();
+        assert!(validate_rrd(&buf).is_ok());
+        // A writer (another open file description) can lock at once, while
+        // our descriptor is still open.
+        let writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        ofd_lock(&writer, libc::F_WRLCK).unwrap();
+        // And while the writer holds it, we cannot read-lock.
+        let err = ofd_lock(&file, libc::F_RDLCK).unwrap_err();
+        assert!(matches!(
+            err.raw_os_error(),
+            Some(libc::EAGAIN) | Some(libc::EACCES)
+        ));
     }
 
     #[test]

@@ -1,1 +1,5 @@
 //! Integration tests: one binary, modules per area, to keep link time down.
+
+mod backup;
+mod config_errors;
+mod support;

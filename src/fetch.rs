@@ -1,0 +1,137 @@
+//! Reading artifacts back: stream an object, hash it as it arrives, and
+//! compare size and sha256 with the manifest before anyone trusts it.
+
+use std::io::Write;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::Artifact;
+use crate::store::{artifact_path, Repo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot read {key} from the store: {source}")]
+    Read {
+        key: String,
+        source: object_store::Error,
+    },
+    #[error("artifact {key} is corrupt: {what} (expected {expected}, found {found})")]
+    Corrupt {
+        key: String,
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("cannot write staging file {path}: {source}")]
+    Stage {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not enough space in {dir} to stage {key}: need {need} bytes, {free} free")]
+    NoSpace {
+        dir: String,
+        key: String,
+        need: u64,
+        free: u64,
+    },
+}
+
+/// Streams the artifact through `sink` while checking it; returns an error if
+/// the size or checksum differ from the manifest. The sink sees every byte
+/// before the verdict, so callers must not *apply* what they wrote until
+/// this returns `Ok` (stage to a file, or only hash).
+pub async fn stream_verified(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(), FetchError> {
+    let key = artifact_path(job, id, &art.key);
+    let key_s = key.to_string();
+    let read_err = |source| FetchError::Read {
+        key: key_s.clone(),
+        source,
+    };
+    let mut stream = repo.store.get(&key).await.map_err(read_err)?.into_stream();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.try_next().await.map_err(read_err)? {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        sink(&chunk).map_err(|source| FetchError::Stage {
+            path: key_s.clone(),
+            source,
+        })?;
+    }
+    if size != art.stored_bytes {
+        return Err(FetchError::Corrupt {
+            key: key_s,
+            what: "size differs",
+            expected: art.stored_bytes.to_string(),
+            found: size.to_string(),
+        });
+    }
+    let sum = hex::encode(hasher.finalize());
+    if sum != art.sha256 {
+        return Err(FetchError::Corrupt {
+            key: key_s,
+            what: "sha256 differs",
+            expected: art.sha256.clone(),
+            found: sum,
+        });
+    }
+    Ok(())
+}
+
+/// Free bytes for unprivileged use on the file system holding `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; c is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Downloads the artifact into `dest` (a new file), verified. On any error
+/// the partial file is removed.
+pub async fn stage(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    dest: &Path,
+) -> Result<(), FetchError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let stage_err = |source| FetchError::Stage {
+        path: dest.display().to_string(),
+        source,
+    };
+    let free = free_space(dir).map_err(stage_err)?;
+    // Keep a margin so staging never fills the disk completely.
+    let need = art.stored_bytes + 64 * 1024 * 1024;
+    if free < need {
+        return Err(FetchError::NoSpace {
+            dir: dir.display().to_string(),
+            key: art.key.clone(),
+            need,
+            free,
+        });
+    }
+    let file = std::fs::File::create(dest).map_err(stage_err)?;
+    let mut w = std::io::BufWriter::with_capacity(1024 * 1024, file);
+    let result = stream_verified(repo, job, id, art, |b| w.write_all(b)).await;
+    let result = result.and_then(|()| w.flush().map_err(stage_err));
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}

@@ -1,0 +1,766 @@
+//! Restore: plan what to bring back, download and verify every artifact
+//! before applying any of it, then apply.
+//!
+//! Safety rules:
+//! - every artifact is staged to local disk and its size and sha256 checked
+//!   before anything is applied; a corrupt artifact stops the restore with
+//!   nothing applied from it;
+//! - an existing database is never touched unless asked: restoring over the
+//!   original database name needs `--force`, and a non-empty target also
+//!   needs `--clean` (`pg_restore --clean --if-exists`);
+//! - `--jobs 1` restores in one transaction (`--single-transaction`), so a
+//!   failed restore leaves the target as it was; with `--jobs N` a failure
+//!   can leave a partial restore, and ccbackup drops the database again if
+//!   it created it;
+//! - files are written to temporary names, fsynced and renamed into place;
+//!   without `--force` an existing file fails the restore before anything is
+//!   written; RRD files are validated before they are renamed in.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tokio_postgres::Client;
+
+use crate::config::{JobConfig, PostgresConfig, SourceKind};
+use crate::extract::{extract_tree_checked, ExtractError, ExtractOptions, ExtractReport};
+use crate::fetch::{self, FetchError};
+use crate::manifest::{Artifact, ArtifactKind, Manifest};
+use crate::source::child::{feed_stdin, ChildError, KillSwitch};
+use crate::source::pgtools::{self, PgToolsError};
+use crate::source::postgres::{self, conninfo, quote_ident, PgError};
+use crate::store::Repo;
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreRequest {
+    pub source: Option<String>,
+    pub database: Option<String>,
+    pub target_db: Option<String>,
+    pub clean: bool,
+    pub force: bool,
+    pub jobs: u32,
+    pub globals: bool,
+    pub no_owner: bool,
+    pub to: Option<PathBuf>,
+    pub include: Vec<String>,
+    pub dry_run: bool,
+    pub staging_dir: Option<PathBuf>,
+}
+
+/// One thing to restore.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Globals {
+        artifact: Artifact,
+    },
+    Database {
+        artifact: Artifact,
+        database: String,
+        target: String,
+    },
+    Tree {
+        artifact: Artifact,
+        dest: PathBuf,
+    },
+}
+
+impl Step {
+    pub fn artifact(&self) -> &Artifact {
+        match self {
+            Step::Globals { artifact }
+            | Step::Database { artifact, .. }
+            | Step::Tree { artifact, .. } => artifact,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0}")]
+    Plan(String),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error(transparent)]
+    Tools(#[from] PgToolsError),
+    #[error("restoring into database `{database}` failed: {source}")]
+    PgRestore {
+        database: String,
+        source: ChildError,
+    },
+    #[error("applying globals failed: {source}")]
+    Globals { source: ChildError },
+    #[error("restoring {key} into {dest} failed: {source}")]
+    Extract {
+        key: String,
+        dest: String,
+        source: ExtractError,
+    },
+    #[error("cannot prepare staging directory: {0}")]
+    Staging(std::io::Error),
+    #[error("restore worker stopped unexpectedly")]
+    Join,
+}
+
+/// Pure: which artifacts of `m` the request selects, and where each goes.
+pub fn plan(m: &Manifest, req: &RestoreRequest) -> Result<Vec<Step>, RestoreError> {
+    let plan_err = |s: String| RestoreError::Plan(s);
+    let arts: Vec<&Artifact> = m
+        .artifacts
+        .iter()
+        .filter(|a| req.source.as_ref().is_none_or(|s| &a.source == s))
+        .collect();
+    if arts.is_empty() {
+        return Err(plan_err(format!(
+            "backup {} has no source `{}` (sources: {})",
+            m.id,
+            req.source.as_deref().unwrap_or(""),
+            m.source_names().join(", ")
+        )));
+    }
+    let mut steps = Vec::new();
+    let dumps: Vec<&&Artifact> = arts
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::PgDump)
+        .filter(|a| {
+            req.database
+                .as_ref()
+                .is_none_or(|d| a.postgres.as_ref().and_then(|p| p.database.as_ref()) == Some(d))
+        })
+        .collect();
+    if let Some(d) = &req.database {
+        if dumps.is_empty() {
+            let have: Vec<String> = arts
+                .iter()
+                .filter_map(|a| a.postgres.as_ref().and_then(|p| p.database.clone()))
+                .collect();
+            return Err(plan_err(format!(
+                "backup {} has no database `{d}` (databases: {})",
+                m.id,
+                have.join(", ")
+            )));
+        }
+    }
+    if req.target_db.is_some() && dumps.len() != 1 {
+        return Err(plan_err(format!(
+            "--target-db needs exactly one database, but {} are selected: pick one with --database",
+            dumps.len()
+        )));
+    }
+    if req.globals {
+        let g: Vec<&&Artifact> = arts
+            .iter()
+            .filter(|a| a.kind == ArtifactKind::PgGlobals)
+            .collect();
+        if g.is_empty() {
+            return Err(plan_err(format!("backup {} holds no globals", m.id)));
+        }
+        steps.extend(g.into_iter().map(|a| Step::Globals {
+            artifact: (*a).clone(),
+        }));
+    }
+    for a in dumps {
+        let database = a
+            .postgres
+            .as_ref()
+            .and_then(|p| p.database.clone())
+            .ok_or_else(|| plan_err(format!("artifact {} names no database", a.key)))?;
+        steps.push(Step::Database {
+            artifact: (*a).clone(),
+            target: req.target_db.clone().unwrap_or_else(|| database.clone()),
+            database,
+        });
+    }
+    // Database-only selections skip trees unless a source was named.
+    if req.database.is_none() {
+        let trees: Vec<&&Artifact> = arts
+            .iter()
+            .filter(|a| matches!(a.kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar))
+            .collect();
+        if req.to.is_some() && trees.len() > 1 {
+            return Err(plan_err(format!(
+                "--to takes one directory but {} directory sources are selected: pick one with --source",
+                trees.len()
+            )));
+        }
+        for a in trees {
+            let dest = match (&req.to, &a.tree) {
+                (Some(to), _) => to.clone(),
+                (None, Some(t)) => PathBuf::from(&t.root),
+                (None, None) => {
+                    return Err(plan_err(format!(
+                        "artifact {} does not record where it came from: use --to",
+                        a.key
+                    )))
+                }
+            };
+            steps.push(Step::Tree {
+                artifact: (*a).clone(),
+                dest,
+            });
+        }
+    }
+    if steps.is_empty() {
+        return Err(plan_err(
+            "nothing selected to restore (globals need --globals)".to_owned(),
+        ));
+    }
+    Ok(steps)
+}
+
+fn pg_config<'a>(job: &'a JobConfig, source: &str) -> Result<&'a PostgresConfig, RestoreError> {
+    job.sources
+        .iter()
+        .find_map(|s| match &s.kind {
+            SourceKind::Postgres(p) if s.name == source => Some(p),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            RestoreError::Plan(format!(
+                "job `{}` has no postgres source `{source}` in the configuration; it says which server to restore to",
+                job.name
+            ))
+        })
+}
+
+/// What a database target looks like before the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Missing,
+    Empty,
+    NonEmpty { relations: i64 },
+}
+
+/// Pure: may we restore into this target, and how?
+pub fn check_target(
+    state: TargetState,
+    target: &str,
+    original: &str,
+    req: &RestoreRequest,
+) -> Result<(), String> {
+    match state {
+        TargetState::Missing => Ok(()),
+        _ if target == original && !req.force => Err(format!(
+            "database `{target}` exists and is the database this backup was taken from; \
+             restoring over it needs --force (and --clean to replace its objects), \
+             or use --target-db NEW_NAME"
+        )),
+        TargetState::NonEmpty { relations } if !req.clean => Err(format!(
+            "database `{target}` is not empty ({relations} relations); use --clean to replace its objects, \
+             or --target-db NEW_NAME"
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn target_state(
+    cfg: &PostgresConfig,
+    admin: &Client,
+    target: &str,
+) -> Result<TargetState, PgError> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
+        .await
+        .map_err(|source| PgError::Query {
+            database: cfg.maintenance_db.clone(),
+            what: "look up target database",
+            source,
+        })?
+        .is_some();
+    if !exists {
+        return Ok(TargetState::Missing);
+    }
+    let c = postgres::connect(cfg, target).await?;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND c.relkind IN ('r','p','v','m','S','f')",
+            &[],
+        )
+        .await
+        .map_err(|source| PgError::Query {
+            database: target.to_owned(),
+            what: "inspect target database",
+            source,
+        })?
+        .get(0);
+    Ok(if n == 0 {
+        TargetState::Empty
+    } else {
+        TargetState::NonEmpty { relations: n }
+    })
+}
+
+/// Server major of a dump, from the manifest.
+fn dump_major(a: &Artifact) -> u32 {
+    a.postgres
+        .as_ref()
+        .map(|p| pgtools::server_major(p.server_version_num))
+        .unwrap_or(0)
+}
+
+/// Executes (or with `dry_run`, describes) a restore. Returns human-readable
+/// lines describing what was (or would be) done.
+pub async fn run(
+    repo: &Repo,
+    job: &JobConfig,
+    m: &Manifest,
+    req: &RestoreRequest,
+) -> Result<Vec<String>, RestoreError> {
+    let steps = plan(m, req)?;
+    let staging = tempfile::Builder::new()
+        .prefix("ccbackup-restore-")
+        .tempdir_in(req.staging_dir.clone().unwrap_or_else(std::env::temp_dir))
+        .map_err(RestoreError::Staging)?;
+
+    // Check database targets and versions first: refuse before downloading.
+    let mut report = Vec::new();
+    for step in &steps {
+        if let Step::Database {
+            artifact,
+            database,
+            target,
+        } = step
+        {
+            let cfg = pg_config(job, &artifact.source)?;
+            let admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
+            let server = postgres::discover(&PostgresConfig {
+                databases: crate::config::DatabaseSelection::Named(Vec::new()),
+                ..cfg.clone()
+            })
+            .await?;
+            let need = dump_major(artifact);
+            let have = pgtools::server_major(server.version_num);
+            if have < need {
+                return Err(RestoreError::Plan(format!(
+                    "backup of `{database}` was taken from PostgreSQL {} but the target server {}:{} runs {}; \
+                     restoring into an older major version is not supported",
+                    artifact.postgres.as_ref().map(|p| p.server_version.as_str()).unwrap_or("?"),
+                    cfg.host,
+                    cfg.port,
+                    server.version
+                )));
+            }
+            let state = target_state(cfg, &admin, target).await?;
+            check_target(state, target, database, req).map_err(RestoreError::Plan)?;
+            report.push(format!(
+                "database `{database}` ({} from {}) -> `{target}` on {}:{} ({})",
+                crate::app::human_bytes(artifact.raw_bytes),
+                artifact.key,
+                cfg.host,
+                cfg.port,
+                match state {
+                    TargetState::Missing => "will be created".to_owned(),
+                    TargetState::Empty => "exists, empty".to_owned(),
+                    TargetState::NonEmpty { relations } =>
+                        format!("exists with {relations} relations: --clean replaces them"),
+                }
+            ));
+        }
+    }
+
+    // Download and verify everything before applying anything.
+    let mut staged = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let a = step.artifact();
+        let path = staging.path().join(format!("{i}.zst"));
+        fetch::stage(repo, &m.job, &m.id, a, &path).await?;
+        staged.push(path);
+    }
+
+    for (step, path) in steps.iter().zip(staged.iter()) {
+        match step {
+            Step::Globals { artifact } => {
+                let cfg = pg_config(job, &artifact.source)?;
+                if req.dry_run {
+                    report.push(format!(
+                        "globals from {} -> {}:{} (roles and tablespaces; existing roles report errors and are kept)",
+                        artifact.key, cfg.host, cfg.port
+                    ));
+                } else {
+                    apply_globals(cfg, artifact, path).await?;
+                    report.push(format!("applied globals from {}", artifact.key));
+                }
+            }
+            Step::Database {
+                artifact, target, ..
+            } => {
+                if !req.dry_run {
+                    let cfg = pg_config(job, &artifact.source)?;
+                    restore_database(cfg, artifact, target, path, staging.path(), req).await?;
+                    report.push(format!("restored database `{target}`"));
+                }
+            }
+            Step::Tree { artifact, dest } => {
+                let r = restore_tree(artifact, dest, path, req).await?;
+                report.push(describe_tree(artifact, dest, &r, req.dry_run));
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) -> String {
+    let mut s = format!(
+        "{} {} -> {}: {} files, {}",
+        if dry_run { "would restore" } else { "restored" },
+        a.key,
+        dest.display(),
+        r.written,
+        crate::app::human_bytes(r.bytes)
+    );
+    if !r.would_replace.is_empty() {
+        s.push_str(&format!(
+            "; {} existing file{} {}",
+            r.would_replace.len(),
+            if r.would_replace.len() == 1 { "" } else { "s" },
+            if dry_run {
+                "would be replaced (needs --force)"
+            } else {
+                "replaced"
+            }
+        ));
+        for p in r.would_replace.iter().take(10) {
+            s.push_str(&format!("\n    {}", p.display()));
+        }
+    }
+    s
+}
+
+async fn restore_tree(
+    a: &Artifact,
+    dest: &Path,
+    staged: &Path,
+    req: &RestoreRequest,
+) -> Result<ExtractReport, RestoreError> {
+    let opts = ExtractOptions {
+        force: req.force,
+        include: req.include.clone(),
+        validate_rrd: a.kind == ArtifactKind::RrdTar,
+        dry_run: req.dry_run,
+    };
+    let staged = staged.to_owned();
+    let dest_c = dest.to_owned();
+    let key = a.key.clone();
+    tokio::task::spawn_blocking(move || {
+        extract_tree_checked(
+            || zstd::stream::read::Decoder::new(std::fs::File::open(&staged)?),
+            &dest_c,
+            &opts,
+        )
+    })
+    .await
+    .map_err(|_| RestoreError::Join)?
+    .map_err(|source| RestoreError::Extract {
+        key,
+        dest: dest.display().to_string(),
+        source,
+    })
+}
+
+fn pg_command(tools: &pgtools::PgTools, program: &str, cfg: &PostgresConfig) -> Command {
+    let mut cmd = Command::new(tools.program(program));
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGSERVICE",
+        "PGOPTIONS",
+    ] {
+        cmd.env_remove(var);
+    }
+    if let Some(p) = &cfg.password {
+        cmd.env("PGPASSWORD", p.expose());
+    }
+    cmd
+}
+
+async fn tools_for(cfg: &PostgresConfig, a: &Artifact) -> Result<pgtools::PgTools, RestoreError> {
+    let server = postgres::discover(&PostgresConfig {
+        databases: crate::config::DatabaseSelection::Named(Vec::new()),
+        ..cfg.clone()
+    })
+    .await?;
+    // pg_restore must be at least as new as the pg_dump that wrote the
+    // archive, and as the target server.
+    let dump_tools_major = a
+        .postgres
+        .as_ref()
+        .and_then(|p| pgtools::parse_version_output(&p.pg_dump_version))
+        .map(|(_, m)| m)
+        .unwrap_or(0);
+    let need = pgtools::server_major(server.version_num).max(dump_tools_major);
+    Ok(pgtools::find(
+        need * 10_000,
+        &server.version,
+        cfg.bin_dir.as_deref(),
+    )?)
+}
+
+async fn restore_database(
+    cfg: &PostgresConfig,
+    a: &Artifact,
+    target: &str,
+    staged: &Path,
+    staging_dir: &Path,
+    req: &RestoreRequest,
+) -> Result<(), RestoreError> {
+    let tools = tools_for(cfg, a).await?;
+    let admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
+    let created = if target_state(cfg, &admin, target).await? == TargetState::Missing {
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_ident(target)
+            ))
+            .await
+            .map_err(|source| PgError::Query {
+                database: cfg.maintenance_db.clone(),
+                what: "create target database",
+                source,
+            })?;
+        true
+    } else {
+        false
+    };
+
+    let mut cmd = pg_command(&tools, "pg_restore", cfg);
+    cmd.arg("--no-password").arg("--exit-on-error");
+    if req.clean {
+        cmd.arg("--clean").arg("--if-exists");
+    }
+    if req.no_owner {
+        cmd.arg("--no-owner");
+    }
+    cmd.arg(format!("--dbname={}", conninfo(cfg, target)));
+    let jobs = req.jobs.max(1);
+    let staged = staged.to_owned();
+    let staging_dir = staging_dir.to_owned();
+    let raw_bytes = a.raw_bytes;
+    let result = tokio::task::spawn_blocking(move || -> Result<(), ChildError> {
+        let kill = KillSwitch::default();
+        let open_err = |source| ChildError::Read {
+            program: "zstd".to_owned(),
+            source,
+        };
+        let mut dec =
+            zstd::stream::read::Decoder::new(std::fs::File::open(&staged).map_err(open_err)?)
+                .map_err(open_err)?;
+        if jobs == 1 {
+            // One transaction: a failure leaves the target untouched.
+            cmd.arg("--single-transaction");
+            feed_stdin("pg_restore", cmd, &mut dec, &kill).map(|_| ())
+        } else {
+            // pg_restore -j needs a seekable archive: decompress to disk.
+            let free = fetch::free_space(&staging_dir).map_err(open_err)?;
+            if free < raw_bytes + 64 * 1024 * 1024 {
+                return Err(open_err(std::io::Error::other(format!(
+                    "not enough space in {} for the {raw_bytes}-byte archive needed by --jobs",
+                    staging_dir.display()
+                ))));
+            }
+            let dump = staging_dir.join("restore.dump");
+            let mut f = std::fs::File::create(&dump).map_err(open_err)?;
+            std::io::copy(&mut dec, &mut f).map_err(open_err)?;
+            drop(f);
+            cmd.arg(format!("--jobs={jobs}")).arg(&dump);
+            let mut empty = std::io::empty();
+            let r = feed_stdin("pg_restore", cmd, &mut empty, &kill).map(|_| ());
+            let _ = std::fs::remove_file(&dump);
+            r
+        }
+    })
+    .await
+    .map_err(|_| RestoreError::Join)?;
+    if let Err(source) = result {
+        if created {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(target)))
+                .await;
+        }
+        return Err(RestoreError::PgRestore {
+            database: target.to_owned(),
+            source,
+        });
+    }
+    Ok(())
+}
+
+async fn apply_globals(
+    cfg: &PostgresConfig,
+    a: &Artifact,
+    staged: &Path,
+) -> Result<(), RestoreError> {
+    let tools = tools_for(cfg, a).await?;
+    let mut cmd = pg_command(&tools, "psql", cfg);
+    // Existing roles make `CREATE ROLE` fail; keep going so the rest applies.
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
+        .arg(format!("--dbname={}", conninfo(cfg, &cfg.maintenance_db)));
+    let staged = staged.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let open_err = |source| ChildError::Read {
+            program: "zstd".to_owned(),
+            source,
+        };
+        let mut dec =
+            zstd::stream::read::Decoder::new(std::fs::File::open(&staged).map_err(open_err)?)
+                .map_err(open_err)?;
+        feed_stdin("psql", cmd, &mut dec, &KillSwitch::default()).map(|_| ())
+    })
+    .await
+    .map_err(|_| RestoreError::Join)?
+    .map_err(|source| RestoreError::Globals { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Compression, PostgresInfo, TreeInfo};
+
+    fn art(key: &str, source: &str, kind: ArtifactKind, db: Option<&str>) -> Artifact {
+        Artifact {
+            key: key.into(),
+            source: source.into(),
+            kind,
+            raw_bytes: 1,
+            stored_bytes: 1,
+            sha256: String::new(),
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level: 3,
+            },
+            postgres: matches!(kind, ArtifactKind::PgDump | ArtifactKind::PgGlobals).then(|| {
+                PostgresInfo {
+                    database: db.map(Into::into),
+                    server_version: "15.1".into(),
+                    server_version_num: 150001,
+                    pg_dump_version: "15.1".into(),
+                    tables: None,
+                }
+            }),
+            tree: matches!(kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar).then(|| TreeInfo {
+                root: format!("/data/{source}"),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: 1,
+            job: "j".into(),
+            id: "20260101T000000Z-000000".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            tool_version: "0".into(),
+            host: "h".into(),
+            artifacts: vec![
+                art("db/globals.sql.zst", "db", ArtifactKind::PgGlobals, None),
+                art("db/01-a.dump.zst", "db", ArtifactKind::PgDump, Some("a")),
+                art("db/02-b.dump.zst", "db", ArtifactKind::PgDump, Some("b")),
+                art("rrd.rrd.tar.zst", "rrd", ArtifactKind::RrdTar, None),
+                art("etc.tar.zst", "etc", ArtifactKind::FilesTar, None),
+            ],
+        }
+    }
+
+    #[test]
+    fn default_plan_restores_databases_and_trees_but_not_globals() {
+        let steps = plan(&manifest(), &RestoreRequest::default()).unwrap();
+        assert_eq!(steps.len(), 4);
+        assert!(!steps.iter().any(|s| matches!(s, Step::Globals { .. })));
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::Tree { dest, .. } if dest == Path::new("/data/rrd"))));
+    }
+
+    #[test]
+    fn database_filter_and_target_db() {
+        let req = RestoreRequest {
+            database: Some("b".into()),
+            target_db: Some("b_copy".into()),
+            ..Default::default()
+        };
+        let steps = plan(&manifest(), &req).unwrap();
+        assert_eq!(
+            steps,
+            vec![Step::Database {
+                artifact: manifest().artifacts[2].clone(),
+                database: "b".into(),
+                target: "b_copy".into()
+            }]
+        );
+        let err = plan(
+            &manifest(),
+            &RestoreRequest {
+                target_db: Some("x".into()),
+                source: Some("db".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("exactly one database"), "{err}");
+        let err = plan(
+            &manifest(),
+            &RestoreRequest {
+                database: Some("zzz".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no database `zzz`"), "{err}");
+    }
+
+    #[test]
+    fn to_needs_a_single_tree() {
+        let req = RestoreRequest {
+            to: Some("/x".into()),
+            ..Default::default()
+        };
+        assert!(plan(&manifest(), &req).is_err());
+        let req = RestoreRequest {
+            to: Some("/x".into()),
+            source: Some("rrd".into()),
+            ..Default::default()
+        };
+        let steps = plan(&manifest(), &req).unwrap();
+        assert!(matches!(&steps[0], Step::Tree { dest, .. } if dest == Path::new("/x")));
+    }
+
+    #[test]
+    fn globals_only_on_request() {
+        let req = RestoreRequest {
+            globals: true,
+            source: Some("db".into()),
+            database: Some("a".into()),
+            ..Default::default()
+        };
+        let steps = plan(&manifest(), &req).unwrap();
+        assert!(matches!(steps[0], Step::Globals { .. }));
+        assert_eq!(steps.len(), 2);
+    }
+
+    #[test]
+    fn target_rules() {
+        let none = RestoreRequest::default();
+        let clean = RestoreRequest {
+            clean: true,
+            ..Default::default()
+        };
+        let force_clean = RestoreRequest {
+            clean: true,
+            force: true,
+            ..Default::default()
+        };
+        let non_empty = TargetState::NonEmpty { relations: 3 };
+        assert!(check_target(TargetState::Missing, "a", "a", &none).is_ok());
+        assert!(check_target(TargetState::Empty, "a", "a", &none).is_err());
+        assert!(check_target(TargetState::Empty, "new", "a", &none).is_ok());
+        assert!(check_target(non_empty, "new", "a", &none).is_err());
+        assert!(check_target(non_empty, "new", "a", &clean).is_ok());
+        assert!(check_target(non_empty, "a", "a", &clean).is_err());
+        assert!(check_target(non_empty, "a", "a", &force_clean).is_ok());
+    }
+}

@@ -1,0 +1,114 @@
+//! `check-config`: every problem reported at once with file, line and key.
+
+use crate::support::*;
+
+#[test]
+fn reports_every_semantic_problem_with_line_and_key() {
+    let ws = Workspace::new();
+    let body = format!(
+        r#"store:
+  url: {}
+jobs:
+  - name: a
+    schedule: "61 * * * *"
+    timezone: Mars/Olympus
+    sources:
+      - name: db
+        postgres:
+          port: 70000
+          password_file: /nonexistent/secret
+      - name: db
+        files: {{path: /definitely/not/here}}
+  - name: a
+    sources:
+      - name: x
+        rrd: {{path: /tmp}}
+        files: {{path: /tmp}}
+"#,
+        ws.store_url()
+    );
+    let cfg = ws.config(&body);
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let err = run.stderr();
+    let file = cfg.display().to_string();
+    for (line, key) in [
+        (5, "jobs[0].schedule"),
+        (6, "jobs[0].timezone"),
+        (10, "jobs[0].sources[0].postgres.port"),
+        (11, "jobs[0].sources[0].postgres.password_file"),
+        (12, "jobs[0].sources[1].name"),
+        (13, "jobs[0].sources[1].files.path"),
+        (14, "jobs[1].name"),
+    ] {
+        let needle = format!("{file}:{line}:");
+        assert!(
+            err.lines().any(|l| l.contains(&needle) && l.contains(key)),
+            "missing {key} at line {line} in:\n{err}"
+        );
+    }
+    assert!(
+        err.contains("exactly one of `postgres`, `rrd` or `files`"),
+        "{err}"
+    );
+    assert!(err.contains("70000 is out of range"), "{err}");
+    // The secret file path is named, nothing else about it.
+    assert!(err.contains("/nonexistent/secret"), "{err}");
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: a\n    sources:\n      - name: db\n        postgres:\n          prot: 5432\n",
+        ws.store_url()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2));
+    let err = run.stderr();
+    assert!(err.contains(&format!("{}:8:", cfg.display())), "{err}");
+    assert!(err.contains("prot"), "{err}");
+}
+
+#[test]
+fn wrong_type_is_reported_with_location() {
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: a\n    sources:\n      - name: db\n        postgres:\n          port: [1, 2]\n",
+        ws.store_url()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2));
+    assert!(
+        run.stderr().contains(&format!("{}:8:", cfg.display())),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn valid_config_passes_and_secrets_stay_out_of_output() {
+    let ws = Workspace::new();
+    let secret = ws.path().join("pw");
+    std::fs::write(&secret, "s3cr3t-value\n").unwrap();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: a\n    schedule: \"0 2 * * *\"\n    retention: {{keep_daily: 7}}\n    sources:\n      - name: db\n        postgres: {{password_file: {}, databases: [ct-vis]}}\n",
+        ws.store_url(),
+        secret.display()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    run.expect_ok();
+    assert!(!run.stdout().contains("s3cr3t") && !run.stderr().contains("s3cr3t"));
+}
+
+#[test]
+fn missing_config_file_is_reported() {
+    let run = ccbackup(
+        std::path::Path::new("/nonexistent/ccbackup.yaml"),
+        &["check-config"],
+    );
+    assert_eq!(run.code(), Some(2));
+    assert!(run
+        .stderr()
+        .contains("cannot read config file /nonexistent/ccbackup.yaml"));
+}

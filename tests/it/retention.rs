@@ -1,0 +1,701 @@
+//! Cross-check of the retention planner against restic's own `forget`.
+//!
+//! A restic repository gets an irregular, deterministic history of backups (`restic backup
+//! --time`), then `restic forget --dry-run --json` is asked what it would keep under a range of
+//! policies and the answer is compared, reason by reason, with [`ccbackup::retention::plan`].
+//!
+//! Debian ships restic 0.14, which predates two things we implement from restic >= 0.16: the
+//! "oldest" rule and `unlimited`. The policies here use no `unlimited`, and the comparison drops
+//! our `oldest ...` reasons (asserting they only ever appear on the oldest backup), so the rest
+//! of the plan must match restic 0.14 exactly.
+//!
+//! Two groups live in one repository (restic plans each host separately):
+//! - host `utc`: 300 backups over about two years with gaps from a minute to ten days, made and
+//!   planned in UTC;
+//! - host `london`: backups made with `TZ=Europe/London`, dense around both 2023 DST changes,
+//!   around local midnight in summer and across ISO week boundaries, planned in Europe/London.
+//!   restic buckets a backup in the UTC offset stored with it, which is the London wall clock
+//!   when `forget` runs with `TZ=Europe/London`. Only count rules are compared for this group:
+//!   restic subtracts `keep-within` durations in the stored fixed offset, not the zone, so a
+//!   window crossing a DST change can legitimately differ from ours by an hour.
+//!
+//! Every restic call derives the repository key with scrypt (about half a second here), so 360
+//! backups cost minutes. They run two at a time, and the finished repository is cached under
+//! Cargo's target tmp dir, keyed by the history and restic's version, so that later runs only
+//! pay for `forget`. The test fails, never skips, when restic is missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use ccbackup::policy::{Count, KeepDuration, Policy};
+use ccbackup::retention::{plan, Snapshot};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+const PASSWORD: &str = "ccbackup-retention-cross-check";
+const UTC_HOST: &str = "utc";
+const LONDON_HOST: &str = "london";
+const UTC_BACKUPS: usize = 300;
+const WORKERS: usize = 2;
+
+/// One backup to make: the host (group) and the wall-clock time given to `--time`, which restic
+/// reads in the zone of `TZ`.
+struct Planned {
+    host: &'static str,
+    tz: &'static str,
+    wall: NaiveDateTime,
+}
+
+/// splitmix64: a fixed, dependency-free generator, so the history is the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn range(&mut self, low: i64, high: i64) -> i64 {
+        let span = u64::try_from(high - low).expect("range is ascending");
+        low + i64::try_from(self.next() % span).expect("span fits i64")
+    }
+}
+
+fn wall(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(y, m, d)
+        .and_then(|date| date.and_hms_opt(h, min, 0))
+        .expect("valid test date")
+}
+
+fn planned_history() -> Vec<Planned> {
+    let mut rng = Rng(0x5eed_2024);
+    let mut out = Vec::new();
+
+    // UTC group: a third of the gaps are minutes (several backups per hour and day), a quarter
+    // hours, the rest days, so every period size sees both shared and skipped periods.
+    let mut t = wall(2022, 1, 3, 9, 17);
+    for _ in 0..UTC_BACKUPS {
+        out.push(Planned {
+            host: UTC_HOST,
+            tz: "UTC",
+            wall: t,
+        });
+        let gap_seconds = match rng.range(0, 100) {
+            0..35 => rng.range(60, 7_200),
+            35..60 => rng.range(7_200, 72_000),
+            _ => rng.range(86_400, 864_000),
+        };
+        t += TimeDelta::seconds(gap_seconds);
+    }
+
+    // London group, in local wall-clock time. The spring-forward gap (01:00-02:00 on 26 March)
+    // is skipped: such times do not exist and restic would move them onto real ones.
+    let mut london = |start: NaiveDateTime, end: NaiveDateTime, min_gap: i64, max_gap: i64| {
+        let mut t = start;
+        while t < end {
+            let in_gap = t >= wall(2023, 3, 26, 1, 0) && t < wall(2023, 3, 26, 2, 0);
+            if !in_gap {
+                out.push(Planned {
+                    host: LONDON_HOST,
+                    tz: "Europe/London",
+                    wall: t,
+                });
+            }
+            t += TimeDelta::seconds(rng.range(min_gap, max_gap));
+        }
+    };
+    london(
+        wall(2023, 3, 25, 21, 5),
+        wall(2023, 3, 26, 4, 0),
+        900,
+        2_700,
+    );
+    // Summer nights around local midnight, which is 23:00 UTC: the local day and week differ.
+    for night in 0..8 {
+        let start = wall(2023, 7, 1, 23, 10) + TimeDelta::days(night);
+        london(start, start + TimeDelta::minutes(100), 1_200, 3_000);
+    }
+    london(
+        wall(2023, 4, 3, 12, 0),
+        wall(2023, 6, 28, 12, 0),
+        500_000,
+        1_100_000,
+    );
+    london(
+        wall(2023, 7, 15, 12, 0),
+        wall(2023, 10, 27, 12, 0),
+        500_000,
+        1_100_000,
+    );
+    london(
+        wall(2023, 10, 28, 21, 5),
+        wall(2023, 10, 29, 4, 0),
+        900,
+        2_700,
+    );
+    out
+}
+
+fn restic(repo: &Path, tz: &str, args: &[&str]) -> Output {
+    let result = Command::new("restic")
+        .arg("--repo")
+        .arg(repo)
+        .arg("--no-cache")
+        .args(args)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("TZ", tz)
+        .env_remove("RESTIC_REPOSITORY")
+        .env_remove("RESTIC_PASSWORD_FILE")
+        .env_remove("RESTIC_PASSWORD_COMMAND")
+        .output();
+    match result {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "restic is not installed (or not on PATH): this cross-check needs it and must not be \
+             skipped; install it with `apt-get install -y restic`"
+        ),
+        Err(e) => panic!("cannot run restic {args:?}: {e}"),
+    }
+}
+
+fn checked(repo: &Path, tz: &str, args: &[&str]) -> Vec<u8> {
+    let output = restic(repo, tz, args);
+    assert!(
+        output.status.success(),
+        "restic {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// FNV-1a: a stable fingerprint for the cache directory name (std's hasher is not stable).
+fn fingerprint(parts: &[String]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+fn build_repository(dir: &Path, history: &[Planned]) {
+    let repo = dir.join("repo");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("create data dir");
+    std::fs::write(data.join("dump.sql"), "-- tiny\n").expect("write data file");
+    checked(&repo, "UTC", &["init", "--quiet"]);
+
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(backup) = history.get(i) else { break };
+                let time = backup.wall.format("%Y-%m-%d %H:%M:%S").to_string();
+                let output = restic(
+                    &repo,
+                    backup.tz,
+                    &[
+                        "backup",
+                        "--quiet",
+                        "--host",
+                        backup.host,
+                        "--time",
+                        &time,
+                        &data.to_string_lossy(),
+                    ],
+                );
+                if !output.status.success() {
+                    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+                    failures
+                        .lock()
+                        .expect("failure list lock")
+                        .push(format!("{} {time}: {stderr}", backup.host));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("failure list lock");
+    assert!(
+        failures.is_empty(),
+        "restic backup failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+struct Fixture {
+    repo: PathBuf,
+    /// Backups per host, as restic recorded them.
+    groups: BTreeMap<String, Vec<Snapshot>>,
+}
+
+/// Builds (or reuses) the repository once for every test in this binary.
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let version =
+            String::from_utf8_lossy(&checked(Path::new("/nonexistent"), "UTC", &["version"]))
+                .trim()
+                .to_owned();
+        let history = planned_history();
+        let mut parts = vec![version, PASSWORD.to_owned()];
+        parts.extend(
+            history
+                .iter()
+                .map(|p| format!("{} {} {}", p.host, p.tz, p.wall)),
+        );
+        let cache_root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let cached = cache_root.join(format!("restic-retention-{:016x}", fingerprint(&parts)));
+        if !cached.join("complete").exists() {
+            std::fs::create_dir_all(cache_root).expect("create cargo tmp dir");
+            let building = tempfile::Builder::new()
+                .prefix("restic-retention-building-")
+                .tempdir_in(cache_root)
+                .expect("create build dir");
+            build_repository(building.path(), &history);
+            std::fs::write(building.path().join("complete"), "").expect("mark build complete");
+            let built = building.keep();
+            if std::fs::rename(&built, &cached).is_err() {
+                // Another test process finished the same repository first; use that one.
+                assert!(
+                    cached.join("complete").exists(),
+                    "cannot move {built:?} to {cached:?}"
+                );
+                let _ = std::fs::remove_dir_all(&built);
+            }
+        }
+        let repo = cached.join("repo");
+        let groups = read_snapshots(&repo);
+        let utc = groups.get(UTC_HOST).map_or(0, Vec::len);
+        let london = groups.get(LONDON_HOST).map_or(0, Vec::len);
+        let planned_london = history.iter().filter(|p| p.host == LONDON_HOST).count();
+        assert_eq!(
+            (utc, london),
+            (UTC_BACKUPS, planned_london),
+            "snapshots in {repo:?}"
+        );
+        Fixture { repo, groups }
+    })
+}
+
+fn restic_time(value: &Value) -> DateTime<Utc> {
+    let text = value.as_str().expect("restic time is a string");
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("restic time {text:?}: {e}"))
+        .with_timezone(&Utc)
+}
+
+fn read_snapshots(repo: &Path) -> BTreeMap<String, Vec<Snapshot>> {
+    let json: Value = serde_json::from_slice(&checked(repo, "UTC", &["snapshots", "--json"]))
+        .expect("restic snapshots --json output");
+    let mut groups: BTreeMap<String, Vec<Snapshot>> = BTreeMap::new();
+    for item in json.as_array().expect("snapshot list") {
+        let host = item["hostname"].as_str().expect("hostname").to_owned();
+        groups.entry(host).or_default().push(Snapshot {
+            id: item["id"].as_str().expect("snapshot id").to_owned(),
+            time: restic_time(&item["time"]),
+        });
+    }
+    for (host, snapshots) in &groups {
+        let mut times: Vec<_> = snapshots.iter().map(|s| s.time).collect();
+        times.sort();
+        times.dedup();
+        // restic orders equal times by listing order, which is arbitrary: avoid ties.
+        assert_eq!(
+            times.len(),
+            snapshots.len(),
+            "equal backup times in group {host}"
+        );
+    }
+    groups
+}
+
+/// restic spells months `m`; everything else matches our canonical form.
+fn restic_duration(d: &KeepDuration) -> String {
+    d.to_string().replace("mo", "m")
+}
+
+fn forget_args(policy: &Policy) -> Vec<String> {
+    let mut args = vec![
+        "forget".to_owned(),
+        "--dry-run".to_owned(),
+        "--json".to_owned(),
+    ];
+    let counts = [
+        ("--keep-last", policy.keep_last),
+        ("--keep-hourly", policy.keep_hourly),
+        ("--keep-daily", policy.keep_daily),
+        ("--keep-weekly", policy.keep_weekly),
+        ("--keep-monthly", policy.keep_monthly),
+        ("--keep-yearly", policy.keep_yearly),
+    ];
+    for (flag, count) in counts {
+        match count {
+            None => {}
+            Some(Count::Limited(n)) => args.extend([flag.to_owned(), n.to_string()]),
+            Some(Count::Unlimited) => panic!("restic 0.14 has no 'unlimited'"),
+        }
+    }
+    let durations = [
+        ("--keep-within", policy.keep_within),
+        ("--keep-within-hourly", policy.keep_within_hourly),
+        ("--keep-within-daily", policy.keep_within_daily),
+        ("--keep-within-weekly", policy.keep_within_weekly),
+        ("--keep-within-monthly", policy.keep_within_monthly),
+        ("--keep-within-yearly", policy.keep_within_yearly),
+    ];
+    for (flag, duration) in durations {
+        if let Some(d) = duration {
+            args.extend([flag.to_owned(), restic_duration(&d)]);
+        }
+    }
+    args
+}
+
+/// Our reason in restic 0.14's words, or `None` for the "oldest" rule restic 0.14 lacks.
+fn in_restic_words(reason: &str) -> Option<String> {
+    if reason.starts_with("oldest ") {
+        return None;
+    }
+    let periods = ["hourly", "daily", "weekly", "monthly", "yearly"];
+    if let Some(rest) = reason.strip_prefix("within ") {
+        if let Some((period, duration)) = rest.split_once(' ') {
+            if periods.contains(&period) {
+                return Some(format!("{period} within {}", duration.replace("mo", "m")));
+            }
+        }
+        return Some(format!("within {}", rest.replace("mo", "m")));
+    }
+    Some(format!("{reason} snapshot"))
+}
+
+/// restic's decision per snapshot id for one host: the reasons it kept it (absent: removed).
+fn restic_decisions(output: &[u8], host: &str) -> BTreeMap<String, Vec<String>> {
+    let json: Value = serde_json::from_slice(output).expect("restic forget --json output");
+    let groups = json.as_array().expect("forget groups");
+    let group = groups
+        .iter()
+        .find(|g| g["host"].as_str() == Some(host))
+        .unwrap_or_else(|| panic!("no group for host {host} in restic's answer"));
+    let keep = group["keep"].as_array().cloned().unwrap_or_default();
+    let reasons = group["reasons"].as_array().cloned().unwrap_or_default();
+    assert_eq!(keep.len(), reasons.len(), "restic pairs keep and reasons");
+    keep.iter()
+        .zip(&reasons)
+        .map(|(snapshot, reason)| {
+            let matches = reason["matches"]
+                .as_array()
+                .expect("reason matches")
+                .iter()
+                .map(|m| m.as_str().expect("reason text").to_owned())
+                .collect();
+            (
+                snapshot["id"].as_str().expect("kept id").to_owned(),
+                matches,
+            )
+        })
+        .collect()
+}
+
+/// Compares one group; returns a description of each disagreement.
+fn compare(
+    name: &str,
+    policy: &Policy,
+    snapshots: &[Snapshot],
+    restic: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let ours = plan(policy, snapshots);
+    let oldest = snapshots.iter().map(|s| s.time).min();
+    let mut problems = Vec::new();
+    for entry in &ours.entries {
+        let translated: Vec<String> = entry
+            .reasons
+            .iter()
+            .filter_map(|r| in_restic_words(r))
+            .collect();
+        let has_oldest_reason = translated.len() != entry.reasons.len();
+        if has_oldest_reason && Some(entry.time) != oldest {
+            problems.push(format!(
+                "{name}: {} {} has an oldest reason but is not the oldest: {:?}",
+                entry.id, entry.time, entry.reasons
+            ));
+        }
+        let theirs = restic.get(&entry.id).cloned().unwrap_or_default();
+        if translated != theirs {
+            problems.push(format!(
+                "{name}: {} {}: ours {:?} (as restic 0.14 would say {:?}), restic {:?}",
+                &entry.id[..8],
+                entry.time,
+                entry.reasons,
+                translated,
+                theirs
+            ));
+        }
+    }
+    let known: Vec<&String> = ours.entries.iter().map(|e| &e.id).collect();
+    for id in restic.keys().filter(|id| !known.contains(id)) {
+        problems.push(format!("{name}: restic kept {id}, which we were not given"));
+    }
+    problems
+}
+
+struct Check {
+    name: &'static str,
+    policy: Policy,
+}
+
+fn checks() -> Vec<Check> {
+    use Count::Limited;
+    let d = |s: &str| -> Option<KeepDuration> { Some(s.parse().expect("test duration")) };
+    let p = Policy::default;
+    vec![
+        Check {
+            name: "last 10",
+            policy: Policy {
+                keep_last: Some(Limited(10)),
+                ..p()
+            },
+        },
+        Check {
+            name: "hourly 30",
+            policy: Policy {
+                keep_hourly: Some(Limited(30)),
+                ..p()
+            },
+        },
+        Check {
+            name: "daily 14",
+            policy: Policy {
+                keep_daily: Some(Limited(14)),
+                ..p()
+            },
+        },
+        Check {
+            name: "weekly 10",
+            policy: Policy {
+                keep_weekly: Some(Limited(10)),
+                ..p()
+            },
+        },
+        Check {
+            name: "monthly 12",
+            policy: Policy {
+                keep_monthly: Some(Limited(12)),
+                ..p()
+            },
+        },
+        Check {
+            name: "yearly 3",
+            policy: Policy {
+                keep_yearly: Some(Limited(3)),
+                ..p()
+            },
+        },
+        Check {
+            name: "concertim 7/5/12/2",
+            policy: Policy {
+                keep_daily: Some(Limited(7)),
+                keep_weekly: Some(Limited(5)),
+                keep_monthly: Some(Limited(12)),
+                keep_yearly: Some(Limited(2)),
+                ..p()
+            },
+        },
+        Check {
+            name: "every count rule",
+            policy: Policy {
+                keep_last: Some(Limited(3)),
+                keep_hourly: Some(Limited(12)),
+                keep_daily: Some(Limited(10)),
+                keep_weekly: Some(Limited(6)),
+                keep_monthly: Some(Limited(4)),
+                keep_yearly: Some(Limited(5)),
+                ..p()
+            },
+        },
+        // Budgets that outlast the history, so the oldest rule fires (and is accounted for).
+        Check {
+            name: "long budgets",
+            policy: Policy {
+                keep_hourly: Some(Limited(400)),
+                keep_daily: Some(Limited(400)),
+                ..p()
+            },
+        },
+        Check {
+            name: "within 30d",
+            policy: Policy {
+                keep_within: d("30d"),
+                ..p()
+            },
+        },
+        Check {
+            name: "within 1y2mo",
+            policy: Policy {
+                keep_within: d("1y2mo"),
+                ..p()
+            },
+        },
+        Check {
+            name: "within 2w3d12h",
+            policy: Policy {
+                keep_within: d("2w3d12h"),
+                ..p()
+            },
+        },
+        Check {
+            name: "within periods",
+            policy: Policy {
+                keep_within_hourly: d("48h"),
+                keep_within_daily: d("14d"),
+                keep_within_weekly: d("8w"),
+                keep_within_monthly: d("1y"),
+                keep_within_yearly: d("3y"),
+                ..p()
+            },
+        },
+        Check {
+            name: "mixed",
+            policy: Policy {
+                keep_last: Some(Limited(2)),
+                keep_daily: Some(Limited(5)),
+                keep_within: d("10d"),
+                keep_within_weekly: d("3mo"),
+                keep_within_monthly: d("7mo"),
+                ..p()
+            },
+        },
+    ]
+}
+
+fn has_within(policy: &Policy) -> bool {
+    [
+        policy.keep_within,
+        policy.keep_within_hourly,
+        policy.keep_within_daily,
+        policy.keep_within_weekly,
+        policy.keep_within_monthly,
+        policy.keep_within_yearly,
+    ]
+    .iter()
+    .any(Option::is_some)
+}
+
+#[test]
+fn plans_match_restic_forget() {
+    let fixture = fixture();
+    let london: Tz = chrono_tz::Europe::London;
+    let mut problems = Vec::new();
+    let mut compared = 0;
+    for check in checks() {
+        let args = forget_args(&check.policy);
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        // Europe/London so that restic reads summer offsets as the London zone; the UTC group's
+        // times carry "Z" and stay in UTC whatever TZ says.
+        let output = checked(&fixture.repo, "Europe/London", &arg_refs);
+
+        let utc_snapshots = &fixture.groups[UTC_HOST];
+        let utc_policy = Policy {
+            timezone: Tz::UTC,
+            ..check.policy.clone()
+        };
+        let decisions = restic_decisions(&output, UTC_HOST);
+        problems.extend(compare(check.name, &utc_policy, utc_snapshots, &decisions));
+        compared += 1;
+
+        if !has_within(&check.policy) {
+            let london_snapshots = &fixture.groups[LONDON_HOST];
+            let london_policy = Policy {
+                timezone: london,
+                ..check.policy.clone()
+            };
+            let decisions = restic_decisions(&output, LONDON_HOST);
+            let name = format!("{} (London)", check.name);
+            problems.extend(compare(&name, &london_policy, london_snapshots, &decisions));
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} comparisons ran");
+    assert!(
+        problems.is_empty(),
+        "{} disagreement(s) with restic forget:\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// The comparison above is only worth something if restic really thins the history and the
+/// London group really straddles DST; guard against a fixture that makes it vacuous.
+#[test]
+fn cross_check_history_is_not_trivial() {
+    let fixture = fixture();
+    let utc = &fixture.groups[UTC_HOST];
+    let first = utc.iter().map(|s| s.time).min().expect("utc backups");
+    let last = utc.iter().map(|s| s.time).max().expect("utc backups");
+    assert!(
+        (last - first).num_days() > 600,
+        "history spans {} days",
+        (last - first).num_days()
+    );
+
+    // restic 0.14 keeps one backup per year; we also keep the oldest, as restic >= 0.16 does.
+    let policy = Policy {
+        keep_yearly: Some(Count::Limited(5)),
+        ..Policy::default()
+    };
+    let output = checked(
+        &fixture.repo,
+        "UTC",
+        &["forget", "--dry-run", "--json", "--keep-yearly", "5"],
+    );
+    let theirs = restic_decisions(&output, UTC_HOST);
+    let years: std::collections::BTreeSet<i32> = utc
+        .iter()
+        .map(|s| chrono::Datelike::year(&s.time))
+        .collect();
+    assert!(years.len() >= 2, "history spans years {years:?}");
+    assert_eq!(
+        theirs.len(),
+        years.len(),
+        "restic keeps one backup per year"
+    );
+    let ours = plan(&policy, utc);
+    assert_eq!(ours.kept().count(), years.len() + 1);
+    let oldest = ours
+        .entries
+        .iter()
+        .min_by_key(|e| e.time)
+        .expect("utc backups");
+    assert_eq!(oldest.reasons, ["oldest yearly"]);
+    assert!(!theirs.contains_key(&oldest.id));
+
+    let london: Tz = chrono_tz::Europe::London;
+    let offsets: std::collections::BTreeSet<i32> = fixture.groups[LONDON_HOST]
+        .iter()
+        .map(|s| {
+            use chrono::Offset;
+            s.time
+                .with_timezone(&london)
+                .offset()
+                .fix()
+                .local_minus_utc()
+        })
+        .collect();
+    assert_eq!(offsets.len(), 2, "London backups in both GMT and BST");
+}

@@ -1,0 +1,248 @@
+//! Shared test helpers: the real PostgreSQL server, the real binary, temp
+//! stores. Every helper fails loudly when a prerequisite is missing.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PG_HOST: &str = "127.0.0.1";
+pub const PG_PORT: u16 = 5432;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ccbackup")
+}
+
+/// A unique suffix so tests running in parallel never share a database.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn require_tool(name: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "required tool `{name}` is not installed; run `bash .ci/run` once to install test prerequisites"
+    );
+}
+
+/// Runs psql against the shared server as the superuser `postgres`.
+pub fn psql(db: &str, sql: &str) -> String {
+    require_tool("psql");
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", PG_HOST])
+        .args(["-p", &PG_PORT.to_string(), "-U", "postgres", "-d", db])
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed on {db}: {}\nSQL: {sql}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A database that is dropped when the guard goes out of scope.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub fn create(name: &str) -> TestDb {
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {}", quote_ident(name)),
+        );
+        psql(
+            "postgres",
+            &format!("CREATE DATABASE {}", quote_ident(name)),
+        );
+        TestDb {
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.name, sql)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-X", "-q", "-h", PG_HOST, "-p", &PG_PORT.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&self.name)
+            ))
+            .output();
+    }
+}
+
+/// Fills a database with the kinds of data Concertim and others hold:
+/// several schemas, jsonb, bytea, a sequence, unicode text.
+pub fn fill_mixed(db: &TestDb) {
+    db.sql(
+        r#"
+        CREATE SCHEMA app;
+        CREATE SCHEMA "odd schema";
+        CREATE TABLE app.racks (id bigserial PRIMARY KEY, name text NOT NULL, meta jsonb, blob bytea);
+        INSERT INTO app.racks (name, meta, blob)
+          SELECT 'rack ' || g || ' ☃', jsonb_build_object('u', g, 'tags', jsonb_build_array('a', g)),
+                 decode(md5(g::text), 'hex')
+          FROM generate_series(1, 500) g;
+        CREATE TABLE "odd schema"."Devices:x" (id int, label text);
+        INSERT INTO "odd schema"."Devices:x" SELECT g, 'dévice ' || g FROM generate_series(1, 37) g;
+        CREATE TABLE public.empty_table (id int);
+        "#,
+    );
+}
+
+pub struct Run {
+    pub out: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn ok(&self) -> bool {
+        self.out.status.success()
+    }
+    pub fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+    #[track_caller]
+    pub fn expect_ok(&self) -> &Self {
+        assert!(
+            self.ok(),
+            "ccbackup failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Runs the ccbackup binary with a config file.
+pub fn ccbackup(config: &Path, args: &[&str]) -> Run {
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .arg("--log-format")
+        .arg("text")
+        .args(args)
+        .env_remove("CCBACKUP_CONFIG")
+        .output()
+        .expect("run ccbackup");
+    Run { out }
+}
+
+/// A temp directory holding a config file and a `file://` store.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.path().join("store")
+    }
+
+    pub fn store_url(&self) -> String {
+        format!("file://{}", self.store_dir().display())
+    }
+
+    /// Writes `config.yaml` with the given body and returns its path.
+    pub fn config(&self, body: &str) -> PathBuf {
+        let p = self.path().join("config.yaml");
+        std::fs::write(&p, body).expect("write config");
+        p
+    }
+
+    /// Every manifest file under the store.
+    pub fn manifests(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.store_dir(), &mut |p| {
+            if p.file_name().is_some_and(|n| n == "manifest.json") {
+                out.push(p.to_owned());
+            }
+        });
+        out
+    }
+
+    /// Every regular file under the store.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.store_dir(), &mut |p| out.push(p.to_owned()));
+        out
+    }
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+pub fn postgres_source(name: &str, databases: &[&str]) -> String {
+    let list: Vec<String> = databases
+        .iter()
+        .map(|d| format!("\"{}\"", d.replace('"', "\\\"")))
+        .collect();
+    format!(
+        "      - name: {name}\n        postgres:\n          host: {PG_HOST}\n          port: {PG_PORT}\n          user: postgres\n          databases: [{}]\n",
+        list.join(", ")
+    )
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(p).expect("read");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// Decompresses a zstd file completely.
+pub fn unzstd(p: &Path) -> Vec<u8> {
+    let f = std::fs::File::open(p).expect("open");
+    zstd::stream::decode_all(f).expect("zstd decode")
+}
