@@ -25,7 +25,8 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Usage(String),
-    #[error("{0:#}")]
+    /// Messages already carry their causes, so only the top level is shown.
+    #[error("{0}")]
     Failed(anyhow::Error),
 }
 

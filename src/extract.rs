@@ -36,7 +36,9 @@
 //! and a read-only mode would stop us creating them; meanwhile new
 //! directories are 0700, so no one sees a half-restored directory with its
 //! final permissions. Implicit parents (no entry in the archive, e.g. filtered
-//! out by `include`) are created 0755 minus the umask.
+//! out by `include`) are created 0755 minus the umask. If extraction fails
+//! part-way, directories it created may be left at 0700 and files already
+//! renamed stay; temp files are removed.
 //!
 //! Entry types other than directories, regular files and symlinks (hard
 //! links, devices, fifos) are skipped and counted; our sources never produce
@@ -342,14 +344,13 @@ impl<'a> Extractor<'a> {
         }
         let bytes = rel.as_os_str().as_bytes();
         // The path itself and each of its parent directories.
-        let prefixes = bytes
+        bytes
             .iter()
             .enumerate()
             .filter(|(_, b)| **b == b'/')
             .map(|(i, _)| &bytes[..i])
-            .chain(std::iter::once(bytes));
-        let mut prefixes = prefixes;
-        prefixes.any(|p| self.patterns.iter().any(|g| g.matches(p)))
+            .chain(std::iter::once(bytes))
+            .any(|p| self.patterns.iter().any(|g| g.matches(p)))
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ExtractError> {
@@ -563,8 +564,8 @@ impl<'a> Extractor<'a> {
             self.report.bytes += size;
             return Ok(());
         }
-        let (tmp, file) = TempName::create_file(pfd, &name).map_err(self.io_err("create", rel))?;
-        let mut file = file;
+        let (tmp, mut file) =
+            TempName::create_file(pfd, &name).map_err(self.io_err("create", rel))?;
         let written = if validate {
             file.write_all(&self.rrd_buf)
                 .map_err(self.io_err("write", rel))?;
@@ -789,11 +790,8 @@ impl TempName {
 
     fn create_file(parent: RawFd, target: &CStr) -> io::Result<(TempName, File)> {
         let (tmp, file) = TempName::create_with(parent, target, |name| {
-            let flags = libc::O_WRONLY
-                | libc::O_CREAT
-                | libc::O_EXCL
-                | libc::O_NOFOLLOW
-                | libc::O_CLOEXEC;
+            let flags =
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
             // SAFETY: valid fd, NUL-terminated name, mode passed as varargs.
             let fd = unsafe { libc::openat(parent, name.as_ptr(), flags, 0o600 as libc::c_uint) };
             if fd < 0 {
@@ -882,15 +880,8 @@ fn rename_at(dir: RawFd, from: &CStr, to: &CStr) -> io::Result<()> {
 /// `RENAME_NOREPLACE`.
 fn rename_noreplace_at(dir: RawFd, from: &CStr, to: &CStr) -> io::Result<()> {
     // SAFETY: valid fd and NUL-terminated names.
-    let rc = unsafe {
-        libc::renameat2(
-            dir,
-            from.as_ptr(),
-            dir,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
+    let rc =
+        unsafe { libc::renameat2(dir, from.as_ptr(), dir, to.as_ptr(), libc::RENAME_NOREPLACE) };
     match cvt(rc) {
         Err(e) if matches!(errno(&e), libc::EINVAL | libc::ENOSYS) => {
             // SAFETY: as above.
@@ -956,7 +947,10 @@ enum Tok {
     AnyDepth,
     /// `**/`: nothing, or anything ending in `/`.
     AnyDirs,
-    Class { negated: bool, ranges: Vec<(u8, u8)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(u8, u8)>,
+    },
 }
 
 /// A compiled include pattern, matched against path bytes.
@@ -1013,8 +1007,7 @@ impl Glob {
                             break;
                         }
                         first = false;
-                        if p.get(j + 1) == Some(&b'-') && p.get(j + 2).is_some_and(|&e| e != b']')
-                        {
+                        if p.get(j + 1) == Some(&b'-') && p.get(j + 2).is_some_and(|&e| e != b']') {
                             ranges.push((c, p[j + 2]));
                             j += 3;
                         } else {

@@ -25,7 +25,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod restore;
-// pub mod retention;
+pub mod retention;
 pub mod schedule;
 pub mod secret;
 pub mod source;

@@ -456,7 +456,7 @@ pub struct PolicySpec {
 /// available by wrapping the whole mapping in [`Spanned`], which a derive cannot do for itself.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PolicyKeys {
+pub struct PolicyKeys {
     keep_last: Option<Spanned<RawCount>>,
     keep_hourly: Option<Spanned<RawCount>>,
     keep_daily: Option<Spanned<RawCount>>,
@@ -476,8 +476,16 @@ impl<'de> Deserialize<'de> for PolicySpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<PolicyKeys>::deserialize(deserializer)?;
         let start = known_position(&spanned.referenced);
-        let keys = spanned.value;
-        Ok(PolicySpec {
+        Ok(PolicySpec::from_keys(spanned.value, start))
+    }
+}
+
+impl PolicySpec {
+    /// Builds a spec from keys deserialized without their enclosing span: the
+    /// config loader reads an inline `retention:` mapping this way, because it
+    /// must first see whether the value is a mapping or a file path.
+    pub fn from_keys(keys: PolicyKeys, start: Option<(u64, u64)>) -> Self {
+        PolicySpec {
             keep_last: keys.keep_last,
             keep_hourly: keys.keep_hourly,
             keep_daily: keys.keep_daily,
@@ -492,7 +500,7 @@ impl<'de> Deserialize<'de> for PolicySpec {
             keep_within_yearly: keys.keep_within_yearly,
             timezone: keys.timezone,
             start,
-        })
+        }
     }
 }
 

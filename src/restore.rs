@@ -410,20 +410,17 @@ fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) ->
         r.written,
         crate::app::human_bytes(r.bytes)
     );
-    if !r.would_replace.is_empty() {
+    if dry_run && !r.would_replace.is_empty() {
         s.push_str(&format!(
-            "; {} existing file{} {}",
+            "; {} existing file{} would be replaced (needs --force):",
             r.would_replace.len(),
             if r.would_replace.len() == 1 { "" } else { "s" },
-            if dry_run {
-                "would be replaced (needs --force)"
-            } else {
-                "replaced"
-            }
         ));
         for p in r.would_replace.iter().take(10) {
             s.push_str(&format!("\n    {}", p.display()));
         }
+    } else if r.replaced > 0 {
+        s.push_str(&format!("; replaced {} existing", r.replaced));
     }
     s
 }

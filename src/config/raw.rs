@@ -12,7 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::policy::PolicySpec;
+use crate::policy::{PolicyKeys, PolicySpec};
 
 pub type S<T> = Spanned<T>;
 
@@ -184,8 +184,10 @@ impl<'de> Deserialize<'de> for RawRetention {
                 Ok(RawRetention::File(v.to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRetention, A::Error> {
-                let spec = PolicySpec::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawRetention::Inline(Box::new(spec)))
+                let keys = PolicyKeys::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawRetention::Inline(Box::new(PolicySpec::from_keys(
+                    keys, None,
+                ))))
             }
         }
         d.deserialize_any(V)

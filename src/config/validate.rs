@@ -382,11 +382,25 @@ fn retention(
         RawRetention::Inline(spec) => match spec.validate() {
             Ok(policy) => Some(policy),
             Err(errs) => {
-                p.0.extend(errs.into_iter().map(|e| Problem {
-                    line: e.line,
-                    column: e.column,
-                    key: format!("{key}.{}", e.key),
-                    message: e.message,
+                // An inline mapping has no span of its own; problems with the
+                // policy as a whole point at the `retention:` value.
+                let at = (r.referenced.line(), r.referenced.column());
+                p.0.extend(errs.into_iter().map(|e| {
+                    let (line, column) = if e.key == "policy" {
+                        at
+                    } else {
+                        (e.line, e.column)
+                    };
+                    Problem {
+                        line,
+                        column,
+                        key: if e.key == "policy" {
+                            key.to_owned()
+                        } else {
+                            format!("{key}.{}", e.key)
+                        },
+                        message: e.message,
+                    }
                 }));
                 None
             }

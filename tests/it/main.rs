@@ -2,4 +2,8 @@
 
 mod backup;
 mod config_errors;
+mod restore;
+mod retention;
+mod rrd;
 mod support;
+mod support_rrd;

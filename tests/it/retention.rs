@@ -10,7 +10,8 @@
 //! of the plan must match restic 0.14 exactly.
 //!
 //! Two groups live in one repository (restic plans each host separately):
-//! - host `utc`: 300 backups over about two years with gaps from a minute to ten days, made and
+//! - host `utc`: 300 backups over about two years with gaps from a minute to eleven days, plus
+//!   backups on every keep-within boundary and around two ISO week-year changes, made and
 //!   planned in UTC;
 //! - host `london`: backups made with `TZ=Europe/London`, dense around both 2023 DST changes,
 //!   around local midnight in summer and across ISO week boundaries, planned in Europe/London.
@@ -19,15 +20,16 @@
 //!   restic subtracts `keep-within` durations in the stored fixed offset, not the zone, so a
 //!   window crossing a DST change can legitimately differ from ours by an hour.
 //!
-//! Every restic call derives the repository key with scrypt (about half a second here), so 360
-//! backups cost minutes. They run two at a time, and the finished repository is cached under
-//! Cargo's target tmp dir, keyed by the history and restic's version, so that later runs only
-//! pay for `forget`. The test fails, never skips, when restic is missing.
+//! Every restic call derives the repository key with scrypt, tuned at `restic init` to about half
+//! a second of CPU, which would make 400 backups cost minutes. So the repository is initialised
+//! while the CPUs are busy (see [`with_busy_cpus`]), backups run two at a time, and the finished
+//! repository is cached under Cargo's target tmp dir, keyed by the history and restic's version,
+//! so later runs only pay for `forget`. The test fails, never skips, when restic is missing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use ccbackup::policy::{Count, KeepDuration, Policy};
@@ -39,7 +41,11 @@ use serde_json::Value;
 const PASSWORD: &str = "ccbackup-retention-cross-check";
 const UTC_HOST: &str = "utc";
 const LONDON_HOST: &str = "london";
-const UTC_BACKUPS: usize = 300;
+const RANDOM_UTC_BACKUPS: usize = 300;
+/// Every keep-within duration used by [`checks`]; the history has backups on their boundaries.
+const WINDOW_PROBES: [&str; 13] = [
+    "30d", "2mo", "11mo", "1y11mo", "2w3d12h", "48h", "14d", "8w", "1y", "3y", "10d", "3mo", "7mo",
+];
 const WORKERS: usize = 2;
 
 /// One backup to make: the host (group) and the wall-clock time given to `--time`, which restic
@@ -80,20 +86,51 @@ fn planned_history() -> Vec<Planned> {
 
     // UTC group: a third of the gaps are minutes (several backups per hour and day), a quarter
     // hours, the rest days, so every period size sees both shared and skipped periods.
-    let mut t = wall(2022, 1, 3, 9, 17);
-    for _ in 0..UTC_BACKUPS {
-        out.push(Planned {
-            host: UTC_HOST,
-            tz: "UTC",
-            wall: t,
-        });
+    let utc = |wall: NaiveDateTime| Planned {
+        host: UTC_HOST,
+        tz: "UTC",
+        wall,
+    };
+    let mut t = wall(2021, 12, 20, 9, 17);
+    for _ in 0..RANDOM_UTC_BACKUPS {
+        out.push(utc(t));
         let gap_seconds = match rng.range(0, 100) {
             0..35 => rng.range(60, 7_200),
             35..60 => rng.range(7_200, 72_000),
-            _ => rng.range(86_400, 864_000),
+            _ => rng.range(86_400, 950_000),
         };
         t += TimeDelta::seconds(gap_seconds);
     }
+    // ISO week-years differ from calendar years here: Sat 1 and Sun 2 Jan 2022 are 2021-W52,
+    // Sat 31 Dec 2022 and Sun 1 Jan 2023 are 2022-W52.
+    for day in [
+        (2022, 1, 1),
+        (2022, 1, 2),
+        (2022, 1, 3),
+        (2022, 12, 31),
+        (2023, 1, 1),
+        (2023, 1, 2),
+    ] {
+        out.push(utc(wall(day.0, day.1, day.2, 10, 30)));
+    }
+    // The newest backup is on the 31st, so that month arithmetic overflows ("11 months before
+    // 31 Jan 2024" is "31 Feb 2023", that is 3 March), and every keep-within window used below
+    // gets a backup exactly on its boundary (outside: "strictly newer") and one a second later.
+    let newest = wall(2024, 1, 31, 12, 0);
+    out.push(utc(newest));
+    for duration in WINDOW_PROBES {
+        let d: KeepDuration = duration.parse().expect("probe duration");
+        let cutoff = d
+            .subtract_from(newest.and_utc().with_timezone(&Tz::UTC))
+            .naive_utc();
+        if cutoff > wall(2021, 12, 20, 9, 17) {
+            out.push(utc(cutoff));
+            out.push(utc(cutoff + TimeDelta::seconds(1)));
+        }
+    }
+    // Probes may land on a random backup's time; restic orders ties arbitrarily, so drop them.
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|p| seen.insert(p.wall));
 
     // London group, in local wall-clock time. The spring-forward gap (01:00-02:00 on 26 March)
     // is skipped: such times do not exist and restic would move them onto real ones.
@@ -143,11 +180,16 @@ fn planned_history() -> Vec<Planned> {
     out
 }
 
+/// Runs restic on `repo` with `TZ=tz`. Read-only commands get `--no-lock`, so that the tests in
+/// this file (which run in parallel) do not trip over each other's exclusive `forget` locks.
 fn restic(repo: &Path, tz: &str, args: &[&str]) -> Output {
+    let read_only = args.first().is_some_and(|c| *c == "snapshots")
+        || (args.first().is_some_and(|c| *c == "forget") && args.contains(&"--dry-run"));
     let result = Command::new("restic")
         .arg("--repo")
         .arg(repo)
         .arg("--no-cache")
+        .args(read_only.then_some("--no-lock"))
         .args(args)
         .env("RESTIC_PASSWORD", PASSWORD)
         .env("TZ", tz)
@@ -188,12 +230,47 @@ fn fingerprint(parts: &[String]) -> u64 {
     hash
 }
 
+/// Runs `f` while every CPU is kept busy.
+///
+/// `restic init` tunes its scrypt key derivation so that it takes about half a second on the
+/// CPU time it observes, and every later restic call pays that cost again (for 400 backups,
+/// minutes). Measured on a busy machine, the derivation comes out several times cheaper. This is
+/// a throwaway test repository, so its key strength does not matter.
+fn with_busy_cpus<T>(f: impl FnOnce() -> T) -> T {
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let burners = std::thread::available_parallelism().map_or(2, |n| n.get()) * 3;
+    std::thread::scope(|scope| {
+        for _ in 0..burners {
+            scope.spawn(|| {
+                let mut x = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) ^ 1);
+                }
+            });
+        }
+        // Stops the burners even if `f` panics, or the scope would wait for them forever.
+        let _stop = StopOnDrop(&stop);
+        f()
+    })
+}
+
 fn build_repository(dir: &Path, history: &[Planned]) {
     let repo = dir.join("repo");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).expect("create data dir");
     std::fs::write(data.join("dump.sql"), "-- tiny\n").expect("write data file");
-    checked(&repo, "UTC", &["init", "--quiet"]);
+    let init = with_busy_cpus(|| restic(&repo, "UTC", &["init", "--quiet"]));
+    if !init.status.success() {
+        // Calibrating under load can misjudge; an idle-CPU init is slower to use but fine.
+        let _ = std::fs::remove_dir_all(&repo);
+        checked(&repo, "UTC", &["init", "--quiet"]);
+    }
 
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -277,14 +354,11 @@ fn fixture() -> &'static Fixture {
         }
         let repo = cached.join("repo");
         let groups = read_snapshots(&repo);
-        let utc = groups.get(UTC_HOST).map_or(0, Vec::len);
-        let london = groups.get(LONDON_HOST).map_or(0, Vec::len);
-        let planned_london = history.iter().filter(|p| p.host == LONDON_HOST).count();
-        assert_eq!(
-            (utc, london),
-            (UTC_BACKUPS, planned_london),
-            "snapshots in {repo:?}"
-        );
+        for host in [UTC_HOST, LONDON_HOST] {
+            let planned = history.iter().filter(|p| p.host == host).count();
+            let recorded = groups.get(host).map_or(0, Vec::len);
+            assert_eq!(recorded, planned, "backups of host {host} in {repo:?}");
+        }
         Fixture { repo, groups }
     })
 }
@@ -455,127 +529,64 @@ struct Check {
     policy: Policy,
 }
 
+/// `counts`: keep_last, _hourly, _daily, _weekly, _monthly, _yearly (0: not set).
+/// `windows`: keep_within, keep_within_hourly, .. _yearly ("": not set).
+fn policy(counts: [u32; 6], windows: [&str; 6]) -> Policy {
+    let count = |n: u32| (n > 0).then_some(Count::Limited(n));
+    let window = |w: &str| (!w.is_empty()).then(|| w.parse().expect("test duration"));
+    Policy {
+        keep_last: count(counts[0]),
+        keep_hourly: count(counts[1]),
+        keep_daily: count(counts[2]),
+        keep_weekly: count(counts[3]),
+        keep_monthly: count(counts[4]),
+        keep_yearly: count(counts[5]),
+        keep_within: window(windows[0]),
+        keep_within_hourly: window(windows[1]),
+        keep_within_daily: window(windows[2]),
+        keep_within_weekly: window(windows[3]),
+        keep_within_monthly: window(windows[4]),
+        keep_within_yearly: window(windows[5]),
+        timezone: Tz::UTC,
+    }
+}
+
 fn checks() -> Vec<Check> {
-    use Count::Limited;
-    let d = |s: &str| -> Option<KeepDuration> { Some(s.parse().expect("test duration")) };
-    let p = Policy::default;
+    const NO_WINDOWS: [&str; 6] = [""; 6];
+    let only_counts = |counts| policy(counts, NO_WINDOWS);
+    let only_windows = |windows| policy([0; 6], windows);
+    let check = |name, policy| Check { name, policy };
     vec![
-        Check {
-            name: "last 10",
-            policy: Policy {
-                keep_last: Some(Limited(10)),
-                ..p()
-            },
-        },
-        Check {
-            name: "hourly 30",
-            policy: Policy {
-                keep_hourly: Some(Limited(30)),
-                ..p()
-            },
-        },
-        Check {
-            name: "daily 14",
-            policy: Policy {
-                keep_daily: Some(Limited(14)),
-                ..p()
-            },
-        },
-        Check {
-            name: "weekly 10",
-            policy: Policy {
-                keep_weekly: Some(Limited(10)),
-                ..p()
-            },
-        },
-        Check {
-            name: "monthly 12",
-            policy: Policy {
-                keep_monthly: Some(Limited(12)),
-                ..p()
-            },
-        },
-        Check {
-            name: "yearly 3",
-            policy: Policy {
-                keep_yearly: Some(Limited(3)),
-                ..p()
-            },
-        },
-        Check {
-            name: "concertim 7/5/12/2",
-            policy: Policy {
-                keep_daily: Some(Limited(7)),
-                keep_weekly: Some(Limited(5)),
-                keep_monthly: Some(Limited(12)),
-                keep_yearly: Some(Limited(2)),
-                ..p()
-            },
-        },
-        Check {
-            name: "every count rule",
-            policy: Policy {
-                keep_last: Some(Limited(3)),
-                keep_hourly: Some(Limited(12)),
-                keep_daily: Some(Limited(10)),
-                keep_weekly: Some(Limited(6)),
-                keep_monthly: Some(Limited(4)),
-                keep_yearly: Some(Limited(5)),
-                ..p()
-            },
-        },
+        check("last 10", only_counts([10, 0, 0, 0, 0, 0])),
+        check("hourly 30", only_counts([0, 30, 0, 0, 0, 0])),
+        check("daily 14", only_counts([0, 0, 14, 0, 0, 0])),
+        check("weekly 10", only_counts([0, 0, 0, 10, 0, 0])),
+        check("weekly 120", only_counts([0, 0, 0, 120, 0, 0])),
+        check("monthly 12", only_counts([0, 0, 0, 0, 12, 0])),
+        check("yearly 3", only_counts([0, 0, 0, 0, 0, 3])),
+        check("concertim 7/5/12/2", only_counts([0, 0, 7, 5, 12, 2])),
+        check("every count rule", only_counts([3, 12, 10, 6, 4, 5])),
         // Budgets that outlast the history, so the oldest rule fires (and is accounted for).
-        Check {
-            name: "long budgets",
-            policy: Policy {
-                keep_hourly: Some(Limited(400)),
-                keep_daily: Some(Limited(400)),
-                ..p()
-            },
-        },
-        Check {
-            name: "within 30d",
-            policy: Policy {
-                keep_within: d("30d"),
-                ..p()
-            },
-        },
-        Check {
-            name: "within 1y2mo",
-            policy: Policy {
-                keep_within: d("1y2mo"),
-                ..p()
-            },
-        },
-        Check {
-            name: "within 2w3d12h",
-            policy: Policy {
-                keep_within: d("2w3d12h"),
-                ..p()
-            },
-        },
-        Check {
-            name: "within periods",
-            policy: Policy {
-                keep_within_hourly: d("48h"),
-                keep_within_daily: d("14d"),
-                keep_within_weekly: d("8w"),
-                keep_within_monthly: d("1y"),
-                keep_within_yearly: d("3y"),
-                ..p()
-            },
-        },
-        Check {
-            name: "mixed",
-            policy: Policy {
-                keep_last: Some(Limited(2)),
-                keep_daily: Some(Limited(5)),
-                keep_within: d("10d"),
-                keep_within_weekly: d("3mo"),
-                keep_within_monthly: d("7mo"),
-                ..p()
-            },
-        },
+        check("long budgets", only_counts([0, 400, 400, 400, 400, 0])),
+        check("within 30d", only_windows(["30d", "", "", "", "", ""])),
+        check("within 2mo", only_windows(["2mo", "", "", "", "", ""])),
+        check("within 11mo", only_windows(["11mo", "", "", "", "", ""])),
+        check(
+            "within 1y11mo",
+            only_windows(["1y11mo", "", "", "", "", ""]),
+        ),
+        check(
+            "within 2w3d12h",
+            only_windows(["2w3d12h", "", "", "", "", ""]),
+        ),
+        check(
+            "within periods",
+            only_windows(["", "48h", "14d", "8w", "1y", "3y"]),
+        ),
+        check(
+            "mixed",
+            policy([2, 0, 5, 0, 0, 0], ["10d", "", "", "3mo", "7mo", ""]),
+        ),
     ]
 }
 
@@ -646,6 +657,7 @@ fn plans_match_restic_forget() {
 fn cross_check_history_is_not_trivial() {
     let fixture = fixture();
     let utc = &fixture.groups[UTC_HOST];
+    assert!(utc.len() >= 300, "{} UTC backups", utc.len());
     let first = utc.iter().map(|s| s.time).min().expect("utc backups");
     let last = utc.iter().map(|s| s.time).max().expect("utc backups");
     assert!(

@@ -72,7 +72,9 @@ pub fn update(path: &Path, after: u64, count: u64, ds_count: usize) -> Option<u6
     let mut t = after;
     for i in 0..count {
         t += STEP;
-        let values: Vec<String> = (0..ds_count).map(|d| format!("{}", i * 7 + d as u64)).collect();
+        let values: Vec<String> = (0..ds_count)
+            .map(|d| format!("{}", i * 7 + d as u64))
+            .collect();
         cmd.arg(format!("{t}:{}", values.join(":")));
     }
     let out = cmd.output().ok()?;
@@ -131,21 +133,46 @@ pub fn concertim_tree(root: &Path, devices: usize, metrics_per_device: usize) ->
     files
 }
 
-/// Takes a whole-file lock of `l_type` with `cmd` (F_OFD_SETLK or F_SETLK)
-/// on a fresh descriptor; the lock lives as long as the returned file.
-pub fn lock_file(path: &Path, cmd: libc::c_int, l_type: libc::c_int) -> File {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+/// A whole-file lock held until drop.
+pub struct HeldLock {
+    file: File,
+    cmd: libc::c_int,
+}
+
+fn set_lock(file: &File, cmd: libc::c_int, l_type: libc::c_int) -> std::io::Result<()> {
     // SAFETY: all-zero is a valid flock; fd and pointer valid for the call.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = l_type as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &fl) };
-    assert_eq!(rc, 0, "lock {}: {}", path.display(), std::io::Error::last_os_error());
-    file
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Unlock explicitly rather than by closing: a child forked by a
+        // concurrent test can briefly share this open file description and
+        // would otherwise keep an OFD lock alive after our close.
+        let _ = set_lock(&self.file, self.cmd, libc::F_UNLCK);
+    }
+}
+
+/// Takes a whole-file lock of `l_type` with `cmd` (F_OFD_SETLK or F_SETLK)
+/// on a fresh descriptor, like a writer would.
+pub fn lock_file(path: &Path, cmd: libc::c_int, l_type: libc::c_int) -> HeldLock {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    if let Err(e) = set_lock(&file, cmd, l_type) {
+        panic!("lock {}: {e}", path.display());
+    }
+    HeldLock { file, cmd }
 }
 
 /// Relative paths and kinds of everything under `root`, sorted.

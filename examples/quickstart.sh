@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# End-to-end demo on a fresh machine, no cloud account needed:
+# makes sure PostgreSQL runs, creates a sample database, Concertim-shaped RRD
+# files and a config directory, backs them up to a file:// store, verifies
+# the backup by restoring it, restores everything to new places, and checks
+# that what came back equals what went in.
+#
+#   bash examples/quickstart.sh            # work dir: ./tmp/quickstart
+#   CCBACKUP_DEMO_DIR=/some/dir bash examples/quickstart.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+work=${CCBACKUP_DEMO_DIR:-$root/tmp/quickstart}
+db=ct-vis-demo
+restored_db=ct-vis-demo-restored
+
+bash scripts/prereqs.sh
+cargo build --release --locked -q
+bin=$root/target/release/ccbackup
+pg() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"; }
+
+echo "== preparing sample data in $work"
+rm -rf "$work"
+mkdir -p "$work/etc" "$work/rrds/unspecified/__SummaryInfo__"
+for d in "$db" "$restored_db"; do pg -d postgres -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)"; done
+pg -d postgres -c "CREATE DATABASE \"$db\""
+pg -d "$db" <<'SQL'
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE TABLE racks (id bigserial PRIMARY KEY, name text NOT NULL, u_height int, metadata jsonb);
+CREATE TABLE devices (id bigserial PRIMARY KEY, rack_id bigint REFERENCES racks(id), name text, secret bytea);
+INSERT INTO racks (name, u_height, metadata)
+  SELECT 'rack-' || g, 42, jsonb_build_object('room', 'B' || (g % 3), 'tags', jsonb_build_array('hpc', g))
+  FROM generate_series(1, 200) g;
+INSERT INTO devices (rack_id, name, secret)
+  SELECT 1 + (g % 200), 'node ' || g || ' ☃', gen_random_bytes(16) FROM generate_series(1, 5000) g;
+SQL
+
+echo "credentials for the demo" > "$work/etc/credentials.yml.enc"
+chmod 600 "$work/etc/credentials.yml.enc"
+
+start=$(( $(date +%s) - 3600 ))
+mkrrd() { # file ds-count
+  local ds="DS:sum:GAUGE:120:U:U"
+  [ "$2" = 2 ] && ds="DS:sum:GAUGE:120:U:U DS:num:GAUGE:120:U:U"
+  # shellcheck disable=SC2086
+  rrdtool create "$1" --start "$start" --step 15 $ds \
+    RRA:AVERAGE:0.5:1:240 RRA:AVERAGE:0.5:20:288 RRA:AVERAGE:0.5:240:2160 \
+    RRA:MIN:0.5:1:240 RRA:MIN:0.5:20:288 RRA:MIN:0.5:240:2160 \
+    RRA:MAX:0.5:1:240 RRA:MAX:0.5:20:288 RRA:MAX:0.5:240:2160
+}
+for i in $(seq 1 20); do
+  dev="$work/rrds/unspecified/device:$(printf '%08d' "$i")-0000-4000-8000-000000000000"
+  mkdir -p "$dev"
+  for metric in "cpu load" "mem used" "net:rx"; do
+    mkrrd "$dev/$metric.rrd" 1
+    rrdtool update "$dev/$metric.rrd" "$((start + 15)):$i" "$((start + 30)):$((i * 2))"
+  done
+done
+mkrrd "$work/rrds/unspecified/__SummaryInfo__/power.rrd" 2
+
+cat > "$work/config.yaml" <<YAML
+store:
+  url: file://$work/store
+jobs:
+  - name: concertim
+    schedule: "0 2 * * *"
+    retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}
+    sources:
+      - name: db
+        postgres:
+          host: 127.0.0.1
+          port: 5432
+          user: postgres
+          databases: [$db]
+      - name: rrd
+        rrd: {path: $work/rrds}
+      - name: etc
+        files: {path: $work/etc}
+YAML
+
+cc() { "$bin" --config "$work/config.yaml" --log-format text "$@"; }
+echo "== ccbackup check-config"; cc check-config
+echo "== ccbackup run-now"; id=$(cc run-now); echo "backup id: $id"
+echo "== ccbackup list"; cc list
+echo "== ccbackup verify --restore-test"; cc verify --restore-test
+echo "== ccbackup restore (database into a new name, trees into new folders)"
+cc restore --source db --target-db "$restored_db"
+cc restore --source rrd --to "$work/restored/rrds"
+cc restore --source etc --to "$work/restored/etc"
+
+echo "== comparing"
+pg_dump -h 127.0.0.1 -U postgres --data-only --inserts -d "$db" | grep -v -e '^--' -e '^\\restrict' -e '^\\unrestrict' > "$work/a.sql"
+pg_dump -h 127.0.0.1 -U postgres --data-only --inserts -d "$restored_db" | grep -v -e '^--' -e '^\\restrict' -e '^\\unrestrict' > "$work/b.sql"
+diff -q "$work/a.sql" "$work/b.sql"
+diff -r "$work/rrds" "$work/restored/rrds"
+diff -r "$work/etc" "$work/restored/etc"
+echo "quickstart OK: backup $id restored and identical (store: $work/store)"
