@@ -25,12 +25,23 @@ pub use validate::parse_size;
 pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 3;
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9187";
+/// How long a running job may finish after SIGTERM before it is cancelled.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
+/// Lifetime of a repository lock lease; renewed at a third of it.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(120);
+/// A prune that would delete more backups than this is refused.
+pub const DEFAULT_MAX_DELETIONS: usize = 50;
+/// Objects without a manifest younger than this may belong to a running
+/// backup and are left alone by the sweep.
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
     pub store: StoreConfig,
     pub daemon: DaemonConfig,
+    /// Webhooks for every job (jobs may add their own).
+    pub notify: Notify,
     pub jobs: Vec<JobConfig>,
 }
 
@@ -86,6 +97,16 @@ impl fmt::Debug for StoreConfig {
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub listen: String,
+    pub shutdown_grace: Duration,
+    pub lock_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Notify {
+    /// Webhook URLs; `Secret` because they often embed tokens.
+    pub webhooks: Vec<Secret>,
+    /// Also notify after successful runs (failures always notify).
+    pub on_success: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +116,13 @@ pub struct JobConfig {
     pub timezone: Tz,
     pub retention: Option<Policy>,
     pub compression: Compression,
+    /// Random delay up to this before each scheduled run.
+    pub jitter: Option<Duration>,
+    /// `/readyz` fails when the last success is older than this.
+    pub max_age: Option<Duration>,
+    pub max_deletions: usize,
+    pub orphan_grace: Duration,
+    pub notify: Notify,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -234,10 +262,4 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         problems,
     })
-}
-
-impl RrdConfig {
-    pub fn lock_timeout(&self) -> Duration {
-        self.options.lock_timeout
-    }
 }

@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub daemon: Option<RawDaemon>,
     #[serde(default)]
+    pub notify: Option<RawNotify>,
+    #[serde(default)]
     pub defaults: Option<RawDefaults>,
     pub jobs: S<Vec<S<RawJob>>>,
 }
@@ -44,6 +46,20 @@ pub struct RawStore {
 pub struct RawDaemon {
     #[serde(default)]
     pub listen: Option<S<String>>,
+    #[serde(default)]
+    pub shutdown_grace: Option<S<String>>,
+    #[serde(default)]
+    pub lock_ttl: Option<S<String>>,
+}
+
+/// Webhooks called with a JSON payload after runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    #[serde(default)]
+    pub webhooks: Vec<S<Scalar>>,
+    #[serde(default)]
+    pub on_success: Option<bool>,
 }
 
 /// Settings every job inherits unless it sets its own.
@@ -68,6 +84,16 @@ pub struct RawJob {
     pub retention: Option<S<RawRetention>>,
     #[serde(default)]
     pub compression: Option<RawCompression>,
+    #[serde(default)]
+    pub jitter: Option<S<String>>,
+    #[serde(default)]
+    pub max_age: Option<S<String>>,
+    #[serde(default)]
+    pub max_deletions: Option<S<i64>>,
+    #[serde(default)]
+    pub orphan_grace: Option<S<String>>,
+    #[serde(default)]
+    pub notify: Option<RawNotify>,
     pub sources: S<Vec<S<RawSource>>>,
 }
 

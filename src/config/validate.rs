@@ -35,14 +35,26 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
     let mut p = Problems(Vec::new());
 
     let store = store(&raw.store, &mut p);
+    let rd = raw.daemon.as_ref();
     let daemon = DaemonConfig {
-        listen: raw
-            .daemon
-            .as_ref()
+        listen: rd
             .and_then(|d| d.listen.as_ref())
             .map(|l| l.value.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        shutdown_grace: rd
+            .and_then(|d| d.shutdown_grace.as_ref())
+            .and_then(|v| interval(v, "daemon.shutdown_grace", &mut p))
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        lock_ttl: rd
+            .and_then(|d| d.lock_ttl.as_ref())
+            .and_then(|v| interval(v, "daemon.lock_ttl", &mut p))
+            .unwrap_or(DEFAULT_LOCK_TTL),
     };
+    let notify = raw
+        .notify
+        .as_ref()
+        .map(|n| notify(n, "notify", &mut p))
+        .unwrap_or_default();
     if let Some(l) = raw.daemon.as_ref().and_then(|d| d.listen.as_ref()) {
         if l.value.parse::<std::net::SocketAddr>().is_err() {
             p.at(
@@ -101,6 +113,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
             path: path.to_owned(),
             store,
             daemon,
+            notify,
             jobs,
         }),
         _ => Err(p.0),
@@ -237,6 +250,43 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// Durations of daemon settings: `h`, `m` (minutes) and `s`, e.g. `26h`,
+/// `1h30m`, `90s`.
+fn interval(v: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Duration> {
+    match crate::schedule::parse_jitter(&v.value) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            p.at(&v.referenced, key, "must be longer than zero");
+            None
+        }
+        Err(e) => {
+            p.at(&v.referenced, key, e.to_string());
+            None
+        }
+    }
+}
+
+fn notify(n: &raw::RawNotify, key: &str, p: &mut Problems) -> Notify {
+    let mut webhooks = Vec::new();
+    for (i, w) in n.webhooks.iter().enumerate() {
+        match Url::parse(&w.value.0) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                webhooks.push(Secret::new(w.value.0.clone()))
+            }
+            // The URL may hold a token: name the entry, not its text.
+            _ => p.at(
+                &w.referenced,
+                format!("{key}.webhooks[{i}]"),
+                "not an http:// or https:// URL",
+            ),
+        }
+    }
+    Notify {
+        webhooks,
+        on_success: n.on_success.unwrap_or(false),
+    }
+}
+
 fn timezone(t: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Tz> {
     match Tz::from_str(&t.value) {
         Ok(tz) => Some(tz),
@@ -362,12 +412,43 @@ fn job(
             sources.push(src);
         }
     }
+    let max_deletions = match &j.max_deletions {
+        None => DEFAULT_MAX_DELETIONS,
+        Some(v) if v.value >= 1 => v.value as usize,
+        Some(v) => {
+            p.at(
+                &v.referenced,
+                format!("{key}.max_deletions"),
+                "must be at least 1",
+            );
+            DEFAULT_MAX_DELETIONS
+        }
+    };
     Some(JobConfig {
         name: j.name.value.clone(),
         schedule,
         timezone,
         retention,
         compression,
+        jitter: j
+            .jitter
+            .as_ref()
+            .and_then(|v| interval(v, &format!("{key}.jitter"), p)),
+        max_age: j
+            .max_age
+            .as_ref()
+            .and_then(|v| interval(v, &format!("{key}.max_age"), p)),
+        max_deletions,
+        orphan_grace: j
+            .orphan_grace
+            .as_ref()
+            .and_then(|v| interval(v, &format!("{key}.orphan_grace"), p))
+            .unwrap_or(DEFAULT_ORPHAN_GRACE),
+        notify: j
+            .notify
+            .as_ref()
+            .map(|n| notify(n, &format!("{key}.notify"), p))
+            .unwrap_or_default(),
         sources,
     })
 }

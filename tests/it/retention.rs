@@ -42,10 +42,13 @@ const PASSWORD: &str = "ccbackup-retention-cross-check";
 const UTC_HOST: &str = "utc";
 const LONDON_HOST: &str = "london";
 const RANDOM_UTC_BACKUPS: usize = 300;
-/// Every keep-within duration used by [`checks`]; the history has backups on their boundaries.
-const WINDOW_PROBES: [&str; 13] = [
-    "30d", "2mo", "11mo", "1y11mo", "2w3d12h", "48h", "14d", "8w", "1y", "3y", "10d", "3mo", "7mo",
-];
+/// Every `keep_within` duration used by [`checks`]: the history has a backup exactly on each
+/// window's boundary (outside: "strictly newer") and one a second later (inside), so a cut-off
+/// off by a second either way, or a non-strict comparison, shows.
+const WITHIN_PROBES: [&str; 6] = ["30d", "2mo", "11mo", "1y11mo", "2w3d12h", "10d"];
+/// Every `keep_within_<period>` duration used by [`checks`]. Only the boundary probe here: a
+/// backup a second later would be the newest of the same period and hide it.
+const PERIOD_WITHIN_PROBES: [&str; 7] = ["48h", "14d", "8w", "1y", "3y", "3mo", "7mo"];
 const WORKERS: usize = 2;
 
 /// One backup to make: the host (group) and the wall-clock time given to `--time`, which restic
@@ -114,18 +117,24 @@ fn planned_history() -> Vec<Planned> {
         out.push(utc(wall(day.0, day.1, day.2, 10, 30)));
     }
     // The newest backup is on the 31st, so that month arithmetic overflows ("11 months before
-    // 31 Jan 2024" is "31 Feb 2023", that is 3 March), and every keep-within window used below
-    // gets a backup exactly on its boundary (outside: "strictly newer") and one a second later.
+    // 31 Jan 2024" is "31 Feb 2023", that is 3 March). Then the window probes (see
+    // WITHIN_PROBES), where they fall inside the history.
     let newest = wall(2024, 1, 31, 12, 0);
     out.push(utc(newest));
-    for duration in WINDOW_PROBES {
+    let probes = WITHIN_PROBES
+        .iter()
+        .map(|d| (d, true))
+        .chain(PERIOD_WITHIN_PROBES.iter().map(|d| (d, false)));
+    for (duration, with_inside_probe) in probes {
         let d: KeepDuration = duration.parse().expect("probe duration");
         let cutoff = d
             .subtract_from(newest.and_utc().with_timezone(&Tz::UTC))
             .naive_utc();
         if cutoff > wall(2021, 12, 20, 9, 17) {
             out.push(utc(cutoff));
-            out.push(utc(cutoff + TimeDelta::seconds(1)));
+            if with_inside_probe {
+                out.push(utc(cutoff + TimeDelta::seconds(1)));
+            }
         }
     }
     // Probes may land on a random backup's time; restic orders ties arbitrarily, so drop them.
