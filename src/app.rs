@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::backup;
 use crate::catalog;
-use crate::cli::{Cli, Command, RestoreArgs};
+use crate::cli::{Cli, Command, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::restore::RestoreRequest;
+use crate::runner;
 use crate::source::child::KillSwitch;
 use crate::store;
 
@@ -44,6 +44,10 @@ fn failed(e: impl Into<anyhow::Error>) -> AppError {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
+    // Policy tools work without a configuration file.
+    if let Command::Policy(PolicyCommand::Simulate { policy, json }) = &cli.command {
+        return simulate(policy, *json);
+    }
     let cfg = config::load(&cli.config)?;
     match cli.command {
         Command::CheckConfig => {
@@ -58,6 +62,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::RunNow { job } => run_now(&cfg, job.as_deref()).await,
         Command::List { job, json } => list(&cfg, job.as_deref(), json).await,
         Command::Restore(args) => restore(&cfg, args).await,
+        Command::Prune { job, dry_run, json } => prune(&cfg, job.as_deref(), dry_run, json).await,
+        Command::Policy(_) => Ok(()),
         Command::Verify {
             job,
             backup,
@@ -196,13 +202,15 @@ async fn run_now(cfg: &Config, job: Option<&str>) -> Result<(), AppError> {
         let progress = Arc::new(Progress::new());
         let reporter = spawn_progress(&job.name, progress.clone());
         let started = Instant::now();
-        let result = backup::run_job(&repo, job, progress.clone(), KillSwitch::default()).await;
+        let result =
+            runner::run_once(cfg, &repo, job, KillSwitch::default(), progress.clone()).await;
         if let Some(r) = reporter {
             r.abort();
             eprint!("\r\x1b[2K");
         }
         match result {
-            Ok(m) => {
+            Ok(report) => {
+                let m = &report.manifest;
                 tracing::info!(
                     job = %job.name,
                     backup = %m.id,
@@ -210,9 +218,17 @@ async fn run_now(cfg: &Config, job: Option<&str>) -> Result<(), AppError> {
                     stored_bytes = m.stored_bytes(),
                     raw_bytes = m.raw_bytes(),
                     duration_s = started.elapsed().as_secs_f64(),
+                    deletions = report.deletions(),
                     "backup complete"
                 );
                 println!("{}", m.id);
+                if let Some(Err(e)) = &report.prune {
+                    tracing::error!(job = %job.name, error = %e, "retention failed after a complete backup");
+                    failures.push(format!(
+                        "backup {} is complete, but retention failed: {e}",
+                        m.id
+                    ));
+                }
             }
             Err(e) => {
                 tracing::error!(job = %job.name, outcome = "failure", error = %e, "backup failed");
@@ -338,5 +354,169 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}
+
+/// One row of `policy simulate --json` and of prune plans.
+#[derive(Debug, Serialize)]
+struct PlanRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    time: String,
+    keep: bool,
+    reasons: Vec<String>,
+}
+
+fn print_plan_table(rows: &[PlanRow]) {
+    println!("{:<26} {:<24} {:<7} REASONS", "TIME", "ID", "ACTION");
+    for r in rows {
+        println!(
+            "{:<26} {:<24} {:<7} {}",
+            r.time,
+            r.id.as_deref().unwrap_or("-"),
+            if r.keep { "keep" } else { "remove" },
+            r.reasons.join(", ")
+        );
+    }
+}
+
+fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), AppError> {
+    use std::io::BufRead;
+    let policy =
+        crate::policy::load_policy_file(policy_path).map_err(|e| AppError::Usage(e.to_string()))?;
+    let mut snaps = Vec::new();
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(failed)?;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let time = chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| {
+                AppError::Usage(format!(
+                    "stdin line {}: `{t}` is not an RFC 3339 time: {e}",
+                    i + 1
+                ))
+            })?
+            .with_timezone(&chrono::Utc);
+        // Zero-padded input positions make ties resolve the same way on every run.
+        snaps.push(crate::retention::Snapshot {
+            id: format!("{i:08}"),
+            time,
+        });
+    }
+    let plan = crate::retention::plan(&policy, &snaps);
+    let rows: Vec<PlanRow> = plan
+        .entries
+        .iter()
+        .map(|e| PlanRow {
+            id: None,
+            time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            keep: e.keep,
+            reasons: e.reasons.clone(),
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(failed)?);
+    } else {
+        print_plan_table(&rows);
+        println!(
+            "{} kept, {} removed",
+            plan.kept().count(),
+            plan.removed().count()
+        );
+    }
+    Ok(())
+}
+
+async fn prune(cfg: &Config, job: Option<&str>, dry_run: bool, json: bool) -> Result<(), AppError> {
+    let jobs = cfg
+        .select_jobs(job)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let mut failures = Vec::new();
+    let mut reports = Vec::new();
+    for j in jobs {
+        if j.retention.is_none() {
+            if job.is_some() {
+                failures.push(format!(
+                    "job `{}` has no retention policy: nothing is pruned",
+                    j.name
+                ));
+            } else if !json {
+                println!("job {}: no retention policy, skipped", j.name);
+            }
+            continue;
+        }
+        let decision = match crate::prune::plan_job(&repo, j).await {
+            Ok(d) => d,
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        let rows: Vec<PlanRow> = decision
+            .plan
+            .entries
+            .iter()
+            .rev()
+            .map(|e| PlanRow {
+                id: Some(e.id.clone()),
+                time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                keep: e.keep,
+                reasons: e.reasons.clone(),
+            })
+            .collect();
+        let outcome = if dry_run {
+            None
+        } else {
+            match crate::prune::apply(&repo, &decision).await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    failures.push(e.to_string());
+                    None
+                }
+            }
+        };
+        if json {
+            reports.push(serde_json::json!({
+                "job": j.name,
+                "dry_run": dry_run,
+                "entries": rows,
+                "sweep": decision.sweep,
+                "young_leftovers": decision.young_leftovers,
+                "deleted": outcome.as_ref().map(|o| o.deleted.clone()),
+            }));
+        } else {
+            println!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
+            print_plan_table(&rows);
+            let removed = decision.removed_ids().len();
+            match &outcome {
+                Some(o) => println!(
+                    "{} kept, {} deleted, {} leftover(s) swept",
+                    rows.len() - removed,
+                    o.deleted.len(),
+                    o.swept.len()
+                ),
+                None => println!(
+                    "{} kept, {} would be deleted, {} leftover(s) would be swept, {} too young to sweep",
+                    rows.len() - removed,
+                    removed,
+                    decision.sweep.len(),
+                    decision.young_leftovers.len()
+                ),
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).map_err(failed)?
+        );
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
     }
 }

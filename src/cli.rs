@@ -58,6 +58,21 @@ pub enum Command {
     },
     /// Validate the configuration file and report every problem.
     CheckConfig,
+    /// Apply the retention policy: delete what it does not keep, sweep leftovers.
+    Prune {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Print the plan; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retention policy tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Restore a backup (latest by default): databases, RRD trees, directories.
     Restore(RestoreArgs),
     /// Check that stored backups are intact (and, optionally, that they restore).
@@ -72,6 +87,19 @@ pub enum Command {
         /// validate every RRD file.
         #[arg(long)]
         restore_test: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Read backup times (RFC 3339, one per line) on stdin and show what the
+    /// policy keeps and why.
+    Simulate {
+        /// A policy file (see policies/).
+        policy: PathBuf,
+        /// Print a JSON array in input order.
+        #[arg(long)]
+        json: bool,
     },
 }
 

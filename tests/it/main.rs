@@ -2,6 +2,7 @@
 
 mod backup;
 mod config_errors;
+mod prune;
 mod restore;
 mod retention;
 mod rrd;

@@ -1,0 +1,259 @@
+//! `prune` and `policy simulate` end to end against a real file:// store,
+//! with interrupted backups present.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+fn config(ws: &Workspace, data: &Path, retention: &str, extra: &str) -> PathBuf {
+    ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: job\n    retention: {retention}\n{extra}    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        data.display()
+    ))
+}
+
+fn backup_ids(ws: &Workspace) -> Vec<String> {
+    let mut ids: Vec<String> = ws
+        .manifests()
+        .iter()
+        .map(|m| {
+            m.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Moves a backup back in time by rewriting its manifest's start time (the
+/// time retention uses).
+fn backdate(ws: &Workspace, id: &str, time: &str) {
+    let p = ws.store_dir().join("job").join(id).join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    m["started_at"] = serde_json::json!(time);
+    std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+/// A backup directory with data but no manifest, as a crashed run leaves.
+fn leftover(ws: &Workspace, id: &str, age: &str) -> PathBuf {
+    let dir = ws.store_dir().join("job").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("etc.tar.zst");
+    std::fs::write(&f, b"partial").unwrap();
+    let ok = Command::new("touch")
+        .args(["-d", age])
+        .arg(&f)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    dir
+}
+
+fn make_backups(cfg: &Path, n: usize) {
+    for _ in 0..n {
+        ccbackup(cfg, &["run-now"]).expect_ok();
+    }
+}
+
+#[test]
+fn prune_follows_the_policy_and_sweeps_only_old_leftovers() {
+    let ws = Workspace::new();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("f"), b"data").unwrap();
+    // No retention while we build the history.
+    let build = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: job\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        data.path().display()
+    ));
+    make_backups(&build, 5);
+    let ids = backup_ids(&ws);
+    assert_eq!(ids.len(), 5);
+    // Five backups on five different days, oldest first.
+    for (i, id) in ids.iter().enumerate() {
+        backdate(&ws, id, &format!("2026-03-{:02}T02:00:00Z", 10 + i));
+    }
+    let old = leftover(&ws, "20260101T000000Z-aaaaaa", "3 days ago");
+    let young = leftover(&ws, "20260101T000001Z-bbbbbb", "1 hour ago");
+
+    let cfg = config(&ws, data.path(), "{keep_daily: 3}", "");
+    let dry = ccbackup(&cfg, &["prune", "--dry-run", "--json"]);
+    dry.expect_ok();
+    let v: serde_json::Value = serde_json::from_str(&dry.stdout()).unwrap();
+    let entries = v[0]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    let kept: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["keep"] == true)
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        vec![ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]
+    );
+    assert!(entries
+        .iter()
+        .filter(|e| e["keep"] == true)
+        .all(|e| e["reasons"] == serde_json::json!(["daily"])));
+    assert_eq!(
+        v[0]["sweep"],
+        serde_json::json!(["20260101T000000Z-aaaaaa"])
+    );
+    assert_eq!(
+        v[0]["young_leftovers"],
+        serde_json::json!(["20260101T000001Z-bbbbbb"])
+    );
+    // The dry run deleted nothing.
+    assert_eq!(backup_ids(&ws).len(), 5);
+    assert!(old.exists() && young.exists());
+
+    let run = ccbackup(&cfg, &["prune"]);
+    run.expect_ok();
+    assert_eq!(backup_ids(&ws), ids[2..].to_vec());
+    for id in &ids[..2] {
+        assert!(
+            !ws.store_dir().join("job").join(id).exists(),
+            "data of {id} left behind"
+        );
+    }
+    assert!(!old.exists(), "old leftover not swept");
+    assert!(
+        young.exists(),
+        "young leftover (maybe a running backup) was deleted"
+    );
+}
+
+#[test]
+fn prune_refuses_more_than_max_deletions() {
+    let ws = Workspace::new();
+    let data = tempfile::tempdir().unwrap();
+    let cfg = config(&ws, data.path(), "{keep_last: 1}", "    max_deletions: 2\n");
+    let build = ws.config(
+        &std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("    retention: {keep_last: 1}\n", ""),
+    );
+    make_backups(&build, 4);
+    let cfg = config(&ws, data.path(), "{keep_last: 1}", "    max_deletions: 2\n");
+    let run = ccbackup(&cfg, &["prune"]);
+    assert_eq!(run.code(), Some(1));
+    assert!(
+        run.stderr().contains("more than max_deletions (2)"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(backup_ids(&ws).len(), 4);
+}
+
+#[test]
+fn run_now_prunes_after_success_and_never_after_failure() {
+    let ws = Workspace::new();
+    let data = tempfile::tempdir().unwrap();
+    let cfg = config(&ws, data.path(), "{keep_last: 2}", "");
+    make_backups(&cfg, 4);
+    assert_eq!(
+        backup_ids(&ws).len(),
+        2,
+        "run-now should prune to keep_last 2"
+    );
+    let kept = backup_ids(&ws);
+
+    // Same job, now with a source that fails: nothing may be pruned.
+    let failing = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: job\n    retention: {{keep_last: 1}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n      - name: db\n        postgres: {{host: 127.0.0.1, port: 1, databases: [x]}}\n",
+        ws.store_url(),
+        data.path().display()
+    ));
+    let run = ccbackup(&failing, &["run-now"]);
+    assert_eq!(run.code(), Some(1));
+    assert_eq!(backup_ids(&ws), kept, "a failed run pruned");
+}
+
+#[test]
+fn policy_simulate_prints_plan_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, "keep_daily: 2\nkeep_weekly: 1\n").unwrap();
+    let input = "2026-03-02T10:00:00Z\n2026-03-03T10:00:00Z\n2026-03-03T09:00:00Z\n2026-03-01T10:00:00+01:00\n";
+    let mut child = Command::new(bin())
+        .args(["policy", "simulate", "--json"])
+        .arg(&policy)
+        .env("CCBACKUP_CONFIG", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(String, bool, Vec<String>)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["time"].as_str().unwrap().to_owned(),
+                e["keep"].as_bool().unwrap(),
+                e["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let s = |x: &str| x.to_owned();
+    assert_eq!(
+        got,
+        vec![
+            (s("2026-03-02T10:00:00Z"), true, vec![s("daily")]),
+            (
+                s("2026-03-03T10:00:00Z"),
+                true,
+                vec![s("daily"), s("weekly")]
+            ),
+            (s("2026-03-03T09:00:00Z"), false, vec![]),
+            // Sunday 1 March: both budgets are already spent.
+            (s("2026-03-01T09:00:00Z"), false, vec![]),
+        ]
+    );
+
+    // A bad time is a clear error naming the line.
+    let mut child = Command::new(bin())
+        .args(["policy", "simulate"])
+        .arg(&policy)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"2026-03-02T10:00:00Z\nyesterday\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 2"));
+}
