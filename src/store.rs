@@ -123,7 +123,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
                 let key = AmazonS3ConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
                 b = b.with_config(key, v.expose());
             }
-            Arc::new(b.build().map_err(open_err)?)
+            explained(b.build().map_err(open_err)?, "S3", &display)
         }
         "az" | "azure" | "abfs" | "abfss" => {
             let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
@@ -131,7 +131,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
                 let key = AzureConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
                 b = b.with_config(key, v.expose());
             }
-            Arc::new(b.build().map_err(open_err)?)
+            explained(b.build().map_err(open_err)?, "Azure", &display)
         }
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
@@ -139,7 +139,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
                 let key = GoogleConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
                 b = b.with_config(key, v.expose());
             }
-            Arc::new(b.build().map_err(open_err)?)
+            explained(b.build().map_err(open_err)?, "GCS", &display)
         }
         other => {
             return Err(StoreError::Option {
@@ -167,6 +167,235 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
         concurrency: cfg.concurrency,
         display,
     })
+}
+
+fn explained(inner: impl ObjectStore, kind: &'static str, display: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(Explained {
+        inner: Arc::new(inner),
+        kind,
+        display: Arc::from(display),
+    })
+}
+
+/// Wraps a remote store so that errors about the store as a whole (a missing
+/// bucket or container, rejected credentials, an endpoint that does not
+/// answer) name the store and say what is wrong, instead of surfacing as
+/// "object not found" for some key. Other errors pass through unchanged, so
+/// `AlreadyExists`, `Precondition` and `NotFound` keep their meaning.
+#[derive(Debug)]
+struct Explained {
+    inner: Arc<dyn ObjectStore>,
+    kind: &'static str,
+    display: Arc<str>,
+}
+
+impl std::fmt::Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.display)
+    }
+}
+
+/// What went wrong with the store as a whole. Shown instead of the raw
+/// response, which is kept as the source for debugging.
+#[derive(Debug, thiserror::Error)]
+#[error("store {store}: {what}")]
+struct StoreProblem {
+    store: Arc<str>,
+    what: String,
+    #[source]
+    raw: object_store::Error,
+}
+
+/// Error codes that mean "the credentials were not accepted".
+const AUTH_CODES: &[&str] = &[
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "InvalidAuthenticationInfo",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+];
+
+fn explain(kind: &'static str, store: &Arc<str>, e: object_store::Error) -> object_store::Error {
+    use object_store::Error as E;
+    if matches!(
+        e,
+        E::AlreadyExists { .. } | E::Precondition { .. } | E::NotModified { .. }
+    ) {
+        return e;
+    }
+    let text = e.to_string();
+    let what = if text.contains("NoSuchBucket")
+        || text.contains("ContainerNotFound")
+        || text.contains("The specified bucket does not exist")
+    {
+        let noun = if kind == "Azure" {
+            "container"
+        } else {
+            "bucket"
+        };
+        format!("the {noun} does not exist; create it or correct store.url")
+    } else if let Some(code) = AUTH_CODES.iter().find(|c| text.contains(**c)) {
+        format!(
+            "the store rejected the credentials ({code}); check the access key, secret and region in store.options or the environment"
+        )
+    } else if matches!(e, E::Unauthenticated { .. } | E::PermissionDenied { .. }) {
+        "the store rejected the credentials or they lack permission; check store.options or the environment".to_owned()
+    } else if text.contains("error sending request") || text.contains("dns error") {
+        "cannot connect to the store's endpoint (gave up after retries); check store.options.endpoint, the network and that the server runs".to_owned()
+    } else {
+        return e;
+    };
+    E::Generic {
+        store: kind,
+        source: Box::new(StoreProblem {
+            store: store.clone(),
+            what,
+            raw: e,
+        }),
+    }
+}
+
+#[derive(Debug)]
+struct ExplainedUpload {
+    inner: Box<dyn object_store::MultipartUpload>,
+    kind: &'static str,
+    display: Arc<str>,
+}
+
+#[async_trait::async_trait]
+impl object_store::MultipartUpload for ExplainedUpload {
+    fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+        let (kind, display) = (self.kind, self.display.clone());
+        let fut = self.inner.put_part(data);
+        Box::pin(async move { fut.await.map_err(|e| explain(kind, &display, e)) })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+        let r = self.inner.complete().await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        let r = self.inner.abort().await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Explained {
+    async fn put_opts(
+        &self,
+        location: &ObjPath,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        let r = self.inner.put_opts(location, payload, opts).await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjPath,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        match self.inner.put_multipart_opts(location, opts).await {
+            Ok(inner) => Ok(Box::new(ExplainedUpload {
+                inner,
+                kind: self.kind,
+                display: self.display.clone(),
+            })),
+            Err(e) => Err(explain(self.kind, &self.display, e)),
+        }
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjPath,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        let r = self.inner.get_opts(location, options).await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &ObjPath,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        let r = self.inner.get_ranges(location, ranges).await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<ObjPath>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjPath>> {
+        use futures::TryStreamExt;
+        let (kind, display) = (self.kind, self.display.clone());
+        Box::pin(
+            self.inner
+                .delete_stream(locations)
+                .map_err(move |e| explain(kind, &display, e)),
+        )
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        let (kind, display) = (self.kind, self.display.clone());
+        Box::pin(
+            self.inner
+                .list(prefix)
+                .map_err(move |e| explain(kind, &display, e)),
+        )
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&ObjPath>,
+        offset: &ObjPath,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        let (kind, display) = (self.kind, self.display.clone());
+        Box::pin(
+            self.inner
+                .list_with_offset(prefix, offset)
+                .map_err(move |e| explain(kind, &display, e)),
+        )
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> object_store::Result<object_store::ListResult> {
+        let r = self.inner.list_with_delimiter(prefix).await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjPath,
+        to: &ObjPath,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        let r = self.inner.copy_opts(from, to, options).await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &ObjPath,
+        to: &ObjPath,
+        options: object_store::RenameOptions,
+    ) -> object_store::Result<()> {
+        let r = self.inner.rename_opts(from, to, options).await;
+        r.map_err(|e| explain(self.kind, &self.display, e))
+    }
 }
 
 /// A new backup ID for a run starting at `at`.
