@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Benchmarks ccbackup against the shell baselines, side by side in one run.
+#
+#   bash scripts/bench.sh [backup|rrd|restore|all]   (default: all)
+#
+# backup:  a >= 1 GB database of mixed rows; alternately `ccbackup run-now`
+#          to a file:// store and `pg_dump -Fc -Z0 DB | zstd -3 -T1 > FILE`;
+#          median wall times, the ratio and ccbackup's peak RSS.
+# rrd:     50,000 Concertim-sized RRD files; `ccbackup run-now` (rrd source)
+#          against `tar -cf - DIR | zstd -3 -T1 > FILE`.
+# restore: the backup's dump restored by `ccbackup restore` against
+#          `zstd -dc FILE | pg_restore -d DB`, and with --jobs 2 against
+#          `pg_restore -j2` of the decompressed file.
+#
+# Environment: BENCH_DIR (default /var/tmp/ccbackup-bench), BENCH_REPS (3),
+# BENCH_DB_ROWS (4200000 rows, about 1.1 GB), BENCH_RRD_FILES (50000).
+# Timing belongs here, never in tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+dir=${BENCH_DIR:-/var/tmp/ccbackup-bench}
+reps=${BENCH_REPS:-3}
+rows=${BENCH_DB_ROWS:-4200000}
+nrrd=${BENCH_RRD_FILES:-50000}
+db=ccbackup_bench
+
+bash scripts/prereqs.sh >/dev/null
+command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
+cargo build --release --locked -q
+bin=$(pwd)/target/release/ccbackup
+mkdir -p "$dir"
+pg() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"; }
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
+
+# Runs a command under GNU time; prints "<wall seconds> <max rss KiB>".
+timed() {
+  local t0 t1 rss
+  t0=$(now)
+  /usr/bin/time -f '%M' -o "$dir/.rss" "$@" >/dev/null 2>"$dir/.err" || { cat "$dir/.err" >&2; return 1; }
+  t1=$(now)
+  rss=$(tail -1 "$dir/.rss")
+  echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b-a}') $rss"
+}
+
+report() { # name ccbackup-times baseline-times rss-list baseline-label
+  local c b r
+  c=$(tr ' ' '\n' <<<"$2" | grep . | median)
+  b=$(tr ' ' '\n' <<<"$3" | grep . | median)
+  r=$(tr ' ' '\n' <<<"$4" | grep . | sort -n | tail -1)
+  printf '\n%s (%s runs each, alternating)\n' "$1" "$reps"
+  printf '  %-44s median %8.2f s   runs: %s\n' "ccbackup" "$c" "$2"
+  printf '  %-44s median %8.2f s   runs: %s\n' "$5" "$b" "$3"
+  printf '  ratio ccbackup/baseline: %s    ccbackup peak RSS: %s MiB\n' "$(ratio "$c" "$b")" "$((r / 1024))"
+}
+
+ensure_db() {
+  local have
+  have=$(pg -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$db'")
+  if [ "$have" = 1 ] && [ "$(pg -d "$db" -Atc "SELECT count(*) FROM bench.items" 2>/dev/null || echo 0)" = "$rows" ]; then
+    return
+  fi
+  echo "generating $db with $rows mixed rows (takes a few minutes)"
+  pg -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  pg -d "$db" <<SQL
+CREATE SCHEMA bench;
+CREATE TABLE bench.items (
+  id bigint PRIMARY KEY, name text, digest text, amount numeric(12,2), ratio float8,
+  created timestamptz, doc jsonb, note text);
+INSERT INTO bench.items
+SELECT g, 'item-' || g, md5(g::text), (g % 100000) / 100.0, random(),
+       now() - (g || ' seconds')::interval,
+       jsonb_build_object('g', g, 'tags', jsonb_build_array('a' || (g % 97), 'b' || (g % 13)), 'ok', g % 2 = 0),
+       repeat(md5((g * 7)::text), 1 + g % 3)
+FROM generate_series(1, $rows) g;
+ANALYZE;
+SQL
+}
+
+bench_backup() {
+  ensure_db
+  echo "database size: $(pg -d "$db" -Atc "SELECT pg_size_pretty(pg_database_size('$db'))")"
+  cat > "$dir/backup.yaml" <<YAML
+store:
+  url: file://$dir/store
+jobs:
+  - name: bench
+    sources:
+      - name: db
+        postgres: {host: 127.0.0.1, port: 5432, user: postgres, databases: [$db], globals: false}
+YAML
+  local c="" b="" r="" out
+  for i in $(seq 1 "$reps"); do
+    rm -rf "$dir/store"
+    out=$(timed "$bin" --config "$dir/backup.yaml" --log-format json run-now); c="$c ${out% *}"; r="$r ${out#* }"
+    out=$(timed sh -c "pg_dump -h 127.0.0.1 -U postgres -Fc -Z0 $db | zstd -q -3 -T1 > '$dir/baseline.dump.zst'"); b="$b ${out% *}"
+    echo "  rep $i done"
+  done
+  report "backup of $db" "$c" "$b" "$r" "pg_dump -Fc -Z0 | zstd -3 -T1 > FILE"
+  echo "  sizes: ccbackup $(du -sb "$dir/store" | cut -f1) B, baseline $(stat -c %s "$dir/baseline.dump.zst") B"
+}
+
+ensure_rrds() {
+  local root=$dir/rrds n
+  n=$(find "$root" -name '*.rrd' 2>/dev/null | wc -l)
+  [ "$n" = "$nrrd" ] && return
+  echo "creating $nrrd RRD files (copies of a few rrdtool-made templates)"
+  rm -rf "$root"; mkdir -p "$root/unspecified/__SummaryInfo__" "$dir/tpl"
+  local start=$(( $(date +%s) - 86400 ))
+  for t in 0 1 2 3 4 5 6 7; do
+    rrdtool create "$dir/tpl/$t.rrd" --start "$start" --step 15 DS:sum:GAUGE:120:U:U \
+      RRA:AVERAGE:0.5:1:240 RRA:AVERAGE:0.5:20:288 RRA:AVERAGE:0.5:240:2160 \
+      RRA:MIN:0.5:1:240 RRA:MIN:0.5:20:288 RRA:MIN:0.5:240:2160 \
+      RRA:MAX:0.5:1:240 RRA:MAX:0.5:20:288 RRA:MAX:0.5:240:2160
+    # A day of samples so the archives hold varied data, not zeros.
+    seq 1 400 | awk -v s="$start" -v t="$t" '{printf "%d:%f ", s + $1 * 15, sin($1 / (10 + t)) * 100 + t}' |
+      xargs -n 200 rrdtool update "$dir/tpl/$t.rrd"
+  done
+  local per=10 d=0 i=0
+  while [ "$i" -lt "$nrrd" ]; do
+    local dev="$root/unspecified/device:$(printf '%08x' "$d")-aaaa-4bbb-8ccc-dddddddddddd"
+    mkdir -p "$dev"
+    for m in $(seq 1 $per); do
+      [ "$i" -ge "$nrrd" ] && break
+      cp "$dir/tpl/$((i % 8)).rrd" "$dev/metric $m: load.rrd"
+      i=$((i + 1))
+    done
+    d=$((d + 1))
+  done
+}
+
+bench_rrd() {
+  ensure_rrds
+  cat > "$dir/rrd.yaml" <<YAML
+store:
+  url: file://$dir/rrdstore
+jobs:
+  - name: rrd
+    sources:
+      - name: rrd
+        rrd: {path: $dir/rrds}
+YAML
+  # Warm the page cache so both sides read from memory.
+  tar -cf - -C "$dir" rrds | cat > /dev/null
+  local c="" b="" r="" out
+  for i in $(seq 1 "$reps"); do
+    rm -rf "$dir/rrdstore"
+    out=$(timed "$bin" --config "$dir/rrd.yaml" --log-format json run-now); c="$c ${out% *}"; r="$r ${out#* }"
+    out=$(timed sh -c "tar -cf - -C '$dir' rrds | zstd -q -3 -T1 > '$dir/baseline.tar.zst'"); b="$b ${out% *}"
+    echo "  rep $i done"
+  done
+  report "archive of $nrrd RRD files" "$c" "$b" "$r" "tar -cf - DIR | zstd -3 -T1 > FILE"
+}
+
+bench_restore() {
+  ensure_db
+  [ -f "$dir/backup.yaml" ] || bench_backup
+  [ -d "$dir/store" ] || "$bin" --config "$dir/backup.yaml" run-now >/dev/null
+  [ -f "$dir/baseline.dump.zst" ] || pg_dump -h 127.0.0.1 -U postgres -Fc -Z0 "$db" | zstd -q -3 -T1 > "$dir/baseline.dump.zst"
+  zstd -q -d -f "$dir/baseline.dump.zst" -o "$dir/baseline.dump"
+  local t=${db}_restore
+  local c1="" b1="" c2="" b2="" r="" out
+  for i in $(seq 1 "$reps"); do
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+    out=$(timed "$bin" --config "$dir/backup.yaml" --log-format json restore --source db --target-db "$t" --staging-dir "$dir"); c1="$c1 ${out% *}"; r="$r ${out#* }"
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)" -c "CREATE DATABASE $t TEMPLATE template0"
+    out=$(timed sh -c "zstd -q -dc '$dir/baseline.dump.zst' | pg_restore -h 127.0.0.1 -U postgres --exit-on-error -d $t"); b1="$b1 ${out% *}"
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+    out=$(timed "$bin" --config "$dir/backup.yaml" --log-format json restore --source db --target-db "$t" --jobs 2 --staging-dir "$dir"); c2="$c2 ${out% *}"
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)" -c "CREATE DATABASE $t TEMPLATE template0"
+    out=$(timed pg_restore -h 127.0.0.1 -U postgres --exit-on-error -j 2 -d "$t" "$dir/baseline.dump"); b2="$b2 ${out% *}"
+    echo "  rep $i done"
+  done
+  pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+  report "restore of $db (--jobs 1)" "$c1" "$b1" "$r" "zstd -dc FILE | pg_restore -d DB"
+  report "restore of $db (--jobs 2)" "$c2" "$b2" "$r" "pg_restore -j2 FILE (decompressed)"
+}
+
+case "$what" in
+  backup) bench_backup ;;
+  rrd) bench_rrd ;;
+  restore) bench_restore ;;
+  all) bench_backup; bench_rrd; bench_restore ;;
+  *) echo "usage: $0 [backup|rrd|restore|all]" >&2; exit 2 ;;
+esac
