@@ -64,6 +64,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Restore(args) => restore(&cfg, args).await,
         Command::Prune { job, dry_run, json } => prune(&cfg, job.as_deref(), dry_run, json).await,
         Command::Policy(_) => Ok(()),
+        Command::Daemon { listen } => daemon(cfg, listen).await,
+        Command::Schedule { job, count, after } => {
+            schedule(&cfg, job.as_deref(), count, after.as_deref())
+        }
         Command::Verify {
             job,
             backup,
@@ -429,6 +433,16 @@ fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Releases a held lock explicitly: a dropped guard releases in the
+/// background, which a short-lived command might not wait for.
+async fn release_lock(guard: Option<crate::lock::LockGuard>) {
+    if let Some(g) = guard {
+        if let Err(e) = g.release().await {
+            tracing::warn!(error = %e, "could not release the repository lock; it expires on its own");
+        }
+    }
+}
+
 async fn prune(cfg: &Config, job: Option<&str>, dry_run: bool, json: bool) -> Result<(), AppError> {
     let jobs = cfg
         .select_jobs(job)
@@ -448,9 +462,33 @@ async fn prune(cfg: &Config, job: Option<&str>, dry_run: bool, json: bool) -> Re
             }
             continue;
         }
+        // A real prune deletes: hold the job's repository lock so it cannot
+        // interleave with a backup of the same job (daemon, run-now, a
+        // second sidecar). A dry run only reads.
+        let guard = if dry_run {
+            None
+        } else {
+            match crate::lock::acquire(
+                &repo,
+                &j.name,
+                cfg.daemon.lock_ttl,
+                "prune",
+                Duration::ZERO,
+                |_| {},
+            )
+            .await
+            {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            }
+        };
         let decision = match crate::prune::plan_job(&repo, j).await {
             Ok(d) => d,
             Err(e) => {
+                release_lock(guard).await;
                 failures.push(e.to_string());
                 continue;
             }
@@ -478,6 +516,7 @@ async fn prune(cfg: &Config, job: Option<&str>, dry_run: bool, json: bool) -> Re
                 }
             }
         };
+        release_lock(guard).await;
         if json {
             reports.push(serde_json::json!({
                 "job": j.name,
@@ -519,4 +558,71 @@ async fn prune(cfg: &Config, job: Option<&str>, dry_run: bool, json: bool) -> Re
     } else {
         Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
     }
+}
+
+/// `ccbackup daemon`: SIGTERM/SIGINT stop it (running jobs get the grace
+/// period), SIGHUP reloads the configuration.
+async fn daemon(cfg: Config, listen: Option<String>) -> Result<(), AppError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let reload = Arc::new(tokio::sync::Notify::new());
+    let mut term = signal(SignalKind::terminate()).map_err(failed)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(failed)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(failed)?;
+    let stop = shutdown.clone();
+    let reload_tx = reload.clone();
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); stop.cancel(); }
+                _ = int.recv() => { tracing::info!("SIGINT received"); stop.cancel(); }
+                _ = hup.recv() => { tracing::info!("SIGHUP received; reloading configuration"); reload_tx.notify_one(); }
+            }
+        }
+    });
+    let opts = crate::daemon::Options {
+        listen,
+        reload: Some(reload),
+        ..Default::default()
+    };
+    let r = crate::daemon::run(cfg, opts, shutdown).await;
+    signals.abort();
+    r.map_err(failed)
+}
+
+/// `ccbackup schedule`: next run times, one per line, with the job's UTC
+/// offset; prefixed with the job name when several jobs are shown.
+fn schedule(
+    cfg: &Config,
+    job: Option<&str>,
+    count: usize,
+    after: Option<&str>,
+) -> Result<(), AppError> {
+    let jobs = cfg
+        .select_jobs(job)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let scheduled: Vec<&JobConfig> = jobs.into_iter().filter(|j| j.schedule.is_some()).collect();
+    if scheduled.is_empty() {
+        return Err(AppError::Usage(match job {
+            Some(j) => format!("job `{j}` has no schedule"),
+            None => "no job has a schedule".to_owned(),
+        }));
+    }
+    let now = match after {
+        None => chrono::Utc::now(),
+        Some(a) => chrono::DateTime::parse_from_rfc3339(a)
+            .map_err(|e| AppError::Usage(format!("--after {a:?} is not an RFC 3339 time: {e}")))?
+            .with_timezone(&chrono::Utc),
+    };
+    let prefix = scheduled.len() > 1;
+    for j in scheduled {
+        for t in crate::daemon::upcoming(j, now, count) {
+            if prefix {
+                println!("{} {t}", j.name);
+            } else {
+                println!("{t}");
+            }
+        }
+    }
+    Ok(())
 }

@@ -73,6 +73,25 @@ pub enum Command {
     /// Retention policy tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run jobs on their schedules, serve /healthz, /readyz and /metrics.
+    Daemon {
+        /// Address for health and metrics (overrides `daemon.listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print the next run times of each scheduled job (RFC 3339, job's zone).
+    Schedule {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// How many run times to print per job.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Start from this instant (RFC 3339) instead of now, e.g. to check
+        /// a DST change ahead of time.
+        #[arg(long)]
+        after: Option<String>,
+    },
     /// Restore a backup (latest by default): databases, RRD trees, directories.
     Restore(RestoreArgs),
     /// Check that stored backups are intact (and, optionally, that they restore).

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::backup::{self, BackupError};
 use crate::config::{Config, JobConfig};
+use crate::lock::{self, LockError};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::prune::{self, Outcome, PruneError};
@@ -34,28 +35,80 @@ impl RunReport {
 pub enum RunError {
     #[error(transparent)]
     Backup(#[from] BackupError),
+    /// The job's repository lock is held elsewhere (or the store failed
+    /// while taking it); nothing was written. Not `transparent`, so that
+    /// `source()` yields the `LockError` for classification.
+    #[error("{0}")]
+    Lock(#[source] LockError),
+}
+
+impl RunError {
+    /// The lock error, when the run could not take the job's lock.
+    pub fn lock_error(&self) -> Option<&LockError> {
+        match self {
+            RunError::Lock(e) => Some(e),
+            RunError::Backup(_) => None,
+        }
+    }
 }
 
 /// Backs up `job` and, after a complete backup, prunes it. A failed backup
 /// returns before retention is even considered.
+///
+/// The job's repository lock (see [`crate::lock`]) is held around both, so
+/// a manual run, the daemon and a second sidecar never interleave on one
+/// job. A lock held elsewhere fails the run at once, naming the holder.
 pub async fn run_once(
-    _cfg: &Config,
+    cfg: &Config,
     repo: &Repo,
     job: &JobConfig,
     kill: KillSwitch,
     progress: Arc<Progress>,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let manifest = backup::run_job(repo, job, progress, kill).await?;
-    let prune = match &job.retention {
-        None => None,
-        Some(_) => Some(prune_after_backup(repo, job).await),
-    };
+    let guard = lock::acquire(
+        repo,
+        &job.name,
+        cfg.daemon.lock_ttl,
+        "backup",
+        Duration::ZERO,
+        |_| {},
+    )
+    .await
+    .map_err(RunError::Lock)?;
+    // If another owner takes the lease over (we stalled past its expiry),
+    // stop the dump: two writers on one job is what the lock prevents.
+    let lost = guard.lost();
+    let watch_kill = kill.clone();
+    let watcher = tokio::spawn(async move {
+        lost.cancelled().await;
+        watch_kill.kill();
+    });
+    let result = backup_and_prune(repo, job, kill, progress).await;
+    watcher.abort();
+    if let Err(e) = guard.release().await {
+        tracing::warn!(job = %job.name, error = %e, "could not release the repository lock; it expires on its own");
+    }
+    let (manifest, prune) = result?;
     Ok(RunReport {
         manifest,
         duration: started.elapsed(),
         prune,
     })
+}
+
+async fn backup_and_prune(
+    repo: &Repo,
+    job: &JobConfig,
+    kill: KillSwitch,
+    progress: Arc<Progress>,
+) -> Result<(Manifest, Option<Result<Outcome, PruneError>>), RunError> {
+    let manifest = backup::run_job(repo, job, progress, kill).await?;
+    let prune = match &job.retention {
+        None => None,
+        Some(_) => Some(prune_after_backup(repo, job).await),
+    };
+    Ok((manifest, prune))
 }
 
 async fn prune_after_backup(repo: &Repo, job: &JobConfig) -> Result<Outcome, PruneError> {

@@ -1,0 +1,740 @@
+//! `ccbackup daemon`: runs jobs on their schedules, serves health and
+//! metrics, and stops cleanly.
+//!
+//! # Scheduling: who decides when, who fires
+//!
+//! Run times come from [`crate::schedule`] (Vixie-cron syntax, per-job IANA
+//! time zone, DST rules: a skipped local time runs once at the jump, a
+//! repeated one runs once, at its first occurrence). `tokio-cron-scheduler`
+//! is used only as the runner: for each job the daemon computes the next
+//! UTC instant and hands the scheduler a *one-shot* job at that instant;
+//! when it fires, the daemon computes the following instant and arms a new
+//! one-shot. Its own cron parser is never used, because it needs 6-7 fields,
+//! ANDs day-of-month with day-of-week (Vixie cron ORs them), and freezes a
+//! time-zoned job's UTC offset when the job is created, so a local-time
+//! schedule would fire an hour off after a DST change until restart. A
+//! one-shot per tick recomputed from the wall clock has none of these
+//! problems. The scheduler stores the instant in whole seconds and polls
+//! twice a second, so a tick may arrive up to about a second early; the run
+//! then sleeps until its exact time.
+//!
+//! Re-arming happens when a tick fires, not when the run ends, so a tick
+//! that finds the previous run of the job still going is seen, skipped and
+//! counted (`ccbackup_skipped_runs_total`): runs of one job never overlap.
+//! If the daemon falls behind (a suspended host), missed ticks are dropped
+//! and the next one in the future is armed. `jitter` adds a random delay in
+//! `[0, jitter]` to each tick; keep it below the schedule's period.
+//!
+//! # One run
+//!
+//! A tick calls [`crate::runner::run_once`], the same function as
+//! `run-now` (lock, backup, retention only after success). A run that fails
+//! with a transient error (database still starting, store unreachable) is
+//! retried as a whole with backoff ([`crate::retry::Backoff::RUN`]); a
+//! failed attempt wrote no manifest and pruned nothing. Every run ends with
+//! one log event (job, backup ID, outcome, bytes, duration), metrics, and
+//! webhooks ([`crate::notify`]).
+//!
+//! # Shutdown and reload
+//!
+//! The shutdown signal is a parameter ([`run`] takes a `CancellationToken`),
+//! so tests drive it; `main` cancels it on SIGTERM or SIGINT. Scheduling
+//! stops at once; running jobs get `daemon.shutdown_grace` to finish. After
+//! that each is cancelled: its store is gated (every write from then on
+//! fails, so no manifest can be committed), `pg_dump` is killed, the
+//! pipeline aborts its multipart upload, the failed backup removes what it
+//! uploaded, and the lock is released. Only if a run does not unwind within
+//! [`CANCEL_WAIT`] is its task dropped (the lock guard then releases in the
+//! background and the daemon waits briefly for that). A reload request
+//! (SIGHUP) re-reads the config file; a bad file is logged and the running
+//! configuration kept.
+
+pub mod http;
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::stream::BoxStream;
+use object_store::path::Path as ObjPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinSet;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::catalog;
+use crate::config::{self, Config, JobConfig};
+use crate::notify;
+use crate::progress::Progress;
+use crate::retry::{self, Backoff, Class};
+use crate::runner::{self, RunError};
+use crate::source::child::KillSwitch;
+use crate::store::{self, Repo};
+use metrics::Metrics;
+
+/// After the grace period and a cancel, how long a run may take to unwind
+/// (kill, abort uploads, clean up, release the lock) before it is dropped.
+pub const CANCEL_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Bind(#[from] http::BindError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot start the job scheduler: {0}")]
+    Scheduler(#[from] JobSchedulerError),
+    #[error(
+        "{0} run(s) did not stop within the grace period and the cancel wait; they were abandoned"
+    )]
+    Unclean(usize),
+}
+
+/// Knobs for [`run`] beyond the configuration.
+#[derive(Default)]
+pub struct Options {
+    /// Overrides `daemon.listen` (`--listen`).
+    pub listen: Option<String>,
+    /// Use this repository instead of opening `cfg.store` (tests wrap the
+    /// store; kept across reloads when given).
+    pub repo: Option<Repo>,
+    /// Notified to re-read the configuration file (SIGHUP in `main`).
+    pub reload: Option<Arc<Notify>>,
+    /// Receives the HTTP address actually bound (useful with port 0).
+    pub bound: Option<oneshot::Sender<SocketAddr>>,
+    /// Shared metrics, so a caller can inspect them.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// A fired one-shot: which job, which configuration generation, and the
+/// instant it stands for.
+#[derive(Debug, Clone)]
+struct Tick {
+    job: String,
+    generation: u64,
+    nominal: DateTime<Utc>,
+    fire_at: DateTime<Utc>,
+}
+
+struct Running {
+    kill: KillSwitch,
+    cancel: CancellationToken,
+}
+
+struct State {
+    cfg: Arc<Config>,
+    repo: Repo,
+    generation: u64,
+    armed: HashMap<String, Uuid>,
+    running: HashMap<String, Running>,
+}
+
+/// Runs the daemon until `shutdown` is cancelled. Returns `Ok` when every
+/// run finished or unwound cleanly.
+pub async fn run(
+    cfg: Config,
+    opts: Options,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let fixed_repo = opts.repo.is_some();
+    let repo = match opts.repo {
+        Some(r) => r,
+        None => store::open(&cfg.store)?,
+    };
+    let metrics = opts
+        .metrics
+        .unwrap_or_else(|| Arc::new(Metrics::new(Utc::now())));
+    let listen = opts
+        .listen
+        .clone()
+        .unwrap_or_else(|| cfg.daemon.listen.clone());
+    let listener = http::bind(&listen).await?;
+    let addr = http::local_addr(&listener);
+    if let (Some(tx), Some(a)) = (opts.bound, addr) {
+        let _ = tx.send(a);
+    }
+    tracing::info!(listen = %addr.map_or(listen.clone(), |a| a.to_string()), jobs = cfg.jobs.len(), "daemon started");
+    let http_stop = CancellationToken::new();
+    let http_task = tokio::spawn(http::serve(listener, metrics.clone(), http_stop.clone()));
+
+    let mut sched = JobScheduler::new().await?;
+    sched.start().await?;
+    let (tick_tx, mut tick_rx) = mpsc::channel::<Tick>(64);
+    let client = notify::client();
+    let stopping = CancellationToken::new();
+
+    let mut st = State {
+        cfg: Arc::new(cfg),
+        repo,
+        generation: 0,
+        armed: HashMap::new(),
+        running: HashMap::new(),
+    };
+    seed_metrics(&st, &metrics).await;
+    arm_all(&mut st, &sched, &tick_tx, &metrics).await;
+
+    let reload = opts.reload.unwrap_or_default();
+    let mut tasks: JoinSet<String> = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = reload.notified() => {
+                reload_config(&mut st, fixed_repo, &sched, &tick_tx, &metrics).await;
+            }
+            Some(tick) = tick_rx.recv() => {
+                on_tick(&mut st, tick, &sched, &tick_tx, &metrics, &client, &stopping, &mut tasks).await;
+            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(job) = done {
+                    st.running.remove(&job);
+                }
+            }
+        }
+    }
+
+    // Stop scheduling first, so nothing new starts while we wait.
+    tracing::info!(running = st.running.len(), "shutting down");
+    stopping.cancel();
+    if let Err(e) = sched.shutdown().await {
+        tracing::warn!(error = %e, "job scheduler did not shut down cleanly");
+    }
+    drop(tick_rx);
+
+    let grace = st.cfg.daemon.shutdown_grace;
+    let mut abandoned = 0;
+    if !tasks.is_empty() {
+        if drain(&mut tasks, &mut st, grace).await {
+            tracing::info!("running jobs finished within the grace period");
+        } else {
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "grace period over; cancelling running jobs"
+            );
+            for (job, r) in &st.running {
+                tracing::warn!(job = %job, "cancelling run");
+                r.cancel.cancel();
+                r.kill.kill();
+            }
+            if !drain(&mut tasks, &mut st, CANCEL_WAIT).await {
+                abandoned = tasks.len();
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+        }
+    }
+    crate::lock::wait_pending_releases(Duration::from_secs(10)).await;
+    http_stop.cancel();
+    let _ = http_task.await;
+    tracing::info!("daemon stopped");
+    if abandoned > 0 {
+        Err(DaemonError::Unclean(abandoned))
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits for every task, at most `limit`; true when all finished.
+async fn drain(tasks: &mut JoinSet<String>, st: &mut State, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !tasks.is_empty() {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(Ok(job))) => {
+                st.running.remove(&job);
+            }
+            Ok(Some(Err(_))) | Ok(None) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Per-job settings and what the store already holds, so `/readyz` and the
+/// metrics are right from the start (a restart does not forget the last
+/// success).
+async fn seed_metrics(st: &State, metrics: &Metrics) {
+    let names: Vec<String> = st.cfg.jobs.iter().map(|j| j.name.clone()).collect();
+    metrics.retain(&names);
+    for job in &st.cfg.jobs {
+        metrics.update(&job.name, |s| s.max_age = job.max_age);
+        match list_catalog(&st.repo, &job.name).await {
+            Ok((count, last)) => metrics.update(&job.name, |s| {
+                s.backups_stored = Some(count);
+                if s.last_success.is_none() {
+                    s.last_success = last;
+                }
+            }),
+            Err(e) => {
+                tracing::warn!(job = %job.name, error = %e, "cannot list existing backups at start-up")
+            }
+        }
+    }
+}
+
+/// Count and newest start time of complete backups, with retries.
+async fn list_catalog(
+    repo: &Repo,
+    job: &str,
+) -> Result<(u64, Option<DateTime<Utc>>), catalog::CatalogError> {
+    let cat = retry::retry(Backoff::STORE, "catalog listing", || {
+        catalog::load(repo, Some(job))
+    })
+    .await?;
+    Ok((
+        cat.complete.len() as u64,
+        cat.complete.last().map(|m| m.started_at),
+    ))
+}
+
+async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
+    let now = Utc::now();
+    let cfg = st.cfg.clone();
+    for job in &cfg.jobs {
+        if job.schedule.is_none() {
+            tracing::info!(job = %job.name, "job has no schedule; the daemon will not run it");
+            continue;
+        }
+        if let Some(t) = arm(st, sched, tx, job, now, metrics).await {
+            metrics.update(&job.name, |s| s.first_due = Some(t));
+        }
+    }
+}
+
+/// Arms the next tick of `job` strictly after `after`; returns its time.
+async fn arm(
+    st: &mut State,
+    sched: &JobScheduler,
+    tx: &mpsc::Sender<Tick>,
+    job: &JobConfig,
+    after: DateTime<Utc>,
+    metrics: &Metrics,
+) -> Option<DateTime<Utc>> {
+    let schedule = job.schedule.as_ref()?;
+    let now = Utc::now();
+    let mut nominal = schedule
+        .next_after(after, job.timezone)?
+        .with_timezone(&Utc);
+    if nominal < now {
+        // Behind (suspended host, long stall): skip what was missed.
+        tracing::warn!(job = %job.name, missed = %nominal, "missed scheduled run(s); continuing with the next one");
+        nominal = schedule.next_after(now, job.timezone)?.with_timezone(&Utc);
+    }
+    let jitter = job.jitter.map_or(Duration::ZERO, |j| {
+        let ms = j.as_millis() as u64;
+        Duration::from_millis(if ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=ms)
+        })
+    });
+    let fire_at = nominal + chrono::Duration::from_std(jitter).unwrap_or_default();
+    let delay = (fire_at - now).to_std().unwrap_or(Duration::ZERO);
+    let instant = std::time::Instant::now() + delay;
+    let tick = Tick {
+        job: job.name.clone(),
+        generation: st.generation,
+        nominal,
+        fire_at,
+    };
+    let tx = tx.clone();
+    let one_shot = Job::new_one_shot_at_instant_async(instant, move |_id, _sched| {
+        let tx = tx.clone();
+        let tick = tick.clone();
+        Box::pin(async move {
+            // The receiver is gone only during shutdown.
+            let _ = tx.send(tick).await;
+        })
+    });
+    let added = match one_shot {
+        Ok(j) => sched.add(j).await,
+        Err(e) => Err(e),
+    };
+    match added {
+        Ok(id) => {
+            st.armed.insert(job.name.clone(), id);
+            metrics.update(&job.name, |s| s.next_run = Some(nominal));
+            tracing::debug!(job = %job.name, next = %nominal.with_timezone(&job.timezone).to_rfc3339_opts(SecondsFormat::Secs, false), "next run armed");
+            Some(nominal)
+        }
+        Err(e) => {
+            tracing::error!(job = %job.name, error = %e, "cannot arm the next run");
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn on_tick(
+    st: &mut State,
+    tick: Tick,
+    sched: &JobScheduler,
+    tx: &mpsc::Sender<Tick>,
+    metrics: &Arc<Metrics>,
+    client: &reqwest::Client,
+    stopping: &CancellationToken,
+    tasks: &mut JoinSet<String>,
+) {
+    if tick.generation != st.generation {
+        return; // armed under a configuration that was reloaded since
+    }
+    st.armed.remove(&tick.job);
+    let cfg = st.cfg.clone();
+    let Some(job) = cfg.job(&tick.job) else {
+        return;
+    };
+    arm(st, sched, tx, job, tick.nominal, metrics).await;
+
+    if st.running.contains_key(&job.name) {
+        metrics.update(&job.name, |s| s.skipped_runs += 1);
+        tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", "previous run still going; tick skipped");
+        return;
+    }
+    let kill = KillSwitch::default();
+    let cancel = CancellationToken::new();
+    st.running.insert(
+        job.name.clone(),
+        Running {
+            kill: kill.clone(),
+            cancel: cancel.clone(),
+        },
+    );
+    metrics.update(&job.name, |s| s.running = true);
+    let ctx = RunCtx {
+        cfg: cfg.clone(),
+        repo: gated(&st.repo, cancel.clone()),
+        job: job.clone(),
+        metrics: metrics.clone(),
+        client: client.clone(),
+        kill,
+        cancel,
+        stopping: stopping.clone(),
+    };
+    let fire_at = tick.fire_at;
+    tasks.spawn(async move {
+        // The scheduler works in whole seconds; do not start early.
+        if let Ok(early) = (fire_at - Utc::now()).to_std() {
+            tokio::select! {
+                _ = tokio::time::sleep(early) => {}
+                _ = ctx.stopping.cancelled() => {
+                    ctx.metrics.update(&ctx.job.name, |s| s.running = false);
+                    return ctx.job.name.clone();
+                }
+            }
+        }
+        execute(&ctx).await;
+        ctx.job.name.clone()
+    });
+}
+
+async fn reload_config(
+    st: &mut State,
+    fixed_repo: bool,
+    sched: &JobScheduler,
+    tx: &mpsc::Sender<Tick>,
+    metrics: &Metrics,
+) {
+    let path = st.cfg.path.clone();
+    let new = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+            return;
+        }
+    };
+    if !fixed_repo {
+        match store::open(&new.store) {
+            Ok(r) => st.repo = r,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                return;
+            }
+        }
+    }
+    for (_, id) in st.armed.drain() {
+        // Already fired one-shots are gone; that error is expected.
+        let _ = sched.remove(&id).await;
+    }
+    st.generation += 1;
+    st.cfg = Arc::new(new);
+    seed_metrics(st, metrics).await;
+    arm_all(st, sched, tx, metrics).await;
+    tracing::info!(path = %path.display(), jobs = st.cfg.jobs.len(), "configuration reloaded");
+}
+
+/// What one run task needs.
+struct RunCtx {
+    cfg: Arc<Config>,
+    repo: Repo,
+    job: JobConfig,
+    metrics: Arc<Metrics>,
+    client: reqwest::Client,
+    kill: KillSwitch,
+    /// Hard cancel of this run (after the grace period).
+    cancel: CancellationToken,
+    /// The daemon is shutting down: start no new attempt.
+    stopping: CancellationToken,
+}
+
+fn classify_run(e: &RunError) -> Class {
+    match e {
+        RunError::Lock(l) if l.is_held() => Class::Permanent,
+        other => retry::classify(other),
+    }
+}
+
+/// One scheduled run with whole-run retries, then metrics, log and webhooks.
+async fn execute(ctx: &RunCtx) {
+    let job = &ctx.job;
+    let started_at = Utc::now();
+    let started = tokio::time::Instant::now();
+    let backoff = Backoff::RUN;
+    let mut failures = 0u32;
+    let result = loop {
+        let progress = Arc::new(Progress::new());
+        let r = runner::run_once(&ctx.cfg, &ctx.repo, job, ctx.kill.clone(), progress).await;
+        let e = match r {
+            Ok(report) => break Ok(report),
+            Err(e) => e,
+        };
+        failures += 1;
+        let delay = backoff.delay(failures);
+        let give_up = ctx.cancel.is_cancelled()
+            || ctx.stopping.is_cancelled()
+            || classify_run(&e) == Class::Permanent
+            || failures >= backoff.max_attempts
+            || started.elapsed() + delay > backoff.max_elapsed;
+        if give_up {
+            break Err(e);
+        }
+        tracing::warn!(job = %job.name, attempt = failures, retry_in_s = delay.as_secs_f64(), error = %e, "run failed with a transient error; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.stopping.cancelled() => break Err(e),
+        }
+    };
+    let duration = started.elapsed();
+
+    let (outcome, backup_id, bytes, error) = match &result {
+        Ok(r) => (
+            "success",
+            Some(r.manifest.id.clone()),
+            r.manifest.stored_bytes(),
+            None,
+        ),
+        Err(e) if ctx.cancel.is_cancelled() => ("cancelled", None, 0, Some(e.to_string())),
+        Err(e) if e.lock_error().is_some_and(|l| l.is_held()) => {
+            ("locked", None, 0, Some(e.to_string()))
+        }
+        Err(e) => ("failure", None, 0, Some(e.to_string())),
+    };
+    ctx.metrics.update(&job.name, |s| {
+        *s.runs.entry(outcome).or_default() += 1;
+        s.last_outcome = Some(outcome);
+        s.last_error = error.clone();
+        s.last_run_duration = Some(duration);
+        s.last_run_bytes = Some(bytes);
+        if outcome == "locked" {
+            s.lock_waits += 1;
+        }
+        if let Ok(r) = &result {
+            s.last_success = Some(r.manifest.started_at);
+            s.retention_deletions += r.deletions() as u64;
+        }
+    });
+    match &result {
+        Ok(r) => {
+            tracing::info!(
+                job = %job.name,
+                backup = %r.manifest.id,
+                outcome,
+                bytes,
+                raw_bytes = r.manifest.raw_bytes(),
+                duration_s = duration.as_secs_f64(),
+                deletions = r.deletions(),
+                attempts = failures + 1,
+                "run finished"
+            );
+            if let Some(Err(e)) = &r.prune {
+                tracing::error!(job = %job.name, backup = %r.manifest.id, error = %e, "retention failed after a complete backup");
+            }
+        }
+        Err(e) => tracing::error!(
+            job = %job.name,
+            outcome,
+            bytes,
+            duration_s = duration.as_secs_f64(),
+            attempts = failures,
+            error = %e,
+            "run finished"
+        ),
+    }
+
+    if !ctx.cancel.is_cancelled() {
+        if let Ok((count, _)) = list_catalog(&ctx.repo, &job.name).await {
+            ctx.metrics
+                .update(&job.name, |s| s.backups_stored = Some(count));
+        }
+    }
+    let event = notify::Event {
+        job: job.name.clone(),
+        backup_id,
+        outcome: outcome.to_owned(),
+        error,
+        duration_seconds: duration.as_secs_f64(),
+        bytes,
+        host: crate::backup::hostname(),
+        time: started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+    };
+    notify::send(&ctx.client, &ctx.cfg, job, &event).await;
+    ctx.metrics.update(&job.name, |s| s.running = false);
+}
+
+/// A copy of `repo` whose writes fail once `cancel` fires.
+fn gated(repo: &Repo, cancel: CancellationToken) -> Repo {
+    let mut r = repo.clone();
+    r.store = Arc::new(CancelGate {
+        inner: repo.store.clone(),
+        cancel,
+    });
+    r
+}
+
+/// Store wrapper that refuses writes (puts, multipart parts and completion,
+/// copies) once its run is cancelled, so a cancelled backup can never commit
+/// a manifest however far it got. Reads, lists, deletes and aborts pass, so
+/// the failed run can still clean up and release its lock.
+#[derive(Debug)]
+struct CancelGate {
+    inner: Arc<dyn ObjectStore>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Display for CancelGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CancelGate({})", self.inner)
+    }
+}
+
+fn cancelled_error() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "ccbackup",
+        source: "the run was cancelled at shutdown".into(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CancelGate {
+    async fn put_opts(
+        &self,
+        location: &ObjPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if self.cancel.is_cancelled() {
+            return Err(cancelled_error());
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        if self.cancel.is_cancelled() {
+            return Err(cancelled_error());
+        }
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(GatedUpload {
+            inner,
+            cancel: self.cancel.clone(),
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjPath,
+        to: &ObjPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(cancelled_error());
+        }
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[derive(Debug)]
+struct GatedUpload {
+    inner: Box<dyn MultipartUpload>,
+    cancel: CancellationToken,
+}
+
+#[async_trait]
+impl MultipartUpload for GatedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        if self.cancel.is_cancelled() {
+            return Box::pin(futures::future::ready(Err(cancelled_error())));
+        }
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        if self.cancel.is_cancelled() {
+            return Err(cancelled_error());
+        }
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+/// Next run times of a job, RFC 3339 in the job's zone (`ccbackup schedule`).
+pub fn upcoming(job: &JobConfig, after: DateTime<Utc>, count: usize) -> Vec<String> {
+    job.schedule.as_ref().map_or_else(Vec::new, |s| {
+        s.upcoming(after, job.timezone, count)
+            .into_iter()
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
+            .collect()
+    })
+}
