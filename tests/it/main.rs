@@ -1,10 +1,13 @@
 //! Integration tests: one binary, modules per area, to keep link time down.
 
+mod azure;
 mod backup;
 mod config_errors;
 mod prune;
 mod restore;
 mod retention;
 mod rrd;
+mod s3;
 mod support;
 mod support_rrd;
+mod support_s3;
