@@ -3,6 +3,7 @@
 mod azure;
 mod backup;
 mod config_errors;
+mod examples;
 mod prune;
 mod restore;
 mod retention;
