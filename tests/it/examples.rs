@@ -67,7 +67,10 @@ impl FakeHost {
         for prefix in ["/run/secrets/", "/var/lib/", "/opt/concertim/"] {
             out = out.replace(prefix, &format!("{root}{prefix}"));
         }
-        out.replace("file:///var/backups/", &format!("file://{root}/var/backups/"))
+        out.replace(
+            "file:///var/backups/",
+            &format!("file://{root}/var/backups/"),
+        )
     }
 }
 

@@ -102,10 +102,11 @@ fn s3_round_trip_backup_list_verify_restore_prune() {
     let repo = repo_for(&server, "ccb-round");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let meta = rt
-        .block_on(
-            repo.store
-                .head(&ccbackup::store::artifact_path("site", &first, "etc.tar.zst")),
-        )
+        .block_on(repo.store.head(&ccbackup::store::artifact_path(
+            "site",
+            &first,
+            "etc.tar.zst",
+        )))
         .expect("head artifact");
     assert!(meta.size > 12 * 1024 * 1024);
     let etag = meta.e_tag.unwrap_or_default();

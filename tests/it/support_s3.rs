@@ -280,7 +280,10 @@ pub fn create_container(server: &Server, container: &str) {
         &[
             ("x-ms-date", date),
             ("x-ms-version", version.to_owned()),
-            ("Authorization", format!("SharedKey {AZURITE_ACCOUNT}:{sig}")),
+            (
+                "Authorization",
+                format!("SharedKey {AZURITE_ACCOUNT}:{sig}"),
+            ),
         ],
     );
     assert_eq!(status, 201, "create container {container}: {body}");
