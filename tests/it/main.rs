@@ -3,7 +3,9 @@
 mod azure;
 mod backup;
 mod config_errors;
+mod daemon;
 mod examples;
+mod lock;
 mod prune;
 mod restore;
 mod retention;
