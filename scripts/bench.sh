@@ -104,7 +104,7 @@ YAML
 
 ensure_rrds() {
   local root=$dir/rrds n
-  n=$(find "$root" -name '*.rrd' 2>/dev/null | wc -l)
+  n=$( (find "$root" -name '*.rrd' 2>/dev/null || true) | wc -l)
   [ "$n" = "$nrrd" ] && return
   echo "creating $nrrd RRD files (copies of a few rrdtool-made templates)"
   rm -rf "$root"; mkdir -p "$root/unspecified/__SummaryInfo__" "$dir/tpl"
