@@ -185,17 +185,15 @@ pub fn plan(policy: &Policy, snapshots: &[Snapshot]) -> Plan {
         return Plan { entries };
     }
 
-    let mut order: Vec<usize> = (0..snapshots.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (&snapshots[a], &snapshots[b]);
-        b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id))
-    });
-    let Some(&newest) = order.first() else {
+    // Newest first; the id breaks ties so the plan does not depend on listing order.
+    let mut order: Vec<(usize, &Snapshot)> = snapshots.iter().enumerate().collect();
+    order.sort_by(|(_, a), (_, b)| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
+    let Some(&(_, newest)) = order.first() else {
         return Plan { entries };
     };
 
     let tz = policy.timezone;
-    let latest = snapshots[newest].time.with_timezone(&tz);
+    let latest = newest.time.with_timezone(&tz);
     let cutoff = |d: &KeepDuration| d.subtract_from(latest).with_timezone(&Utc);
 
     let within = policy
@@ -233,9 +231,8 @@ pub fn plan(policy: &Policy, snapshots: &[Snapshot]) -> Plan {
     })
     .collect();
 
-    let oldest_position = order.len() - 1;
-    for (position, &index) in order.iter().enumerate() {
-        let snapshot = &snapshots[index];
+    let oldest_position = order.len().saturating_sub(1);
+    for (position, &(index, snapshot)) in order.iter().enumerate() {
         let local = snapshot.time.with_timezone(&tz);
         let is_oldest = position == oldest_position;
         let reasons = &mut entries[index].reasons;
@@ -249,10 +246,12 @@ pub fn plan(policy: &Policy, snapshots: &[Snapshot]) -> Plan {
         for rule in count_rules.iter_mut().filter(|r| r.has_budget()) {
             let key = rule.period.key(&local, position);
             let new_period = rule.last_kept != Some(key);
+            // The oldest backup is kept while budget remains (restic >= 0.16): otherwise a young
+            // history, e.g. one week under keep_monthly, would lose its only old restore point.
             if new_period || is_oldest {
                 rule.last_kept = Some(key);
                 if let Some(remaining) = rule.remaining.as_mut() {
-                    *remaining -= 1;
+                    *remaining = remaining.saturating_sub(1);
                 }
                 reasons.push(if new_period {
                     rule.reason.to_owned()

@@ -263,3 +263,52 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         problems,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "db-pass-123\n").unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "s3-secret-456").unwrap();
+        let text = format!(
+            "store:\n  url: s3://bucket/prefix\n  options:\n    access_key_id: AKIA-visible\n    secret_access_key_file: {}\n    allow_http: true\nnotify:\n  webhooks: [\"https://hooks.example/T0KEN-789\"]\njobs:\n  - name: j\n    sources:\n      - name: db\n        postgres: {{password_file: {}}}\n",
+            key.display(),
+            pw.display()
+        );
+        let cfg = parse(&text, Path::new("c.yaml")).unwrap();
+        let dbg = format!("{cfg:?}");
+        for secret in ["db-pass-123", "s3-secret-456", "T0KEN-789", "AKIA-visible"] {
+            assert!(!dbg.contains(secret), "{secret} leaked in {dbg}");
+        }
+        // The secret file's content was read, with the suffix stripped from the key.
+        let (k, v) = cfg
+            .store
+            .options
+            .iter()
+            .find(|(k, _)| k == "secret_access_key")
+            .unwrap();
+        assert_eq!(
+            (k.as_str(), v.expose()),
+            ("secret_access_key", "s3-secret-456")
+        );
+        assert!(cfg
+            .store
+            .options
+            .iter()
+            .any(|(k, v)| k == "allow_http" && v.expose() == "true"));
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("16MiB"), Ok(16 * 1024 * 1024));
+        assert_eq!(parse_size("5 MB"), Ok(5_000_000));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+    }
+}

@@ -109,7 +109,7 @@ fn archive_into<W: Write>(
                 stats.symlinks += 1;
             }
             Kind::File => {
-                if let Some(n) = append_file(root, builder, &entry, &mut stats, progress)? {
+                if let Some(n) = append_file(root, builder, &entry, &mut stats)? {
                     stats.files += 1;
                     stats.bytes += n;
                     progress.add_files(1);
@@ -135,7 +135,6 @@ fn append_file<W: Write>(
     builder: &mut Builder<TarSink<W>>,
     entry: &Entry,
     stats: &mut FilesStats,
-    progress: &Progress,
 ) -> Result<Option<u64>, FilesError> {
     let rel = entry.path();
     let file = match entry.open_file() {
@@ -162,7 +161,7 @@ fn append_file<W: Write>(
         return Ok(None);
     }
     let mut h = header(EntryType::Regular, &st, st.size);
-    let mut reader = ExactReader::new(file, st.size, Some(progress));
+    let mut reader = ExactReader::new(file, st.size);
     let res = builder.append_data(&mut h, rel, &mut reader);
     if let Some(source) = reader.read_error.take() {
         return Err(FilesError::Read {
@@ -186,26 +185,23 @@ fn append_file<W: Write>(
 
 /// Yields exactly `len` bytes: the file's bytes, then zeros if the file
 /// ended early. Tar writes the size before the data, so any other length
-/// would desynchronise every entry after this one. Bumps `progress` as it
-/// goes, so a large file shows progress before it is done.
-struct ExactReader<'p> {
+/// would desynchronise every entry after this one.
+struct ExactReader {
     file: std::fs::File,
     remaining: u64,
     padded: u64,
     eof: bool,
     read_error: Option<io::Error>,
-    progress: Option<&'p Progress>,
 }
 
-impl<'p> ExactReader<'p> {
-    fn new(file: std::fs::File, len: u64, progress: Option<&'p Progress>) -> Self {
+impl ExactReader {
+    fn new(file: std::fs::File, len: u64) -> Self {
         ExactReader {
             file,
             remaining: len,
             padded: 0,
             eof: false,
             read_error: None,
-            progress,
         }
     }
 
@@ -219,7 +215,7 @@ impl<'p> ExactReader<'p> {
     }
 }
 
-impl Read for ExactReader<'_> {
+impl Read for ExactReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let want = usize::try_from(self.remaining)
             .unwrap_or(usize::MAX)
@@ -235,10 +231,8 @@ impl Read for ExactReader<'_> {
                         break;
                     }
                     Ok(n) => {
+                        // Raw bytes are counted once, by the pipeline.
                         self.remaining -= n as u64;
-                        if let Some(p) = self.progress {
-                            p.add_raw_bytes(n as u64);
-                        }
                         return Ok(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -393,13 +387,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"abc").unwrap();
         let f = std::fs::File::open(dir.path().join("f")).unwrap();
-        let mut r = ExactReader::new(f, 6, None);
+        let mut r = ExactReader::new(f, 6);
         let mut v = Vec::new();
         r.read_to_end(&mut v).unwrap();
         assert_eq!(v, b"abc\0\0\0");
         assert_eq!(r.padded, 3);
         let f = std::fs::File::open(dir.path().join("f")).unwrap();
-        let mut r = ExactReader::new(f, 2, None);
+        let mut r = ExactReader::new(f, 2);
         let mut v = Vec::new();
         r.read_to_end(&mut v).unwrap();
         assert_eq!(v, b"ab");

@@ -26,7 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("cannot connect to PostgreSQL at {host}:{port} as `{user}` (database `{database}`): {source}")]
+    #[error("cannot connect to PostgreSQL at {host}:{port} as `{user}` (database `{database}`): {}", pg_text(source))]
     Connect {
         host: String,
         port: u16,
@@ -34,7 +34,7 @@ pub enum PgError {
         database: String,
         source: tokio_postgres::Error,
     },
-    #[error("query on database `{database}` failed ({what}): {source}")]
+    #[error("query on database `{database}` failed ({what}): {}", pg_text(source))]
     Query {
         database: String,
         what: &'static str,
@@ -56,6 +56,33 @@ pub enum PgError {
     },
     #[error("dumping globals failed: {source}")]
     Globals { source: PipelineError<ChildError> },
+}
+
+/// tokio-postgres displays server errors as just "db error"; the server's
+/// own message ("password authentication failed for user ...") is what an
+/// operator needs, so it is spelled out, with the I/O cause for network
+/// errors.
+pub fn pg_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{}: {}", db.severity(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" ({d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!("; hint: {h}"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(&format!(": {c}"));
+        }
+        src = cause.source();
+    }
+    s
 }
 
 /// What discovery learnt about the server.

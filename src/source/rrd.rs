@@ -364,8 +364,8 @@ fn archive_into<W: Write>(
                     .map_err(write_err)?;
                 stats.files += 1;
                 stats.bytes += len;
+                // Raw bytes are counted once, by the pipeline.
                 progress.add_files(1);
-                progress.add_raw_bytes(len);
             }
             _ => {
                 tracing::debug!(path = %rel.display(), "skipping non-rrd entry");

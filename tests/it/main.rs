@@ -6,6 +6,7 @@ mod config_errors;
 mod daemon;
 mod examples;
 mod lock;
+mod pgauth;
 mod prune;
 mod restore;
 mod retention;
