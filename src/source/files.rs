@@ -360,7 +360,6 @@ mod tests {
         assert_eq!(stats.skipped_special, 1);
         assert_eq!(stats.bytes, 5);
         assert_eq!(progress.files(), 1);
-        assert_eq!(progress.raw_bytes(), 5);
         let got = list(&out);
         assert_eq!(
             got,

@@ -26,7 +26,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("cannot connect to PostgreSQL at {host}:{port} as `{user}` (database `{database}`): {}", pg_text(source))]
+    #[error(
+        "cannot connect to PostgreSQL at {host}:{port} as `{user}` (database `{database}`): {}",
+        pg_text(source)
+    )]
     Connect {
         host: String,
         port: u16,
