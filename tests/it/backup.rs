@@ -278,3 +278,35 @@ fn unknown_job_is_a_usage_error() {
         run.stderr()
     );
 }
+
+#[test]
+fn a_cancelled_run_never_writes_a_manifest_even_after_its_sources_finished() {
+    let ws = Workspace::new();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("f"), b"x").unwrap();
+    let cfg = job_config(
+        &ws,
+        &format!(
+            "      - name: etc\n        files: {{path: {}}}\n",
+            data.path().display()
+        ),
+    );
+    let cfg = ccbackup::config::load(&cfg).unwrap();
+    let repo = ccbackup::store::open(&cfg.store).unwrap();
+    let kill = ccbackup::source::child::KillSwitch::default();
+    // Thrown before the run: the files source has no child to kill, so only
+    // the check before the manifest can stop the commit.
+    kill.kill();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(ccbackup::backup::run_job(
+            &repo,
+            &cfg.jobs[0],
+            std::sync::Arc::new(ccbackup::progress::Progress::new()),
+            kill,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert!(ws.manifests().is_empty());
+    assert!(ws.stored_files().is_empty(), "{:?}", ws.stored_files());
+}
