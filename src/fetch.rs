@@ -135,3 +135,25 @@ pub async fn stage(
     }
     result
 }
+
+/// A verified local copy of the artifact to apply from: for a `file://`
+/// store the object itself (checked in place, no copy), otherwise a staged
+/// download at `stage_path`.
+pub async fn verified_local(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    stage_path: &Path,
+) -> Result<std::path::PathBuf, FetchError> {
+    if let Some(root) = &repo.local_root {
+        let mut p = root.join(job).join(id);
+        p.extend(art.key.split('/'));
+        if p.is_file() {
+            stream_verified(repo, job, id, art, |_| Ok(())).await?;
+            return Ok(p);
+        }
+    }
+    stage(repo, job, id, art, stage_path).await?;
+    Ok(stage_path.to_owned())
+}

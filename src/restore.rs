@@ -2,9 +2,9 @@
 //! before applying any of it, then apply.
 //!
 //! Safety rules:
-//! - every artifact is staged to local disk and its size and sha256 checked
-//!   before anything is applied; a corrupt artifact stops the restore with
-//!   nothing applied from it;
+//! - every artifact is staged to local disk (a `file://` store is read in
+//!   place) and its size and sha256 checked before anything is applied; a
+//!   corrupt artifact stops the restore with nothing applied from it;
 //! - an existing database is never touched unless asked: restoring over the
 //!   original database name needs `--force`, and a non-empty target also
 //!   needs `--clean` (`pg_restore --clean --if-exists`);
@@ -365,8 +365,7 @@ pub async fn run(
     for (i, step) in steps.iter().enumerate() {
         let a = step.artifact();
         let path = staging.path().join(format!("{i}.zst"));
-        fetch::stage(repo, &m.job, &m.id, a, &path).await?;
-        staged.push(path);
+        staged.push(fetch::verified_local(repo, &m.job, &m.id, a, &path).await?);
     }
 
     for (step, path) in steps.iter().zip(staged.iter()) {

@@ -9,6 +9,7 @@
 //! character that object stores escape. Names *inside* archives keep their
 //! original bytes.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -50,6 +51,9 @@ pub struct Repo {
     pub concurrency: usize,
     /// The URL without credentials, for messages.
     pub display: String,
+    /// The directory of a `file://` store: restore reads artifacts in place
+    /// there instead of copying them to a staging directory first.
+    pub local_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -115,6 +119,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
                 part_size: cfg.part_size,
                 concurrency: cfg.concurrency,
                 display,
+                local_root: Some(path),
             });
         }
         "s3" | "s3a" => {
@@ -166,6 +171,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
         part_size: cfg.part_size,
         concurrency: cfg.concurrency,
         display,
+        local_root: None,
     })
 }
 
@@ -474,6 +480,36 @@ mod tests {
         assert_eq!(key_safe("données 2"), "donn_es_2");
         assert_eq!(key_safe("a:b*c?"), "a_b_c_");
         assert_eq!(key_safe("..x"), "x");
+    }
+
+    #[test]
+    fn store_wide_errors_are_explained_and_others_pass_through() {
+        let store: Arc<str> = Arc::from("s3://bkt/pre");
+        let missing = object_store::Error::NotFound {
+            path: "pre/x".to_owned(),
+            source: "<Code>NoSuchBucket</Code>".into(),
+        };
+        let e = explain("S3", &store, missing).to_string();
+        assert!(
+            e.contains("store s3://bkt/pre: the bucket does not exist"),
+            "{e}"
+        );
+        let exists = object_store::Error::AlreadyExists {
+            path: "pre/m".to_owned(),
+            source: "NoSuchBucket".into(),
+        };
+        assert!(matches!(
+            explain("S3", &store, exists),
+            object_store::Error::AlreadyExists { .. }
+        ));
+        let other = object_store::Error::NotFound {
+            path: "pre/x".to_owned(),
+            source: "<Code>NoSuchKey</Code>".into(),
+        };
+        assert!(matches!(
+            explain("S3", &store, other),
+            object_store::Error::NotFound { .. }
+        ));
     }
 
     #[test]

@@ -65,8 +65,7 @@ async fn restore_check(
         return restore_test_db(repo, job, m, a).await;
     }
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-    let staged = dir.path().join("artifact.zst");
-    fetch::stage(repo, &m.job, &m.id, a, &staged)
+    let staged = fetch::verified_local(repo, &m.job, &m.id, a, &dir.path().join("artifact.zst"))
         .await
         .map_err(|e: FetchError| e.to_string())?;
     let a = a.clone();
