@@ -17,7 +17,6 @@
 //!   written; RRD files are validated before they are renamed in.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tokio_postgres::Client;
 
@@ -455,24 +454,6 @@ async fn restore_tree(
     })
 }
 
-fn pg_command(tools: &pgtools::PgTools, program: &str, cfg: &PostgresConfig) -> Command {
-    let mut cmd = Command::new(tools.program(program));
-    for var in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGSERVICE",
-        "PGOPTIONS",
-    ] {
-        cmd.env_remove(var);
-    }
-    if let Some(p) = &cfg.password {
-        cmd.env("PGPASSWORD", p.expose());
-    }
-    cmd
-}
-
 async fn tools_for(cfg: &PostgresConfig, a: &Artifact) -> Result<pgtools::PgTools, RestoreError> {
     let server = postgres::discover(&PostgresConfig {
         databases: crate::config::DatabaseSelection::Named(Vec::new()),
@@ -522,7 +503,7 @@ async fn restore_database(
         false
     };
 
-    let mut cmd = pg_command(&tools, "pg_restore", cfg);
+    let mut cmd = postgres::base_command(&tools, "pg_restore", cfg);
     cmd.arg("--no-password").arg("--exit-on-error");
     if req.clean {
         cmd.arg("--clean").arg("--if-exists");
@@ -590,7 +571,7 @@ async fn apply_globals(
     staged: &Path,
 ) -> Result<(), RestoreError> {
     let tools = tools_for(cfg, a).await?;
-    let mut cmd = pg_command(&tools, "psql", cfg);
+    let mut cmd = postgres::base_command(&tools, "psql", cfg);
     // Existing roles make `CREATE ROLE` fail; keep going so the rest applies.
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
         .arg(format!("--dbname={}", conninfo(cfg, &cfg.maintenance_db)));

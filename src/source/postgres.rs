@@ -256,7 +256,9 @@ pub async fn count_rows(client: &Client, database: &str) -> Result<Vec<TableRows
     Ok(out)
 }
 
-fn base_command(tools: &PgTools, program: &str, cfg: &PostgresConfig) -> Command {
+/// A PostgreSQL client program with the password in its environment and
+/// none of the caller's `PG*` connection variables.
+pub fn base_command(tools: &PgTools, program: &str, cfg: &PostgresConfig) -> Command {
     let mut cmd = Command::new(tools.program(program));
     // Nothing from the caller's environment may redirect the dump.
     for var in [
