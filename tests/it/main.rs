@@ -4,6 +4,7 @@ mod azure;
 mod backup;
 mod config_errors;
 mod daemon;
+mod daemon_signals;
 mod examples;
 mod lock;
 mod pgauth;
