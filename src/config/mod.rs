@@ -304,6 +304,19 @@ mod tests {
     }
 
     #[test]
+    fn option_keys_that_end_in_file_are_not_secret_file_references() {
+        // Regression: `federated_token_file` is an Azure option naming a
+        // path; it used to be read as a docker secret for `federated_token`.
+        let text = "store:\n  url: az://container/prefix\n  options:\n    federated_token_file: /var/run/token\njobs:\n  - name: j\n    sources:\n      - name: e\n        files: {path: /tmp}\n";
+        let cfg = parse(text, Path::new("c.yaml")).unwrap();
+        let (k, v) = &cfg.store.options[0];
+        assert_eq!(
+            (k.as_str(), v.expose()),
+            ("federated_token_file", "/var/run/token")
+        );
+    }
+
+    #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("16MiB"), Ok(16 * 1024 * 1024));
         assert_eq!(parse_size("5 MB"), Ok(5_000_000));

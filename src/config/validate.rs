@@ -167,7 +167,7 @@ fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreConfig> {
         }
         for (k, v) in &raw.options {
             let key = format!("store.options.{k}");
-            match option_value(k, &v.value) {
+            match option_value(scheme, k, &v.value) {
                 Ok((name, value)) => {
                     if let Err(msg) = crate::store::check_option_key(scheme, &name) {
                         p.at(&v.referenced, key, msg);
@@ -218,8 +218,12 @@ fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreConfig> {
 }
 
 /// `<key>_file: PATH` reads the value from a file (docker secrets); the
-/// object-store key is the name without the suffix.
-fn option_value(key: &str, v: &Scalar) -> Result<(String, Secret), String> {
+/// object-store key is the name without the suffix. Keys that are options
+/// in their own right (Azure's `federated_token_file`) are passed as they are.
+fn option_value(scheme: &str, key: &str, v: &Scalar) -> Result<(String, Secret), String> {
+    if crate::store::check_option_key(scheme, key).is_ok() {
+        return Ok((key.to_owned(), Secret::new(v.0.clone())));
+    }
     match key.strip_suffix("_file") {
         Some(base) if !base.is_empty() => read_secret_file(Path::new(&v.0))
             .map(|s| (base.to_owned(), s))
