@@ -42,6 +42,8 @@ pub enum BackupError {
         source_name: String,
         error: SourceError,
     },
+    #[error("backup {job}/{id} was cancelled before it completed")]
+    Cancelled { job: String, id: String },
     #[error("backup {job}/{id}: {error}")]
     Manifest {
         job: String,
@@ -86,6 +88,15 @@ pub async fn run_job(
         }
     }
 
+    // A cancellation that arrived after the last source finished must still
+    // stop the commit: a cancelled run never writes a manifest.
+    if ctx.kill.is_killed() {
+        cleanup(&ctx).await;
+        return Err(BackupError::Cancelled {
+            job: job.name.clone(),
+            id,
+        });
+    }
     let m = Manifest {
         format: manifest::FORMAT,
         job: job.name.clone(),

@@ -68,6 +68,11 @@ impl KillSwitch {
         }
     }
 
+    /// Whether `kill` was called: a cancelled run must not commit.
+    pub fn is_killed(&self) -> bool {
+        self.0.lock().map(|s| s.killed).unwrap_or(true)
+    }
+
     fn register(&self, child: &mut Child) -> bool {
         match self.0.lock() {
             Ok(mut s) => {

@@ -20,7 +20,11 @@ fn free_port() -> u16 {
 fn get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -85,7 +89,10 @@ fn sighup_with_a_bad_config_keeps_running_and_sigterm_exits_zero() {
     std::fs::write(&cfg, "store: [this is not valid\n").unwrap();
     signal(&child, "-HUP");
     std::thread::sleep(Duration::from_millis(800));
-    assert!(child.try_wait().unwrap().is_none(), "daemon died on a bad reload");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "daemon died on a bad reload"
+    );
     assert!(get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
 
     signal(&child, "-TERM");
@@ -94,7 +101,12 @@ fn sighup_with_a_bad_config_keeps_running_and_sigterm_exits_zero() {
     if status.is_none() {
         let _ = child.kill();
     }
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let status = status.unwrap_or_else(|| panic!("daemon ignored SIGTERM:\n{stderr}"));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("reload failed"), "{stderr}");
