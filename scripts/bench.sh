@@ -8,9 +8,11 @@
 #          median wall times, the ratio and ccbackup's peak RSS.
 # rrd:     50,000 Concertim-sized RRD files; `ccbackup run-now` (rrd source)
 #          against `tar -cf - DIR | zstd -3 -T1 > FILE`.
-# restore: the backup's dump restored by `ccbackup restore` against
-#          `zstd -dc FILE | pg_restore -d DB`, and with --jobs 2 against
-#          `pg_restore -j2` of the decompressed file.
+# restore: the backup's dump restored by `ccbackup restore` (which creates
+#          the target database) against `createdb; zstd -dc FILE |
+#          pg_restore -d DB`, and with --jobs 2 against `createdb; zstd -d
+#          FILE; pg_restore -j2` (and, for reference, a bare pg_restore -j2
+#          of an already decompressed file).
 #
 # Environment: BENCH_DIR (default /var/tmp/ccbackup-bench), BENCH_REPS (3),
 # BENCH_DB_ROWS (4200000 rows, about 1.1 GB), BENCH_RRD_FILES (50000).
@@ -161,21 +163,29 @@ bench_restore() {
   [ -f "$dir/baseline.dump.zst" ] || pg_dump -h 127.0.0.1 -U postgres -Fc -Z0 "$db" | zstd -q -3 -T1 > "$dir/baseline.dump.zst"
   zstd -q -d -f "$dir/baseline.dump.zst" -o "$dir/baseline.dump"
   local t=${db}_restore
-  local c1="" b1="" c2="" b2="" r="" out
+  local c1="" b1="" c2="" b2="" p2="" r="" out
+  # Baselines start from the same place ccbackup does: a compressed dump and
+  # no target database, so they include `createdb` (and, for -j2, the
+  # decompression pg_restore -j needs). The bare `pg_restore -j2` of an
+  # already decompressed file is shown too, for reference.
+  local mk="createdb -h 127.0.0.1 -U postgres -T template0 $t"
   for i in $(seq 1 "$reps"); do
     pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
     out=$(timed "$bin" --config "$dir/backup.yaml" --log-format json restore --source db --target-db "$t" --staging-dir "$dir"); c1="$c1 ${out% *}"; r="$r ${out#* }"
-    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)" -c "CREATE DATABASE $t TEMPLATE template0"
-    out=$(timed sh -c "zstd -q -dc '$dir/baseline.dump.zst' | pg_restore -h 127.0.0.1 -U postgres --exit-on-error -d $t"); b1="$b1 ${out% *}"
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+    out=$(timed sh -c "$mk && zstd -q -dc '$dir/baseline.dump.zst' | pg_restore -h 127.0.0.1 -U postgres --exit-on-error -d $t"); b1="$b1 ${out% *}"
     pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
     out=$(timed "$bin" --config "$dir/backup.yaml" --log-format json restore --source db --target-db "$t" --jobs 2 --staging-dir "$dir"); c2="$c2 ${out% *}"
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+    out=$(timed sh -c "$mk && zstd -q -d -f '$dir/baseline.dump.zst' -o '$dir/tmp.dump' && pg_restore -h 127.0.0.1 -U postgres --exit-on-error -j 2 -d $t '$dir/tmp.dump'; rc=\$?; rm -f '$dir/tmp.dump'; exit \$rc"); b2="$b2 ${out% *}"
     pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)" -c "CREATE DATABASE $t TEMPLATE template0"
-    out=$(timed pg_restore -h 127.0.0.1 -U postgres --exit-on-error -j 2 -d "$t" "$dir/baseline.dump"); b2="$b2 ${out% *}"
+    out=$(timed pg_restore -h 127.0.0.1 -U postgres --exit-on-error -j 2 -d "$t" "$dir/baseline.dump"); p2="$p2 ${out% *}"
     echo "  rep $i done"
   done
   pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
-  report "restore of $db (--jobs 1)" "$c1" "$b1" "$r" "zstd -dc FILE | pg_restore -d DB"
-  report "restore of $db (--jobs 2)" "$c2" "$b2" "$r" "pg_restore -j2 FILE (decompressed)"
+  report "restore of $db (--jobs 1)" "$c1" "$b1" "$r" "createdb; zstd -dc FILE | pg_restore -d DB"
+  report "restore of $db (--jobs 2)" "$c2" "$b2" "$r" "createdb; zstd -d FILE; pg_restore -j2"
+  report "restore of $db (--jobs 2, reference)" "$c2" "$p2" "$r" "pg_restore -j2 of a decompressed file"
 }
 
 case "$what" in

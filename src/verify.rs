@@ -40,7 +40,7 @@ pub async fn verify_backup(
         let problem = if restore_test {
             restore_check(repo, job, m, a).await.err()
         } else {
-            fetch::stream_verified(repo, &m.job, &m.id, a, |_| Ok(()))
+            fetch::verify(repo, &m.job, &m.id, a)
                 .await
                 .err()
                 .map(|e| e.to_string())
