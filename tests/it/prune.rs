@@ -257,3 +257,165 @@ fn policy_simulate_prints_plan_in_input_order() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 2"));
 }
+
+mod failing_deletes {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use futures::StreamExt;
+    use object_store::path::Path as ObjPath;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+        ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    };
+
+    use super::*;
+
+    /// Refuses to delete any key containing `pattern`; everything else is
+    /// passed to the real store.
+    #[derive(Debug)]
+    struct NoDelete {
+        inner: Arc<dyn ObjectStore>,
+        pattern: String,
+    }
+
+    impl std::fmt::Display for NoDelete {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "NoDelete({})", self.inner)
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for NoDelete {
+        async fn put_opts(
+            &self,
+            l: &ObjPath,
+            p: PutPayload,
+            o: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(l, p, o).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            l: &ObjPath,
+            o: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(l, o).await
+        }
+        async fn get_opts(&self, l: &ObjPath, o: GetOptions) -> object_store::Result<GetResult> {
+            self.inner.get_opts(l, o).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<ObjPath>>,
+        ) -> BoxStream<'static, object_store::Result<ObjPath>> {
+            let inner = self.inner.clone();
+            let pattern = self.pattern.clone();
+            locations
+                .then(move |r| {
+                    let inner = inner.clone();
+                    let pattern = pattern.clone();
+                    async move {
+                        let p = r?;
+                        if p.as_ref().contains(pattern.as_str()) {
+                            return Err(object_store::Error::Generic {
+                                store: "nodelete",
+                                source: "permission denied".into(),
+                            });
+                        }
+                        inner.delete(&p).await.map(|()| p)
+                    }
+                })
+                .boxed()
+        }
+        fn list(
+            &self,
+            prefix: Option<&ObjPath>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&ObjPath>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &ObjPath,
+            to: &ObjPath,
+            o: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, o).await
+        }
+    }
+
+    fn setup(
+        pattern: &str,
+    ) -> (
+        Workspace,
+        ccbackup::config::Config,
+        ccbackup::store::Repo,
+        Vec<String>,
+    ) {
+        let ws = Workspace::new();
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(data.path().join("f"), b"data").unwrap();
+        let cfg = config(&ws, data.path(), "{keep_last: 1}", "");
+        let build = ws.config(
+            &std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace("    retention: {keep_last: 1}\n", ""),
+        );
+        make_backups(&build, 3);
+        let ids = backup_ids(&ws);
+        let cfg = config(&ws, data.path(), "{keep_last: 1}", "");
+        let cfg = ccbackup::config::load(&cfg).unwrap();
+        let mut repo = ccbackup::store::open(&cfg.store).unwrap();
+        repo.store = Arc::new(NoDelete {
+            inner: repo.store.clone(),
+            pattern: pattern.to_owned(),
+        });
+        (ws, cfg, repo, ids)
+    }
+
+    #[tokio::test]
+    async fn a_manifest_that_cannot_be_deleted_keeps_its_data() {
+        let (ws, cfg, repo, ids) = setup("manifest.json");
+        let d = ccbackup::prune::plan_job(&repo, &cfg.jobs[0])
+            .await
+            .unwrap();
+        assert_eq!(d.removed_ids(), ids[..2].to_vec());
+        let err = ccbackup::prune::apply(&repo, &d).await.unwrap_err();
+        assert!(err.to_string().contains("deletion(s) failed"), "{err}");
+        // Still complete: manifest and data both there.
+        assert_eq!(backup_ids(&ws), ids);
+        for id in &ids {
+            assert!(ws
+                .store_dir()
+                .join("job")
+                .join(id)
+                .join("etc.tar.zst")
+                .exists());
+        }
+    }
+
+    #[tokio::test]
+    async fn data_that_cannot_be_deleted_is_left_unreachable_never_half_listed() {
+        let (ws, cfg, repo, ids) = setup("etc.tar.zst");
+        let d = ccbackup::prune::plan_job(&repo, &cfg.jobs[0])
+            .await
+            .unwrap();
+        let err = ccbackup::prune::apply(&repo, &d).await.unwrap_err();
+        assert!(err.to_string().contains("etc.tar.zst"), "{err}");
+        // The manifests went first: the two pruned backups no longer exist,
+        // their data is a leftover for the sweep, not a broken backup.
+        assert_eq!(backup_ids(&ws), ids[2..].to_vec());
+        let cat = ccbackup::catalog::load(&repo, Some("job")).await.unwrap();
+        assert_eq!(cat.complete.len(), 1);
+        let mut leftovers: Vec<String> = cat.incomplete.iter().map(|i| i.id.clone()).collect();
+        leftovers.sort();
+        assert_eq!(leftovers, ids[..2].to_vec());
+    }
+}
