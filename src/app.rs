@@ -525,6 +525,8 @@ async fn prune(cfg: &Config, job: Option<&str>, dry_run: bool, json: bool) -> Re
                 "sweep": decision.sweep,
                 "young_leftovers": decision.young_leftovers,
                 "deleted": outcome.as_ref().map(|o| o.deleted.clone()),
+                "aborted_uploads": outcome.as_ref().map(|o| o.aborted_uploads.clone()),
+                "upload_sweep_error": outcome.as_ref().and_then(|o| o.upload_sweep_error.clone()),
             }));
         } else {
             println!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
@@ -544,6 +546,17 @@ async fn prune(cfg: &Config, job: Option<&str>, dry_run: bool, json: bool) -> Re
                     decision.sweep.len(),
                     decision.young_leftovers.len()
                 ),
+            }
+            if let Some(o) = &outcome {
+                if !o.aborted_uploads.is_empty() {
+                    println!(
+                        "{} stale multipart upload(s) aborted",
+                        o.aborted_uploads.len()
+                    );
+                }
+                if let Some(e) = &o.upload_sweep_error {
+                    println!("warning: {e}");
+                }
             }
         }
     }

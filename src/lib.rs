@@ -32,6 +32,7 @@ pub mod restore;
 pub mod retention;
 pub mod retry;
 pub mod runner;
+pub mod s3_uploads;
 pub mod schedule;
 pub mod secret;
 pub mod source;

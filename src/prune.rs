@@ -40,6 +40,10 @@ pub struct Decision {
     pub young_leftovers: Vec<String>,
     #[serde(skip)]
     sweep_objects: Vec<ObjPath>,
+    /// The job's `orphan_grace`: open multipart uploads older than this are
+    /// aborted too.
+    #[serde(skip)]
+    pub grace: Duration,
 }
 
 impl Decision {
@@ -77,6 +81,11 @@ pub enum PruneError {
 pub struct Outcome {
     pub deleted: Vec<String>,
     pub swept: Vec<String>,
+    /// Keys of open multipart uploads (S3) aborted as stale.
+    pub aborted_uploads: Vec<String>,
+    /// Why the multipart-upload sweep failed, if it did (not fatal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_sweep_error: Option<String>,
 }
 
 /// Pure: the prune decision for one job.
@@ -123,6 +132,7 @@ pub fn decide(
             max: max_deletions,
         });
     }
+    let grace_std = grace;
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let (old, young): (Vec<&Incomplete>, Vec<&Incomplete>) = incomplete
         .iter()
@@ -134,6 +144,7 @@ pub fn decide(
         sweep: old.iter().map(|i| i.id.clone()).collect(),
         young_leftovers: young.iter().map(|i| i.id.clone()).collect(),
         sweep_objects: old.iter().flat_map(|i| i.objects.iter().cloned()).collect(),
+        grace: grace_std,
     })
 }
 
@@ -214,6 +225,17 @@ pub async fn apply(repo: &Repo, d: &Decision) -> Result<Outcome, PruneError> {
         match r {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => failures.push(format!("sweep: {e}")),
+        }
+    }
+    // Uploads a killed process left open hold billed parts but no object,
+    // so the catalog never sees them.
+    if let Some(s3) = &repo.s3 {
+        match s3.sweep_job(&d.job, d.grace, Utc::now()).await {
+            Ok(keys) => out.aborted_uploads = keys,
+            Err(e) => {
+                tracing::warn!(job = %d.job, error = %e, "open multipart uploads were not swept");
+                out.upload_sweep_error = Some(e.to_string());
+            }
         }
     }
     if failures.is_empty() {

@@ -24,6 +24,7 @@ use object_store::ObjectStore;
 use rand::Rng;
 
 use crate::config::StoreConfig;
+use crate::s3_uploads::S3UploadSweeper;
 
 pub const MANIFEST_NAME: &str = "manifest.json";
 
@@ -54,6 +55,9 @@ pub struct Repo {
     /// The directory of a `file://` store: restore reads artifacts in place
     /// there instead of copying them to a staging directory first.
     pub local_root: Option<PathBuf>,
+    /// For `s3://` stores: what prune needs to abort multipart uploads a
+    /// killed process left open (object_store cannot list them).
+    pub s3: Option<Arc<S3UploadSweeper>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -120,6 +124,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
                 concurrency: cfg.concurrency,
                 display,
                 local_root: Some(path),
+                s3: None,
             });
         }
         "s3" | "s3a" => {
@@ -170,6 +175,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
         store,
         part_size: cfg.part_size,
         concurrency: cfg.concurrency,
+        s3: S3UploadSweeper::from_config(cfg, &display).map(Arc::new),
         display,
         local_root: None,
     })
