@@ -286,10 +286,9 @@ fn s3_manifest_put_is_create_only() {
 /// leftovers once they are older than `orphan_grace`.
 ///
 /// A SIGKILLed process cannot abort its own multipart upload, and
-/// object_store has no API to list open uploads, so the incomplete upload
-/// itself stays until the bucket's lifecycle rule
-/// (`AbortIncompleteMultipartUpload`, see README) removes it. The test
-/// records that instead of pretending otherwise.
+/// object_store has no API to list open uploads; prune lists them itself
+/// (signed `ListMultipartUploads`) and aborts those older than
+/// `orphan_grace`, so none is left open after it.
 #[test]
 fn s3_killed_upload_leaves_no_manifest() {
     let server = start_moto(false);
@@ -343,6 +342,19 @@ fn s3_killed_upload_leaves_no_manifest() {
         "the small source was uploaded before the kill"
     );
 
+    // The signed listing sees the upload the kill left open.
+    let repo = repo_for(&server, "ccb-kill");
+    let s3 = repo.s3.as_ref().expect("an s3 store has an upload sweeper");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let open = rt
+        .block_on(s3.list(&s3.job_prefix("site")))
+        .expect("list open uploads");
+    assert!(
+        open.iter()
+            .any(|u| u.key.ends_with("etc.tar.zst") && u.initiated.is_some()),
+        "{open:?}"
+    );
+
     // Past the orphan grace and the killed run's lock lease.
     std::thread::sleep(Duration::from_millis(2500));
     let prune = ccbackup_env(&cfg, &["prune"], &[]);
@@ -351,10 +363,28 @@ fn s3_killed_upload_leaves_no_manifest() {
         object_keys(&server, "ccb-kill").is_empty(),
         "sweep left objects behind"
     );
-    let open = open_uploads(&server, "ccb-kill");
-    eprintln!(
-        "open multipart uploads after the sweep (removed by the bucket lifecycle rule, not by ccbackup): {open:?}"
+    assert!(
+        !prune.stderr().contains(SECRET),
+        "secret leaked:\n{}",
+        prune.stderr()
     );
+    assert!(
+        prune.stdout().contains("stale multipart upload(s) aborted"),
+        "{}\n{}",
+        prune.stdout(),
+        prune.stderr()
+    );
+    assert!(
+        open_uploads(&server, "ccb-kill").is_empty(),
+        "prune left open multipart uploads: {:?}\n{}",
+        open_uploads(&server, "ccb-kill"),
+        prune.stderr()
+    );
+    // The signed listing agrees.
+    let left = rt
+        .block_on(s3.list(&s3.job_prefix("site")))
+        .expect("list open uploads");
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Every store-level failure: non-zero exit, a message naming the store and
