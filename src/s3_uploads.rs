@@ -436,8 +436,8 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 
 /// `HTTP <status>` with S3's error code and message, if the body has them.
 fn s3_error(status: u16, body: &str) -> String {
-    let code = element(body, "Code").map(|c| unescape(c));
-    let message = element(body, "Message").map(|c| unescape(c));
+    let code = element(body, "Code").map(unescape);
+    let message = element(body, "Message").map(unescape);
     match (code, message) {
         (Some(c), Some(m)) => format!("HTTP {status} {c}: {m}"),
         (Some(c), None) => format!("HTTP {status} {c}"),
