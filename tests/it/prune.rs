@@ -370,6 +370,11 @@ mod failing_deletes {
         );
         make_backups(&build, 3);
         let ids = backup_ids(&ws);
+        // Runs within one second get IDs in random order: give them distinct
+        // times in ID order so "the newest" is well defined.
+        for (i, id) in ids.iter().enumerate() {
+            backdate(&ws, id, &format!("2026-03-{:02}T02:00:00Z", 10 + i));
+        }
         let cfg = config(&ws, data.path(), "{keep_last: 1}", "");
         let cfg = ccbackup::config::load(&cfg).unwrap();
         let mut repo = ccbackup::store::open(&cfg.store).unwrap();
