@@ -447,7 +447,9 @@ fn s3_error(status: u16, body: &str) -> String {
 
 // --- SigV4 --------------------------------------------------------------------
 
-pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256 (RFC 2104) over `sha2`, for SigV4; public so the Azure test
+/// helpers sign with the same code.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     let mut block = [0u8; 64];
     if key.len() > 64 {
         block[..32].copy_from_slice(&Sha256::digest(key));
