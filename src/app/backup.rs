@@ -1,0 +1,141 @@
+//! `run-now` and `list`.
+
+use super::*;
+
+pub(super) async fn run_now(cfg: &Config, job: Option<&str>) -> Result<(), AppError> {
+    let jobs = cfg
+        .select_jobs(job)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let mut failures = Vec::new();
+    for job in jobs {
+        let progress = Arc::new(Progress::new());
+        let reporter = spawn_progress(&job.name, progress.clone());
+        let started = Instant::now();
+        let result =
+            runner::run_once(cfg, &repo, job, KillSwitch::default(), progress.clone()).await;
+        if let Some(r) = reporter {
+            r.abort();
+            eprint!("\r\x1b[2K");
+        }
+        match result {
+            Ok(report) => {
+                let m = &report.manifest;
+                tracing::info!(
+                    job = %job.name,
+                    backup = %m.id,
+                    outcome = "success",
+                    stored_bytes = m.stored_bytes(),
+                    raw_bytes = m.raw_bytes(),
+                    duration_s = started.elapsed().as_secs_f64(),
+                    deletions = report.deletions(),
+                    "backup complete"
+                );
+                println!("{}", m.id);
+                if let Some(Err(e)) = &report.prune {
+                    tracing::error!(job = %job.name, error = %e, "retention failed after a complete backup");
+                    failures.push(format!(
+                        "backup {} is complete, but retention failed: {e}",
+                        m.id
+                    ));
+                }
+            }
+            Err(e) => {
+                tracing::error!(job = %job.name, outcome = "failure", error = %e, "backup failed");
+                failures.push(e.to_string());
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
+    }
+}
+
+/// Shows bytes, files and rate on a terminal; logs stay quiet otherwise.
+fn spawn_progress(job: &str, p: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let job = job.to_owned();
+    Some(tokio::spawn(async move {
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let secs = start.elapsed().as_secs_f64().max(0.001);
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r\x1b[2K{job}: {} read, {} stored, {} files, {}/s",
+                human_bytes(p.raw_bytes()),
+                human_bytes(p.stored_bytes()),
+                p.files(),
+                human_bytes((p.raw_bytes() as f64 / secs) as u64)
+            );
+            let _ = err.flush();
+        }
+    }))
+}
+
+/// One row of `list --json`.
+#[derive(Debug, Serialize)]
+pub struct ListEntry {
+    pub id: String,
+    pub job: String,
+    pub time: String,
+    pub sources: Vec<String>,
+    pub size: u64,
+    pub raw_size: u64,
+    pub artifacts: usize,
+}
+
+impl From<&Manifest> for ListEntry {
+    fn from(m: &Manifest) -> Self {
+        ListEntry {
+            id: m.id.clone(),
+            job: m.job.clone(),
+            time: m
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            sources: m.source_names(),
+            size: m.stored_bytes(),
+            raw_size: m.raw_bytes(),
+            artifacts: m.artifacts.len(),
+        }
+    }
+}
+
+pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<(), AppError> {
+    if let Some(j) = job {
+        cfg.select_jobs(Some(j))
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+    }
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let cat = catalog::load(&repo, job).await.map_err(failed)?;
+    let entries: Vec<ListEntry> = cat.complete.iter().map(ListEntry::from).collect();
+    if json {
+        let out = serde_json::to_string_pretty(&entries).map_err(failed)?;
+        println!("{out}");
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no backups");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<24} {:<21} {:>10}  SOURCES",
+        "JOB", "ID", "TIME", "SIZE"
+    );
+    for e in &entries {
+        println!(
+            "{:<16} {:<24} {:<21} {:>10}  {}",
+            e.job,
+            e.id,
+            e.time,
+            human_bytes(e.size),
+            e.sources.join(",")
+        );
+    }
+    Ok(())
+}

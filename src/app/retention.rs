@@ -1,0 +1,220 @@
+//! `policy simulate` and `prune`.
+
+use super::*;
+
+/// One row of `policy simulate --json` and of prune plans.
+#[derive(Debug, Serialize)]
+struct PlanRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    time: String,
+    keep: bool,
+    reasons: Vec<String>,
+}
+
+fn print_plan_table(rows: &[PlanRow]) {
+    println!("{:<26} {:<24} {:<7} REASONS", "TIME", "ID", "ACTION");
+    for r in rows {
+        println!(
+            "{:<26} {:<24} {:<7} {}",
+            r.time,
+            r.id.as_deref().unwrap_or("-"),
+            if r.keep { "keep" } else { "remove" },
+            r.reasons.join(", ")
+        );
+    }
+}
+
+pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), AppError> {
+    use std::io::BufRead;
+    let policy =
+        crate::policy::load_policy_file(policy_path).map_err(|e| AppError::Usage(e.to_string()))?;
+    let mut snaps = Vec::new();
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(failed)?;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let time = chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| {
+                AppError::Usage(format!(
+                    "stdin line {}: `{t}` is not an RFC 3339 time: {e}",
+                    i + 1
+                ))
+            })?
+            .with_timezone(&chrono::Utc);
+        // Zero-padded input positions make ties resolve the same way on every run.
+        snaps.push(crate::retention::Snapshot {
+            id: format!("{i:08}"),
+            time,
+        });
+    }
+    let plan = crate::retention::plan(&policy, &snaps);
+    let rows: Vec<PlanRow> = plan
+        .entries
+        .iter()
+        .map(|e| PlanRow {
+            id: None,
+            time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            keep: e.keep,
+            reasons: e.reasons.clone(),
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(failed)?);
+    } else {
+        print_plan_table(&rows);
+        println!(
+            "{} kept, {} removed",
+            plan.kept().count(),
+            plan.removed().count()
+        );
+    }
+    Ok(())
+}
+
+/// Releases a held lock explicitly: a dropped guard releases in the
+/// background, which a short-lived command might not wait for.
+async fn release_lock(guard: Option<crate::lock::LockGuard>) {
+    if let Some(g) = guard {
+        if let Err(e) = g.release().await {
+            tracing::warn!(error = %e, "could not release the repository lock; it expires on its own");
+        }
+    }
+}
+
+pub(super) async fn prune(
+    cfg: &Config,
+    job: Option<&str>,
+    dry_run: bool,
+    json: bool,
+) -> Result<(), AppError> {
+    let jobs = cfg
+        .select_jobs(job)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let repo = store::open(&cfg.store).map_err(failed)?;
+    let mut failures = Vec::new();
+    let mut reports = Vec::new();
+    for j in jobs {
+        if j.retention.is_none() {
+            if job.is_some() {
+                failures.push(format!(
+                    "job `{}` has no retention policy: nothing is pruned",
+                    j.name
+                ));
+            } else if !json {
+                println!("job {}: no retention policy, skipped", j.name);
+            }
+            continue;
+        }
+        // A real prune deletes: hold the job's repository lock so it cannot
+        // interleave with a backup of the same job (daemon, run-now, a
+        // second sidecar). A dry run only reads.
+        let guard = if dry_run {
+            None
+        } else {
+            match crate::lock::acquire(
+                &repo,
+                &j.name,
+                cfg.daemon.lock_ttl,
+                "prune",
+                Duration::ZERO,
+                |_| {},
+            )
+            .await
+            {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            }
+        };
+        let decision = match crate::prune::plan_job(&repo, j).await {
+            Ok(d) => d,
+            Err(e) => {
+                release_lock(guard).await;
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        let rows: Vec<PlanRow> = decision
+            .plan
+            .entries
+            .iter()
+            .rev()
+            .map(|e| PlanRow {
+                id: Some(e.id.clone()),
+                time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                keep: e.keep,
+                reasons: e.reasons.clone(),
+            })
+            .collect();
+        let outcome = if dry_run {
+            None
+        } else {
+            match crate::prune::apply(&repo, &decision).await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    failures.push(e.to_string());
+                    None
+                }
+            }
+        };
+        release_lock(guard).await;
+        if json {
+            reports.push(serde_json::json!({
+                "job": j.name,
+                "dry_run": dry_run,
+                "entries": rows,
+                "sweep": decision.sweep,
+                "young_leftovers": decision.young_leftovers,
+                "deleted": outcome.as_ref().map(|o| o.deleted.clone()),
+                "aborted_uploads": outcome.as_ref().map(|o| o.aborted_uploads.clone()),
+                "upload_sweep_error": outcome.as_ref().and_then(|o| o.upload_sweep_error.clone()),
+            }));
+        } else {
+            println!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
+            print_plan_table(&rows);
+            let removed = decision.removed_ids().len();
+            match &outcome {
+                Some(o) => println!(
+                    "{} kept, {} deleted, {} leftover(s) swept",
+                    rows.len() - removed,
+                    o.deleted.len(),
+                    o.swept.len()
+                ),
+                None => println!(
+                    "{} kept, {} would be deleted, {} leftover(s) would be swept, {} too young to sweep",
+                    rows.len() - removed,
+                    removed,
+                    decision.sweep.len(),
+                    decision.young_leftovers.len()
+                ),
+            }
+            if let Some(o) = &outcome {
+                if !o.aborted_uploads.is_empty() {
+                    println!(
+                        "{} stale multipart upload(s) aborted",
+                        o.aborted_uploads.len()
+                    );
+                }
+                if let Some(e) = &o.upload_sweep_error {
+                    println!("warning: {e}");
+                }
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).map_err(failed)?
+        );
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
+    }
+}
