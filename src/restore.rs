@@ -16,6 +16,7 @@
 //!   without `--force` an existing file fails the restore before anything is
 //!   written; RRD files are validated before they are renamed in.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tokio_postgres::Client;
@@ -539,9 +540,11 @@ async fn restore_database(
                 ))));
             }
             let dump = staging_dir.join("restore.dump");
-            let mut f = std::fs::File::create(&dump).map_err(open_err)?;
-            std::io::copy(&mut dec, &mut f).map_err(open_err)?;
-            drop(f);
+            let f = std::fs::File::create(&dump).map_err(open_err)?;
+            let mut w = std::io::BufWriter::with_capacity(1024 * 1024, f);
+            std::io::copy(&mut dec, &mut w).map_err(open_err)?;
+            w.flush().map_err(open_err)?;
+            drop(w);
             cmd.arg(format!("--jobs={jobs}")).arg(&dump);
             let mut empty = std::io::empty();
             let r = feed_stdin("pg_restore", cmd, &mut empty, &kill).map(|_| ());
