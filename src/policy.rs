@@ -742,7 +742,7 @@ pub fn parse_policy_str(yaml: &str, origin: &Path) -> Result<Policy, PolicyFileE
 /// serde-saphyr's `Display` adds a source snippet and its own position; we print the position
 /// in `FILE:LINE:COL` form ourselves, so only the message is wanted. The library asks callers of
 /// this low-level formatter to neutralise control characters, which could come from the file.
-fn plain_message(e: &serde_saphyr::Error) -> String {
+pub(crate) fn plain_message(e: &serde_saphyr::Error) -> String {
     let message = serde_saphyr::DefaultMessageFormatter.format_message(e.without_snippet());
     message
         .chars()

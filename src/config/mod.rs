@@ -3,6 +3,7 @@
 //! key so an operator fixes them in one pass instead of one per run.
 
 mod raw;
+mod recover;
 mod validate;
 
 use std::fmt;

@@ -30,7 +30,29 @@ impl Problems {
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
-    let raw: raw::RawConfig = serde_saphyr::from_str(text).map_err(|e| vec![serde_problem(&e)])?;
+    let parsed = super::recover::parse_collecting::<raw::RawConfig>(text, serde_problem);
+    // Without a parsed document there is nothing to validate; with one
+    // (found after blanking bad entries) its other problems are reported too.
+    let Some(raw) = parsed.value else {
+        return Err(parsed.problems);
+    };
+    let parse_problems = parsed.problems;
+    let enclosing = parsed.enclosing;
+    let result = validate(&raw, path);
+    if parse_problems.is_empty() {
+        return result;
+    }
+    let semantic = result.err().unwrap_or_default();
+    let mut all = parse_problems;
+    all.extend(
+        semantic
+            .into_iter()
+            .filter(|p| !enclosing.contains(&p.line)),
+    );
+    Err(all)
+}
+
+fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut p = Problems(Vec::new());
 
@@ -125,12 +147,9 @@ fn serde_problem(e: &serde_saphyr::Error) -> Problem {
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
-    let message = e.without_snippet().to_string();
-    // The parser's message leads with its own location; keep just the text.
-    let message = message
-        .split_once(" at line ")
-        .map(|(m, _)| m.to_owned())
-        .unwrap_or(message);
+    // Only the message (we print the position ourselves), with control
+    // characters from the file neutralised.
+    let message = crate::policy::plain_message(e);
     Problem {
         line,
         column,

@@ -112,3 +112,50 @@ fn missing_config_file_is_reported() {
         .stderr()
         .contains("cannot read config file /nonexistent/ccbackup.yaml"));
 }
+
+#[test]
+fn unknown_keys_wrong_types_and_invalid_values_are_reported_together() {
+    let ws = Workspace::new();
+    let body = format!(
+        r#"store:
+  url: {}
+  bogus: 1
+jobs:
+  - name: a
+    timezone: Mars/Base
+    sources:
+      - name: db
+        postgres:
+          prot: 5432
+          port: [1]
+          host:
+            nested: nope
+      - name: only
+        postgres:
+          typo: 1
+"#,
+        ws.store_url()
+    );
+    let cfg = ws.config(&body);
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2));
+    let err = run.stderr();
+    let file = cfg.display().to_string();
+    for (line, key) in [
+        (3, "bogus"),
+        (6, "jobs[0].timezone"),
+        (10, "prot"),
+        (11, "port"),
+        (12, "host"),
+        (16, "typo"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{file}:{line}:")) && l.contains(key)),
+            "missing {key} at line {line} in:\n{err}"
+        );
+    }
+    // Blanking `typo` leaves `postgres:` empty; that must not be reported as
+    // a source without a kind.
+    assert!(!err.contains("exactly one of"), "{err}");
+}
