@@ -63,19 +63,40 @@ fn make_backups(cfg: &Path, n: usize) {
     }
 }
 
+/// `n` backups of `data` taken by a job with no retention (so none is
+/// pruned while the history is built); returns their IDs, sorted.
+fn history(ws: &Workspace, data: &Path, n: usize) -> Vec<String> {
+    let build = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: job\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        data.display()
+    ));
+    make_backups(&build, n);
+    backup_ids(ws)
+}
+
+/// Runs `policy simulate ARGS POLICY` with `input` on stdin.
+fn simulate(policy: &Path, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(bin())
+        .args(["policy", "simulate"])
+        .args(args)
+        .arg(policy)
+        .env("CCBACKUP_CONFIG", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn prune_follows_the_policy_and_sweeps_only_old_leftovers() {
     let ws = Workspace::new();
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("f"), b"data").unwrap();
-    // No retention while we build the history.
-    let build = ws.config(&format!(
-        "store:\n  url: {}\njobs:\n  - name: job\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
-        ws.store_url(),
-        data.path().display()
-    ));
-    make_backups(&build, 5);
-    let ids = backup_ids(&ws);
+    let ids = history(&ws, data.path(), 5);
     assert_eq!(ids.len(), 5);
     // Five backups on five different days, oldest first.
     for (i, id) in ids.iter().enumerate() {
@@ -135,13 +156,7 @@ fn prune_follows_the_policy_and_sweeps_only_old_leftovers() {
 fn prune_refuses_more_than_max_deletions() {
     let ws = Workspace::new();
     let data = tempfile::tempdir().unwrap();
-    let cfg = config(&ws, data.path(), "{keep_last: 1}", "    max_deletions: 2\n");
-    let build = ws.config(
-        &std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace("    retention: {keep_last: 1}\n", ""),
-    );
-    make_backups(&build, 4);
+    history(&ws, data.path(), 4);
     let cfg = config(&ws, data.path(), "{keep_last: 1}", "    max_deletions: 2\n");
     let run = ccbackup(&cfg, &["prune"]);
     assert_eq!(run.code(), Some(1));
@@ -183,22 +198,7 @@ fn policy_simulate_prints_plan_in_input_order() {
     let policy = dir.path().join("p.yaml");
     std::fs::write(&policy, "keep_daily: 2\nkeep_weekly: 1\n").unwrap();
     let input = "2026-03-02T10:00:00Z\n2026-03-03T10:00:00Z\n2026-03-03T09:00:00Z\n2026-03-01T10:00:00+01:00\n";
-    let mut child = Command::new(bin())
-        .args(["policy", "simulate", "--json"])
-        .arg(&policy)
-        .env("CCBACKUP_CONFIG", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = simulate(&policy, &["--json"], input.as_bytes());
     assert!(
         out.status.success(),
         "{}",
@@ -239,21 +239,7 @@ fn policy_simulate_prints_plan_in_input_order() {
     );
 
     // A bad time is a clear error naming the line.
-    let mut child = Command::new(bin())
-        .args(["policy", "simulate"])
-        .arg(&policy)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"2026-03-02T10:00:00Z\nyesterday\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = simulate(&policy, &[], b"2026-03-02T10:00:00Z\nyesterday\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 2"));
 }
@@ -362,14 +348,7 @@ mod failing_deletes {
         let ws = Workspace::new();
         let data = tempfile::tempdir().unwrap();
         std::fs::write(data.path().join("f"), b"data").unwrap();
-        let cfg = config(&ws, data.path(), "{keep_last: 1}", "");
-        let build = ws.config(
-            &std::fs::read_to_string(&cfg)
-                .unwrap()
-                .replace("    retention: {keep_last: 1}\n", ""),
-        );
-        make_backups(&build, 3);
-        let ids = backup_ids(&ws);
+        let ids = history(&ws, data.path(), 3);
         // Runs within one second get IDs in random order: give them distinct
         // times in ID order so "the newest" is well defined.
         for (i, id) in ids.iter().enumerate() {
