@@ -22,11 +22,25 @@ pub struct Incomplete {
     pub last_modified: DateTime<Utc>,
 }
 
+/// A backup directory whose manifest exists but cannot be used: unreadable
+/// JSON, missing fields, too large, or describing another place. It is
+/// never counted as complete, never deleted automatically (it may be the
+/// only copy of something an operator can still rescue by hand), and never
+/// stops the rest of the catalog from being used.
+#[derive(Debug, Clone)]
+pub struct Damaged {
+    pub job: String,
+    pub id: String,
+    pub problem: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
     /// Complete backups, oldest first (time, then ID).
     pub complete: Vec<Manifest>,
     pub incomplete: Vec<Incomplete>,
+    /// Manifests that exist but cannot be trusted, ordered by ID.
+    pub damaged: Vec<Damaged>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,18 +111,43 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             });
         }
     }
-    let mut complete: Vec<Manifest> = futures::stream::iter(wanted)
-        .map(|(job, id)| async move { manifest::read(repo, &job, &id).await })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
+    let read: Vec<Result<Manifest, (String, String, ManifestError)>> =
+        futures::stream::iter(wanted)
+            .map(|(job, id)| async move {
+                manifest::read(repo, &job, &id)
+                    .await
+                    .map_err(|e| (job, id, e))
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+    let mut complete = Vec::new();
+    let mut damaged = Vec::new();
+    for r in read {
+        match r {
+            Ok(m) => complete.push(m),
+            // The store failing to answer is not damage: the caller cannot
+            // know what it holds, so it must not act on a partial view.
+            Err((_, _, e)) if !e.is_damaged() => return Err(CatalogError::Manifest(e)),
+            Err((job, id, e)) => {
+                tracing::warn!(job = %job, backup = %id, problem = %e, "damaged manifest: not counted as a backup");
+                damaged.push(Damaged {
+                    job,
+                    id,
+                    problem: e.to_string(),
+                });
+            }
+        }
+    }
     complete.sort_by(|a, b| {
         a.started_at
             .cmp(&b.started_at)
             .then_with(|| a.id.cmp(&b.id))
     });
+    damaged.sort_by(|a, b| (&a.job, &a.id).cmp(&(&b.job, &b.id)));
     Ok(Catalog {
         complete,
         incomplete,
+        damaged,
     })
 }

@@ -154,9 +154,19 @@ pub struct RestoreArgs {
     /// Do not restore object ownership (when the roles do not exist).
     #[arg(long)]
     pub no_owner: bool,
-    /// Restore a directory source into DIR instead of its original path.
+    /// Restore a directory source into DIR instead of the path the
+    /// configuration gives for it.
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
+    /// Apply owner, group and setuid/setgid bits from the archive (as root;
+    /// like `tar --same-owner`). Off by default: the archive comes from the
+    /// store and is not trusted to choose who owns what.
+    #[arg(long)]
+    pub same_owner: bool,
+    /// Allow `postgres`, `template0` or `template1` as a restore target when
+    /// it already exists (they are never treated as empty databases).
+    #[arg(long)]
+    pub allow_system_db: bool,
     /// Only restore files whose relative path matches GLOB (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,

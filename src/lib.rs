@@ -21,6 +21,8 @@ pub mod config;
 pub mod daemon;
 pub mod extract;
 pub mod fetch;
+pub mod gate;
+pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod notify;

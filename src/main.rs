@@ -33,6 +33,14 @@ fn init_tracing(cli: &Cli) {
 }
 
 fn main() -> ExitCode {
+    // Everything ccbackup creates holds database contents or role password
+    // hashes: staging files, decompressed dumps, objects of a file:// store.
+    // Private by default; restored files get their modes from the archive
+    // explicitly, so they are not affected.
+    // SAFETY: umask(2) only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     init_tracing(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -6,12 +6,22 @@
 //! changes keep `FORMAT`), and refuse a newer `format` outright.
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{manifest_path, Repo};
+use crate::store::{backup_id_time, manifest_path, Repo, MANIFEST_NAME};
 
 pub const FORMAT: u32 = 1;
+
+/// Largest manifest ccbackup reads. Real ones are a few KiB (a list of
+/// invalid RRD files is the only part that grows); anything near this is
+/// not ours, and reading it whole would let the store choose our memory use.
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+/// Longest artifact key, and longest segment of one (object stores and
+/// file systems refuse longer names anyway).
+const MAX_KEY_BYTES: usize = 1024;
+const MAX_SEGMENT_BYTES: usize = 255;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -138,6 +148,21 @@ pub enum ManifestError {
     },
     #[error("manifest {key} has format {found}, newer than this ccbackup understands ({FORMAT}); upgrade ccbackup")]
     TooNew { key: String, found: u32 },
+    #[error("manifest {key} is larger than {MAX_MANIFEST_BYTES} bytes; not reading it")]
+    TooLarge { key: String },
+    #[error("manifest {key} does not belong where it is stored: {why}")]
+    Misplaced { key: String, why: String },
+}
+
+impl ManifestError {
+    /// The manifest exists but cannot be trusted or understood, as opposed
+    /// to the store failing to deliver it.
+    pub fn is_damaged(&self) -> bool {
+        !matches!(
+            self,
+            ManifestError::Read { .. } | ManifestError::Write { .. } | ManifestError::AlreadyExists { .. }
+        )
+    }
 }
 
 /// Writes the manifest with a create-only put: a second writer of the same
@@ -171,15 +196,95 @@ pub async fn write(repo: &Repo, m: &Manifest) -> Result<(), ManifestError> {
     }
 }
 
+/// Reads the manifest stored at `<job>/<id>/manifest.json` and checks that
+/// it describes that backup (see [`check_location`]). The read stops at
+/// [`MAX_MANIFEST_BYTES`].
 pub async fn read(repo: &Repo, job: &str, id: &str) -> Result<Manifest, ManifestError> {
     let key = manifest_path(job, id);
-    let bytes = async { repo.store.get(&key).await?.bytes().await }
-        .await
-        .map_err(|source| ManifestError::Read {
-            key: key.to_string(),
-            source,
-        })?;
-    parse(&bytes, key.as_ref())
+    let read_err = |source| ManifestError::Read {
+        key: key.to_string(),
+        source,
+    };
+    let mut stream = repo.store.get(&key).await.map_err(read_err)?.into_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.try_next().await.map_err(read_err)? {
+        if bytes.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                key: key.to_string(),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let m = parse(&bytes, key.as_ref())?;
+    check_location(&m, job, id).map_err(|why| ManifestError::Misplaced {
+        key: key.to_string(),
+        why,
+    })?;
+    Ok(m)
+}
+
+/// Pure: whether a manifest found at `<job>/<id>/` may be trusted to
+/// describe that backup. The store is untrusted: a manifest copied from
+/// another backup, or one whose keys point elsewhere, must not steer
+/// verify, restore or prune outside its own directory.
+pub fn check_location(m: &Manifest, job: &str, id: &str) -> Result<(), String> {
+    if m.job != job {
+        return Err(format!("it names job {:?}", m.job));
+    }
+    if m.id != id {
+        return Err(format!("it names backup {:?}", m.id));
+    }
+    let Some(id_time) = backup_id_time(id) else {
+        return Err("its directory is not a backup ID".to_owned());
+    };
+    if m.started_at.timestamp() != id_time.timestamp() {
+        return Err(format!(
+            "its start time {} differs from the time in its ID",
+            m.started_at.to_rfc3339()
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for a in &m.artifacts {
+        check_key(&a.key).map_err(|why| format!("artifact key {:?} {why}", a.key))?;
+        if !seen.insert(a.key.as_str()) {
+            return Err(format!("artifact key {:?} appears twice", a.key));
+        }
+        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("artifact {:?} has no valid sha256", a.key));
+        }
+    }
+    Ok(())
+}
+
+/// Pure: an artifact key is a plain relative path of ordinary segments.
+pub fn check_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("is empty");
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err("is too long");
+    }
+    if key.starts_with('/') {
+        return Err("is absolute");
+    }
+    if key.contains('\\') {
+        return Err("contains a backslash");
+    }
+    if key.chars().any(|c| c.is_control()) {
+        return Err("contains a control character");
+    }
+    for seg in key.split('/') {
+        match seg {
+            "" => return Err("has an empty segment"),
+            "." | ".." => return Err("has a `.` or `..` segment"),
+            s if s.len() > MAX_SEGMENT_BYTES => return Err("has a segment that is too long"),
+            _ => {}
+        }
+    }
+    if key == MANIFEST_NAME || key.ends_with(".minisig") && key.starts_with(MANIFEST_NAME) {
+        return Err("names the manifest itself");
+    }
+    Ok(())
 }
 
 pub fn parse(bytes: &[u8], key: &str) -> Result<Manifest, ManifestError> {
@@ -248,5 +353,58 @@ mod tests {
         v["format"] = serde_json::json!(FORMAT + 1);
         let err = parse(&serde_json::to_vec(&v).unwrap(), "k").unwrap_err();
         assert!(matches!(err, ManifestError::TooNew { .. }), "{err}");
+    }
+
+    fn placed() -> Manifest {
+        let mut m = sample();
+        m.started_at = backup_id_time(&m.id).unwrap();
+        m.artifacts[0].sha256 = "ab".repeat(32);
+        m
+    }
+
+    #[test]
+    fn a_manifest_in_its_own_directory_passes() {
+        let m = placed();
+        check_location(&m, "j", &m.id.clone()).unwrap();
+    }
+
+    #[test]
+    fn regression_issue9_manifest_must_match_where_it_was_found() {
+        let m = placed();
+        let other = "20260101T000000Z-000001";
+        assert!(check_location(&m, "j", other).unwrap_err().contains("names backup"));
+        assert!(check_location(&m, "k", &m.id.clone()).unwrap_err().contains("names job"));
+        let mut late = placed();
+        late.started_at += chrono::Duration::days(1);
+        assert!(check_location(&late, "j", &m.id.clone()).unwrap_err().contains("start time"));
+        let mut dup = placed();
+        dup.artifacts.push(dup.artifacts[0].clone());
+        assert!(check_location(&dup, "j", &m.id.clone()).unwrap_err().contains("twice"));
+        let mut nosum = placed();
+        nosum.artifacts[0].sha256 = "../x".into();
+        assert!(check_location(&nosum, "j", &m.id.clone()).is_err());
+    }
+
+    #[test]
+    fn regression_issue9_keys_stay_under_the_backup_directory() {
+        for bad in [
+            "../../../../etc/shadow",
+            "/etc/shadow",
+            "db/../../x",
+            "db//x",
+            "db/./x",
+            "",
+            "a\\b",
+            "a\nb",
+            "manifest.json",
+            "manifest.json.minisig",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_key(&"a".repeat(300)).is_err());
+        assert!(check_key(&format!("{}/x", "a/".repeat(600))).is_err());
+        for good in ["db/01-ct-vis.dump.zst", "rrd.rrd.tar.zst", "etc.tar.zst", "db/globals.sql.zst"] {
+            check_key(good).unwrap();
+        }
     }
 }

@@ -20,6 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, CatalogError, Incomplete};
 use crate::manifest::Manifest;
@@ -44,6 +45,8 @@ pub struct Decision {
     /// aborted too.
     #[serde(skip)]
     pub grace: Duration,
+    /// Backups with a damaged manifest: neither counted nor deleted.
+    pub damaged: Vec<String>,
 }
 
 impl Decision {
@@ -68,6 +71,12 @@ pub enum PruneError {
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("pruning job `{job}` stopped after deleting {deleted} of {planned} backups; every backup is either whole or gone")]
+    Interrupted {
+        job: String,
+        deleted: usize,
+        planned: usize,
+    },
     #[error("pruning job `{job}`: {failed} deletion(s) failed, first: {first}")]
     Delete {
         job: String,
@@ -145,6 +154,7 @@ pub fn decide(
         young_leftovers: young.iter().map(|i| i.id.clone()).collect(),
         sweep_objects: old.iter().flat_map(|i| i.objects.iter().cloned()).collect(),
         grace: grace_std,
+        damaged: Vec::new(),
     })
 }
 
@@ -154,7 +164,7 @@ pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Dec
         job: job.name.clone(),
     })?;
     let cat = catalog::load(repo, Some(&job.name)).await?;
-    decide(
+    let mut d = decide(
         &job.name,
         policy,
         &cat.complete,
@@ -162,7 +172,9 @@ pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Dec
         Utc::now(),
         job.max_deletions,
         job.orphan_grace,
-    )
+    )?;
+    d.damaged = cat.damaged.into_iter().map(|x| x.id).collect();
+    Ok(d)
 }
 
 async fn delete_with_retry(repo: &Repo, key: &ObjPath) -> Result<(), object_store::Error> {
@@ -194,9 +206,28 @@ async fn list_dir(repo: &Repo, job: &str, id: &str) -> Result<Vec<ObjPath>, obje
 /// then its data; then the sweep. Failures are retried and reported; a
 /// backup whose manifest could not be deleted keeps its data.
 pub async fn apply(repo: &Repo, d: &Decision) -> Result<Outcome, PruneError> {
+    apply_until(repo, d, &CancellationToken::new()).await
+}
+
+/// [`apply`], stopping between two backups once `cancel` fires: a backup is
+/// never left half deleted by an interruption (its manifest goes first, so
+/// at worst its data is unreachable and swept later).
+pub async fn apply_until(
+    repo: &Repo,
+    d: &Decision,
+    cancel: &CancellationToken,
+) -> Result<Outcome, PruneError> {
     let mut out = Outcome::default();
     let mut failures: Vec<String> = Vec::new();
-    for id in d.removed_ids() {
+    let planned = d.removed_ids();
+    for id in planned.iter().cloned() {
+        if cancel.is_cancelled() {
+            return Err(PruneError::Interrupted {
+                job: d.job.clone(),
+                deleted: out.deleted.len(),
+                planned: planned.len(),
+            });
+        }
         if let Err(e) = delete_with_retry(repo, &manifest_path(&d.job, &id)).await {
             failures.push(format!("manifest of {}/{id}: {e}", d.job));
             continue;

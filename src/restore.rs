@@ -20,6 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::extract::{extract_tree_checked, ExtractError, ExtractOptions, ExtractReport};
@@ -44,6 +45,11 @@ pub struct RestoreRequest {
     pub include: Vec<String>,
     pub dry_run: bool,
     pub staging_dir: Option<PathBuf>,
+    pub same_owner: bool,
+    pub allow_system_db: bool,
+    /// Fired on SIGINT/SIGTERM: stop children, undo what this restore
+    /// created, leave the destination as it was.
+    pub cancel: CancellationToken,
 }
 
 /// One thing to restore.
@@ -83,10 +89,11 @@ pub enum RestoreError {
     Pg(#[from] PgError),
     #[error(transparent)]
     Tools(#[from] PgToolsError),
-    #[error("restoring into database `{database}` failed: {source}")]
+    #[error("restoring into database `{database}` failed ({left}): {source}")]
     PgRestore {
         database: String,
         source: ChildError,
+        left: DbLeft,
     },
     #[error("applying globals failed: {source}")]
     Globals { source: ChildError },
@@ -100,10 +107,21 @@ pub enum RestoreError {
     Staging(std::io::Error),
     #[error("restore worker stopped unexpectedly")]
     Join,
+    #[error("restore stopped {what}")]
+    Interrupted { what: String },
 }
 
 /// Pure: which artifacts of `m` the request selects, and where each goes.
-pub fn plan(m: &Manifest, req: &RestoreRequest) -> Result<Vec<Step>, RestoreError> {
+///
+/// A tree goes to `--to`, or else to `configured(source)`: the path of the
+/// directory source of that name in the configuration. Never to the root the
+/// manifest records: the store is untrusted, and a crafted manifest must not
+/// choose where files are written.
+pub fn plan(
+    m: &Manifest,
+    req: &RestoreRequest,
+    configured: &dyn Fn(&str) -> Option<PathBuf>,
+) -> Result<Vec<Step>, RestoreError> {
     let plan_err = |s: String| RestoreError::Plan(s);
     let arts: Vec<&Artifact> = m
         .artifacts
@@ -184,13 +202,14 @@ pub fn plan(m: &Manifest, req: &RestoreRequest) -> Result<Vec<Step>, RestoreErro
             )));
         }
         for a in trees {
-            let dest = match (&req.to, &a.tree) {
+            let dest = match (&req.to, configured(&a.source)) {
                 (Some(to), _) => to.clone(),
-                (None, Some(t)) => PathBuf::from(&t.root),
+                (None, Some(path)) => path,
                 (None, None) => {
                     return Err(plan_err(format!(
-                        "artifact {} does not record where it came from: use --to",
-                        a.key
+                        "the configuration has no directory source `{}` saying where to restore {}: \
+                         add it, or use --to DIR",
+                        a.source, a.key
                     )))
                 }
             };
@@ -206,6 +225,15 @@ pub fn plan(m: &Manifest, req: &RestoreRequest) -> Result<Vec<Step>, RestoreErro
         ));
     }
     Ok(steps)
+}
+
+/// The path of the rrd or files source `name` in the job's configuration.
+fn configured_tree(job: &JobConfig, name: &str) -> Option<PathBuf> {
+    job.sources.iter().find_map(|s| match &s.kind {
+        SourceKind::Rrd(r) if s.name == name => Some(r.path.clone()),
+        SourceKind::Files(f) if s.name == name => Some(f.path.clone()),
+        _ => None,
+    })
 }
 
 fn pg_config<'a>(job: &'a JobConfig, source: &str) -> Result<&'a PostgresConfig, RestoreError> {
@@ -231,6 +259,10 @@ pub enum TargetState {
     NonEmpty { relations: i64 },
 }
 
+/// Databases every cluster has: present on a brand-new server, so their
+/// existing and being empty says nothing about being meant as a target.
+pub const SYSTEM_DATABASES: [&str; 3] = ["postgres", "template0", "template1"];
+
 /// Pure: may we restore into this target, and how?
 pub fn check_target(
     state: TargetState,
@@ -240,6 +272,10 @@ pub fn check_target(
 ) -> Result<(), String> {
     match state {
         TargetState::Missing => Ok(()),
+        _ if SYSTEM_DATABASES.contains(&target) && !req.allow_system_db => Err(format!(
+            "database `{target}` is one of the server's own databases and is never an empty \
+             restore target; restoring into it needs --allow-system-db"
+        )),
         _ if target == original && !req.force => Err(format!(
             "database `{target}` exists and is the database this backup was taken from; \
              restoring over it needs --force (and --clean to replace its objects), \
@@ -308,7 +344,7 @@ pub async fn run(
     m: &Manifest,
     req: &RestoreRequest,
 ) -> Result<Vec<String>, RestoreError> {
-    let steps = plan(m, req)?;
+    let steps = plan(m, req, &|name| configured_tree(job, name))?;
     let staging = tempfile::Builder::new()
         .prefix("ccbackup-restore-")
         .tempdir_in(req.staging_dir.clone().unwrap_or_else(std::env::temp_dir))
@@ -365,10 +401,28 @@ pub async fn run(
     for (i, step) in steps.iter().enumerate() {
         let a = step.artifact();
         let path = staging.path().join(format!("{i}.zst"));
-        staged.push(fetch::verified_local(repo, &m.job, &m.id, a, &path).await?);
+        let fetched = tokio::select! {
+            r = fetch::verified_local(repo, &m.job, &m.id, a, &path) => r?,
+            // Nothing has been applied yet; the staging directory goes
+            // with `staging` when this returns.
+            _ = req.cancel.cancelled() => return Err(RestoreError::Interrupted {
+                what: format!("while downloading {}; nothing was applied", a.key),
+            }),
+        };
+        staged.push(fetched);
     }
 
+    let mut applied: Vec<String> = Vec::new();
     for (step, path) in steps.iter().zip(staged.iter()) {
+        if req.cancel.is_cancelled() {
+            return Err(RestoreError::Interrupted {
+                what: format!(
+                    "before {}; restored until then: {}",
+                    step.artifact().key,
+                    if applied.is_empty() { "nothing".to_owned() } else { applied.join(", ") }
+                ),
+            });
+        }
         match step {
             Step::Globals { artifact } => {
                 let cfg = pg_config(job, &artifact.source)?;
@@ -394,10 +448,29 @@ pub async fn run(
             Step::Tree { artifact, dest } => {
                 let r = restore_tree(artifact, dest, path, req).await?;
                 report.push(describe_tree(artifact, dest, &r, req.dry_run));
+                if let Some(note) = recorded_root_note(artifact, dest, req) {
+                    report.push(note);
+                }
             }
         }
+        applied.push(step.artifact().key.clone());
     }
     Ok(report)
+}
+
+/// When the backup recorded another root than the configured destination,
+/// say so: the recorded root is information, never where files go.
+fn recorded_root_note(a: &Artifact, dest: &Path, req: &RestoreRequest) -> Option<String> {
+    let root = &a.tree.as_ref()?.root;
+    if req.to.is_some() || Path::new(root) == dest {
+        return None;
+    }
+    Some(format!(
+        "note: the backup recorded the root \"{}\"; {} went to the configured path {} instead",
+        root.escape_debug(),
+        a.key,
+        dest.display()
+    ))
 }
 
 fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) -> String {
@@ -439,9 +512,13 @@ async fn restore_tree(
     let staged = staged.to_owned();
     let dest_c = dest.to_owned();
     let key = a.key.clone();
+    let stop = req.cancel.clone();
     tokio::task::spawn_blocking(move || {
         extract_tree_checked(
-            || zstd::stream::read::Decoder::new(std::fs::File::open(&staged)?),
+            || {
+                let dec = zstd::stream::read::Decoder::new(std::fs::File::open(&staged)?)?;
+                Ok(crate::interrupt::CancelRead::new(dec, stop.clone()))
+            },
             &dest_c,
             &opts,
         )
@@ -517,15 +594,18 @@ async fn restore_database(
     let staged = staged.to_owned();
     let staging_dir = staging_dir.to_owned();
     let raw_bytes = a.raw_bytes;
+    let kill = KillSwitch::default();
+    let _watch = crate::interrupt::kill_on_cancel(&req.cancel, &kill);
+    let stop = req.cancel.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<(), ChildError> {
-        let kill = KillSwitch::default();
         let open_err = |source| ChildError::Read {
             program: "zstd".to_owned(),
             source,
         };
-        let mut dec =
+        let dec =
             zstd::stream::read::Decoder::new(std::fs::File::open(&staged).map_err(open_err)?)
                 .map_err(open_err)?;
+        let mut dec = crate::interrupt::CancelRead::new(dec, stop);
         if jobs == 1 {
             // One transaction: a failure leaves the target untouched.
             cmd.arg("--single-transaction");
@@ -555,17 +635,60 @@ async fn restore_database(
     .await
     .map_err(|_| RestoreError::Join)?;
     if let Err(source) = result {
-        if created {
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(target)))
-                .await;
-        }
+        let left = if created {
+            drop_created(&admin, target).await
+        } else {
+            DbLeft::Existing
+        };
         return Err(RestoreError::PgRestore {
             database: target.to_owned(),
             source,
+            left,
         });
     }
     Ok(())
+}
+
+/// What a failed restore left of its target database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbLeft {
+    /// The database existed before; with one transaction it is unchanged,
+    /// with `--jobs N` it may hold part of the restore.
+    Existing,
+    /// ccbackup created it and dropped it again.
+    Dropped,
+    /// ccbackup created it and could not drop it: it is still there.
+    NotDropped(String),
+}
+
+impl std::fmt::Display for DbLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbLeft::Existing => write!(f, "the database existed before and was kept"),
+            DbLeft::Dropped => write!(f, "the database ccbackup had created for it was dropped again"),
+            DbLeft::NotDropped(e) => write!(
+                f,
+                "the database ccbackup had created for it is STILL THERE (drop failed: {e}); drop it by hand"
+            ),
+        }
+    }
+}
+
+/// Drops a database this restore created. `WITH (FORCE)` ends sessions a
+/// killed `pg_restore` may have left behind on the server.
+async fn drop_created(admin: &Client, target: &str) -> DbLeft {
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(target));
+    match admin.batch_execute(&sql).await {
+        Ok(()) => {
+            tracing::info!(database = target, "dropped the database this restore had created");
+            DbLeft::Dropped
+        }
+        Err(e) => {
+            let why = postgres::pg_text(&e);
+            tracing::error!(database = target, error = %why, "cannot drop the database this restore created");
+            DbLeft::NotDropped(why)
+        }
+    }
 }
 
 async fn apply_globals(
@@ -646,14 +769,40 @@ mod tests {
         }
     }
 
+    /// The configuration's directory sources: where trees go.
+    fn cfg_dest(name: &str) -> Option<PathBuf> {
+        matches!(name, "rrd" | "etc").then(|| PathBuf::from(format!("/srv/{name}")))
+    }
+
+    #[test]
+    fn regression_issue9_tree_destination_comes_from_the_configuration() {
+        let mut m = manifest();
+        for a in &mut m.artifacts {
+            if let Some(t) = &mut a.tree {
+                t.root = "/root/.ssh".into();
+            }
+        }
+        let steps = plan(&m, &RestoreRequest::default(), &cfg_dest).unwrap();
+        let dests: Vec<&Path> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Tree { dest, .. } => Some(dest.as_path()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dests, [Path::new("/srv/rrd"), Path::new("/srv/etc")]);
+        let err = plan(&m, &RestoreRequest::default(), &|_| None).unwrap_err();
+        assert!(err.to_string().contains("use --to"), "{err}");
+    }
+
     #[test]
     fn default_plan_restores_databases_and_trees_but_not_globals() {
-        let steps = plan(&manifest(), &RestoreRequest::default()).unwrap();
+        let steps = plan(&manifest(), &RestoreRequest::default(), &cfg_dest).unwrap();
         assert_eq!(steps.len(), 4);
         assert!(!steps.iter().any(|s| matches!(s, Step::Globals { .. })));
         assert!(steps
             .iter()
-            .any(|s| matches!(s, Step::Tree { dest, .. } if dest == Path::new("/data/rrd"))));
+            .any(|s| matches!(s, Step::Tree { dest, .. } if dest == Path::new("/srv/rrd"))));
     }
 
     #[test]
@@ -663,7 +812,7 @@ mod tests {
             target_db: Some("b_copy".into()),
             ..Default::default()
         };
-        let steps = plan(&manifest(), &req).unwrap();
+        let steps = plan(&manifest(), &req, &cfg_dest).unwrap();
         assert_eq!(
             steps,
             vec![Step::Database {
@@ -679,6 +828,7 @@ mod tests {
                 source: Some("db".into()),
                 ..Default::default()
             },
+            &cfg_dest,
         )
         .unwrap_err();
         assert!(err.to_string().contains("exactly one database"), "{err}");
@@ -688,6 +838,7 @@ mod tests {
                 database: Some("zzz".into()),
                 ..Default::default()
             },
+            &cfg_dest,
         )
         .unwrap_err();
         assert!(err.to_string().contains("no database `zzz`"), "{err}");
@@ -699,13 +850,13 @@ mod tests {
             to: Some("/x".into()),
             ..Default::default()
         };
-        assert!(plan(&manifest(), &req).is_err());
+        assert!(plan(&manifest(), &req, &cfg_dest).is_err());
         let req = RestoreRequest {
             to: Some("/x".into()),
             source: Some("rrd".into()),
             ..Default::default()
         };
-        let steps = plan(&manifest(), &req).unwrap();
+        let steps = plan(&manifest(), &req, &cfg_dest).unwrap();
         assert!(matches!(&steps[0], Step::Tree { dest, .. } if dest == Path::new("/x")));
     }
 
@@ -717,7 +868,7 @@ mod tests {
             database: Some("a".into()),
             ..Default::default()
         };
-        let steps = plan(&manifest(), &req).unwrap();
+        let steps = plan(&manifest(), &req, &cfg_dest).unwrap();
         assert!(matches!(steps[0], Step::Globals { .. }));
         assert_eq!(steps.len(), 2);
     }
@@ -742,5 +893,21 @@ mod tests {
         assert!(check_target(non_empty, "new", "a", &clean).is_ok());
         assert!(check_target(non_empty, "a", "a", &clean).is_err());
         assert!(check_target(non_empty, "a", "a", &force_clean).is_ok());
+    }
+
+    #[test]
+    fn regression_issue9_system_databases_are_not_empty_targets() {
+        let req = RestoreRequest::default();
+        for db in SYSTEM_DATABASES {
+            let err = check_target(TargetState::Empty, db, "ct-vis", &req).unwrap_err();
+            assert!(err.contains("--allow-system-db"), "{err}");
+        }
+        let allowed = RestoreRequest {
+            allow_system_db: true,
+            ..Default::default()
+        };
+        assert!(check_target(TargetState::Empty, "postgres", "ct-vis", &allowed).is_ok());
+        // A missing one (dropped by the operator) is simply created.
+        assert!(check_target(TargetState::Missing, "postgres", "postgres", &req).is_ok());
     }
 }

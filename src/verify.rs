@@ -11,6 +11,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::fetch::{self, FetchError};
 use crate::manifest::{Artifact, ArtifactKind, Manifest};
@@ -34,11 +36,15 @@ pub async fn verify_backup(
     job: &JobConfig,
     m: &Manifest,
     restore_test: bool,
+    cancel: &CancellationToken,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for a in &m.artifacts {
+        if cancel.is_cancelled() {
+            break;
+        }
         let problem = if restore_test {
-            restore_check(repo, job, m, a).await.err()
+            restore_check(repo, job, m, a, cancel).await.err()
         } else {
             fetch::verify(repo, &m.job, &m.id, a)
                 .await
@@ -59,22 +65,28 @@ async fn restore_check(
     job: &JobConfig,
     m: &Manifest,
     a: &Artifact,
+    cancel: &CancellationToken,
 ) -> Result<(), String> {
     if a.kind == ArtifactKind::PgDump {
         // The restore stages and verifies the artifact itself.
-        return restore_test_db(repo, job, m, a).await;
+        return restore_test_db(repo, job, m, a, cancel).await;
     }
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("ccbackup-verify-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let staged = fetch::verified_local(repo, &m.job, &m.id, a, &dir.path().join("artifact.zst"))
         .await
         .map_err(|e: FetchError| e.to_string())?;
     let a = a.clone();
+    let stop = cancel.clone();
     tokio::task::spawn_blocking(move || match a.kind {
-        ArtifactKind::RrdTar => check_tree(&staged, true, &a),
-        ArtifactKind::FilesTar => check_tree(&staged, false, &a),
+        ArtifactKind::RrdTar => check_tree(&staged, true, &a, &stop),
+        ArtifactKind::FilesTar => check_tree(&staged, false, &a, &stop),
         _ => {
             let f = std::fs::File::open(&staged).map_err(|e| e.to_string())?;
-            let mut d = zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?;
+            let d = zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?;
+            let mut d = crate::interrupt::CancelRead::new(d, stop);
             std::io::copy(&mut d, &mut std::io::sink())
                 .map(|_| ())
                 .map_err(|e| format!("{} does not decompress: {e}", a.key))
@@ -84,11 +96,18 @@ async fn restore_check(
     .map_err(|_| "verify worker stopped".to_owned())?
 }
 
-/// Reads a tar archive to the end; with `rrd` validates every `.rrd` file.
-fn check_tree(staged: &Path, rrd: bool, a: &Artifact) -> Result<(), String> {
+/// Largest `.rrd` entry `verify --restore-test` buffers to validate.
+/// Concertim's files are 66-132 KiB; a bigger entry is reported rather than
+/// letting the archive decide how much memory verify takes.
+const MAX_RRD_VERIFY: u64 = 64 * 1024 * 1024;
+
+/// Reads a tar archive to the end, streaming every entry; with `rrd`
+/// validates every `.rrd` file (each buffered alone, up to
+/// [`MAX_RRD_VERIFY`]).
+fn check_tree(staged: &Path, rrd: bool, a: &Artifact, stop: &CancellationToken) -> Result<(), String> {
     let f = std::fs::File::open(staged).map_err(|e| e.to_string())?;
     let dec = zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?;
-    let mut ar = tar::Archive::new(dec);
+    let mut ar = tar::Archive::new(crate::interrupt::CancelRead::new(dec, stop.clone()));
     let mut files = 0u64;
     let mut buf = Vec::new();
     for entry in ar
@@ -101,11 +120,21 @@ fn check_tree(staged: &Path, rrd: bool, a: &Artifact) -> Result<(), String> {
         }
         files += 1;
         let path = e.path().map(|p| p.into_owned()).unwrap_or_default();
-        buf.clear();
-        e.read_to_end(&mut buf)
-            .map_err(|err| format!("{}: unreadable: {err}", path.display()))?;
+        let shown = path.display().to_string().escape_debug().to_string();
         if rrd && path.extension().is_some_and(|x| x == "rrd") {
-            validate_rrd(&buf).map_err(|err| format!("{}: {err}", path.display()))?;
+            if e.size() > MAX_RRD_VERIFY {
+                return Err(format!(
+                    "{shown}: {} bytes, larger than any rrd file verify accepts ({MAX_RRD_VERIFY})",
+                    e.size()
+                ));
+            }
+            buf.clear();
+            e.read_to_end(&mut buf)
+                .map_err(|err| format!("{shown}: unreadable: {err}"))?;
+            validate_rrd(&buf).map_err(|err| format!("{shown}: {err}"))?;
+        } else {
+            std::io::copy(&mut e, &mut std::io::sink())
+                .map_err(|err| format!("{shown}: unreadable: {err}"))?;
         }
     }
     if let Some(t) = &a.tree {
@@ -134,6 +163,7 @@ async fn restore_test_db(
     job: &JobConfig,
     m: &Manifest,
     a: &Artifact,
+    cancel: &CancellationToken,
 ) -> Result<(), String> {
     let cfg = pg_source(job, &a.source)?;
     let db = a
@@ -153,6 +183,7 @@ async fn restore_test_db(
         target_db: Some(scratch.clone()),
         jobs: 1,
         no_owner: true,
+        cancel: cancel.clone(),
         ..Default::default()
     };
     let restored = restore::run(repo, job, m, &req)

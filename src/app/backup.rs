@@ -2,18 +2,29 @@
 
 use super::*;
 
-pub(super) async fn run_now(cfg: &Config, job: Option<&str>) -> Result<(), AppError> {
+pub(super) async fn run_now(
+    cfg: &Config,
+    job: Option<&str>,
+    intr: &Interrupt,
+) -> Result<(), AppError> {
     let jobs = cfg
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
-    let repo = store::open(&cfg.store).map_err(failed)?;
+    // Writes stop the moment a signal arrives, so an interrupted run can
+    // never commit a manifest; deletes and aborts still pass for cleanup.
+    let repo = crate::gate::gated(&store::open(&cfg.store).map_err(failed)?, intr.token());
     let mut failures = Vec::new();
     for job in jobs {
+        if intr.is_interrupted() {
+            failures.push(format!("job `{}` was not started", job.name));
+            continue;
+        }
         let progress = Arc::new(Progress::new());
         let reporter = spawn_progress(&job.name, progress.clone());
         let started = Instant::now();
-        let result =
-            runner::run_once(cfg, &repo, job, KillSwitch::default(), progress.clone()).await;
+        let kill = KillSwitch::default();
+        let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
+        let result = runner::run_once(cfg, &repo, job, kill, progress.clone()).await;
         if let Some(r) = reporter {
             r.abort();
             eprint!("\r\x1b[2K");
@@ -84,10 +95,15 @@ pub struct ListEntry {
     pub id: String,
     pub job: String,
     pub time: String,
+    /// `complete`, or `damaged` (the manifest exists but cannot be used;
+    /// `problem` says why, and the other fields are empty).
+    pub status: &'static str,
     pub sources: Vec<String>,
     pub size: u64,
     pub raw_size: u64,
     pub artifacts: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl From<&Manifest> for ListEntry {
@@ -98,10 +114,32 @@ impl From<&Manifest> for ListEntry {
             time: m
                 .started_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            status: "complete",
             sources: m.source_names(),
             size: m.stored_bytes(),
             raw_size: m.raw_bytes(),
             artifacts: m.artifacts.len(),
+            problem: None,
+        }
+    }
+}
+
+impl From<&catalog::Damaged> for ListEntry {
+    fn from(d: &catalog::Damaged) -> Self {
+        ListEntry {
+            id: d.id.clone(),
+            job: d.job.clone(),
+            // The time comes from the directory name: the manifest's own
+            // claims are what cannot be trusted.
+            time: store::backup_id_time(&d.id)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            status: "damaged",
+            sources: Vec::new(),
+            size: 0,
+            raw_size: 0,
+            artifacts: 0,
+            problem: Some(d.problem.clone()),
         }
     }
 }
@@ -113,7 +151,9 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
     }
     let repo = store::open(&cfg.store).map_err(failed)?;
     let cat = catalog::load(&repo, job).await.map_err(failed)?;
-    let entries: Vec<ListEntry> = cat.complete.iter().map(ListEntry::from).collect();
+    let mut entries: Vec<ListEntry> = cat.complete.iter().map(ListEntry::from).collect();
+    entries.extend(cat.damaged.iter().map(ListEntry::from));
+    entries.sort_by(|a, b| (&a.time, &a.id).cmp(&(&b.time, &b.id)));
     if json {
         let out = serde_json::to_string_pretty(&entries).map_err(failed)?;
         println!("{out}");
@@ -128,13 +168,26 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         "JOB", "ID", "TIME", "SIZE"
     );
     for e in &entries {
-        println!(
-            "{:<16} {:<24} {:<21} {:>10}  {}",
-            e.job,
-            e.id,
-            e.time,
-            human_bytes(e.size),
-            e.sources.join(",")
+        match &e.problem {
+            None => println!(
+                "{:<16} {:<24} {:<21} {:>10}  {}",
+                e.job,
+                e.id,
+                e.time,
+                human_bytes(e.size),
+                e.sources.join(",")
+            ),
+            Some(p) => println!(
+                "{:<16} {:<24} {:<21} {:>10}  DAMAGED: {p}",
+                e.job, e.id, e.time, "-"
+            ),
+        }
+    }
+    if !cat.damaged.is_empty() {
+        eprintln!(
+            "warning: {} damaged backup{} (not counted, not pruned; inspect or remove by hand)",
+            cat.damaged.len(),
+            if cat.damaged.len() == 1 { "" } else { "s" }
         );
     }
     Ok(())

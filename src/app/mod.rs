@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::catalog;
 use crate::cli::{Cli, Command, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
+use crate::interrupt::{self, Interrupt};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::restore::RestoreRequest;
@@ -34,6 +35,14 @@ pub enum AppError {
     /// Messages already carry their causes, so only the top level is shown.
     #[error("{0}")]
     Failed(anyhow::Error),
+    /// SIGINT or SIGTERM stopped the command; the message says what was
+    /// stopped and what, if anything, was left.
+    #[error("interrupted by {signal}: {summary}")]
+    Interrupted {
+        signal: &'static str,
+        code: u8,
+        summary: String,
+    },
 }
 
 impl AppError {
@@ -41,6 +50,7 @@ impl AppError {
         match self {
             AppError::Config(_) | AppError::Usage(_) => EXIT_CONFIG,
             AppError::Failed(_) => EXIT_FAILURE,
+            AppError::Interrupted { code, .. } => *code,
         }
     }
 }
@@ -55,6 +65,30 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         return retention::simulate(policy, *json);
     }
     let cfg = config::load(&cli.config)?;
+    // The daemon has its own shutdown; every other command cleans up after
+    // itself when interrupted.
+    let intr = if matches!(cli.command, Command::Daemon { .. }) {
+        Interrupt::default()
+    } else {
+        Interrupt::listen().map_err(failed)?
+    };
+    let result = dispatch(cli, cfg, &intr).await;
+    match (intr.exit_code(), result) {
+        (Some(code), Err(e)) => Err(AppError::Interrupted {
+            signal: intr.signal_name(),
+            code,
+            summary: e.to_string(),
+        }),
+        (Some(code), Ok(())) => Err(AppError::Interrupted {
+            signal: intr.signal_name(),
+            code,
+            summary: "the command had already finished its work".to_owned(),
+        }),
+        (None, r) => r,
+    }
+}
+
+async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppError> {
     match cli.command {
         Command::CheckConfig => {
             println!(
@@ -65,11 +99,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             );
             Ok(())
         }
-        Command::RunNow { job } => backup::run_now(&cfg, job.as_deref()).await,
+        Command::RunNow { job } => backup::run_now(&cfg, job.as_deref(), intr).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
-        Command::Restore(args) => restore::restore(&cfg, args).await,
+        Command::Restore(args) => restore::restore(&cfg, args, intr).await,
         Command::Prune { job, dry_run, json } => {
-            retention::prune(&cfg, job.as_deref(), dry_run, json).await
+            retention::prune(&cfg, job.as_deref(), dry_run, json, intr).await
         }
         Command::Policy(_) => Ok(()),
         Command::Daemon { listen } => daemon::daemon(cfg, listen).await,
@@ -80,7 +114,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             job,
             backup,
             restore_test,
-        } => restore::verify(&cfg, job.as_deref(), &backup, restore_test).await,
+        } => restore::verify(&cfg, job.as_deref(), &backup, restore_test, intr).await,
     }
 }
 
@@ -102,27 +136,56 @@ fn one_job<'a>(cfg: &'a Config, job: Option<&str>) -> Result<&'a JobConfig, AppE
     }
 }
 
-/// Manifests of `job` selected by `latest`, `all` or an ID.
-async fn select_backups(
-    repo: &store::Repo,
-    job: &str,
-    which: &str,
-) -> Result<Vec<Manifest>, AppError> {
-    let mut complete = catalog::load(repo, Some(job))
-        .await
-        .map_err(failed)?
-        .complete;
+/// Backups of one job picked by `latest`, `all` or an ID.
+struct Selection {
+    manifests: Vec<Manifest>,
+    /// Damaged backups the selection covers: every one for `all`, those
+    /// newer than the chosen one for `latest` (the operator should know the
+    /// newest backup is not the one restored).
+    damaged: Vec<catalog::Damaged>,
+}
+
+/// Manifests of `job` selected by `latest`, `all` or an ID. A damaged
+/// manifest never stops the others from being selected.
+async fn select_backups(repo: &store::Repo, job: &str, which: &str) -> Result<Selection, AppError> {
+    let cat = catalog::load(repo, Some(job)).await.map_err(failed)?;
+    let mut complete = cat.complete;
+    let damaged = cat.damaged;
     match which {
-        "all" => Ok(complete),
-        "latest" => complete
-            .pop()
-            .map(|m| vec![m])
-            .ok_or_else(|| failed(anyhow::anyhow!("job `{job}` has no complete backup"))),
-        id => complete
-            .into_iter()
-            .find(|m| m.id == id)
-            .map(|m| vec![m])
-            .ok_or_else(|| failed(anyhow::anyhow!("job `{job}` has no complete backup `{id}`"))),
+        "all" => Ok(Selection {
+            manifests: complete,
+            damaged,
+        }),
+        "latest" => {
+            let Some(m) = complete.pop() else {
+                let note = match damaged.last() {
+                    Some(d) => format!(" ({} damaged: newest {}: {})", damaged.len(), d.id, d.problem),
+                    None => String::new(),
+                };
+                return Err(failed(anyhow::anyhow!("job `{job}` has no complete backup{note}")));
+            };
+            let newer = damaged.into_iter().filter(|d| d.id > m.id).collect();
+            Ok(Selection {
+                manifests: vec![m],
+                damaged: newer,
+            })
+        }
+        id => {
+            if let Some(d) = damaged.iter().find(|d| d.id == id) {
+                return Err(failed(anyhow::anyhow!(
+                    "backup {job}/{id} is damaged and cannot be used: {}",
+                    d.problem
+                )));
+            }
+            complete
+                .into_iter()
+                .find(|m| m.id == id)
+                .map(|m| Selection {
+                    manifests: vec![m],
+                    damaged: Vec::new(),
+                })
+                .ok_or_else(|| failed(anyhow::anyhow!("job `{job}` has no complete backup `{id}`")))
+        }
     }
 }
 

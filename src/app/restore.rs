@@ -2,7 +2,11 @@
 
 use super::*;
 
-pub(super) async fn restore(cfg: &Config, a: RestoreArgs) -> Result<(), AppError> {
+pub(super) async fn restore(
+    cfg: &Config,
+    a: RestoreArgs,
+    intr: &Interrupt,
+) -> Result<(), AppError> {
     let job = one_job(cfg, a.job.as_deref())?;
     if a.backup == "all" {
         return Err(AppError::Usage(
@@ -10,7 +14,16 @@ pub(super) async fn restore(cfg: &Config, a: RestoreArgs) -> Result<(), AppError
         ));
     }
     let repo = store::open(&cfg.store).map_err(failed)?;
-    let m = select_backups(&repo, &job.name, &a.backup).await?.remove(0);
+    let sel = select_backups(&repo, &job.name, &a.backup).await?;
+    for d in &sel.damaged {
+        eprintln!(
+            "warning: newer backup {}/{} is damaged and was skipped: {}",
+            d.job, d.id, d.problem
+        );
+    }
+    let Some(m) = sel.manifests.into_iter().next() else {
+        return Err(failed(anyhow::anyhow!("no backup selected")));
+    };
     let req = RestoreRequest {
         source: a.source,
         database: a.database,
@@ -24,6 +37,9 @@ pub(super) async fn restore(cfg: &Config, a: RestoreArgs) -> Result<(), AppError
         include: a.include,
         dry_run: a.dry_run,
         staging_dir: a.staging_dir,
+        same_owner: a.same_owner,
+        allow_system_db: a.allow_system_db,
+        cancel: intr.token(),
     };
     println!(
         "{} backup {}/{} taken {}",
@@ -51,6 +67,7 @@ pub(super) async fn verify(
     job: Option<&str>,
     which: &str,
     restore_test: bool,
+    intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
         .select_jobs(job)
@@ -59,8 +76,28 @@ pub(super) async fn verify(
     let mut bad = 0;
     let mut checked = 0;
     for job in jobs {
-        for m in select_backups(&repo, &job.name, which).await? {
-            for f in crate::verify::verify_backup(&repo, job, &m, restore_test).await {
+        let sel = select_backups(&repo, &job.name, which).await?;
+        for d in &sel.damaged {
+            // Asked for every backup, a damaged one is a failure; asked for
+            // the latest, it is news about a newer one that was skipped.
+            if which == "all" {
+                checked += 1;
+                bad += 1;
+                println!("FAILED  {}/{}: damaged manifest: {}", d.job, d.id, d.problem);
+            } else {
+                eprintln!(
+                    "warning: newer backup {}/{} is damaged and was skipped: {}",
+                    d.job, d.id, d.problem
+                );
+            }
+        }
+        for m in sel.manifests {
+            if intr.is_interrupted() {
+                break;
+            }
+            let findings =
+                crate::verify::verify_backup(&repo, job, &m, restore_test, &intr.token()).await;
+            for f in findings {
                 checked += 1;
                 match &f.problem {
                     None => println!("ok      {}/{}/{}", job.name, f.backup, f.key),
@@ -71,6 +108,11 @@ pub(super) async fn verify(
                 }
             }
         }
+    }
+    if intr.is_interrupted() {
+        return Err(failed(anyhow::anyhow!(
+            "verify stopped after checking {checked} artifacts ({bad} bad); scratch databases and staging were removed"
+        )));
     }
     if bad > 0 {
         return Err(failed(anyhow::anyhow!(

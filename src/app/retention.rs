@@ -89,6 +89,7 @@ pub(super) async fn prune(
     job: Option<&str>,
     dry_run: bool,
     json: bool,
+    intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
         .select_jobs(job)
@@ -97,6 +98,9 @@ pub(super) async fn prune(
     let mut failures = Vec::new();
     let mut reports = Vec::new();
     for j in jobs {
+        if intr.is_interrupted() {
+            break;
+        }
         if j.retention.is_none() {
             if job.is_some() {
                 failures.push(format!(
@@ -154,7 +158,7 @@ pub(super) async fn prune(
         let outcome = if dry_run {
             None
         } else {
-            match crate::prune::apply(&repo, &decision).await {
+            match crate::prune::apply_until(&repo, &decision, &intr.token()).await {
                 Ok(o) => Some(o),
                 Err(e) => {
                     failures.push(e.to_string());
@@ -170,6 +174,7 @@ pub(super) async fn prune(
                 "entries": rows,
                 "sweep": decision.sweep,
                 "young_leftovers": decision.young_leftovers,
+                "damaged": decision.damaged,
                 "deleted": outcome.as_ref().map(|o| o.deleted.clone()),
                 "aborted_uploads": outcome.as_ref().map(|o| o.aborted_uploads.clone()),
                 "upload_sweep_error": outcome.as_ref().and_then(|o| o.upload_sweep_error.clone()),
@@ -177,6 +182,13 @@ pub(super) async fn prune(
         } else {
             println!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
             print_plan_table(&rows);
+            if !decision.damaged.is_empty() {
+                println!(
+                    "{} damaged backup(s) left alone (not counted, never pruned): {}",
+                    decision.damaged.len(),
+                    decision.damaged.join(", ")
+                );
+            }
             let removed = decision.removed_ids().len();
             match &outcome {
                 Some(o) => println!(

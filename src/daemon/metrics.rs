@@ -27,6 +27,8 @@ pub struct JobStats {
     pub last_error: Option<String>,
     pub runs: BTreeMap<&'static str, u64>,
     pub backups_stored: Option<u64>,
+    /// Backups whose manifest exists but cannot be used.
+    pub backups_damaged: Option<u64>,
     pub retention_deletions: u64,
     pub lock_waits: u64,
     pub skipped_runs: u64,
@@ -239,6 +241,12 @@ impl Metrics {
             "gauge",
             "Complete backups of the job in the store, as last listed.",
             per_job(&|s| s.backups_stored.map(|n| n.to_string())),
+        );
+        family(
+            "ccbackup_backups_damaged",
+            "gauge",
+            "Backups of the job whose manifest exists but is unreadable or does not match its place; never counted or pruned.",
+            per_job(&|s| s.backups_damaged.map(|n| n.to_string())),
         );
         family(
             "ccbackup_retention_deletions_total",

@@ -57,14 +57,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::stream::BoxStream;
-use object_store::path::Path as ObjPath;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
-};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
@@ -74,6 +67,7 @@ use uuid::Uuid;
 
 use crate::catalog;
 use crate::config::{self, Config, JobConfig};
+use crate::gate::gated;
 use crate::notify;
 use crate::progress::Progress;
 use crate::retry::{self, Backoff, Class};
@@ -267,10 +261,11 @@ async fn seed_metrics(st: &State, metrics: &Metrics) {
     for job in &st.cfg.jobs {
         metrics.update(&job.name, |s| s.max_age = job.max_age);
         match list_catalog(&st.repo, &job.name).await {
-            Ok((count, last)) => metrics.update(&job.name, |s| {
-                s.backups_stored = Some(count);
+            Ok(l) => metrics.update(&job.name, |s| {
+                s.backups_stored = Some(l.complete);
+                s.backups_damaged = Some(l.damaged);
                 if s.last_success.is_none() {
-                    s.last_success = last;
+                    s.last_success = l.newest;
                 }
             }),
             Err(e) => {
@@ -280,19 +275,24 @@ async fn seed_metrics(st: &State, metrics: &Metrics) {
     }
 }
 
-/// Count and newest start time of complete backups, with retries.
-async fn list_catalog(
-    repo: &Repo,
-    job: &str,
-) -> Result<(u64, Option<DateTime<Utc>>), catalog::CatalogError> {
+/// What the store holds for one job, as the metrics show it.
+struct Listed {
+    complete: u64,
+    damaged: u64,
+    newest: Option<DateTime<Utc>>,
+}
+
+/// Counts and newest start time of complete backups, with retries.
+async fn list_catalog(repo: &Repo, job: &str) -> Result<Listed, catalog::CatalogError> {
     let cat = retry::retry(Backoff::STORE, "catalog listing", || {
         catalog::load(repo, Some(job))
     })
     .await?;
-    Ok((
-        cat.complete.len() as u64,
-        cat.complete.last().map(|m| m.started_at),
-    ))
+    Ok(Listed {
+        complete: cat.complete.len() as u64,
+        damaged: cat.damaged.len() as u64,
+        newest: cat.complete.last().map(|m| m.started_at),
+    })
 }
 
 async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
@@ -579,9 +579,11 @@ async fn execute(ctx: &RunCtx) {
     }
 
     if !ctx.cancel.is_cancelled() {
-        if let Ok((count, _)) = list_catalog(&ctx.repo, &job.name).await {
-            ctx.metrics
-                .update(&job.name, |s| s.backups_stored = Some(count));
+        if let Ok(l) = list_catalog(&ctx.repo, &job.name).await {
+            ctx.metrics.update(&job.name, |s| {
+                s.backups_stored = Some(l.complete);
+                s.backups_damaged = Some(l.damaged);
+            });
         }
     }
     let event = notify::Event {
@@ -596,137 +598,6 @@ async fn execute(ctx: &RunCtx) {
     };
     notify::send(&ctx.client, &ctx.cfg, job, &event).await;
     ctx.metrics.update(&job.name, |s| s.running = false);
-}
-
-/// A copy of `repo` whose writes fail once `cancel` fires.
-fn gated(repo: &Repo, cancel: CancellationToken) -> Repo {
-    let mut r = repo.clone();
-    r.store = Arc::new(CancelGate {
-        inner: repo.store.clone(),
-        cancel,
-    });
-    r
-}
-
-/// Store wrapper that refuses writes (puts, multipart parts and completion,
-/// copies) once its run is cancelled, so a cancelled backup can never commit
-/// a manifest however far it got. Reads, lists, deletes and aborts pass, so
-/// the failed run can still clean up and release its lock.
-#[derive(Debug)]
-struct CancelGate {
-    inner: Arc<dyn ObjectStore>,
-    cancel: CancellationToken,
-}
-
-impl std::fmt::Display for CancelGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CancelGate({})", self.inner)
-    }
-}
-
-fn cancelled_error() -> object_store::Error {
-    object_store::Error::Generic {
-        store: "ccbackup",
-        source: "the run was cancelled at shutdown".into(),
-    }
-}
-
-#[async_trait]
-impl ObjectStore for CancelGate {
-    async fn put_opts(
-        &self,
-        location: &ObjPath,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        if self.cancel.is_cancelled() {
-            return Err(cancelled_error());
-        }
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjPath,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        if self.cancel.is_cancelled() {
-            return Err(cancelled_error());
-        }
-        let inner = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(GatedUpload {
-            inner,
-            cancel: self.cancel.clone(),
-        }))
-    }
-
-    async fn get_opts(
-        &self,
-        location: &ObjPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &ObjPath,
-        to: &ObjPath,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        if self.cancel.is_cancelled() {
-            return Err(cancelled_error());
-        }
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
-#[derive(Debug)]
-struct GatedUpload {
-    inner: Box<dyn MultipartUpload>,
-    cancel: CancellationToken,
-}
-
-#[async_trait]
-impl MultipartUpload for GatedUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        if self.cancel.is_cancelled() {
-            return Box::pin(futures::future::ready(Err(cancelled_error())));
-        }
-        self.inner.put_part(data)
-    }
-
-    async fn complete(&mut self) -> object_store::Result<PutResult> {
-        if self.cancel.is_cancelled() {
-            return Err(cancelled_error());
-        }
-        self.inner.complete().await
-    }
-
-    async fn abort(&mut self) -> object_store::Result<()> {
-        self.inner.abort().await
-    }
 }
 
 /// Next run times of a job, RFC 3339 in the job's zone (`ccbackup schedule`).

@@ -60,10 +60,7 @@ impl KillSwitch {
         if let Ok(mut s) = self.0.lock() {
             s.killed = true;
             if let Some(pid) = s.pid {
-                // SAFETY: kill(2) with a pid we spawned and have not reaped.
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                }
+                kill_group(pid);
             }
         }
     }
@@ -77,7 +74,7 @@ impl KillSwitch {
         match self.0.lock() {
             Ok(mut s) => {
                 if s.killed {
-                    let _ = child.kill();
+                    kill_group(child.id());
                     return false;
                 }
                 s.pid = Some(child.id());
@@ -95,6 +92,20 @@ impl KillSwitch {
             }
             Err(_) => false,
         }
+    }
+}
+
+/// Kills the process group a child of ours leads. Every child runs in a
+/// group of its own (see [`spawn`]), so workers it forked (`pg_restore -j`)
+/// go too, instead of finishing a restore after ccbackup gave up on it.
+fn kill_group(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) on the group of a child we spawned and have not
+    // reaped, so the group id cannot have been reused.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
     }
 }
 
@@ -117,7 +128,7 @@ pub fn stream_stdout(
     };
     if copied.is_err() {
         // The consumer is gone: stop the child rather than let it block.
-        let _ = child.kill();
+        kill_group(child.id());
     }
     let status = child.wait();
     finish(program, status, copied, kill, tail, drain)
@@ -125,9 +136,28 @@ pub fn stream_stdout(
 
 type Tail = Arc<Mutex<VecDeque<u8>>>;
 
+/// Clears the child's environment down to what any client program needs:
+/// where to find programs, the locale of its messages, time zone and temp
+/// directory. Callers add the one variable that carries a secret.
+pub fn clean_env(cmd: &mut Command) {
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let keep = k.to_str().is_some_and(|name| {
+            matches!(name, "PATH" | "LANG" | "LANGUAGE" | "TZ" | "TMPDIR") || name.starts_with("LC_")
+        });
+        if keep {
+            cmd.env(k, v);
+        }
+    }
+}
+
 /// Starts the child and registers it with the kill switch (a switch already
 /// thrown kills it at once).
 fn spawn(program: &str, cmd: &mut Command, kill: &KillSwitch) -> Result<Child, ChildError> {
+    use std::os::unix::process::CommandExt;
+    // A group of its own: a terminal's Ctrl-C reaches ccbackup only, which
+    // then stops the child's whole group and cleans up in order.
+    cmd.process_group(0);
     let mut child = cmd.spawn().map_err(|source| ChildError::Spawn {
         program: program.to_owned(),
         source,

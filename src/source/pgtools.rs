@@ -98,6 +98,7 @@ fn probe(dir: Option<&Path>) -> Result<Option<(String, u32)>, PgToolsError> {
         return Ok(None);
     }
     let mut cmd = Command::new(&program);
+    super::child::clean_env(&mut cmd);
     cmd.arg("--version");
     match capture("pg_dump", cmd) {
         Ok(out) => Ok(parse_version_output(&out)),

@@ -260,17 +260,11 @@ pub async fn count_rows(client: &Client, database: &str) -> Result<Vec<TableRows
 /// none of the caller's `PG*` connection variables.
 pub fn base_command(tools: &PgTools, program: &str, cfg: &PostgresConfig) -> Command {
     let mut cmd = Command::new(tools.program(program));
-    // Nothing from the caller's environment may redirect the dump.
-    for var in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGSERVICE",
-        "PGOPTIONS",
-    ] {
-        cmd.env_remove(var);
-    }
+    // Children get the connection ccbackup resolved and nothing else: libpq
+    // reads PGHOSTADDR, PGSERVICE, PGOPTIONS, PGSSLMODE, ... from the
+    // environment and would silently connect elsewhere than discovery did,
+    // and the store's credentials have no business in pg_dump's environment.
+    super::child::clean_env(&mut cmd);
     if let Some(p) = &cfg.password {
         cmd.env("PGPASSWORD", p.expose());
     }

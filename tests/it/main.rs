@@ -6,6 +6,8 @@ mod config_errors;
 mod daemon;
 mod daemon_signals;
 mod examples;
+mod hardening;
+mod interrupt;
 mod lock;
 mod pgauth;
 mod prune;
