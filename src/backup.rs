@@ -8,9 +8,8 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use futures::StreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
 
 use crate::config::{JobConfig, SourceKind};
 use crate::manifest::{self, Artifact, ArtifactKind, Manifest, ManifestError, TreeInfo};
@@ -42,8 +41,14 @@ pub enum BackupError {
         source_name: String,
         error: SourceError,
     },
-    #[error("backup {job}/{id} was cancelled before it completed")]
-    Cancelled { job: String, id: String },
+    #[error(
+        "backup {job}/{id} was stopped before it completed; no manifest was written; {cleanup}"
+    )]
+    Cancelled {
+        job: String,
+        id: String,
+        cleanup: Cleanup,
+    },
     #[error("backup {job}/{id}: {error}")]
     Manifest {
         job: String,
@@ -76,6 +81,15 @@ pub async fn run_job(
     for src in &job.sources {
         match backup_source(&ctx, &src.name, &src.kind).await {
             Ok(mut a) => artifacts.append(&mut a),
+            // A source stopped by cancellation failed because we stopped
+            // it: say that, not the pipe error it died of.
+            Err(_) if ctx.kill.is_killed() => {
+                return Err(BackupError::Cancelled {
+                    job: job.name.clone(),
+                    id,
+                    cleanup: cleanup(&ctx).await,
+                });
+            }
             Err(error) => {
                 cleanup(&ctx).await;
                 return Err(BackupError::Source {
@@ -91,10 +105,10 @@ pub async fn run_job(
     // A cancellation that arrived after the last source finished must still
     // stop the commit: a cancelled run never writes a manifest.
     if ctx.kill.is_killed() {
-        cleanup(&ctx).await;
         return Err(BackupError::Cancelled {
             job: job.name.clone(),
             id,
+            cleanup: cleanup(&ctx).await,
         });
     }
     let m = Manifest {
@@ -191,18 +205,44 @@ async fn backup_source(
     }
 }
 
-/// Removes what a failed run uploaded. Failures are only logged: without a
-/// manifest these objects are unreachable, and the sweep removes leftovers.
-async fn cleanup(ctx: &RunCtx) {
-    let keys: Vec<ObjPath> = ctx.uploaded.lock().map(|u| u.clone()).unwrap_or_default();
-    let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
-    let mut results = ctx.repo.store.delete_stream(stream);
-    while let Some(r) = results.next().await {
-        match r {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(error = %e, "could not remove an object of a failed backup"),
+/// What removing a failed run's objects achieved.
+#[derive(Debug, Clone, Default)]
+pub struct Cleanup {
+    pub removed: usize,
+    /// Objects that could not be removed (the sweep takes them later).
+    pub left: Vec<String>,
+}
+
+impl std::fmt::Display for Cleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "removed the {} object(s) it had uploaded", self.removed)?;
+        match self.left.as_slice() {
+            [] => write!(f, "; nothing was left in the store"),
+            left => write!(
+                f,
+                "; LEFT {} object(s) that prune sweeps after orphan_grace: {}",
+                left.len(),
+                left.join(", ")
+            ),
         }
     }
+}
+
+/// Removes what a failed run uploaded. Failures are only logged: without a
+/// manifest these objects are unreachable, and the sweep removes leftovers.
+async fn cleanup(ctx: &RunCtx) -> Cleanup {
+    let keys: Vec<ObjPath> = ctx.uploaded.lock().map(|u| u.clone()).unwrap_or_default();
+    let mut out = Cleanup::default();
+    for key in keys {
+        match ctx.repo.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => out.removed += 1,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "could not remove an object of a failed backup");
+                out.left.push(key.to_string());
+            }
+        }
+    }
+    out
 }
 
 pub fn hostname() -> String {

@@ -37,10 +37,16 @@ impl Interrupt {
                     _ = int.recv() => ("SIGINT", libc::SIGINT),
                 };
                 if handle.token.is_cancelled() {
-                    tracing::warn!(signal = name, "already stopping; cleaning up what this command wrote");
+                    tracing::warn!(
+                        signal = name,
+                        "already stopping; cleaning up what this command wrote"
+                    );
                     continue;
                 }
-                tracing::warn!(signal = name, "stopping: cleaning up what this command wrote");
+                tracing::warn!(
+                    signal = name,
+                    "stopping: cleaning up what this command wrote"
+                );
                 handle.fire(num);
             }
         });

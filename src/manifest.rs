@@ -160,7 +160,9 @@ impl ManifestError {
     pub fn is_damaged(&self) -> bool {
         !matches!(
             self,
-            ManifestError::Read { .. } | ManifestError::Write { .. } | ManifestError::AlreadyExists { .. }
+            ManifestError::Read { .. }
+                | ManifestError::Write { .. }
+                | ManifestError::AlreadyExists { .. }
         )
     }
 }
@@ -249,7 +251,12 @@ pub fn check_location(m: &Manifest, job: &str, id: &str) -> Result<(), String> {
         if !seen.insert(a.key.as_str()) {
             return Err(format!("artifact key {:?} appears twice", a.key));
         }
-        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if a.sha256.len() != 64
+            || !a
+                .sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(format!("artifact {:?} has no valid sha256", a.key));
         }
     }
@@ -372,14 +379,22 @@ mod tests {
     fn regression_issue9_manifest_must_match_where_it_was_found() {
         let m = placed();
         let other = "20260101T000000Z-000001";
-        assert!(check_location(&m, "j", other).unwrap_err().contains("names backup"));
-        assert!(check_location(&m, "k", &m.id.clone()).unwrap_err().contains("names job"));
+        assert!(check_location(&m, "j", other)
+            .unwrap_err()
+            .contains("names backup"));
+        assert!(check_location(&m, "k", &m.id.clone())
+            .unwrap_err()
+            .contains("names job"));
         let mut late = placed();
         late.started_at += chrono::Duration::days(1);
-        assert!(check_location(&late, "j", &m.id.clone()).unwrap_err().contains("start time"));
+        assert!(check_location(&late, "j", &m.id.clone())
+            .unwrap_err()
+            .contains("start time"));
         let mut dup = placed();
         dup.artifacts.push(dup.artifacts[0].clone());
-        assert!(check_location(&dup, "j", &m.id.clone()).unwrap_err().contains("twice"));
+        assert!(check_location(&dup, "j", &m.id.clone())
+            .unwrap_err()
+            .contains("twice"));
         let mut nosum = placed();
         nosum.artifacts[0].sha256 = "../x".into();
         assert!(check_location(&nosum, "j", &m.id.clone()).is_err());
@@ -403,7 +418,12 @@ mod tests {
         }
         assert!(check_key(&"a".repeat(300)).is_err());
         assert!(check_key(&format!("{}/x", "a/".repeat(600))).is_err());
-        for good in ["db/01-ct-vis.dump.zst", "rrd.rrd.tar.zst", "etc.tar.zst", "db/globals.sql.zst"] {
+        for good in [
+            "db/01-ct-vis.dump.zst",
+            "rrd.rrd.tar.zst",
+            "etc.tar.zst",
+            "db/globals.sql.zst",
+        ] {
             check_key(good).unwrap();
         }
     }

@@ -205,13 +205,11 @@ pub fn plan(
             let dest = match (&req.to, configured(&a.source)) {
                 (Some(to), _) => to.clone(),
                 (None, Some(path)) => path,
-                (None, None) => {
-                    return Err(plan_err(format!(
-                        "the configuration has no directory source `{}` saying where to restore {}: \
+                (None, None) => return Err(plan_err(format!(
+                    "the configuration has no directory source `{}` saying where to restore {}: \
                          add it, or use --to DIR",
-                        a.source, a.key
-                    )))
-                }
+                    a.source, a.key
+                ))),
             };
             steps.push(Step::Tree {
                 artifact: (*a).clone(),
@@ -419,7 +417,11 @@ pub async fn run(
                 what: format!(
                     "before {}; restored until then: {}",
                     step.artifact().key,
-                    if applied.is_empty() { "nothing".to_owned() } else { applied.join(", ") }
+                    if applied.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        applied.join(", ")
+                    }
                 ),
             });
         }
@@ -602,9 +604,8 @@ async fn restore_database(
             program: "zstd".to_owned(),
             source,
         };
-        let dec =
-            zstd::stream::read::Decoder::new(std::fs::File::open(&staged).map_err(open_err)?)
-                .map_err(open_err)?;
+        let dec = zstd::stream::read::Decoder::new(std::fs::File::open(&staged).map_err(open_err)?)
+            .map_err(open_err)?;
         let mut dec = crate::interrupt::CancelRead::new(dec, stop);
         if jobs == 1 {
             // One transaction: a failure leaves the target untouched.
@@ -677,10 +678,16 @@ impl std::fmt::Display for DbLeft {
 /// Drops a database this restore created. `WITH (FORCE)` ends sessions a
 /// killed `pg_restore` may have left behind on the server.
 async fn drop_created(admin: &Client, target: &str) -> DbLeft {
-    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(target));
+    let sql = format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(target)
+    );
     match admin.batch_execute(&sql).await {
         Ok(()) => {
-            tracing::info!(database = target, "dropped the database this restore had created");
+            tracing::info!(
+                database = target,
+                "dropped the database this restore had created"
+            );
             DbLeft::Dropped
         }
         Err(e) => {

@@ -104,7 +104,12 @@ const MAX_RRD_VERIFY: u64 = 64 * 1024 * 1024;
 /// Reads a tar archive to the end, streaming every entry; with `rrd`
 /// validates every `.rrd` file (each buffered alone, up to
 /// [`MAX_RRD_VERIFY`]).
-fn check_tree(staged: &Path, rrd: bool, a: &Artifact, stop: &CancellationToken) -> Result<(), String> {
+fn check_tree(
+    staged: &Path,
+    rrd: bool,
+    a: &Artifact,
+    stop: &CancellationToken,
+) -> Result<(), String> {
     let f = std::fs::File::open(staged).map_err(|e| e.to_string())?;
     let dec = zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(crate::interrupt::CancelRead::new(dec, stop.clone()));

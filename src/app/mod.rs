@@ -159,10 +159,17 @@ async fn select_backups(repo: &store::Repo, job: &str, which: &str) -> Result<Se
         "latest" => {
             let Some(m) = complete.pop() else {
                 let note = match damaged.last() {
-                    Some(d) => format!(" ({} damaged: newest {}: {})", damaged.len(), d.id, d.problem),
+                    Some(d) => format!(
+                        " ({} damaged: newest {}: {})",
+                        damaged.len(),
+                        d.id,
+                        d.problem
+                    ),
                     None => String::new(),
                 };
-                return Err(failed(anyhow::anyhow!("job `{job}` has no complete backup{note}")));
+                return Err(failed(anyhow::anyhow!(
+                    "job `{job}` has no complete backup{note}"
+                )));
             };
             let newer = damaged.into_iter().filter(|d| d.id > m.id).collect();
             Ok(Selection {

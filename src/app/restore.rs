@@ -83,7 +83,10 @@ pub(super) async fn verify(
             if which == "all" {
                 checked += 1;
                 bad += 1;
-                println!("FAILED  {}/{}: damaged manifest: {}", d.job, d.id, d.problem);
+                println!(
+                    "FAILED  {}/{}: damaged manifest: {}",
+                    d.job, d.id, d.problem
+                );
             } else {
                 eprintln!(
                     "warning: newer backup {}/{} is damaged and was skipped: {}",

@@ -143,7 +143,8 @@ pub fn clean_env(cmd: &mut Command) {
     cmd.env_clear();
     for (k, v) in std::env::vars_os() {
         let keep = k.to_str().is_some_and(|name| {
-            matches!(name, "PATH" | "LANG" | "LANGUAGE" | "TZ" | "TMPDIR") || name.starts_with("LC_")
+            matches!(name, "PATH" | "LANG" | "LANGUAGE" | "TZ" | "TMPDIR")
+                || name.starts_with("LC_")
         });
         if keep {
             cmd.env(k, v);

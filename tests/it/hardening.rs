@@ -100,8 +100,14 @@ fn regression_issue9_artifact_key_outside_the_backup_is_refused_not_hashed() {
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     let all = format!("{}{}", run.stdout(), run.stderr());
     assert!(all.contains("damaged"), "{all}");
-    assert!(!all.contains(&sum), "verify printed the hash of a file outside the store: {all}");
-    let run = ccbackup(&f.cfg, &["restore", "--source", "etc", "--to", "/tmp/never"]);
+    assert!(
+        !all.contains(&sum),
+        "verify printed the hash of a file outside the store: {all}"
+    );
+    let run = ccbackup(
+        &f.cfg,
+        &["restore", "--source", "etc", "--to", "/tmp/never"],
+    );
     assert_eq!(run.code(), Some(1));
     assert!(!Path::new("/tmp/never").exists());
 }
@@ -134,8 +140,14 @@ fn regression_issue9_a_copied_manifest_cannot_make_prune_delete_kept_data() {
     assert!(run.stdout().contains("damaged"), "{}", run.stdout());
     // The real newest backup is whole, the damaged copy is left alone.
     ccbackup(&f.cfg, &["verify", "--backup", &newest]).expect_ok();
-    assert!(manifest_path(&f.ws, &fake).exists(), "retention deleted a damaged manifest");
-    assert!(!manifest_path(&f.ws, &f.id).exists(), "the old backup should be pruned");
+    assert!(
+        manifest_path(&f.ws, &fake).exists(),
+        "retention deleted a damaged manifest"
+    );
+    assert!(
+        !manifest_path(&f.ws, &f.id).exists(),
+        "the old backup should be pruned"
+    );
 }
 
 #[test]
@@ -145,11 +157,20 @@ fn regression_issue9_one_damaged_manifest_blocks_nothing() {
     std::fs::create_dir_all(manifest_path(&f.ws, &garbage).parent().unwrap()).unwrap();
     std::fs::write(manifest_path(&f.ws, &garbage), b"{ not json").unwrap();
     let missing = id_after(&f.id, 7200, "cccccc");
-    write_manifest(&f.ws, &missing, &serde_json::json!({"format": 1, "job": "j"}));
+    write_manifest(
+        &f.ws,
+        &missing,
+        &serde_json::json!({"format": 1, "job": "j"}),
+    );
 
     let run = ccbackup(&f.cfg, &["list"]);
     run.expect_ok();
-    assert_eq!(run.stdout().matches("DAMAGED").count(), 2, "{}", run.stdout());
+    assert_eq!(
+        run.stdout().matches("DAMAGED").count(),
+        2,
+        "{}",
+        run.stdout()
+    );
     assert!(run.stdout().contains(&f.id));
 
     // The damaged ones are newer, yet `latest` is the newest good backup.
@@ -164,7 +185,12 @@ fn regression_issue9_one_damaged_manifest_blocks_nothing() {
     // verify all reports them as failures; naming one says why.
     let run = ccbackup(&f.cfg, &["verify", "--backup", "all"]);
     assert_eq!(run.code(), Some(1));
-    assert_eq!(run.stdout().matches("damaged manifest").count(), 2, "{}", run.stdout());
+    assert_eq!(
+        run.stdout().matches("damaged manifest").count(),
+        2,
+        "{}",
+        run.stdout()
+    );
     let run = ccbackup(&f.cfg, &["restore", "--backup", &garbage, "--to", "/tmp/x"]);
     assert_eq!(run.code(), Some(1));
     assert!(run.stderr().contains("is damaged"), "{}", run.stderr());
@@ -281,7 +307,14 @@ fn regression_issue9_children_get_a_clean_environment() {
     );
     run.expect_ok();
     let env = std::fs::read_to_string(&env_file).unwrap();
-    for leaked in ["AWS_SECRET_ACCESS_KEY", "PGHOSTADDR", "PGOPTIONS", "PGSERVICE", "PGDATABASE", "PGPORT"] {
+    for leaked in [
+        "AWS_SECRET_ACCESS_KEY",
+        "PGHOSTADDR",
+        "PGOPTIONS",
+        "PGSERVICE",
+        "PGDATABASE",
+        "PGPORT",
+    ] {
         assert!(!env.contains(leaked), "{leaked} reached pg_dump:\n{env}");
     }
 }
@@ -300,7 +333,11 @@ fn regression_issue9_system_databases_are_refused_as_targets() {
     for target in ["postgres", "template1"] {
         let run = ccbackup(&cfg, &["restore", "--target-db", target]);
         assert_eq!(run.code(), Some(1), "{}", run.stderr());
-        assert!(run.stderr().contains("--allow-system-db"), "{}", run.stderr());
+        assert!(
+            run.stderr().contains("--allow-system-db"),
+            "{}",
+            run.stderr()
+        );
     }
     assert_eq!(psql("postgres", "SELECT count(*) FROM pg_class WHERE relname = 't' AND relnamespace = 'public'::regnamespace"), "0");
 }

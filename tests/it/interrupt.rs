@@ -33,7 +33,10 @@ fn wait_for_file(p: &Path, child: &mut Child) -> String {
         }
         if let Ok(Some(status)) = child.try_wait() {
             let out = child.wait_with_output_now();
-            panic!("ccbackup exited ({status}) before {} appeared: {out}", p.display());
+            panic!(
+                "ccbackup exited ({status}) before {} appeared: {out}",
+                p.display()
+            );
         }
         assert!(Instant::now() < deadline, "{} never appeared", p.display());
         std::thread::sleep(Duration::from_millis(50));
@@ -70,7 +73,10 @@ fn finish(mut child: Child) -> (Option<i32>, String) {
         if let Some(status) = child.try_wait().unwrap() {
             return (status.code(), out);
         }
-        assert!(Instant::now() < deadline, "ccbackup did not stop after the signal: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "ccbackup did not stop after the signal: {out}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -146,7 +152,10 @@ fn regression_issue9_interrupted_restore_kills_pg_restore_workers_and_drops_its_
     let mut child = spawn(&cfg, &["restore", "--target-db", &target, "--jobs", "2"]);
     let sleeper = wait_for_file(&pids, &mut child);
     assert_eq!(
-        psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'")),
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'")
+        ),
         "1",
         "the restore should have created its target by now"
     );
@@ -156,7 +165,10 @@ fn regression_issue9_interrupted_restore_kills_pg_restore_workers_and_drops_its_
     assert!(!alive(&sleeper), "pg_restore's workers outlived ccbackup");
     assert!(out.contains("dropped again"), "{out}");
     assert_eq!(
-        psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'")),
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'")
+        ),
         "0"
     );
 }
@@ -175,10 +187,77 @@ fn regression_issue9_failed_restore_drops_the_database_it_created() {
     let target = unique("fail_target");
     let run = ccbackup(&cfg, &["restore", "--target-db", &target]);
     assert_eq!(run.code(), Some(1));
-    assert!(run.stderr().contains("simulated failure"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("simulated failure"),
+        "{}",
+        run.stderr()
+    );
     assert!(run.stderr().contains("dropped again"), "{}", run.stderr());
     assert_eq!(
-        psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'")),
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'")
+        ),
         "0"
+    );
+}
+
+#[test]
+fn regression_issue9_interrupted_restore_test_drops_its_scratch_database() {
+    let db = TestDb::create(&unique("intr_vfy"));
+    db.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (1);");
+    let tmp = tempfile::tempdir().unwrap();
+    let pids = tmp.path().join("pids");
+    let clients = client_dir(&[("pg_restore", &stalling(&pids))]);
+    let ws = Workspace::new();
+    let cfg = pg_cfg(&ws, &db.name, clients.path());
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let scratch = || {
+        psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'ccbackup\\_verify\\_%'",
+        )
+    };
+    let before = scratch();
+    let mut child = spawn(&cfg, &["verify", "--restore-test"]);
+    let sleeper = wait_for_file(&pids, &mut child);
+    signal(&child, libc::SIGTERM);
+    let (code, out) = finish(child);
+    assert_eq!(code, Some(143), "{out}");
+    assert!(!alive(&sleeper));
+    assert_eq!(scratch(), before, "a scratch database was left: {out}");
+}
+
+#[test]
+fn regression_issue9_restore_staging_is_private_and_removed() {
+    let db = TestDb::create(&unique("staging"));
+    db.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (1);");
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = tmp.path().join("seen");
+    // With --jobs the dump is decompressed into staging for pg_restore,
+    // which gets its path as the last argument.
+    let clients = client_dir(&[(
+        "pg_restore",
+        &format!(
+            "[ \"$1\" = --version ] && exec \"$REAL\" --version\nfor a; do last=$a; done\nd=$(dirname \"$last\")\nstat -c %a \"$d\" \"$last\" > {s}\necho \"$d\" >> {s}\nexec \"$REAL\" \"$@\"",
+            s = seen.display()
+        ),
+    )]);
+    let ws = Workspace::new();
+    let cfg = pg_cfg(&ws, &db.name, clients.path());
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let target = unique("staging_target");
+    ccbackup(&cfg, &["restore", "--target-db", &target, "--jobs", "2"]).expect_ok();
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(&lines[..2], ["700", "600"], "staging modes: {seen}");
+    assert!(
+        !Path::new(lines[2]).exists(),
+        "staging {} was not removed",
+        lines[2]
+    );
+    psql(
+        "postgres",
+        &format!("DROP DATABASE {}", quote_ident(&target)),
     );
 }

@@ -32,13 +32,21 @@ fn backup_ids(ws: &Workspace) -> Vec<String> {
     ids
 }
 
-/// Moves a backup back in time by rewriting its manifest's start time (the
-/// time retention uses).
-fn backdate(ws: &Workspace, id: &str, time: &str) {
-    let p = ws.store_dir().join("job").join(id).join("manifest.json");
+/// Moves a backup back in time: a backup's time is in its ID (the manifest
+/// must agree with the directory it sits in), so the directory moves to the
+/// ID of the new time and the manifest follows. Returns the new ID.
+fn backdate(ws: &Workspace, id: &str, time: &str) -> String {
+    let t = chrono::DateTime::parse_from_rfc3339(time).unwrap();
+    let new_id = format!("{}-{}", t.format("%Y%m%dT%H%M%SZ"), &id[17..]);
+    let old_dir = ws.store_dir().join("job").join(id);
+    let new_dir = ws.store_dir().join("job").join(&new_id);
+    std::fs::rename(&old_dir, &new_dir).unwrap();
+    let p = new_dir.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     m["started_at"] = serde_json::json!(time);
+    m["id"] = serde_json::json!(new_id);
     std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+    new_id
 }
 
 /// A backup directory with data but no manifest, as a crashed run leaves.
@@ -99,9 +107,11 @@ fn prune_follows_the_policy_and_sweeps_only_old_leftovers() {
     let ids = history(&ws, data.path(), 5);
     assert_eq!(ids.len(), 5);
     // Five backups on five different days, oldest first.
-    for (i, id) in ids.iter().enumerate() {
-        backdate(&ws, id, &format!("2026-03-{:02}T02:00:00Z", 10 + i));
-    }
+    let ids: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| backdate(&ws, id, &format!("2026-03-{:02}T02:00:00Z", 10 + i)))
+        .collect();
     let old = leftover(&ws, "20260101T000000Z-aaaaaa", "3 days ago");
     let young = leftover(&ws, "20260101T000001Z-bbbbbb", "1 hour ago");
 
@@ -351,9 +361,11 @@ mod failing_deletes {
         let ids = history(&ws, data.path(), 3);
         // Runs within one second get IDs in random order: give them distinct
         // times in ID order so "the newest" is well defined.
-        for (i, id) in ids.iter().enumerate() {
-            backdate(&ws, id, &format!("2026-03-{:02}T02:00:00Z", 10 + i));
-        }
+        let ids: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| backdate(&ws, id, &format!("2026-03-{:02}T02:00:00Z", 10 + i)))
+            .collect();
         let cfg = config(&ws, data.path(), "{keep_last: 1}", "");
         let cfg = ccbackup::config::load(&cfg).unwrap();
         let mut repo = ccbackup::store::open(&cfg.store).unwrap();
