@@ -4,7 +4,17 @@
 //!
 //! The lease lives at `locks/<job>.json` (outside the job's backup
 //! directory, so catalog listings never see it) and holds the owner ID,
-//! host, pid, purpose, and acquired/expires times in RFC 3339.
+//! host, pid, purpose, and acquired/expires times in RFC 3339, plus the
+//! boot ID, PID namespace and process start time that let a later run on
+//! the same host tell that the holder is gone ([`liveness`]). Those three
+//! are optional when read: a lease without them only expires.
+//!
+//! The store is untrusted: a lease is read up to [`MAX_LEASE_BYTES`], and
+//! one that is larger, not JSON, or has no valid expiry counts as held by
+//! an unknown owner for [`UNREADABLE_HOLD`] after it was written (time
+//! enough for whatever wrote it, e.g. a newer ccbackup, to finish), never
+//! as free. Strings from a lease are shown with control characters
+//! escaped.
 //!
 //! # Protocol and its races
 //!
@@ -13,7 +23,9 @@
 //!   writers exactly one wins.
 //! * **Held**: if the lease exists and has not expired, acquisition fails
 //!   with its owner, host and expiry (the caller decides whether to wait).
-//! * **Take over**: an expired lease is deleted, then created again with a
+//! * **Take over**: an expired lease, or one whose holder ran on this host
+//!   and is provably gone (killed, OOM, container restarted: see
+//!   [`liveness`]), is deleted, then created again with a
 //!   create-only put. If that put loses, someone else took it over first and
 //!   we report them. object_store has no conditional delete, so two takers
 //!   could both delete: A deletes and creates, then B (who read the stale
@@ -34,21 +46,33 @@
 //!   without releasing spawns the release on [`PENDING`], which the daemon
 //!   drains before exiting.
 
+pub mod liveness;
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{
+    GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::retry::{self, Backoff, Class};
 use crate::store::Repo;
+use liveness::Verdict;
 
 /// How long a taker waits before checking that its takeover stuck.
 pub const TAKEOVER_SETTLE: Duration = Duration::from_millis(500);
+
+/// Larger lease objects are not read (a lease is a few hundred bytes).
+pub const MAX_LEASE_BYTES: usize = 64 * 1024;
+
+/// How long after it was written an unreadable lease counts as held.
+pub const UNREADABLE_HOLD: Duration = Duration::from_secs(3600);
 
 /// Releases started by dropped guards; see [`wait_pending_releases`].
 pub static PENDING: LazyLock<TaskTracker> = LazyLock::new(TaskTracker::new);
@@ -63,6 +87,15 @@ pub struct Lease {
     pub purpose: String,
     pub acquired: String,
     pub expires: String,
+    /// `/proc/sys/kernel/random/boot_id` of the holder's kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// Inode of the holder's PID namespace (`/proc/self/ns/pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+    /// Field 22 of `/proc/<pid>/stat`: clock ticks since boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
 }
 
 impl Lease {
@@ -71,20 +104,113 @@ impl Lease {
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
+
+    /// `OWNER on HOST (pid N, PURPOSE)`, safe to print.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} on {} (pid {}, {})",
+            shown(&self.owner),
+            shown(&self.host),
+            self.pid,
+            shown(&self.purpose)
+        )
+    }
+}
+
+/// A lease object as found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Lease(Lease),
+    /// Not a lease we can read; the text says why (safe to print).
+    Unreadable(String),
+}
+
+/// A lease object and what the store says about it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub content: Content,
+    pub modified: DateTime<Utc>,
+    version: UpdateVersion,
+}
+
+impl Found {
+    fn owner(&self) -> Option<&str> {
+        match &self.content {
+            Content::Lease(l) => Some(&l.owner),
+            Content::Unreadable(_) => None,
+        }
+    }
+
+    /// When the lease stops counting (an unreadable one: a while after it
+    /// was written).
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        let unreadable = || {
+            self.modified + chrono::Duration::from_std(UNREADABLE_HOLD).unwrap_or_default()
+        };
+        match &self.content {
+            Content::Lease(l) => l.expires_at().unwrap_or_else(unreadable),
+            Content::Unreadable(_) => unreadable(),
+        }
+    }
+
+    /// Who holds it, safe to print.
+    pub fn describe(&self) -> String {
+        match &self.content {
+            Content::Lease(l) => l.describe(),
+            Content::Unreadable(why) => format!("an unreadable lease ({why})"),
+        }
+    }
+
+    /// Whether the lease may be taken over now, and why (not).
+    pub fn standing(&self, now: DateTime<Utc>) -> Standing {
+        if self.expires_at() <= now {
+            return Standing::Expired;
+        }
+        let Content::Lease(lease) = &self.content else {
+            return Standing::Unverifiable("the lease is unreadable");
+        };
+        match liveness::judge(lease, liveness::here(), liveness::probe) {
+            Verdict::Alive => Standing::AliveHere,
+            Verdict::Dead(why) => Standing::Dead(why),
+            Verdict::Unknown(why) => Standing::Unverifiable(why),
+        }
+    }
+}
+
+/// Whether a found lease may be taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Past its expiry.
+    Expired,
+    /// Its holder ran on this host and is gone; the text says how we know.
+    Dead(String),
+    /// A live process on this host holds it.
+    AliveHere,
+    /// Held by a process we cannot check (another host or container, an
+    /// older lease, an unreadable one): it counts until it expires.
+    Unverifiable(&'static str),
+}
+
+impl Standing {
+    pub fn is_free(&self) -> bool {
+        matches!(self, Standing::Expired | Standing::Dead(_))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "job `{job}` is locked by {} on {} (pid {}, {}) until {}; lease {key}",
-        lease.owner, lease.host, lease.pid, lease.purpose, lease.expires
-    )]
+    #[error("job `{job}` is locked by {holder} until {until} ({state}); lease {key}. {hint}")]
     Held {
         job: String,
         key: String,
-        lease: Lease,
+        /// Who holds it, safe to print.
+        holder: String,
+        until: String,
+        /// Why it is not taken over: live here, or not ours to check.
+        state: String,
+        hint: String,
     },
-    #[error("job `{job}`: lost the takeover of the expired lease {key} to {owner}")]
+    #[error("job `{job}`: lost the takeover of the stale lease {key} to {owner}")]
     LostRace {
         job: String,
         key: String,
@@ -106,9 +232,62 @@ impl LockError {
     }
 }
 
+fn held_error(job: &str, key: &ObjPath, found: &Found, standing: &Standing) -> LockError {
+    let (state, hint) = match standing {
+        Standing::AliveHere => (
+            "a live process on this host".to_owned(),
+            format!(
+                "Wait for it (`ccbackup run-now --wait-lock 10m`), or stop it; \
+                 `ccbackup unlock --job {job} --force` removes the lease anyway"
+            ),
+        ),
+        Standing::Unverifiable(why) => (
+            format!("{why}; cannot check whether it still runs"),
+            format!(
+                "Wait for it (`ccbackup run-now --wait-lock 10m`); if that holder is gone, \
+                 remove the lease with `ccbackup unlock --job {job} --force`"
+            ),
+        ),
+        Standing::Expired | Standing::Dead(_) => (
+            "stale".to_owned(),
+            format!("Remove it with `ccbackup unlock --job {job}`"),
+        ),
+    };
+    LockError::Held {
+        job: job.to_owned(),
+        key: key.to_string(),
+        holder: found.describe(),
+        until: rfc3339(found.expires_at()),
+        state,
+        hint,
+    }
+}
+
 /// Key of a job's lease.
 pub fn lease_path(job: &str) -> ObjPath {
     ObjPath::from_iter(["locks", &format!("{job}.json")])
+}
+
+/// A string from the store, shortened, with control characters escaped so
+/// it cannot forge log lines or terminal output.
+pub fn shown(s: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    let mut out: String = s
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect();
+    if s.chars().nth(MAX_CHARS).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 /// A unique owner ID for one acquisition: host, pid and random bits, so two
@@ -192,11 +371,11 @@ pub async fn wait_pending_releases(limit: Duration) {
     PENDING.reopen();
 }
 
-async fn read_lease(
+async fn read_found(
     store: &dyn ObjectStore,
     job: &str,
     key: &ObjPath,
-) -> Result<Option<(Lease, DateTime<Utc>, UpdateVersion)>, LockError> {
+) -> Result<Option<Found>, LockError> {
     let err = |what, source| LockError::Store {
         job: job.to_owned(),
         key: key.to_string(),
@@ -213,25 +392,50 @@ async fn read_lease(
         version: got.meta.version.clone(),
     };
     let modified = got.meta.last_modified;
-    let bytes = match got.bytes().await {
-        Ok(b) => b,
+    let content = match read_capped(got).await {
+        Ok(Some(bytes)) => parse_lease(&bytes),
+        Ok(None) => Content::Unreadable(format!(
+            "larger than the {} KiB a lease may have",
+            MAX_LEASE_BYTES / 1024
+        )),
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(err("read", e)),
     };
-    let lease = serde_json::from_slice::<Lease>(&bytes).unwrap_or_else(|_| {
-        // An unreadable lease (truncated, foreign) is treated as written at
-        // its modification time with an unknown owner; it expires like any
-        // other rather than blocking the job forever.
-        Lease {
-            owner: "unknown (unreadable lease)".to_owned(),
-            host: "unknown".to_owned(),
-            pid: 0,
-            purpose: "unknown".to_owned(),
-            acquired: rfc3339(modified),
-            expires: rfc3339(modified + chrono::Duration::seconds(3600)),
+    Ok(Some(Found {
+        content,
+        modified,
+        version,
+    }))
+}
+
+/// The object's bytes, or `None` once it passes [`MAX_LEASE_BYTES`]
+/// (whatever size the store claimed).
+async fn read_capped(got: GetResult) -> object_store::Result<Option<Vec<u8>>> {
+    if got.meta.size > MAX_LEASE_BYTES as u64 {
+        return Ok(None);
+    }
+    let mut stream = got.into_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > MAX_LEASE_BYTES {
+            return Ok(None);
         }
-    });
-    Ok(Some((lease, modified, version)))
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf))
+}
+
+fn parse_lease(bytes: &[u8]) -> Content {
+    match serde_json::from_slice::<Lease>(bytes) {
+        // serde's message may quote the object's text: escape it.
+        Err(e) => Content::Unreadable(format!("not a ccbackup lease: {}", shown(&e.to_string()))),
+        Ok(l) if l.expires_at().is_none() => Content::Unreadable(format!(
+            "expiry {:?} is not an RFC 3339 time",
+            shown(&l.expires)
+        )),
+        Ok(l) => Content::Lease(l),
+    }
 }
 
 async fn release_lease(
@@ -240,34 +444,47 @@ async fn release_lease(
     key: &ObjPath,
     owner: &str,
 ) -> Result<(), LockError> {
-    match read_lease(store, job, key).await? {
-        Some((lease, _, _)) if lease.owner == owner => match store.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(LockError::Store {
-                job: job.to_owned(),
-                key: key.to_string(),
-                what: "delete",
-                source,
-            }),
-        },
-        Some((lease, _, _)) => {
-            tracing::warn!(job, owner = %lease.owner, "lock was taken over before release; leaving it");
-            Ok(())
-        }
-        None => Ok(()),
+    let Some(found) = read_found(store, job, key).await? else {
+        return Ok(());
+    };
+    if found.owner() == Some(owner) {
+        return delete_lease(store, job, key, "delete").await;
+    }
+    tracing::warn!(job, holder = %found.describe(), "lock was taken over before release; leaving it");
+    Ok(())
+}
+
+async fn delete_lease(
+    store: &dyn ObjectStore,
+    job: &str,
+    key: &ObjPath,
+    what: &'static str,
+) -> Result<(), LockError> {
+    match store.delete(key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(source) => Err(LockError::Store {
+            job: job.to_owned(),
+            key: key.to_string(),
+            what,
+            source,
+        }),
     }
 }
 
 fn lease_for(owner: &str, purpose: &str, ttl: Duration, acquired: DateTime<Utc>) -> Lease {
     let now = Utc::now();
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(120));
+    let here = liveness::here();
     Lease {
         owner: owner.to_owned(),
-        host: crate::backup::hostname(),
-        pid: std::process::id(),
+        host: here.host.clone(),
+        pid: here.pid,
         purpose: purpose.to_owned(),
         acquired: rfc3339(acquired),
         expires: rfc3339(now + ttl),
+        boot_id: here.boot_id.clone(),
+        pid_ns: here.pid_ns,
+        start_time: here.start_time,
     }
 }
 
@@ -296,6 +513,11 @@ async fn try_acquire(
         what,
         source,
     };
+    let lost_race = |holder: Option<Found>| LockError::LostRace {
+        job: job.to_owned(),
+        key: key.to_string(),
+        owner: holder.map_or_else(|| "unknown".to_owned(), |f| f.describe()),
+    };
 
     match store.put_opts(&key, payload(&lease), create.clone()).await {
         Ok(_) => return Ok(start_guard(repo, job, key, owner, ttl, purpose, acquired)),
@@ -303,57 +525,45 @@ async fn try_acquire(
         Err(e) => return Err(store_err("create", e)),
     }
 
-    let Some((current, _, _)) = read_lease(&*store, job, &key).await? else {
+    let Some(current) = read_found(&*store, job, &key).await? else {
         // Released between our put and our read: one more create-only try.
         return match store.put_opts(&key, payload(&lease), create).await {
             Ok(_) => Ok(start_guard(repo, job, key, owner, ttl, purpose, acquired)),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let holder = read_lease(&*store, job, &key).await?.map(|l| l.0.owner);
-                Err(LockError::LostRace {
-                    job: job.to_owned(),
-                    key: key.to_string(),
-                    owner: holder.unwrap_or_else(|| "unknown".to_owned()),
-                })
+                Err(lost_race(read_found(&*store, job, &key).await?))
             }
             Err(e) => Err(store_err("create", e)),
         };
     };
-    let expired = current.expires_at().is_none_or(|t| t <= Utc::now());
-    if !expired {
-        return Err(LockError::Held {
-            job: job.to_owned(),
-            key: key.to_string(),
-            lease: current,
-        });
+    match current.standing(Utc::now()) {
+        Standing::Expired => {
+            tracing::warn!(job, stale = %current.describe(), expired = %rfc3339(current.expires_at()), "taking over an expired lock");
+        }
+        Standing::Dead(why) => {
+            tracing::warn!(job, dead_holder = %current.describe(), reason = %why, "taking over the lock of a holder that is gone");
+        }
+        held => return Err(held_error(job, &key, &current, &held)),
     }
 
-    tracing::warn!(job, stale_owner = %current.owner, expired = %current.expires, "taking over an expired lock");
-    match store.delete(&key).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(store_err("delete stale", e)),
-    }
+    delete_lease(&*store, job, &key, "delete stale").await?;
     match store.put_opts(&key, payload(&lease), create).await {
         Ok(_) => {}
         Err(object_store::Error::AlreadyExists { .. }) => {
-            let holder = read_lease(&*store, job, &key).await?.map(|l| l.0.owner);
-            return Err(LockError::LostRace {
-                job: job.to_owned(),
-                key: key.to_string(),
-                owner: holder.unwrap_or_else(|| "unknown".to_owned()),
-            });
+            return Err(lost_race(read_found(&*store, job, &key).await?));
         }
         Err(e) => return Err(store_err("create", e)),
     }
     // See the module doc: another taker may have deleted our fresh lease.
     tokio::time::sleep(TAKEOVER_SETTLE).await;
-    match read_lease(&*store, job, &key).await? {
-        Some((l, _, _)) if l.owner == owner => {
+    match read_found(&*store, job, &key).await? {
+        Some(f) if f.owner() == Some(owner.as_str()) => {
             Ok(start_guard(repo, job, key, owner, ttl, purpose, acquired))
         }
-        other => Err(LockError::LostRace {
+        Some(f) => Err(lost_race(Some(f))),
+        None => Err(LockError::LostRace {
             job: job.to_owned(),
             key: key.to_string(),
-            owner: other.map_or_else(|| "nobody (lease vanished)".to_owned(), |l| l.0.owner),
+            owner: "nobody (lease vanished)".to_owned(),
         }),
     }
 }
@@ -440,12 +650,13 @@ async fn renew_once(
     ttl: Duration,
     acquired: DateTime<Utc>,
 ) -> Result<bool, LockError> {
-    let Some((current, _, version)) = read_lease(store, job, key).await? else {
+    let Some(current) = read_found(store, job, key).await? else {
         return Ok(false);
     };
-    if current.owner != owner {
+    if current.owner() != Some(owner) {
         return Ok(false);
     }
+    let version = current.version;
     let lease = lease_for(owner, purpose, ttl, acquired);
     let err = |source| LockError::Store {
         job: job.to_owned(),
@@ -472,7 +683,8 @@ async fn renew_once(
 
 /// Takes the lock of `job`, retrying transient store errors. When the lease
 /// is held by someone else, polls until `wait` has passed (zero: fail at
-/// once), calling `on_wait` each time it finds it held.
+/// once), calling `on_wait` each time it finds it held. A lease whose
+/// holder is gone (see [`liveness`]) is taken over at once.
 pub async fn acquire(
     repo: &Repo,
     job: &str,
@@ -510,11 +722,39 @@ pub async fn acquire(
     }
 }
 
-/// Reads the current lease of `job`, if any (for status output and tests).
+/// Reads the current lease of `job`, if there is a readable one (for
+/// status output and tests; [`inspect`] also reports unreadable ones).
 pub async fn current(repo: &Repo, job: &str) -> Result<Option<Lease>, LockError> {
-    Ok(read_lease(&*repo.store, job, &lease_path(job))
-        .await?
-        .map(|(l, _, _)| l))
+    let found = read_found(&*repo.store, job, &lease_path(job)).await?;
+    Ok(found.and_then(|f| match f.content {
+        Content::Lease(l) => Some(l),
+        Content::Unreadable(_) => None,
+    }))
+}
+
+/// The lease of `job` as stored, and whether it may be taken over now.
+pub async fn inspect(repo: &Repo, job: &str) -> Result<Option<(Found, Standing)>, LockError> {
+    let found = read_found(&*repo.store, job, &lease_path(job)).await?;
+    Ok(found.map(|f| {
+        let standing = f.standing(Utc::now());
+        (f, standing)
+    }))
+}
+
+/// Deletes the lease of `job` if it is still the one `seen` by [`inspect`]
+/// (same content and version); returns false when it changed or vanished
+/// meanwhile, and leaves it. object_store has no conditional delete, so
+/// this narrows the window to one request rather than closing it.
+pub async fn remove(repo: &Repo, job: &str, seen: &Found) -> Result<bool, LockError> {
+    let key = lease_path(job);
+    let Some(now) = read_found(&*repo.store, job, &key).await? else {
+        return Ok(false);
+    };
+    if now.content != seen.content || now.version.e_tag != seen.version.e_tag {
+        return Ok(false);
+    }
+    delete_lease(&*repo.store, job, &key, "delete").await?;
+    Ok(true)
 }
 
 /// Writes a lease as another owner would (tests and tooling).
@@ -526,6 +766,52 @@ pub fn lease_json(owner: &str, host: &str, expires: DateTime<Utc>) -> Vec<u8> {
         purpose: "backup".to_owned(),
         acquired: rfc3339(Utc::now()),
         expires: rfc3339(expires),
+        boot_id: None,
+        pid_ns: None,
+        start_time: None,
     };
     serde_json::to_vec(&l).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_old_leases_parse_without_panicking() {
+        for bad in [&b""[..], b"{", b"\xff\xfe", b"[1,2]", b"{\"owner\":1}", b"null"] {
+            assert!(matches!(parse_lease(bad), Content::Unreadable(_)), "{bad:?}");
+        }
+        let bad_expiry = br#"{"owner":"o","host":"h","pid":1,"purpose":"p","acquired":"x","expires":"soon\u001b[2J"}"#;
+        match parse_lease(bad_expiry) {
+            Content::Unreadable(why) => assert!(!why.contains('\u{1b}'), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A lease from before boot IDs were recorded, with a future field.
+        let old = br#"{"owner":"o","host":"h","pid":1,"purpose":"p","acquired":"2025-01-01T00:00:00Z","expires":"2025-01-01T00:02:00Z","later":true}"#;
+        match parse_lease(old) {
+            Content::Lease(l) => assert_eq!((l.boot_id, l.start_time, l.pid_ns), (None, None, None)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shown_escapes_control_characters_and_shortens() {
+        assert_eq!(shown("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        let long = "x".repeat(500);
+        assert_eq!(shown(&long).len(), 123);
+    }
+
+    #[test]
+    fn new_leases_record_this_process() {
+        let l = lease_for("o", "backup", Duration::from_secs(60), Utc::now());
+        assert_eq!(l.pid, std::process::id());
+        assert!(l.boot_id.is_some() && l.start_time.is_some() && l.pid_ns.is_some());
+        let back: Lease = serde_json::from_slice(&serde_json::to_vec(&l).unwrap()).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(
+            liveness::judge(&l, liveness::here(), liveness::probe),
+            Verdict::Alive
+        );
+    }
 }
