@@ -144,9 +144,8 @@ impl Found {
     /// When the lease stops counting (an unreadable one: a while after it
     /// was written).
     pub fn expires_at(&self) -> DateTime<Utc> {
-        let unreadable = || {
-            self.modified + chrono::Duration::from_std(UNREADABLE_HOLD).unwrap_or_default()
-        };
+        let unreadable =
+            || self.modified + chrono::Duration::from_std(UNREADABLE_HOLD).unwrap_or_default();
         match &self.content {
             Content::Lease(l) => l.expires_at().unwrap_or_else(unreadable),
             Content::Unreadable(_) => unreadable(),
@@ -779,8 +778,18 @@ mod tests {
 
     #[test]
     fn garbage_and_old_leases_parse_without_panicking() {
-        for bad in [&b""[..], b"{", b"\xff\xfe", b"[1,2]", b"{\"owner\":1}", b"null"] {
-            assert!(matches!(parse_lease(bad), Content::Unreadable(_)), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"{",
+            b"\xff\xfe",
+            b"[1,2]",
+            b"{\"owner\":1}",
+            b"null",
+        ] {
+            assert!(
+                matches!(parse_lease(bad), Content::Unreadable(_)),
+                "{bad:?}"
+            );
         }
         let bad_expiry = br#"{"owner":"o","host":"h","pid":1,"purpose":"p","acquired":"x","expires":"soon\u001b[2J"}"#;
         match parse_lease(bad_expiry) {
@@ -790,7 +799,9 @@ mod tests {
         // A lease from before boot IDs were recorded, with a future field.
         let old = br#"{"owner":"o","host":"h","pid":1,"purpose":"p","acquired":"2025-01-01T00:00:00Z","expires":"2025-01-01T00:02:00Z","later":true}"#;
         match parse_lease(old) {
-            Content::Lease(l) => assert_eq!((l.boot_id, l.start_time, l.pid_ns), (None, None, None)),
+            Content::Lease(l) => {
+                assert_eq!((l.boot_id, l.start_time, l.pid_ns), (None, None, None))
+            }
             other => panic!("{other:?}"),
         }
     }

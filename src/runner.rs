@@ -65,14 +65,32 @@ pub async fn run_once(
     kill: KillSwitch,
     progress: Arc<Progress>,
 ) -> Result<RunReport, RunError> {
+    run_once_waiting(cfg, repo, job, kill, progress, Duration::ZERO).await
+}
+
+/// [`run_once`], but a lock held by a live process is waited for up to
+/// `lock_wait` (`run-now --wait-lock`) before the run fails.
+pub async fn run_once_waiting(
+    cfg: &Config,
+    repo: &Repo,
+    job: &JobConfig,
+    kill: KillSwitch,
+    progress: Arc<Progress>,
+    lock_wait: Duration,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
+    let mut told = false;
     let guard = lock::acquire(
         repo,
         &job.name,
         cfg.daemon.lock_ttl,
         "backup",
-        Duration::ZERO,
-        |_| {},
+        lock_wait,
+        |e| {
+            if !lock_wait.is_zero() && !std::mem::replace(&mut told, true) {
+                tracing::info!(job = %job.name, wait_s = lock_wait.as_secs_f64(), holder = %e, "job is locked; waiting for the lock");
+            }
+        },
     )
     .await
     .map_err(RunError::Lock)?;

@@ -198,7 +198,8 @@ mod tests {
 
     #[test]
     fn stat_fields_are_counted_after_the_last_parenthesis() {
-        let text = "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1234 56 \
+        let text =
+            "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1234 56 \
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
         assert_eq!(
             parse_stat(text),
@@ -218,7 +219,10 @@ mod tests {
         assert!(me.boot_id.is_some());
         assert_eq!(parse_ns_link("pid:[4026531836]"), Some(4026531836));
         assert_eq!(parse_ns_link("net:[1]"), None);
-        assert_eq!(probe(std::process::id()), Probe::StartedAt(me.start_time.unwrap()));
+        assert_eq!(
+            probe(std::process::id()),
+            Probe::StartedAt(me.start_time.unwrap())
+        );
         assert_eq!(probe(0), Probe::NoSuchProcess);
         assert_eq!(probe(u32::MAX), Probe::NoSuchProcess);
     }
@@ -252,7 +256,10 @@ mod tests {
         assert_eq!(judge(&lease_ok, &h, alive), Verdict::Alive);
         assert_eq!(judge(&lease_ok, &h, |_| Probe::Hidden), Verdict::Alive);
         for p in [Probe::NoSuchProcess, Probe::Zombie, Probe::StartedAt(101)] {
-            assert!(matches!(judge(&lease_ok, &h, |_| p), Verdict::Dead(_)), "{p:?}");
+            assert!(
+                matches!(judge(&lease_ok, &h, |_| p), Verdict::Dead(_)),
+                "{p:?}"
+            );
         }
     }
 }
