@@ -46,6 +46,20 @@ pub enum Command {
         /// Only this job.
         #[arg(long)]
         job: Option<String>,
+        /// When a live process holds the job's lock, wait up to DURATION
+        /// (e.g. 30s, 5m, 1h30m) for it instead of failing at once.
+        #[arg(long, value_name = "DURATION")]
+        wait_lock: Option<String>,
+    },
+    /// Remove a job's repository lock left by a run that is gone.
+    Unlock {
+        /// The job (needed when there are several).
+        #[arg(long)]
+        job: Option<String>,
+        /// Also remove a lease held by a live process on this host, or an
+        /// unexpired one from another host or container.
+        #[arg(long)]
+        force: bool,
     },
     /// List complete backups in the store.
     List {

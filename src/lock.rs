@@ -4,7 +4,17 @@
 //!
 //! The lease lives at `locks/<job>.json` (outside the job's backup
 //! directory, so catalog listings never see it) and holds the owner ID,
-//! host, pid, purpose, and acquired/expires times in RFC 3339.
+//! host, pid, purpose, and acquired/expires times in RFC 3339, plus the
+//! boot ID, PID namespace and process start time that let a later run on
+//! the same host tell that the holder is gone ([`liveness`]). Those three
+//! are optional when read: a lease without them only expires.
+//!
+//! The store is untrusted: a lease is read up to [`MAX_LEASE_BYTES`], and
+//! one that is larger, not JSON, or has no valid expiry counts as held by
+//! an unknown owner for [`UNREADABLE_HOLD`] after it was written (time
+//! enough for whatever wrote it, e.g. a newer ccbackup, to finish), never
+//! as free. Strings from a lease are shown with control characters
+//! escaped.
 //!
 //! # Protocol and its races
 //!
@@ -13,7 +23,9 @@
 //!   writers exactly one wins.
 //! * **Held**: if the lease exists and has not expired, acquisition fails
 //!   with its owner, host and expiry (the caller decides whether to wait).
-//! * **Take over**: an expired lease is deleted, then created again with a
+//! * **Take over**: an expired lease, or one whose holder ran on this host
+//!   and is provably gone (killed, OOM, container restarted: see
+//!   [`liveness`]), is deleted, then created again with a
 //!   create-only put. If that put loses, someone else took it over first and
 //!   we report them. object_store has no conditional delete, so two takers
 //!   could both delete: A deletes and creates, then B (who read the stale
@@ -34,18 +46,22 @@
 //!   without releasing spawns the release on [`PENDING`], which the daemon
 //!   drains before exiting.
 
+mod lease;
+pub mod liveness;
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
-use serde::{Deserialize, Serialize};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::retry::{self, Backoff, Class};
 use crate::store::Repo;
+use lease::read_found;
+pub use lease::{shown, Content, Found, Lease, Standing, MAX_LEASE_BYTES, UNREADABLE_HOLD};
 
 /// How long a taker waits before checking that its takeover stuck.
 pub const TAKEOVER_SETTLE: Duration = Duration::from_millis(500);
@@ -53,38 +69,20 @@ pub const TAKEOVER_SETTLE: Duration = Duration::from_millis(500);
 /// Releases started by dropped guards; see [`wait_pending_releases`].
 pub static PENDING: LazyLock<TaskTracker> = LazyLock::new(TaskTracker::new);
 
-/// The content of a lease object.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Lease {
-    pub owner: String,
-    pub host: String,
-    pub pid: u32,
-    /// What the holder is doing: `backup`, `prune`, ...
-    pub purpose: String,
-    pub acquired: String,
-    pub expires: String,
-}
-
-impl Lease {
-    fn expires_at(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.expires)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "job `{job}` is locked by {} on {} (pid {}, {}) until {}; lease {key}",
-        lease.owner, lease.host, lease.pid, lease.purpose, lease.expires
-    )]
+    #[error("job `{job}` is locked by {holder} until {until} ({state}); lease {key}. {hint}")]
     Held {
         job: String,
         key: String,
-        lease: Lease,
+        /// Who holds it, safe to print.
+        holder: String,
+        until: String,
+        /// Why it is not taken over: live here, or not ours to check.
+        state: String,
+        hint: String,
     },
-    #[error("job `{job}`: lost the takeover of the expired lease {key} to {owner}")]
+    #[error("job `{job}`: lost the takeover of the stale lease {key} to {owner}")]
     LostRace {
         job: String,
         key: String,
@@ -103,6 +101,37 @@ impl LockError {
     /// Lock contention is not a store failure: the daemon counts it apart.
     pub fn is_held(&self) -> bool {
         matches!(self, LockError::Held { .. } | LockError::LostRace { .. })
+    }
+}
+
+fn held_error(job: &str, key: &ObjPath, found: &Found, standing: &Standing) -> LockError {
+    let (state, hint) = match standing {
+        Standing::AliveHere => (
+            "a live process on this host".to_owned(),
+            format!(
+                "Wait for it (`ccbackup run-now --wait-lock 10m`), or stop it; \
+                 `ccbackup unlock --job {job} --force` removes the lease anyway"
+            ),
+        ),
+        Standing::Unverifiable(why) => (
+            format!("{why}; cannot check whether it still runs"),
+            format!(
+                "Wait for it (`ccbackup run-now --wait-lock 10m`); if that holder is gone, \
+                 remove the lease with `ccbackup unlock --job {job} --force`"
+            ),
+        ),
+        Standing::Expired | Standing::Dead(_) => (
+            "stale".to_owned(),
+            format!("Remove it with `ccbackup unlock --job {job}`"),
+        ),
+    };
+    LockError::Held {
+        job: job.to_owned(),
+        key: key.to_string(),
+        holder: found.describe(),
+        until: rfc3339(found.expires_at()),
+        state,
+        hint,
     }
 }
 
@@ -192,82 +221,53 @@ pub async fn wait_pending_releases(limit: Duration) {
     PENDING.reopen();
 }
 
-async fn read_lease(
-    store: &dyn ObjectStore,
-    job: &str,
-    key: &ObjPath,
-) -> Result<Option<(Lease, DateTime<Utc>, UpdateVersion)>, LockError> {
-    let err = |what, source| LockError::Store {
-        job: job.to_owned(),
-        key: key.to_string(),
-        what,
-        source,
-    };
-    let got = match store.get(key).await {
-        Ok(g) => g,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(err("read", e)),
-    };
-    let version = UpdateVersion {
-        e_tag: got.meta.e_tag.clone(),
-        version: got.meta.version.clone(),
-    };
-    let modified = got.meta.last_modified;
-    let bytes = match got.bytes().await {
-        Ok(b) => b,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(err("read", e)),
-    };
-    let lease = serde_json::from_slice::<Lease>(&bytes).unwrap_or_else(|_| {
-        // An unreadable lease (truncated, foreign) is treated as written at
-        // its modification time with an unknown owner; it expires like any
-        // other rather than blocking the job forever.
-        Lease {
-            owner: "unknown (unreadable lease)".to_owned(),
-            host: "unknown".to_owned(),
-            pid: 0,
-            purpose: "unknown".to_owned(),
-            acquired: rfc3339(modified),
-            expires: rfc3339(modified + chrono::Duration::seconds(3600)),
-        }
-    });
-    Ok(Some((lease, modified, version)))
-}
-
 async fn release_lease(
     store: &dyn ObjectStore,
     job: &str,
     key: &ObjPath,
     owner: &str,
 ) -> Result<(), LockError> {
-    match read_lease(store, job, key).await? {
-        Some((lease, _, _)) if lease.owner == owner => match store.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(LockError::Store {
-                job: job.to_owned(),
-                key: key.to_string(),
-                what: "delete",
-                source,
-            }),
-        },
-        Some((lease, _, _)) => {
-            tracing::warn!(job, owner = %lease.owner, "lock was taken over before release; leaving it");
-            Ok(())
-        }
-        None => Ok(()),
+    let Some(found) = read_found(store, job, key).await? else {
+        return Ok(());
+    };
+    if found.owner() == Some(owner) {
+        return delete_lease(store, job, key, "delete").await;
+    }
+    tracing::warn!(job, holder = %found.describe(), "lock was taken over before release; leaving it");
+    Ok(())
+}
+
+async fn delete_lease(
+    store: &dyn ObjectStore,
+    job: &str,
+    key: &ObjPath,
+    what: &'static str,
+) -> Result<(), LockError> {
+    match store.delete(key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(source) => Err(LockError::Store {
+            job: job.to_owned(),
+            key: key.to_string(),
+            what,
+            source,
+        }),
     }
 }
 
 fn lease_for(owner: &str, purpose: &str, ttl: Duration, acquired: DateTime<Utc>) -> Lease {
     let now = Utc::now();
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(120));
+    let here = liveness::here();
     Lease {
         owner: owner.to_owned(),
-        host: crate::backup::hostname(),
-        pid: std::process::id(),
+        host: here.host.clone(),
+        pid: here.pid,
         purpose: purpose.to_owned(),
         acquired: rfc3339(acquired),
         expires: rfc3339(now + ttl),
+        boot_id: here.boot_id.clone(),
+        pid_ns: here.pid_ns,
+        start_time: here.start_time,
     }
 }
 
@@ -296,6 +296,11 @@ async fn try_acquire(
         what,
         source,
     };
+    let lost_race = |holder: Option<Found>| LockError::LostRace {
+        job: job.to_owned(),
+        key: key.to_string(),
+        owner: holder.map_or_else(|| "unknown".to_owned(), |f| f.describe()),
+    };
 
     match store.put_opts(&key, payload(&lease), create.clone()).await {
         Ok(_) => return Ok(start_guard(repo, job, key, owner, ttl, purpose, acquired)),
@@ -303,57 +308,45 @@ async fn try_acquire(
         Err(e) => return Err(store_err("create", e)),
     }
 
-    let Some((current, _, _)) = read_lease(&*store, job, &key).await? else {
+    let Some(current) = read_found(&*store, job, &key).await? else {
         // Released between our put and our read: one more create-only try.
         return match store.put_opts(&key, payload(&lease), create).await {
             Ok(_) => Ok(start_guard(repo, job, key, owner, ttl, purpose, acquired)),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let holder = read_lease(&*store, job, &key).await?.map(|l| l.0.owner);
-                Err(LockError::LostRace {
-                    job: job.to_owned(),
-                    key: key.to_string(),
-                    owner: holder.unwrap_or_else(|| "unknown".to_owned()),
-                })
+                Err(lost_race(read_found(&*store, job, &key).await?))
             }
             Err(e) => Err(store_err("create", e)),
         };
     };
-    let expired = current.expires_at().is_none_or(|t| t <= Utc::now());
-    if !expired {
-        return Err(LockError::Held {
-            job: job.to_owned(),
-            key: key.to_string(),
-            lease: current,
-        });
+    match current.standing(Utc::now()) {
+        Standing::Expired => {
+            tracing::warn!(job, stale = %current.describe(), expired = %rfc3339(current.expires_at()), "taking over an expired lock");
+        }
+        Standing::Dead(why) => {
+            tracing::warn!(job, dead_holder = %current.describe(), reason = %why, "taking over the lock of a holder that is gone");
+        }
+        held => return Err(held_error(job, &key, &current, &held)),
     }
 
-    tracing::warn!(job, stale_owner = %current.owner, expired = %current.expires, "taking over an expired lock");
-    match store.delete(&key).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(store_err("delete stale", e)),
-    }
+    delete_lease(&*store, job, &key, "delete stale").await?;
     match store.put_opts(&key, payload(&lease), create).await {
         Ok(_) => {}
         Err(object_store::Error::AlreadyExists { .. }) => {
-            let holder = read_lease(&*store, job, &key).await?.map(|l| l.0.owner);
-            return Err(LockError::LostRace {
-                job: job.to_owned(),
-                key: key.to_string(),
-                owner: holder.unwrap_or_else(|| "unknown".to_owned()),
-            });
+            return Err(lost_race(read_found(&*store, job, &key).await?));
         }
         Err(e) => return Err(store_err("create", e)),
     }
     // See the module doc: another taker may have deleted our fresh lease.
     tokio::time::sleep(TAKEOVER_SETTLE).await;
-    match read_lease(&*store, job, &key).await? {
-        Some((l, _, _)) if l.owner == owner => {
+    match read_found(&*store, job, &key).await? {
+        Some(f) if f.owner() == Some(owner.as_str()) => {
             Ok(start_guard(repo, job, key, owner, ttl, purpose, acquired))
         }
-        other => Err(LockError::LostRace {
+        Some(f) => Err(lost_race(Some(f))),
+        None => Err(LockError::LostRace {
             job: job.to_owned(),
             key: key.to_string(),
-            owner: other.map_or_else(|| "nobody (lease vanished)".to_owned(), |l| l.0.owner),
+            owner: "nobody (lease vanished)".to_owned(),
         }),
     }
 }
@@ -440,12 +433,13 @@ async fn renew_once(
     ttl: Duration,
     acquired: DateTime<Utc>,
 ) -> Result<bool, LockError> {
-    let Some((current, _, version)) = read_lease(store, job, key).await? else {
+    let Some(current) = read_found(store, job, key).await? else {
         return Ok(false);
     };
-    if current.owner != owner {
+    if current.owner() != Some(owner) {
         return Ok(false);
     }
+    let version = current.version;
     let lease = lease_for(owner, purpose, ttl, acquired);
     let err = |source| LockError::Store {
         job: job.to_owned(),
@@ -472,7 +466,8 @@ async fn renew_once(
 
 /// Takes the lock of `job`, retrying transient store errors. When the lease
 /// is held by someone else, polls until `wait` has passed (zero: fail at
-/// once), calling `on_wait` each time it finds it held.
+/// once), calling `on_wait` each time it finds it held. A lease whose
+/// holder is gone (see [`liveness`]) is taken over at once.
 pub async fn acquire(
     repo: &Repo,
     job: &str,
@@ -510,11 +505,39 @@ pub async fn acquire(
     }
 }
 
-/// Reads the current lease of `job`, if any (for status output and tests).
+/// Reads the current lease of `job`, if there is a readable one (for
+/// status output and tests; [`inspect`] also reports unreadable ones).
 pub async fn current(repo: &Repo, job: &str) -> Result<Option<Lease>, LockError> {
-    Ok(read_lease(&*repo.store, job, &lease_path(job))
-        .await?
-        .map(|(l, _, _)| l))
+    let found = read_found(&*repo.store, job, &lease_path(job)).await?;
+    Ok(found.and_then(|f| match f.content {
+        Content::Lease(l) => Some(l),
+        Content::Unreadable(_) => None,
+    }))
+}
+
+/// The lease of `job` as stored, and whether it may be taken over now.
+pub async fn inspect(repo: &Repo, job: &str) -> Result<Option<(Found, Standing)>, LockError> {
+    let found = read_found(&*repo.store, job, &lease_path(job)).await?;
+    Ok(found.map(|f| {
+        let standing = f.standing(Utc::now());
+        (f, standing)
+    }))
+}
+
+/// Deletes the lease of `job` if it is still the one `seen` by [`inspect`]
+/// (same content and version); returns false when it changed or vanished
+/// meanwhile, and leaves it. object_store has no conditional delete, so
+/// this narrows the window to one request rather than closing it.
+pub async fn remove(repo: &Repo, job: &str, seen: &Found) -> Result<bool, LockError> {
+    let key = lease_path(job);
+    let Some(now) = read_found(&*repo.store, job, &key).await? else {
+        return Ok(false);
+    };
+    if now.content != seen.content || now.version.e_tag != seen.version.e_tag {
+        return Ok(false);
+    }
+    delete_lease(&*repo.store, job, &key, "delete").await?;
+    Ok(true)
 }
 
 /// Writes a lease as another owner would (tests and tooling).
@@ -526,6 +549,27 @@ pub fn lease_json(owner: &str, host: &str, expires: DateTime<Utc>) -> Vec<u8> {
         purpose: "backup".to_owned(),
         acquired: rfc3339(Utc::now()),
         expires: rfc3339(expires),
+        boot_id: None,
+        pid_ns: None,
+        start_time: None,
     };
     serde_json::to_vec(&l).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_leases_record_this_process() {
+        let l = lease_for("o", "backup", Duration::from_secs(60), Utc::now());
+        assert_eq!(l.pid, std::process::id());
+        assert!(l.boot_id.is_some() && l.start_time.is_some() && l.pid_ns.is_some());
+        let back: Lease = serde_json::from_slice(&serde_json::to_vec(&l).unwrap()).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(
+            liveness::judge(&l, liveness::here(), liveness::probe),
+            liveness::Verdict::Alive
+        );
+    }
 }

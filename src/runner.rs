@@ -40,6 +40,17 @@ pub enum RunError {
     /// `source()` yields the `LockError` for classification.
     #[error("{0}")]
     Lock(#[source] LockError),
+    #[error("the run of job `{job}` was stopped while waiting for its lock; nothing was written")]
+    Cancelled { job: String },
+}
+
+/// Resolves once `kill` is thrown. The switch is a plain flag shared with
+/// blocking threads, so it is polled; a tenth of a second is instant for a
+/// person pressing Ctrl-C.
+async fn killed(kill: &KillSwitch) {
+    while !kill.is_killed() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 impl RunError {
@@ -47,7 +58,7 @@ impl RunError {
     pub fn lock_error(&self) -> Option<&LockError> {
         match self {
             RunError::Lock(e) => Some(e),
-            RunError::Backup(_) => None,
+            RunError::Backup(_) | RunError::Cancelled { .. } => None,
         }
     }
 }
@@ -65,17 +76,39 @@ pub async fn run_once(
     kill: KillSwitch,
     progress: Arc<Progress>,
 ) -> Result<RunReport, RunError> {
+    run_once_waiting(cfg, repo, job, kill, progress, Duration::ZERO).await
+}
+
+/// [`run_once`], but a lock held by a live process is waited for up to
+/// `lock_wait` (`run-now --wait-lock`) before the run fails.
+pub async fn run_once_waiting(
+    cfg: &Config,
+    repo: &Repo,
+    job: &JobConfig,
+    kill: KillSwitch,
+    progress: Arc<Progress>,
+    lock_wait: Duration,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let guard = lock::acquire(
+    let mut told = false;
+    let acquire = lock::acquire(
         repo,
         &job.name,
         cfg.daemon.lock_ttl,
         "backup",
-        Duration::ZERO,
-        |_| {},
-    )
-    .await
-    .map_err(RunError::Lock)?;
+        lock_wait,
+        |e| {
+            if !lock_wait.is_zero() && !std::mem::replace(&mut told, true) {
+                tracing::info!(job = %job.name, wait_s = lock_wait.as_secs_f64(), holder = %e, "job is locked; waiting for the lock");
+            }
+        },
+    );
+    // A cancellation while waiting for the lock (`--wait-lock`) must not
+    // wait out the whole duration: nothing has been written yet.
+    let guard = tokio::select! {
+        g = acquire => g.map_err(RunError::Lock)?,
+        () = killed(&kill) => return Err(RunError::Cancelled { job: job.name.clone() }),
+    };
     // If another owner takes the lease over (we stalled past its expiry),
     // stop the dump: two writers on one job is what the lock prevents.
     let lost = guard.lost();

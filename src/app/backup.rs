@@ -5,11 +5,13 @@ use super::*;
 pub(super) async fn run_now(
     cfg: &Config,
     job: Option<&str>,
+    wait_lock: Option<&str>,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
+    let lock_wait = lock_wait(wait_lock)?;
     // Writes stop the moment a signal arrives, so an interrupted run can
     // never commit a manifest; deletes and aborts still pass for cleanup.
     let repo = crate::gate::gated(&store::open(&cfg.store).map_err(failed)?, intr.token());
@@ -24,7 +26,8 @@ pub(super) async fn run_now(
         let started = Instant::now();
         let kill = KillSwitch::default();
         let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
-        let result = runner::run_once(cfg, &repo, job, kill, progress.clone()).await;
+        let result =
+            runner::run_once_waiting(cfg, &repo, job, kill, progress.clone(), lock_wait).await;
         if let Some(r) = reporter {
             r.abort();
             eprint!("\r\x1b[2K");
@@ -52,7 +55,11 @@ pub(super) async fn run_now(
                 }
             }
             Err(e) => {
-                tracing::error!(job = %job.name, outcome = "failure", error = %e, "backup failed");
+                // Contention is not a failure of the backup: log it apart,
+                // as the daemon does; the exit status is still 1.
+                let locked = e.lock_error().is_some_and(|l| l.is_held());
+                let outcome = if locked { "locked" } else { "failure" };
+                tracing::error!(job = %job.name, outcome, error = %e, "backup failed");
                 failures.push(e.to_string());
             }
         }
@@ -62,6 +69,17 @@ pub(super) async fn run_now(
     } else {
         Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
     }
+}
+
+/// `--wait-lock DURATION`, in the syntax of the config's durations.
+fn lock_wait(arg: Option<&str>) -> Result<Duration, AppError> {
+    arg.map_or(Ok(Duration::ZERO), |v| {
+        crate::schedule::parse_jitter(v).map_err(|_| {
+            AppError::Usage(format!(
+                "--wait-lock {v:?}: expected a duration such as 30s, 5m, 1h or 1h30m (m = minutes)"
+            ))
+        })
+    })
 }
 
 /// Shows bytes, files and rate on a terminal; logs stay quiet otherwise.

@@ -5,6 +5,7 @@ mod backup;
 mod daemon;
 mod restore;
 mod retention;
+mod unlock;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -99,7 +100,10 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             );
             Ok(())
         }
-        Command::RunNow { job } => backup::run_now(&cfg, job.as_deref(), intr).await,
+        Command::RunNow { job, wait_lock } => {
+            backup::run_now(&cfg, job.as_deref(), wait_lock.as_deref(), intr).await
+        }
+        Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
         Command::Restore(args) => restore::restore(&cfg, args, intr).await,
         Command::Prune { job, dry_run, json } => {

@@ -47,7 +47,8 @@
 //! [`CANCEL_WAIT`] is its task dropped (the lock guard then releases in the
 //! background and the daemon waits briefly for that). A reload request
 //! (SIGHUP) re-reads the config file; a bad file is logged and the running
-//! configuration kept.
+//! configuration kept. The HTTP listener is not rebound: a changed
+//! `daemon.listen` is logged as a warning and needs a restart.
 
 pub mod http;
 pub mod metrics;
@@ -127,6 +128,9 @@ struct Running {
 
 struct State {
     cfg: Arc<Config>,
+    /// `daemon.listen` as bound at start; `None` when `--listen` overrides
+    /// it (then the file's value does not matter).
+    listen_from_config: Option<String>,
     repo: Repo,
     generation: u64,
     armed: HashMap<String, Uuid>,
@@ -168,6 +172,7 @@ pub async fn run(
     let stopping = CancellationToken::new();
 
     let mut st = State {
+        listen_from_config: opts.listen.is_none().then(|| cfg.daemon.listen.clone()),
         cfg: Arc::new(cfg),
         repo,
         generation: 0,
@@ -459,6 +464,7 @@ async fn reload_config(
             }
         }
     }
+    warn_if_listen_changed(st.listen_from_config.as_deref(), &new.daemon.listen);
     for (_, id) in st.armed.drain() {
         // Already fired one-shots are gone; that error is expected.
         let _ = sched.remove(&id).await;
@@ -468,6 +474,19 @@ async fn reload_config(
     seed_metrics(st, metrics).await;
     arm_all(st, sched, tx, metrics).await;
     tracing::info!(path = %path.display(), jobs = st.cfg.jobs.len(), "configuration reloaded");
+}
+
+/// The listener is bound once, at start: rebinding on reload would need
+/// the new address free and would drop the healthcheck's address while
+/// compose still probes it. Say so rather than silently ignore the change.
+fn warn_if_listen_changed(serving: Option<&str>, configured: &str) {
+    if let Some(serving) = serving.filter(|s| *s != configured) {
+        tracing::warn!(
+            serving,
+            configured,
+            "daemon.listen changed, but the listen address cannot be changed without a restart; still serving on the old address"
+        );
+    }
 }
 
 /// What one run task needs.

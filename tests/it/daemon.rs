@@ -419,3 +419,71 @@ fn schedule_command_prints_local_times_across_dst() {
         "{out}"
     );
 }
+
+/// Sends `request` raw and reads the whole answer (the server closes).
+async fn raw(addr: SocketAddr, request: &'static str) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_requests_get_the_headers_of_get_and_no_body() {
+    let ws = Workspace::new();
+    let cfg = files_job(&ws, "", "");
+    let d = start(&cfg, None).await;
+    for (path, ctype) in [
+        ("/healthz", "text/plain"),
+        ("/readyz", "application/json"),
+        ("/metrics", "text/plain; version=0.0.4; charset=utf-8"),
+        ("/nope", "text/plain"),
+    ] {
+        let get = raw(
+            d.addr,
+            leak(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")),
+        )
+        .await;
+        let head = raw(
+            d.addr,
+            leak(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n")),
+        )
+        .await;
+        let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+        let (head_head, head_body) = head.split_once("\r\n\r\n").unwrap();
+        assert_eq!(head_body, "", "HEAD {path} sent a body: {head:?}");
+        assert_eq!(
+            get_head.lines().next(),
+            head_head.lines().next(),
+            "{path}: status"
+        );
+        assert_eq!(header(head_head, "content-type"), Some(ctype), "{head:?}");
+        let len: usize = header(head_head, "content-length")
+            .unwrap()
+            .parse()
+            .unwrap();
+        if path != "/metrics" {
+            // /metrics changes between two requests (uptime); the others not.
+            assert_eq!(len, get_body.len(), "{path}: {head:?}");
+        }
+        assert!(len > 0, "{path}");
+    }
+    d.stop(Duration::from_secs(15)).await.unwrap();
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}

@@ -18,8 +18,13 @@ fn free_port() -> u16 {
 
 /// Plain HTTP GET; `None` while nothing listens.
 fn get(port: u16, path: &str) -> Option<String> {
+    get_within(port, path, Duration::from_secs(5))
+}
+
+/// Plain HTTP GET; `None` unless the answer starts within `limit`.
+fn get_within(port: u16, path: &str, limit: Duration) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -110,4 +115,155 @@ fn sighup_with_a_bad_config_keeps_running_and_sigterm_exits_zero() {
     let status = status.unwrap_or_else(|| panic!("daemon ignored SIGTERM:\n{stderr}"));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("reload failed"), "{stderr}");
+}
+
+/// The daemon binary with its JSON log lines arriving on a channel.
+struct Daemon {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+/// Starts the daemon binary (under `prlimit` when `nofile` is given) and
+/// waits until `/healthz` answers.
+fn spawn_daemon(cfg: &std::path::Path, port: u16, nofile: Option<u32>) -> Daemon {
+    use std::io::BufRead;
+    let mut cmd = match nofile {
+        Some(n) => {
+            require_tool("prlimit");
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    let mut child = cmd
+        .args(["--log-format", "json", "--config"])
+        .arg(cfg)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("daemon did not answer /healthz on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Daemon {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
+}
+
+impl Daemon {
+    /// Waits for a log line containing `needle` and returns it parsed.
+    fn wait_log(&mut self, needle: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return serde_json::from_str(&line).unwrap();
+            }
+        }
+        panic!("no log line with {needle:?} in:\n{}", self.seen.join("\n"));
+    }
+
+    /// SIGTERM, wait for exit 0.
+    fn stop(mut self) {
+        signal(&self.child, "-TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(20));
+        if status.is_none() {
+            let _ = self.child.kill();
+        }
+        self.seen.extend(self.lines.try_iter());
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            self.seen.join("\n")
+        );
+    }
+}
+
+fn daemon_config(ws: &Workspace, port: u16) -> String {
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    format!(
+        "store:\n  url: {}\ndaemon:\n  listen: 127.0.0.1:{port}\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        data.display()
+    )
+}
+
+#[test]
+fn idle_half_sent_requests_cannot_starve_healthz() {
+    let ws = Workspace::new();
+    let port = free_port();
+    let cfg = ws.config(&daemon_config(&ws, port));
+    // Fewer descriptors than idle clients: an unbounded server runs out.
+    let daemon = spawn_daemon(&cfg, port, Some(128));
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /healthz HT").unwrap();
+            s
+        })
+        .collect();
+    // Well within a compose healthcheck's timeout, and less than the
+    // server's own header timeout, so waiting for idle clients to time out
+    // does not count.
+    for _ in 0..3 {
+        let answer = get_within(port, "/healthz", Duration::from_secs(2));
+        assert!(
+            answer
+                .as_deref()
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+            "/healthz did not answer within 2 s beside 300 idle clients: {answer:?}"
+        );
+    }
+    drop(idle);
+    daemon.stop();
+}
+
+#[test]
+fn sighup_changing_listen_warns_and_keeps_the_old_address() {
+    let ws = Workspace::new();
+    let port = free_port();
+    let cfg = ws.config(&daemon_config(&ws, port));
+    let mut daemon = spawn_daemon(&cfg, port, None);
+    let other = free_port();
+    std::fs::write(&cfg, daemon_config(&ws, other)).unwrap();
+    signal(&daemon.child, "-HUP");
+    let warning = daemon.wait_log("cannot be changed without a restart");
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    let fields = warning["fields"].to_string();
+    assert!(
+        fields.contains(&format!("127.0.0.1:{port}"))
+            && fields.contains(&format!("127.0.0.1:{other}")),
+        "{warning}"
+    );
+    daemon.wait_log("configuration reloaded");
+    assert!(get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+    assert!(
+        get(other, "/healthz").is_none(),
+        "now also on port {other}?"
+    );
+    daemon.stop();
 }

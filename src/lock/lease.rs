@@ -1,0 +1,269 @@
+//! What a lease holds, how one is read from the (untrusted) store, and
+//! whether a found lease may be taken over.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{GetResult, ObjectStore, ObjectStoreExt, UpdateVersion};
+use serde::{Deserialize, Serialize};
+
+use super::liveness::{self, Verdict};
+use super::LockError;
+
+/// Larger lease objects are not read (a lease is a few hundred bytes).
+pub const MAX_LEASE_BYTES: usize = 64 * 1024;
+
+/// How long after it was written an unreadable lease counts as held.
+pub const UNREADABLE_HOLD: Duration = Duration::from_secs(3600);
+
+/// The content of a lease object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    /// What the holder is doing: `backup`, `prune`, ...
+    pub purpose: String,
+    pub acquired: String,
+    pub expires: String,
+    /// `/proc/sys/kernel/random/boot_id` of the holder's kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// Inode of the holder's PID namespace (`/proc/self/ns/pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+    /// Field 22 of `/proc/<pid>/stat`: clock ticks since boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+}
+
+impl Lease {
+    fn expires_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.expires)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// `OWNER on HOST (pid N, PURPOSE)`, safe to print.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} on {} (pid {}, {})",
+            shown(&self.owner),
+            shown(&self.host),
+            self.pid,
+            shown(&self.purpose)
+        )
+    }
+}
+
+/// A lease object as found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Lease(Lease),
+    /// Not a lease we can read; the text says why (safe to print).
+    Unreadable(String),
+}
+
+/// A lease object and what the store says about it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub content: Content,
+    pub modified: DateTime<Utc>,
+    pub(super) version: UpdateVersion,
+}
+
+impl Found {
+    pub(super) fn owner(&self) -> Option<&str> {
+        match &self.content {
+            Content::Lease(l) => Some(&l.owner),
+            Content::Unreadable(_) => None,
+        }
+    }
+
+    /// When the lease stops counting (an unreadable one: a while after it
+    /// was written).
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        let unreadable =
+            || self.modified + chrono::Duration::from_std(UNREADABLE_HOLD).unwrap_or_default();
+        match &self.content {
+            Content::Lease(l) => l.expires_at().unwrap_or_else(unreadable),
+            Content::Unreadable(_) => unreadable(),
+        }
+    }
+
+    /// Who holds it, safe to print.
+    pub fn describe(&self) -> String {
+        match &self.content {
+            Content::Lease(l) => l.describe(),
+            Content::Unreadable(why) => format!("an unreadable lease ({why})"),
+        }
+    }
+
+    /// Whether the lease may be taken over now, and why (not).
+    pub fn standing(&self, now: DateTime<Utc>) -> Standing {
+        if self.expires_at() <= now {
+            return Standing::Expired;
+        }
+        let Content::Lease(lease) = &self.content else {
+            return Standing::Unverifiable("the lease is unreadable");
+        };
+        match liveness::judge(lease, liveness::here(), liveness::probe) {
+            Verdict::Alive => Standing::AliveHere,
+            Verdict::Dead(why) => Standing::Dead(why),
+            Verdict::Unknown(why) => Standing::Unverifiable(why),
+        }
+    }
+}
+
+/// Whether a found lease may be taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Past its expiry.
+    Expired,
+    /// Its holder ran on this host and is gone; the text says how we know.
+    Dead(String),
+    /// A live process on this host holds it.
+    AliveHere,
+    /// Held by a process we cannot check (another host or container, an
+    /// older lease, an unreadable one): it counts until it expires.
+    Unverifiable(&'static str),
+}
+
+impl Standing {
+    pub fn is_free(&self) -> bool {
+        matches!(self, Standing::Expired | Standing::Dead(_))
+    }
+}
+
+/// A string from the store, shortened, with control characters escaped so
+/// it cannot forge log lines or terminal output.
+pub fn shown(s: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    let mut out: String = s
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect();
+    if s.chars().nth(MAX_CHARS).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
+pub(super) async fn read_found(
+    store: &dyn ObjectStore,
+    job: &str,
+    key: &ObjPath,
+) -> Result<Option<Found>, LockError> {
+    let err = |what, source| LockError::Store {
+        job: job.to_owned(),
+        key: key.to_string(),
+        what,
+        source,
+    };
+    let got = match store.get(key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(err("read", e)),
+    };
+    let version = UpdateVersion {
+        e_tag: got.meta.e_tag.clone(),
+        version: got.meta.version.clone(),
+    };
+    let modified = got.meta.last_modified;
+    let content = match read_capped(got).await {
+        Ok(Some(bytes)) => parse_lease(&bytes),
+        Ok(None) => Content::Unreadable(format!(
+            "larger than the {} KiB a lease may have",
+            MAX_LEASE_BYTES / 1024
+        )),
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(err("read", e)),
+    };
+    Ok(Some(Found {
+        content,
+        modified,
+        version,
+    }))
+}
+
+/// The object's bytes, or `None` once it passes [`MAX_LEASE_BYTES`]
+/// (whatever size the store claimed).
+async fn read_capped(got: GetResult) -> object_store::Result<Option<Vec<u8>>> {
+    if got.meta.size > MAX_LEASE_BYTES as u64 {
+        return Ok(None);
+    }
+    let mut stream = got.into_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > MAX_LEASE_BYTES {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf))
+}
+
+fn parse_lease(bytes: &[u8]) -> Content {
+    match serde_json::from_slice::<Lease>(bytes) {
+        // serde's message may quote the object's text: escape it.
+        Err(e) => Content::Unreadable(format!("not a ccbackup lease: {}", shown(&e.to_string()))),
+        Ok(l) if l.expires_at().is_none() => Content::Unreadable(format!(
+            "expiry {:?} is not an RFC 3339 time",
+            shown(&l.expires)
+        )),
+        Ok(l) => Content::Lease(l),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_old_leases_parse_without_panicking() {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"\xff\xfe",
+            b"[1,2]",
+            b"{\"owner\":1}",
+            b"null",
+        ] {
+            assert!(
+                matches!(parse_lease(bad), Content::Unreadable(_)),
+                "{bad:?}"
+            );
+        }
+        let bad_expiry = br#"{"owner":"o","host":"h","pid":1,"purpose":"p","acquired":"x","expires":"soon\u001b[2J"}"#;
+        match parse_lease(bad_expiry) {
+            Content::Unreadable(why) => assert!(!why.contains('\u{1b}'), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A lease from before boot IDs were recorded, with a future field.
+        let old = br#"{"owner":"o","host":"h","pid":1,"purpose":"p","acquired":"2025-01-01T00:00:00Z","expires":"2025-01-01T00:02:00Z","later":true}"#;
+        match parse_lease(old) {
+            Content::Lease(l) => {
+                assert_eq!((l.boot_id, l.start_time, l.pid_ns), (None, None, None))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shown_escapes_control_characters_and_shortens() {
+        assert_eq!(shown("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        let long = "x".repeat(500);
+        assert_eq!(shown(&long).len(), 123);
+    }
+}
