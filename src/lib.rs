@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod extract;
 pub mod fetch;
+pub mod globals;
 pub mod lock;
 pub mod manifest;
 pub mod notify;

@@ -19,6 +19,7 @@ pub(super) async fn restore(cfg: &Config, a: RestoreArgs) -> Result<(), AppError
         force: a.force,
         jobs: a.jobs,
         globals: a.globals,
+        keep_role_passwords: a.keep_role_passwords,
         no_owner: a.no_owner,
         to: a.to,
         include: a.include,
