@@ -413,56 +413,61 @@ pub enum PasswordChange {
 pub enum Action {
     /// Send this text to the server.
     Execute(String),
-    /// `CREATE ROLE` of a role the target already has.
+    /// `CREATE ROLE` / `CREATE TABLESPACE` of something the target has.
     KeepExisting,
     /// Checked but not sent (`SET client_encoding`).
     Skip,
+}
+
+/// The roles and tablespaces the target had before the restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    pub roles: HashSet<String>,
+    pub tablespaces: HashSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     pub checked: Checked,
     pub action: Action,
-    /// The role existed on the target before the restore.
-    pub existing_role: bool,
+    /// The role or tablespace the statement creates or alters existed on
+    /// the target before the restore.
+    pub existing: bool,
     pub password: PasswordChange,
 }
 
-/// Pure: what to do with each checked statement, given the roles the
-/// target already has.
-pub fn plan(
-    checked: Vec<Checked>,
-    existing: &HashSet<String>,
-    keep_passwords: bool,
-) -> Vec<Planned> {
+/// Pure: what to do with each checked statement, given what the target
+/// already has.
+pub fn plan(checked: Vec<Checked>, existing: &Existing, keep_passwords: bool) -> Vec<Planned> {
     checked
         .into_iter()
         .map(|c| {
-            let role_stmt = matches!(c.kind, Kind::CreateRole | Kind::AlterRole);
-            let existing_role =
-                role_stmt && c.object.as_ref().is_some_and(|o| existing.contains(o));
+            let set = match c.kind {
+                Kind::CreateRole | Kind::AlterRole => Some(&existing.roles),
+                Kind::CreateTablespace | Kind::AlterTablespace => Some(&existing.tablespaces),
+                _ => None,
+            };
+            let exists = set.is_some_and(|set| c.object.as_ref().is_some_and(|o| set.contains(o)));
             let has_password = !password_clauses(&c.stmt).is_empty();
+            let execute = Action::Execute(c.stmt.text.clone());
             let (action, password) = match &c.kind {
-                Kind::CreateRole if existing_role => (Action::KeepExisting, PasswordChange::None),
+                Kind::CreateRole | Kind::CreateTablespace if exists => {
+                    (Action::KeepExisting, PasswordChange::None)
+                }
                 Kind::Set { name } if name == "client_encoding" => {
                     (Action::Skip, PasswordChange::None)
                 }
-                Kind::AlterRole if existing_role && has_password && keep_passwords => (
-                    Action::Execute(
-                        without_password(&c.stmt).unwrap_or_else(|| c.stmt.text.clone()),
-                    ),
+                Kind::AlterRole if exists && has_password && keep_passwords => (
+                    Action::Execute(without_password(&c.stmt).unwrap_or(c.stmt.text.clone())),
                     PasswordChange::Kept,
                 ),
-                Kind::AlterRole if existing_role && has_password => (
-                    Action::Execute(c.stmt.text.clone()),
-                    PasswordChange::Replaced,
-                ),
-                _ => (Action::Execute(c.stmt.text.clone()), PasswordChange::None),
+                Kind::AlterRole if exists && has_password => (execute, PasswordChange::Replaced),
+                _ => (execute, PasswordChange::None),
             };
             Planned {
                 checked: c,
                 action,
-                existing_role,
+                existing: exists,
                 password,
             }
         })
@@ -481,41 +486,65 @@ fn name_list(names: &[String]) -> String {
     }
 }
 
-/// Pure: the dry-run description of a plan.
-pub fn describe(planned: &[Planned]) -> Vec<String> {
-    let object = |p: &Planned| p.checked.object.clone().unwrap_or_default();
-    let of_kind = |k: Kind, pick: &dyn Fn(&Planned) -> bool| -> Vec<String> {
-        planned
-            .iter()
-            .filter(|p| p.checked.kind == k && pick(p))
-            .map(object)
-            .collect()
-    };
-    let created = of_kind(Kind::CreateRole, &|p| p.action != Action::KeepExisting);
-    let kept = of_kind(Kind::CreateRole, &|p| p.action == Action::KeepExisting);
-    let tablespaces = of_kind(Kind::CreateTablespace, &|_| true);
-    let mut lines = vec![
-        format!("would create roles: {}", name_list(&created)),
-        format!("existing roles (not created again): {}", name_list(&kept)),
-    ];
+/// Existing roles the plan alters, once each, in order, with what happens
+/// to their password.
+fn altered_roles(planned: &[Planned]) -> Vec<(String, PasswordChange)> {
+    let mut out: Vec<(String, PasswordChange)> = Vec::new();
     for p in planned
         .iter()
-        .filter(|p| p.checked.kind == Kind::AlterRole && p.existing_role)
+        .filter(|p| p.checked.kind == Kind::AlterRole && p.existing)
     {
-        let pw = match p.password {
+        let name = p.checked.object.clone().unwrap_or_default();
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, pw)) if p.password != PasswordChange::None => *pw = p.password,
+            Some(_) => {}
+            None => out.push((name, p.password)),
+        }
+    }
+    out
+}
+
+/// Pure: the dry-run description of a plan.
+pub fn describe(planned: &[Planned]) -> Vec<String> {
+    let names = |k: Kind, keep: bool| -> Vec<String> {
+        planned
+            .iter()
+            .filter(|p| p.checked.kind == k && (p.action == Action::KeepExisting) == keep)
+            .map(|p| p.checked.object.clone().unwrap_or_default())
+            .collect()
+    };
+    let mut lines = vec![
+        format!(
+            "would create roles: {}",
+            name_list(&names(Kind::CreateRole, false))
+        ),
+        format!(
+            "existing roles (not created again): {}",
+            name_list(&names(Kind::CreateRole, true))
+        ),
+    ];
+    for (role, pw) in altered_roles(planned) {
+        let pw = match pw {
             PasswordChange::None => "",
             PasswordChange::Replaced => "; its password would be REPLACED by the backup's",
             PasswordChange::Kept => "; its password would be kept (--keep-role-passwords)",
         };
         lines.push(format!(
             "existing role `{}` would get the backup's attributes{pw}",
-            printable(&object(p), 64)
+            printable(&role, 64)
         ));
     }
     lines.push(format!(
         "would create tablespaces: {}",
-        name_list(&tablespaces)
+        name_list(&names(Kind::CreateTablespace, false))
     ));
+    let kept = names(Kind::CreateTablespace, true);
+    if !kept.is_empty() {
+        lines.push(format!(
+            "existing tablespaces (not created again): {}",
+            name_list(&kept)
+        ));
+    }
     let grants = planned
         .iter()
         .filter(|p| matches!(p.checked.kind, Kind::Grant | Kind::Revoke))
@@ -553,15 +582,26 @@ async fn check_staged(key: &str, staged: &Path) -> Result<Vec<Checked>, GlobalsE
     })?
 }
 
-async fn existing_roles(
-    cfg: &PostgresConfig,
-    client: &Client,
-) -> Result<HashSet<String>, GlobalsError> {
-    let rows = client
-        .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
-        .await
-        .map_err(|source| query_error(cfg, "looking up existing roles", source))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+async fn existing(cfg: &PostgresConfig, client: &Client) -> Result<Existing, GlobalsError> {
+    let names = |sql: &'static str, what: &'static str| async move {
+        let rows = client
+            .query(sql, &[])
+            .await
+            .map_err(|source| query_error(cfg, what, source))?;
+        Ok::<HashSet<String>, GlobalsError>(rows.iter().map(|r| r.get(0)).collect())
+    };
+    Ok(Existing {
+        roles: names(
+            "SELECT rolname::text FROM pg_catalog.pg_roles",
+            "looking up existing roles",
+        )
+        .await?,
+        tablespaces: names(
+            "SELECT spcname::text FROM pg_catalog.pg_tablespace",
+            "looking up existing tablespaces",
+        )
+        .await?,
+    })
 }
 
 fn query_error(
@@ -604,7 +644,7 @@ pub async fn apply(
 ) -> Result<Vec<String>, GlobalsError> {
     let checked = check_staged(key, staged).await?;
     let client = postgres::connect(cfg, &cfg.maintenance_db).await?;
-    let existing = existing_roles(cfg, &client).await?;
+    let existing = existing(cfg, &client).await?;
     let planned = plan(checked, &existing, keep_passwords);
     let head = format!(
         "globals from {key} -> {}:{} ({} statements, all of allowed kinds)",
@@ -639,7 +679,11 @@ async fn execute(
         let object = printable(p.checked.object.as_deref().unwrap_or(""), 64);
         let text = match &p.action {
             Action::KeepExisting => {
-                notices.push(format!("role `{object}` already exists; kept"));
+                let what = match p.checked.kind {
+                    Kind::CreateTablespace => "tablespace",
+                    _ => "role",
+                };
+                notices.push(format!("{what} `{object}` already exists; kept"));
                 continue;
             }
             Action::Skip => continue,
@@ -1008,8 +1052,13 @@ COMMENT ON TABLESPACE ts1 IS 'ts';
     fn plan_keeps_existing_roles_and_optionally_their_passwords() {
         let sql = "SET client_encoding = 'UTF8';\n\
             CREATE ROLE old;\nALTER ROLE old WITH LOGIN PASSWORD 'h1';\n\
-            CREATE ROLE new;\nALTER ROLE new WITH LOGIN PASSWORD 'h2';\n";
-        let existing: HashSet<String> = ["old".to_owned()].into();
+            CREATE ROLE new;\nALTER ROLE new WITH LOGIN PASSWORD 'h2';\n\
+            ALTER ROLE old SET search_path TO 'app';\n\
+            CREATE TABLESPACE ts LOCATION '/x';\nCREATE TABLESPACE ts2 LOCATION '/y';\n";
+        let existing = Existing {
+            roles: ["old".to_owned()].into(),
+            tablespaces: ["ts".to_owned()].into(),
+        };
         let actions = |keep| -> Vec<(Action, PasswordChange)> {
             plan(check(sql).unwrap(), &existing, keep)
                 .into_iter()
@@ -1026,6 +1075,15 @@ COMMENT ON TABLESPACE ts1 IS 'ts';
                 (exec("CREATE ROLE new"), PasswordChange::None),
                 (
                     exec("ALTER ROLE new WITH LOGIN PASSWORD 'h2'"),
+                    PasswordChange::None
+                ),
+                (
+                    exec("ALTER ROLE old SET search_path TO 'app'"),
+                    PasswordChange::None
+                ),
+                (Action::KeepExisting, PasswordChange::None),
+                (
+                    exec("CREATE TABLESPACE ts2 LOCATION '/y'"),
                     PasswordChange::None
                 ),
             ]
@@ -1046,6 +1104,12 @@ COMMENT ON TABLESPACE ts1 IS 'ts';
         );
         assert!(
             d.contains("`old` would get the backup's attributes; its password would be REPLACED"),
+            "{d}"
+        );
+        assert_eq!(d.matches("existing role `old`").count(), 1, "{d}");
+        assert!(d.contains("would create tablespaces: `ts2`"), "{d}");
+        assert!(
+            d.contains("existing tablespaces (not created again): `ts`"),
             "{d}"
         );
         assert!(!d.contains("h1") && !d.contains("h2"), "{d}");
