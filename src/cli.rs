@@ -165,6 +165,10 @@ pub struct RestoreArgs {
     /// Also apply roles and tablespaces (pg_dumpall --globals-only).
     #[arg(long)]
     pub globals: bool,
+    /// With --globals: roles that already exist on the target keep their
+    /// current password (the backup's PASSWORD is dropped for them).
+    #[arg(long, requires = "globals")]
+    pub keep_role_passwords: bool,
     /// Do not restore object ownership (when the roles do not exist).
     #[arg(long)]
     pub no_owner: bool,

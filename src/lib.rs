@@ -23,6 +23,7 @@ pub mod extract;
 pub mod fetch;
 pub mod gate;
 pub mod interrupt;
+pub mod globals;
 pub mod lock;
 pub mod manifest;
 pub mod notify;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::extract::{extract_tree_checked, ExtractError, ExtractOptions, ExtractReport};
 use crate::fetch::{self, FetchError};
+use crate::globals::{self, GlobalsError};
 use crate::manifest::{Artifact, ArtifactKind, Manifest};
 use crate::source::child::{feed_stdin, ChildError, KillSwitch};
 use crate::source::pgtools::{self, PgToolsError};
@@ -40,6 +41,8 @@ pub struct RestoreRequest {
     pub force: bool,
     pub jobs: u32,
     pub globals: bool,
+    /// With `globals`: roles that already exist keep their password.
+    pub keep_role_passwords: bool,
     pub no_owner: bool,
     pub to: Option<PathBuf>,
     pub include: Vec<String>,
@@ -95,8 +98,8 @@ pub enum RestoreError {
         source: ChildError,
         left: DbLeft,
     },
-    #[error("applying globals failed: {source}")]
-    Globals { source: ChildError },
+    #[error(transparent)]
+    Globals(#[from] GlobalsError),
     #[error("restoring {key} into {dest} failed: {source}")]
     Extract {
         key: String,
@@ -428,15 +431,9 @@ pub async fn run(
         match step {
             Step::Globals { artifact } => {
                 let cfg = pg_config(job, &artifact.source)?;
-                if req.dry_run {
-                    report.push(format!(
-                        "globals from {} -> {}:{} (roles and tablespaces; existing roles report errors and are kept)",
-                        artifact.key, cfg.host, cfg.port
-                    ));
-                } else {
-                    apply_globals(cfg, artifact, path).await?;
-                    report.push(format!("applied globals from {}", artifact.key));
-                }
+                // A dry run checks every statement too, so a tampered
+                // artifact is refused before anyone relies on the plan.
+                report.extend(apply_globals(cfg, artifact, path, req).await?);
             }
             Step::Database {
                 artifact, target, ..
@@ -698,30 +695,16 @@ async fn drop_created(admin: &Client, target: &str) -> DbLeft {
     }
 }
 
+/// Checks every statement of the staged globals against what pg_dumpall
+/// writes, then applies them through the driver, never through psql (whose
+/// meta-commands would let the store run programs here).
 async fn apply_globals(
     cfg: &PostgresConfig,
     a: &Artifact,
     staged: &Path,
-) -> Result<(), RestoreError> {
-    let tools = tools_for(cfg, a).await?;
-    let mut cmd = postgres::base_command(&tools, "psql", cfg);
-    // Existing roles make `CREATE ROLE` fail; keep going so the rest applies.
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
-        .arg(format!("--dbname={}", conninfo(cfg, &cfg.maintenance_db)));
-    let staged = staged.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let open_err = |source| ChildError::Read {
-            program: "zstd".to_owned(),
-            source,
-        };
-        let mut dec =
-            zstd::stream::read::Decoder::new(std::fs::File::open(&staged).map_err(open_err)?)
-                .map_err(open_err)?;
-        feed_stdin("psql", cmd, &mut dec, &KillSwitch::default()).map(|_| ())
-    })
-    .await
-    .map_err(|_| RestoreError::Join)?
-    .map_err(|source| RestoreError::Globals { source })
+    req: &RestoreRequest,
+) -> Result<Vec<String>, RestoreError> {
+    Ok(globals::apply(cfg, &a.key, staged, req.keep_role_passwords, req.dry_run).await?)
 }
 
 #[cfg(test)]

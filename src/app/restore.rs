@@ -32,6 +32,7 @@ pub(super) async fn restore(
         force: a.force,
         jobs: a.jobs,
         globals: a.globals,
+        keep_role_passwords: a.keep_role_passwords,
         no_owner: a.no_owner,
         to: a.to,
         include: a.include,

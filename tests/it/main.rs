@@ -8,6 +8,7 @@ mod daemon_signals;
 mod examples;
 mod hardening;
 mod interrupt;
+mod globals;
 mod lock;
 mod pgauth;
 mod prune;

@@ -1,0 +1,467 @@
+//! `restore --globals`: real pg_dumpall output applied through the binary,
+//! and tampered artifacts that must not run anything.
+//!
+//! Restoring real globals rewrites every role of the target cluster, so
+//! those tests use a throwaway PostgreSQL 15 cluster; the tampered-artifact
+//! tests only name roles of their own and use the shared server.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A trust-authenticated cluster owned by the `postgres` OS user, stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        assert!(
+            Path::new(PG_BIN).join("initdb").exists(),
+            "PostgreSQL 15 server binaries are required: apt-get install postgresql"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tablespace")).unwrap();
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let data = dir.path().join("data");
+        let initdb = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Path::new(PG_BIN).join("initdb"))
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            initdb.status.success(),
+            "{}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let start = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Path::new(PG_BIN).join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+                dir.path().display()
+            ))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            start.status.success(),
+            "{}",
+            String::from_utf8_lossy(&start.stderr)
+        );
+        let c = Cluster { dir, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if c.try_sql("postgres", "SELECT 1").is_ok() {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("throwaway cluster did not come up");
+    }
+
+    fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    #[track_caller]
+    fn sql(&self, db: &str, sql: &str) -> String {
+        self.try_sql(db, sql)
+            .unwrap_or_else(|e| panic!("psql on port {}: {e}\nSQL: {sql}", self.port))
+    }
+
+    fn tablespace_dir(&self) -> PathBuf {
+        self.dir.path().join("tablespace")
+    }
+
+    /// A job backing up database `gdb` and the globals of this cluster.
+    fn config(&self, ws: &Workspace) -> PathBuf {
+        ws.config(&format!(
+            "store:\n  url: {}\njobs:\n  - name: nightly\n    sources:\n      - name: db\n        postgres:\n          host: 127.0.0.1\n          port: {}\n          user: postgres\n          databases: [gdb]\n",
+            ws.store_url(),
+            self.port
+        ))
+    }
+
+    fn role_exists(&self, role: &str) -> bool {
+        self.sql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"),
+        ) == "1"
+    }
+
+    fn password_hash(&self, role: &str) -> String {
+        self.sql(
+            "postgres",
+            &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'"),
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Path::new(PG_BIN).join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn backup(cfg: &Path) {
+    ccbackup(cfg, &["run-now"]).expect_ok();
+}
+
+fn output(run: &Run) -> String {
+    format!("{}\n{}", run.stdout(), run.stderr())
+}
+
+#[test]
+fn globals_round_trip_onto_a_rebuilt_server() {
+    let c = Cluster::start();
+    let ts = c.tablespace_dir();
+    c.sql(
+        "postgres",
+        "CREATE ROLE app_owner LOGIN PASSWORD 'pw1'; CREATE ROLE readers; \
+         GRANT readers TO app_owner; \
+         COMMENT ON ROLE app_owner IS 'semi; colon and \\! not a command';",
+    );
+    c.sql(
+        "postgres",
+        &format!("CREATE TABLESPACE fast LOCATION '{}'", ts.display()),
+    );
+    c.sql("postgres", "CREATE DATABASE gdb");
+    c.sql(
+        "gdb",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2); ALTER TABLE t OWNER TO app_owner;",
+    );
+    let ws = Workspace::new();
+    let cfg = c.config(&ws);
+    backup(&cfg);
+    // The rebuilt server: the application's role, its tablespace and its
+    // database are gone; `readers` was recreated by hand.
+    c.sql("postgres", "DROP DATABASE gdb");
+    c.sql("postgres", "DROP TABLESPACE fast");
+    c.sql("postgres", "DROP ROLE app_owner");
+
+    let dry = ccbackup(&cfg, &["restore", "--globals", "--dry-run"]);
+    dry.expect_ok();
+    let out = dry.stdout();
+    assert!(out.contains("would create roles: `app_owner`"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("existing roles (not created again)")
+                && l.contains("`readers`")
+                && l.contains("`postgres`")),
+        "{out}"
+    );
+    assert!(out.contains("would create tablespaces: `fast`"), "{out}");
+    assert!(!c.role_exists("app_owner"), "a dry run executed something");
+    assert_eq!(
+        c.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_tablespace WHERE spcname = 'fast'"
+        ),
+        "0"
+    );
+
+    let run = ccbackup(&cfg, &["restore", "--globals"]);
+    run.expect_ok();
+    let out = run.stdout();
+    assert!(out.contains("role `readers` already exists; kept"), "{out}");
+    assert!(
+        out.contains("role `postgres` already exists; kept"),
+        "{out}"
+    );
+    assert!(out.contains("restored database `gdb`"), "{out}");
+    assert!(!output(&run).contains("SCRAM-SHA-256$"), "{}", output(&run));
+    assert_eq!(
+        c.sql(
+            "postgres",
+            "SELECT rolcanlogin, pg_has_role('app_owner', 'readers', 'MEMBER'), \
+             shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = 'app_owner'"
+        ),
+        "t|t|semi; colon and \\! not a command"
+    );
+    assert_eq!(
+        c.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_tablespace WHERE spcname = 'fast'"
+        ),
+        "1"
+    );
+    // The database restore found the role the globals created.
+    assert_eq!(
+        c.sql(
+            "gdb",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 't'"
+        ),
+        "app_owner"
+    );
+
+    // Running it again changes nothing and fails nothing: the role and the
+    // tablespace now exist.
+    c.sql("postgres", "DROP DATABASE gdb");
+    let again = ccbackup(&cfg, &["restore", "--globals"]);
+    again.expect_ok();
+    let out = again.stdout();
+    assert!(
+        out.contains("role `app_owner` already exists; kept"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tablespace `fast` already exists; kept"),
+        "{out}"
+    );
+}
+
+#[test]
+fn keep_role_passwords_keeps_an_existing_roles_password() {
+    let c = Cluster::start();
+    c.sql(
+        "postgres",
+        "CREATE ROLE svc LOGIN PASSWORD 'from the backup'",
+    );
+    c.sql("postgres", "CREATE DATABASE gdb");
+    let ws = Workspace::new();
+    let cfg = c.config(&ws);
+    backup(&cfg);
+    let backed_up = c.password_hash("svc");
+    c.sql(
+        "postgres",
+        "ALTER ROLE svc PASSWORD 'set on the rebuilt server'",
+    );
+    let rebuilt = c.password_hash("svc");
+    assert_ne!(backed_up, rebuilt);
+
+    c.sql("postgres", "DROP DATABASE gdb");
+    let dry = ccbackup(
+        &cfg,
+        &["restore", "--globals", "--keep-role-passwords", "--dry-run"],
+    );
+    dry.expect_ok();
+    assert!(
+        dry.stdout()
+            .contains("`svc` would get the backup's attributes; its password would be kept"),
+        "{}",
+        dry.stdout()
+    );
+    let dry = ccbackup(&cfg, &["restore", "--globals", "--dry-run"]);
+    dry.expect_ok();
+    assert!(
+        dry.stdout()
+            .contains("`svc` would get the backup's attributes; its password would be REPLACED"),
+        "{}",
+        dry.stdout()
+    );
+    assert_eq!(c.password_hash("svc"), rebuilt, "a dry run changed it");
+
+    let run = ccbackup(&cfg, &["restore", "--globals", "--keep-role-passwords"]);
+    run.expect_ok();
+    assert!(
+        run.stdout()
+            .contains("role `svc`: password kept (--keep-role-passwords)"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(c.password_hash("svc"), rebuilt);
+
+    c.sql("postgres", "DROP DATABASE gdb");
+    let run = ccbackup(&cfg, &["restore", "--globals"]);
+    run.expect_ok();
+    assert_eq!(c.password_hash("svc"), backed_up);
+    assert!(!output(&run).contains("SCRAM-SHA-256$"), "{}", output(&run));
+}
+
+/// A backup of a shared-server database whose artifacts the test rewrites.
+struct Tampered {
+    ws: Workspace,
+    cfg: PathBuf,
+    _db: TestDb,
+}
+
+/// Drops the listed roles from the shared server, even when a test fails.
+struct RoleGuard(Vec<String>);
+
+impl Drop for RoleGuard {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = Command::new("psql")
+                .args(["-X", "-q", "-h", PG_HOST, "-p", &PG_PORT.to_string()])
+                .args(["-U", "postgres", "-d", "postgres", "-c"])
+                .arg(format!("DROP ROLE IF EXISTS {}", quote_ident(r)))
+                .output();
+        }
+    }
+}
+
+fn role_exists(role: &str) -> bool {
+    psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"),
+    ) == "1"
+}
+
+impl Tampered {
+    fn new() -> Tampered {
+        let db = TestDb::create(&unique("globals_tamper"));
+        let ws = Workspace::new();
+        let cfg = ws.config(&format!(
+            "store:\n  url: {}\njobs:\n  - name: nightly\n    sources:\n{}",
+            ws.store_url(),
+            postgres_source("db", &[&db.name])
+        ));
+        backup(&cfg);
+        Tampered { ws, cfg, _db: db }
+    }
+
+    /// Replaces the stored globals with `text` the way an attacker with
+    /// write access to the bucket would: new artifact, manifest checksum and
+    /// sizes fixed up. The dumps are dropped from the manifest so that a
+    /// restore only concerns the globals.
+    fn replace_globals(&self, text: &str) {
+        let mpath = self.ws.manifests().remove(0);
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        let arts = m["artifacts"].as_array_mut().unwrap();
+        arts.retain(|a| a["kind"] != "pg_dump");
+        let g = arts.iter_mut().find(|a| a["kind"] == "pg_globals").unwrap();
+        let path = mpath.parent().unwrap().join(g["key"].as_str().unwrap());
+        assert!(path.exists(), "{}", path.display());
+        let compressed = zstd::stream::encode_all(text.as_bytes(), 3).unwrap();
+        std::fs::write(&path, &compressed).unwrap();
+        g["sha256"] = serde_json::json!(sha256_file(&path));
+        g["stored_bytes"] = serde_json::json!(compressed.len());
+        g["raw_bytes"] = serde_json::json!(text.len());
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+
+    fn restore(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["restore", "--globals"];
+        args.extend_from_slice(extra);
+        ccbackup(&self.cfg, &args)
+    }
+}
+
+#[test]
+fn tampered_globals_run_nothing_and_name_the_line() {
+    let t = Tampered::new();
+    for variant in ["meta-command", "copy to program"] {
+        let role = unique("globals_first_role");
+        let _guard = RoleGuard(vec![role.clone(), format!("other_{role}")]);
+        let marker = std::env::temp_dir().join(unique("ccbackup-globals-pwned"));
+        let attack = match variant {
+            "meta-command" => format!("\\! touch {}", marker.display()),
+            _ => format!("COPY (SELECT 1) TO PROGRAM 'touch {}';", marker.display()),
+        };
+        t.replace_globals(&format!(
+            "SET client_encoding = 'UTF8';\nCREATE ROLE {role};\n\n{attack}\nCREATE ROLE other_{role};\n"
+        ));
+        for extra in [&[][..], &["--dry-run"]] {
+            let run = t.restore(extra);
+            assert_eq!(run.code(), Some(1), "{variant} {extra:?}: {}", output(&run));
+            let err = run.stderr();
+            assert!(err.contains("nothing was executed"), "{err}");
+            assert!(err.contains("line 4"), "{err}");
+            let named = match variant {
+                "meta-command" => "`\\!`",
+                _ => "`COPY`",
+            };
+            assert!(err.contains(named), "{err}");
+            assert!(!marker.exists(), "{variant}: the attack ran");
+            assert!(
+                !role_exists(&role),
+                "{variant}: a statement before the bad line was executed"
+            );
+        }
+    }
+}
+
+#[test]
+fn failing_statements_are_all_reported_and_the_rest_applies() {
+    let t = Tampered::new();
+    let role = unique("globals_grantee");
+    let missing = unique("globals_missing");
+    let _guard = RoleGuard(vec![role.clone()]);
+    t.replace_globals(&format!(
+        "SET default_transaction_read_only = off;\n\
+         CREATE ROLE {role};\n\
+         GRANT {missing} TO {role} GRANTED BY postgres;\n\
+         COMMENT ON ROLE {role} IS 'applied after a failure';\n\
+         ALTER ROLE {missing} WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:not-for-logs';\n\
+         CREATE ROLE postgres;\n"
+    ));
+    let run = t.restore(&[]);
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    let err = run.stderr();
+    assert!(err.contains("2 of 6 statements failed"), "{err}");
+    assert!(
+        err.contains(&format!("line 3: GRANT `{missing}`"))
+            && err.contains(&format!("role \"{missing}\" does not exist")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("line 5: ALTER ROLE `{missing}`")),
+        "{err}"
+    );
+    assert!(err.contains("PASSWORD '***'"), "{err}");
+    assert!(!output(&run).contains("not-for-logs"), "{}", output(&run));
+    assert!(
+        err.contains("role `postgres` already exists; kept"),
+        "{err}"
+    );
+    // Execution went on after the failure.
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = '{role}'"
+            )
+        ),
+        "applied after a failure"
+    );
+}
