@@ -6,6 +6,7 @@ mod config_errors;
 mod daemon;
 mod daemon_signals;
 mod examples;
+mod extract_atomic;
 mod lock;
 mod pgauth;
 mod prune;
