@@ -511,3 +511,43 @@ fn full_disk_leaves_dest_as_it_was_and_says_why() {
     assert!(err.to_string().contains("No space left on device"), "{err}");
     assert_eq!(snapshot(dest), before);
 }
+
+#[test]
+fn mount_point_below_dest_is_refused_before_anything_moves() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = populated_dest(dir.path());
+    let fs = Tmpfs::mount("1m");
+    let sub = dest.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let status = Command::new("mount")
+        .args(["--bind"])
+        .arg(fs.path())
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(status.success(), "this test needs to bind-mount a tmpfs");
+    let _unmount = BindMount(sub.clone());
+    std::fs::write(sub.join("on tmpfs"), b"theirs").unwrap();
+    let before = snapshot(&dest);
+    let tar = Tar::new()
+        .file("a.txt", b"ours")
+        .file("sub/x", b"ours")
+        .finish();
+    let err = checked(&tar, &dest, &ExtractOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, ExtractError::OtherFileSystem { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("sub"), "{err}");
+    assert_eq!(snapshot(&dest), before);
+}
+
+/// Unmounts a bind mount on drop.
+struct BindMount(PathBuf);
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
