@@ -195,7 +195,9 @@ pub enum ExtractError {
         count: usize,
         first: Vec<PathBuf>,
     },
-    #[error("{cause} (while moving restored entries into place, after {moved}: the destination is partly restored)")]
+    #[error(
+        "{cause}; this happened while moving the restored entries into place, after {moved} had been moved, so the destination is partly restored"
+    )]
     PartlyRestored {
         moved: u64,
         cause: Box<ExtractError>,

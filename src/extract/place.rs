@@ -398,4 +398,34 @@ mod tests {
         assert!(p.report.skipped_existing.contains(&PathBuf::from("b2")));
         assert_eq!(fs::read(d.join("b2")).unwrap(), b"theirs");
     }
+
+    /// A failure after the first move says the destination is partly
+    /// restored (here: a directory appeared where a file goes, with force).
+    #[test]
+    fn failure_after_a_move_says_partly_restored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (s, d) = (tmp.path().join("s"), tmp.path().join("d"));
+        fs::create_dir(&s).unwrap();
+        fs::create_dir_all(d.join("b")).unwrap();
+        fs::write(s.join("a"), b"ours").unwrap();
+        fs::write(s.join("b"), b"ours").unwrap();
+        let dirs = HashMap::new();
+        let mut p = Placer {
+            dest: &d,
+            force: true,
+            on_existing: OnExisting::Refuse,
+            dirs: &dirs,
+            staging: (0, 0),
+            report: ExtractReport::default(),
+            existing: Vec::new(),
+            moved: 0,
+        };
+        let err = p.merge_all(&open(&s), &open(&d)).unwrap_err();
+        assert!(
+            matches!(&err, ExtractError::PartlyRestored { moved: 1, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("partly restored"), "{err}");
+        assert!(d.join("b").is_dir());
+    }
 }

@@ -115,15 +115,14 @@ impl StagingDir {
         // From here on, dropping `staging` removes what was created.
         if let Some((top_name, below)) = missing {
             let mut chain = vec![top];
+            let mut innermost = staging.root.try_clone().map_err(io_err)?;
             for comp in below {
-                let last = chain.last().map_or(-1, |f| f.as_raw_fd());
-                mkdir_at(last, &comp, 0o700).map_err(io_err)?;
-                let fd = open_dir_at(&last, &comp).map_err(io_err)?;
-                chain.push(fd);
+                mkdir_at(innermost.as_raw_fd(), &comp, 0o700).map_err(io_err)?;
+                let fd = open_dir_at(&innermost, &comp).map_err(io_err)?;
+                chain.push(fd.try_clone().map_err(io_err)?);
+                innermost = fd;
             }
-            if let Some(innermost) = chain.last() {
-                staging.root = innermost.try_clone().map_err(io_err)?;
-            }
+            staging.root = innermost;
             staging.missing = Some(Missing { top_name, chain });
         }
         Ok(staging)
