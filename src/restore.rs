@@ -507,6 +507,7 @@ async fn restore_tree(
         include: req.include.clone(),
         validate_rrd: a.kind == ArtifactKind::RrdTar,
         dry_run: req.dry_run,
+        same_owner: req.same_owner,
     };
     let staged = staged.to_owned();
     let dest_c = dest.to_owned();

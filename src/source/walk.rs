@@ -357,7 +357,7 @@ impl Drop for DirStream {
 }
 
 /// Names in a directory (without `.` and `..`), sorted by bytes.
-fn list_dir(dir: &OwnedFd) -> io::Result<Vec<CString>> {
+pub(crate) fn list_dir(dir: &OwnedFd) -> io::Result<Vec<CString>> {
     // fdopendir takes ownership of its descriptor, and we keep `dir` for
     // openat, so hand it a duplicate.
     // SAFETY: plain fcntl on a valid fd.
@@ -374,6 +374,10 @@ fn list_dir(dir: &OwnedFd) -> io::Result<Vec<CString>> {
         return Err(err);
     }
     let stream = DirStream(stream);
+    // The duplicate shares its read position with `dir`: start from the
+    // top even if the directory was listed before through the same fd.
+    // SAFETY: `stream.0` is an open DIR*.
+    unsafe { libc::rewinddir(stream.0) };
     let mut names = Vec::new();
     loop {
         // readdir signals errors only through errno, so clear it first.

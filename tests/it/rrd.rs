@@ -307,7 +307,8 @@ fn invalid_files_fail_or_are_included() {
         bad
     );
 
-    // The restore side refuses it too, and leaves no temp file behind.
+    // The restore side refuses it too, and leaves nothing behind: not even
+    // the destination it would have created.
     let dest = dir.path().join("dest");
     let opts = ExtractOptions {
         validate_rrd: true,
@@ -316,8 +317,9 @@ fn invalid_files_fail_or_are_included() {
     let err = extract_tree(&out[..], &dest, &opts).unwrap_err();
     assert!(matches!(err, ExtractError::InvalidRrd { .. }), "{err:?}");
     assert!(err.to_string().contains("bad.rrd"), "{err}");
-    for p in s::list_tree(&dest) {
-        assert!(!p.to_string_lossy().contains("ccbackup-tmp"), "{p:?}");
+    assert!(!dest.exists());
+    for p in s::list_tree(dir.path()) {
+        assert!(!p.to_string_lossy().contains("ccbackup-restore"), "{p:?}");
     }
 
     let small = RrdOptions {
