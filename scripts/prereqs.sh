@@ -11,6 +11,10 @@ command -v rrdtool >/dev/null || need+=(rrdtool)
 command -v restic >/dev/null || need+=(restic)
 command -v zstd >/dev/null || need+=(zstd)
 command -v pgrep >/dev/null || need+=(procps)
+# The stock CLIs, to prove encrypted artifacts and signed manifests open
+# without ccbackup.
+command -v age >/dev/null || need+=(age)
+command -v minisign >/dev/null || need+=(minisign)
 command -v psql >/dev/null || need+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then

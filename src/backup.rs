@@ -71,6 +71,7 @@ pub async fn run_job(
         job: job.name.clone(),
         id: id.clone(),
         compression: job.compression,
+        encryption: job.encryption.as_ref().map(|e| e.recipients.clone()),
         progress,
         kill,
         uploaded: Mutex::new(Vec::new()),
@@ -156,16 +157,23 @@ async fn backup_source(
                 })
                 .await
                 .map_err(SourceError::Rrd)?;
+            let invalid: Vec<String> = stats
+                .invalid
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let withhold = ctx.encryption.is_some();
+            if withhold && !invalid.is_empty() {
+                // The names still reach the log, which stays on this host.
+                tracing::warn!(source = name, files = ?invalid, "invalid rrd files stored; names withheld from the encrypted backup's manifest");
+            }
             let tree = TreeInfo {
                 root: cfg.path.display().to_string(),
                 files: stats.files,
                 dirs: stats.dirs,
                 symlinks: 0,
-                invalid: stats
-                    .invalid
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect(),
+                invalid_withheld: if withhold { invalid.len() as u64 } else { 0 },
+                invalid: if withhold { Vec::new() } else { invalid },
             };
             Ok(vec![ctx.artifact(
                 rel,
@@ -192,6 +200,7 @@ async fn backup_source(
                 dirs: stats.dirs,
                 symlinks: stats.symlinks,
                 invalid: Vec::new(),
+                invalid_withheld: 0,
             };
             Ok(vec![ctx.artifact(
                 rel,

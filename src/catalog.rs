@@ -32,6 +32,9 @@ pub struct Damaged {
     pub job: String,
     pub id: String,
     pub problem: String,
+    /// A signing key is configured and the manifest is unsigned, signed by
+    /// another key, or changed after signing.
+    pub untrusted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +137,7 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
                 damaged.push(Damaged {
                     job,
                     id,
+                    untrusted: e.is_untrusted(),
                     problem: e.to_string(),
                 });
             }

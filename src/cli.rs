@@ -87,6 +87,9 @@ pub enum Command {
     /// Retention policy tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Key tools for encryption and signed manifests.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Run jobs on their schedules, serve /healthz, /readyz and /metrics.
     Daemon {
         /// Address for health and metrics (overrides `daemon.listen`).
@@ -120,6 +123,22 @@ pub enum Command {
         /// validate every RRD file.
         #[arg(long)]
         restore_test: bool,
+        /// age identity file for encrypted backups (overrides
+        /// `encryption.identity_file`; only `--restore-test` needs one).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new age identity and recipient and a minisign key pair into
+    /// DIR (created 0700; secret files 0600; existing files are never
+    /// overwritten). Needs no configuration file.
+    Generate {
+        /// Directory to write `age-identity.txt`, `age-recipient.txt`,
+        /// `minisign.key` and `minisign.pub` into.
+        dir: PathBuf,
     },
 }
 
@@ -191,6 +210,10 @@ pub struct RestoreArgs {
     /// Show what would be restored, where, and what it would replace.
     #[arg(long)]
     pub dry_run: bool,
+    /// age identity file for encrypted backups (overrides
+    /// `encryption.identity_file`).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Where artifacts are staged while they are verified (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,

@@ -10,7 +10,8 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{backup_id_time, manifest_path, Repo, MANIFEST_NAME};
+use crate::signing::MAX_SIGNATURE_BYTES;
+use crate::store::{backup_id_time, manifest_path, signature_path, Repo, MANIFEST_NAME};
 
 pub const FORMAT: u32 = 1;
 
@@ -86,6 +87,19 @@ pub struct Artifact {
     pub postgres: Option<PostgresInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<TreeInfo>,
+    /// Present when the stored bytes are the zstd stream encrypted to age
+    /// recipients; `sha256` and `stored_bytes` are of the encrypted object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
+}
+
+/// How an artifact is encrypted. Public information only: the format and
+/// the recipients (public keys), so an operator can tell which identity a
+/// backup needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EncryptionInfo {
+    pub format: String,
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,6 +138,14 @@ pub struct TreeInfo {
     /// RRD files stored although they failed validation (`on_invalid: include`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invalid: Vec<String>,
+    /// How many invalid files were stored when their names are withheld:
+    /// an encrypted backup's manifest reveals no names inside its trees.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub invalid_withheld: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +174,14 @@ pub enum ManifestError {
     TooLarge { key: String },
     #[error("manifest {key} does not belong where it is stored: {why}")]
     Misplaced { key: String, why: String },
+    #[error("manifest {key} is not trustworthy: {why}")]
+    Untrusted { key: String, why: String },
+    #[error("cannot sign the manifest of backup {job}/{id}: {why}")]
+    Sign {
+        job: String,
+        id: String,
+        why: String,
+    },
 }
 
 impl ManifestError {
@@ -163,7 +193,13 @@ impl ManifestError {
             ManifestError::Read { .. }
                 | ManifestError::Write { .. }
                 | ManifestError::AlreadyExists { .. }
+                | ManifestError::Sign { .. }
         )
+    }
+
+    /// Damaged in the sense that its signature is missing or wrong.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, ManifestError::Untrusted { .. })
     }
 }
 
@@ -178,12 +214,34 @@ pub async fn write(repo: &Repo, m: &Manifest) -> Result<(), ManifestError> {
             source: Box::new(e),
         },
     })?;
+    // The signature goes first, so a manifest never exists unsigned.
+    if let Some(signer) = &repo.signer {
+        let sig = signer
+            .sign(&body, &format!("ccbackup manifest {}/{}", m.job, m.id))
+            .map_err(|e| ManifestError::Sign {
+                job: m.job.clone(),
+                id: m.id.clone(),
+                why: e.to_string(),
+            })?;
+        put_create(repo, &signature_path(&m.job, &m.id), sig.into_bytes(), m).await?;
+    }
+    let written = put_create(repo, &manifest_path(&m.job, &m.id), body, m).await;
+    if written.is_err() && repo.signer.is_some() {
+        if let Err(e) = repo.store.delete(&signature_path(&m.job, &m.id)).await {
+            tracing::warn!(job = %m.job, backup = %m.id, error = %e, "could not remove the signature of an unwritten manifest; the sweep removes it");
+        }
+    }
+    written
+}
+
+async fn put_create(
+    repo: &Repo,
+    key: &object_store::path::Path,
+    body: Vec<u8>,
+    m: &Manifest,
+) -> Result<(), ManifestError> {
     let opts = PutOptions::from(PutMode::Create);
-    match repo
-        .store
-        .put_opts(&manifest_path(&m.job, &m.id), PutPayload::from(body), opts)
-        .await
-    {
+    match repo.store.put_opts(key, PutPayload::from(body), opts).await {
         Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. })
         | Err(object_store::Error::Precondition { .. }) => Err(ManifestError::AlreadyExists {
@@ -198,6 +256,23 @@ pub async fn write(repo: &Repo, m: &Manifest) -> Result<(), ManifestError> {
     }
 }
 
+/// Reads at most `cap` bytes of an object; `Ok(None)` when it is larger.
+async fn read_capped(
+    repo: &Repo,
+    key: &object_store::path::Path,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, object_store::Error> {
+    let mut stream = repo.store.get(key).await?.into_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.try_next().await? {
+        if bytes.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
+
 /// Reads the manifest stored at `<job>/<id>/manifest.json` and checks that
 /// it describes that backup (see [`check_location`]). The read stops at
 /// [`MAX_MANIFEST_BYTES`].
@@ -207,15 +282,37 @@ pub async fn read(repo: &Repo, job: &str, id: &str) -> Result<Manifest, Manifest
         key: key.to_string(),
         source,
     };
-    let mut stream = repo.store.get(&key).await.map_err(read_err)?.into_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.try_next().await.map_err(read_err)? {
-        if bytes.len() + chunk.len() > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge {
-                key: key.to_string(),
-            });
-        }
-        bytes.extend_from_slice(&chunk);
+    let Some(bytes) = read_capped(repo, &key, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(read_err)?
+    else {
+        return Err(ManifestError::TooLarge {
+            key: key.to_string(),
+        });
+    };
+    if let Some(v) = &repo.verifier {
+        let untrusted = |why: String| ManifestError::Untrusted {
+            key: key.to_string(),
+            why,
+        };
+        let sig = match read_capped(repo, &signature_path(job, id), MAX_SIGNATURE_BYTES).await {
+            Ok(Some(sig)) => sig,
+            Ok(None) => return Err(untrusted("its signature file is oversized".into())),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(untrusted(format!(
+                    "it is not signed (no {})",
+                    crate::store::SIGNATURE_NAME
+                )))
+            }
+            Err(source) => {
+                return Err(ManifestError::Read {
+                    key: signature_path(job, id).to_string(),
+                    source,
+                })
+            }
+        };
+        let sig = String::from_utf8_lossy(&sig);
+        v.verify(&bytes, &sig).map_err(untrusted)?;
     }
     let m = parse(&bytes, key.as_ref())?;
     check_location(&m, job, id).map_err(|why| ManifestError::Misplaced {
@@ -341,6 +438,7 @@ mod tests {
                 },
                 postgres: None,
                 tree: None,
+                encryption: None,
             }],
         }
     }

@@ -1,4 +1,5 @@
-//! Source bytes → zstd → sha256 → multipart upload, with bounded memory.
+//! Source bytes → zstd → (age) → sha256 → multipart upload, with bounded
+//! memory.
 //!
 //! The source and the compressor run on one blocking thread; compressed
 //! chunks cross to the async side through a bounded channel; the async side
@@ -22,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::config::Compression;
+use crate::crypto::Recipients;
 use crate::progress::Progress;
 use crate::store::Repo;
 
@@ -55,9 +57,41 @@ pub enum PipelineError<E: std::error::Error + 'static> {
 /// Writer given to producers: counts raw bytes, compresses, and ships
 /// compressed chunks to the uploader.
 pub struct SourceWriter {
-    inner: zstd::stream::write::Encoder<'static, ChunkSender>,
+    inner: zstd::stream::write::Encoder<'static, Sealed>,
     raw: u64,
     progress: Arc<Progress>,
+}
+
+/// What zstd writes into: the chunk sender, or an age stream in front of it.
+/// age buffers one 64 KiB chunk, so memory stays bounded either way.
+enum Sealed {
+    Plain(ChunkSender),
+    Age(age::stream::StreamWriter<ChunkSender>),
+}
+
+impl Sealed {
+    fn finish(self) -> io::Result<ChunkSender> {
+        match self {
+            Sealed::Plain(s) => Ok(s),
+            Sealed::Age(w) => w.finish(),
+        }
+    }
+}
+
+impl Write for Sealed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Plain(s) => s.write(buf),
+            Sealed::Age(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Plain(s) => s.flush(),
+            Sealed::Age(w) => w.flush(),
+        }
+    }
 }
 
 impl Write for SourceWriter {
@@ -114,6 +148,7 @@ pub async fn upload<T, E, F>(
     repo: &Repo,
     key: &ObjPath,
     compression: Compression,
+    encryption: Option<Arc<Recipients>>,
     progress: Arc<Progress>,
     produce: F,
 ) -> Result<(T, Uploaded), PipelineError<E>>
@@ -131,6 +166,10 @@ where
             buf: BytesMut::with_capacity(CHUNK),
             tx,
         };
+        let sink = match &encryption {
+            None => Sealed::Plain(sink),
+            Some(r) => Sealed::Age(r.encrypt(sink).map_err(ProducerError::Compress)?),
+        };
         let mut enc = zstd::stream::write::Encoder::new(sink, compression.level)
             .map_err(ProducerError::Compress)?;
         if compression.workers > 0 {
@@ -147,7 +186,8 @@ where
         };
         let value = produce(&mut w).map_err(ProducerError::Source)?;
         let raw = w.raw;
-        let mut sink = w.inner.finish().map_err(ProducerError::Compress)?;
+        let sealed = w.inner.finish().map_err(ProducerError::Compress)?;
+        let mut sink = sealed.finish().map_err(ProducerError::Compress)?;
         sink.send_buf().map_err(ProducerError::Compress)?;
         Ok((value, raw))
     });

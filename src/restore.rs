@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::crypto::{CryptoError, Identities, Opener};
+
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::extract::{extract_tree_checked, ExtractError, ExtractOptions, ExtractReport};
 use crate::fetch::{self, FetchError};
@@ -53,6 +55,8 @@ pub struct RestoreRequest {
     /// Fired on SIGINT/SIGTERM: stop children, undo what this restore
     /// created, leave the destination as it was.
     pub cancel: CancellationToken,
+    /// age identities for encrypted artifacts.
+    pub identities: Option<std::sync::Arc<Identities>>,
 }
 
 /// One thing to restore.
@@ -112,6 +116,8 @@ pub enum RestoreError {
     Join,
     #[error("restore stopped {what}")]
     Interrupted { what: String },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
 }
 
 /// Pure: which artifacts of `m` the request selects, and where each goes.
@@ -208,11 +214,13 @@ pub fn plan(
             let dest = match (&req.to, configured(&a.source)) {
                 (Some(to), _) => to.clone(),
                 (None, Some(path)) => path,
-                (None, None) => return Err(plan_err(format!(
+                (None, None) => {
+                    return Err(plan_err(format!(
                     "the configuration has no directory source `{}` saying where to restore {}: \
                          add it, or use --to DIR",
                     a.source, a.key
-                ))),
+                )))
+                }
             };
             steps.push(Step::Tree {
                 artifact: (*a).clone(),
@@ -397,6 +405,17 @@ pub async fn run(
         }
     }
 
+    // An encrypted backup without an identity fails before any download.
+    if req.identities.is_none() {
+        if let Some(a) = steps
+            .iter()
+            .map(Step::artifact)
+            .find(|a| a.encryption.is_some())
+        {
+            return Err(CryptoError::NoIdentity { key: a.key.clone() }.into());
+        }
+    }
+
     // Download and verify everything before applying anything.
     let mut staged = Vec::new();
     for (i, step) in steps.iter().enumerate() {
@@ -411,6 +430,22 @@ pub async fn run(
             }),
         };
         staged.push(fetched);
+    }
+
+    // A wrong identity is found here, on each artifact's header, before
+    // the first step changes anything.
+    for (step, path) in steps.iter().zip(staged.iter()) {
+        let a = step.artifact();
+        if a.encryption.is_some() {
+            let path = path.clone();
+            let a = a.clone();
+            let ids = req.identities.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::crypto::open_artifact(&path, &a, ids.as_deref()).map(|_| ())
+            })
+            .await
+            .map_err(|_| RestoreError::Join)??;
+        }
     }
 
     let mut applied: Vec<String> = Vec::new();
@@ -509,15 +544,21 @@ async fn restore_tree(
         dry_run: req.dry_run,
         same_owner: req.same_owner,
     };
-    let staged = staged.to_owned();
+    let opener = Opener {
+        path: staged.to_owned(),
+        art: a.clone(),
+        ids: req.identities.clone(),
+    };
     let dest_c = dest.to_owned();
     let key = a.key.clone();
     let stop = req.cancel.clone();
     tokio::task::spawn_blocking(move || {
         extract_tree_checked(
             || {
-                let dec = zstd::stream::read::Decoder::new(std::fs::File::open(&staged)?)?;
-                Ok(crate::interrupt::CancelRead::new(dec, stop.clone()))
+                Ok(crate::interrupt::CancelRead::new(
+                    opener.open()?,
+                    stop.clone(),
+                ))
             },
             &dest_c,
             &opts,
@@ -597,13 +638,17 @@ async fn restore_database(
     let kill = KillSwitch::default();
     let _watch = crate::interrupt::kill_on_cancel(&req.cancel, &kill);
     let stop = req.cancel.clone();
+    let opener = Opener {
+        path: staged.to_owned(),
+        art: a.clone(),
+        ids: req.identities.clone(),
+    };
     let result = tokio::task::spawn_blocking(move || -> Result<(), ChildError> {
         let open_err = |source| ChildError::Read {
             program: "zstd".to_owned(),
             source,
         };
-        let dec = zstd::stream::read::Decoder::new(std::fs::File::open(&staged).map_err(open_err)?)
-            .map_err(open_err)?;
+        let dec = opener.open().map_err(open_err)?;
         let mut dec = crate::interrupt::CancelRead::new(dec, stop);
         if jobs == 1 {
             // One transaction: a failure leaves the target untouched.
@@ -705,7 +750,12 @@ async fn apply_globals(
     staged: &Path,
     req: &RestoreRequest,
 ) -> Result<Vec<String>, RestoreError> {
-    Ok(globals::apply(cfg, &a.key, staged, req.keep_role_passwords, req.dry_run).await?)
+    let opener = Opener {
+        path: staged.to_owned(),
+        art: a.clone(),
+        ids: req.identities.clone(),
+    };
+    Ok(globals::apply(cfg, &a.key, &opener, req.keep_role_passwords, req.dry_run).await?)
 }
 
 #[cfg(test)]
@@ -738,6 +788,7 @@ mod tests {
                 root: format!("/data/{source}"),
                 ..Default::default()
             }),
+            encryption: None,
         }
     }
 

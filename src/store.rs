@@ -27,6 +27,8 @@ use crate::config::StoreConfig;
 use crate::s3_uploads::S3UploadSweeper;
 
 pub const MANIFEST_NAME: &str = "manifest.json";
+/// The manifest's detached minisign signature, written just before it.
+pub const SIGNATURE_NAME: &str = "manifest.json.minisig";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,6 +60,21 @@ pub struct Repo {
     /// For `s3://` stores: what prune needs to abort multipart uploads a
     /// killed process left open (object_store cannot list them).
     pub s3: Option<Arc<S3UploadSweeper>>,
+    /// Signs every manifest written (see [`crate::signing`]).
+    pub signer: Option<Arc<crate::signing::Signer>>,
+    /// Only manifests signed with this key are trusted.
+    pub verifier: Option<Arc<crate::signing::Verifier>>,
+}
+
+impl Repo {
+    /// The repository with the configuration's signing keys attached.
+    pub fn with_signing(mut self, signing: Option<&crate::config::SigningConfig>) -> Repo {
+        if let Some(s) = signing {
+            self.signer = s.signer.clone();
+            self.verifier = s.verifier.clone();
+        }
+        self
+    }
 }
 
 impl std::fmt::Debug for Repo {
@@ -125,6 +142,8 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
                 display,
                 local_root: Some(path),
                 s3: None,
+                signer: None,
+                verifier: None,
             });
         }
         "s3" | "s3a" => {
@@ -178,6 +197,8 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
         s3: S3UploadSweeper::from_config(cfg, &display).map(Arc::new),
         display,
         local_root: None,
+        signer: None,
+        verifier: None,
     })
 }
 
@@ -433,6 +454,10 @@ pub fn backup_dir(job: &str, id: &str) -> ObjPath {
 
 pub fn manifest_path(job: &str, id: &str) -> ObjPath {
     ObjPath::from_iter([job, id, MANIFEST_NAME])
+}
+
+pub fn signature_path(job: &str, id: &str) -> ObjPath {
+    ObjPath::from_iter([job, id, SIGNATURE_NAME])
 }
 
 /// Full key of an artifact; `rel` is relative to the backup directory and

@@ -9,9 +9,12 @@
 //! in an RRD archive is validated; file archives are read to the end.
 
 use std::io::Read;
-use std::path::Path;
+
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+
+use crate::crypto::{Identities, Opener};
 
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::fetch::{self, FetchError};
@@ -36,6 +39,7 @@ pub async fn verify_backup(
     job: &JobConfig,
     m: &Manifest,
     restore_test: bool,
+    identities: Option<Arc<Identities>>,
     cancel: &CancellationToken,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -44,7 +48,9 @@ pub async fn verify_backup(
             break;
         }
         let problem = if restore_test {
-            restore_check(repo, job, m, a, cancel).await.err()
+            restore_check(repo, job, m, a, identities.clone(), cancel)
+                .await
+                .err()
         } else {
             fetch::verify(repo, &m.job, &m.id, a)
                 .await
@@ -65,11 +71,15 @@ async fn restore_check(
     job: &JobConfig,
     m: &Manifest,
     a: &Artifact,
+    identities: Option<Arc<Identities>>,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
     if a.kind == ArtifactKind::PgDump {
         // The restore stages and verifies the artifact itself.
-        return restore_test_db(repo, job, m, a, cancel).await;
+        return restore_test_db(repo, job, m, a, identities, cancel).await;
+    }
+    if a.encryption.is_some() && identities.is_none() {
+        return Err(crate::crypto::CryptoError::NoIdentity { key: a.key.clone() }.to_string());
     }
     let dir = tempfile::Builder::new()
         .prefix("ccbackup-verify-")
@@ -78,14 +88,18 @@ async fn restore_check(
     let staged = fetch::verified_local(repo, &m.job, &m.id, a, &dir.path().join("artifact.zst"))
         .await
         .map_err(|e: FetchError| e.to_string())?;
+    let opener = Opener {
+        path: staged,
+        art: a.clone(),
+        ids: identities,
+    };
     let a = a.clone();
     let stop = cancel.clone();
     tokio::task::spawn_blocking(move || match a.kind {
-        ArtifactKind::RrdTar => check_tree(&staged, true, &a, &stop),
-        ArtifactKind::FilesTar => check_tree(&staged, false, &a, &stop),
+        ArtifactKind::RrdTar => check_tree(&opener, true, &stop),
+        ArtifactKind::FilesTar => check_tree(&opener, false, &stop),
         _ => {
-            let f = std::fs::File::open(&staged).map_err(|e| e.to_string())?;
-            let d = zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?;
+            let d = opener.open().map_err(|e| e.to_string())?;
             let mut d = crate::interrupt::CancelRead::new(d, stop);
             std::io::copy(&mut d, &mut std::io::sink())
                 .map(|_| ())
@@ -104,14 +118,9 @@ const MAX_RRD_VERIFY: u64 = 64 * 1024 * 1024;
 /// Reads a tar archive to the end, streaming every entry; with `rrd`
 /// validates every `.rrd` file (each buffered alone, up to
 /// [`MAX_RRD_VERIFY`]).
-fn check_tree(
-    staged: &Path,
-    rrd: bool,
-    a: &Artifact,
-    stop: &CancellationToken,
-) -> Result<(), String> {
-    let f = std::fs::File::open(staged).map_err(|e| e.to_string())?;
-    let dec = zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?;
+fn check_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<(), String> {
+    let a = &opener.art;
+    let dec = opener.open().map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(crate::interrupt::CancelRead::new(dec, stop.clone()));
     let mut files = 0u64;
     let mut buf = Vec::new();
@@ -168,6 +177,7 @@ async fn restore_test_db(
     job: &JobConfig,
     m: &Manifest,
     a: &Artifact,
+    identities: Option<Arc<Identities>>,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
     let cfg = pg_source(job, &a.source)?;
@@ -189,6 +199,7 @@ async fn restore_test_db(
         jobs: 1,
         no_owner: true,
         cancel: cancel.clone(),
+        identities,
         ..Default::default()
     };
     let restored = restore::run(repo, job, m, &req)

@@ -14,7 +14,12 @@ pub(super) async fn run_now(
     let lock_wait = lock_wait(wait_lock)?;
     // Writes stop the moment a signal arrives, so an interrupted run can
     // never commit a manifest; deletes and aborts still pass for cleanup.
-    let repo = crate::gate::gated(&store::open(&cfg.store).map_err(failed)?, intr.token());
+    let repo = crate::gate::gated(
+        &store::open(&cfg.store)
+            .map_err(failed)?
+            .with_signing(cfg.signing.as_ref()),
+        intr.token(),
+    );
     let mut failures = Vec::new();
     for job in jobs {
         if intr.is_interrupted() {
@@ -113,8 +118,9 @@ pub struct ListEntry {
     pub id: String,
     pub job: String,
     pub time: String,
-    /// `complete`, or `damaged` (the manifest exists but cannot be used;
-    /// `problem` says why, and the other fields are empty).
+    /// `complete`, `damaged` (the manifest exists but cannot be used) or
+    /// `untrusted` (not signed by the configured key); for the last two
+    /// `problem` says why and the other fields are empty.
     pub status: &'static str,
     pub sources: Vec<String>,
     pub size: u64,
@@ -152,7 +158,7 @@ impl From<&catalog::Damaged> for ListEntry {
             time: store::backup_id_time(&d.id)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
-            status: "damaged",
+            status: if d.untrusted { "untrusted" } else { "damaged" },
             sources: Vec::new(),
             size: 0,
             raw_size: 0,
@@ -167,7 +173,9 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         cfg.select_jobs(Some(j))
             .map_err(|e| AppError::Usage(e.to_string()))?;
     }
-    let repo = store::open(&cfg.store).map_err(failed)?;
+    let repo = store::open(&cfg.store)
+        .map_err(failed)?
+        .with_signing(cfg.signing.as_ref());
     let cat = catalog::load(&repo, job).await.map_err(failed)?;
     let mut entries: Vec<ListEntry> = cat.complete.iter().map(ListEntry::from).collect();
     entries.extend(cat.damaged.iter().map(ListEntry::from));
@@ -196,8 +204,12 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
                 e.sources.join(",")
             ),
             Some(p) => println!(
-                "{:<16} {:<24} {:<21} {:>10}  DAMAGED: {p}",
-                e.job, e.id, e.time, "-"
+                "{:<16} {:<24} {:<21} {:>10}  {}: {p}",
+                e.job,
+                e.id,
+                e.time,
+                "-",
+                e.status.to_uppercase()
             ),
         }
     }

@@ -3,6 +3,7 @@
 
 mod backup;
 mod daemon;
+mod keys;
 mod restore;
 mod retention;
 mod unlock;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::catalog;
-use crate::cli::{Cli, Command, PolicyCommand, RestoreArgs};
+use crate::cli::{Cli, Command, KeysCommand, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
 use crate::interrupt::{self, Interrupt};
 use crate::manifest::Manifest;
@@ -61,9 +62,12 @@ fn failed(e: impl Into<anyhow::Error>) -> AppError {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
-    // Policy tools work without a configuration file.
+    // Policy and key tools work without a configuration file.
     if let Command::Policy(PolicyCommand::Simulate { policy, json }) = &cli.command {
         return retention::simulate(policy, *json);
+    }
+    if let Command::Keys(KeysCommand::Generate { dir }) = &cli.command {
+        return keys::generate(dir);
     }
     let cfg = config::load(&cli.config)?;
     // The daemon has its own shutdown; every other command cleans up after
@@ -109,7 +113,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::Prune { job, dry_run, json } => {
             retention::prune(&cfg, job.as_deref(), dry_run, json, intr).await
         }
-        Command::Policy(_) => Ok(()),
+        Command::Policy(_) | Command::Keys(_) => Ok(()),
         Command::Daemon { listen } => daemon::daemon(cfg, listen).await,
         Command::Schedule { job, count, after } => {
             daemon::schedule(&cfg, job.as_deref(), count, after.as_deref())
@@ -118,7 +122,8 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             job,
             backup,
             restore_test,
-        } => restore::verify(&cfg, job.as_deref(), &backup, restore_test, intr).await,
+            identity,
+        } => restore::verify(&cfg, job.as_deref(), &backup, restore_test, identity, intr).await,
     }
 }
 

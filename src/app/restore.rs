@@ -13,7 +13,9 @@ pub(super) async fn restore(
             "restore takes one backup: an ID or `latest`".into(),
         ));
     }
-    let repo = store::open(&cfg.store).map_err(failed)?;
+    let repo = store::open(&cfg.store)
+        .map_err(failed)?
+        .with_signing(cfg.signing.as_ref());
     let sel = select_backups(&repo, &job.name, &a.backup).await?;
     for d in &sel.damaged {
         eprintln!(
@@ -24,6 +26,7 @@ pub(super) async fn restore(
     let Some(m) = sel.manifests.into_iter().next() else {
         return Err(failed(anyhow::anyhow!("no backup selected")));
     };
+    let identities = identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
     let req = RestoreRequest {
         source: a.source,
         database: a.database,
@@ -41,6 +44,7 @@ pub(super) async fn restore(
         same_owner: a.same_owner,
         allow_system_db: a.allow_system_db,
         cancel: intr.token(),
+        identities,
     };
     println!(
         "{} backup {}/{} taken {}",
@@ -68,12 +72,15 @@ pub(super) async fn verify(
     job: Option<&str>,
     which: &str,
     restore_test: bool,
+    identity: Option<std::path::PathBuf>,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
-    let repo = store::open(&cfg.store).map_err(failed)?;
+    let repo = store::open(&cfg.store)
+        .map_err(failed)?
+        .with_signing(cfg.signing.as_ref());
     let mut bad = 0;
     let mut checked = 0;
     for job in jobs {
@@ -99,8 +106,16 @@ pub(super) async fn verify(
             if intr.is_interrupted() {
                 break;
             }
+            // Checksums are of the stored bytes: only a restore test
+            // needs to read inside, and so an identity.
+            let ids = if restore_test {
+                identities_for(job, identity.as_deref(), std::slice::from_ref(&m))?
+            } else {
+                None
+            };
             let findings =
-                crate::verify::verify_backup(&repo, job, &m, restore_test, &intr.token()).await;
+                crate::verify::verify_backup(&repo, job, &m, restore_test, ids, &intr.token())
+                    .await;
             for f in findings {
                 checked += 1;
                 match &f.problem {
@@ -124,4 +139,31 @@ pub(super) async fn verify(
         )));
     }
     Ok(())
+}
+
+/// The age identities for reading `manifests`, when any of them is
+/// encrypted: `--identity`, else the job's `encryption.identity_file`.
+/// Without either, `None`: the restore itself then says an identity is
+/// needed, before it downloads anything.
+fn identities_for(
+    job: &JobConfig,
+    flag: Option<&std::path::Path>,
+    manifests: &[Manifest],
+) -> Result<Option<Arc<crate::crypto::Identities>>, AppError> {
+    if !manifests
+        .iter()
+        .any(|m| crate::crypto::any_encrypted(&m.artifacts))
+    {
+        return Ok(None);
+    }
+    let configured = job
+        .encryption
+        .as_ref()
+        .and_then(|e| e.identity_file.as_deref());
+    match flag.or(configured) {
+        None => Ok(None),
+        Some(p) => crate::crypto::Identities::load(p)
+            .map(|i| Some(Arc::new(i)))
+            .map_err(failed),
+    }
 }

@@ -94,7 +94,9 @@ pub(super) async fn prune(
     let jobs = cfg
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
-    let repo = store::open(&cfg.store).map_err(failed)?;
+    let repo = store::open(&cfg.store)
+        .map_err(failed)?
+        .with_signing(cfg.signing.as_ref());
     let mut failures = Vec::new();
     let mut reports = Vec::new();
     for j in jobs {

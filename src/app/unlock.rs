@@ -30,7 +30,9 @@ fn decide(standing: &Standing, force: bool) -> Decision {
 
 pub(super) async fn unlock(cfg: &Config, job: Option<&str>, force: bool) -> Result<(), AppError> {
     let job = one_job(cfg, job)?;
-    let repo = store::open(&cfg.store).map_err(failed)?;
+    let repo = store::open(&cfg.store)
+        .map_err(failed)?
+        .with_signing(cfg.signing.as_ref());
     let Some((found, standing)) = lock::inspect(&repo, &job.name).await.map_err(failed)? else {
         println!("job {}: not locked", job.name);
         return Ok(());

@@ -2,6 +2,7 @@
 //! the types below. Validation collects every problem with its file, line and
 //! key so an operator fixes them in one pass instead of one per run.
 
+mod keys;
 mod raw;
 mod recover;
 mod validate;
@@ -43,7 +44,26 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Webhooks for every job (jobs may add their own).
     pub notify: Notify,
+    /// Manifest signing and verification keys.
+    pub signing: Option<SigningConfig>,
     pub jobs: Vec<JobConfig>,
+}
+
+/// Encryption of a job's artifacts (its own, or the top-level one).
+#[derive(Debug, Clone)]
+pub struct EncryptionConfig {
+    pub recipients: std::sync::Arc<crate::crypto::Recipients>,
+    /// Where `restore`/`verify --restore-test` find the identity when no
+    /// `--identity` is given; read only when needed.
+    pub identity_file: Option<PathBuf>,
+}
+
+/// With a verifier, only manifests signed by its key count; with a signer,
+/// every manifest written is signed.
+#[derive(Debug, Clone, Default)]
+pub struct SigningConfig {
+    pub signer: Option<std::sync::Arc<crate::signing::Signer>>,
+    pub verifier: Option<std::sync::Arc<crate::signing::Verifier>>,
 }
 
 impl Config {
@@ -124,6 +144,7 @@ pub struct JobConfig {
     pub max_deletions: usize,
     pub orphan_grace: Duration,
     pub notify: Notify,
+    pub encryption: Option<EncryptionConfig>,
     pub sources: Vec<SourceConfig>,
 }
 

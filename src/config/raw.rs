@@ -26,7 +26,35 @@ pub struct RawConfig {
     pub notify: Option<RawNotify>,
     #[serde(default)]
     pub defaults: Option<RawDefaults>,
+    #[serde(default)]
+    pub encryption: Option<S<RawEncryption>>,
+    #[serde(default)]
+    pub signing: Option<S<RawSigning>>,
     pub jobs: S<Vec<S<RawJob>>>,
+}
+
+/// age recipients artifacts are encrypted to; the identity is for readers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    #[serde(default)]
+    pub recipients: Vec<S<String>>,
+    #[serde(default)]
+    pub recipients_file: Option<S<String>>,
+    #[serde(default)]
+    pub identity_file: Option<S<String>>,
+}
+
+/// minisign keys: the writer's secret key, the readers' public key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigning {
+    #[serde(default)]
+    pub secret_key_file: Option<S<String>>,
+    #[serde(default)]
+    pub public_key: Option<S<String>>,
+    #[serde(default)]
+    pub public_key_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +122,8 @@ pub struct RawJob {
     pub orphan_grace: Option<S<String>>,
     #[serde(default)]
     pub notify: Option<RawNotify>,
+    #[serde(default)]
+    pub encryption: Option<S<RawEncryption>>,
     pub sources: S<Vec<S<RawSource>>>,
 }
 

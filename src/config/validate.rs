@@ -16,10 +16,15 @@ use crate::secret::read_secret_file;
 use crate::source::rrd::OnInvalid;
 
 /// Collects problems while walking the raw config.
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    fn at(&mut self, loc: &Location, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn at(
+        &mut self,
+        loc: &Location,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.0.push(Problem {
             line: loc.line(),
             column: loc.column(),
@@ -107,6 +112,14 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             "no jobs defined: add at least one job",
         );
     }
+    let default_encryption = raw
+        .encryption
+        .as_ref()
+        .and_then(|e| super::keys::encryption(e, "encryption", base, &mut p));
+    let signing = raw
+        .signing
+        .as_ref()
+        .and_then(|s| super::keys::signing(s, "signing", base, &mut p));
     let mut names = HashSet::new();
     let mut jobs = Vec::new();
     for (i, j) in raw.jobs.value.iter().enumerate() {
@@ -118,7 +131,7 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
                 format!("duplicate job name `{}`", j.value.name.value),
             );
         }
-        if let Some(job) = job(
+        if let Some(mut job) = job(
             &j.value,
             &key,
             base,
@@ -126,6 +139,10 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             default_tz,
             &mut p,
         ) {
+            job.encryption = match &j.value.encryption {
+                Some(e) => super::keys::encryption(e, &format!("{key}.encryption"), base, &mut p),
+                None => default_encryption.clone(),
+            };
             jobs.push(job);
         }
     }
@@ -136,6 +153,7 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             store,
             daemon,
             notify,
+            signing,
             jobs,
         }),
         _ => Err(p.0),
@@ -472,6 +490,7 @@ fn job(
             .as_ref()
             .map(|n| notify(n, &format!("{key}.notify"), p))
             .unwrap_or_default(),
+        encryption: None,
         sources,
     })
 }

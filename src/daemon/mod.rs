@@ -147,7 +147,7 @@ pub async fn run(
     let fixed_repo = opts.repo.is_some();
     let repo = match opts.repo {
         Some(r) => r,
-        None => store::open(&cfg.store)?,
+        None => store::open(&cfg.store)?.with_signing(cfg.signing.as_ref()),
     };
     let metrics = opts
         .metrics
@@ -457,7 +457,7 @@ async fn reload_config(
     };
     if !fixed_repo {
         match store::open(&new.store) {
-            Ok(r) => st.repo = r,
+            Ok(r) => st.repo = r.with_signing(new.signing.as_ref()),
             Err(e) => {
                 tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
                 return;

@@ -1,8 +1,8 @@
 //! Planning (pure) and executing a checked globals text.
 
+use crate::crypto::Opener;
 use std::collections::HashSet;
 use std::io::BufReader;
-use std::path::Path;
 
 use tokio_postgres::Client;
 
@@ -217,16 +217,15 @@ pub fn describe(planned: &[Planned]) -> Vec<String> {
 }
 
 /// Reads, decompresses, splits and checks the staged artifact.
-async fn check_staged(key: &str, staged: &Path) -> Result<Vec<Checked>, GlobalsError> {
-    let staged = staged.to_owned();
+async fn check_staged(key: &str, staged: &Opener) -> Result<Vec<Checked>, GlobalsError> {
+    let staged = staged.clone();
     let k = key.to_owned();
     tokio::task::spawn_blocking(move || {
         let open = |source| GlobalsError::Open {
             key: k.clone(),
             source,
         };
-        let f = std::fs::File::open(&staged).map_err(open)?;
-        let dec = zstd::stream::read::Decoder::new(f).map_err(open)?;
+        let dec = staged.open().map_err(open)?;
         check_all(BufReader::with_capacity(64 * 1024, dec)).map_err(|source| GlobalsError::Check {
             key: k.clone(),
             source,
@@ -294,7 +293,7 @@ fn failure_line(p: &Planned, e: &tokio_postgres::Error) -> String {
 pub async fn apply(
     cfg: &PostgresConfig,
     key: &str,
-    staged: &Path,
+    staged: &Opener,
     keep_passwords: bool,
     dry_run: bool,
 ) -> Result<Vec<String>, GlobalsError> {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use object_store::path::Path as ObjPath;
 
 use crate::config::Compression;
+use crate::crypto::Recipients;
 use crate::manifest::{self, Artifact, ArtifactKind, PostgresInfo, TreeInfo};
 use crate::pipeline::{self, PipelineError, SourceWriter, Uploaded};
 use crate::progress::Progress;
@@ -25,6 +26,8 @@ pub struct RunCtx {
     pub job: String,
     pub id: String,
     pub compression: Compression,
+    /// Recipients every artifact is encrypted to, when the job encrypts.
+    pub encryption: Option<Arc<Recipients>>,
     pub progress: Arc<Progress>,
     pub kill: KillSwitch,
     /// Objects uploaded so far in this run, so a failed run can remove them.
@@ -53,6 +56,7 @@ impl RunCtx {
             &self.repo,
             &key,
             self.compression,
+            self.encryption.clone(),
             self.progress.clone(),
             produce,
         )
@@ -81,6 +85,7 @@ impl RunCtx {
             },
             postgres,
             tree,
+            encryption: self.encryption.as_ref().map(|r| r.info()),
         }
     }
 }

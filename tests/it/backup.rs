@@ -306,7 +306,11 @@ fn a_cancelled_run_never_writes_a_manifest_even_after_its_sources_finished() {
             kill,
         ))
         .unwrap_err();
-    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert!(
+        matches!(err, ccbackup::backup::BackupError::Cancelled { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no manifest was written"), "{err}");
     assert!(ws.manifests().is_empty());
     assert!(ws.stored_files().is_empty(), "{:?}", ws.stored_files());
 }

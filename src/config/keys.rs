@@ -1,0 +1,164 @@
+//! Validation of the `encryption` and `signing` sections. Key files are
+//! resolved against the configuration file's directory, like policy files.
+//! Recipients and signing keys are read at load time (the sidecar needs
+//! them for every run); identities only when a restore needs them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_saphyr::Spanned;
+
+use super::raw;
+use super::validate::Problems;
+use super::{EncryptionConfig, SigningConfig};
+use crate::crypto::Recipients;
+use crate::signing::{Signer, Verifier};
+
+fn path_of(v: &Spanned<String>, base: &Path) -> PathBuf {
+    base.join(&v.value)
+}
+
+pub(super) fn encryption(
+    e: &Spanned<raw::RawEncryption>,
+    key: &str,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<EncryptionConfig> {
+    let mut listed: Vec<String> = e.value.recipients.iter().map(|r| r.value.clone()).collect();
+    let mut ok = true;
+    for (i, r) in e.value.recipients.iter().enumerate() {
+        if let Err(why) = Recipients::parse([r.value.as_str()]) {
+            p.at(&r.referenced, format!("{key}.recipients[{i}]"), why);
+            ok = false;
+        }
+    }
+    if let Some(f) = &e.value.recipients_file {
+        let path = path_of(f, base);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    let l = line.trim();
+                    if l.is_empty() || l.starts_with('#') {
+                        continue;
+                    }
+                    match Recipients::parse([l]) {
+                        Ok(_) => listed.push(l.to_owned()),
+                        Err(why) => {
+                            p.at(
+                                &f.referenced,
+                                format!("{key}.recipients_file"),
+                                format!("{} line {}: {why}", path.display(), n + 1),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                p.at(
+                    &f.referenced,
+                    format!("{key}.recipients_file"),
+                    format!("cannot read {}: {err}", path.display()),
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let recipients = match Recipients::parse(listed.iter().map(String::as_str)) {
+        Ok(r) => r,
+        Err(why) => {
+            p.at(&e.referenced, format!("{key}.recipients"), why);
+            return None;
+        }
+    };
+    Some(EncryptionConfig {
+        recipients: Arc::new(recipients),
+        identity_file: e.value.identity_file.as_ref().map(|f| path_of(f, base)),
+    })
+}
+
+pub(super) fn signing(
+    s: &Spanned<raw::RawSigning>,
+    key: &str,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<SigningConfig> {
+    let v = &s.value;
+    let signer = v.secret_key_file.as_ref().and_then(|f| {
+        Signer::load(&path_of(f, base))
+            .map_err(|e| {
+                p.at(
+                    &f.referenced,
+                    format!("{key}.secret_key_file"),
+                    e.to_string(),
+                )
+            })
+            .ok()
+    });
+    let public = match (&v.public_key, &v.public_key_file) {
+        (Some(_), Some(f)) => {
+            p.at(
+                &f.referenced,
+                format!("{key}.public_key_file"),
+                "give public_key or public_key_file, not both",
+            );
+            None
+        }
+        (Some(k), None) => Verifier::parse(&k.value, "signing.public_key")
+            .map_err(|e| p.at(&k.referenced, format!("{key}.public_key"), e.to_string()))
+            .ok(),
+        (None, Some(f)) => {
+            let path = path_of(f, base);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Verifier::parse(&text, &path.display().to_string())
+                    .map_err(|e| {
+                        p.at(
+                            &f.referenced,
+                            format!("{key}.public_key_file"),
+                            e.to_string(),
+                        )
+                    })
+                    .ok(),
+                Err(err) => {
+                    p.at(
+                        &f.referenced,
+                        format!("{key}.public_key_file"),
+                        format!("cannot read {}: {err}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if let (Some(sk), Some(pk)) = (&signer, &public) {
+        if sk.verifier().to_base64() != pk.to_base64() {
+            p.at(
+                &s.referenced,
+                key.to_owned(),
+                "secret_key_file and the public key are not a pair: manifests signed with the one would not verify with the other",
+            );
+            return None;
+        }
+    }
+    if signer.is_none() && public.is_none() {
+        if v.secret_key_file.is_none() && v.public_key.is_none() && v.public_key_file.is_none() {
+            p.at(
+                &s.referenced,
+                key.to_owned(),
+                "set secret_key_file (to sign) and/or public_key or public_key_file (to verify)",
+            );
+        }
+        return None;
+    }
+    // A writer verifies with its own key, so its retention never counts a
+    // manifest someone else wrote.
+    let verifier = public.or_else(|| signer.as_ref().map(|s| s.verifier()));
+    Some(SigningConfig {
+        signer: signer.map(Arc::new),
+        verifier: verifier.map(Arc::new),
+    })
+}
