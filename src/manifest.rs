@@ -119,6 +119,58 @@ pub struct PostgresInfo {
     /// Exact row counts per table, taken in the snapshot the dump used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<TableRows>>,
+    /// Database-level properties `pg_dump` leaves to `CREATE DATABASE`
+    /// (absent for globals and for backups taken before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_properties: Option<DbProperties>,
+}
+
+/// What a restore needs to recreate the database itself as it was: how it
+/// was created, who owns it, who may connect, its comment and settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DbProperties {
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    /// `libc`, `icu` or `builtin` (servers 15+; absent means libc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale_provider: Option<String>,
+    /// The ICU or builtin locale, when that provider is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icu_rules: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The database ACL; `None` is the default ACL (PUBLIC may connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Vec<DbGrant>>,
+    /// `ALTER DATABASE ... SET` and `ALTER ROLE ... IN DATABASE ... SET`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<DbSetting>,
+}
+
+/// One privilege of the database ACL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DbGrant {
+    /// `None` is PUBLIC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grantee: Option<String>,
+    /// `CONNECT`, `TEMPORARY` or `CREATE`.
+    pub privilege: String,
+    #[serde(default)]
+    pub grantable: bool,
+}
+
+/// One `name=value` setting of the database, for every role (`role`
+/// `None`) or for one role in this database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DbSetting {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

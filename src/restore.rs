@@ -16,7 +16,6 @@
 //!   without `--force` an existing file fails the restore before anything is
 //!   written; RRD files are validated before they are renamed in.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tokio_postgres::Client;
@@ -29,10 +28,13 @@ use crate::extract::{extract_tree_checked, ExtractError, ExtractOptions, Extract
 use crate::fetch::{self, FetchError};
 use crate::globals::{self, GlobalsError};
 use crate::manifest::{Artifact, ArtifactKind, Manifest};
-use crate::source::child::{feed_stdin, ChildError, KillSwitch};
+use crate::source::child::{ChildError, KillSwitch};
+use crate::source::pgsql;
 use crate::source::pgtools::{self, PgToolsError};
-use crate::source::postgres::{self, conninfo, quote_ident, PgError};
+use crate::source::postgres::{self, quote_ident, PgError};
 use crate::store::Repo;
+
+mod database;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreRequest {
@@ -283,8 +285,14 @@ pub fn check_target(
         TargetState::Missing => Ok(()),
         _ if SYSTEM_DATABASES.contains(&target) && !req.allow_system_db => Err(format!(
             "database `{target}` is one of the server's own databases and is never an empty \
-             restore target; restoring into it needs --allow-system-db"
+             restore target; restoring into it needs --allow-system-db (for a whole-server \
+             restore onto a fresh server, whose `{target}` is empty, that is all it needs)"
         )),
+        // Whole-server restores onto a fresh server: every cluster has an
+        // empty `postgres`, so with --allow-system-db an empty system
+        // database is a target like a new one, and its name matching the
+        // original's says nothing about overwriting it (no --force).
+        TargetState::Empty if SYSTEM_DATABASES.contains(&target) => Ok(()),
         _ if target == original && !req.force => Err(format!(
             "database `{target}` exists and is the database this backup was taken from; \
              restoring over it needs --force (and --clean to replace its objects), \
@@ -370,11 +378,10 @@ pub async fn run(
         {
             let cfg = pg_config(job, &artifact.source)?;
             let admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
-            let server = postgres::discover(&PostgresConfig {
-                databases: crate::config::DatabaseSelection::Named(Vec::new()),
-                ..cfg.clone()
-            })
-            .await?;
+            // The client is chosen now, so a missing or unfit one refuses
+            // the restore before anything is downloaded.
+            let chosen = database::choose(cfg, artifact).await?;
+            let server = &chosen.server;
             let need = dump_major(artifact);
             let have = pgtools::server_major(server.version_num);
             if have < need {
@@ -402,6 +409,7 @@ pub async fn run(
                         format!("exists with {relations} relations: --clean replaces them"),
                 }
             ));
+            report.push(format!("  with {}", chosen.describe()));
         }
     }
 
@@ -475,8 +483,10 @@ pub async fn run(
             } => {
                 if !req.dry_run {
                     let cfg = pg_config(job, &artifact.source)?;
-                    restore_database(cfg, artifact, target, path, staging.path(), req).await?;
+                    let notes =
+                        restore_database(cfg, artifact, target, path, staging.path(), req).await?;
                     report.push(format!("restored database `{target}`"));
+                    report.extend(notes);
                 }
             }
             Step::Tree { artifact, dest } => {
@@ -573,28 +583,6 @@ async fn restore_tree(
     })
 }
 
-async fn tools_for(cfg: &PostgresConfig, a: &Artifact) -> Result<pgtools::PgTools, RestoreError> {
-    let server = postgres::discover(&PostgresConfig {
-        databases: crate::config::DatabaseSelection::Named(Vec::new()),
-        ..cfg.clone()
-    })
-    .await?;
-    // pg_restore must be at least as new as the pg_dump that wrote the
-    // archive, and as the target server.
-    let dump_tools_major = a
-        .postgres
-        .as_ref()
-        .and_then(|p| pgtools::parse_version_output(&p.pg_dump_version))
-        .map(|(_, m)| m)
-        .unwrap_or(0);
-    let need = pgtools::server_major(server.version_num).max(dump_tools_major);
-    Ok(pgtools::find(
-        need * 10_000,
-        &server.version,
-        cfg.bin_dir.as_deref(),
-    )?)
-}
-
 async fn restore_database(
     cfg: &PostgresConfig,
     a: &Artifact,
@@ -602,19 +590,54 @@ async fn restore_database(
     staged: &Path,
     staging_dir: &Path,
     req: &RestoreRequest,
-) -> Result<(), RestoreError> {
-    let tools = tools_for(cfg, a).await?;
-    let admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
+) -> Result<Vec<String>, RestoreError> {
+    let chosen = database::choose(cfg, a).await?;
+    tracing::info!(
+        database = target,
+        pg_restore = %chosen.tools.version,
+        bin_dir = %chosen.tools.dir_display(),
+        server = %chosen.server.version,
+        sql = chosen.path == database::RestorePath::Sql,
+        "restoring with {}",
+        chosen.describe()
+    );
+    let mut notes = Vec::new();
+    let mut admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
+    let props = a
+        .postgres
+        .as_ref()
+        .and_then(|p| p.database_properties.clone());
+    // Roles are checked here, not before downloading: `--globals` may
+    // create them in an earlier step of the same restore.
+    let missing = match &props {
+        Some(p) => database::missing_roles(cfg, &admin, p, req.no_owner).await?,
+        None => Vec::new(),
+    };
+    if !missing.is_empty() {
+        if !req.no_owner {
+            return Err(RestoreError::Plan(format!(
+                "database `{target}`: the backup's database names role{} {} that the target server lacks \
+                 (as owner, in its ACL or settings); restore them with --globals, create them, \
+                 or use --no-owner to skip the owner and leave out grants to missing roles",
+                if missing.len() == 1 { "" } else { "s" },
+                missing.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        notes.push(format!(
+            "note: `{target}`: left out grants and settings for role(s) missing on the target: {}",
+            missing.join(", ")
+        ));
+    }
     let created = if target_state(cfg, &admin, target).await? == TargetState::Missing {
+        let sql = pgsql::create_database(target, props.as_ref())
+            .map_err(|e| RestoreError::Plan(e.to_string()))?;
         admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {} TEMPLATE template0",
-                quote_ident(target)
-            ))
+            .batch_execute(&sql)
             .await
             .map_err(|source| PgError::Query {
                 database: cfg.maintenance_db.clone(),
-                what: "create target database",
+                what: "create target database (with the original's encoding and locale; \
+                       if the target server lacks that locale, create the database yourself and restore into it)",
                 source,
             })?;
         true
@@ -622,75 +645,67 @@ async fn restore_database(
         false
     };
 
-    let mut cmd = postgres::base_command(&tools, "pg_restore", cfg);
-    cmd.arg("--no-password").arg("--exit-on-error");
-    if req.clean {
-        cmd.arg("--clean").arg("--if-exists");
-    }
-    if req.no_owner {
-        cmd.arg("--no-owner");
-    }
-    cmd.arg(format!("--dbname={}", conninfo(cfg, target)));
-    let jobs = req.jobs.max(1);
-    let staged = staged.to_owned();
-    let staging_dir = staging_dir.to_owned();
-    let raw_bytes = a.raw_bytes;
-    let kill = KillSwitch::default();
-    let _watch = crate::interrupt::kill_on_cancel(&req.cancel, &kill);
-    let stop = req.cancel.clone();
-    let opener = Opener {
-        path: staged.to_owned(),
-        art: a.clone(),
-        ids: req.identities.clone(),
+    let job = database::Job {
+        cfg: cfg.clone(),
+        chosen,
+        target: target.to_owned(),
+        staged: Opener {
+            path: staged.to_owned(),
+            art: a.clone(),
+            ids: req.identities.clone(),
+        },
+        staging_dir: staging_dir.to_owned(),
+        raw_bytes: a.raw_bytes,
+        jobs: req.jobs.max(1),
+        clean: req.clean,
+        no_owner: req.no_owner,
     };
-    let result = tokio::task::spawn_blocking(move || -> Result<(), ChildError> {
-        let open_err = |source| ChildError::Read {
-            program: "zstd".to_owned(),
+    let kill = KillSwitch::default();
+    let kill2 = KillSwitch::default();
+    let _watch = crate::interrupt::kill_on_cancel(&req.cancel, &kill);
+    let _watch2 = crate::interrupt::kill_on_cancel(&req.cancel, &kill2);
+    let stop = req.cancel.clone();
+    let result =
+        tokio::task::spawn_blocking(move || database::run_blocking(&job, stop, (&kill, &kill2)))
+            .await
+            .map_err(|_| RestoreError::Join)?;
+    let applied = match (result, &props) {
+        (Err(source), _) => Err(RestoreError::PgRestore {
+            database: target.to_owned(),
             source,
-        };
-        let dec = opener.open().map_err(open_err)?;
-        let mut dec = crate::interrupt::CancelRead::new(dec, stop);
-        if jobs == 1 {
-            // One transaction: a failure leaves the target untouched.
-            cmd.arg("--single-transaction");
-            feed_stdin("pg_restore", cmd, &mut dec, &kill).map(|_| ())
-        } else {
-            // pg_restore -j needs a seekable archive: decompress to disk.
-            let free = fetch::free_space(&staging_dir).map_err(open_err)?;
-            if free < raw_bytes + 64 * 1024 * 1024 {
-                return Err(open_err(std::io::Error::other(format!(
-                    "not enough space in {} for the {raw_bytes}-byte archive needed by --jobs",
-                    staging_dir.display()
-                ))));
-            }
-            let dump = staging_dir.join("restore.dump");
-            let f = std::fs::File::create(&dump).map_err(open_err)?;
-            let mut w = std::io::BufWriter::with_capacity(1024 * 1024, f);
-            std::io::copy(&mut dec, &mut w).map_err(open_err)?;
-            w.flush().map_err(open_err)?;
-            drop(w);
-            cmd.arg(format!("--jobs={jobs}")).arg(&dump);
-            let mut empty = std::io::empty();
-            let r = feed_stdin("pg_restore", cmd, &mut empty, &kill).map(|_| ());
-            let _ = std::fs::remove_file(&dump);
-            r
+            left: DbLeft::Existing,
+        }),
+        (Ok(()), Some(p)) => {
+            database::apply_properties(cfg, &mut admin, target, p, req.no_owner, &missing).await
         }
-    })
-    .await
-    .map_err(|_| RestoreError::Join)?;
-    if let Err(source) = result {
+        (Ok(()), None) => {
+            notes.push(format!(
+                "note: `{target}`: this backup predates recorded database properties; \
+                 owner, ACL, comment and settings of the database itself were not restored"
+            ));
+            Ok(())
+        }
+    };
+    if let Err(e) = applied {
         let left = if created {
             drop_created(&admin, target).await
         } else {
             DbLeft::Existing
         };
-        return Err(RestoreError::PgRestore {
-            database: target.to_owned(),
-            source,
-            left,
+        return Err(match e {
+            RestoreError::PgRestore {
+                database, source, ..
+            } => RestoreError::PgRestore {
+                database,
+                source,
+                left,
+            },
+            other => RestoreError::Plan(format!(
+                "restoring into database `{target}` failed ({left}): {other}"
+            )),
         });
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// What a failed restore left of its target database.
@@ -782,6 +797,7 @@ mod tests {
                     server_version_num: 150001,
                     pg_dump_version: "15.1".into(),
                     tables: None,
+                    database_properties: None,
                 }
             }),
             tree: matches!(kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar).then(|| TreeInfo {
@@ -949,6 +965,11 @@ mod tests {
             ..Default::default()
         };
         assert!(check_target(TargetState::Empty, "postgres", "ct-vis", &allowed).is_ok());
+        // The whole-server case: the backup's `postgres` into a fresh
+        // server's empty one needs --allow-system-db and nothing else.
+        assert!(check_target(TargetState::Empty, "postgres", "postgres", &allowed).is_ok());
+        let non_empty = TargetState::NonEmpty { relations: 2 };
+        assert!(check_target(non_empty, "postgres", "postgres", &allowed).is_err());
         // A missing one (dropped by the operator) is simply created.
         assert!(check_target(TargetState::Missing, "postgres", "postgres", &req).is_ok());
     }

@@ -2,6 +2,7 @@
 //! results. One submodule per group of commands.
 
 mod backup;
+mod clients;
 mod daemon;
 mod keys;
 mod restore;
@@ -96,6 +97,17 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppError> {
     match cli.command {
         Command::CheckConfig => {
+            let clients = clients::check(&cfg).await;
+            for line in &clients.notes {
+                println!("{line}");
+            }
+            if !clients.problems.is_empty() {
+                return Err(AppError::Usage(format!(
+                    "{}: {}",
+                    cfg.path.display(),
+                    clients.problems.join("\n")
+                )));
+            }
             println!(
                 "{}: ok ({} job{})",
                 cfg.path.display(),

@@ -721,7 +721,16 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
         None => None,
         Some(b) => {
             let pb = PathBuf::from(&b.value);
-            if !pb.join("pg_dump").is_file() {
+            if !pb.is_absolute() {
+                // Relative to what? The daemon's working directory is not a
+                // place an operator chose to hold the programs it runs.
+                p.at(
+                    &b.referenced,
+                    format!("{key}.bin_dir"),
+                    format!("`{}` is a relative path; bin_dir must be absolute", b.value),
+                );
+                ok = false;
+            } else if !pb.join("pg_dump").is_file() {
                 p.at(
                     &b.referenced,
                     format!("{key}.bin_dir"),

@@ -257,6 +257,91 @@ pub fn feed_stdin(
     finish(program, status, copied, kill, tail, drain)
 }
 
+/// Runs `first` with `input` on its stdin and `second` reading what
+/// `transform` makes of `first`'s stdout (`first | transform | second`).
+///
+/// Succeeds only when all input was written, `transform` read `first`'s
+/// output to the end, and both exited 0. `second`'s stdin is closed only
+/// after `first` was judged successful: when `first` or `transform` fails,
+/// `second` is killed while its input is still open, so a consumer such as
+/// `psql --single-transaction` never sees a clean end of a cut-short script
+/// (which it would commit).
+pub fn pipe_through(
+    (first_name, mut first): (&str, Command),
+    input: &mut (dyn Read + Send),
+    transform: &mut dyn FnMut(&mut dyn Read, &mut dyn Write) -> io::Result<()>,
+    (second_name, mut second): (&str, Command),
+    kills: (&KillSwitch, &KillSwitch),
+) -> Result<(), ChildError> {
+    second
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut consumer = spawn(second_name, &mut second, kills.1)?;
+    let (tail2, drain2) = drain_stderr(&mut consumer);
+    first
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut producer = match spawn(first_name, &mut first, kills.0) {
+        Ok(c) => c,
+        Err(e) => {
+            kill_group(consumer.id());
+            let _ = consumer.wait();
+            kills.1.unregister();
+            return Err(e);
+        }
+    };
+    let (tail1, drain1) = drain_stderr(&mut producer);
+    let feed_in = producer.stdin.take();
+    let out1 = producer.stdout.take();
+    let mut in2 = consumer.stdin.take();
+    let (fed, moved) = thread::scope(|scope| {
+        let feeder = scope.spawn(move || match feed_in {
+            // Dropping stdin at the end sends EOF to `first`.
+            Some(mut stdin) => copy(input, &mut stdin, first_name).map(|_| ()),
+            None => Ok(()),
+        });
+        let moved = match (out1, in2.as_mut()) {
+            (Some(mut out), Some(stdin)) => {
+                transform(&mut out, stdin).map_err(|source| ChildError::Write {
+                    program: second_name.to_owned(),
+                    source,
+                })
+            }
+            _ => Ok(()),
+        };
+        if moved.is_err() {
+            kill_group(producer.id());
+        }
+        let fed = feeder.join().unwrap_or_else(|_| {
+            Err(ChildError::Write {
+                program: first_name.to_owned(),
+                source: io::Error::other("input thread panicked"),
+            })
+        });
+        (fed, moved)
+    });
+    let status1 = producer.wait();
+    let first_ok = fed.is_ok() && moved.is_ok() && status1.as_ref().is_ok_and(|s| s.success());
+    if !first_ok {
+        kill_group(consumer.id());
+    }
+    drop(in2);
+    let status2 = consumer.wait();
+    let r1 = finish(
+        first_name,
+        status1,
+        fed.and(moved).map(|_| 0),
+        kills.0,
+        tail1,
+        drain1,
+    );
+    let r2 = finish(second_name, status2, Ok(0), kills.1, tail2, drain2);
+    // The producer's failure is the cause; the consumer was killed for it.
+    r1.and(r2).map(|_| ())
+}
+
 fn copy(from: &mut dyn Read, to: &mut dyn Write, program: &str) -> Result<u64, ChildError> {
     let mut buf = vec![0u8; READ_BUF];
     let mut total = 0u64;

@@ -4,7 +4,11 @@
 //! archives an older `pg_restore` cannot read. So ccbackup prefers the client
 //! of exactly the server's major version and falls back to the nearest newer
 //! one. Candidates: the configured `bin_dir` (alone, when set), else every
-//! `/usr/lib/postgresql/<major>/bin` (Debian/PGDG layout) and `PATH`.
+//! `/usr/lib/postgresql/<major>/bin` (Debian/PGDG layout) and every `PATH`
+//! directory holding the program. Debian's `/usr/bin/pg_dump` is a wrapper
+//! that runs one of the `/usr/lib/postgresql` clients, so a `PATH` candidate
+//! of the same version as one already found is the same client and is not
+//! listed twice.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +20,7 @@ pub struct PgTools {
     /// Directory of the programs; `None` means they are found through `PATH`.
     pub dir: Option<PathBuf>,
     pub major: u32,
-    /// Full `pg_dump --version` version string, e.g. `15.19`.
+    /// Full `--version` version string of the probed program, e.g. `15.19`.
     pub version: String,
 }
 
@@ -27,12 +31,55 @@ impl PgTools {
             None => PathBuf::from(name),
         }
     }
+
+    /// Where the programs are, for logs an operator can follow.
+    pub fn dir_display(&self) -> String {
+        match &self.dir {
+            Some(d) => d.display().to_string(),
+            None => "PATH".to_owned(),
+        }
+    }
+
+    /// Whether `pg_restore` of this version emits `\restrict KEY` for psql
+    /// when given `--restrict-key`: 17.6 and 18 onwards (older majors got it
+    /// in their 2025-08 minors, but they never need the SQL path).
+    pub fn has_restrict_key(&self) -> bool {
+        let minor = self
+            .version
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse::<u32>().ok())
+            .unwrap_or(0);
+        self.major > 17 || (self.major == 17 && minor >= 6)
+    }
+}
+
+/// What the programs are wanted for; says which of them must be present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Dump,
+    Restore,
+}
+
+impl Purpose {
+    /// The programs this purpose runs; the first one is asked its version.
+    pub fn programs(self) -> &'static [&'static str] {
+        match self {
+            Purpose::Dump => &["pg_dump", "pg_dumpall"],
+            Purpose::Restore => &["pg_restore", "psql"],
+        }
+    }
+
+    fn probe_program(self) -> &'static str {
+        self.programs()[0]
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgToolsError {
-    #[error("no pg_dump of major version {need} or newer found for a PostgreSQL {server} server ({}); install the PostgreSQL {need} client programs or set `bin_dir`", describe_found(found))]
+    #[error("no {program} of major version {need} or newer found for a PostgreSQL {server} server ({}); install the PostgreSQL {need} client programs or set `bin_dir`", describe_found(program, found))]
     NoneFits {
+        program: &'static str,
         need: u32,
         server: String,
         found: Vec<(String, String)>,
@@ -43,15 +90,23 @@ pub enum PgToolsError {
         #[source]
         source: ChildError,
     },
+    #[error("`{dir}` has {found} {version} but no {missing}, which {purpose} needs")]
+    Incomplete {
+        dir: String,
+        found: &'static str,
+        version: String,
+        missing: String,
+        purpose: &'static str,
+    },
 }
 
-fn describe_found(found: &[(String, String)]) -> String {
+fn describe_found(program: &str, found: &[(String, String)]) -> String {
     if found.is_empty() {
-        "no pg_dump found at all".to_owned()
+        format!("no {program} found at all")
     } else {
         let list: Vec<String> = found
             .iter()
-            .map(|(dir, v)| format!("pg_dump {v} in {dir}"))
+            .map(|(dir, v)| format!("{program} {v} in {dir}"))
             .collect();
         format!("found {}", list.join(", "))
     }
@@ -89,59 +144,125 @@ pub fn choose(need: u32, found: &[(Option<PathBuf>, String, u32)]) -> Option<usi
         .map(|(i, _)| i)
 }
 
-fn probe(dir: Option<&Path>) -> Result<Option<(String, u32)>, PgToolsError> {
-    let program = match dir {
-        Some(d) => d.join("pg_dump"),
-        None => PathBuf::from("pg_dump"),
-    };
-    if dir.is_some() && !program.is_file() {
+/// Pure: drops candidates that are the same client as an earlier one, by
+/// canonical program path or by identical full version (Debian's
+/// `pg_wrapper` in `/usr/bin` runs one of the `/usr/lib/postgresql`
+/// clients, so its version equals that one's).
+pub fn dedupe(
+    found: Vec<(Option<PathBuf>, String, u32, PathBuf)>,
+) -> Vec<(Option<PathBuf>, String, u32)> {
+    let mut out: Vec<(Option<PathBuf>, String, u32, PathBuf)> = Vec::new();
+    for f in found {
+        let same = out.iter().any(|o| o.3 == f.3 || o.1 == f.1);
+        if !same {
+            out.push(f);
+        }
+    }
+    out.into_iter().map(|(d, v, m, _)| (d, v, m)).collect()
+}
+
+/// Asks `dir/program --version`; `None` when the program is not there.
+fn probe(dir: &Path, program: &str) -> Result<Option<(String, u32)>, PgToolsError> {
+    let path = dir.join(program);
+    if !path.is_file() {
         return Ok(None);
     }
-    let mut cmd = Command::new(&program);
+    let mut cmd = Command::new(&path);
     super::child::clean_env(&mut cmd);
     cmd.arg("--version");
-    match capture("pg_dump", cmd) {
+    match capture(program, cmd) {
         Ok(out) => Ok(parse_version_output(&out)),
-        // pg_dump not on PATH is not an error: other candidates may fit.
-        Err(ChildError::Spawn { .. }) if dir.is_none() => Ok(None),
         Err(source) => Err(PgToolsError::Probe {
-            program: program.display().to_string(),
+            program: path.display().to_string(),
             source,
         }),
     }
 }
 
-/// Finds client programs able to dump a server of `server_version_num`.
-pub fn find(
-    server_version_num: u32,
-    server_version: &str,
-    bin_dir: Option<&Path>,
-) -> Result<PgTools, PgToolsError> {
-    let need = server_major(server_version_num);
-    let mut dirs: Vec<Option<PathBuf>> = Vec::new();
-    match bin_dir {
-        Some(d) => dirs.push(Some(d.to_owned())),
-        None => {
-            if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
-                let mut found: Vec<PathBuf> = rd
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.path().join("bin"))
-                    .collect();
-                found.sort();
-                dirs.extend(found.into_iter().map(Some));
-            }
-            dirs.push(None);
-        }
+/// Candidate directories when no `bin_dir` is configured.
+fn search_dirs(program: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .collect();
+        found.sort();
+        dirs.extend(found);
     }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path).filter(|d| d.join(program).is_file()));
+    }
+    dirs
+}
+
+/// The programs of `purpose` missing from `dir`.
+pub fn missing_programs(dir: &Path, purpose: Purpose) -> Vec<&'static str> {
+    purpose
+        .programs()
+        .iter()
+        .copied()
+        .filter(|p| !dir.join(p).is_file())
+        .collect()
+}
+
+/// Every client of `purpose` found (configured `bin_dir` alone, else the
+/// search), deduplicated, as (dir, version, major).
+pub fn candidates(
+    bin_dir: Option<&Path>,
+    purpose: Purpose,
+) -> Result<Vec<(Option<PathBuf>, String, u32)>, PgToolsError> {
+    let program = purpose.probe_program();
+    let dirs = match bin_dir {
+        Some(d) => vec![d.to_owned()],
+        None => search_dirs(program),
+    };
     let mut found = Vec::new();
     for d in dirs {
-        if let Some((version, major)) = probe(d.as_deref())? {
-            found.push((d, version, major));
+        let Some((version, major)) = probe(&d, program)? else {
+            continue;
+        };
+        // An incomplete search candidate is skipped; a configured one is
+        // judged after the version choice, so a too-old client is reported
+        // as that first.
+        let missing = missing_programs(&d, purpose);
+        if !missing.is_empty() && bin_dir.is_none() {
+            tracing::debug!(dir = %d.display(), missing = %missing.join(", "), "skipping an incomplete PostgreSQL client directory");
+            continue;
         }
+        let canonical = std::fs::canonicalize(d.join(program)).unwrap_or_else(|_| d.join(program));
+        found.push((Some(d), version, major, canonical));
     }
+    Ok(dedupe(found))
+}
+
+/// Finds client programs for `purpose` able to work with a server of
+/// `need` major version (`server_version` is for messages).
+pub fn find_for(
+    need: u32,
+    server_version: &str,
+    bin_dir: Option<&Path>,
+    purpose: Purpose,
+) -> Result<PgTools, PgToolsError> {
+    let mut found = candidates(bin_dir, purpose)?;
     match choose(need, &found) {
         Some(i) => {
             let (dir, version, major) = found.swap_remove(i);
+            if let Some(d) = &dir {
+                let missing = missing_programs(d, purpose);
+                if !missing.is_empty() {
+                    return Err(PgToolsError::Incomplete {
+                        dir: d.display().to_string(),
+                        found: purpose.probe_program(),
+                        version,
+                        missing: missing.join(", "),
+                        purpose: match purpose {
+                            Purpose::Dump => "a backup",
+                            Purpose::Restore => "a restore",
+                        },
+                    });
+                }
+            }
             Ok(PgTools {
                 dir,
                 major,
@@ -149,6 +270,7 @@ pub fn find(
             })
         }
         None => Err(PgToolsError::NoneFits {
+            program: purpose.probe_program(),
             need,
             server: server_version.to_owned(),
             found: found
@@ -165,6 +287,19 @@ pub fn find(
     }
 }
 
+/// Finds `pg_dump`/`pg_dumpall` able to dump a server of `server_version_num`.
+pub fn find(
+    server_version_num: u32,
+    server_version: &str,
+    bin_dir: Option<&Path>,
+) -> Result<PgTools, PgToolsError> {
+    find_for(
+        server_major(server_version_num),
+        server_version,
+        bin_dir,
+        Purpose::Dump,
+    )
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,8 +335,53 @@ mod tests {
     }
 
     #[test]
+    fn debian_wrapper_and_real_client_are_one_candidate() {
+        let c = |dir: &str, v: &str, canon: &str| {
+            (
+                Some(PathBuf::from(dir)),
+                v.to_owned(),
+                parse_version_output(v).map(|x| x.1).unwrap_or(0),
+                PathBuf::from(canon),
+            )
+        };
+        let found = dedupe(vec![
+            c(
+                "/usr/lib/postgresql/15/bin",
+                "15.20",
+                "/usr/lib/postgresql/15/bin/pg_dump",
+            ),
+            c(
+                "/usr/bin",
+                "15.20",
+                "/usr/share/postgresql-common/pg_wrapper",
+            ),
+            c("/opt/pg18/bin", "18.6", "/opt/pg18/bin/pg_dump"),
+            c("/opt/link", "18.6x", "/opt/pg18/bin/pg_dump"),
+        ]);
+        let dirs: Vec<String> = found
+            .iter()
+            .map(|f| f.0.as_ref().unwrap().display().to_string())
+            .collect();
+        assert_eq!(dirs, ["/usr/lib/postgresql/15/bin", "/opt/pg18/bin"]);
+    }
+
+    #[test]
+    fn restrict_key_from_17_6() {
+        let t = |v: &str| PgTools {
+            dir: None,
+            major: parse_version_output(v).unwrap().1,
+            version: v.to_owned(),
+        };
+        assert!(t("18.0").has_restrict_key());
+        assert!(t("17.6").has_restrict_key());
+        assert!(!t("17.5").has_restrict_key());
+        assert!(!t("17").has_restrict_key());
+    }
+
+    #[test]
     fn none_fits_names_both_versions() {
         let err = PgToolsError::NoneFits {
+            program: "pg_dump",
             need: 16,
             server: "16.4".into(),
             found: vec![("/usr/lib/postgresql/15/bin".into(), "15.19".into())],

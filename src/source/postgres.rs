@@ -19,7 +19,9 @@ use super::child::{stream_stdout, ChildError};
 use super::pgtools::{self, PgTools, PgToolsError};
 use super::RunCtx;
 use crate::config::{DatabaseSelection, PostgresConfig};
-use crate::manifest::{Artifact, ArtifactKind, PostgresInfo, TableRows};
+use crate::manifest::{
+    Artifact, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo, TableRows,
+};
 use crate::pipeline::PipelineError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -256,6 +258,102 @@ pub async fn count_rows(client: &Client, database: &str) -> Result<Vec<TableRows
     Ok(out)
 }
 
+/// The database-level properties of `database` that `pg_dump` only writes
+/// for `--create` restores: how it was created (encoding, locale), owner,
+/// ACL, comment and settings. Columns differ between server versions
+/// (`datlocprovider` 15+, `daticurules` 16+, `datlocale` 17+), so the row is
+/// read as JSON and whatever the server has is taken.
+pub async fn database_properties(client: &Client, database: &str) -> Result<DbProperties, PgError> {
+    let err = |what| {
+        let db = database.to_owned();
+        move |source| PgError::Query {
+            database: db,
+            what,
+            source,
+        }
+    };
+    let row = client
+        .query_one(
+            "SELECT row_to_json(d)::text, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), \
+                    shobj_description(d.oid, 'pg_database'), d.datacl IS NULL \
+             FROM pg_database d WHERE d.datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(err("read database properties"))?;
+    let json: String = row.get(0);
+    let cols: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    let text = |k: &str| cols.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let locale_provider = text("datlocprovider").map(|p| match p.as_str() {
+        "i" => "icu".to_owned(),
+        "b" => "builtin".to_owned(),
+        _ => "libc".to_owned(),
+    });
+    let default_acl: bool = row.get(4);
+    let acl = if default_acl {
+        None
+    } else {
+        let rows = client
+            .query(
+                "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, \
+                        a.privilege_type, a.is_grantable \
+                 FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a \
+                 WHERE d.datname = $1 ORDER BY 1 NULLS FIRST, 2",
+                &[&database],
+            )
+            .await
+            .map_err(err("read database ACL"))?;
+        Some(
+            rows.iter()
+                .map(|r| DbGrant {
+                    grantee: r.get(0),
+                    privilege: r.get(1),
+                    grantable: r.get(2),
+                })
+                .collect(),
+        )
+    };
+    let rows = client
+        .query(
+            "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, s.setconfig \
+             FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+             WHERE d.datname = $1 ORDER BY 1 NULLS FIRST",
+            &[&database],
+        )
+        .await
+        .map_err(err("read database settings"))?;
+    let mut settings = Vec::new();
+    for r in &rows {
+        let role: Option<String> = r.get(0);
+        let config: Vec<String> = r.get::<_, Option<Vec<String>>>(1).unwrap_or_default();
+        for c in config {
+            if let Some((name, value)) = c.split_once('=') {
+                settings.push(DbSetting {
+                    role: role.clone(),
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                });
+            }
+        }
+    }
+    let icu = text("datlocale").or_else(|| text("daticulocale"));
+    Ok(DbProperties {
+        owner: row.get(1),
+        encoding: row.get(2),
+        collate: text("datcollate").unwrap_or_default(),
+        ctype: text("datctype").unwrap_or_default(),
+        locale: match locale_provider.as_deref() {
+            Some("icu") | Some("builtin") => icu,
+            _ => None,
+        },
+        locale_provider,
+        icu_rules: text("daticurules"),
+        comment: row.get(3),
+        acl,
+        settings,
+    })
+}
+
 /// A PostgreSQL client program with the password in its environment and
 /// none of the caller's `PG*` connection variables.
 pub fn base_command(tools: &PgTools, program: &str, cfg: &PostgresConfig) -> Command {
@@ -283,16 +381,22 @@ pub async fn backup(
         source,
         server = %server.version,
         pg_dump = %tools.version,
+        bin_dir = %tools.dir_display(),
         databases = server.databases.len(),
         "dumping PostgreSQL"
     );
-    let info = |database: Option<String>, tables| PostgresInfo {
+    if let Some(w) = newer_client_warning(&tools, &server.version, server.version_num) {
+        tracing::warn!(source, "{w}");
+    }
+    let info = |database: Option<String>, tables, database_properties| PostgresInfo {
         database,
         server_version: server.version.clone(),
         server_version_num: server.version_num,
         pg_dump_version: tools.version.clone(),
         tables,
+        database_properties,
     };
+    let admin = connect(cfg, &cfg.maintenance_db).await?;
     let mut artifacts = Vec::new();
 
     if cfg.globals {
@@ -312,7 +416,7 @@ pub async fn backup(
             source,
             ArtifactKind::PgGlobals,
             up,
-            Some(info(None, None)),
+            Some(info(None, None, None)),
             None,
         ));
     }
@@ -349,6 +453,7 @@ pub async fn backup(
             None
         };
 
+        let props = database_properties(&admin, db).await?;
         let mut cmd = base_command(&tools, "pg_dump", cfg);
         cmd.arg("--format=custom")
             .arg("--compress=0")
@@ -386,11 +491,39 @@ pub async fn backup(
             source,
             ArtifactKind::PgDump,
             up,
-            Some(info(Some(db.clone()), tables)),
+            Some(info(Some(db.clone()), tables, Some(props))),
             None,
         ));
     }
     Ok(artifacts)
+}
+
+/// The operator-facing note when the client programs are of a newer major
+/// than the server: the archive then needs a `pg_restore` that new, which
+/// restores onto a server before 17 only through SQL (see
+/// `restore::restore_database`).
+pub fn newer_client_warning(
+    tools: &PgTools,
+    server_version: &str,
+    version_num: u32,
+) -> Option<String> {
+    let server = pgtools::server_major(version_num);
+    (tools.major > server).then(|| {
+        format!(
+            "pg_dump {} (in {}) is newer than the PostgreSQL {server_version} server: its archives need \
+             pg_restore {} or newer, so restoring them needs that client too{}",
+            tools.version,
+            tools.dir_display(),
+            tools.major,
+            if tools.major >= 17 && server < 17 {
+                format!(
+                    "; onto a PostgreSQL {server} server ccbackup restores them as SQL through psql"
+                )
+            } else {
+                String::new()
+            }
+        )
+    })
 }
 
 #[cfg(test)]
