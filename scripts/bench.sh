@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks ccbackup against the shell baselines, side by side in one run.
 #
-#   bash scripts/bench.sh [backup|rrd|restore|all]   (default: all)
+#   bash scripts/bench.sh [backup|rrd|restore|crypto|all]   (default: all)
 #
 # backup:  a >= 1 GB database of mixed rows; alternately `ccbackup run-now`
 #          to a file:// store and `pg_dump -Fc -Z0 DB | zstd -3 -T1 > FILE`;
@@ -13,6 +13,9 @@
 #          pg_restore -d DB`, and with --jobs 2 against `createdb; zstd -d
 #          FILE; pg_restore -j2` (and, for reference, a bare pg_restore -j2
 #          of an already decompressed file).
+# crypto:  the same database backed up (`run-now`) and restored (`restore
+#          --jobs 1`) plain and encrypted to an age recipient, alternately;
+#          the ratio is encrypted/plain (target: <= 1.05 for both).
 #
 # Environment: BENCH_DIR (default /var/tmp/ccbackup-bench), BENCH_REPS (3),
 # BENCH_DB_ROWS (4200000 rows, about 1.1 GB), BENCH_RRD_FILES (50000).
@@ -188,10 +191,55 @@ bench_restore() {
   report "restore of $db (--jobs 2, reference)" "$c2" "$p2" "$r" "pg_restore -j2 of a decompressed file"
 }
 
+bench_crypto() {
+  ensure_db
+  rm -rf "$dir/keys"
+  "$bin" keys generate "$dir/keys" >/dev/null
+  local pg_src="postgres: {host: 127.0.0.1, port: 5432, user: postgres, databases: [$db], globals: false}"
+  cat > "$dir/plain.yaml" <<YAML
+store:
+  url: file://$dir/plainstore
+jobs:
+  - name: bench
+    sources:
+      - name: db
+        $pg_src
+YAML
+  cat > "$dir/enc.yaml" <<YAML
+store:
+  url: file://$dir/encstore
+encryption:
+  recipients: ["$(cat "$dir/keys/age-recipient.txt")"]
+  identity_file: $dir/keys/age-identity.txt
+jobs:
+  - name: bench
+    sources:
+      - name: db
+        $pg_src
+YAML
+  local t=${db}_crypto
+  local cp="" ce="" r="" rp="" re="" rr="" out
+  for i in $(seq 1 "$reps"); do
+    rm -rf "$dir/plainstore" "$dir/encstore"
+    out=$(timed "$bin" --config "$dir/plain.yaml" --log-format json run-now); cp="$cp ${out% *}"
+    out=$(timed "$bin" --config "$dir/enc.yaml" --log-format json run-now); ce="$ce ${out% *}"; r="$r ${out#* }"
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+    out=$(timed "$bin" --config "$dir/plain.yaml" --log-format json restore --source db --target-db "$t"); rp="$rp ${out% *}"
+    pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+    out=$(timed "$bin" --config "$dir/enc.yaml" --log-format json restore --source db --target-db "$t"); re="$re ${out% *}"; rr="$rr ${out#* }"
+    echo "  rep $i done"
+  done
+  pg -d postgres -c "DROP DATABASE IF EXISTS $t WITH (FORCE)"
+  report "encrypted backup of $db (ratio: encrypted/plain)" "$ce" "$cp" "$r" "plain ccbackup run-now"
+  report "encrypted restore of $db, --jobs 1 (ratio: encrypted/plain)" "$re" "$rp" "$rr" "plain ccbackup restore"
+  echo "  stored: plain $(du -sb "$dir/plainstore" | cut -f1) B, encrypted $(du -sb "$dir/encstore" | cut -f1) B"
+}
+
 case "$what" in
   backup) bench_backup ;;
   rrd) bench_rrd ;;
   restore) bench_restore ;;
-  all) bench_backup; bench_rrd; bench_restore ;;
-  *) echo "usage: $0 [backup|rrd|restore|all]" >&2; exit 2 ;;
+  crypto) bench_crypto ;;
+  all) bench_backup; bench_rrd; bench_restore; bench_crypto ;;
+  *) echo "usage: $0 [backup|rrd|restore|crypto|all]" >&2; exit 2 ;;
 esac

@@ -136,9 +136,14 @@ pub(super) fn signing(
     };
     if let (Some(sk), Some(pk)) = (&signer, &public) {
         if sk.verifier().to_base64() != pk.to_base64() {
+            let (loc, which) = match (&v.public_key, &v.public_key_file) {
+                (Some(k), _) => (&k.referenced, "public_key"),
+                (_, Some(f)) => (&f.referenced, "public_key_file"),
+                _ => (&s.referenced, ""),
+            };
             p.at(
-                &s.referenced,
-                key.to_owned(),
+                loc,
+                format!("{key}.{which}").trim_end_matches('.').to_owned(),
                 "secret_key_file and the public key are not a pair: manifests signed with the one would not verify with the other",
             );
             return None;

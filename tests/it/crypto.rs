@@ -501,3 +501,56 @@ fn encrypted_and_signed_round_trip_on_azure() {
         &[("AZURITE_BLOB_STORAGE_URL", url.as_str())],
     );
 }
+
+#[test]
+fn bad_keys_are_configuration_errors_with_line_and_key() {
+    let k = Keys::new();
+    let other = Keys::new();
+    let ws = Workspace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let encrypted_key = dir.path().join("enc.key");
+    // A key ccbackup cannot sign with (password-protected, or garbled).
+    std::fs::write(
+        &encrypted_key,
+        "untrusted comment: minisign encrypted secret key\nRWRTY0IyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+    )
+    .unwrap();
+    let body = format!(
+        "store:\n  url: {}\nencryption:\n  recipients: [\"age1notakey\"]\nsigning:\n  secret_key_file: {}\n  public_key: \"{}\"\njobs:\n  - name: j\n    encryption:\n      recipients_file: /nonexistent/recipients\n    sources:\n      - name: etc\n        files: {{path: /tmp}}\n",
+        ws.store_url(),
+        k.path("minisign.key").display(),
+        other.public_key(),
+    );
+    let cfg = ws.config(&body);
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let err = run.stderr();
+    let file = cfg.display().to_string();
+    for (line, key) in [
+        (4, "encryption.recipients[0]"),
+        (7, "signing.public_key"),
+        (11, "jobs[0].encryption.recipients_file"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{file}:{line}:")) && l.contains(key)),
+            "missing {key} at line {line} in:\n{err}"
+        );
+    }
+    assert!(err.contains("not a pair"), "{err}");
+    // Nothing secret is echoed.
+    let secret = std::fs::read_to_string(k.path("minisign.key")).unwrap();
+    assert!(!err.contains(secret.lines().last().unwrap()), "{err}");
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\nsigning:\n  secret_key_file: {}\njobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: /tmp}}\n",
+        ws.store_url(),
+        encrypted_key.display()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2));
+    assert!(
+        run.stderr().contains("signing.secret_key_file"),
+        "{}",
+        run.stderr()
+    );
+}

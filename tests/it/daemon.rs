@@ -487,3 +487,47 @@ async fn head_requests_get_the_headers_of_get_and_no_body() {
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_issue9_damaged_backups_show_in_metrics_at_start() {
+    let ws = Workspace::new();
+    // No schedule that fires during the test: the count comes from start-up.
+    let src = ws.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        src.display()
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let bad = ws.store_dir().join("j").join("20200101T000000Z-abcdef");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("manifest.json"), b"{ garbage").unwrap();
+    let d = start(&cfg, None).await;
+    // The catalog is listed just after the listener is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (code, body) = get(d.addr, "/metrics").await;
+        assert_eq!(code, 200);
+        if sample(&body, "ccbackup_backups_stored{job=\"j\"}").is_some() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never listed the store: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        sample(&body, "ccbackup_backups_damaged{job=\"j\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "ccbackup_backups_stored{job=\"j\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    d.stop(Duration::from_secs(10)).await.unwrap();
+}

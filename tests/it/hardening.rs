@@ -343,3 +343,43 @@ fn regression_issue9_system_databases_are_refused_as_targets() {
 }
 
 use crate::support_s3;
+
+/// Peak RSS in KiB of a finished child, from wait4(2).
+fn run_measuring_rss(cfg: &Path, args: &[&str]) -> (i32, i64) {
+    let child = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 on our own child's pid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+#[test]
+fn regression_issue9_restore_test_streams_big_files() {
+    let data = tempfile::tempdir().unwrap();
+    // 600 MiB of zeros: tiny once compressed, huge if read whole.
+    let f = std::fs::File::create(data.path().join("big.img")).unwrap();
+    f.set_len(600 * 1024 * 1024).unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        data.path().display()
+    ));
+    backup(&cfg);
+    let (code, rss_kib) = run_measuring_rss(&cfg, &["verify", "--restore-test"]);
+    assert_eq!(code, 0);
+    assert!(
+        rss_kib < 200 * 1024,
+        "verify --restore-test peaked at {} MiB",
+        rss_kib / 1024
+    );
+}
