@@ -344,7 +344,9 @@ fn regression_issue9_system_databases_are_refused_as_targets() {
 
 use crate::support_s3;
 
-/// Peak RSS in KiB of a finished child, from wait4(2).
+/// Peak RSS in KiB of a finished child, from wait4(2) (which reaps it, so
+/// std's `wait` is not used).
+#[allow(clippy::zombie_processes)]
 fn run_measuring_rss(cfg: &Path, args: &[&str]) -> (i32, i64) {
     let child = std::process::Command::new(bin())
         .arg("--config")
