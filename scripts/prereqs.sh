@@ -15,6 +15,8 @@ command -v pgrep >/dev/null || need+=(procps)
 # without ccbackup.
 command -v age >/dev/null || need+=(age)
 command -v minisign >/dev/null || need+=(minisign)
+# promtool checks the shipped alert rules and the metrics exposition.
+command -v promtool >/dev/null || need+=(prometheus)
 command -v psql >/dev/null || need+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then

@@ -191,13 +191,20 @@ pub struct Opener {
     pub path: PathBuf,
     pub art: Artifact,
     pub ids: Option<std::sync::Arc<Identities>>,
+    /// Counts the raw bytes read, for the progress line.
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl Opener {
     /// [`open_artifact`] with its error as an `io::Error` carrying the
     /// message (the key, and what is missing or wrong).
     pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
-        open_artifact(&self.path, &self.art, self.ids.as_deref()).map_err(io::Error::other)
+        let r =
+            open_artifact(&self.path, &self.art, self.ids.as_deref()).map_err(io::Error::other)?;
+        Ok(match &self.progress {
+            Some(p) => Box::new(crate::progress::Counted::new(r, p.clone())),
+            None => r,
+        })
     }
 }
 

@@ -8,7 +8,10 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
 use crate::manifest::Artifact;
+use crate::progress::{Phase, Progress};
 use crate::store::{artifact_path, Repo};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +97,15 @@ fn compare(art: &Artifact, key: &str, size: u64, hasher: Sha256) -> Result<(), F
 
 /// Hashes a local file with large reads on a blocking thread: the object
 /// store's generic reader goes through small chunks, several times slower.
-async fn verify_local_file(path: &Path, key: String, art: &Artifact) -> Result<(), FetchError> {
+async fn verify_local_file(
+    path: &Path,
+    key: String,
+    art: &Artifact,
+    progress: &Arc<Progress>,
+) -> Result<(), FetchError> {
     let p = path.to_owned();
     let k = key.clone();
+    let progress = progress.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Sha256)> {
         use std::io::Read;
         let mut f = std::fs::File::open(&p)?;
@@ -110,6 +119,7 @@ async fn verify_local_file(path: &Path, key: String, art: &Artifact) -> Result<(
             }
             hasher.update(&buf[..n]);
             size += n as u64;
+            progress.add_done(n as u64);
         }
     })
     .await
@@ -146,6 +156,7 @@ pub async fn stage(
     id: &str,
     art: &Artifact,
     dest: &Path,
+    progress: &Progress,
 ) -> Result<(), FetchError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let stage_err = |source| FetchError::Stage {
@@ -165,7 +176,12 @@ pub async fn stage(
     }
     let file = std::fs::File::create(dest).map_err(stage_err)?;
     let mut w = std::io::BufWriter::with_capacity(1024 * 1024, file);
-    let result = stream_verified(repo, job, id, art, |b| w.write_all(b)).await;
+    let result = stream_verified(repo, job, id, art, |b| {
+        progress.add_stored_bytes(b.len() as u64);
+        progress.add_done(b.len() as u64);
+        w.write_all(b)
+    })
+    .await;
     let result = result.and_then(|()| w.flush().map_err(stage_err));
     if result.is_err() {
         let _ = std::fs::remove_file(dest);
@@ -174,11 +190,23 @@ pub async fn stage(
 }
 
 /// Checks an artifact's size and sha256 without keeping it (bounded memory).
-pub async fn verify(repo: &Repo, job: &str, id: &str, art: &Artifact) -> Result<(), FetchError> {
+pub async fn verify(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    progress: &Arc<Progress>,
+) -> Result<(), FetchError> {
     if let Some(p) = local_path(repo, job, id, art) {
-        return verify_local_file(&p, artifact_path(job, id, &art.key).to_string(), art).await;
+        let key = artifact_path(job, id, &art.key).to_string();
+        return verify_local_file(&p, key, art, progress).await;
     }
-    stream_verified(repo, job, id, art, |_| Ok(())).await
+    stream_verified(repo, job, id, art, |b| {
+        progress.add_stored_bytes(b.len() as u64);
+        progress.add_done(b.len() as u64);
+        Ok(())
+    })
+    .await
 }
 
 /// The artifact's file in a `file://` store, if it is there.
@@ -197,11 +225,15 @@ pub async fn verified_local(
     id: &str,
     art: &Artifact,
     stage_path: &Path,
+    progress: &Arc<Progress>,
 ) -> Result<std::path::PathBuf, FetchError> {
     if let Some(p) = local_path(repo, job, id, art) {
-        verify_local_file(&p, artifact_path(job, id, &art.key).to_string(), art).await?;
+        progress.start_phase(Phase::Checking, art.stored_bytes);
+        let key = artifact_path(job, id, &art.key).to_string();
+        verify_local_file(&p, key, art, progress).await?;
         return Ok(p);
     }
-    stage(repo, job, id, art, stage_path).await?;
+    progress.start_phase(Phase::Downloading, art.stored_bytes);
+    stage(repo, job, id, art, stage_path, progress).await?;
     Ok(stage_path.to_owned())
 }

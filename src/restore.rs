@@ -22,6 +22,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::{CryptoError, Identities, Opener};
+use crate::progress::{Phase, Progress};
 
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::extract::{extract_tree_checked, ExtractError, ExtractOptions, ExtractReport};
@@ -59,6 +60,8 @@ pub struct RestoreRequest {
     pub cancel: CancellationToken,
     /// age identities for encrypted artifacts.
     pub identities: Option<std::sync::Arc<Identities>>,
+    /// Counters for the terminal's progress line.
+    pub progress: Option<std::sync::Arc<Progress>>,
 }
 
 /// One thing to restore.
@@ -398,7 +401,7 @@ pub async fn run(
             check_target(state, target, database, req).map_err(RestoreError::Plan)?;
             report.push(format!(
                 "database `{database}` ({} from {}) -> `{target}` on {}:{} ({})",
-                crate::app::human_bytes(artifact.raw_bytes),
+                crate::progress::human(artifact.raw_bytes),
                 artifact.key,
                 cfg.host,
                 cfg.port,
@@ -424,13 +427,15 @@ pub async fn run(
         }
     }
 
+    let progress = req.progress.clone().unwrap_or_default();
+
     // Download and verify everything before applying anything.
     let mut staged = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let a = step.artifact();
         let path = staging.path().join(format!("{i}.zst"));
         let fetched = tokio::select! {
-            r = fetch::verified_local(repo, &m.job, &m.id, a, &path) => r?,
+            r = fetch::verified_local(repo, &m.job, &m.id, a, &path, &progress) => r?,
             // Nothing has been applied yet; the staging directory goes
             // with `staging` when this returns.
             _ = req.cancel.cancelled() => return Err(RestoreError::Interrupted {
@@ -471,6 +476,7 @@ pub async fn run(
                 ),
             });
         }
+        progress.start_phase(Phase::Restoring, step.artifact().raw_bytes);
         match step {
             Step::Globals { artifact } => {
                 let cfg = pg_config(job, &artifact.source)?;
@@ -524,7 +530,7 @@ fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) ->
         a.key,
         dest.display(),
         r.written,
-        crate::app::human_bytes(r.bytes)
+        crate::progress::human(r.bytes)
     );
     if dry_run && !r.would_replace.is_empty() {
         s.push_str(&format!(
@@ -558,6 +564,7 @@ async fn restore_tree(
         path: staged.to_owned(),
         art: a.clone(),
         ids: req.identities.clone(),
+        progress: req.progress.clone(),
     };
     let dest_c = dest.to_owned();
     let key = a.key.clone();
@@ -653,6 +660,7 @@ async fn restore_database(
             path: staged.to_owned(),
             art: a.clone(),
             ids: req.identities.clone(),
+            progress: req.progress.clone(),
         },
         staging_dir: staging_dir.to_owned(),
         raw_bytes: a.raw_bytes,
@@ -769,6 +777,7 @@ async fn apply_globals(
         path: staged.to_owned(),
         art: a.clone(),
         ids: req.identities.clone(),
+        progress: req.progress.clone(),
     };
     Ok(globals::apply(cfg, &a.key, &opener, req.keep_role_passwords, req.dry_run).await?)
 }

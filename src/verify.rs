@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::{Identities, Opener};
+use crate::progress::{Phase, Progress};
 
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::fetch::{self, FetchError};
@@ -32,27 +33,37 @@ pub struct Finding {
     pub problem: Option<String>,
 }
 
+/// How to verify.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Restore into scratch databases and read every archive, not only
+    /// compare checksums.
+    pub restore_test: bool,
+    /// age identities, needed by a restore test of encrypted artifacts.
+    pub identities: Option<Arc<Identities>>,
+    /// Fired on SIGINT/SIGTERM (or daemon shutdown): stop after cleaning up.
+    pub cancel: CancellationToken,
+    pub progress: Arc<Progress>,
+}
+
 /// Verifies one backup; returns one finding per artifact (and per failed
 /// restore test).
 pub async fn verify_backup(
     repo: &Repo,
     job: &JobConfig,
     m: &Manifest,
-    restore_test: bool,
-    identities: Option<Arc<Identities>>,
-    cancel: &CancellationToken,
+    opts: &VerifyOptions,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for a in &m.artifacts {
-        if cancel.is_cancelled() {
+        if opts.cancel.is_cancelled() {
             break;
         }
-        let problem = if restore_test {
-            restore_check(repo, job, m, a, identities.clone(), cancel)
-                .await
-                .err()
+        let problem = if opts.restore_test {
+            restore_check(repo, job, m, a, opts).await.err()
         } else {
-            fetch::verify(repo, &m.job, &m.id, a)
+            opts.progress.start_phase(Phase::Checking, a.stored_bytes);
+            fetch::verify(repo, &m.job, &m.id, a, &opts.progress)
                 .await
                 .err()
                 .map(|e| e.to_string())
@@ -71,30 +82,32 @@ async fn restore_check(
     job: &JobConfig,
     m: &Manifest,
     a: &Artifact,
-    identities: Option<Arc<Identities>>,
-    cancel: &CancellationToken,
+    opts: &VerifyOptions,
 ) -> Result<(), String> {
     if a.kind == ArtifactKind::PgDump {
         // The restore stages and verifies the artifact itself.
-        return restore_test_db(repo, job, m, a, identities, cancel).await;
+        return restore_test_db(repo, job, m, a, opts).await;
     }
-    if a.encryption.is_some() && identities.is_none() {
+    if a.encryption.is_some() && opts.identities.is_none() {
         return Err(crate::crypto::CryptoError::NoIdentity { key: a.key.clone() }.to_string());
     }
     let dir = tempfile::Builder::new()
         .prefix("ccbackup-verify-")
         .tempdir()
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-    let staged = fetch::verified_local(repo, &m.job, &m.id, a, &dir.path().join("artifact.zst"))
+    let staged_at = dir.path().join("artifact.zst");
+    let staged = fetch::verified_local(repo, &m.job, &m.id, a, &staged_at, &opts.progress)
         .await
         .map_err(|e: FetchError| e.to_string())?;
+    opts.progress.start_phase(Phase::Testing, a.raw_bytes);
     let opener = Opener {
         path: staged,
         art: a.clone(),
-        ids: identities,
+        ids: opts.identities.clone(),
+        progress: Some(opts.progress.clone()),
     };
     let a = a.clone();
-    let stop = cancel.clone();
+    let stop = opts.cancel.clone();
     tokio::task::spawn_blocking(move || match a.kind {
         ArtifactKind::RrdTar => check_tree(&opener, true, &stop),
         ArtifactKind::FilesTar => check_tree(&opener, false, &stop),
@@ -177,8 +190,7 @@ async fn restore_test_db(
     job: &JobConfig,
     m: &Manifest,
     a: &Artifact,
-    identities: Option<Arc<Identities>>,
-    cancel: &CancellationToken,
+    opts: &VerifyOptions,
 ) -> Result<(), String> {
     let cfg = pg_source(job, &a.source)?;
     let db = a
@@ -198,8 +210,9 @@ async fn restore_test_db(
         target_db: Some(scratch.clone()),
         jobs: 1,
         no_owner: true,
-        cancel: cancel.clone(),
-        identities,
+        cancel: opts.cancel.clone(),
+        identities: opts.identities.clone(),
+        progress: Some(opts.progress.clone()),
         ..Default::default()
     };
     let restored = restore::run(repo, job, m, &req)

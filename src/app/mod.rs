@@ -217,19 +217,42 @@ async fn select_backups(repo: &store::Repo, job: &str, which: &str) -> Result<Se
     }
 }
 
+/// While alive, shows `progress` on stderr twice a second, when stderr is a
+/// terminal; logs and pipes get no progress lines and no escape codes.
+pub(super) struct ProgressView(tokio::task::JoinHandle<()>);
+
+impl Drop for ProgressView {
+    fn drop(&mut self) {
+        self.0.abort();
+        clear_progress_line();
+    }
+}
+
+pub(super) fn show_progress(label: &str, p: Arc<Progress>) -> Option<ProgressView> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let label = label.to_owned();
+    Some(ProgressView(tokio::spawn(async move {
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{}", p.line(&label, start.elapsed()));
+            let _ = err.flush();
+        }
+    })))
+}
+
+/// Erases the progress line before ordinary output, on a terminal only.
+pub(super) fn clear_progress_line() {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+}
+
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    crate::progress::human(n)
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub(super) async fn restore(
         allow_system_db: a.allow_system_db,
         cancel: intr.token(),
         identities,
+        progress: Some(Arc::new(Progress::new())),
     };
     println!(
         "{} backup {}/{} taken {}",
@@ -58,12 +59,34 @@ pub(super) async fn restore(
         m.started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    let lines = crate::restore::run(&repo, job, &m, &req)
-        .await
-        .map_err(failed)?;
-    for l in lines {
+    let started = Instant::now();
+    let view = req
+        .progress
+        .clone()
+        .and_then(|p| super::show_progress("restore", p));
+    let result = crate::restore::run(&repo, job, &m, &req).await;
+    drop(view);
+    let lines = result.map_err(failed)?;
+    for l in &lines {
         println!("  {l}");
     }
+    let raw = req.progress.as_ref().map_or(0, |p| p.raw_bytes());
+    println!(
+        "{} backup {}/{} in {:.1} s{}",
+        if req.dry_run {
+            "planned restore of"
+        } else {
+            "restored"
+        },
+        m.job,
+        m.id,
+        started.elapsed().as_secs_f64(),
+        if req.dry_run {
+            String::new()
+        } else {
+            format!(" ({} written)", human_bytes(raw))
+        }
+    );
     Ok(())
 }
 
@@ -83,6 +106,10 @@ pub(super) async fn verify(
         .with_signing(cfg.signing.as_ref());
     let mut bad = 0;
     let mut checked = 0;
+    let mut backups = 0;
+    let started = Instant::now();
+    let progress = Arc::new(Progress::new());
+    let _view = super::show_progress("verify", progress.clone());
     for job in jobs {
         let sel = select_backups(&repo, &job.name, which).await?;
         for d in &sel.damaged {
@@ -113,9 +140,15 @@ pub(super) async fn verify(
             } else {
                 None
             };
-            let findings =
-                crate::verify::verify_backup(&repo, job, &m, restore_test, ids, &intr.token())
-                    .await;
+            let opts = crate::verify::VerifyOptions {
+                restore_test,
+                identities: ids,
+                cancel: intr.token(),
+                progress: progress.clone(),
+            };
+            backups += 1;
+            let findings = crate::verify::verify_backup(&repo, job, &m, &opts).await;
+            super::clear_progress_line();
             for f in findings {
                 checked += 1;
                 match &f.problem {
@@ -133,11 +166,21 @@ pub(super) async fn verify(
             "verify stopped after checking {checked} artifacts ({bad} bad); scratch databases and staging were removed"
         )));
     }
+    let took = started.elapsed().as_secs_f64();
     if bad > 0 {
         return Err(failed(anyhow::anyhow!(
-            "verify found {bad} of {checked} artifacts bad"
+            "verify found {bad} of {checked} artifacts bad ({backups} backups, {took:.1} s)"
         )));
     }
+    println!(
+        "verified {checked} artifacts of {backups} backup{}{}: all ok ({took:.1} s)",
+        if backups == 1 { "" } else { "s" },
+        if restore_test {
+            " with restore tests"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 

@@ -230,6 +230,21 @@ impl Metrics {
                 ));
             }
         }
+        let mut last = Vec::new();
+        for (name, s) in &jobs {
+            if let Some(o) = s.last_outcome {
+                last.push((
+                    format!("job=\"{}\",outcome=\"{o}\"", escape(name)),
+                    "1".to_owned(),
+                ));
+            }
+        }
+        family(
+            "ccbackup_last_run_outcome",
+            "gauge",
+            "1 for the outcome of the job's last run (alert on outcome=\"failure\").",
+            last,
+        );
         family(
             "ccbackup_runs_total",
             "counter",
@@ -292,6 +307,7 @@ impl Metrics {
              ccbackup_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
+        super::process::render(&mut out, &super::process::read());
         out
     }
 }
@@ -328,6 +344,7 @@ mod tests {
         assert!(text.contains("ccbackup_runs_total{job=\"db \\\"x\\\"\",outcome=\"success\"} 2"));
         assert!(text.contains("ccbackup_runs_total{job=\"db \\\"x\\\"\",outcome=\"failure\"} 0"));
         assert!(text.contains("ccbackup_last_run_bytes{job=\"db \\\"x\\\"\"} 1234"));
+        assert!(text.contains("process_resident_memory_bytes "));
         assert!(text
             .contains("ccbackup_last_success_timestamp_seconds{job=\"db \\\"x\\\"\"} 1795568400"));
     }

@@ -52,6 +52,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod process;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

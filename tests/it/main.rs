@@ -1,5 +1,6 @@
 //! Integration tests: one binary, modules per area, to keep link time down.
 
+mod alerting;
 mod azure;
 mod backup;
 mod config_errors;
@@ -14,6 +15,7 @@ mod interrupt;
 mod lock;
 mod pgauth;
 mod pgversions;
+mod progress;
 mod prune;
 mod restore;
 mod retention;
