@@ -1,5 +1,8 @@
 //! Integration tests: one binary, modules per area, to keep link time down.
 
+// Tests fail loudly by unwrapping; the lint is for the library and binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod alerting;
 mod azure;
 mod backup;
