@@ -577,4 +577,24 @@ mod tests {
             check_key(good).unwrap();
         }
     }
+
+    /// The first release's manifests must stay readable: a format change
+    /// that breaks this fixture needs a migration, not a silent edit.
+    #[test]
+    fn golden_format_1_manifest_still_reads() {
+        let text = include_str!("../tests/fixtures/manifest-format1.json");
+        let m = parse(text.as_bytes(), "fixture").unwrap();
+        check_location(&m, "concertim", "20261125T020000Z-1a2b3c").unwrap();
+        assert_eq!(m.artifacts.len(), 4);
+        assert_eq!(m.stored_bytes(), 1003 + 262144 + 31337 + 812);
+        assert_eq!(m.source_names(), ["db", "rrd", "etc"]);
+        let dump = &m.artifacts[1];
+        assert_eq!(dump.kind, ArtifactKind::PgDump);
+        let pg = dump.postgres.as_ref().unwrap();
+        assert_eq!(pg.database.as_deref(), Some("ct-vis"));
+        assert_eq!(pg.tables.as_ref().unwrap()[0].rows, 12);
+        assert!(dump.encryption.is_none());
+        let tree = m.artifacts[3].tree.as_ref().unwrap();
+        assert_eq!((tree.files, tree.symlinks), (1, 0));
+    }
 }
