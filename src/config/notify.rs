@@ -171,11 +171,7 @@ fn mailbox(v: &Spanned<String>, key: &str, p: &mut Problems) -> bool {
 
 /// `username` and `password_file` come together; the password is read now
 /// so a missing file is a configuration error, not a silent mail failure.
-fn credentials(
-    r: &raw::RawEmail,
-    key: &str,
-    p: &mut Problems,
-) -> (Option<String>, Option<Secret>) {
+fn credentials(r: &raw::RawEmail, key: &str, p: &mut Problems) -> (Option<String>, Option<Secret>) {
     match (&r.username, &r.password_file) {
         (None, None) => (None, None),
         (Some(u), None) => {
@@ -232,15 +228,26 @@ mod tests {
         let c = config("  on_success: true\n").unwrap();
         assert!(c.notify.on.success && !c.notify.on.start);
         let e = problems("  on: [success]\n  on_success: true\n");
-        assert!(e.contains("notify.on_success") && e.contains("old spelling"), "{e}");
+        assert!(
+            e.contains("notify.on_success") && e.contains("old spelling"),
+            "{e}"
+        );
         let e = problems("  on: [sucess]\n");
-        assert!(e.contains("notify.on[0]") && e.contains("unknown event"), "{e}");
+        assert!(
+            e.contains("notify.on[0]") && e.contains("unknown event"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_urls_are_named_by_entry_not_by_text() {
-        let e = problems("  healthchecks: [\"ftp://hc/SECRET-UUID\"]\n  slack: [\"not a url TOKEN\"]\n");
-        assert!(e.contains("notify.healthchecks[0]") && e.contains("notify.slack[0]"), "{e}");
+        let e = problems(
+            "  healthchecks: [\"ftp://hc/SECRET-UUID\"]\n  slack: [\"not a url TOKEN\"]\n",
+        );
+        assert!(
+            e.contains("notify.healthchecks[0]") && e.contains("notify.slack[0]"),
+            "{e}"
+        );
         assert!(!e.contains("SECRET-UUID") && !e.contains("TOKEN"), "{e}");
     }
 
@@ -254,7 +261,9 @@ mod tests {
         assert!(e.contains("notify.email.password_file"), "{e}");
         let e = problems("  email: {server: mail, from: nope, to: [x@y.z]}\n");
         assert!(e.contains("notify.email.from"), "{e}");
-        let e = problems("  email: {server: mail, from: a@b.c, to: [x@y.z], tls: true, starttls: true}\n");
+        let e = problems(
+            "  email: {server: mail, from: a@b.c, to: [x@y.z], tls: true, starttls: true}\n",
+        );
         assert!(e.contains("notify.email.starttls"), "{e}");
     }
 
@@ -266,8 +275,10 @@ mod tests {
         let c = config("  email: {server: mail, from: a@b.c, to: [x@y.z], tls: true}\n").unwrap();
         let m = c.notify.email.unwrap();
         assert_eq!((m.security, m.port), (SmtpSecurity::Tls, 465));
-        let c = config("  email: {server: mail, port: 2525, starttls: false, from: a@b.c, to: [x@y.z]}\n")
-            .unwrap();
+        let c = config(
+            "  email: {server: mail, port: 2525, starttls: false, from: a@b.c, to: [x@y.z]}\n",
+        )
+        .unwrap();
         let m = c.notify.email.unwrap();
         assert_eq!((m.security, m.port), (SmtpSecurity::Plain, 2525));
     }

@@ -75,9 +75,13 @@ async fn deliver(cfg: &EmailConfig, event: Event<'_>) -> Result<(), MailError> {
     Ok(())
 }
 
+/// The server and port say which relay failed; credentials never appear.
+pub(super) fn target(cfg: &EmailConfig) -> String {
+    format!("smtp://{}:{}", cfg.server, cfg.port)
+}
+
 pub(super) async fn send(cfg: &EmailConfig, event: Event<'_>) {
-    // The server and port say which relay failed; credentials never appear.
-    let target = format!("smtp://{}:{}", cfg.server, cfg.port);
+    let target = target(cfg);
     match deliver(cfg, event).await {
         Ok(()) => tracing::debug!(channel = "email", target = %target, "notification sent"),
         Err(e) => {

@@ -58,7 +58,11 @@ mod tests {
         };
         let u = ping_url("https://hc.example/ping/abc/", Event::Start(&s)).unwrap();
         assert_eq!(u.as_str(), "https://hc.example/ping/abc/start?rid=r1");
-        let u = ping_url("https://hc.example/ping/key/slug?create=1", Event::Start(&s)).unwrap();
+        let u = ping_url(
+            "https://hc.example/ping/key/slug?create=1",
+            Event::Start(&s),
+        )
+        .unwrap();
         assert_eq!(
             u.as_str(),
             "https://hc.example/ping/key/slug/start?create=1&rid=r1"

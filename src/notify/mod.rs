@@ -122,26 +122,41 @@ impl Targets {
 /// Sends `event` to every target at once, each call bounded by
 /// [`TIMEOUT`]. Never fails; problems are logged.
 pub async fn send(client: &reqwest::Client, targets: &Targets, event: Event<'_>) {
-    let mut calls: Vec<BoxFuture<'_, ()>> = Vec::new();
+    // (channel, redacted target, call)
+    let mut calls: Vec<(&str, String, BoxFuture<'_, ()>)> = Vec::new();
     for url in &targets.webhooks {
-        calls.push(webhook::send(client, url, event).boxed());
+        calls.push((
+            "webhook",
+            redact(url),
+            webhook::send(client, url, event).boxed(),
+        ));
     }
     for url in &targets.healthchecks {
-        calls.push(healthchecks::send(client, url, event).boxed());
+        calls.push((
+            "healthchecks",
+            redact(url),
+            healthchecks::send(client, url, event).boxed(),
+        ));
     }
     for url in &targets.slack {
-        calls.push(slack::send(client, url, event).boxed());
+        calls.push((
+            "slack",
+            redact(url),
+            slack::send(client, url, event).boxed(),
+        ));
     }
     for mail in &targets.email {
-        calls.push(email::send(mail, event).boxed());
+        calls.push((
+            "email",
+            email::target(mail),
+            email::send(mail, event).boxed(),
+        ));
     }
-    let bounded = calls.into_iter().map(|call| async move {
-        // Belt and braces: each channel sets its own timeout as well.
-        if tokio::time::timeout(TIMEOUT + Duration::from_secs(1), call)
-            .await
-            .is_err()
-        {
-            tracing::warn!("a notification did not finish in time; abandoned");
+    let bounded = calls.into_iter().map(|(channel, target, call)| async move {
+        // The channels' own timeouts bound each network operation; this
+        // bounds the whole exchange (an SMTP dialogue is several).
+        if tokio::time::timeout(TIMEOUT, call).await.is_err() {
+            tracing::warn!(channel, target = %target, timeout_s = TIMEOUT.as_secs(), "notification did not finish in time; abandoned");
         }
     });
     futures::future::join_all(bounded).await;
