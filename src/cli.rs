@@ -50,6 +50,10 @@ pub enum Command {
         /// (e.g. 30s, 5m, 1h30m) for it instead of failing at once.
         #[arg(long, value_name = "DURATION")]
         wait_lock: Option<String>,
+        /// Print the run report of each job as one JSON object per line
+        /// instead of the backup ID.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a job's repository lock left by a run that is gone.
     Unlock {

@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod prune;
+pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod retry;

@@ -6,6 +6,7 @@ pub(super) async fn run_now(
     cfg: &Config,
     job: Option<&str>,
     wait_lock: Option<&str>,
+    json: bool,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
@@ -20,53 +21,29 @@ pub(super) async fn run_now(
             .with_signing(cfg.signing.as_ref()),
         intr.token(),
     );
+    let client = crate::notify::client();
     let mut failures = Vec::new();
     for job in jobs {
         if intr.is_interrupted() {
             failures.push(format!("job `{}` was not started", job.name));
             continue;
         }
-        let progress = Arc::new(Progress::new());
-        let reporter = spawn_progress(&job.name, progress.clone());
-        let started = Instant::now();
-        let kill = KillSwitch::default();
-        let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
-        let result =
-            runner::run_once_waiting(cfg, &repo, job, kill, progress.clone(), lock_wait).await;
-        if let Some(r) = reporter {
-            r.abort();
-            eprint!("\r\x1b[2K");
+        let report = run_one(cfg, &repo, job, lock_wait, &client, intr).await;
+        if json {
+            match serde_json::to_string(&report) {
+                Ok(line) => println!("{line}"),
+                Err(e) => failures.push(format!("cannot encode the report of `{}`: {e}", job.name)),
+            }
+        } else if let Some(id) = &report.backup_id {
+            println!("{id}");
         }
-        match result {
-            Ok(report) => {
-                let m = &report.manifest;
-                tracing::info!(
-                    job = %job.name,
-                    backup = %m.id,
-                    outcome = "success",
-                    stored_bytes = m.stored_bytes(),
-                    raw_bytes = m.raw_bytes(),
-                    duration_s = started.elapsed().as_secs_f64(),
-                    deletions = report.deletions(),
-                    "backup complete"
-                );
-                println!("{}", m.id);
-                if let Some(Err(e)) = &report.prune {
-                    tracing::error!(job = %job.name, error = %e, "retention failed after a complete backup");
-                    failures.push(format!(
-                        "backup {} is complete, but retention failed: {e}",
-                        m.id
-                    ));
-                }
-            }
-            Err(e) => {
-                // Contention is not a failure of the backup: log it apart,
-                // as the daemon does; the exit status is still 1.
-                let locked = e.lock_error().is_some_and(|l| l.is_held());
-                let outcome = if locked { "locked" } else { "failure" };
-                tracing::error!(job = %job.name, outcome, error = %e, "backup failed");
-                failures.push(e.to_string());
-            }
+        if !report.outcome.is_success() {
+            failures.push(
+                report
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("job `{}`: {}", job.name, report.outcome)),
+            );
         }
     }
     if failures.is_empty() {
@@ -74,6 +51,46 @@ pub(super) async fn run_now(
     } else {
         Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
     }
+}
+
+/// One job, exactly as the daemon reports it (minus retries): run ID,
+/// start notification, run, one report, one log event, notifications.
+async fn run_one(
+    cfg: &Config,
+    repo: &store::Repo,
+    job: &JobConfig,
+    lock_wait: Duration,
+    client: &reqwest::Client,
+    intr: &Interrupt,
+) -> crate::report::Report {
+    let run_id = crate::report::new_run_id();
+    let started_at = chrono::Utc::now();
+    let pending = crate::notify::begin(
+        client,
+        cfg,
+        job,
+        crate::notify::Start::new(&run_id, &job.name, started_at),
+    );
+    let progress = Arc::new(Progress::new());
+    let reporter = spawn_progress(&job.name, progress.clone());
+    let kill = KillSwitch::default();
+    let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
+    let result = runner::run_once_waiting(cfg, repo, job, kill, progress, lock_wait).await;
+    if let Some(r) = reporter {
+        r.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let facts = crate::report::RunFacts {
+        run_id,
+        job: job.name.clone(),
+        started_at,
+        attempts: 1,
+        cancelled: intr.is_interrupted(),
+    };
+    let report = crate::report::Report::new(&facts, &result);
+    report.log();
+    pending.finish(cfg, job, &report).await;
+    report
 }
 
 /// `--wait-lock DURATION`, in the syntax of the config's durations.

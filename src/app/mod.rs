@@ -116,9 +116,11 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             );
             Ok(())
         }
-        Command::RunNow { job, wait_lock } => {
-            backup::run_now(&cfg, job.as_deref(), wait_lock.as_deref(), intr).await
-        }
+        Command::RunNow {
+            job,
+            wait_lock,
+            json,
+        } => backup::run_now(&cfg, job.as_deref(), wait_lock.as_deref(), json, intr).await,
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
         Command::Restore(args) => restore::restore(&cfg, args, intr).await,

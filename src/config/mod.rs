@@ -3,6 +3,7 @@
 //! key so an operator fixes them in one pass instead of one per run.
 
 mod keys;
+mod notify;
 mod raw;
 mod recover;
 mod validate;
@@ -122,12 +123,61 @@ pub struct DaemonConfig {
     pub lock_ttl: Duration,
 }
 
+/// Notification channels of one `notify` block (global or a job's). URLs
+/// are `Secret`: webhook paths carry tokens, healthchecks URLs the check's
+/// UUID, which is all it takes to ping it.
 #[derive(Debug, Clone, Default)]
 pub struct Notify {
-    /// Webhook URLs; `Secret` because they often embed tokens.
+    /// Generic webhooks: the run report as JSON.
     pub webhooks: Vec<Secret>,
-    /// Also notify after successful runs (failures always notify).
-    pub on_success: bool,
+    /// healthchecks.io-style ping URLs (`/start`, success, `/fail`).
+    pub healthchecks: Vec<Secret>,
+    /// Slack-compatible incoming webhooks (`{"text": ...}`).
+    pub slack: Vec<Secret>,
+    pub email: Option<EmailConfig>,
+    /// Which events reach webhooks, Slack and email.
+    pub on: NotifyOn,
+}
+
+/// Events beyond the ones that always notify: every outcome other than
+/// success (failure, suspicious, locked, cancelled) always does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifyOn {
+    pub start: bool,
+    pub success: bool,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (`tls: true`, usually port 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// No encryption (`starttls: false`): a relay on the host or the LAN.
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub server: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Both or neither: a username comes with a password file.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl EmailConfig {
+    /// Two blocks naming the same server and recipients send one mail.
+    pub fn same_destination(&self, other: &EmailConfig) -> bool {
+        self.server == other.server
+            && self.port == other.port
+            && self.from == other.from
+            && self.to == other.to
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -80,14 +80,44 @@ pub struct RawDaemon {
     pub lock_ttl: Option<S<String>>,
 }
 
-/// Webhooks called with a JSON payload after runs.
+/// Where run reports go: generic webhooks, healthchecks pings, Slack
+/// incoming webhooks, email. URLs are `Scalar` so `Debug` never shows them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNotify {
     #[serde(default)]
     pub webhooks: Vec<S<Scalar>>,
     #[serde(default)]
-    pub on_success: Option<bool>,
+    pub healthchecks: Vec<S<Scalar>>,
+    #[serde(default)]
+    pub slack: Vec<S<Scalar>>,
+    #[serde(default)]
+    pub email: Option<S<RawEmail>>,
+    #[serde(default)]
+    pub on: Option<S<Vec<S<String>>>>,
+    /// The old spelling of `on: [success]`, still accepted.
+    #[serde(default)]
+    pub on_success: Option<S<bool>>,
+}
+
+/// SMTP settings. There is deliberately no `password` key: only a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub server: S<String>,
+    #[serde(default)]
+    pub port: Option<S<i64>>,
+    #[serde(default)]
+    pub starttls: Option<S<bool>>,
+    #[serde(default)]
+    pub tls: Option<S<bool>>,
+    pub from: S<String>,
+    #[serde(default)]
+    pub to: Vec<S<String>>,
+    #[serde(default)]
+    pub username: Option<S<String>>,
+    #[serde(default)]
+    pub password_file: Option<S<String>>,
 }
 
 /// Settings every job inherits unless it sets its own.

@@ -80,7 +80,7 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let notify = raw
         .notify
         .as_ref()
-        .map(|n| notify(n, "notify", &mut p))
+        .map(|n| super::notify::notify(n, "notify", &mut p))
         .unwrap_or_default();
     if let Some(l) = raw.daemon.as_ref().and_then(|d| d.listen.as_ref()) {
         if l.value.parse::<std::net::SocketAddr>().is_err() {
@@ -307,27 +307,6 @@ fn interval(v: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Duration
     }
 }
 
-fn notify(n: &raw::RawNotify, key: &str, p: &mut Problems) -> Notify {
-    let mut webhooks = Vec::new();
-    for (i, w) in n.webhooks.iter().enumerate() {
-        match Url::parse(&w.value.0) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                webhooks.push(Secret::new(w.value.0.clone()))
-            }
-            // The URL may hold a token: name the entry, not its text.
-            _ => p.at(
-                &w.referenced,
-                format!("{key}.webhooks[{i}]"),
-                "not an http:// or https:// URL",
-            ),
-        }
-    }
-    Notify {
-        webhooks,
-        on_success: n.on_success.unwrap_or(false),
-    }
-}
-
 fn timezone(t: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Tz> {
     match Tz::from_str(&t.value) {
         Ok(tz) => Some(tz),
@@ -488,7 +467,7 @@ fn job(
         notify: j
             .notify
             .as_ref()
-            .map(|n| notify(n, &format!("{key}.notify"), p))
+            .map(|n| super::notify::notify(n, &format!("{key}.notify"), p))
             .unwrap_or_default(),
         encryption: None,
         sources,

@@ -31,9 +31,10 @@
 //! `run-now` (lock, backup, retention only after success). A run that fails
 //! with a transient error (database still starting, store unreachable) is
 //! retried as a whole with backoff ([`crate::retry::Backoff::RUN`]); a
-//! failed attempt wrote no manifest and pruned nothing. Every run ends with
-//! one log event (job, backup ID, outcome, bytes, duration), metrics, and
-//! webhooks ([`crate::notify`]).
+//! failed attempt wrote no manifest and pruned nothing. The run ID is made
+//! once, before the first attempt. Every run ends with one
+//! [`crate::report::Report`], which makes the log event (`run finished`),
+//! the metrics and the notifications ([`crate::notify`]).
 //!
 //! # Shutdown and reload
 //!
@@ -72,6 +73,7 @@ use crate::config::{self, Config, JobConfig};
 use crate::gate::gated;
 use crate::notify;
 use crate::progress::Progress;
+use crate::report::{self, Outcome, Report, RunFacts};
 use crate::retry::{self, Backoff, Class};
 use crate::runner::{self, RunError};
 use crate::source::child::KillSwitch;
@@ -511,18 +513,59 @@ fn classify_run(e: &RunError) -> Class {
     }
 }
 
-/// One scheduled run with whole-run retries, then metrics, log and webhooks.
+/// One scheduled run with whole-run retries, then metrics, log and
+/// notifications, all from one [`Report`].
 async fn execute(ctx: &RunCtx) {
     let job = &ctx.job;
+    // One ID for the run, made before the retry loop: every attempt, log
+    // line and notification of this run carries it.
+    let run_id = report::new_run_id();
     let started_at = Utc::now();
+    let pending = notify::begin(
+        &ctx.client,
+        &ctx.cfg,
+        job,
+        notify::Start::new(&run_id, &job.name, started_at),
+    );
+    let (result, attempts) = attempt_with_retries(ctx, &run_id).await;
+    let facts = RunFacts {
+        run_id,
+        job: job.name.clone(),
+        started_at,
+        attempts,
+        cancelled: ctx.cancel.is_cancelled(),
+    };
+    let report = Report::new(&facts, &result);
+    record_metrics(ctx, &report, &result);
+    report.log();
+
+    if !ctx.cancel.is_cancelled() {
+        if let Ok(l) = list_catalog(&ctx.repo, &job.name).await {
+            ctx.metrics.update(&job.name, |s| {
+                s.backups_stored = Some(l.complete);
+                s.backups_damaged = Some(l.damaged);
+            });
+        }
+    }
+    pending.finish(&ctx.cfg, job, &report).await;
+    ctx.metrics.update(&job.name, |s| s.running = false);
+}
+
+/// Runs the job, retrying transient failures with backoff; returns the
+/// last result and the number of attempts made.
+async fn attempt_with_retries(
+    ctx: &RunCtx,
+    run_id: &str,
+) -> (Result<runner::RunReport, RunError>, u32) {
+    let job = &ctx.job;
     let started = tokio::time::Instant::now();
     let backoff = Backoff::RUN;
     let mut failures = 0u32;
-    let result = loop {
+    loop {
         let progress = Arc::new(Progress::new());
         let r = runner::run_once(&ctx.cfg, &ctx.repo, job, ctx.kill.clone(), progress).await;
         let e = match r {
-            Ok(report) => break Ok(report),
+            Ok(report) => return (Ok(report), failures + 1),
             Err(e) => e,
         };
         failures += 1;
@@ -533,91 +576,34 @@ async fn execute(ctx: &RunCtx) {
             || failures >= backoff.max_attempts
             || started.elapsed() + delay > backoff.max_elapsed;
         if give_up {
-            break Err(e);
+            return (Err(e), failures);
         }
-        tracing::warn!(job = %job.name, attempt = failures, retry_in_s = delay.as_secs_f64(), error = %e, "run failed with a transient error; retrying");
+        tracing::warn!(run_id, job = %job.name, attempt = failures, retry_in_s = delay.as_secs_f64(), error = %e, "run failed with a transient error; retrying");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = ctx.stopping.cancelled() => break Err(e),
+            _ = ctx.stopping.cancelled() => return (Err(e), failures),
         }
-    };
-    let duration = started.elapsed();
+    }
+}
 
-    let (outcome, backup_id, bytes, error) = match &result {
-        Ok(r) => (
-            "success",
-            Some(r.manifest.id.clone()),
-            r.manifest.stored_bytes(),
-            None,
-        ),
-        Err(e) if ctx.cancel.is_cancelled() => ("cancelled", None, 0, Some(e.to_string())),
-        Err(e) if e.lock_error().is_some_and(|l| l.is_held()) => {
-            ("locked", None, 0, Some(e.to_string()))
-        }
-        Err(e) => ("failure", None, 0, Some(e.to_string())),
-    };
-    ctx.metrics.update(&job.name, |s| {
+fn record_metrics(ctx: &RunCtx, report: &Report, result: &Result<runner::RunReport, RunError>) {
+    let outcome = report.outcome.as_str();
+    ctx.metrics.update(&ctx.job.name, |s| {
         *s.runs.entry(outcome).or_default() += 1;
         s.last_outcome = Some(outcome);
-        s.last_error = error.clone();
-        s.last_run_duration = Some(duration);
-        s.last_run_bytes = Some(bytes);
-        if outcome == "locked" {
+        s.last_error = report.error.clone();
+        s.last_run_duration = Some(Duration::from_secs_f64(report.duration_seconds));
+        s.last_run_bytes = Some(report.stored_bytes);
+        if report.outcome == Outcome::Locked {
             s.lock_waits += 1;
         }
-        if let Ok(r) = &result {
+        // A complete backup counts for freshness even when retention
+        // failed after it: the data is in the store.
+        if let Ok(r) = result {
             s.last_success = Some(r.manifest.started_at);
             s.retention_deletions += r.deletions() as u64;
         }
     });
-    match &result {
-        Ok(r) => {
-            tracing::info!(
-                job = %job.name,
-                backup = %r.manifest.id,
-                outcome,
-                bytes,
-                raw_bytes = r.manifest.raw_bytes(),
-                duration_s = duration.as_secs_f64(),
-                deletions = r.deletions(),
-                attempts = failures + 1,
-                "run finished"
-            );
-            if let Some(Err(e)) = &r.prune {
-                tracing::error!(job = %job.name, backup = %r.manifest.id, error = %e, "retention failed after a complete backup");
-            }
-        }
-        Err(e) => tracing::error!(
-            job = %job.name,
-            outcome,
-            bytes,
-            duration_s = duration.as_secs_f64(),
-            attempts = failures,
-            error = %e,
-            "run finished"
-        ),
-    }
-
-    if !ctx.cancel.is_cancelled() {
-        if let Ok(l) = list_catalog(&ctx.repo, &job.name).await {
-            ctx.metrics.update(&job.name, |s| {
-                s.backups_stored = Some(l.complete);
-                s.backups_damaged = Some(l.damaged);
-            });
-        }
-    }
-    let event = notify::Event {
-        job: job.name.clone(),
-        backup_id,
-        outcome: outcome.to_owned(),
-        error,
-        duration_seconds: duration.as_secs_f64(),
-        bytes,
-        host: crate::backup::hostname(),
-        time: started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-    };
-    notify::send(&ctx.client, &ctx.cfg, job, &event).await;
-    ctx.metrics.update(&job.name, |s| s.running = false);
 }
 
 /// Next run times of a job, RFC 3339 in the job's zone (`ccbackup schedule`).

@@ -16,6 +16,7 @@ mod globals;
 mod hardening;
 mod interrupt;
 mod lock;
+mod notify;
 mod pgauth;
 mod pgversions;
 mod progress;

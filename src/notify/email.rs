@@ -1,0 +1,91 @@
+//! Email over SMTP (lettre, tokio, rustls): on-premises sites often have a
+//! mail relay and nothing else. Subject `[ccbackup] JOB: OUTCOME`.
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::{slack, Event, TIMEOUT};
+use crate::config::{EmailConfig, SmtpSecurity};
+
+#[derive(Debug, thiserror::Error)]
+enum MailError {
+    #[error("invalid address `{addr}`: {source}")]
+    Address {
+        addr: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("cannot build the message: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("SMTP: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+}
+
+fn mailbox(addr: &str) -> Result<Mailbox, MailError> {
+    addr.parse().map_err(|source| MailError::Address {
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+fn subject(event: Event<'_>) -> String {
+    match event {
+        Event::Start(s) => format!("[ccbackup] {}: started", s.job),
+        Event::Finish(r) => format!("[ccbackup] {}", r.title()),
+    }
+}
+
+fn body(event: Event<'_>) -> String {
+    match event {
+        Event::Finish(r) => r.text(),
+        Event::Start(_) => slack::text(event),
+    }
+}
+
+fn message(cfg: &EmailConfig, event: Event<'_>) -> Result<Message, MailError> {
+    let mut b = Message::builder()
+        .from(mailbox(&cfg.from)?)
+        .subject(subject(event))
+        .header(ContentType::TEXT_PLAIN);
+    for to in &cfg.to {
+        b = b.to(mailbox(to)?);
+    }
+    Ok(b.body(body(event))?)
+}
+
+fn transport(cfg: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+    let builder = match cfg.security {
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.server)?,
+        SmtpSecurity::StartTls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.server)?
+        }
+        SmtpSecurity::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.server),
+    };
+    let mut builder = builder.port(cfg.port).timeout(Some(TIMEOUT));
+    if let (Some(user), Some(pw)) = (&cfg.username, &cfg.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), pw.expose().to_owned()));
+    }
+    Ok(builder.build())
+}
+
+async fn deliver(cfg: &EmailConfig, event: Event<'_>) -> Result<(), MailError> {
+    let msg = message(cfg, event)?;
+    transport(cfg)?.send(msg).await?;
+    Ok(())
+}
+
+/// The server and port say which relay failed; credentials never appear.
+pub(super) fn target(cfg: &EmailConfig) -> String {
+    format!("smtp://{}:{}", cfg.server, cfg.port)
+}
+
+pub(super) async fn send(cfg: &EmailConfig, event: Event<'_>) {
+    let target = target(cfg);
+    match deliver(cfg, event).await {
+        Ok(()) => tracing::debug!(channel = "email", target = %target, "notification sent"),
+        Err(e) => {
+            tracing::warn!(channel = "email", target = %target, error = %e, "could not send notification")
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Slack-compatible incoming webhooks (Slack, Mattermost, Rocket.Chat):
+//! `{"text": ...}` a person can read.
+
+use super::{log_http, truncate, Event, MAX_BODY, TIMEOUT};
+use crate::secret::Secret;
+
+pub(super) fn text(event: Event<'_>) -> String {
+    match event {
+        Event::Start(s) => format!(
+            "ccbackup job {} started on {} at {} (run ID {})",
+            s.job, s.host, s.started_at, s.run_id
+        ),
+        Event::Finish(r) => truncate(&r.text(), MAX_BODY),
+    }
+}
+
+pub(super) async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>) {
+    let body = serde_json::json!({ "text": text(event) }).to_string();
+    let r = client
+        .post(url.expose())
+        .header("content-type", "application/json")
+        .timeout(TIMEOUT)
+        .body(body)
+        .send()
+        .await;
+    log_http("slack", url, r);
+}
