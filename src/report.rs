@@ -194,6 +194,24 @@ impl Report {
         format!("{}: {}", self.job, self.outcome)
     }
 
+    /// The one line `run-now` ends with, e.g.
+    /// `concertim: success, backup 2026...-1a2b3c, 1.2 MiB stored (3.4 MiB read) in 2.5 s`.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{}: {}", self.job, self.outcome);
+        if let Some(id) = &self.backup_id {
+            s.push_str(&format!(
+                ", backup {id}, {} stored ({} read)",
+                crate::progress::human(self.stored_bytes),
+                crate::progress::human(self.raw_bytes)
+            ));
+        }
+        s.push_str(&format!(" in {}", human_duration(self.duration_seconds)));
+        if !self.reasons.is_empty() {
+            s.push_str(&format!(" ({})", self.reasons.join("; ")));
+        }
+        s
+    }
+
     /// What a person reads in Slack, an email or the healthchecks log.
     pub fn text(&self) -> String {
         let mut out = format!(
@@ -201,8 +219,8 @@ impl Report {
             self.job,
             self.host,
             self.outcome,
-            crate::app::human_bytes(self.stored_bytes),
-            crate::app::human_bytes(self.raw_bytes),
+            crate::progress::human(self.stored_bytes),
+            crate::progress::human(self.raw_bytes),
             human_duration(self.duration_seconds),
             self.backup_id.as_deref().unwrap_or("none"),
             self.attempts,

@@ -72,14 +72,11 @@ async fn run_one(
         crate::notify::Start::new(&run_id, &job.name, started_at),
     );
     let progress = Arc::new(Progress::new());
-    let reporter = spawn_progress(&job.name, progress.clone());
+    let view = super::show_progress(&job.name, progress.clone());
     let kill = KillSwitch::default();
     let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
     let result = runner::run_once_waiting(cfg, repo, job, kill, progress, lock_wait).await;
-    if let Some(r) = reporter {
-        r.abort();
-        eprint!("\r\x1b[2K");
-    }
+    drop(view);
     let facts = crate::report::RunFacts {
         run_id,
         job: job.name.clone(),
@@ -89,6 +86,7 @@ async fn run_one(
     };
     let report = crate::report::Report::new(&facts, &result);
     report.log();
+    eprintln!("{}", report.summary());
     pending.finish(cfg, job, &report).await;
     report
 }
@@ -102,31 +100,6 @@ fn lock_wait(arg: Option<&str>) -> Result<Duration, AppError> {
             ))
         })
     })
-}
-
-/// Shows bytes, files and rate on a terminal; logs stay quiet otherwise.
-fn spawn_progress(job: &str, p: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let job = job.to_owned();
-    Some(tokio::spawn(async move {
-        let start = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let secs = start.elapsed().as_secs_f64().max(0.001);
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r\x1b[2K{job}: {} read, {} stored, {} files, {}/s",
-                human_bytes(p.raw_bytes()),
-                human_bytes(p.stored_bytes()),
-                p.files(),
-                human_bytes((p.raw_bytes() as f64 / secs) as u64)
-            );
-            let _ = err.flush();
-        }
-    }))
 }
 
 /// One row of `list --json`.

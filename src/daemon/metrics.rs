@@ -16,7 +16,10 @@ use serde::Serialize;
 
 /// Outcomes counted in `ccbackup_runs_total`, always exported (zero
 /// included) so `rate()` and alerts work before the first failure.
-pub const OUTCOMES: [&str; 4] = ["success", "failure", "locked", "cancelled"];
+/// Every run outcome, exported as zero until it happens.
+pub fn outcomes() -> impl Iterator<Item = &'static str> {
+    crate::report::Outcome::ALL.iter().map(|o| o.as_str())
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct JobStats {
@@ -223,7 +226,7 @@ impl Metrics {
         );
         let mut runs = Vec::new();
         for (name, s) in &jobs {
-            for o in OUTCOMES {
+            for o in outcomes() {
                 runs.push((
                     format!("job=\"{}\",outcome=\"{o}\"", escape(name)),
                     s.runs.get(o).copied().unwrap_or(0).to_string(),
@@ -248,7 +251,7 @@ impl Metrics {
         family(
             "ccbackup_runs_total",
             "counter",
-            "Runs of the job by outcome (success, failure, locked, cancelled).",
+            "Runs of the job by outcome (success, failure, suspicious, locked, cancelled).",
             runs,
         );
         family(
