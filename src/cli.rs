@@ -50,6 +50,11 @@ pub enum Command {
         /// (e.g. 30s, 5m, 1h30m) for it instead of failing at once.
         #[arg(long, value_name = "DURATION")]
         wait_lock: Option<String>,
+        /// The sources are meant to be smaller this time (data removed on
+        /// purpose): what the shrink guard finds is recorded as accepted,
+        /// the backup counts as good and retention runs. This run only.
+        #[arg(long)]
+        accept_shrink: bool,
     },
     /// Remove a job's repository lock left by a run that is gone.
     Unlock {

@@ -24,6 +24,7 @@ pub mod extract;
 pub mod fetch;
 pub mod gate;
 pub mod globals;
+pub mod guard;
 pub mod interrupt;
 pub mod lock;
 pub mod manifest;

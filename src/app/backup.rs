@@ -6,6 +6,7 @@ pub(super) async fn run_now(
     cfg: &Config,
     job: Option<&str>,
     wait_lock: Option<&str>,
+    shrink: crate::backup::Shrink,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
@@ -31,13 +32,16 @@ pub(super) async fn run_now(
         let started = Instant::now();
         let kill = KillSwitch::default();
         let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
-        let result =
-            runner::run_once_waiting(cfg, &repo, job, kill, progress.clone(), lock_wait).await;
+        let opts = runner::RunOptions { lock_wait, shrink };
+        let result = runner::run_once_with(cfg, &repo, job, kill, progress.clone(), opts).await;
         if let Some(r) = reporter {
             r.abort();
             eprint!("\r\x1b[2K");
         }
         match result {
+            Ok(report) if report.is_suspicious() => {
+                failures.push(suspicious(&job.name, &report, started.elapsed()));
+            }
             Ok(report) => {
                 let m = &report.manifest;
                 tracing::info!(
@@ -74,6 +78,30 @@ pub(super) async fn run_now(
     } else {
         Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
     }
+}
+
+/// Logs a suspicious backup (outcome `suspicious`), prints its ID (it
+/// exists and restores) and returns the failure message naming each reason.
+fn suspicious(job: &str, report: &runner::RunReport, elapsed: Duration) -> String {
+    let m = &report.manifest;
+    let reasons = report.suspicious_reasons();
+    tracing::warn!(
+        job = %job,
+        backup = %m.id,
+        outcome = "suspicious",
+        stored_bytes = m.stored_bytes(),
+        raw_bytes = m.raw_bytes(),
+        duration_s = elapsed.as_secs_f64(),
+        reasons = %reasons.join("; "),
+        "backup complete but SUSPICIOUS: kept, retention skipped"
+    );
+    println!("{}", m.id);
+    format!(
+        "backup {}/{} is complete but SUSPICIOUS, so retention did not run:\n  - {}\nIf the change is deliberate, run `ccbackup run-now --job {job} --accept-shrink`.",
+        m.job,
+        m.id,
+        reasons.join("\n  - ")
+    )
 }
 
 /// `--wait-lock DURATION`, in the syntax of the config's durations.
@@ -128,6 +156,13 @@ pub struct ListEntry {
     pub artifacts: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The shrink guard's reasons; a suspicious backup is complete and
+    /// restorable, but never counted as good.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspicious: Vec<String>,
+    /// Shrinks accepted with `run-now --accept-shrink`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shrink_accepted: Vec<String>,
 }
 
 impl From<&Manifest> for ListEntry {
@@ -144,6 +179,8 @@ impl From<&Manifest> for ListEntry {
             raw_size: m.raw_bytes(),
             artifacts: m.artifacts.len(),
             problem: None,
+            suspicious: m.guard.suspicious.clone(),
+            shrink_accepted: m.guard.accepted.clone(),
         }
     }
 }
@@ -164,7 +201,20 @@ impl From<&catalog::Damaged> for ListEntry {
             raw_size: 0,
             artifacts: 0,
             problem: Some(d.problem.clone()),
+            suspicious: Vec::new(),
+            shrink_accepted: Vec::new(),
         }
+    }
+}
+
+/// The shrink guard's mark in the text listing.
+fn guard_note(e: &ListEntry) -> String {
+    if !e.suspicious.is_empty() {
+        format!("  SUSPICIOUS: {}", e.suspicious.join("; "))
+    } else if !e.shrink_accepted.is_empty() {
+        format!("  (shrink accepted: {})", e.shrink_accepted.join("; "))
+    } else {
+        String::new()
     }
 }
 
@@ -196,12 +246,13 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
     for e in &entries {
         match &e.problem {
             None => println!(
-                "{:<16} {:<24} {:<21} {:>10}  {}",
+                "{:<16} {:<24} {:<21} {:>10}  {}{}",
                 e.job,
                 e.id,
                 e.time,
                 human_bytes(e.size),
-                e.sources.join(",")
+                e.sources.join(","),
+                guard_note(e)
             ),
             Some(p) => println!(
                 "{:<16} {:<24} {:<21} {:>10}  {}: {p}",

@@ -116,8 +116,17 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             );
             Ok(())
         }
-        Command::RunNow { job, wait_lock } => {
-            backup::run_now(&cfg, job.as_deref(), wait_lock.as_deref(), intr).await
+        Command::RunNow {
+            job,
+            wait_lock,
+            accept_shrink,
+        } => {
+            let shrink = if accept_shrink {
+                crate::backup::Shrink::Accept
+            } else {
+                crate::backup::Shrink::Guard
+            };
+            backup::run_now(&cfg, job.as_deref(), wait_lock.as_deref(), shrink, intr).await
         }
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,

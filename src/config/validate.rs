@@ -491,6 +491,7 @@ fn job(
             .map(|n| notify(n, &format!("{key}.notify"), p))
             .unwrap_or_default(),
         encryption: None,
+        guard: super::guard::job(j, key, p),
         sources,
     })
 }

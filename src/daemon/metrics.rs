@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,11 +17,23 @@ use serde::Serialize;
 
 /// Outcomes counted in `ccbackup_runs_total`, always exported (zero
 /// included) so `rate()` and alerts work before the first failure.
-pub const OUTCOMES: [&str; 4] = ["success", "failure", "locked", "cancelled"];
+/// `suspicious`: the backup is complete but the shrink guard flagged it.
+pub const OUTCOMES: [&str; 5] = ["success", "failure", "locked", "cancelled", "suspicious"];
 
 #[derive(Debug, Clone, Default)]
 pub struct JobStats {
+    /// Start of the job's newest good backup (complete, trusted, not
+    /// suspicious), from the store at start-up and after every run.
     pub last_success: Option<DateTime<Utc>>,
+    /// Whether the job's newest complete backup is marked suspicious.
+    pub last_backup_suspicious: Option<bool>,
+    /// The oldest trace in the store of an attempt that did not give a
+    /// good backup (a suspicious backup, a leftover, a damaged manifest);
+    /// with no good backup at all, readiness counts from here.
+    pub first_attempt: Option<DateTime<Utc>>,
+    /// The store could not be listed at start-up, so the last good
+    /// backup is unknown.
+    pub store_error: Option<String>,
     pub last_run_duration: Option<Duration>,
     pub last_run_bytes: Option<u64>,
     pub last_outcome: Option<&'static str>,
@@ -45,6 +58,9 @@ pub struct JobStats {
 pub struct Metrics {
     jobs: Mutex<BTreeMap<String, JobStats>>,
     started: DateTime<Utc>,
+    /// The daemon is still reading the store at start-up: nothing is known
+    /// about the jobs' last good backups yet.
+    seeding: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -69,6 +85,9 @@ pub struct JobReadiness {
 #[derive(Debug, Serialize)]
 pub struct Readiness {
     pub ready: bool,
+    /// Why it is not ready, naming each job that is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub jobs: Vec<JobReadiness>,
 }
 
@@ -81,7 +100,14 @@ impl Metrics {
         Self {
             jobs: Mutex::new(BTreeMap::new()),
             started,
+            seeding: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the start-up listing of the store as running (`true`) or
+    /// done; while it runs `/readyz` is not ready.
+    pub fn set_seeding(&self, seeding: bool) {
+        self.seeding.store(seeding, Ordering::SeqCst);
     }
 
     pub fn started(&self) -> DateTime<Utc> {
@@ -112,62 +138,33 @@ impl Metrics {
     }
 
     /// The `/readyz` rule, per job with a `max_age`:
-    /// * it has a known success (from the store at start-up, or since):
-    ///   ready while `now - last_success <= max_age`;
-    /// * it has none: ready until `max_age` after its first scheduled run
-    ///   after start-up (or after start-up itself when it has no schedule),
-    ///   so a fresh deployment is not unready before it had a chance.
+    /// * it has a good backup (the newest complete, trusted, not suspicious
+    ///   one in the store, read at start-up and after every run): ready
+    ///   while `now - last_success <= max_age`;
+    /// * it has none: ready until `max_age` after the earlier of its first
+    ///   scheduled run after start-up (start-up itself without a schedule)
+    ///   and the oldest failed attempt the store shows (a suspicious
+    ///   backup, a leftover, a damaged manifest), so a fresh deployment is
+    ///   not unready before it had a chance, while one that keeps failing
+    ///   across restarts still turns unready;
+    /// * the store could not be listed at start-up and no run succeeded
+    ///   since: not ready (the last good backup is unknown).
     ///
-    /// Jobs without `max_age` are always ready.
+    /// Jobs without `max_age` are always ready. While the start-up listing
+    /// runs nothing is known yet, so nothing is ready.
     pub fn readiness(&self, now: DateTime<Utc>) -> Readiness {
-        let mut all = true;
-        let jobs = self
+        if self.seeding.load(Ordering::SeqCst) {
+            return Readiness {
+                ready: false,
+                reason: Some("starting: reading the store for each job's last good backup".into()),
+                jobs: Vec::new(),
+            };
+        }
+        let jobs: Vec<JobReadiness> = self
             .snapshot()
             .into_iter()
             .map(|(name, s)| {
-                let (ready, reason) = match s.max_age {
-                    None => (true, "no max_age set".to_owned()),
-                    Some(max) => {
-                        let max_c =
-                            chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
-                        match s.last_success {
-                            Some(t) if now - t <= max_c => (
-                                true,
-                                format!("last success {} s ago", (now - t).num_seconds()),
-                            ),
-                            Some(t) => (
-                                false,
-                                format!(
-                                    "last success {} s ago is older than max_age {} s",
-                                    (now - t).num_seconds(),
-                                    max.as_secs()
-                                ),
-                            ),
-                            None => {
-                                let due = s.first_due.unwrap_or(self.started);
-                                let deadline = due + max_c;
-                                if now > deadline {
-                                    (
-                                        false,
-                                        format!(
-                                            "no successful backup; first run was due {}",
-                                            ts(due)
-                                        ),
-                                    )
-                                } else {
-                                    (
-                                        true,
-                                        format!(
-                                            "no successful backup yet; overdue after {}",
-                                            ts(deadline)
-                                        ),
-                                    )
-                                }
-                            }
-                        }
-                    }
-                };
-                all &= ready;
+                let (ready, reason) = job_readiness(&s, self.started, now);
                 JobReadiness {
                     job: name,
                     ready,
@@ -180,7 +177,16 @@ impl Metrics {
                 }
             })
             .collect();
-        Readiness { ready: all, jobs }
+        let unready: Vec<String> = jobs
+            .iter()
+            .filter(|j| !j.ready)
+            .map(|j| format!("job `{}`: {}", j.job, j.reason))
+            .collect();
+        Readiness {
+            ready: unready.is_empty(),
+            reason: (!unready.is_empty()).then(|| unready.join("; ")),
+            jobs,
+        }
     }
 
     /// Prometheus text exposition of every metric.
@@ -203,7 +209,7 @@ impl Metrics {
         family(
             "ccbackup_last_success_timestamp_seconds",
             "gauge",
-            "Unix time when the job's last successful backup started.",
+            "Unix time when the job's newest good backup (complete, not suspicious) started.",
             per_job(&|s| s.last_success.map(|t| secs(t).to_string())),
         );
         family(
@@ -233,8 +239,14 @@ impl Metrics {
         family(
             "ccbackup_runs_total",
             "counter",
-            "Runs of the job by outcome (success, failure, locked, cancelled).",
+            "Runs of the job by outcome (success, failure, locked, cancelled, suspicious).",
             runs,
+        );
+        family(
+            "ccbackup_last_backup_suspicious",
+            "gauge",
+            "1 when the job's newest complete backup is marked suspicious by the shrink guard (kept, not pruned after, not counted as good).",
+            per_job(&|s| s.last_backup_suspicious.map(|b| u8::from(b).to_string())),
         );
         family(
             "ccbackup_backups_stored",
@@ -293,6 +305,49 @@ impl Metrics {
             env!("CARGO_PKG_VERSION")
         );
         out
+    }
+}
+
+/// One job's verdict and its reason (see [`Metrics::readiness`]).
+fn job_readiness(s: &JobStats, started: DateTime<Utc>, now: DateTime<Utc>) -> (bool, String) {
+    let Some(max) = s.max_age else {
+        return (true, "no max_age set".to_owned());
+    };
+    let max_c = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
+    if let Some(t) = s.last_success {
+        let age = (now - t).num_seconds();
+        return if now - t <= max_c {
+            (true, format!("last good backup {age} s ago"))
+        } else {
+            (
+                false,
+                format!(
+                    "last good backup {} ({age} s ago) is older than max_age {} s",
+                    ts(t),
+                    max.as_secs()
+                ),
+            )
+        };
+    }
+    if let Some(e) = &s.store_error {
+        return (
+            false,
+            format!("the store could not be listed at start-up, so the last good backup is unknown: {e}"),
+        );
+    }
+    let due = s.first_due.unwrap_or(started);
+    let (from, what) = match s.first_attempt {
+        Some(a) if a < due => (a, "the store shows a failed attempt (suspicious or incomplete backup) at"),
+        _ => (due, "first run was due"),
+    };
+    let deadline = from.checked_add_signed(max_c).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if now > deadline {
+        (false, format!("no good backup; {what} {}", ts(from)))
+    } else {
+        (
+            true,
+            format!("no good backup yet; overdue after {}", ts(deadline)),
+        )
     }
 }
 

@@ -156,6 +156,8 @@ pub async fn run(
         .listen
         .clone()
         .unwrap_or_else(|| cfg.daemon.listen.clone());
+    // Until the store has been read, `/readyz` knows nothing to vouch for.
+    metrics.set_seeding(true);
     let listener = http::bind(&listen).await?;
     let addr = http::local_addr(&listener);
     if let (Some(tx), Some(a)) = (opts.bound, addr) {
@@ -180,6 +182,7 @@ pub async fn run(
         running: HashMap::new(),
     };
     seed_metrics(&st, &metrics).await;
+    metrics.set_seeding(false);
     arm_all(&mut st, &sched, &tick_tx, &metrics).await;
 
     let reload = opts.reload.unwrap_or_default();
@@ -258,23 +261,22 @@ async fn drain(tasks: &mut JoinSet<String>, st: &mut State, limit: Duration) -> 
 }
 
 /// Per-job settings and what the store already holds, so `/readyz` and the
-/// metrics are right from the start (a restart does not forget the last
-/// success).
+/// metrics are right from the start: a restart does not forget the last
+/// good backup, and does not forgive a job that has none.
 async fn seed_metrics(st: &State, metrics: &Metrics) {
     let names: Vec<String> = st.cfg.jobs.iter().map(|j| j.name.clone()).collect();
     metrics.retain(&names);
     for job in &st.cfg.jobs {
         metrics.update(&job.name, |s| s.max_age = job.max_age);
         match list_catalog(&st.repo, &job.name).await {
-            Ok(l) => metrics.update(&job.name, |s| {
-                s.backups_stored = Some(l.complete);
-                s.backups_damaged = Some(l.damaged);
-                if s.last_success.is_none() {
-                    s.last_success = l.newest;
-                }
-            }),
+            Ok(l) => metrics.update(&job.name, |s| l.apply(s)),
             Err(e) => {
-                tracing::warn!(job = %job.name, error = %e, "cannot list existing backups at start-up")
+                tracing::warn!(job = %job.name, error = %e, "cannot list existing backups at start-up");
+                metrics.update(&job.name, |s| {
+                    if s.last_success.is_none() {
+                        s.store_error = Some(e.to_string());
+                    }
+                });
             }
         }
     }
@@ -284,20 +286,54 @@ async fn seed_metrics(st: &State, metrics: &Metrics) {
 struct Listed {
     complete: u64,
     damaged: u64,
-    newest: Option<DateTime<Utc>>,
+    /// Start of the newest good backup ([`crate::guard::baseline`]).
+    newest_good: Option<DateTime<Utc>>,
+    newest_suspicious: Option<bool>,
+    /// Oldest backup directory that is not a good backup.
+    first_attempt: Option<DateTime<Utc>>,
 }
 
-/// Counts and newest start time of complete backups, with retries.
+impl Listed {
+    fn of(job: &str, cat: &catalog::Catalog) -> Listed {
+        let attempts = cat
+            .complete
+            .iter()
+            .filter(|m| m.guard.is_suspicious())
+            .map(|m| m.started_at);
+        // Directory names, not manifest contents: those may be damaged.
+        let leftovers = cat
+            .incomplete
+            .iter()
+            .map(|i| i.id.as_str())
+            .chain(cat.damaged.iter().map(|d| d.id.as_str()))
+            .filter_map(store::backup_id_time);
+        Listed {
+            complete: cat.complete.len() as u64,
+            damaged: cat.damaged.len() as u64,
+            newest_good: crate::guard::baseline(&cat.complete, job).map(|m| m.started_at),
+            newest_suspicious: cat.complete.last().map(|m| m.guard.is_suspicious()),
+            first_attempt: attempts.chain(leftovers).min(),
+        }
+    }
+
+    /// The store is the record: what it holds replaces what was known.
+    fn apply(&self, s: &mut metrics::JobStats) {
+        s.backups_stored = Some(self.complete);
+        s.backups_damaged = Some(self.damaged);
+        s.last_success = self.newest_good;
+        s.last_backup_suspicious = self.newest_suspicious;
+        s.first_attempt = self.first_attempt;
+        s.store_error = None;
+    }
+}
+
+/// Counts, newest good backup and failed attempts of a job, with retries.
 async fn list_catalog(repo: &Repo, job: &str) -> Result<Listed, catalog::CatalogError> {
     let cat = retry::retry(Backoff::STORE, "catalog listing", || {
         catalog::load(repo, Some(job))
     })
     .await?;
-    Ok(Listed {
-        complete: cat.complete.len() as u64,
-        damaged: cat.damaged.len() as u64,
-        newest: cat.complete.last().map(|m| m.started_at),
-    })
+    Ok(Listed::of(job, &cat))
 }
 
 async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
@@ -543,6 +579,12 @@ async fn execute(ctx: &RunCtx) {
     let duration = started.elapsed();
 
     let (outcome, backup_id, bytes, error) = match &result {
+        Ok(r) if r.is_suspicious() => (
+            "suspicious",
+            Some(r.manifest.id.clone()),
+            r.manifest.stored_bytes(),
+            Some(r.suspicious_reasons().join("; ")),
+        ),
         Ok(r) => (
             "success",
             Some(r.manifest.id.clone()),
@@ -565,11 +607,26 @@ async fn execute(ctx: &RunCtx) {
             s.lock_waits += 1;
         }
         if let Ok(r) = &result {
-            s.last_success = Some(r.manifest.started_at);
+            s.last_backup_suspicious = Some(r.is_suspicious());
+            if !r.is_suspicious() {
+                s.last_success = Some(r.manifest.started_at);
+                s.store_error = None;
+            }
             s.retention_deletions += r.deletions() as u64;
         }
     });
     match &result {
+        Ok(r) if r.is_suspicious() => tracing::warn!(
+            job = %job.name,
+            backup = %r.manifest.id,
+            outcome,
+            bytes,
+            raw_bytes = r.manifest.raw_bytes(),
+            duration_s = duration.as_secs_f64(),
+            reasons = %r.suspicious_reasons().join("; "),
+            attempts = failures + 1,
+            "run finished: backup kept but SUSPICIOUS; retention skipped"
+        ),
         Ok(r) => {
             tracing::info!(
                 job = %job.name,
@@ -599,10 +656,7 @@ async fn execute(ctx: &RunCtx) {
 
     if !ctx.cancel.is_cancelled() {
         if let Ok(l) = list_catalog(&ctx.repo, &job.name).await {
-            ctx.metrics.update(&job.name, |s| {
-                s.backups_stored = Some(l.complete);
-                s.backups_damaged = Some(l.damaged);
-            });
+            ctx.metrics.update(&job.name, |s| l.apply(s));
         }
     }
     let event = notify::Event {
