@@ -19,9 +19,7 @@ use object_store::ObjectStoreExt;
 use crate::catalog;
 use crate::config::{JobConfig, SourceKind};
 use crate::guard;
-use crate::manifest::{
-    self, Artifact, ArtifactKind, GuardMark, Manifest, ManifestError, TreeInfo,
-};
+use crate::manifest::{self, Artifact, ArtifactKind, GuardMark, Manifest, ManifestError, TreeInfo};
 use crate::pipeline::PipelineError;
 use crate::progress::Progress;
 use crate::source::child::KillSwitch;

@@ -95,7 +95,12 @@ impl fmt::Display for Finding {
                 write!(f, ", more than max_shrink {}", percent(*max))
             }
             (Rule::Shrink { max }, None) => {
-                write!(f, "is {}, more than max_shrink {} lost", self.after, percent(*max))
+                write!(
+                    f,
+                    "is {}, more than max_shrink {} lost",
+                    self.after,
+                    percent(*max)
+                )
             }
             (Rule::Floor { key, min }, _) => {
                 write!(f, "is {}, below {key} {min}", self.after)
@@ -180,7 +185,9 @@ pub fn compare(
     artifacts: &[Artifact],
     guard: &GuardConfig,
 ) -> Vec<Finding> {
-    let before = previous.map(|p| by_source(&p.artifacts)).unwrap_or_default();
+    let before = previous
+        .map(|p| by_source(&p.artifacts))
+        .unwrap_or_default();
     let mut out = Vec::new();
     for (source, now) in by_source(artifacts) {
         let t = guard.for_source(source);
@@ -325,7 +332,11 @@ mod tests {
     #[test]
     fn an_emptied_tree_is_suspicious_by_default() {
         let prev = manifest("a", vec![tree("rrd", 120, 8_000_000)]);
-        let f = compare(Some(&prev), &[tree("rrd", 0, 10_240)], &GuardConfig::default());
+        let f = compare(
+            Some(&prev),
+            &[tree("rrd", 0, 10_240)],
+            &GuardConfig::default(),
+        );
         assert_eq!(whats(&f), [("rrd", "files"), ("rrd", "raw bytes")]);
         assert_eq!((f[0].before, f[0].after), (Some(120), 0));
         assert_eq!(
@@ -338,7 +349,11 @@ mod tests {
     #[test]
     fn losing_more_than_half_is_suspicious_and_max_shrink_is_honoured() {
         let prev = manifest("a", vec![tree("etc", 100, 1000)]);
-        let f = compare(Some(&prev), &[tree("etc", 40, 1000)], &GuardConfig::default());
+        let f = compare(
+            Some(&prev),
+            &[tree("etc", 40, 1000)],
+            &GuardConfig::default(),
+        );
         assert_eq!(whats(&f), [("etc", "files")]);
         let strict = GuardConfig {
             job: Thresholds {
@@ -376,7 +391,10 @@ mod tests {
         };
         let f = compare(None, &[tree("etc", 2, 50)], &floors);
         assert_eq!(whats(&f), [("etc", "files"), ("etc", "raw bytes")]);
-        assert_eq!(f[0].to_string(), "source `etc`: files is 2, below min_files 3");
+        assert_eq!(
+            f[0].to_string(),
+            "source `etc`: files is 2, below min_files 3"
+        );
         assert!(compare(None, &[tree("etc", 3, 100)], &floors).is_empty());
     }
 

@@ -42,7 +42,11 @@ fn thresholds(g: &raw::RawGuard, inherit: Thresholds, key: &str, p: &mut Problem
     if let Some(v) = &g.min_files {
         match u64::try_from(v.value) {
             Ok(n) => t.min_files = n,
-            Err(_) => p.at(&v.referenced, format!("{key}.min_files"), "must be 0 or more"),
+            Err(_) => p.at(
+                &v.referenced,
+                format!("{key}.min_files"),
+                "must be 0 or more",
+            ),
         }
     }
     if let Some(v) = &g.min_bytes {
@@ -64,7 +68,9 @@ fn thresholds(g: &raw::RawGuard, inherit: Thresholds, key: &str, p: &mut Problem
 /// nothing lost (0) to all of it (100%, which turns the check off).
 pub fn parse_fraction(s: &str) -> Result<f64, String> {
     let bad = || {
-        format!("`{s}` is not a share such as 50% or 0.5 (from 0% to 100%; 100% turns the check off)")
+        format!(
+            "`{s}` is not a share such as 50% or 0.5 (from 0% to 100%; 100% turns the check off)"
+        )
     };
     let t = s.trim();
     let value = match t.strip_suffix('%') {
@@ -126,7 +132,10 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("c.yaml:5:25: jobs[0].guard.max_shrink"), "{e}");
         assert!(e.contains("jobs[0].guard.max_shrink"), "{e}");
-        assert!(e.contains("jobs[0].guard.min_files: must be 0 or more"), "{e}");
+        assert!(
+            e.contains("jobs[0].guard.min_files: must be 0 or more"),
+            "{e}"
+        );
         assert!(e.contains("jobs[0].sources[1].guard.min_bytes"), "{e}");
         assert!(e.contains("3 problems"), "{e}");
     }

@@ -337,10 +337,15 @@ fn job_readiness(s: &JobStats, started: DateTime<Utc>, now: DateTime<Utc>) -> (b
     }
     let due = s.first_due.unwrap_or(started);
     let (from, what) = match s.first_attempt {
-        Some(a) if a < due => (a, "the store shows a failed attempt (suspicious or incomplete backup) at"),
+        Some(a) if a < due => (
+            a,
+            "the store shows a failed attempt (suspicious or incomplete backup) at",
+        ),
         _ => (due, "first run was due"),
     };
-    let deadline = from.checked_add_signed(max_c).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let deadline = from
+        .checked_add_signed(max_c)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if now > deadline {
         (false, format!("no good backup; {what} {}", ts(from)))
     } else {
@@ -403,5 +408,64 @@ mod tests {
         m.update("b", |_| {});
         let r = m.readiness(at("2026-11-25T03:30:00Z"));
         assert_eq!(r.jobs.len(), 2);
+    }
+
+    #[test]
+    fn a_job_without_a_good_backup_turns_unready_after_its_first_run_plus_max_age() {
+        // A crash-looping sidecar restarts often; the first due run moves
+        // with every start, but a failed attempt in the store does not.
+        let m = Metrics::new(at("2026-11-25T10:00:00Z"));
+        m.update("a", |s| {
+            s.max_age = Some(Duration::from_secs(3600));
+            s.first_due = Some(at("2026-11-26T03:00:00Z"));
+        });
+        let r = m.readiness(at("2026-11-26T03:59:59Z"));
+        assert!(r.ready, "{r:?}");
+        assert_eq!(r.reason, None);
+        let r = m.readiness(at("2026-11-26T04:00:01Z"));
+        assert!(!r.ready);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("job `a`: no good backup; first run was due 2026-11-26T03:00:00Z")
+        );
+        m.update("a", |s| s.first_attempt = Some(at("2026-11-25T08:00:00Z")));
+        let r = m.readiness(at("2026-11-25T10:00:00Z"));
+        assert!(!r.ready);
+        assert!(r.jobs[0].reason.contains("failed attempt"), "{r:?}");
+        // An attempt after the first due run does not shorten the grace.
+        m.update("a", |s| s.first_attempt = Some(at("2026-11-26T03:30:00Z")));
+        assert!(m.readiness(at("2026-11-26T03:59:00Z")).ready);
+    }
+
+    #[test]
+    fn unknown_store_and_start_up_are_not_ready() {
+        let m = Metrics::new(at("2026-11-25T10:00:00Z"));
+        m.update("a", |s| {
+            s.max_age = Some(Duration::from_secs(3600));
+            s.store_error = Some("cannot list s3://b".into());
+        });
+        let r = m.readiness(at("2026-11-25T10:00:01Z"));
+        assert!(!r.ready && r.jobs[0].reason.contains("cannot list s3://b"));
+        // A job without max_age does not care.
+        m.update("a", |s| s.max_age = None);
+        assert!(m.readiness(at("2026-11-25T10:00:01Z")).ready);
+        m.set_seeding(true);
+        let r = m.readiness(at("2026-11-25T10:00:01Z"));
+        assert!(!r.ready && r.jobs.is_empty(), "{r:?}");
+        m.set_seeding(false);
+        assert!(m.readiness(at("2026-11-25T10:00:01Z")).ready);
+    }
+
+    #[test]
+    fn suspicious_runs_are_counted_and_flagged() {
+        let m = Metrics::new(at("2026-11-25T00:00:00Z"));
+        m.update("j", |s| {
+            *s.runs.entry("suspicious").or_default() += 1;
+            s.last_backup_suspicious = Some(true);
+        });
+        let text = m.render();
+        assert!(text.contains("ccbackup_runs_total{job=\"j\",outcome=\"suspicious\"} 1"));
+        assert!(text.contains("ccbackup_runs_total{job=\"j\",outcome=\"success\"} 0"));
+        assert!(text.contains("ccbackup_last_backup_suspicious{job=\"j\"} 1"));
     }
 }

@@ -182,8 +182,9 @@ pub async fn run(
         running: HashMap::new(),
     };
     seed_metrics(&st, &metrics).await;
-    metrics.set_seeding(false);
     arm_all(&mut st, &sched, &tick_tx, &metrics).await;
+    // Only now are last good backups and first due runs both known.
+    metrics.set_seeding(false);
 
     let reload = opts.reload.unwrap_or_default();
     let mut tasks: JoinSet<String> = JoinSet::new();
