@@ -317,12 +317,12 @@ fn job_readiness(s: &JobStats, started: DateTime<Utc>, now: DateTime<Utc>) -> (b
     if let Some(t) = s.last_success {
         let age = (now - t).num_seconds();
         return if now - t <= max_c {
-            (true, format!("last good backup {age} s ago"))
+            (true, format!("last success {age} s ago"))
         } else {
             (
                 false,
                 format!(
-                    "last good backup {} ({age} s ago) is older than max_age {} s",
+                    "last success {} ({age} s ago) is older than max_age {} s",
                     ts(t),
                     max.as_secs()
                 ),
@@ -347,11 +347,11 @@ fn job_readiness(s: &JobStats, started: DateTime<Utc>, now: DateTime<Utc>) -> (b
         .checked_add_signed(max_c)
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if now > deadline {
-        (false, format!("no good backup; {what} {}", ts(from)))
+        (false, format!("no successful backup; {what} {}", ts(from)))
     } else {
         (
             true,
-            format!("no good backup yet; overdue after {}", ts(deadline)),
+            format!("no successful backup yet; overdue after {}", ts(deadline)),
         )
     }
 }
@@ -426,7 +426,7 @@ mod tests {
         assert!(!r.ready);
         assert_eq!(
             r.reason.as_deref(),
-            Some("job `a`: no good backup; first run was due 2026-11-26T03:00:00Z")
+            Some("job `a`: no successful backup; first run was due 2026-11-26T03:00:00Z")
         );
         m.update("a", |s| s.first_attempt = Some(at("2026-11-25T08:00:00Z")));
         let r = m.readiness(at("2026-11-25T10:00:00Z"));

@@ -143,7 +143,7 @@ fn an_old_backup_in_the_store_is_not_ready_right_after_start() {
     assert_eq!(code, 503, "{v}");
     assert_eq!(v["ready"], false);
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.starts_with("job `j`: last good backup"), "{v}");
+    assert!(reason.starts_with("job `j`: last success"), "{v}");
     assert!(reason.contains("older than max_age 3600 s"), "{v}");
     let t = ccbackup::store::backup_id_time(&old).unwrap();
     assert_eq!(
@@ -169,7 +169,7 @@ fn a_fresh_backup_in_the_store_is_ready_right_after_start() {
     assert!(job_entry(&v)["reason"]
         .as_str()
         .unwrap()
-        .starts_with("last good backup"));
+        .starts_with("last success"));
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn a_job_that_never_ran_is_ready_until_its_first_run_plus_max_age() {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(
         j["reason"],
-        format!("no good backup yet; overdue after {deadline}"),
+        format!("no successful backup yet; overdue after {deadline}"),
         "{v}"
     );
 }
@@ -215,7 +215,7 @@ fn a_store_with_only_a_suspicious_old_attempt_is_not_ready_after_restart() {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(
         job_entry(&v)["reason"],
-        format!("no good backup; the store shows a failed attempt (suspicious or incomplete backup) at {t}"),
+        format!("no successful backup; the store shows a failed attempt (suspicious or incomplete backup) at {t}"),
         "{v}"
     );
     let (_, metrics) = get(port, "/metrics").unwrap();
