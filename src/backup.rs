@@ -132,8 +132,10 @@ pub async fn run_job_with(
         }
     }
 
-    // A cancellation that arrived after the last source finished must still
-    // stop the commit: a cancelled run never writes a manifest.
+    let guard = guard_mark(repo, job, &artifacts, shrink).await;
+    // A cancellation that arrived after the last source finished (or while
+    // the guard read the catalog) must still stop the commit: a cancelled
+    // run never writes a manifest.
     if ctx.kill.is_killed() {
         return Err(BackupError::Cancelled {
             job: job.name.clone(),
@@ -141,7 +143,6 @@ pub async fn run_job_with(
             cleanup: cleanup(&ctx).await,
         });
     }
-    let guard = guard_mark(repo, job, &artifacts, shrink).await;
     let m = Manifest {
         format: manifest::FORMAT,
         job: job.name.clone(),

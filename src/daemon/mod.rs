@@ -31,9 +31,11 @@
 //! `run-now` (lock, backup, retention only after success). A run that fails
 //! with a transient error (database still starting, store unreachable) is
 //! retried as a whole with backoff ([`crate::retry::Backoff::RUN`]); a
-//! failed attempt wrote no manifest and pruned nothing. Every run ends with
-//! one log event (job, backup ID, outcome, bytes, duration), metrics, and
-//! webhooks ([`crate::notify`]).
+//! failed attempt wrote no manifest and pruned nothing. A backup the shrink
+//! guard ([`crate::guard`]) flags is complete, so it is not retried; its
+//! outcome is `suspicious`, it pruned nothing and it is not a success for
+//! `/readyz`. Every run ends with one log event (job, backup ID, outcome,
+//! bytes, duration), metrics, and webhooks ([`crate::notify`]).
 //!
 //! # Shutdown and reload
 //!
