@@ -53,6 +53,7 @@
 //! `daemon.listen` is logged as a warning and needs a restart.
 
 pub mod http;
+mod listing;
 pub mod metrics;
 
 use std::collections::HashMap;
@@ -68,7 +69,6 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::catalog;
 use crate::config::{self, Config, JobConfig};
 use crate::gate::gated;
 use crate::notify;
@@ -77,6 +77,7 @@ use crate::retry::{self, Backoff, Class};
 use crate::runner::{self, RunError};
 use crate::source::child::KillSwitch;
 use crate::store::{self, Repo};
+use listing::list_catalog;
 use metrics::Metrics;
 
 /// After the grace period and a cancel, how long a run may take to unwind
@@ -283,60 +284,6 @@ async fn seed_metrics(st: &State, metrics: &Metrics) {
             }
         }
     }
-}
-
-/// What the store holds for one job, as the metrics show it.
-struct Listed {
-    complete: u64,
-    damaged: u64,
-    /// Start of the newest good backup ([`crate::guard::baseline`]).
-    newest_good: Option<DateTime<Utc>>,
-    newest_suspicious: Option<bool>,
-    /// Oldest backup directory that is not a good backup.
-    first_attempt: Option<DateTime<Utc>>,
-}
-
-impl Listed {
-    fn of(job: &str, cat: &catalog::Catalog) -> Listed {
-        let attempts = cat
-            .complete
-            .iter()
-            .filter(|m| m.guard.is_suspicious())
-            .map(|m| m.started_at);
-        // Directory names, not manifest contents: those may be damaged.
-        let leftovers = cat
-            .incomplete
-            .iter()
-            .map(|i| i.id.as_str())
-            .chain(cat.damaged.iter().map(|d| d.id.as_str()))
-            .filter_map(store::backup_id_time);
-        Listed {
-            complete: cat.complete.len() as u64,
-            damaged: cat.damaged.len() as u64,
-            newest_good: crate::guard::baseline(&cat.complete, job).map(|m| m.started_at),
-            newest_suspicious: cat.complete.last().map(|m| m.guard.is_suspicious()),
-            first_attempt: attempts.chain(leftovers).min(),
-        }
-    }
-
-    /// The store is the record: what it holds replaces what was known.
-    fn apply(&self, s: &mut metrics::JobStats) {
-        s.backups_stored = Some(self.complete);
-        s.backups_damaged = Some(self.damaged);
-        s.last_success = self.newest_good;
-        s.last_backup_suspicious = self.newest_suspicious;
-        s.first_attempt = self.first_attempt;
-        s.store_error = None;
-    }
-}
-
-/// Counts, newest good backup and failed attempts of a job, with retries.
-async fn list_catalog(repo: &Repo, job: &str) -> Result<Listed, catalog::CatalogError> {
-    let cat = retry::retry(Backoff::STORE, "catalog listing", || {
-        catalog::load(repo, Some(job))
-    })
-    .await?;
-    Ok(Listed::of(job, &cat))
 }
 
 async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
