@@ -4,6 +4,11 @@
 //! [`run_job`]. A failure anywhere returns an error before the manifest is
 //! written, removes what this run uploaded (best effort; the sweep catches
 //! the rest), and never lets retention run.
+//!
+//! Before the manifest is written, the shrink guard ([`crate::guard`])
+//! compares the new backup with the job's last good one; what it finds is
+//! recorded in the manifest ([`GuardMark`]), which the runner reads to skip
+//! retention after a suspicious backup.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,8 +16,10 @@ use chrono::Utc;
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
 
+use crate::catalog;
 use crate::config::{JobConfig, SourceKind};
-use crate::manifest::{self, Artifact, ArtifactKind, Manifest, ManifestError, TreeInfo};
+use crate::guard;
+use crate::manifest::{self, Artifact, ArtifactKind, GuardMark, Manifest, ManifestError, TreeInfo};
 use crate::pipeline::PipelineError;
 use crate::progress::Progress;
 use crate::source::child::KillSwitch;
@@ -57,12 +64,34 @@ pub enum BackupError {
     },
 }
 
+/// What the shrink guard's findings do to this run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shrink {
+    /// Findings mark the backup suspicious.
+    #[default]
+    Guard,
+    /// The operator expects a smaller backup (`run-now --accept-shrink`):
+    /// findings are recorded as accepted and the backup counts as good.
+    Accept,
+}
+
 /// Runs one backup of `job` and returns its manifest once committed.
 pub async fn run_job(
     repo: &Repo,
     job: &JobConfig,
     progress: Arc<Progress>,
     kill: KillSwitch,
+) -> Result<Manifest, BackupError> {
+    run_job_with(repo, job, progress, kill, Shrink::Guard).await
+}
+
+/// [`run_job`], choosing what the shrink guard's findings do.
+pub async fn run_job_with(
+    repo: &Repo,
+    job: &JobConfig,
+    progress: Arc<Progress>,
+    kill: KillSwitch,
+    shrink: Shrink,
 ) -> Result<Manifest, BackupError> {
     let started_at = Utc::now();
     let id = new_backup_id(started_at);
@@ -103,8 +132,10 @@ pub async fn run_job(
         }
     }
 
-    // A cancellation that arrived after the last source finished must still
-    // stop the commit: a cancelled run never writes a manifest.
+    let guard = guard_mark(repo, job, &artifacts, shrink).await;
+    // A cancellation that arrived after the last source finished (or while
+    // the guard read the catalog) must still stop the commit: a cancelled
+    // run never writes a manifest.
     if ctx.kill.is_killed() {
         return Err(BackupError::Cancelled {
             job: job.name.clone(),
@@ -121,6 +152,7 @@ pub async fn run_job(
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         host: hostname(),
         artifacts,
+        guard,
     };
     if let Err(error) = manifest::write(repo, &m).await {
         // A lost create-only race means another writer owns this ID: its
@@ -135,6 +167,40 @@ pub async fn run_job(
         });
     }
     Ok(m)
+}
+
+/// The guard's verdict on `artifacts`, against the job's last good backup.
+/// A store that cannot list the earlier backups leaves nothing to compare
+/// with: that alone marks the backup suspicious, so it prunes nothing.
+async fn guard_mark(
+    repo: &Repo,
+    job: &JobConfig,
+    artifacts: &[Artifact],
+    shrink: Shrink,
+) -> GuardMark {
+    let reasons: Vec<String> = match catalog::load(repo, Some(&job.name)).await {
+        Ok(cat) => guard::compare(
+            guard::baseline(&cat.complete, &job.name),
+            artifacts,
+            &job.guard,
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+        Err(e) => vec![format!(
+            "the earlier backups could not be read to compare with: {e}"
+        )],
+    };
+    match shrink {
+        Shrink::Guard => GuardMark {
+            suspicious: reasons,
+            accepted: Vec::new(),
+        },
+        Shrink::Accept => GuardMark {
+            suspicious: Vec::new(),
+            accepted: reasons,
+        },
+    }
 }
 
 async fn backup_source(

@@ -54,6 +54,11 @@ pub enum Command {
         /// instead of the backup ID.
         #[arg(long)]
         json: bool,
+        /// The sources are meant to be smaller this time (data removed on
+        /// purpose): what the shrink guard finds is recorded as accepted,
+        /// the backup counts as good and retention runs. This run only.
+        #[arg(long)]
+        accept_shrink: bool,
     },
     /// Remove a job's repository lock left by a run that is gone.
     Unlock {

@@ -7,6 +7,8 @@
 //!   source it opens a stream ([`source::postgres`], [`source::rrd`],
 //!   [`source::files`]) and hands it to [`pipeline`], which compresses,
 //!   hashes and uploads with bounded memory to the [`store`].
+//! - [`guard`] compares the new backup with the job's last good one; a
+//!   suspicious (empty, shrunken) backup is kept and marked, never pruned after.
 //! - [`manifest`] is written last, create-only: its presence is what makes a
 //!   backup complete. [`catalog`] lists complete backups and leftovers.
 //! - [`policy`] and [`retention`] decide what to keep; [`schedule`] decides
@@ -24,6 +26,7 @@ pub mod extract;
 pub mod fetch;
 pub mod gate;
 pub mod globals;
+pub mod guard;
 pub mod interrupt;
 pub mod lock;
 pub mod manifest;

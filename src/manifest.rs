@@ -34,6 +34,34 @@ pub struct Manifest {
     pub tool_version: String,
     pub host: String,
     pub artifacts: Vec<Artifact>,
+    /// What the shrink guard ([`crate::guard`]) found; absent when nothing.
+    #[serde(default, skip_serializing_if = "GuardMark::is_empty")]
+    pub guard: GuardMark,
+}
+
+/// The shrink guard's verdict on a backup. A suspicious backup is complete
+/// and restorable, but it is never the baseline of the next comparison,
+/// never counts as a job's last good backup, and is never followed by
+/// retention.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GuardMark {
+    /// Why the backup looks empty or shrunken, one reason per entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspicious: Vec<String>,
+    /// Reasons an operator accepted for this run (`run-now --accept-shrink`):
+    /// the backup counts as good, and the record shows why it was smaller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<String>,
+}
+
+impl GuardMark {
+    pub fn is_empty(&self) -> bool {
+        self.suspicious.is_empty() && self.accepted.is_empty()
+    }
+
+    pub fn is_suspicious(&self) -> bool {
+        !self.suspicious.is_empty()
+    }
 }
 
 impl Manifest {
@@ -492,6 +520,7 @@ mod tests {
                 tree: None,
                 encryption: None,
             }],
+            guard: GuardMark::default(),
         }
     }
 
@@ -502,6 +531,16 @@ mod tests {
         v["future_field"] = serde_json::json!(1);
         let back = parse(&serde_json::to_vec(&v).unwrap(), "k").unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn the_guard_mark_is_left_out_when_empty_and_read_back_when_set() {
+        let mut m = sample();
+        let v = serde_json::to_value(&m).unwrap();
+        assert!(v.get("guard").is_none(), "{v}");
+        m.guard.suspicious = vec!["source `etc`: files dropped from 3 to 0".into()];
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(parse(&bytes, "k").unwrap(), m);
     }
 
     #[test]

@@ -309,6 +309,7 @@ mod tests {
             tool_version: "0".into(),
             host: "h".into(),
             artifacts: vec![],
+            guard: Default::default(),
         }
     }
 

@@ -136,11 +136,8 @@ impl Report {
         r
     }
 
-    /// A complete backup was written. `Suspicious` (and `reasons`) come
-    /// from the run report: `RunReport` gains a suspicious flag with its
-    /// reasons in the change that detects shrinking sources, and this is
-    /// the one place that maps it. Until then a complete backup is a
-    /// success unless retention failed.
+    /// A complete backup was written: a success, unless the shrink guard
+    /// marked it (`suspicious`, with its reasons) or retention failed.
     fn complete(&mut self, run: &RunReport) {
         let m = &run.manifest;
         self.backup_id = Some(m.id.clone());
@@ -148,6 +145,19 @@ impl Report {
         self.raw_bytes = m.raw_bytes();
         self.deletions = run.deletions();
         self.outcome = Outcome::Success;
+        if run.is_suspicious() {
+            self.outcome = Outcome::Suspicious;
+            self.reasons = run.suspicious_reasons().to_vec();
+            self.error = Some(format!(
+                "backup {}/{} is complete but SUSPICIOUS, so retention did not run: {}. \
+                 If the change is deliberate, run `ccbackup run-now --job {} --accept-shrink`.",
+                m.job,
+                m.id,
+                self.reasons.join("; "),
+                m.job
+            ));
+            return;
+        }
         if let Some(Err(e)) = &run.prune {
             self.outcome = Outcome::Failure;
             self.error = Some(format!(

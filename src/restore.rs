@@ -833,6 +833,7 @@ mod tests {
                 art("rrd.rrd.tar.zst", "rrd", ArtifactKind::RrdTar, None),
                 art("etc.tar.zst", "etc", ArtifactKind::FilesTar, None),
             ],
+            guard: Default::default(),
         }
     }
 

@@ -1,10 +1,11 @@
 //! One run of a job, as `run-now` and the daemon both do it: back up, and
-//! only if that succeeded, apply retention.
+//! only if that succeeded and the backup is not suspicious (see
+//! [`crate::guard`]), apply retention.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backup::{self, BackupError};
+use crate::backup::{self, BackupError, Shrink};
 use crate::config::{Config, JobConfig};
 use crate::lock::{self, LockError};
 use crate::manifest::Manifest;
@@ -17,11 +18,32 @@ use crate::store::Repo;
 pub struct RunReport {
     pub manifest: Manifest,
     pub duration: Duration,
-    /// `None` when the job has no retention policy.
+    /// `None` when the job has no retention policy, or when the backup is
+    /// suspicious (retention is skipped then).
     pub prune: Option<Result<Outcome, PruneError>>,
 }
 
+/// How a run goes beyond the job's configuration (`run-now` flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Wait this long for a lock held by a live process before failing.
+    pub lock_wait: Duration,
+    /// What the shrink guard's findings do to this one run.
+    pub shrink: Shrink,
+}
+
 impl RunReport {
+    /// The backup is complete but the shrink guard found it suspicious:
+    /// the run did not prune, and it must be reported as not successful.
+    pub fn is_suspicious(&self) -> bool {
+        self.manifest.guard.is_suspicious()
+    }
+
+    /// The guard's reasons, one line each (empty unless suspicious).
+    pub fn suspicious_reasons(&self) -> &[String] {
+        &self.manifest.guard.suspicious
+    }
+
     /// Deletions made by retention in this run.
     pub fn deletions(&self) -> usize {
         match &self.prune {
@@ -76,11 +98,11 @@ pub async fn run_once(
     kill: KillSwitch,
     progress: Arc<Progress>,
 ) -> Result<RunReport, RunError> {
-    run_once_waiting(cfg, repo, job, kill, progress, Duration::ZERO).await
+    run_once_with(cfg, repo, job, kill, progress, RunOptions::default()).await
 }
 
 /// [`run_once`], but a lock held by a live process is waited for up to
-/// `lock_wait` (`run-now --wait-lock`) before the run fails.
+/// `lock_wait` before the run fails.
 pub async fn run_once_waiting(
     cfg: &Config,
     repo: &Repo,
@@ -89,6 +111,25 @@ pub async fn run_once_waiting(
     progress: Arc<Progress>,
     lock_wait: Duration,
 ) -> Result<RunReport, RunError> {
+    let opts = RunOptions {
+        lock_wait,
+        ..RunOptions::default()
+    };
+    run_once_with(cfg, repo, job, kill, progress, opts).await
+}
+
+/// [`run_once`] with `run-now`'s options: a lock held by a live process is
+/// waited for up to `opts.lock_wait` (`--wait-lock`) before the run fails;
+/// `opts.shrink` may accept a deliberate shrink (`--accept-shrink`).
+pub async fn run_once_with(
+    cfg: &Config,
+    repo: &Repo,
+    job: &JobConfig,
+    kill: KillSwitch,
+    progress: Arc<Progress>,
+    opts: RunOptions,
+) -> Result<RunReport, RunError> {
+    let lock_wait = opts.lock_wait;
     let started = Instant::now();
     let mut told = false;
     let acquire = lock::acquire(
@@ -117,7 +158,7 @@ pub async fn run_once_waiting(
         lost.cancelled().await;
         watch_kill.kill();
     });
-    let result = backup_and_prune(repo, job, kill, progress).await;
+    let result = backup_and_prune(repo, job, kill, progress, opts.shrink).await;
     watcher.abort();
     if let Err(e) = guard.release().await {
         tracing::warn!(job = %job.name, error = %e, "could not release the repository lock; it expires on its own");
@@ -135,8 +176,14 @@ async fn backup_and_prune(
     job: &JobConfig,
     kill: KillSwitch,
     progress: Arc<Progress>,
+    shrink: Shrink,
 ) -> Result<(Manifest, Option<Result<Outcome, PruneError>>), RunError> {
-    let manifest = backup::run_job(repo, job, progress, kill).await?;
+    let manifest = backup::run_job_with(repo, job, progress, kill, shrink).await?;
+    // After a suspicious backup the good ones are all that is left to
+    // restore from: keep every one of them.
+    if manifest.guard.is_suspicious() {
+        return Ok((manifest, None));
+    }
     let prune = match &job.retention {
         None => None,
         Some(_) => Some(prune_after_backup(repo, job).await),

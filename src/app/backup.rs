@@ -7,6 +7,7 @@ pub(super) async fn run_now(
     job: Option<&str>,
     wait_lock: Option<&str>,
     json: bool,
+    shrink: crate::backup::Shrink,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
@@ -28,7 +29,8 @@ pub(super) async fn run_now(
             failures.push(format!("job `{}` was not started", job.name));
             continue;
         }
-        let report = run_one(cfg, &repo, job, lock_wait, &client, intr).await;
+        let opts = runner::RunOptions { lock_wait, shrink };
+        let report = run_one(cfg, &repo, job, opts, &client, intr).await;
         if json {
             match serde_json::to_string(&report) {
                 Ok(line) => println!("{line}"),
@@ -59,7 +61,7 @@ async fn run_one(
     cfg: &Config,
     repo: &store::Repo,
     job: &JobConfig,
-    lock_wait: Duration,
+    opts: runner::RunOptions,
     client: &reqwest::Client,
     intr: &Interrupt,
 ) -> crate::report::Report {
@@ -75,7 +77,7 @@ async fn run_one(
     let view = super::show_progress(&job.name, progress.clone());
     let kill = KillSwitch::default();
     let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
-    let result = runner::run_once_waiting(cfg, repo, job, kill, progress, lock_wait).await;
+    let result = runner::run_once_with(cfg, repo, job, kill, progress, opts).await;
     drop(view);
     let facts = crate::report::RunFacts {
         run_id,
@@ -118,6 +120,13 @@ pub struct ListEntry {
     pub artifacts: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The shrink guard's reasons; a suspicious backup is complete and
+    /// restorable, but never counted as good.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspicious: Vec<String>,
+    /// Shrinks accepted with `run-now --accept-shrink`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shrink_accepted: Vec<String>,
 }
 
 impl From<&Manifest> for ListEntry {
@@ -134,6 +143,8 @@ impl From<&Manifest> for ListEntry {
             raw_size: m.raw_bytes(),
             artifacts: m.artifacts.len(),
             problem: None,
+            suspicious: m.guard.suspicious.clone(),
+            shrink_accepted: m.guard.accepted.clone(),
         }
     }
 }
@@ -154,7 +165,20 @@ impl From<&catalog::Damaged> for ListEntry {
             raw_size: 0,
             artifacts: 0,
             problem: Some(d.problem.clone()),
+            suspicious: Vec::new(),
+            shrink_accepted: Vec::new(),
         }
+    }
+}
+
+/// The shrink guard's mark in the text listing.
+fn guard_note(e: &ListEntry) -> String {
+    if !e.suspicious.is_empty() {
+        format!("  SUSPICIOUS: {}", e.suspicious.join("; "))
+    } else if !e.shrink_accepted.is_empty() {
+        format!("  (shrink accepted: {})", e.shrink_accepted.join("; "))
+    } else {
+        String::new()
     }
 }
 
@@ -186,12 +210,13 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
     for e in &entries {
         match &e.problem {
             None => println!(
-                "{:<16} {:<24} {:<21} {:>10}  {}",
+                "{:<16} {:<24} {:<21} {:>10}  {}{}",
                 e.job,
                 e.id,
                 e.time,
                 human_bytes(e.size),
-                e.sources.join(",")
+                e.sources.join(","),
+                guard_note(e)
             ),
             Some(p) => println!(
                 "{:<16} {:<24} {:<21} {:>10}  {}: {p}",

@@ -120,7 +120,23 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             job,
             wait_lock,
             json,
-        } => backup::run_now(&cfg, job.as_deref(), wait_lock.as_deref(), json, intr).await,
+            accept_shrink,
+        } => {
+            let shrink = if accept_shrink {
+                crate::backup::Shrink::Accept
+            } else {
+                crate::backup::Shrink::Guard
+            };
+            backup::run_now(
+                &cfg,
+                job.as_deref(),
+                wait_lock.as_deref(),
+                json,
+                shrink,
+                intr,
+            )
+            .await
+        }
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
         Command::Restore(args) => restore::restore(&cfg, args, intr).await,

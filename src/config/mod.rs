@@ -2,6 +2,7 @@
 //! the types below. Validation collects every problem with its file, line and
 //! key so an operator fixes them in one pass instead of one per run.
 
+mod guard;
 mod keys;
 mod notify;
 mod raw;
@@ -195,6 +196,8 @@ pub struct JobConfig {
     pub orphan_grace: Duration,
     pub notify: Notify,
     pub encryption: Option<EncryptionConfig>,
+    /// Limits of the shrink guard for this job's sources.
+    pub guard: crate::guard::GuardConfig,
     pub sources: Vec<SourceConfig>,
 }
 

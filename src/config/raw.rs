@@ -154,7 +154,21 @@ pub struct RawJob {
     pub notify: Option<RawNotify>,
     #[serde(default)]
     pub encryption: Option<S<RawEncryption>>,
+    #[serde(default)]
+    pub guard: Option<S<RawGuard>>,
     pub sources: S<Vec<S<RawSource>>>,
+}
+
+/// Limits of the shrink guard, for a job or one source (see `config::guard`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    #[serde(default)]
+    pub min_files: Option<S<i64>>,
+    #[serde(default)]
+    pub min_bytes: Option<S<Scalar>>,
+    #[serde(default)]
+    pub max_shrink: Option<S<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +192,8 @@ pub struct RawSource {
     pub rrd: Option<S<RawRrd>>,
     #[serde(default)]
     pub files: Option<S<RawFiles>>,
+    #[serde(default)]
+    pub guard: Option<S<RawGuard>>,
 }
 
 #[derive(Debug, Deserialize)]

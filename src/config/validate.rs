@@ -470,6 +470,7 @@ fn job(
             .map(|n| super::notify::notify(n, &format!("{key}.notify"), p))
             .unwrap_or_default(),
         encryption: None,
+        guard: super::guard::job(j, key, p),
         sources,
     })
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,7 +24,18 @@ pub fn outcomes() -> impl Iterator<Item = &'static str> {
 
 #[derive(Debug, Clone, Default)]
 pub struct JobStats {
+    /// Start of the job's newest good backup (complete, trusted, not
+    /// suspicious), from the store at start-up and after every run.
     pub last_success: Option<DateTime<Utc>>,
+    /// Whether the job's newest complete backup is marked suspicious.
+    pub last_backup_suspicious: Option<bool>,
+    /// The oldest trace in the store of an attempt that did not give a
+    /// good backup (a suspicious backup, a leftover, a damaged manifest);
+    /// with no good backup at all, readiness counts from here.
+    pub first_attempt: Option<DateTime<Utc>>,
+    /// The store could not be listed at start-up, so the last good
+    /// backup is unknown.
+    pub store_error: Option<String>,
     pub last_run_duration: Option<Duration>,
     pub last_run_bytes: Option<u64>,
     pub last_outcome: Option<&'static str>,
@@ -48,6 +60,9 @@ pub struct JobStats {
 pub struct Metrics {
     jobs: Mutex<BTreeMap<String, JobStats>>,
     started: DateTime<Utc>,
+    /// The daemon is still reading the store at start-up: nothing is known
+    /// about the jobs' last good backups yet.
+    seeding: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -72,6 +87,9 @@ pub struct JobReadiness {
 #[derive(Debug, Serialize)]
 pub struct Readiness {
     pub ready: bool,
+    /// Why it is not ready, naming each job that is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub jobs: Vec<JobReadiness>,
 }
 
@@ -84,7 +102,14 @@ impl Metrics {
         Self {
             jobs: Mutex::new(BTreeMap::new()),
             started,
+            seeding: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the start-up listing of the store as running (`true`) or
+    /// done; while it runs `/readyz` is not ready.
+    pub fn set_seeding(&self, seeding: bool) {
+        self.seeding.store(seeding, Ordering::SeqCst);
     }
 
     pub fn started(&self) -> DateTime<Utc> {
@@ -115,62 +140,33 @@ impl Metrics {
     }
 
     /// The `/readyz` rule, per job with a `max_age`:
-    /// * it has a known success (from the store at start-up, or since):
-    ///   ready while `now - last_success <= max_age`;
-    /// * it has none: ready until `max_age` after its first scheduled run
-    ///   after start-up (or after start-up itself when it has no schedule),
-    ///   so a fresh deployment is not unready before it had a chance.
+    /// * it has a good backup (the newest complete, trusted, not suspicious
+    ///   one in the store, read at start-up and after every run): ready
+    ///   while `now - last_success <= max_age`;
+    /// * it has none: ready until `max_age` after the earlier of its first
+    ///   scheduled run after start-up (start-up itself without a schedule)
+    ///   and the oldest failed attempt the store shows (a suspicious
+    ///   backup, a leftover, a damaged manifest), so a fresh deployment is
+    ///   not unready before it had a chance, while one that keeps failing
+    ///   across restarts still turns unready;
+    /// * the store could not be listed at start-up and no run succeeded
+    ///   since: not ready (the last good backup is unknown).
     ///
-    /// Jobs without `max_age` are always ready.
+    /// Jobs without `max_age` are always ready. While the start-up listing
+    /// runs nothing is known yet, so nothing is ready.
     pub fn readiness(&self, now: DateTime<Utc>) -> Readiness {
-        let mut all = true;
-        let jobs = self
+        if self.seeding.load(Ordering::SeqCst) {
+            return Readiness {
+                ready: false,
+                reason: Some("starting: reading the store for each job's last good backup".into()),
+                jobs: Vec::new(),
+            };
+        }
+        let jobs: Vec<JobReadiness> = self
             .snapshot()
             .into_iter()
             .map(|(name, s)| {
-                let (ready, reason) = match s.max_age {
-                    None => (true, "no max_age set".to_owned()),
-                    Some(max) => {
-                        let max_c =
-                            chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
-                        match s.last_success {
-                            Some(t) if now - t <= max_c => (
-                                true,
-                                format!("last success {} s ago", (now - t).num_seconds()),
-                            ),
-                            Some(t) => (
-                                false,
-                                format!(
-                                    "last success {} s ago is older than max_age {} s",
-                                    (now - t).num_seconds(),
-                                    max.as_secs()
-                                ),
-                            ),
-                            None => {
-                                let due = s.first_due.unwrap_or(self.started);
-                                let deadline = due + max_c;
-                                if now > deadline {
-                                    (
-                                        false,
-                                        format!(
-                                            "no successful backup; first run was due {}",
-                                            ts(due)
-                                        ),
-                                    )
-                                } else {
-                                    (
-                                        true,
-                                        format!(
-                                            "no successful backup yet; overdue after {}",
-                                            ts(deadline)
-                                        ),
-                                    )
-                                }
-                            }
-                        }
-                    }
-                };
-                all &= ready;
+                let (ready, reason) = job_readiness(&s, self.started, now);
                 JobReadiness {
                     job: name,
                     ready,
@@ -183,7 +179,16 @@ impl Metrics {
                 }
             })
             .collect();
-        Readiness { ready: all, jobs }
+        let unready: Vec<String> = jobs
+            .iter()
+            .filter(|j| !j.ready)
+            .map(|j| format!("job `{}`: {}", j.job, j.reason))
+            .collect();
+        Readiness {
+            ready: unready.is_empty(),
+            reason: (!unready.is_empty()).then(|| unready.join("; ")),
+            jobs,
+        }
     }
 
     /// Prometheus text exposition of every metric.
@@ -206,7 +211,7 @@ impl Metrics {
         family(
             "ccbackup_last_success_timestamp_seconds",
             "gauge",
-            "Unix time when the job's last successful backup started.",
+            "Unix time when the job's newest good backup (complete, not suspicious) started.",
             per_job(&|s| s.last_success.map(|t| secs(t).to_string())),
         );
         family(
@@ -253,6 +258,12 @@ impl Metrics {
             "counter",
             "Runs of the job by outcome (success, failure, suspicious, locked, cancelled).",
             runs,
+        );
+        family(
+            "ccbackup_last_backup_suspicious",
+            "gauge",
+            "1 when the job's newest complete backup is marked suspicious by the shrink guard (kept, not pruned after, not counted as good).",
+            per_job(&|s| s.last_backup_suspicious.map(|b| u8::from(b).to_string())),
         );
         family(
             "ccbackup_backups_stored",
@@ -315,6 +326,54 @@ impl Metrics {
     }
 }
 
+/// One job's verdict and its reason (see [`Metrics::readiness`]).
+fn job_readiness(s: &JobStats, started: DateTime<Utc>, now: DateTime<Utc>) -> (bool, String) {
+    let Some(max) = s.max_age else {
+        return (true, "no max_age set".to_owned());
+    };
+    let max_c = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
+    if let Some(t) = s.last_success {
+        let age = (now - t).num_seconds();
+        return if now - t <= max_c {
+            (true, format!("last success {age} s ago"))
+        } else {
+            (
+                false,
+                format!(
+                    "last success {} ({age} s ago) is older than max_age {} s",
+                    ts(t),
+                    max.as_secs()
+                ),
+            )
+        };
+    }
+    if let Some(e) = &s.store_error {
+        return (
+            false,
+            format!("the store could not be listed at start-up, so the last good backup is unknown: {e}"),
+        );
+    }
+    let due = s.first_due.unwrap_or(started);
+    let (from, what) = match s.first_attempt {
+        Some(a) if a < due => (
+            a,
+            "the store shows a failed attempt (suspicious or incomplete backup) at",
+        ),
+        _ => (due, "first run was due"),
+    };
+    let deadline = from
+        .checked_add_signed(max_c)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if now > deadline {
+        (false, format!("no successful backup; {what} {}", ts(from)))
+    } else {
+        (
+            true,
+            format!("no successful backup yet; overdue after {}", ts(deadline)),
+        )
+    }
+}
+
 fn secs(t: DateTime<Utc>) -> i64 {
     t.timestamp()
 }
@@ -368,5 +427,64 @@ mod tests {
         m.update("b", |_| {});
         let r = m.readiness(at("2026-11-25T03:30:00Z"));
         assert_eq!(r.jobs.len(), 2);
+    }
+
+    #[test]
+    fn a_job_without_a_good_backup_turns_unready_after_its_first_run_plus_max_age() {
+        // A crash-looping sidecar restarts often; the first due run moves
+        // with every start, but a failed attempt in the store does not.
+        let m = Metrics::new(at("2026-11-25T10:00:00Z"));
+        m.update("a", |s| {
+            s.max_age = Some(Duration::from_secs(3600));
+            s.first_due = Some(at("2026-11-26T03:00:00Z"));
+        });
+        let r = m.readiness(at("2026-11-26T03:59:59Z"));
+        assert!(r.ready, "{r:?}");
+        assert_eq!(r.reason, None);
+        let r = m.readiness(at("2026-11-26T04:00:01Z"));
+        assert!(!r.ready);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("job `a`: no successful backup; first run was due 2026-11-26T03:00:00Z")
+        );
+        m.update("a", |s| s.first_attempt = Some(at("2026-11-25T08:00:00Z")));
+        let r = m.readiness(at("2026-11-25T10:00:00Z"));
+        assert!(!r.ready);
+        assert!(r.jobs[0].reason.contains("failed attempt"), "{r:?}");
+        // An attempt after the first due run does not shorten the grace.
+        m.update("a", |s| s.first_attempt = Some(at("2026-11-26T03:30:00Z")));
+        assert!(m.readiness(at("2026-11-26T03:59:00Z")).ready);
+    }
+
+    #[test]
+    fn unknown_store_and_start_up_are_not_ready() {
+        let m = Metrics::new(at("2026-11-25T10:00:00Z"));
+        m.update("a", |s| {
+            s.max_age = Some(Duration::from_secs(3600));
+            s.store_error = Some("cannot list s3://b".into());
+        });
+        let r = m.readiness(at("2026-11-25T10:00:01Z"));
+        assert!(!r.ready && r.jobs[0].reason.contains("cannot list s3://b"));
+        // A job without max_age does not care.
+        m.update("a", |s| s.max_age = None);
+        assert!(m.readiness(at("2026-11-25T10:00:01Z")).ready);
+        m.set_seeding(true);
+        let r = m.readiness(at("2026-11-25T10:00:01Z"));
+        assert!(!r.ready && r.jobs.is_empty(), "{r:?}");
+        m.set_seeding(false);
+        assert!(m.readiness(at("2026-11-25T10:00:01Z")).ready);
+    }
+
+    #[test]
+    fn suspicious_runs_are_counted_and_flagged() {
+        let m = Metrics::new(at("2026-11-25T00:00:00Z"));
+        m.update("j", |s| {
+            *s.runs.entry("suspicious").or_default() += 1;
+            s.last_backup_suspicious = Some(true);
+        });
+        let text = m.render();
+        assert!(text.contains("ccbackup_runs_total{job=\"j\",outcome=\"suspicious\"} 1"));
+        assert!(text.contains("ccbackup_runs_total{job=\"j\",outcome=\"success\"} 0"));
+        assert!(text.contains("ccbackup_last_backup_suspicious{job=\"j\"} 1"));
     }
 }

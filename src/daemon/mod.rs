@@ -31,7 +31,10 @@
 //! `run-now` (lock, backup, retention only after success). A run that fails
 //! with a transient error (database still starting, store unreachable) is
 //! retried as a whole with backoff ([`crate::retry::Backoff::RUN`]); a
-//! failed attempt wrote no manifest and pruned nothing. The run ID is made
+//! failed attempt wrote no manifest and pruned nothing. A backup the shrink
+//! guard ([`crate::guard`]) flags is complete, so it is not retried; its
+//! outcome is `suspicious`, it pruned nothing and it is not a success for
+//! `/readyz`. The run ID is made
 //! once, before the first attempt. Every run ends with one
 //! [`crate::report::Report`], which makes the log event (`run finished`),
 //! the metrics and the notifications ([`crate::notify`]).
@@ -52,6 +55,7 @@
 //! `daemon.listen` is logged as a warning and needs a restart.
 
 pub mod http;
+mod listing;
 pub mod metrics;
 pub mod process;
 
@@ -68,7 +72,6 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::catalog;
 use crate::config::{self, Config, JobConfig};
 use crate::gate::gated;
 use crate::notify;
@@ -78,6 +81,7 @@ use crate::retry::{self, Backoff, Class};
 use crate::runner::{self, RunError};
 use crate::source::child::KillSwitch;
 use crate::store::{self, Repo};
+use listing::list_catalog;
 use metrics::Metrics;
 
 /// After the grace period and a cancel, how long a run may take to unwind
@@ -159,6 +163,8 @@ pub async fn run(
         .listen
         .clone()
         .unwrap_or_else(|| cfg.daemon.listen.clone());
+    // Until the store has been read, `/readyz` knows nothing to vouch for.
+    metrics.set_seeding(true);
     let listener = http::bind(&listen).await?;
     let addr = http::local_addr(&listener);
     if let (Some(tx), Some(a)) = (opts.bound, addr) {
@@ -184,6 +190,8 @@ pub async fn run(
     };
     seed_metrics(&st, &metrics).await;
     arm_all(&mut st, &sched, &tick_tx, &metrics).await;
+    // Only now are last good backups and first due runs both known.
+    metrics.set_seeding(false);
 
     let reload = opts.reload.unwrap_or_default();
     let mut tasks: JoinSet<String> = JoinSet::new();
@@ -261,46 +269,25 @@ async fn drain(tasks: &mut JoinSet<String>, st: &mut State, limit: Duration) -> 
 }
 
 /// Per-job settings and what the store already holds, so `/readyz` and the
-/// metrics are right from the start (a restart does not forget the last
-/// success).
+/// metrics are right from the start: a restart does not forget the last
+/// good backup, and does not forgive a job that has none.
 async fn seed_metrics(st: &State, metrics: &Metrics) {
     let names: Vec<String> = st.cfg.jobs.iter().map(|j| j.name.clone()).collect();
     metrics.retain(&names);
     for job in &st.cfg.jobs {
         metrics.update(&job.name, |s| s.max_age = job.max_age);
         match list_catalog(&st.repo, &job.name).await {
-            Ok(l) => metrics.update(&job.name, |s| {
-                s.backups_stored = Some(l.complete);
-                s.backups_damaged = Some(l.damaged);
-                if s.last_success.is_none() {
-                    s.last_success = l.newest;
-                }
-            }),
+            Ok(l) => metrics.update(&job.name, |s| l.apply(s)),
             Err(e) => {
-                tracing::warn!(job = %job.name, error = %e, "cannot list existing backups at start-up")
+                tracing::warn!(job = %job.name, error = %e, "cannot list existing backups at start-up");
+                metrics.update(&job.name, |s| {
+                    if s.last_success.is_none() {
+                        s.store_error = Some(e.to_string());
+                    }
+                });
             }
         }
     }
-}
-
-/// What the store holds for one job, as the metrics show it.
-struct Listed {
-    complete: u64,
-    damaged: u64,
-    newest: Option<DateTime<Utc>>,
-}
-
-/// Counts and newest start time of complete backups, with retries.
-async fn list_catalog(repo: &Repo, job: &str) -> Result<Listed, catalog::CatalogError> {
-    let cat = retry::retry(Backoff::STORE, "catalog listing", || {
-        catalog::load(repo, Some(job))
-    })
-    .await?;
-    Ok(Listed {
-        complete: cat.complete.len() as u64,
-        damaged: cat.damaged.len() as u64,
-        newest: cat.complete.last().map(|m| m.started_at),
-    })
 }
 
 async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
@@ -541,10 +528,7 @@ async fn execute(ctx: &RunCtx) {
 
     if !ctx.cancel.is_cancelled() {
         if let Ok(l) = list_catalog(&ctx.repo, &job.name).await {
-            ctx.metrics.update(&job.name, |s| {
-                s.backups_stored = Some(l.complete);
-                s.backups_damaged = Some(l.damaged);
-            });
+            ctx.metrics.update(&job.name, |s| l.apply(s));
         }
     }
     pending.finish(&ctx.cfg, job, &report).await;
@@ -598,9 +582,14 @@ fn record_metrics(ctx: &RunCtx, report: &Report, result: &Result<runner::RunRepo
             s.lock_waits += 1;
         }
         // A complete backup counts for freshness even when retention
-        // failed after it: the data is in the store.
+        // failed after it (the data is in the store), unless the shrink
+        // guard flagged it.
         if let Ok(r) = result {
-            s.last_success = Some(r.manifest.started_at);
+            s.last_backup_suspicious = Some(r.is_suspicious());
+            if !r.is_suspicious() {
+                s.last_success = Some(r.manifest.started_at);
+                s.store_error = None;
+            }
             s.retention_deletions += r.deletions() as u64;
         }
     });

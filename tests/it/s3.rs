@@ -243,6 +243,7 @@ fn s3_manifest_put_is_create_only() {
         tool_version: "test".to_owned(),
         host: host.to_owned(),
         artifacts: Vec::new(),
+        guard: Default::default(),
     };
 
     // Two writers one after the other: the second loses, the first stays.

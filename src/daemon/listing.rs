@@ -1,0 +1,127 @@
+//! What the store holds for one job, as the metrics and `/readyz` show it:
+//! read at start-up and after every run, so a restart neither forgets the
+//! last good backup nor forgives a job that has none.
+
+use chrono::{DateTime, Utc};
+
+use super::metrics;
+use crate::catalog;
+use crate::retry::{self, Backoff};
+use crate::store::{self, Repo};
+
+/// What the store holds for one job, as the metrics show it.
+pub(super) struct Listed {
+    complete: u64,
+    damaged: u64,
+    /// Start of the newest good backup ([`crate::guard::baseline`]).
+    newest_good: Option<DateTime<Utc>>,
+    newest_suspicious: Option<bool>,
+    /// Oldest backup directory that is not a good backup.
+    first_attempt: Option<DateTime<Utc>>,
+}
+
+impl Listed {
+    fn of(job: &str, cat: &catalog::Catalog) -> Listed {
+        let attempts = cat
+            .complete
+            .iter()
+            .filter(|m| m.guard.is_suspicious())
+            .map(|m| m.started_at);
+        // Directory names, not manifest contents: those may be damaged.
+        let leftovers = cat
+            .incomplete
+            .iter()
+            .map(|i| i.id.as_str())
+            .chain(cat.damaged.iter().map(|d| d.id.as_str()))
+            .filter_map(store::backup_id_time);
+        Listed {
+            complete: cat.complete.len() as u64,
+            damaged: cat.damaged.len() as u64,
+            newest_good: crate::guard::baseline(&cat.complete, job).map(|m| m.started_at),
+            newest_suspicious: cat.complete.last().map(|m| m.guard.is_suspicious()),
+            first_attempt: attempts.chain(leftovers).min(),
+        }
+    }
+
+    /// The store is the record: what it holds replaces what was known.
+    pub(super) fn apply(&self, s: &mut metrics::JobStats) {
+        s.backups_stored = Some(self.complete);
+        s.backups_damaged = Some(self.damaged);
+        s.last_success = self.newest_good;
+        s.last_backup_suspicious = self.newest_suspicious;
+        s.first_attempt = self.first_attempt;
+        s.store_error = None;
+    }
+}
+
+/// Counts, newest good backup and failed attempts of a job, with retries.
+pub(super) async fn list_catalog(repo: &Repo, job: &str) -> Result<Listed, catalog::CatalogError> {
+    let cat = retry::retry(Backoff::STORE, "catalog listing", || {
+        catalog::load(repo, Some(job))
+    })
+    .await?;
+    Ok(Listed::of(job, &cat))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{GuardMark, Manifest, FORMAT};
+
+    fn m(id: &str, suspicious: bool) -> Manifest {
+        let t = store::backup_id_time(id).unwrap();
+        Manifest {
+            format: FORMAT,
+            job: "j".into(),
+            id: id.into(),
+            started_at: t,
+            finished_at: t,
+            tool_version: "0".into(),
+            host: "h".into(),
+            artifacts: Vec::new(),
+            guard: GuardMark {
+                suspicious: if suspicious {
+                    vec!["empty".into()]
+                } else {
+                    Vec::new()
+                },
+                accepted: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_newest_good_backup_and_the_oldest_failed_attempt_are_found() {
+        let cat = catalog::Catalog {
+            complete: vec![
+                m("20260102T000000Z-aaaaaa", false),
+                m("20260103T000000Z-bbbbbb", true),
+            ],
+            incomplete: vec![catalog::Incomplete {
+                job: "j".into(),
+                id: "20260101T000000Z-cccccc".into(),
+                objects: Vec::new(),
+                last_modified: Utc::now(),
+            }],
+            damaged: Vec::new(),
+        };
+        let l = Listed::of("j", &cat);
+        assert_eq!(
+            l.newest_good,
+            store::backup_id_time("20260102T000000Z-aaaaaa")
+        );
+        assert_eq!(l.newest_suspicious, Some(true));
+        assert_eq!(
+            l.first_attempt,
+            store::backup_id_time("20260101T000000Z-cccccc")
+        );
+        let mut s = metrics::JobStats {
+            store_error: Some("x".into()),
+            ..Default::default()
+        };
+        l.apply(&mut s);
+        assert_eq!((s.backups_stored, s.store_error), (Some(2), None));
+        let none = Listed::of("j", &catalog::Catalog::default());
+        assert_eq!((none.newest_good, none.first_attempt), (None, None));
+    }
+}
