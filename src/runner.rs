@@ -19,6 +19,8 @@ pub struct RunReport {
     pub duration: Duration,
     /// `None` when the job has no retention policy.
     pub prune: Option<Result<Outcome, PruneError>>,
+    /// One per copy store: copies never fail the run (see [`crate::copy`]).
+    pub copies: Vec<crate::copy::StoreRun>,
 }
 
 impl RunReport {
@@ -117,7 +119,13 @@ pub async fn run_once_waiting(
         lost.cancelled().await;
         watch_kill.kill();
     });
-    let result = backup_and_prune(repo, job, kill, progress).await;
+    let result = backup_and_prune(repo, job, kill.clone(), progress).await;
+    // Still under the primary lock, so the backup cannot be pruned away
+    // by a newer run while it is being copied.
+    let copies = match &result {
+        Ok((m, _)) => crate::copy::after_backup(cfg, job, repo, m, &kill).await,
+        Err(_) => Vec::new(),
+    };
     watcher.abort();
     if let Err(e) = guard.release().await {
         tracing::warn!(job = %job.name, error = %e, "could not release the repository lock; it expires on its own");
@@ -127,6 +135,7 @@ pub async fn run_once_waiting(
         manifest,
         duration: started.elapsed(),
         prune,
+        copies,
     })
 }
 

@@ -58,6 +58,7 @@ pub(super) async fn run_now(
                         m.id
                     ));
                 }
+                failures.extend(super::copy::failures(&m.id, &report.copies));
             }
             Err(e) => {
                 // Contention is not a failure of the backup: log it apart,

@@ -3,6 +3,7 @@
 
 mod backup;
 mod clients;
+mod copy;
 mod daemon;
 mod keys;
 mod restore;
@@ -119,6 +120,11 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::RunNow { job, wait_lock } => {
             backup::run_now(&cfg, job.as_deref(), wait_lock.as_deref(), intr).await
         }
+        Command::Copy {
+            from_primary: _,
+            job,
+            to,
+        } => copy::backfill(&cfg, job.as_deref(), to.as_deref(), intr).await,
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
         Command::Restore(args) => restore::restore(&cfg, args, intr).await,

@@ -567,6 +567,9 @@ async fn execute(ctx: &RunCtx) {
         if let Ok(r) = &result {
             s.last_success = Some(r.manifest.started_at);
             s.retention_deletions += r.deletions() as u64;
+            for c in &r.copies {
+                s.record_copy(&c.store, c.copied_all(), r.manifest.started_at);
+            }
         }
     });
     match &result {
