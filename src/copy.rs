@@ -297,7 +297,13 @@ async fn read_source(src: &Repo, job: &str, id: &str) -> Result<Source, CopyErro
     let sig_key = signature_path(job, id);
     let signature = match read_capped(src, &sig_key, MAX_SIGNATURE_BYTES).await {
         Ok(Some(s)) => Some(s),
-        Ok(None) => return Err(untrusted(source_err, &key, "its signature file is oversized")),
+        Ok(None) => {
+            return Err(untrusted(
+                source_err,
+                &key,
+                "its signature file is oversized",
+            ))
+        }
         Err(object_store::Error::NotFound { .. }) => None,
         Err(e) => return Err(read_err(&sig_key, e)),
     };
@@ -322,11 +328,7 @@ async fn read_source(src: &Repo, job: &str, id: &str) -> Result<Source, CopyErro
     })
 }
 
-fn untrusted(
-    wrap: impl Fn(ManifestError) -> CopyError,
-    key: &ObjPath,
-    why: &str,
-) -> CopyError {
+fn untrusted(wrap: impl Fn(ManifestError) -> CopyError, key: &ObjPath, why: &str) -> CopyError {
     wrap(ManifestError::Untrusted {
         key: key.to_string(),
         why: why.to_owned(),
@@ -361,7 +363,8 @@ pub async fn copy_backup(
     cancel: &CancellationToken,
 ) -> Result<Copied, CopyError> {
     let mkey = manifest_path(job, id);
-    match dst.store.head(&mkey).await {
+    let what = format!("looking for {mkey} in {}", dst.display);
+    match retry::retry(Backoff::STORE, &what, || dst.store.head(&mkey)).await {
         Ok(_) => return Ok(Copied::AlreadyPresent),
         Err(object_store::Error::NotFound { .. }) => {}
         Err(source) => {
@@ -381,7 +384,10 @@ pub async fn copy_backup(
             // Only when the manifest is known to be absent: a put that
             // failed ambiguously may have committed it, and data under a
             // manifest must never be removed.
-            if matches!(dst.store.head(&mkey).await, Err(object_store::Error::NotFound { .. })) {
+            if matches!(
+                dst.store.head(&mkey).await,
+                Err(object_store::Error::NotFound { .. })
+            ) {
                 remove(dst, &written).await;
             }
             Err(e)
@@ -418,18 +424,15 @@ async fn write_copy(
         // reader looks at it. The manifest below is the commit point.
         let key = signature_path(&m.job, &m.id);
         written.push(key.clone());
-        dst.store
-            .put(&key, PutPayload::from(sig.clone()))
+        put_retried(dst, &key, sig, PutOptions::default())
             .await
             .map_err(|source| write_err(dst, &key, source))?;
     }
     let mkey = manifest_path(&m.job, &m.id);
     let create = PutOptions::from(PutMode::Create);
-    match dst
-        .store
-        .put_opts(&mkey, PutPayload::from(source.bytes.clone()), create)
-        .await
-    {
+    // A retried create that finds the manifest there met its own first
+    // attempt, or another copier: the bytes are the same either way.
+    match put_retried(dst, &mkey, &source.bytes, create).await {
         Ok(_) => Ok(Copied::Copied {
             artifacts: m.artifacts.len(),
             bytes: m.stored_bytes(),
@@ -439,6 +442,20 @@ async fn write_copy(
         | Err(object_store::Error::Precondition { .. }) => Ok(Copied::AlreadyPresent),
         Err(source) => Err(write_err(dst, &mkey, source)),
     }
+}
+
+async fn put_retried(
+    dst: &Repo,
+    key: &ObjPath,
+    bytes: &[u8],
+    opts: PutOptions,
+) -> Result<object_store::PutResult, object_store::Error> {
+    let what = format!("writing {key} to {}", dst.display);
+    retry::retry(Backoff::STORE, &what, || {
+        let payload = PutPayload::from(bytes::Bytes::copy_from_slice(bytes));
+        dst.store.put_opts(key, payload, opts.clone())
+    })
+    .await
 }
 
 fn write_err(dst: &Repo, key: &ObjPath, source: object_store::Error) -> CopyError {
@@ -508,6 +525,13 @@ async fn stream_artifact(
         .map_err(|e| write_err(dst, key, e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, dst.part_size);
     let streamed = pump(&mut stream, &mut writer, dst, key, a, cancel, src).await;
+    let streamed = match streamed {
+        Ok(()) if cancel.is_cancelled() => Err(CopyError::Interrupted {
+            store: dst.display.clone(),
+            what: key.to_string(),
+        }),
+        other => other,
+    };
     let outcome = match streamed {
         Ok(()) => match writer.finish().await {
             Ok(_) => return Ok(()),
@@ -545,13 +569,14 @@ async fn pump(
     };
     loop {
         let next = tokio::select! {
-            n = stream.try_next() => n,
+            biased;
             () = cancel.cancelled() => {
                 return Err(CopyError::Interrupted {
                     store: dst.display.clone(),
                     what: key.to_string(),
                 })
             }
+            n = stream.try_next() => n,
         };
         let Some(chunk) = next.map_err(|source| CopyError::Read {
             store: src.display.clone(),

@@ -10,11 +10,10 @@ use crate::copy::{Copied, StoreRun};
 pub(super) fn failures(id: &str, runs: &[StoreRun]) -> Vec<String> {
     let mut out = Vec::new();
     for r in runs {
-        let copy_errors = r.setup.iter().chain(
-            r.backups
-                .iter()
-                .filter_map(|(_, res)| res.as_ref().err()),
-        );
+        let copy_errors = r
+            .setup
+            .iter()
+            .chain(r.backups.iter().filter_map(|(_, res)| res.as_ref().err()));
         for e in copy_errors {
             out.push(format!(
                 "backup {id} is complete; copy to {} failed: {e}",

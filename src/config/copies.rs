@@ -67,10 +67,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("c.yaml:6:17: copies[0].options.endpiont: `endpiont` is not an option of s3:// stores"), "{err}");
-        assert!(
-            err.contains("copies[1].url: is the primary store"),
-            "{err}"
-        );
+        assert!(err.contains("copies[1].url: is the primary store"), "{err}");
         assert!(
             err.contains("copies[2].url: is the same store as copies[0]"),
             "{err}"

@@ -395,7 +395,9 @@ mod tests {
         ));
         assert!(text.contains("ccbackup_copy_failures_total{job=\"j\",store=\"s3://b/p\"} 0"));
         assert!(text.contains("ccbackup_copy_failures_total{job=\"j\",store=\"file:///x/\"} 2"));
-        assert!(!text.contains("ccbackup_copy_last_success_timestamp_seconds{job=\"j\",store=\"file:///x/\"}"));
+        assert!(!text.contains(
+            "ccbackup_copy_last_success_timestamp_seconds{job=\"j\",store=\"file:///x/\"}"
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod azure;
 mod backup;
 mod config_errors;
+mod copies;
 mod crypto;
 mod daemon;
 mod daemon_signals;
