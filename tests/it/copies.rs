@@ -41,11 +41,17 @@ fn file_url(p: &Path) -> String {
     format!("file://{}", p.display())
 }
 
-fn s3_copy(server: &Server, bucket: &str) -> String {
+/// An S3 store's fields; `lead` starts the first line (`  - ` in a list,
+/// `store:\n  ` for a primary), nested keys follow its indentation.
+fn s3_fields(server: &Server, bucket: &str, lead: &str, indent: &str) -> String {
     format!(
-        "  - url: s3://{bucket}/copies/site-a\n    part_size: 5MiB\n    options:\n      endpoint: {}\n      allow_http: true\n      region: eu-west-2\n      access_key_id: AKIATESTING\n      secret_access_key: {SECRET}\n",
+        "{lead}url: s3://{bucket}/copies/site-a\n{indent}part_size: 5MiB\n{indent}options:\n{indent}  endpoint: {}\n{indent}  allow_http: true\n{indent}  region: eu-west-2\n{indent}  access_key_id: AKIATESTING\n{indent}  secret_access_key: {SECRET}\n",
         server.endpoint()
     )
+}
+
+fn s3_copy(server: &Server, bucket: &str) -> String {
+    s3_fields(server, bucket, "  - ", "    ")
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -189,7 +195,7 @@ fn run_now_copies_identical_bytes_and_each_copy_stands_alone() {
         ),
         (
             "s3.yaml",
-            s3_copy(&server, "ccb-copy").replacen("  - url:", "store:\n  url:", 1),
+            s3_fields(&server, "ccb-copy", "store:\n  ", "  "),
         ),
     ] {
         let other = write(ws.path(), name, &format!("{store}{}", job_block(&src, "")));
