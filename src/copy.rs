@@ -119,16 +119,25 @@ impl StoreRun {
         self.setup.is_none() && self.backups.iter().all(|(_, r)| r.is_ok())
     }
 
-    /// Messages for everything that failed, copy and retention alike.
+    /// What failed while copying: setting up the store or a backup.
+    pub fn copy_errors(&self) -> impl Iterator<Item = &CopyError> {
+        self.setup
+            .iter()
+            .chain(self.backups.iter().filter_map(|(_, r)| r.as_ref().err()))
+    }
+
+    /// Messages for everything that failed, copy and retention alike, each
+    /// naming the copy store.
     pub fn problems(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.setup.iter().map(|e| e.to_string()).collect();
-        out.extend(
-            self.backups
-                .iter()
-                .filter_map(|(_, r)| r.as_ref().err().map(|e| e.to_string())),
-        );
+        let mut out: Vec<String> = self
+            .copy_errors()
+            .map(|e| format!("copy to {} failed: {e}", self.store))
+            .collect();
         if let Some(Err(e)) = &self.prune {
-            out.push(format!("retention in {}: {e}", self.store));
+            out.push(format!(
+                "retention in copy store {} failed: {e}",
+                self.store
+            ));
         }
         out
     }
@@ -486,6 +495,13 @@ async fn copy_artifact(
     a: &Artifact,
     cancel: &CancellationToken,
 ) -> Result<(), CopyError> {
+    let leg = Leg {
+        src,
+        dst,
+        key,
+        artifact: a,
+        cancel,
+    };
     let what = format!("copy of {key} to {}", dst.display);
     retry::retry_if(
         Backoff::STORE,
@@ -497,109 +513,112 @@ async fn copy_artifact(
                 e.class()
             }
         },
-        || stream_artifact(src, dst, key, a, cancel),
+        || leg.attempt(),
     )
     .await
 }
 
-/// One attempt: streams the object from `src` into a multipart upload in
-/// `dst`, hashing on the way, and completes the upload only when size and
-/// sha256 match the manifest. Every failure aborts the upload.
-async fn stream_artifact(
-    src: &Repo,
-    dst: &Repo,
-    key: &ObjPath,
-    a: &Artifact,
-    cancel: &CancellationToken,
-) -> Result<(), CopyError> {
-    let read_err = |source| CopyError::Read {
-        store: src.display.clone(),
-        key: key.to_string(),
-        source,
-    };
-    let mut stream = src.store.get(key).await.map_err(read_err)?.into_stream();
-    let upload = dst
-        .store
-        .put_multipart(key)
-        .await
-        .map_err(|e| write_err(dst, key, e))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, dst.part_size);
-    let streamed = pump(&mut stream, &mut writer, dst, key, a, cancel, src).await;
-    let streamed = match streamed {
-        Ok(()) if cancel.is_cancelled() => Err(CopyError::Interrupted {
-            store: dst.display.clone(),
-            what: key.to_string(),
-        }),
-        other => other,
-    };
-    let outcome = match streamed {
-        Ok(()) => match writer.finish().await {
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(write_err(dst, key, e)),
-        },
-        Err(e) => e,
-    };
-    if let Err(e) = writer.abort().await {
-        tracing::warn!(store = %dst.display, key = %key, error = %e, "could not abort a multipart upload; prune sweeps its parts");
-    }
-    Err(outcome)
+/// One artifact on its way from `src` to `dst`.
+struct Leg<'a> {
+    src: &'a Repo,
+    dst: &'a Repo,
+    key: &'a ObjPath,
+    artifact: &'a Artifact,
+    cancel: &'a CancellationToken,
 }
 
-/// Moves bytes from the source stream to the upload until the stream ends,
-/// then checks them; stops early once more bytes came than the manifest
-/// promises (a store must not choose how much we upload).
-async fn pump(
-    stream: &mut futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
-    writer: &mut WriteMultipart,
-    dst: &Repo,
-    key: &ObjPath,
-    a: &Artifact,
-    cancel: &CancellationToken,
-    src: &Repo,
-) -> Result<(), CopyError> {
-    let mut hasher = Sha256::new();
-    let mut count = 0u64;
-    let mismatch = |found_bytes, found_sha256| CopyError::Mismatch {
-        store: src.display.clone(),
-        key: key.to_string(),
-        expected_bytes: a.stored_bytes,
-        expected_sha256: a.sha256.clone(),
-        found_bytes,
-        found_sha256,
-    };
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = cancel.cancelled() => {
-                return Err(CopyError::Interrupted {
-                    store: dst.display.clone(),
-                    what: key.to_string(),
-                })
+impl Leg<'_> {
+    /// Streams the object into a multipart upload, hashing on the way, and
+    /// completes the upload only when size and sha256 match the manifest.
+    /// Every failure aborts the upload.
+    async fn attempt(&self) -> Result<(), CopyError> {
+        let got = self.src.store.get(self.key).await;
+        let mut stream = got.map_err(|e| self.read_err(e))?.into_stream();
+        let upload = self.dst.store.put_multipart(self.key).await;
+        let upload = upload.map_err(|e| self.write_err(e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.dst.part_size);
+        let failure = match self.pump(&mut stream, &mut writer).await {
+            Ok(()) if self.cancel.is_cancelled() => self.interrupted(),
+            Ok(()) => {
+                return writer
+                    .finish()
+                    .await
+                    .map(drop)
+                    .map_err(|e| self.write_err(e))
             }
-            n = stream.try_next() => n,
+            Err(e) => e,
         };
-        let Some(chunk) = next.map_err(|source| CopyError::Read {
-            store: src.display.clone(),
-            key: key.to_string(),
-            source,
-        })?
-        else {
-            break;
-        };
-        count += chunk.len() as u64;
-        if count > a.stored_bytes {
-            return Err(mismatch(count, None));
+        if let Err(e) = writer.abort().await {
+            tracing::warn!(store = %self.dst.display, key = %self.key, error = %e, "could not abort a multipart upload; prune sweeps its parts");
         }
-        hasher.update(&chunk);
-        writer
-            .wait_for_capacity(dst.concurrency)
-            .await
-            .map_err(|e| write_err(dst, key, e))?;
-        writer.put(chunk);
+        Err(failure)
     }
-    let sha = hex::encode(hasher.finalize());
-    if count != a.stored_bytes || sha != a.sha256 {
-        return Err(mismatch(count, Some(sha)));
+
+    /// Moves bytes from the source stream to the upload until the stream
+    /// ends, then checks them; stops early once more bytes came than the
+    /// manifest promises (a store must not choose how much we upload).
+    async fn pump(
+        &self,
+        stream: &mut futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        writer: &mut WriteMultipart,
+    ) -> Result<(), CopyError> {
+        let a = self.artifact;
+        let mut hasher = Sha256::new();
+        let mut count = 0u64;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Err(self.interrupted()),
+                n = stream.try_next() => n,
+            };
+            let Some(chunk) = next.map_err(|e| self.read_err(e))? else {
+                break;
+            };
+            count += chunk.len() as u64;
+            if count > a.stored_bytes {
+                return Err(self.mismatch(count, None));
+            }
+            hasher.update(&chunk);
+            writer
+                .wait_for_capacity(self.dst.concurrency)
+                .await
+                .map_err(|e| self.write_err(e))?;
+            writer.put(chunk);
+        }
+        let sha = hex::encode(hasher.finalize());
+        if count != a.stored_bytes || sha != a.sha256 {
+            return Err(self.mismatch(count, Some(sha)));
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn read_err(&self, source: object_store::Error) -> CopyError {
+        CopyError::Read {
+            store: self.src.display.clone(),
+            key: self.key.to_string(),
+            source,
+        }
+    }
+
+    fn write_err(&self, source: object_store::Error) -> CopyError {
+        write_err(self.dst, self.key, source)
+    }
+
+    fn interrupted(&self) -> CopyError {
+        CopyError::Interrupted {
+            store: self.dst.display.clone(),
+            what: self.key.to_string(),
+        }
+    }
+
+    fn mismatch(&self, found_bytes: u64, found_sha256: Option<String>) -> CopyError {
+        CopyError::Mismatch {
+            store: self.src.display.clone(),
+            key: self.key.to_string(),
+            expected_bytes: self.artifact.stored_bytes,
+            expected_sha256: self.artifact.sha256.clone(),
+            found_bytes,
+            found_sha256,
+        }
+    }
 }

@@ -10,11 +10,7 @@ use crate::copy::{Copied, StoreRun};
 pub(super) fn failures(id: &str, runs: &[StoreRun]) -> Vec<String> {
     let mut out = Vec::new();
     for r in runs {
-        let copy_errors = r
-            .setup
-            .iter()
-            .chain(r.backups.iter().filter_map(|(_, res)| res.as_ref().err()));
-        for e in copy_errors {
+        for e in r.copy_errors() {
             out.push(format!(
                 "backup {id} is complete; copy to {} failed: {e}",
                 r.store
