@@ -532,7 +532,12 @@ impl Leg<'_> {
     /// completes the upload only when size and sha256 match the manifest.
     /// Every failure aborts the upload.
     async fn attempt(&self) -> Result<(), CopyError> {
-        let got = self.src.store.get(self.key).await;
+        // A stalled store must not outlast a signal; nothing is written yet.
+        let got = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return Err(self.interrupted()),
+            g = self.src.store.get(self.key) => g,
+        };
         let mut stream = got.map_err(|e| self.read_err(e))?.into_stream();
         let upload = self.dst.store.put_multipart(self.key).await;
         let upload = upload.map_err(|e| self.write_err(e))?;

@@ -83,4 +83,13 @@ mod tests {
         assert_eq!(cfg.copies[0].part_size, 8 * 1024 * 1024);
         assert_eq!(cfg.copies[0].options.len(), 2);
     }
+
+    #[test]
+    fn copy_credentials_stay_out_of_debug_output() {
+        let text = "store:\n  url: file:///tmp/a\ncopies:\n  - url: s3://b/p\n    options:\n      secret_access_key: Copy-S3cret-77\njobs:\n  - name: j\n    sources:\n      - name: e\n        files: {path: /tmp}\n";
+        let cfg = crate::config::parse(text, Path::new("c.yaml")).unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("Copy-S3cret-77"), "{dbg}");
+        assert!(dbg.contains("s3://b/p"), "{dbg}");
+    }
 }

@@ -706,3 +706,77 @@ async fn transient_failures_of_the_copy_store_are_retried() {
         tree(&ws.store_dir().join("site").join(&id))
     );
 }
+
+#[test]
+fn sigint_stops_a_backfill_between_objects_and_a_rerun_finishes_it() {
+    use std::time::{Duration, Instant};
+    let server = start_moto(false);
+    create_bucket(&server, "ccb-intr");
+    let ws = Workspace::new();
+    let src = source_dir(&ws);
+    let plain = ws.config(&format!(
+        "store:\n  url: {}\n{}",
+        ws.store_url(),
+        job_block(&src, "")
+    ));
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        random_file(&src.join("big.bin"), 8 * 1024 * 1024);
+        ids.push(run_id(ccbackup(&plain, &["run-now"]).expect_ok()));
+    }
+    let with_copy = write(
+        ws.path(),
+        "copies.yaml",
+        &format!(
+            "store:\n  url: {}\ncopies:\n{}{}",
+            ws.store_url(),
+            s3_copy(&server, "ccb-intr"),
+            job_block(&src, "")
+        ),
+    );
+    let manifests = || -> Vec<String> {
+        object_keys(&server, "ccb-intr")
+            .into_iter()
+            .filter(|k| k.ends_with("/manifest.json"))
+            .collect()
+    };
+    let child = ccbackup_cmd(&with_copy, &["copy", "--from-primary"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signal once the first backup is in the copy store: the next one is
+    // on its way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while manifests().is_empty() {
+        assert!(Instant::now() < deadline, "the first copy never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+
+    // Every object left belongs to a backup whose manifest is there; no
+    // upload is open; the copy store's lease is released.
+    let done = manifests();
+    assert!(
+        done.len() < ids.len() || stderr.contains("already finished"),
+        "{stderr}"
+    );
+    for k in object_keys(&server, "ccb-intr") {
+        assert!(!k.contains("/locks/"), "lease left: {k}");
+        let dir = k.rsplit_once('/').unwrap().0;
+        assert!(
+            done.iter().any(|m| m.starts_with(&format!("{dir}/"))),
+            "{k} has no manifest beside it ({done:?})"
+        );
+    }
+    assert!(open_uploads(&server, "ccb-intr").is_empty());
+
+    let rerun = ccbackup_env(&with_copy, &["copy", "--from-primary"], &[]);
+    rerun.expect_ok();
+    assert_eq!(manifests().len(), ids.len(), "{}", rerun.stdout());
+}
