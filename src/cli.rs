@@ -60,6 +60,20 @@ pub enum Command {
         #[arg(long)]
         accept_shrink: bool,
     },
+    /// Copy complete backups from the primary store to the copy stores
+    /// (`copies:`) that lack them, oldest first; resumable and idempotent.
+    Copy {
+        /// Copy what the primary store holds (the only source for now).
+        #[arg(long, required = true)]
+        from_primary: bool,
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this copy store: its index in `copies:` (0 is the first) or
+        /// its URL.
+        #[arg(long, value_name = "URL-OR-INDEX")]
+        to: Option<String>,
+    },
     /// Remove a job's repository lock left by a run that is gone.
     Unlock {
         /// The job (needed when there are several).

@@ -20,6 +20,7 @@ pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod daemon;
 pub mod extract;

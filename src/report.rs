@@ -90,6 +90,8 @@ pub struct Report {
     pub host: String,
     /// Why a complete backup is suspicious; empty otherwise.
     pub reasons: Vec<String>,
+    /// Copies (3-2-1) that failed; the backup itself stays complete.
+    pub copy_errors: Vec<String>,
 }
 
 /// What the caller knows about a run besides its result.
@@ -125,6 +127,7 @@ impl Report {
             error: None,
             host: crate::backup::hostname(),
             reasons: Vec::new(),
+            copy_errors: Vec::new(),
         };
         match result {
             Ok(run) => r.complete(run),
@@ -144,6 +147,7 @@ impl Report {
         self.stored_bytes = m.stored_bytes();
         self.raw_bytes = m.raw_bytes();
         self.deletions = run.deletions();
+        self.copy_errors = crate::copy::failure_messages(&m.id, &run.copies);
         self.outcome = Outcome::Success;
         if run.is_suspicious() {
             self.outcome = Outcome::Suspicious;

@@ -21,6 +21,8 @@ pub struct RunReport {
     /// `None` when the job has no retention policy, or when the backup is
     /// suspicious (retention is skipped then).
     pub prune: Option<Result<Outcome, PruneError>>,
+    /// One per copy store: copies never fail the run (see [`crate::copy`]).
+    pub copies: Vec<crate::copy::StoreRun>,
 }
 
 /// How a run goes beyond the job's configuration (`run-now` flags).
@@ -158,7 +160,17 @@ pub async fn run_once_with(
         lost.cancelled().await;
         watch_kill.kill();
     });
-    let result = backup_and_prune(repo, job, kill, progress, opts.shrink).await;
+    let result = backup_and_prune(repo, job, kill.clone(), progress, opts.shrink).await;
+    // Still under the primary lock, so the backup cannot be pruned away
+    // by a newer run while it is being copied. A suspicious backup is not
+    // copied: copying it would prune the copy stores by it (`copy
+    // --from-primary` copies it later if it was fine after all).
+    let copies = match &result {
+        Ok((m, _)) if !m.guard.is_suspicious() => {
+            crate::copy::after_backup(cfg, job, repo, m, &kill).await
+        }
+        _ => Vec::new(),
+    };
     watcher.abort();
     if let Err(e) = guard.release().await {
         tracing::warn!(job = %job.name, error = %e, "could not release the repository lock; it expires on its own");
@@ -168,6 +180,7 @@ pub async fn run_once_with(
         manifest,
         duration: started.elapsed(),
         prune,
+        copies,
     })
 }
 

@@ -100,16 +100,19 @@ pub fn check_option_key(scheme: &str, key: &str) -> Result<(), String> {
     }
 }
 
+/// A store URL without credentials, for messages and metric labels.
+pub fn display_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
+}
+
 /// Opens the store named by the configuration. For `file://` the directory
 /// is created if missing.
 pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
     let url = &cfg.url;
-    let display = {
-        let mut u = url.clone();
-        let _ = u.set_password(None);
-        let _ = u.set_username("");
-        u.to_string()
-    };
+    let display = display_url(url);
     let open_err = |source| StoreError::Open {
         url: display.clone(),
         source,

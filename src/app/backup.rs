@@ -39,6 +39,9 @@ pub(super) async fn run_now(
         } else if let Some(id) = &report.backup_id {
             println!("{id}");
         }
+        // A failed copy leaves the backup complete, but the command must
+        // not look fine to a cron wrapper.
+        failures.extend(report.copy_errors.iter().cloned());
         if !report.outcome.is_success() {
             failures.push(
                 report

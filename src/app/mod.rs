@@ -3,6 +3,7 @@
 
 mod backup;
 mod clients;
+mod copy;
 mod daemon;
 mod keys;
 mod restore;
@@ -137,6 +138,11 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             )
             .await
         }
+        Command::Copy {
+            from_primary: _,
+            job,
+            to,
+        } => copy::backfill(&cfg, job.as_deref(), to.as_deref(), intr).await,
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
         Command::Restore(args) => restore::restore(&cfg, args, intr).await,

@@ -2,6 +2,7 @@
 //! the types below. Validation collects every problem with its file, line and
 //! key so an operator fixes them in one pass instead of one per run.
 
+mod copies;
 mod guard;
 mod keys;
 mod notify;
@@ -43,6 +44,8 @@ pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(24 * 3600);
 pub struct Config {
     pub path: PathBuf,
     pub store: StoreConfig,
+    /// Stores that receive a copy of every complete backup, in order.
+    pub copies: Vec<StoreConfig>,
     pub daemon: DaemonConfig,
     /// Webhooks for every job (jobs may add their own).
     pub notify: Notify,

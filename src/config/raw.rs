@@ -20,6 +20,9 @@ pub type S<T> = Spanned<T>;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub store: S<RawStore>,
+    /// Further stores every complete backup is copied to (3-2-1).
+    #[serde(default)]
+    pub copies: Option<S<Vec<S<RawStore>>>>,
     #[serde(default)]
     pub daemon: Option<RawDaemon>,
     #[serde(default)]

@@ -62,6 +62,7 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let mut p = Problems(Vec::new());
 
     let store = store(&raw.store, &mut p);
+    let copies = super::copies::copies(raw.copies.as_ref(), store.as_ref(), &mut p);
     let rd = raw.daemon.as_ref();
     let daemon = DaemonConfig {
         listen: rd
@@ -151,6 +152,7 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         (true, Some(store)) => Ok(Config {
             path: path.to_owned(),
             store,
+            copies,
             daemon,
             notify,
             signing,
@@ -176,7 +178,7 @@ fn serde_problem(e: &serde_saphyr::Error) -> Problem {
     }
 }
 
-fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreConfig> {
+pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreConfig> {
     let raw = &s.value;
     let url = match Url::parse(&raw.url.value) {
         Ok(u) => Some(u),

@@ -52,6 +52,29 @@ pub struct JobStats {
     /// The first scheduled run after the daemon started (readiness grace).
     pub first_due: Option<DateTime<Utc>>,
     pub max_age: Option<Duration>,
+    /// Per copy store (display URL, no credentials).
+    pub copies: BTreeMap<String, CopyStats>,
+}
+
+/// How copies of a job's backups to one copy store went.
+#[derive(Debug, Clone, Default)]
+pub struct CopyStats {
+    /// Start time of the newest backup copied there.
+    pub last_success: Option<DateTime<Utc>>,
+    pub failures: u64,
+}
+
+impl JobStats {
+    /// Records the copy of the backup started at `backup_started` to
+    /// `store`: `copied` false counts a failure.
+    pub fn record_copy(&mut self, store: &str, copied: bool, backup_started: DateTime<Utc>) {
+        let c = self.copies.entry(store.to_owned()).or_default();
+        if copied {
+            c.last_success = Some(backup_started);
+        } else {
+            c.failures += 1;
+        }
+    }
 }
 
 /// Shared between the scheduler, the run tasks and the HTTP server. A plain
@@ -283,6 +306,31 @@ impl Metrics {
             "Backups deleted by retention after successful runs.",
             per_job(&|s| Some(s.retention_deletions.to_string())),
         );
+        let per_copy = |f: &dyn Fn(&CopyStats) -> Option<String>| -> Vec<(String, String)> {
+            jobs.iter()
+                .flat_map(|(name, s)| {
+                    s.copies.iter().filter_map(move |(store, c)| {
+                        f(c).map(|v| {
+                            let labels =
+                                format!("job=\"{}\",store=\"{}\"", escape(name), escape(store));
+                            (labels, v)
+                        })
+                    })
+                })
+                .collect()
+        };
+        family(
+            "ccbackup_copy_last_success_timestamp_seconds",
+            "gauge",
+            "Unix time when the newest backup of the job copied to the copy store started.",
+            per_copy(&|c| c.last_success.map(|t| secs(t).to_string())),
+        );
+        family(
+            "ccbackup_copy_failures_total",
+            "counter",
+            "Copies of the job's backups to the copy store that failed (the primary backup stays complete).",
+            per_copy(&|c| Some(c.failures.to_string())),
+        );
         family(
             "ccbackup_lock_waits_total",
             "counter",
@@ -409,6 +457,26 @@ mod tests {
         assert!(text.contains("process_resident_memory_bytes "));
         assert!(text
             .contains("ccbackup_last_success_timestamp_seconds{job=\"db \\\"x\\\"\"} 1795568400"));
+    }
+
+    #[test]
+    fn copy_metrics_are_labelled_by_job_and_store() {
+        let m = Metrics::new(at("2026-11-25T00:00:00Z"));
+        m.update("j", |s| {
+            s.record_copy("s3://b/p", true, at("2026-11-25T01:00:00Z"));
+            s.record_copy("file:///x/", false, at("2026-11-25T01:00:00Z"));
+            s.record_copy("file:///x/", false, at("2026-11-25T02:00:00Z"));
+        });
+        let text = m.render();
+        assert!(text.contains("# TYPE ccbackup_copy_failures_total counter"));
+        assert!(text.contains(
+            "ccbackup_copy_last_success_timestamp_seconds{job=\"j\",store=\"s3://b/p\"} 1795568400"
+        ));
+        assert!(text.contains("ccbackup_copy_failures_total{job=\"j\",store=\"s3://b/p\"} 0"));
+        assert!(text.contains("ccbackup_copy_failures_total{job=\"j\",store=\"file:///x/\"} 2"));
+        assert!(!text.contains(
+            "ccbackup_copy_last_success_timestamp_seconds{job=\"j\",store=\"file:///x/\"}"
+        ));
     }
 
     #[test]

@@ -591,6 +591,9 @@ fn record_metrics(ctx: &RunCtx, report: &Report, result: &Result<runner::RunRepo
                 s.store_error = None;
             }
             s.retention_deletions += r.deletions() as u64;
+            for c in &r.copies {
+                s.record_copy(&c.store, c.copied_all(), r.manifest.started_at);
+            }
         }
     });
 }

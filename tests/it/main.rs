@@ -7,6 +7,7 @@ mod alerting;
 mod azure;
 mod backup;
 mod config_errors;
+mod copies;
 mod crypto;
 mod daemon;
 mod daemon_signals;
