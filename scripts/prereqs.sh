@@ -11,6 +11,8 @@ command -v rrdtool >/dev/null || need+=(rrdtool)
 command -v restic >/dev/null || need+=(restic)
 command -v zstd >/dev/null || need+=(zstd)
 command -v pgrep >/dev/null || need+=(procps)
+[ -x /usr/bin/time ] || need+=(time)          # memory-bound tests measure peak RSS
+command -v script >/dev/null || need+=(bsdutils) # progress tests run under a pseudo-terminal
 # The stock CLIs, to prove encrypted artifacts and signed manifests open
 # without ccbackup.
 command -v age >/dev/null || need+=(age)

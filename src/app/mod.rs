@@ -202,6 +202,20 @@ async fn select_backups(repo: &store::Repo, job: &str, which: &str) -> Result<Se
             damaged,
         }),
         "latest" => {
+            // The newest backup the shrink guard did not flag: after an
+            // unmounted volume the newest one may be empty. Naming a
+            // suspicious backup by its ID still restores it.
+            if let Some(pos) = complete.iter().rposition(|m| !m.guard.is_suspicious()) {
+                for skipped in &complete[pos + 1..] {
+                    eprintln!(
+                        "warning: newer backup {}/{} is SUSPICIOUS ({}) and was skipped; name it with --backup to use it",
+                        skipped.job,
+                        skipped.id,
+                        skipped.guard.suspicious.join("; ")
+                    );
+                }
+                complete.truncate(pos + 1);
+            }
             let Some(m) = complete.pop() else {
                 let note = match damaged.last() {
                     Some(d) => format!(

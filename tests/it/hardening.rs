@@ -344,24 +344,29 @@ fn regression_issue9_system_databases_are_refused_as_targets() {
 
 use crate::support_s3;
 
-/// Peak RSS in KiB of a finished child, from wait4(2) (which reaps it, so
-/// std's `wait` is not used).
-#[allow(clippy::zombie_processes)]
+/// Exit code and peak RSS in KiB of a ccbackup run, measured by GNU time:
+/// the rusage of a child forked from this (large) test process would count
+/// the test's own pages until the exec.
 fn run_measuring_rss(cfg: &Path, args: &[&str]) -> (i32, i64) {
-    let child = std::process::Command::new(bin())
+    require_tool("/usr/bin/time");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rss");
+    let status = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&out)
+        .arg(bin())
         .arg("--config")
         .arg(cfg)
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
+        .status()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 on our own child's pid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+    let rss = std::fs::read_to_string(&out).unwrap();
+    let rss = rss.lines().last().unwrap().trim().parse().unwrap();
+    (status.code().unwrap_or(-1), rss)
 }
 
 #[test]
