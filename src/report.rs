@@ -73,6 +73,8 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub run_id: String,
+    /// `backup` for a backup run, `verify` for a scheduled restore drill.
+    pub kind: &'static str,
     pub job: String,
     /// Set whenever a complete backup was written, even if the run then
     /// failed (retention) or is suspicious.
@@ -114,6 +116,7 @@ impl Report {
             .as_secs_f64();
         let mut r = Report {
             run_id: facts.run_id.clone(),
+            kind: "backup",
             job: facts.job.clone(),
             backup_id: None,
             outcome: Outcome::Failure,
@@ -205,7 +208,41 @@ impl Report {
 
     /// A short title: `concertim: failure`.
     pub fn title(&self) -> String {
-        format!("{}: {}", self.job, self.outcome)
+        match self.kind {
+            "backup" => format!("{}: {}", self.job, self.outcome),
+            kind => format!("{}: {kind} {}", self.job, self.outcome),
+        }
+    }
+
+    /// The report of a scheduled restore drill of `backup_id`.
+    pub fn drill(
+        facts: &RunFacts,
+        backup_id: Option<String>,
+        outcome: Outcome,
+        error: Option<String>,
+    ) -> Report {
+        let finished = Utc::now();
+        Report {
+            run_id: facts.run_id.clone(),
+            kind: "verify",
+            job: facts.job.clone(),
+            backup_id,
+            outcome,
+            started_at: rfc3339(facts.started_at),
+            finished_at: rfc3339(finished),
+            duration_seconds: (finished - facts.started_at)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64(),
+            stored_bytes: 0,
+            raw_bytes: 0,
+            attempts: 1,
+            deletions: 0,
+            error,
+            host: crate::backup::hostname(),
+            reasons: Vec::new(),
+            copy_errors: Vec::new(),
+        }
     }
 
     /// The one line `run-now` ends with, e.g.
@@ -229,7 +266,8 @@ impl Report {
     /// What a person reads in Slack, an email or the healthchecks log.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "ccbackup job {} on {}: {}\nsize: {} stored ({} read)\nduration: {}\nbackup ID: {}\nattempts: {}, deletions: {}\nrun ID: {}\nstarted: {}, finished: {}",
+            "ccbackup {} of job {} on {}: {}\nsize: {} stored ({} read)\nduration: {}\nbackup ID: {}\nattempts: {}, deletions: {}\nrun ID: {}\nstarted: {}, finished: {}",
+            self.kind,
             self.job,
             self.host,
             self.outcome,

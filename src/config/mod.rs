@@ -3,6 +3,7 @@
 //! key so an operator fixes them in one pass instead of one per run.
 
 mod copies;
+mod drill;
 mod guard;
 mod keys;
 mod notify;
@@ -201,7 +202,31 @@ pub struct JobConfig {
     pub encryption: Option<EncryptionConfig>,
     /// Limits of the shrink guard for this job's sources.
     pub guard: crate::guard::GuardConfig,
+    /// Scheduled restore drills (`verify:`).
+    pub drill: Option<DrillConfig>,
+    pub run_at_start: RunAtStart,
     pub sources: Vec<SourceConfig>,
+}
+
+/// `jobs[].verify`: the daemon runs `verify` (with `--restore-test` unless
+/// `restore_test: false`) on the job's latest backup on this schedule.
+#[derive(Debug, Clone)]
+pub struct DrillConfig {
+    pub schedule: Schedule,
+    pub restore_test: bool,
+    /// `/readyz` fails when the last successful drill is older than this.
+    pub max_age: Option<Duration>,
+}
+
+/// What the daemon does for a job when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunAtStart {
+    /// Back up at once when the newest good backup is older than the
+    /// schedule's interval, or there is none.
+    #[default]
+    Missed,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

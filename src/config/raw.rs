@@ -159,7 +159,23 @@ pub struct RawJob {
     pub encryption: Option<S<RawEncryption>>,
     #[serde(default)]
     pub guard: Option<S<RawGuard>>,
+    /// Scheduled restore drills of the job's latest backup.
+    #[serde(default)]
+    pub verify: Option<S<RawDrill>>,
+    /// `missed` (default), `always` or `never`.
+    #[serde(default)]
+    pub run_at_start: Option<S<String>>,
     pub sources: S<Vec<S<RawSource>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrill {
+    pub schedule: S<String>,
+    #[serde(default)]
+    pub restore_test: Option<bool>,
+    #[serde(default)]
+    pub max_age: Option<S<String>>,
 }
 
 /// Limits of the shrink guard, for a job or one source (see `config::guard`).

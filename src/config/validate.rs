@@ -295,7 +295,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Durations of daemon settings: `h`, `m` (minutes) and `s`, e.g. `26h`,
 /// `1h30m`, `90s`.
-fn interval(v: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Duration> {
+pub(super) fn interval(v: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Duration> {
     match crate::schedule::parse_jitter(&v.value) {
         Ok(d) if !d.is_zero() => Some(d),
         Ok(_) => {
@@ -473,6 +473,15 @@ fn job(
             .unwrap_or_default(),
         encryption: None,
         guard: super::guard::job(j, key, p),
+        drill: j
+            .verify
+            .as_ref()
+            .and_then(|d| super::drill::drill(d, &format!("{key}.verify"), p)),
+        run_at_start: super::drill::run_at_start(
+            j.run_at_start.as_ref(),
+            &format!("{key}.run_at_start"),
+            p,
+        ),
         sources,
     })
 }

@@ -54,7 +54,24 @@ pub struct JobStats {
     pub max_age: Option<Duration>,
     /// Per copy store (display URL, no credentials).
     pub copies: BTreeMap<String, CopyStats>,
+    /// Scheduled restore drills, for jobs with `verify:`.
+    pub drill: Option<DrillStats>,
 }
+
+/// What the daemon knows about a job's restore drills.
+#[derive(Debug, Clone, Default)]
+pub struct DrillStats {
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_outcome: Option<&'static str>,
+    pub last_duration: Option<Duration>,
+    pub runs: BTreeMap<&'static str, u64>,
+    /// The first drill due after start-up (readiness grace).
+    pub first_due: Option<DateTime<Utc>>,
+    pub max_age: Option<Duration>,
+}
+
+/// Outcomes of a drill, exported as zero until they happen.
+pub const DRILL_OUTCOMES: [&str; 4] = ["success", "failure", "skipped", "cancelled"];
 
 /// How copies of a job's backups to one copy store went.
 #[derive(Debug, Clone, Default)]
@@ -158,7 +175,7 @@ impl Metrics {
         jobs.retain(|k, _| names.contains(k));
     }
 
-    fn snapshot(&self) -> BTreeMap<String, JobStats> {
+    pub fn snapshot(&self) -> BTreeMap<String, JobStats> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -189,7 +206,18 @@ impl Metrics {
             .snapshot()
             .into_iter()
             .map(|(name, s)| {
-                let (ready, reason) = job_readiness(&s, self.started, now);
+                let (mut ready, mut reason) = job_readiness(&s, self.started, now);
+                if let Some(d) = &s.drill {
+                    let (dready, dreason) = drill_readiness(d, self.started, now);
+                    if !dready {
+                        reason = if ready {
+                            dreason
+                        } else {
+                            format!("{reason}; {dreason}")
+                        };
+                        ready = false;
+                    }
+                }
                 JobReadiness {
                     job: name,
                     ready,
@@ -369,6 +397,7 @@ impl Metrics {
              ccbackup_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
+        render_drills(&mut out, &jobs);
         super::process::render(&mut out, &super::process::read());
         out
     }
@@ -419,6 +448,118 @@ fn job_readiness(s: &JobStats, started: DateTime<Utc>, now: DateTime<Utc>) -> (b
             true,
             format!("no successful backup yet; overdue after {}", ts(deadline)),
         )
+    }
+}
+
+/// The `ccbackup_verify_*` families, for jobs with scheduled drills.
+fn render_drills(out: &mut String, jobs: &BTreeMap<String, JobStats>) {
+    let drills: Vec<(&String, &DrillStats)> = jobs
+        .iter()
+        .filter_map(|(n, s)| s.drill.as_ref().map(|d| (n, d)))
+        .collect();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    };
+    let label = |n: &str| format!("job=\"{}\"", escape(n));
+    family(
+        "ccbackup_verify_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time when the job's last successful restore drill finished.",
+        drills
+            .iter()
+            .filter_map(|(n, d)| d.last_success.map(|t| (label(n), secs(t).to_string())))
+            .collect(),
+    );
+    family(
+        "ccbackup_verify_last_outcome",
+        "gauge",
+        "1 for the outcome of the job's last restore drill (alert on outcome=\"failure\").",
+        drills
+            .iter()
+            .filter_map(|(n, d)| {
+                d.last_outcome
+                    .map(|o| (format!("{},outcome=\"{o}\"", label(n)), "1".to_owned()))
+            })
+            .collect(),
+    );
+    family(
+        "ccbackup_verify_last_duration_seconds",
+        "gauge",
+        "Wall time of the job's last restore drill.",
+        drills
+            .iter()
+            .filter_map(|(n, d)| {
+                d.last_duration
+                    .map(|x| (label(n), format!("{:.3}", x.as_secs_f64())))
+            })
+            .collect(),
+    );
+    let mut runs = Vec::new();
+    for (n, d) in &drills {
+        for o in DRILL_OUTCOMES {
+            runs.push((
+                format!("{},outcome=\"{o}\"", label(n)),
+                d.runs.get(o).copied().unwrap_or(0).to_string(),
+            ));
+        }
+    }
+    family(
+        "ccbackup_verify_runs_total",
+        "counter",
+        "Restore drills of the job by outcome (success, failure, skipped, cancelled).",
+        runs,
+    );
+}
+
+/// Pure: whether a job's restore drills are recent enough for `/readyz`.
+/// Without `verify.max_age` drills never affect readiness; with it, the
+/// last successful drill must be younger, and a job whose drills never
+/// succeeded is given until `max_age` after its first drill was due.
+fn drill_readiness(d: &DrillStats, started: DateTime<Utc>, now: DateTime<Utc>) -> (bool, String) {
+    let Some(max) = d.max_age else {
+        return (true, "no verify.max_age set".to_owned());
+    };
+    let max_c = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
+    match d.last_success {
+        Some(t) if now - t <= max_c => (
+            true,
+            format!(
+                "last restore drill succeeded {} s ago",
+                (now - t).num_seconds()
+            ),
+        ),
+        Some(t) => (
+            false,
+            format!(
+                "last successful restore drill {} is older than verify.max_age {} s",
+                ts(t),
+                max.as_secs()
+            ),
+        ),
+        None => {
+            let from = d.first_due.unwrap_or(started);
+            let deadline = from
+                .checked_add_signed(max_c)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            if now > deadline {
+                (
+                    false,
+                    format!(
+                        "no successful restore drill; the first was due {}",
+                        ts(from)
+                    ),
+                )
+            } else {
+                (
+                    true,
+                    format!("no restore drill yet; overdue after {}", ts(deadline)),
+                )
+            }
+        }
     }
 }
 
@@ -477,6 +618,36 @@ mod tests {
         assert!(!text.contains(
             "ccbackup_copy_last_success_timestamp_seconds{job=\"j\",store=\"file:///x/\"}"
         ));
+    }
+
+    #[test]
+    fn drills_gate_readiness_only_with_their_max_age() {
+        let start = at("2026-11-25T00:00:00Z");
+        let mut d = DrillStats {
+            first_due: Some(at("2026-11-25T01:00:00Z")),
+            ..Default::default()
+        };
+        assert!(drill_readiness(&d, start, at("2026-12-25T00:00:00Z")).0);
+        d.max_age = Some(Duration::from_secs(3600));
+        assert!(drill_readiness(&d, start, at("2026-11-25T01:59:00Z")).0);
+        let (ready, why) = drill_readiness(&d, start, at("2026-11-25T02:01:00Z"));
+        assert!(
+            !ready && why.contains("no successful restore drill"),
+            "{why}"
+        );
+        d.last_success = Some(at("2026-11-25T02:00:00Z"));
+        assert!(drill_readiness(&d, start, at("2026-11-25T02:30:00Z")).0);
+        assert!(!drill_readiness(&d, start, at("2026-11-25T03:30:00Z")).0);
+
+        let m = Metrics::new(start);
+        m.update("a", |s| s.drill = Some(d.clone()));
+        assert!(!m.readiness(at("2026-11-25T03:30:00Z")).ready);
+        let text = m.render();
+        assert!(
+            text.contains("ccbackup_verify_last_success_timestamp_seconds{job=\"a\"}"),
+            "{text}"
+        );
+        assert!(text.contains("ccbackup_verify_runs_total{job=\"a\",outcome=\"failure\"} 0"));
     }
 
     #[test]

@@ -54,6 +54,7 @@
 //! configuration kept. The HTTP listener is not rebound: a changed
 //! `daemon.listen` is logged as a warning and needs a restart.
 
+mod drill;
 pub mod http;
 mod listing;
 pub mod metrics;
@@ -123,9 +124,20 @@ pub struct Options {
 #[derive(Debug, Clone)]
 struct Tick {
     job: String,
+    kind: TickKind,
     generation: u64,
     nominal: DateTime<Utc>,
     fire_at: DateTime<Utc>,
+    /// Arm the next tick of this schedule when this one fires (false for
+    /// the start-up run, which is outside the schedule).
+    rearm: bool,
+}
+
+/// What a tick starts: a backup run, or a restore drill (`verify:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TickKind {
+    Backup,
+    Drill,
 }
 
 struct Running {
@@ -140,7 +152,7 @@ struct State {
     listen_from_config: Option<String>,
     repo: Repo,
     generation: u64,
-    armed: HashMap<String, Uuid>,
+    armed: HashMap<(String, TickKind), Uuid>,
     running: HashMap<String, Running>,
 }
 
@@ -190,6 +202,7 @@ pub async fn run(
     };
     seed_metrics(&st, &metrics).await;
     arm_all(&mut st, &sched, &tick_tx, &metrics).await;
+    start_up_runs(&st, &tick_tx, &metrics).await;
     // Only now are last good backups and first due runs both known.
     metrics.set_seeding(false);
 
@@ -298,13 +311,80 @@ async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, 
             tracing::info!(job = %job.name, "job has no schedule; the daemon will not run it");
             continue;
         }
-        if let Some(t) = arm(st, sched, tx, job, now, metrics).await {
+        if let Some(t) = arm(st, sched, tx, job, now, metrics, TickKind::Backup).await {
             metrics.update(&job.name, |s| s.first_due = Some(t));
+        }
+        if let Some(d) = &job.drill {
+            let max_age = d.max_age;
+            let due = arm(st, sched, tx, job, now, metrics, TickKind::Drill).await;
+            metrics.update(&job.name, |s| {
+                let stats = s.drill.get_or_insert_with(Default::default);
+                stats.first_due = due;
+                stats.max_age = max_age;
+            });
         }
     }
 }
 
-/// Arms the next tick of `job` strictly after `after`; returns its time.
+/// `run_at_start`: at daemon start (not on reload), back up each job whose
+/// newest good backup is older than its schedule's interval (or missing),
+/// or every job with `always`, once, after its jitter.
+async fn start_up_runs(st: &State, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
+    let now = Utc::now();
+    let known = metrics.snapshot();
+    for job in &st.cfg.jobs {
+        let Some(schedule) = &job.schedule else {
+            continue;
+        };
+        let newest = known.get(&job.name).and_then(|s| s.last_success);
+        let unknown = known
+            .get(&job.name)
+            .is_some_and(|s| s.store_error.is_some());
+        let (run, why) = if unknown && job.run_at_start == config::RunAtStart::Missed {
+            (
+                false,
+                "the store could not be listed, so freshness is unknown".to_owned(),
+            )
+        } else {
+            drill::start_decision(
+                job.run_at_start,
+                newest,
+                drill::interval(schedule, job, now),
+                now,
+            )
+        };
+        if !run {
+            tracing::info!(job = %job.name, reason = %why, "no start-up run");
+            continue;
+        }
+        let fire_at = now + chrono::Duration::from_std(jitter(job)).unwrap_or_default();
+        tracing::info!(job = %job.name, reason = %why, at = %fire_at.to_rfc3339_opts(SecondsFormat::Secs, true), "start-up run");
+        let tick = Tick {
+            job: job.name.clone(),
+            kind: TickKind::Backup,
+            generation: st.generation,
+            nominal: now,
+            fire_at,
+            rearm: false,
+        };
+        let _ = tx.send(tick).await;
+    }
+}
+
+/// A random delay up to the job's `jitter`.
+fn jitter(job: &JobConfig) -> Duration {
+    job.jitter.map_or(Duration::ZERO, |j| {
+        let ms = j.as_millis() as u64;
+        Duration::from_millis(if ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=ms)
+        })
+    })
+}
+
+/// Arms the next tick of `job`'s backup or drill schedule strictly after
+/// `after`; returns its time.
 async fn arm(
     st: &mut State,
     sched: &JobScheduler,
@@ -312,8 +392,12 @@ async fn arm(
     job: &JobConfig,
     after: DateTime<Utc>,
     metrics: &Metrics,
+    kind: TickKind,
 ) -> Option<DateTime<Utc>> {
-    let schedule = job.schedule.as_ref()?;
+    let schedule = match kind {
+        TickKind::Backup => job.schedule.as_ref()?,
+        TickKind::Drill => &job.drill.as_ref()?.schedule,
+    };
     let now = Utc::now();
     let mut nominal = schedule
         .next_after(after, job.timezone)?
@@ -323,22 +407,20 @@ async fn arm(
         tracing::warn!(job = %job.name, missed = %nominal, "missed scheduled run(s); continuing with the next one");
         nominal = schedule.next_after(now, job.timezone)?.with_timezone(&Utc);
     }
-    let jitter = job.jitter.map_or(Duration::ZERO, |j| {
-        let ms = j.as_millis() as u64;
-        Duration::from_millis(if ms == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=ms)
-        })
-    });
-    let fire_at = nominal + chrono::Duration::from_std(jitter).unwrap_or_default();
+    let delay = match kind {
+        TickKind::Backup => jitter(job),
+        TickKind::Drill => Duration::ZERO,
+    };
+    let fire_at = nominal + chrono::Duration::from_std(delay).unwrap_or_default();
     let delay = (fire_at - now).to_std().unwrap_or(Duration::ZERO);
     let instant = std::time::Instant::now() + delay;
     let tick = Tick {
         job: job.name.clone(),
+        kind,
         generation: st.generation,
         nominal,
         fire_at,
+        rearm: true,
     };
     let tx = tx.clone();
     let one_shot = Job::new_one_shot_at_instant_async(instant, move |_id, _sched| {
@@ -355,8 +437,10 @@ async fn arm(
     };
     match added {
         Ok(id) => {
-            st.armed.insert(job.name.clone(), id);
-            metrics.update(&job.name, |s| s.next_run = Some(nominal));
+            st.armed.insert((job.name.clone(), kind), id);
+            if kind == TickKind::Backup {
+                metrics.update(&job.name, |s| s.next_run = Some(nominal));
+            }
             tracing::debug!(job = %job.name, next = %nominal.with_timezone(&job.timezone).to_rfc3339_opts(SecondsFormat::Secs, false), "next run armed");
             Some(nominal)
         }
@@ -381,16 +465,33 @@ async fn on_tick(
     if tick.generation != st.generation {
         return; // armed under a configuration that was reloaded since
     }
-    st.armed.remove(&tick.job);
     let cfg = st.cfg.clone();
     let Some(job) = cfg.job(&tick.job) else {
         return;
     };
-    arm(st, sched, tx, job, tick.nominal, metrics).await;
+    if tick.rearm {
+        st.armed.remove(&(tick.job.clone(), tick.kind));
+        arm(st, sched, tx, job, tick.nominal, metrics, tick.kind).await;
+    }
 
+    // Backups and drills of one job share its slot: they never overlap.
     if st.running.contains_key(&job.name) {
-        metrics.update(&job.name, |s| s.skipped_runs += 1);
-        tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", "previous run still going; tick skipped");
+        match tick.kind {
+            TickKind::Backup => {
+                metrics.update(&job.name, |s| s.skipped_runs += 1);
+                tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", "previous run still going; tick skipped");
+            }
+            TickKind::Drill => {
+                metrics.update(&job.name, |s| {
+                    *s.drill
+                        .get_or_insert_with(Default::default)
+                        .runs
+                        .entry("skipped")
+                        .or_default() += 1;
+                });
+                tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", "the job is running; restore drill skipped");
+            }
+        }
         return;
     }
     let kill = KillSwitch::default();
@@ -414,6 +515,7 @@ async fn on_tick(
         stopping: stopping.clone(),
     };
     let fire_at = tick.fire_at;
+    let kind = tick.kind;
     tasks.spawn(async move {
         // The scheduler works in whole seconds; do not start early.
         if let Ok(early) = (fire_at - Utc::now()).to_std() {
@@ -425,7 +527,11 @@ async fn on_tick(
                 }
             }
         }
-        execute(&ctx).await;
+        match (kind, ctx.job.drill.as_ref()) {
+            (TickKind::Drill, Some(d)) => drill::execute(&ctx, d.restore_test).await,
+            (TickKind::Drill, None) => {}
+            (TickKind::Backup, _) => execute(&ctx).await,
+        }
         ctx.job.name.clone()
     });
 }

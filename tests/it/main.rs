@@ -11,6 +11,7 @@ mod copies;
 mod crypto;
 mod daemon;
 mod daemon_signals;
+mod drills;
 mod examples;
 mod extract_atomic;
 mod globals;
