@@ -697,7 +697,7 @@ fn real_daemon_pings_start_and_fail_and_logs_no_secret() {
     let rec = Recorder::start();
     let src = files_dir(&ws, "vanishing");
     let cfg = ws.config(&format!(
-        "store:\n  url: {}\ndaemon: {{listen: \"127.0.0.1:{}\", shutdown_grace: 5s}}\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    notify:\n      healthchecks: [\"{}\"]\n      slack: [\"{}\"]\n    sources:\n{}",
+        "store:\n  url: {}\ndaemon: {{listen: \"127.0.0.1:{}\", shutdown_grace: 5s}}\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    run_at_start: never\n    notify:\n      healthchecks: [\"{}\"]\n      slack: [\"{}\"]\n    sources:\n{}",
         ws.store_url(),
         free_port(),
         rec.url(&format!("/ping/{HC_SECRET}")),
@@ -713,7 +713,8 @@ fn real_daemon_pings_start_and_fail_and_logs_no_secret() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    // Valid when the configuration was checked, gone before the first run.
+    // Valid when the configuration was checked, gone before the first run
+    // (no start-up run: the first run is the first scheduled tick).
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
