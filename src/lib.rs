@@ -31,6 +31,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod progress;
+pub mod privdrop;
 pub mod prune;
 pub mod restore;
 pub mod retention;
