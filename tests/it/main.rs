@@ -14,6 +14,7 @@ mod interrupt;
 mod lock;
 mod pgauth;
 mod pgversions;
+mod privdrop;
 mod prune;
 mod restore;
 mod retention;
