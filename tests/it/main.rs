@@ -18,6 +18,7 @@ mod privdrop;
 mod prune;
 mod restore;
 mod retention;
+mod runbook;
 mod rrd;
 mod s3;
 mod support;
