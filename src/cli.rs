@@ -32,7 +32,12 @@ pub struct Cli {
     /// Started as root: read the configuration and its secrets, then switch
     /// to USER[:GROUP] (name or number) for good before doing any work.
     /// Empty or `root` stays root (restores that must write root-owned files).
-    #[arg(long, env = "CCBACKUP_USER", value_name = "USER[:GROUP]", global = true)]
+    #[arg(
+        long,
+        env = "CCBACKUP_USER",
+        value_name = "USER[:GROUP]",
+        global = true
+    )]
     pub user: Option<String>,
 
     /// With --user: keep CAP_DAC_READ_SEARCH (read any file, nothing else),

@@ -123,11 +123,9 @@ fn lookup_id(table: &str, id: u32, a: usize, b: usize) -> Option<u32> {
 /// Resolves `spec` against this system's /etc/passwd and /etc/group.
 pub fn resolve(spec: &str) -> Result<Option<Target>, PrivDropError> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    parse_spec(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(|why| {
-        PrivDropError::Spec {
-            spec: spec.to_owned(),
-            why,
-        }
+    parse_spec(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(|why| PrivDropError::Spec {
+        spec: spec.to_owned(),
+        why,
     })
 }
 
@@ -256,7 +254,14 @@ pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropErr
 fn verify(t: Target, caps: u32) -> Result<(), PrivDropError> {
     let fail = |why: String| PrivDropError::Verify { uid: t.uid, why };
     // SAFETY: the id getters cannot fail.
-    let ids = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    let ids = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
     if ids != (t.uid, t.uid, t.gid, t.gid) {
         return Err(fail(format!("ids are {ids:?}")));
     }

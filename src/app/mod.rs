@@ -20,8 +20,8 @@ use crate::catalog;
 use crate::cli::{Cli, Command, KeysCommand, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
 use crate::interrupt::{self, Interrupt};
-use crate::privdrop;
 use crate::manifest::Manifest;
+use crate::privdrop;
 use crate::progress::Progress;
 use crate::restore::RestoreRequest;
 use crate::runner;
@@ -82,7 +82,10 @@ pub fn prepare(cli: &Cli) -> Result<Option<Config>, AppError> {
         let target = privdrop::resolve(spec).map_err(|e| AppError::Usage(e.to_string()))?;
         match target {
             Some(t) => match privdrop::drop_to(t, cli.keep_read_access).map_err(failed)? {
-                privdrop::Outcome::Dropped { target, read_access } => tracing::info!(
+                privdrop::Outcome::Dropped {
+                    target,
+                    read_access,
+                } => tracing::info!(
                     uid = target.uid,
                     gid = target.gid,
                     read_access,

@@ -317,16 +317,15 @@ pub fn listen_address(path: &Path) -> Result<String, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    let parsed: ListenOnly =
-        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            problems: vec![Problem {
-                line: e.location().map(|l| l.line()).unwrap_or(0),
-                column: e.location().map(|l| l.column()).unwrap_or(0),
-                key: "daemon.listen".to_owned(),
-                message: crate::policy::plain_message(&e),
-            }],
-        })?;
+    let parsed: ListenOnly = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems: vec![Problem {
+            line: e.location().map(|l| l.line()).unwrap_or(0),
+            column: e.location().map(|l| l.column()).unwrap_or(0),
+            key: "daemon.listen".to_owned(),
+            message: crate::policy::plain_message(&e),
+        }],
+    })?;
     Ok(parsed
         .daemon
         .and_then(|d| d.listen)

@@ -59,12 +59,17 @@ impl FakeHost {
         std::os::unix::fs::symlink(repo_root().join("policies"), root.join("policies")).unwrap();
         // config.s3.yaml encrypts to `age-recipient.txt` beside it: a real key.
         let keys = root.join("keys");
-        ccbackup(&root.join("none.yaml"), &["keys", "generate", keys.to_str().unwrap()])
-            .expect_ok();
-        std::fs::copy(keys.join("age-recipient.txt"), root.join("age-recipient.txt")).unwrap();
-        for d in ["opt/concertim/opt/docker/secrets"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
+        ccbackup(
+            &root.join("none.yaml"),
+            &["keys", "generate", keys.to_str().unwrap()],
+        )
+        .expect_ok();
+        std::fs::copy(
+            keys.join("age-recipient.txt"),
+            root.join("age-recipient.txt"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("opt/concertim/opt/docker/secrets")).unwrap();
         FakeHost { dir }
     }
 
@@ -197,13 +202,19 @@ fn compose_matches_concertim_v1_and_stops_gracefully() {
     // the daemon's shutdown grace, or a running backup is SIGKILLed.
     let cfg = std::fs::read_to_string(repo_root().join("examples/config.s3.yaml")).unwrap();
     let grace = minutes(&cfg, "shutdown_grace:");
-    for f in ["examples/docker-compose.yml", "examples/docker-compose.s3.yml"] {
+    for f in [
+        "examples/docker-compose.yml",
+        "examples/docker-compose.s3.yml",
+    ] {
         let text = std::fs::read_to_string(repo_root().join(f)).unwrap();
         assert!(
             minutes(&text, "stop_grace_period:") > grace,
             "{f}: stop_grace_period must exceed daemon.shutdown_grace ({grace} min)"
         );
-        assert!(!text.contains("metrics:"), "{f}: Concertim v1.x calls it metric_reporting_daemon");
+        assert!(
+            !text.contains("metrics:"),
+            "{f}: Concertim v1.x calls it metric_reporting_daemon"
+        );
     }
 }
 
@@ -227,7 +238,11 @@ fn nothing_uses_postgres_exporters_port() {
     files.push(repo_root().join("Dockerfile"));
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(!text.contains("9187") || text.contains("not 9187"), "{} names 9187", f.display());
+        assert!(
+            !text.contains("9187") || text.contains("not 9187"),
+            "{} names 9187",
+            f.display()
+        );
     }
 }
 
@@ -260,5 +275,8 @@ fn dockerfile_passes_hadolint() {
     }
     // Started as root on purpose (secrets), dropping by itself: no USER line
     // that would make the secrets unreadable.
-    assert!(!text.lines().any(|l| l.starts_with("USER ")), "Dockerfile sets USER");
+    assert!(
+        !text.lines().any(|l| l.starts_with("USER ")),
+        "Dockerfile sets USER"
+    );
 }

@@ -65,7 +65,11 @@ fn fixture() -> Fixture {
     let etc = ws.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
     chmod(&etc, 0o700);
-    std::fs::write(etc.join("credentials.yml.enc"), b"root-only rails credentials").unwrap();
+    std::fs::write(
+        etc.join("credentials.yml.enc"),
+        b"root-only rails credentials",
+    )
+    .unwrap();
     chmod(&etc.join("credentials.yml.enc"), 0o600);
     let db = TestDb::create(&unique("privdrop"));
     db.sql("CREATE TABLE t AS SELECT 1 AS x");
@@ -211,12 +215,11 @@ fn a_root_only_password_file_is_read_before_the_switch() {
     chmod(&db_only, 0o644);
     run_as(&db_only, &["--user", NOBODY], &["run-now"]).expect_ok();
     // The store was written by the service user.
-    let owners: Vec<u32> = f
-        .ws
-        .manifests()
-        .iter()
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(m).unwrap()))
-        .collect();
+    let owners: Vec<u32> =
+        f.ws.manifests()
+            .iter()
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(m).unwrap()))
+            .collect();
     assert_eq!(owners, vec![65534]);
 }
 
@@ -226,7 +229,11 @@ fn keep_read_access_reads_root_only_files_and_nothing_more() {
     // Without it the service user cannot open the 0700 root directory.
     let run = run_as(&f.cfg, &["--user", NOBODY], &["run-now"]);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
-    assert!(run.stderr().contains("source `etc` failed"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("source `etc` failed"),
+        "{}",
+        run.stderr()
+    );
     assert!(f.ws.manifests().is_empty());
 
     let run = run_as(

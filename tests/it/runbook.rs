@@ -77,7 +77,10 @@ fn one(c: &Cluster, db: &str, sql: &str) -> String {
 /// Concertim's database on the throwaway server: `ct-vis` owned by
 /// `www-data`, with pgcrypto and encrypted-looking columns.
 fn make_database(c: &Cluster) {
-    c.psql("postgres", "CREATE ROLE \"www-data\" LOGIN PASSWORD 'old-db-password'");
+    c.psql(
+        "postgres",
+        "CREATE ROLE \"www-data\" LOGIN PASSWORD 'old-db-password'",
+    );
     c.psql("postgres", "CREATE DATABASE \"ct-vis\" OWNER \"www-data\"");
     c.psql("ct-vis", "CREATE EXTENSION pgcrypto");
     c.psql(
@@ -181,7 +184,10 @@ fn script(h: &Host, backup: &str, events: &Path) -> String {
             continue;
         }
         let mapped = line
-            .replace("/run/secrets/age-identity", &h.identity.display().to_string())
+            .replace(
+                "/run/secrets/age-identity",
+                &h.identity.display().to_string(),
+            )
             .replace("/root/ccbackup-restore/", &format!("{}/", h.side.display()))
             .replace(" /restore/", &format!(" {}/", h.side.display()))
             .replace(
@@ -233,21 +239,40 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
     for f in &files {
         assert!(update(&h.rrd.join(&f.rel), START, 40, f.ds).is_some());
     }
-    std::fs::write(h.etc.join("credentials.yml.enc"), b"old rails credentials \x00\xff").unwrap();
+    std::fs::write(
+        h.etc.join("credentials.yml.enc"),
+        b"old rails credentials \x00\xff",
+    )
+    .unwrap();
     chmod(&h.etc.join("credentials.yml.enc"), 0o600);
-    std::fs::write(h.etc.join("metric-reporting-daemon.yml"), "retention: 90d\n").unwrap();
+    std::fs::write(
+        h.etc.join("metric-reporting-daemon.yml"),
+        "retention: 90d\n",
+    )
+    .unwrap();
     write_secrets_env(&h.secrets, "old-db-password", "old-jwt", "old-master-key");
 
     // The backup to go back to, and what it holds.
-    let chosen = ccbackup(&h.cfg, &["run-now"]).expect_ok().stdout().trim().to_owned();
+    let chosen = ccbackup(&h.cfg, &["run-now"])
+        .expect_ok()
+        .stdout()
+        .trim()
+        .to_owned();
     let want_db = fingerprint(&c, "ct-vis");
     let want_owners = owners(&c);
     let (want_rrd, want_etc) = (snapshot(&h.rrd), snapshot(&h.etc));
     // A newer backup the runbook must not pick: it restores the chosen one.
-    c.psql("ct-vis", "INSERT INTO racks (name) VALUES ('after the chosen backup')");
+    c.psql(
+        "ct-vis",
+        "INSERT INTO racks (name) VALUES ('after the chosen backup')",
+    );
     assert!(update(&h.rrd.join(&files[0].rel), START + 10_000, 5, files[0].ds).is_some());
     std::fs::write(h.etc.join("credentials.yml.enc"), b"newer").unwrap();
-    let newer = ccbackup(&h.cfg, &["run-now"]).expect_ok().stdout().trim().to_owned();
+    let newer = ccbackup(&h.cfg, &["run-now"])
+        .expect_ok()
+        .stdout()
+        .trim()
+        .to_owned();
     assert_ne!(chosen, newer);
 
     // Everything is lost; the playbook reinstalls Concertim: new secrets,
@@ -290,7 +315,10 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
         .expect("the runbook restores something");
     let stop = pos(&|e| e == "stop-writers").expect("the runbook stops the writers");
     let migrate = pos(&|e| e == "migrate").expect("the runbook migrates");
-    assert!(stop < first_write, "writers stopped after a restore began: {ev:?}");
+    assert!(
+        stop < first_write,
+        "writers stopped after a restore began: {ev:?}"
+    );
     assert!(
         ev.iter()
             .rposition(|e| e.starts_with("ccbackup restore"))
@@ -303,7 +331,10 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
 
     // The list showed both backups; the dry run ran without --force and
     // said what it would refuse.
-    assert!(stdout.contains(&chosen) && stdout.contains(&newer), "{stdout}");
+    assert!(
+        stdout.contains(&chosen) && stdout.contains(&newer),
+        "{stdout}"
+    );
     assert!(stdout.contains("would be refused"), "{stdout}");
     assert!(stdout.contains("would restore"), "{stdout}");
 
@@ -322,7 +353,10 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
         env,
         "POSTGRES_PASSWORD=new-db-password\nJWT_SECRET=new-jwt\nRAILS_MASTER_KEY=old-master-key\n"
     );
-    let mode = std::fs::metadata(h.secrets.join("secrets.env")).unwrap().mode() & 0o777;
+    let mode = std::fs::metadata(h.secrets.join("secrets.env"))
+        .unwrap()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     assert!(!h.side.join("secrets").exists(), "the side copy is removed");
 }
@@ -347,7 +381,11 @@ fn dry_run_says_how_many_paths_it_did_not_list() {
     let out = run.stdout();
     assert!(out.contains("25 existing files would be replaced"), "{out}");
     assert!(out.contains("... and 15 more"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("    f")).count(), 10, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("    f")).count(),
+        10,
+        "{out}"
+    );
 }
 
 /// A dry run onto the database the backup came from prints the refusal
@@ -412,7 +450,10 @@ fn restoring_files_needs_no_database_password_file() {
         &["restore", "--source", "etc", "--to", to.to_str().unwrap()],
     )
     .expect_ok();
-    assert_eq!(std::fs::read(to.join("credentials.yml.enc")).unwrap(), b"rails");
+    assert_eq!(
+        std::fs::read(to.join("credentials.yml.enc")).unwrap(),
+        b"rails"
+    );
     ccbackup(&cfg, &["list"]).expect_ok();
 
     // What connects fails, naming the file; check-config still refuses.
@@ -420,7 +461,8 @@ fn restoring_files_needs_no_database_password_file() {
     let run = ccbackup(&cfg, &["restore", "--source", "db", "--target-db", &target]);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     assert!(
-        run.stderr().contains("password_file") && run.stderr().contains(&missing.display().to_string()),
+        run.stderr().contains("password_file")
+            && run.stderr().contains(&missing.display().to_string()),
         "{}",
         run.stderr()
     );
