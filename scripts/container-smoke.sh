@@ -208,7 +208,7 @@ done
 
 say "daemon: root-only secrets, then uid 10001; HEALTHCHECK"
 podman run -d --name "$daemon_name" --network host --read-only \
-  --tmpfs /var/tmp/ccbackup:uid=10001,gid=10001,mode=0700 \
+  --tmpfs /var/tmp/ccbackup:rw,mode=1777 \
   "${daemon_caps[@]}" "${mounts[@]}" "$image" >/dev/null
 ok=
 for _ in $(seq 1 50); do
