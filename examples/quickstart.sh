@@ -14,7 +14,48 @@ work=${CCBACKUP_DEMO_DIR:-$root/tmp/quickstart}
 db=ct-vis-demo
 restored_db=ct-vis-demo-restored
 
-bash scripts/prereqs.sh
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Only what the demo needs: PostgreSQL (server and client), rrdtool, zstd.
+# The test suite's prerequisites are scripts/prereqs.sh's business.
+need=()
+command -v rrdtool >/dev/null || need+=(rrdtool)
+command -v zstd >/dev/null || need+=(zstd)
+command -v psql >/dev/null || need+=(postgresql-client)
+installed_server=
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  need+=(postgresql)
+  installed_server=1
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  echo "== starting PostgreSQL"
+  ver=$(ls /etc/postgresql | sort -n | tail -1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+# The demo connects over TCP as `postgres`, with PGPASSWORD if you set it.
+# pg_hba.conf is touched only on a server this script just installed; an
+# existing server that refuses the connection is left alone.
+if ! psql -w -X -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+  if [ -z "$installed_server" ]; then
+    echo "quickstart: PostgreSQL on 127.0.0.1:5432 does not accept user postgres." >&2
+    echo "  Set PGPASSWORD to its password and run again (pg_hba.conf is not changed)." >&2
+    exit 1
+  fi
+  echo "== allowing user postgres from 127.0.0.1 on the server just installed (trust, loopback only)"
+  hba=$(as_root runuser -u postgres -- psql -Atc 'SHOW hba_file')
+  as_root sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  as_root runuser -u postgres -- psql -qc 'SELECT pg_reload_conf()' >/dev/null
+  for _ in $(seq 1 10); do psql -w -X -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
+fi
+password_line=
+[ -n "${PGPASSWORD:-}" ] && password_line="password_env: PGPASSWORD"
+
 cargo build --release --locked -q
 bin=$root/target/release/ccbackup
 pg() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"; }
@@ -71,6 +112,7 @@ jobs:
           host: 127.0.0.1
           port: 5432
           user: postgres
+          $password_line
           databases: [$db]
       - name: rrd
         rrd: {path: $work/rrds}

@@ -29,6 +29,23 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub log_level: Option<String>,
 
+    /// Started as root: read the configuration and its secrets, then switch
+    /// to USER[:GROUP] (name or number) for good before doing any work.
+    /// Empty or `root` stays root (restores that must write root-owned files).
+    #[arg(
+        long,
+        env = "CCBACKUP_USER",
+        value_name = "USER[:GROUP]",
+        global = true
+    )]
+    pub user: Option<String>,
+
+    /// With --user: keep CAP_DAC_READ_SEARCH (read any file, nothing else),
+    /// e.g. for a root-owned 0600 credentials.yml.enc. In a container it
+    /// must be granted (`cap_add: [DAC_READ_SEARCH]`).
+    #[arg(long, env = "CCBACKUP_KEEP_READ_ACCESS", global = true)]
+    pub keep_read_access: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -116,6 +133,13 @@ pub enum Command {
     /// Run jobs on their schedules, serve /healthz, /readyz and /metrics.
     Daemon {
         /// Address for health and metrics (overrides `daemon.listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Ask the running daemon's /healthz (at `daemon.listen` from the
+    /// configuration, or ADDR); exit 0 when it answers 200. For HEALTHCHECK.
+    Healthcheck {
+        /// Address to ask instead of `daemon.listen`.
         #[arg(long)]
         listen: Option<String>,
     },

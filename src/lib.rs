@@ -34,6 +34,7 @@ pub mod manifest;
 pub mod notify;
 pub mod pipeline;
 pub mod policy;
+pub mod privdrop;
 pub mod progress;
 pub mod prune;
 pub mod report;

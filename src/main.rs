@@ -47,6 +47,14 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_tracing(&cli);
+    // Before any thread exists: secrets are read, then root is dropped.
+    let cfg = match app::prepare(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,7 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::from(app::EXIT_FAILURE);
         }
     };
-    match rt.block_on(app::run(cli)) {
+    match rt.block_on(app::run(cli, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

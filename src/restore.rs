@@ -388,17 +388,21 @@ pub async fn run(
             let need = dump_major(artifact);
             let have = pgtools::server_major(server.version_num);
             if have < need {
-                return Err(RestoreError::Plan(format!(
+                let why = format!(
                     "backup of `{database}` was taken from PostgreSQL {} but the target server {}:{} runs {}; \
                      restoring into an older major version is not supported",
                     artifact.postgres.as_ref().map(|p| p.server_version.as_str()).unwrap_or("?"),
                     cfg.host,
                     cfg.port,
                     server.version
-                )));
+                );
+                refuse_or_report(&mut report, req, why)?;
+                continue;
             }
             let state = target_state(cfg, &admin, target).await?;
-            check_target(state, target, database, req).map_err(RestoreError::Plan)?;
+            if let Err(why) = check_target(state, target, database, req) {
+                refuse_or_report(&mut report, req, why)?;
+            }
             report.push(format!(
                 "database `{database}` ({} from {}) -> `{target}` on {}:{} ({})",
                 crate::progress::human(artifact.raw_bytes),
@@ -508,6 +512,23 @@ pub async fn run(
     Ok(report)
 }
 
+/// A refusal stops a real restore; a dry run reports it and goes on, so the
+/// whole plan is shown (and the operator sees which flags it needs).
+fn refuse_or_report(
+    report: &mut Vec<String>,
+    req: &RestoreRequest,
+    why: String,
+) -> Result<(), RestoreError> {
+    if !req.dry_run {
+        return Err(RestoreError::Plan(why));
+    }
+    report.push(format!("would be refused: {why}"));
+    Ok(())
+}
+
+/// Paths a dry run names before summarising the rest.
+const DRY_RUN_LISTED: usize = 10;
+
 /// When the backup recorded another root than the configured destination,
 /// say so: the recorded root is information, never where files go.
 fn recorded_root_note(a: &Artifact, dest: &Path, req: &RestoreRequest) -> Option<String> {
@@ -538,8 +559,14 @@ fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) ->
             r.would_replace.len(),
             if r.would_replace.len() == 1 { "" } else { "s" },
         ));
-        for p in r.would_replace.iter().take(10) {
+        for p in r.would_replace.iter().take(DRY_RUN_LISTED) {
             s.push_str(&format!("\n    {}", p.display()));
+        }
+        if r.would_replace.len() > DRY_RUN_LISTED {
+            s.push_str(&format!(
+                "\n    ... and {} more",
+                r.would_replace.len() - DRY_RUN_LISTED
+            ));
         }
     } else if r.replaced > 0 {
         s.push_str(&format!("; replaced {} existing", r.replaced));

@@ -5,6 +5,7 @@ mod backup;
 mod clients;
 mod copy;
 mod daemon;
+mod health;
 mod keys;
 mod restore;
 mod retention;
@@ -21,6 +22,7 @@ use crate::cli::{Cli, Command, KeysCommand, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
 use crate::interrupt::{self, Interrupt};
 use crate::manifest::Manifest;
+use crate::privdrop;
 use crate::progress::Progress;
 use crate::restore::RestoreRequest;
 use crate::runner;
@@ -63,7 +65,51 @@ fn failed(e: impl Into<anyhow::Error>) -> AppError {
     AppError::Failed(e.into())
 }
 
-pub async fn run(cli: Cli) -> Result<(), AppError> {
+/// Start-up work done while the process has a single thread, before the
+/// async runtime starts: read the configuration (and so every secret file
+/// it names), then switch to `--user` if asked (see `privdrop`). Returns the
+/// configuration for the commands that need one.
+pub fn prepare(cli: &Cli) -> Result<Option<Config>, AppError> {
+    let needs_config = !matches!(
+        cli.command,
+        Command::Policy(_) | Command::Keys(_) | Command::Healthcheck { .. }
+    );
+    let cfg = if needs_config {
+        Some(config::load(&cli.config)?)
+    } else {
+        None
+    };
+    if let Some(spec) = cli.user.as_deref() {
+        let target = privdrop::resolve(spec).map_err(|e| AppError::Usage(e.to_string()))?;
+        match target {
+            Some(t) => match privdrop::drop_to(t, cli.keep_read_access).map_err(failed)? {
+                privdrop::Outcome::Dropped {
+                    target,
+                    read_access,
+                } => tracing::info!(
+                    uid = target.uid,
+                    gid = target.gid,
+                    read_access,
+                    "switched from root after reading the configuration"
+                ),
+                privdrop::Outcome::NotRoot { uid } => tracing::debug!(
+                    uid,
+                    "not started as root; running as uid {uid} (--user has nothing to drop)"
+                ),
+            },
+            None if cli.keep_read_access => {
+                return Err(AppError::Usage(
+                    "--keep-read-access needs --user naming a user other than root".to_owned(),
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(cfg)
+}
+
+/// Runs the command; `cfg` is what `prepare` returned.
+pub async fn run(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
     // Policy and key tools work without a configuration file.
     if let Command::Policy(PolicyCommand::Simulate { policy, json }) = &cli.command {
         return retention::simulate(policy, *json);
@@ -71,7 +117,13 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     if let Command::Keys(KeysCommand::Generate { dir }) = &cli.command {
         return keys::generate(dir);
     }
-    let cfg = config::load(&cli.config)?;
+    if let Command::Healthcheck { listen } = &cli.command {
+        return health::check(&cli.config, listen.as_deref()).await;
+    }
+    let cfg = match cfg {
+        Some(c) => c,
+        None => config::load(&cli.config)?,
+    };
     // The daemon has its own shutdown; every other command cleans up after
     // itself when interrupted.
     let intr = if matches!(cli.command, Command::Daemon { .. }) {
@@ -98,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppError> {
     match cli.command {
         Command::CheckConfig => {
+            cfg.require_secrets()?;
             let clients = clients::check(&cfg).await;
             for line in &clients.notes {
                 println!("{line}");
@@ -149,8 +202,11 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::Prune { job, dry_run, json } => {
             retention::prune(&cfg, job.as_deref(), dry_run, json, intr).await
         }
-        Command::Policy(_) | Command::Keys(_) => Ok(()),
-        Command::Daemon { listen } => daemon::daemon(cfg, listen).await,
+        Command::Policy(_) | Command::Keys(_) | Command::Healthcheck { .. } => Ok(()),
+        Command::Daemon { listen } => {
+            cfg.require_secrets()?;
+            daemon::daemon(cfg, listen).await
+        }
         Command::Schedule { job, count, after } => {
             daemon::schedule(&cfg, job.as_deref(), count, after.as_deref())
         }

@@ -20,7 +20,7 @@ pub(super) fn copies(
     let mut out: Vec<StoreConfig> = Vec::new();
     for (i, s) in raw.value.iter().enumerate() {
         let key = format!("copies[{i}]");
-        let mut own = Problems(Vec::new());
+        let mut own = Problems::new();
         let cfg = store(s, &mut own);
         p.0.extend(own.0.into_iter().map(|mut problem| {
             problem.key = renamed(&problem.key, &key);

@@ -30,7 +30,11 @@ pub use validate::parse_size;
 /// budget. With 10,000 parts at most this caps one artifact at ~160 GiB.
 pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 3;
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9187";
+/// Not 9187: that is postgres_exporter's default, and on a Concertim host
+/// (host networking) an exporter for the same database is the likeliest
+/// neighbour. 9464 is OpenTelemetry's Prometheus exporter default; 9465 is
+/// the next port.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9465";
 /// How long a running job may finish after SIGTERM before it is cancelled.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
 /// Lifetime of a repository lock lease; renewed at a third of it.
@@ -53,6 +57,10 @@ pub struct Config {
     /// Manifest signing and verification keys.
     pub signing: Option<SigningConfig>,
     pub jobs: Vec<JobConfig>,
+    /// Password files that could not be read. Commands that connect to the
+    /// server concerned fail there; check-config and the daemon refuse to
+    /// start (`require_secrets`); restoring other sources is unaffected.
+    pub secret_problems: Vec<Problem>,
 }
 
 /// Encryption of a job's artifacts (its own, or the top-level one).
@@ -73,6 +81,18 @@ pub struct SigningConfig {
 }
 
 impl Config {
+    /// Fails like an invalid file when a password file could not be read:
+    /// for commands that need every source (check-config, the daemon).
+    pub fn require_secrets(&self) -> Result<(), ConfigError> {
+        if self.secret_problems.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            path: self.path.clone(),
+            problems: self.secret_problems.clone(),
+        })
+    }
+
     pub fn job(&self, name: &str) -> Option<&JobConfig> {
         self.jobs.iter().find(|j| j.name == name)
     }
@@ -275,6 +295,9 @@ pub struct PostgresConfig {
     pub port: u16,
     pub user: String,
     pub password: Option<Secret>,
+    /// Why `password_file` could not be read (no secret in it): connecting
+    /// fails with this instead of trying without a password.
+    pub password_unreadable: Option<String>,
     pub databases: DatabaseSelection,
     /// Database used to connect for discovery (`SHOW server_version_num`,
     /// listing databases).
@@ -356,6 +379,38 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     parse(&text, path)
+}
+
+/// Only `daemon.listen` (or the default), without validating the rest or
+/// reading any secret: what a health check needs, as any user.
+pub fn listen_address(path: &Path) -> Result<String, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct Daemon {
+        #[serde(default)]
+        listen: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ListenOnly {
+        #[serde(default)]
+        daemon: Option<Daemon>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parsed: ListenOnly = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems: vec![Problem {
+            line: e.location().map(|l| l.line()).unwrap_or(0),
+            column: e.location().map(|l| l.column()).unwrap_or(0),
+            key: "daemon.listen".to_owned(),
+            message: crate::policy::plain_message(&e),
+        }],
+    })?;
+    Ok(parsed
+        .daemon
+        .and_then(|d| d.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()))
 }
 
 /// Validates configuration text; `path` names the file in messages and

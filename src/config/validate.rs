@@ -15,10 +15,26 @@ use super::*;
 use crate::secret::read_secret_file;
 use crate::source::rrd::OnInvalid;
 
-/// Collects problems while walking the raw config.
-pub(super) struct Problems(pub(super) Vec<Problem>);
+/// Collects problems while walking the raw config. `deferred` holds
+/// unreadable password files: a problem for the commands that connect to
+/// that server (and for check-config and the daemon), not for restoring a
+/// directory from a host where the database secret is out of reach.
+pub(super) struct Problems(pub(super) Vec<Problem>, Vec<Problem>);
 
 impl Problems {
+    pub(super) fn new() -> Problems {
+        Problems(Vec::new(), Vec::new())
+    }
+
+    fn defer(&mut self, loc: &Location, key: impl Into<String>, message: impl Into<String>) {
+        self.1.push(Problem {
+            line: loc.line(),
+            column: loc.column(),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
     pub(super) fn at(
         &mut self,
         loc: &Location,
@@ -59,7 +75,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
 
 fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut p = Problems(Vec::new());
+    let mut p = Problems(Vec::new(), Vec::new());
 
     let store = store(&raw.store, &mut p);
     let copies = super::copies::copies(raw.copies.as_ref(), store.as_ref(), &mut p);
@@ -88,7 +104,7 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             p.at(
                 &l.referenced,
                 "daemon.listen",
-                format!("`{}` is not an address like 0.0.0.0:9187", l.value),
+                format!("`{}` is not an address like 0.0.0.0:9465", l.value),
             );
         }
     }
@@ -157,8 +173,10 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             notify,
             signing,
             jobs,
+            secret_problems: p.1,
         }),
-        _ => Err(p.0),
+        // Everything at once: the deferred problems are reported too.
+        _ => Err(p.0.into_iter().chain(p.1).collect()),
     }
 }
 
@@ -635,6 +653,7 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
             }
         },
     };
+    let mut password_unreadable = None;
     let password = match (&pg.password_file, &pg.password_env) {
         (Some(f), Some(_)) => {
             p.at(
@@ -648,12 +667,9 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
         (Some(f), None) => match read_secret_file(Path::new(&f.value)) {
             Ok(s) => Some(s),
             Err(e) => {
-                p.at(
-                    &f.referenced,
-                    format!("{key}.password_file"),
-                    format!("cannot read `{}`: {e}", f.value),
-                );
-                ok = false;
+                let why = format!("cannot read `{}`: {e}", f.value);
+                p.defer(&f.referenced, format!("{key}.password_file"), why.clone());
+                password_unreadable = Some(why);
                 None
             }
         },
@@ -745,6 +761,7 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
             .map(|u| u.value.clone())
             .unwrap_or_else(|| "postgres".to_owned()),
         password,
+        password_unreadable,
         databases,
         maintenance_db: pg
             .maintenance_db

@@ -45,7 +45,7 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// Binds `addr` (e.g. `0.0.0.0:9187`, or port 0 for any free port).
+/// Binds `addr` (e.g. `0.0.0.0:9465`, or port 0 for any free port).
 pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|source| BindError {
         addr: addr.to_owned(),

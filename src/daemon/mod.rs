@@ -544,7 +544,9 @@ async fn reload_config(
     metrics: &Metrics,
 ) {
     let path = st.cfg.path.clone();
-    let new = match config::load(&path) {
+    // A password file the (possibly unprivileged) daemon can no longer read
+    // is a bad reload, not a configuration that fails every run.
+    let new = match config::load(&path).and_then(|c| c.require_secrets().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");

@@ -28,6 +28,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
+    #[error("no password for PostgreSQL at {host}:{port} as `{user}`: password_file {why}")]
+    Password {
+        host: String,
+        port: u16,
+        user: String,
+        why: String,
+    },
     #[error(
         "cannot connect to PostgreSQL at {host}:{port} as `{user}` (database `{database}`): {}",
         pg_text(source)
@@ -130,6 +137,14 @@ pub fn quote_ident(s: &str) -> String {
 }
 
 pub async fn connect(cfg: &PostgresConfig, database: &str) -> Result<Client, PgError> {
+    if let Some(why) = &cfg.password_unreadable {
+        return Err(PgError::Password {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            user: cfg.user.clone(),
+            why: why.clone(),
+        });
+    }
     let mut c = tokio_postgres::Config::new();
     c.host(&cfg.host)
         .port(cfg.port)

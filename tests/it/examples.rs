@@ -57,6 +57,19 @@ impl FakeHost {
             std::fs::write(root.join("run/secrets").join(s), "placeholder\n").unwrap();
         }
         std::os::unix::fs::symlink(repo_root().join("policies"), root.join("policies")).unwrap();
+        // config.s3.yaml encrypts to `age-recipient.txt` beside it: a real key.
+        let keys = root.join("keys");
+        ccbackup(
+            &root.join("none.yaml"),
+            &["keys", "generate", keys.to_str().unwrap()],
+        )
+        .expect_ok();
+        std::fs::copy(
+            keys.join("age-recipient.txt"),
+            root.join("age-recipient.txt"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("opt/concertim/opt/docker/secrets")).unwrap();
         FakeHost { dir }
     }
 
@@ -168,6 +181,71 @@ fn compose_sidecar_mounts_data_read_only_and_uses_secrets() {
     assert!(!text.contains("POSTGRES_PASSWORD:"));
 }
 
+/// The service, volume and path names of Concertim v1.x, and the details
+/// that make stopping and restoring work.
+#[test]
+fn compose_matches_concertim_v1_and_stops_gracefully() {
+    let text = std::fs::read_to_string(repo_root().join("examples/docker-compose.yml")).unwrap();
+    for want in [
+        "name: concertim_rrd-data",
+        "concertim_db-data",
+        "/opt/concertim/opt/docker/docker-compose.yml",
+        "network_mode: host",
+        "ccbackup-restore:",
+        "profiles: [restore]",
+        "CCBACKUP_USER: root",
+        "cap_add: [SETUID, SETGID, DAC_READ_SEARCH]",
+    ] {
+        assert!(text.contains(want), "docker-compose.yml lacks {want}");
+    }
+    // Docker kills after stop_grace_period (default 10 s): it must outlast
+    // the daemon's shutdown grace, or a running backup is SIGKILLed.
+    let cfg = std::fs::read_to_string(repo_root().join("examples/config.s3.yaml")).unwrap();
+    let grace = minutes(&cfg, "shutdown_grace:");
+    for f in [
+        "examples/docker-compose.yml",
+        "examples/docker-compose.s3.yml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(f)).unwrap();
+        assert!(
+            minutes(&text, "stop_grace_period:") > grace,
+            "{f}: stop_grace_period must exceed daemon.shutdown_grace ({grace} min)"
+        );
+        assert!(
+            !text.contains("metrics:"),
+            "{f}: Concertim v1.x calls it metric_reporting_daemon"
+        );
+    }
+}
+
+/// `KEY: <n>m` in a YAML text, in minutes.
+fn minutes(text: &str, key: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("no {key}"));
+    let v = line.split_once(key).unwrap().1.trim();
+    v.strip_suffix('m')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{key} {v} is not in minutes"))
+}
+
+/// No example, script or doc of ours names postgres_exporter's port.
+#[test]
+fn nothing_uses_postgres_exporters_port() {
+    let mut files = files_in("examples", &["yml", "yaml", "sh"]);
+    files.extend(files_in("scripts", &["sh"]));
+    files.push(repo_root().join("Dockerfile"));
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(
+            !text.contains("9187") || text.contains("not 9187"),
+            "{} names 9187",
+            f.display()
+        );
+    }
+}
+
 #[test]
 fn dockerfile_passes_hadolint() {
     let tool = find_tool("hadolint", &["venv/bin/hadolint"]);
@@ -187,11 +265,18 @@ fn dockerfile_passes_hadolint() {
         "ENTRYPOINT [\"ccbackup\"]",
         "CMD [\"daemon\"]",
         "HEALTHCHECK",
-        "/healthz",
-        "postgresql-client-16",
-        "postgresql-client-15",
-        "USER ${UID}:${GID}",
+        "CMD [\"ccbackup\", \"healthcheck\"]",
+        "debian:trixie-slim",
+        "postgresql-client-17",
+        "PG_CLIENTS=debian",
+        "CCBACKUP_USER=ccbackup",
     ] {
         assert!(text.contains(want), "Dockerfile lacks {want}");
     }
+    // Started as root on purpose (secrets), dropping by itself: no USER line
+    // that would make the secrets unreadable.
+    assert!(
+        !text.lines().any(|l| l.starts_with("USER ")),
+        "Dockerfile sets USER"
+    );
 }
