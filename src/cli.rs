@@ -30,7 +30,7 @@ pub struct Cli {
     pub log_level: Option<String>,
 
     /// Started as root: read the configuration and its secrets, then switch
-    /// to USER[:GROUP] (name or number) for good before doing any work.
+    /// to `USER[:GROUP]` (name or number) for good before doing any work.
     /// Empty or `root` stays root (restores that must write root-owned files).
     #[arg(
         long,

@@ -3,17 +3,30 @@
 //!
 //! A tour, following one backup:
 //! - [`config`] parses and validates the YAML file (every problem at once).
-//! - [`backup::run_job`] is the one backup path (CLI and daemon). For each
+//! - [`runner::run_once`] takes the job's [`lock`] and runs
+//!   [`backup::run_job`], the one backup path (CLI and daemon). For each
 //!   source it opens a stream ([`source::postgres`], [`source::rrd`],
 //!   [`source::files`]) and hands it to [`pipeline`], which compresses,
-//!   hashes and uploads with bounded memory to the [`store`].
+//!   encrypts ([`crypto`], optional), hashes and uploads with bounded memory
+//!   to the [`store`].
 //! - [`guard`] compares the new backup with the job's last good one; a
 //!   suspicious (empty, shrunken) backup is kept and marked, never pruned after.
-//! - [`manifest`] is written last, create-only: its presence is what makes a
-//!   backup complete. [`catalog`] lists complete backups and leftovers.
-//! - [`policy`] and [`retention`] decide what to keep; [`schedule`] decides
-//!   when jobs run.
-//! - [`app`] dispatches commands; `main.rs` only maps errors to exit codes.
+//! - [`manifest`] is written last, create-only, signed first when a key is
+//!   configured ([`signing`]): its presence is what makes a backup complete.
+//! - After a good backup, [`prune`] applies the job's [`policy`] (planned by
+//!   [`retention`]) and [`copy`] ships it to the copy stores.
+//! - [`report`] turns the run into the one record that logs, metrics and
+//!   [`notify`] use.
+//!
+//! Reading back, everything from the store is untrusted: [`catalog`] lists
+//! backups by where they sit and reports damaged or unsigned manifests
+//! apart; [`fetch`] checks sizes and checksums before [`restore`]
+//! ([`extract`] for trees, [`globals`] for roles) or [`verify`] use a byte.
+//!
+//! Around it: [`daemon`] schedules runs and drills and serves health and
+//! metrics; [`interrupt`] and [`gate`] make every command stop cleanly on a
+//! signal; [`app`] dispatches commands; `main.rs` drops privileges
+//! ([`privdrop`]) and maps errors to exit codes.
 
 pub mod app;
 pub mod backup;
