@@ -554,3 +554,58 @@ fn bad_keys_are_configuration_errors_with_line_and_key() {
         run.stderr()
     );
 }
+
+#[test]
+fn key_rotation_adds_a_recipient_without_touching_old_backups_and_jobs_may_override() {
+    let old = Keys::new();
+    let new = Keys::new();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("f.txt"), b"payload").unwrap();
+    let ws = Workspace::new();
+    let write_cfg = |recipients: &[String], job_extra: &str| {
+        let list: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
+        ws.config(&format!(
+            "store:\n  url: {}\nencryption:\n  recipients: [{}]\njobs:\n  - name: j\n{job_extra}    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+            ws.store_url(),
+            list.join(", "),
+            data.path().display()
+        ))
+    };
+    let cfg = write_cfg(&[old.recipient()], "");
+    let first = ccbackup(&cfg, &["run-now"]);
+    first.expect_ok();
+    let first = first.stdout().trim().to_owned();
+    // Rotation: both recipients for a while.
+    let cfg = write_cfg(&[old.recipient(), new.recipient()], "");
+    let second = ccbackup(&cfg, &["run-now"]);
+    second.expect_ok();
+    let second = second.stdout().trim().to_owned();
+    let restore = |id: &str, keys: &Keys| {
+        let to = tempfile::tempdir().unwrap();
+        let dest = to.path().join("out");
+        let run = ccbackup(
+            &cfg,
+            &["restore", "--backup", id, "--to", dest.to_str().unwrap(), "--identity", &keys.identity()],
+        );
+        (run.code(), dest.join("f.txt").exists())
+    };
+    // The old backup was not rewritten: only the old identity opens it.
+    assert_eq!(restore(&first, &old), (Some(0), true));
+    assert_eq!(restore(&first, &new).0, Some(1));
+    // The new one opens with either.
+    assert_eq!(restore(&second, &new), (Some(0), true));
+    assert_eq!(restore(&second, &old), (Some(0), true));
+    let m = manifest(&ws, &second);
+    assert_eq!(m["artifacts"][0]["encryption"]["recipients"].as_array().unwrap().len(), 2);
+
+    // A job's own encryption replaces the top-level one.
+    let cfg = write_cfg(
+        &[old.recipient()],
+        &format!("    encryption:\n      recipients: [\"{}\"]\n", new.recipient()),
+    );
+    let third = ccbackup(&cfg, &["run-now"]);
+    third.expect_ok();
+    let third = third.stdout().trim().to_owned();
+    let m = manifest(&ws, &third);
+    assert_eq!(m["artifacts"][0]["encryption"]["recipients"], serde_json::json!([new.recipient()]));
+}
