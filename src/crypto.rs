@@ -181,7 +181,36 @@ pub fn open_artifact(
         Some(info) => Box::new(decrypt(file, art, info, ids)?),
     };
     let dec = zstd::stream::read::Decoder::new(stored).map_err(open_err)?;
-    Ok(Box::new(dec))
+    Ok(Box::new(Capped {
+        inner: dec,
+        left: art.raw_bytes,
+        limit: art.raw_bytes,
+        key: art.key.clone(),
+    }))
+}
+
+/// Fails once more bytes come out than the manifest's `raw_bytes`: a small
+/// crafted artifact must not decompress into a full disk.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+    key: String,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(io::Error::other(format!(
+                "{} decompresses to more than the {} bytes its manifest records",
+                self.key.escape_debug(),
+                self.limit
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// A staged artifact and what it takes to read it, for code that opens it

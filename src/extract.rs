@@ -213,7 +213,7 @@ fn list_paths(paths: &[PathBuf]) -> String {
 }
 
 /// RRD files are buffered whole to be validated before they are written.
-const MAX_VALIDATE: u64 = 1 << 30;
+const MAX_VALIDATE: u64 = 64 << 20;
 
 /// Extracts `archive` (an uncompressed tar stream) into `dest`, creating
 /// `dest` if needed, all or nothing; existing targets are skipped without

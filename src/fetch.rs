@@ -95,31 +95,49 @@ fn compare(art: &Artifact, key: &str, size: u64, hasher: Sha256) -> Result<(), F
     Ok(())
 }
 
-/// Hashes a local file with large reads on a blocking thread: the object
-/// store's generic reader goes through small chunks, several times slower.
-async fn verify_local_file(
-    path: &Path,
+/// Hashes a local store file with large reads on a blocking thread (the
+/// object store's generic reader goes through small chunks, several times
+/// slower), copying it into `copy_to` on the way when given. The file is
+/// opened once, without following symlinks: what is hashed is what is
+/// copied, so a store file swapped after the check cannot be applied.
+async fn hash_local_file(
+    file: std::fs::File,
     key: String,
     art: &Artifact,
+    copy_to: Option<&Path>,
     progress: &Arc<Progress>,
 ) -> Result<(), FetchError> {
-    let p = path.to_owned();
     let k = key.clone();
     let progress = progress.clone();
+    let copy_to = copy_to.map(Path::to_owned);
+    let cleanup = copy_to.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Sha256)> {
         use std::io::Read;
-        let mut f = std::fs::File::open(&p)?;
+        let mut f = file;
+        let mut out = match &copy_to {
+            Some(p) => Some(std::io::BufWriter::with_capacity(
+                1024 * 1024,
+                std::fs::File::create(p)?,
+            )),
+            None => None,
+        };
         let mut buf = vec![0u8; 1024 * 1024];
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         loop {
             let n = f.read(&mut buf)?;
             if n == 0 {
+                if let Some(w) = &mut out {
+                    w.flush()?;
+                }
                 return Ok((size, hasher));
             }
             hasher.update(&buf[..n]);
             size += n as u64;
             progress.add_done(n as u64);
+            if let Some(w) = &mut out {
+                w.write_all(&buf[..n])?;
+            }
         }
     })
     .await
@@ -130,8 +148,34 @@ async fn verify_local_file(
     .map_err(|source| FetchError::Stage {
         path: k.clone(),
         source,
+    });
+    let checked = read.and_then(|(size, hasher)| compare(art, &key, size, hasher));
+    if checked.is_err() {
+        if let Some(p) = cleanup {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    checked
+}
+
+/// Refuses to stage `art` at `dest` when its file system lacks the room,
+/// with a margin so staging never fills the disk completely.
+fn check_space(dest: &Path, art: &Artifact) -> Result<(), FetchError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let free = free_space(dir).map_err(|source| FetchError::Stage {
+        path: dest.display().to_string(),
+        source,
     })?;
-    compare(art, &key, read.0, read.1)
+    let need = art.stored_bytes + 64 * 1024 * 1024;
+    if free < need {
+        return Err(FetchError::NoSpace {
+            dir: dir.display().to_string(),
+            key: art.key.clone(),
+            need,
+            free,
+        });
+    }
+    Ok(())
 }
 
 /// Free bytes for unprivileged use on the file system holding `dir`.
@@ -158,22 +202,11 @@ pub async fn stage(
     dest: &Path,
     progress: &Progress,
 ) -> Result<(), FetchError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
     let stage_err = |source| FetchError::Stage {
         path: dest.display().to_string(),
         source,
     };
-    let free = free_space(dir).map_err(stage_err)?;
-    // Keep a margin so staging never fills the disk completely.
-    let need = art.stored_bytes + 64 * 1024 * 1024;
-    if free < need {
-        return Err(FetchError::NoSpace {
-            dir: dir.display().to_string(),
-            key: art.key.clone(),
-            need,
-            free,
-        });
-    }
+    check_space(dest, art)?;
     let file = std::fs::File::create(dest).map_err(stage_err)?;
     let mut w = std::io::BufWriter::with_capacity(1024 * 1024, file);
     let result = stream_verified(repo, job, id, art, |b| {
@@ -197,9 +230,9 @@ pub async fn verify(
     art: &Artifact,
     progress: &Arc<Progress>,
 ) -> Result<(), FetchError> {
-    if let Some(p) = local_path(repo, job, id, art) {
+    if let Some(f) = local_file(repo, job, id, art)? {
         let key = artifact_path(job, id, &art.key).to_string();
-        return verify_local_file(&p, key, art, progress).await;
+        return hash_local_file(f, key, art, None, progress).await;
     }
     stream_verified(repo, job, id, art, |b| {
         progress.add_stored_bytes(b.len() as u64);
@@ -209,16 +242,35 @@ pub async fn verify(
     .await
 }
 
-/// The artifact's file in a `file://` store, if it is there.
-fn local_path(repo: &Repo, job: &str, id: &str, art: &Artifact) -> Option<std::path::PathBuf> {
-    let mut p = repo.local_root.as_ref()?.join(job).join(id);
-    p.extend(art.key.split('/'));
-    p.is_file().then_some(p)
+/// The artifact's file in a `file://` store, opened without following
+/// symlinks; `None` when the store is not local or the file is missing
+/// (then the generic path reports it). A symlink, FIFO or other special
+/// file is an error: ccbackup never writes one.
+fn local_file(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+) -> Result<Option<std::fs::File>, FetchError> {
+    let Some(root) = repo.local_root.as_ref() else {
+        return Ok(None);
+    };
+    let mut rel: Vec<&str> = vec![job, id];
+    rel.extend(art.key.split('/'));
+    match crate::local_store::open_regular(root, &rel) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FetchError::Stage {
+            path: artifact_path(job, id, &art.key).to_string(),
+            source,
+        }),
+    }
 }
 
-/// A verified local copy of the artifact to apply from: for a `file://`
-/// store the object itself (checked in place, no copy), otherwise a staged
-/// download at `stage_path`.
+/// A verified private copy of the artifact to apply from, at
+/// `stage_path`: a `file://` object is copied while it is hashed (never
+/// applied from the store path, which someone else may swap after the
+/// check), anything else is downloaded.
 pub async fn verified_local(
     repo: &Repo,
     job: &str,
@@ -227,11 +279,12 @@ pub async fn verified_local(
     stage_path: &Path,
     progress: &Arc<Progress>,
 ) -> Result<std::path::PathBuf, FetchError> {
-    if let Some(p) = local_path(repo, job, id, art) {
+    if let Some(f) = local_file(repo, job, id, art)? {
         progress.start_phase(Phase::Checking, art.stored_bytes);
+        check_space(stage_path, art)?;
         let key = artifact_path(job, id, &art.key).to_string();
-        verify_local_file(&p, key, art, progress).await?;
-        return Ok(p);
+        hash_local_file(f, key, art, Some(stage_path), progress).await?;
+        return Ok(stage_path.to_owned());
     }
     progress.start_phase(Phase::Downloading, art.stored_bytes);
     stage(repo, job, id, art, stage_path, progress).await?;

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     match rt.block_on(app::run(cli, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", ccbackup::progress::printable(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

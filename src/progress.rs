@@ -156,6 +156,21 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
     }
 }
 
+/// Text for a terminal: control characters (other than newline and tab)
+/// are escaped, so names and messages that came from the store cannot move
+/// the cursor, clear the screen or recolour what follows.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Bytes for people: `512 B`, `1.5 KiB`, `3.0 GiB`.
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -199,6 +214,11 @@ mod tests {
         let l = p.line("restore", Duration::from_secs(1));
         assert!(l.starts_with("restore: restoring 10 B,"), "{l}");
         assert!(!l.contains('%'));
+    }
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(printable("a\x1b[2Jb\nc\td"), "a\\u{1b}[2Jb\nc\td");
     }
 
     #[test]

@@ -574,12 +574,39 @@ fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) ->
     s
 }
 
+/// The tree is staged whole on the destination's file system before it is
+/// moved into place: refuse up front when it cannot fit.
+fn check_tree_space(a: &Artifact, dest: &Path) -> Result<(), RestoreError> {
+    let mut probe = dest;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => return Ok(()),
+        }
+    }
+    let free = fetch::free_space(probe).map_err(RestoreError::Staging)?;
+    let need = a.raw_bytes + 64 * 1024 * 1024;
+    if free < need {
+        return Err(RestoreError::Plan(format!(
+            "not enough space on {} to stage {} ({} needed, {} free); nothing was written",
+            probe.display(),
+            a.key,
+            crate::progress::human(need),
+            crate::progress::human(free)
+        )));
+    }
+    Ok(())
+}
+
 async fn restore_tree(
     a: &Artifact,
     dest: &Path,
     staged: &Path,
     req: &RestoreRequest,
 ) -> Result<ExtractReport, RestoreError> {
+    if !req.dry_run {
+        check_tree_space(a, dest)?;
+    }
     let opts = ExtractOptions {
         force: req.force,
         include: req.include.clone(),
@@ -599,10 +626,8 @@ async fn restore_tree(
     tokio::task::spawn_blocking(move || {
         extract_tree_checked(
             || {
-                Ok(crate::interrupt::CancelRead::new(
-                    opener.open()?,
-                    stop.clone(),
-                ))
+                let r = crate::tarcap::TarCap::new(opener.open()?);
+                Ok(crate::interrupt::CancelRead::new(r, stop.clone()))
             },
             &dest_c,
             &opts,

@@ -134,16 +134,21 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
             })?;
             // Local multipart uploads stage parts next to the target; clean
             // them up when an upload is aborted.
+            // The configured root may itself be a symlink (configuration is
+            // trusted); below it, nothing is followed (see local_store).
+            let root = std::fs::canonicalize(&path).map_err(|source| StoreError::CreateDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let local = LocalFileSystem::new_with_prefix(&root)
+                .map_err(open_err)?
+                .with_automatic_cleanup(true);
             return Ok(Repo {
-                store: Arc::new(
-                    LocalFileSystem::new_with_prefix(&path)
-                        .map_err(open_err)?
-                        .with_automatic_cleanup(true),
-                ),
+                store: Arc::new(crate::local_store::NoFollow::new(local, root.clone())),
                 part_size: cfg.part_size,
                 concurrency: cfg.concurrency,
                 display,
-                local_root: Some(path),
+                local_root: Some(root),
                 s3: None,
                 signer: None,
                 verifier: None,

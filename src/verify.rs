@@ -133,7 +133,7 @@ const MAX_RRD_VERIFY: u64 = 64 * 1024 * 1024;
 /// [`MAX_RRD_VERIFY`]).
 fn check_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<(), String> {
     let a = &opener.art;
-    let dec = opener.open().map_err(|e| e.to_string())?;
+    let dec = crate::tarcap::TarCap::new(opener.open().map_err(|e| e.to_string())?);
     let mut ar = tar::Archive::new(crate::interrupt::CancelRead::new(dec, stop.clone()));
     let mut files = 0u64;
     let mut buf = Vec::new();

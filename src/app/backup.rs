@@ -210,9 +210,12 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         "{:<16} {:<24} {:<21} {:>10}  SOURCES",
         "JOB", "ID", "TIME", "SIZE"
     );
+    // Everything but the ID and time can come from a manifest someone else
+    // wrote: never let it reach the terminal raw.
+    let p = crate::progress::printable;
     for e in &entries {
-        match &e.problem {
-            None => println!(
+        let line = match &e.problem {
+            None => format!(
                 "{:<16} {:<24} {:<21} {:>10}  {}{}",
                 e.job,
                 e.id,
@@ -221,15 +224,16 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
                 e.sources.join(","),
                 guard_note(e)
             ),
-            Some(p) => println!(
-                "{:<16} {:<24} {:<21} {:>10}  {}: {p}",
+            Some(problem) => format!(
+                "{:<16} {:<24} {:<21} {:>10}  {}: {problem}",
                 e.job,
                 e.id,
                 e.time,
                 "-",
                 e.status.to_uppercase()
             ),
-        }
+        };
+        println!("{}", p(&line));
     }
     if !cat.damaged.is_empty() {
         eprintln!(

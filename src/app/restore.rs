@@ -68,7 +68,7 @@ pub(super) async fn restore(
     drop(view);
     let lines = result.map_err(failed)?;
     for l in &lines {
-        println!("  {l}");
+        println!("  {}", crate::progress::printable(l));
     }
     let raw = req.progress.as_ref().map_or(0, |p| p.raw_bytes());
     println!(
@@ -152,10 +152,22 @@ pub(super) async fn verify(
             for f in findings {
                 checked += 1;
                 match &f.problem {
-                    None => println!("ok      {}/{}/{}", job.name, f.backup, f.key),
+                    None => println!(
+                        "{}",
+                        crate::progress::printable(&format!(
+                            "ok      {}/{}/{}",
+                            job.name, f.backup, f.key
+                        ))
+                    ),
                     Some(p) => {
                         bad += 1;
-                        println!("FAILED  {}/{}/{}: {p}", job.name, f.backup, f.key);
+                        println!(
+                            "{}",
+                            crate::progress::printable(&format!(
+                                "FAILED  {}/{}/{}: {p}",
+                                job.name, f.backup, f.key
+                            ))
+                        );
                     }
                 }
             }

@@ -203,6 +203,18 @@ pub async fn run(
     seed_metrics(&st, &metrics).await;
     arm_all(&mut st, &sched, &tick_tx, &metrics).await;
     start_up_runs(&st, &tick_tx, &metrics).await;
+    if st.repo.verifier.is_none() {
+        for job in st
+            .cfg
+            .jobs
+            .iter()
+            .filter(|j| j.drill.as_ref().is_some_and(|d| d.restore_test))
+        {
+            // A dump is SQL the server runs as the restoring role: without
+            // signatures, whoever can write to the store chooses that SQL.
+            tracing::warn!(job = %job.name, "restore drills run SQL from the store unattended; configure signing so only backups this sidecar wrote are restore-tested");
+        }
+    }
     // Only now are last good backups and first due runs both known.
     metrics.set_seeding(false);
 

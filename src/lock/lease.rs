@@ -58,6 +58,10 @@ impl Lease {
     }
 }
 
+/// Longest a lease counts after its last write, whatever it claims: far
+/// above any `lock_ttl` in use (renewals rewrite it every third of that).
+pub const MAX_LEASE_LIFE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// A lease object as found in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -88,7 +92,18 @@ impl Found {
         let unreadable =
             || self.modified + chrono::Duration::from_std(UNREADABLE_HOLD).unwrap_or_default();
         match &self.content {
-            Content::Lease(l) => l.expires_at().unwrap_or_else(unreadable),
+            // A lease is renewed long before it expires, so the store's own
+            // write time bounds it: a forged `expires: 9999-12-31` must not
+            // block the job forever.
+            Content::Lease(l) => l
+                .expires_at()
+                .map(|t| {
+                    t.min(
+                        self.modified
+                            + chrono::Duration::from_std(MAX_LEASE_LIFE).unwrap_or_default(),
+                    )
+                })
+                .unwrap_or_else(unreadable),
             Content::Unreadable(_) => unreadable(),
         }
     }

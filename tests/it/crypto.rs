@@ -585,7 +585,15 @@ fn key_rotation_adds_a_recipient_without_touching_old_backups_and_jobs_may_overr
         let dest = to.path().join("out");
         let run = ccbackup(
             &cfg,
-            &["restore", "--backup", id, "--to", dest.to_str().unwrap(), "--identity", &keys.identity()],
+            &[
+                "restore",
+                "--backup",
+                id,
+                "--to",
+                dest.to_str().unwrap(),
+                "--identity",
+                &keys.identity(),
+            ],
         );
         (run.code(), dest.join("f.txt").exists())
     };
@@ -596,16 +604,28 @@ fn key_rotation_adds_a_recipient_without_touching_old_backups_and_jobs_may_overr
     assert_eq!(restore(&second, &new), (Some(0), true));
     assert_eq!(restore(&second, &old), (Some(0), true));
     let m = manifest(&ws, &second);
-    assert_eq!(m["artifacts"][0]["encryption"]["recipients"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        m["artifacts"][0]["encryption"]["recipients"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // A job's own encryption replaces the top-level one.
     let cfg = write_cfg(
         &[old.recipient()],
-        &format!("    encryption:\n      recipients: [\"{}\"]\n", new.recipient()),
+        &format!(
+            "    encryption:\n      recipients: [\"{}\"]\n",
+            new.recipient()
+        ),
     );
     let third = ccbackup(&cfg, &["run-now"]);
     third.expect_ok();
     let third = third.stdout().trim().to_owned();
     let m = manifest(&ws, &third);
-    assert_eq!(m["artifacts"][0]["encryption"]["recipients"], serde_json::json!([new.recipient()]));
+    assert_eq!(
+        m["artifacts"][0]["encryption"]["recipients"],
+        serde_json::json!([new.recipient()])
+    );
 }

@@ -390,3 +390,136 @@ fn regression_issue9_restore_test_streams_big_files() {
         rss_kib / 1024
     );
 }
+
+#[test]
+fn regression_review_symlinks_in_a_file_store_are_never_followed() {
+    let f = files_job("    retention: {keep_last: 1}\n");
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("important.conf"), b"keep me").unwrap();
+    // A leftover directory old enough to sweep, holding a symlink out of
+    // the store, and a symlink inside a real backup that retention deletes.
+    let leftover = f.ws.store_dir().join("j").join("20200101T000000Z-dddddd");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::os::unix::fs::symlink(host.path(), leftover.join("data")).unwrap();
+    std::os::unix::fs::symlink(host.path(), backup_dir_of(&f.ws, &f.id).join("extra")).unwrap();
+    // A loop must not break listing either.
+    std::os::unix::fs::symlink(f.ws.store_dir().join("j"), leftover.join("loop")).unwrap();
+    std::process::Command::new("touch")
+        .args(["-h", "-d", "3 days ago"])
+        .arg(leftover.join("data"))
+        .status()
+        .unwrap();
+    ccbackup(&f.cfg, &["list"]).expect_ok();
+    let newest = backup(&f.cfg);
+    ccbackup(&f.cfg, &["prune"]).expect_ok();
+    assert_eq!(
+        std::fs::read(host.path().join("important.conf")).unwrap(),
+        b"keep me"
+    );
+    assert!(manifest_path(&f.ws, &newest).exists());
+}
+
+fn backup_dir_of(ws: &Workspace, id: &str) -> PathBuf {
+    ws.store_dir().join("j").join(id)
+}
+
+#[test]
+fn regression_review_symlinked_or_fifo_artifacts_are_refused_without_hanging() {
+    let f = files_job("");
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("s"), b"top secret").unwrap();
+    let art = backup_dir_of(&f.ws, &f.id).join("etc.tar.zst");
+    std::fs::remove_file(&art).unwrap();
+    std::os::unix::fs::symlink(secret.path().join("s"), &art).unwrap();
+    let mut m = read_manifest(&f.ws, &f.id);
+    m["artifacts"][0]["stored_bytes"] = serde_json::json!(10);
+    write_manifest(&f.ws, &f.id, &m);
+    let run = ccbackup(&f.cfg, &["verify"]);
+    assert_eq!(run.code(), Some(1));
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        !all.contains(&sha256_file(&secret.path().join("s"))),
+        "{all}"
+    );
+    assert!(all.contains("symlink"), "{all}");
+
+    std::fs::remove_file(&art).unwrap();
+    let c = std::ffi::CString::new(art.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Bounded by the test harness's own timeout if it hung; it must not.
+    let run = ccbackup(&f.cfg, &["verify"]);
+    assert_eq!(run.code(), Some(1));
+    assert!(format!("{}{}", run.stdout(), run.stderr()).contains("not a regular file"));
+}
+
+/// Replaces the files artifact of `id` with `tar` (compressed here) and
+/// fixes up the manifest so only ccbackup's own checks stand in the way.
+fn plant_tree(f: &Files, tar: &[u8], raw_bytes: u64) {
+    let art = backup_dir_of(&f.ws, &f.id).join("etc.tar.zst");
+    let z = zstd::stream::encode_all(tar, 3).unwrap();
+    std::fs::write(&art, &z).unwrap();
+    let mut m = read_manifest(&f.ws, &f.id);
+    m["artifacts"][0]["stored_bytes"] = serde_json::json!(z.len());
+    m["artifacts"][0]["sha256"] = serde_json::json!(sha256_file(&art));
+    m["artifacts"][0]["raw_bytes"] = serde_json::json!(raw_bytes);
+    write_manifest(&f.ws, &f.id, &m);
+}
+
+#[test]
+fn regression_review_long_names_and_bombs_are_refused_with_bounded_memory() {
+    let f = files_job("");
+    // A GNU long name of 64 MiB: tiny compressed, huge in memory.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "a".repeat(64 << 20), &b"x"[..])
+        .unwrap();
+    let tar = b.into_inner().unwrap();
+    plant_tree(&f, &tar, tar.len() as u64);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("r");
+    let (code, rss) = run_measuring_rss(&f.cfg, &["restore", "--to", dest.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(rss < 150 * 1024, "peaked at {} MiB", rss / 1024);
+    assert!(!dest.exists());
+    let run = ccbackup(&f.cfg, &["restore", "--to", dest.to_str().unwrap()]);
+    assert!(run.stderr().contains("long-name"), "{}", run.stderr());
+    assert!(run.stderr().len() < 4096, "the error echoed the name");
+
+    // A bomb: the manifest says 1 KiB, the archive inflates to 200 MiB.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(200 << 20);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "zeros", std::io::repeat(0).take(200 << 20))
+        .unwrap();
+    let tar = b.into_inner().unwrap();
+    plant_tree(&f, &tar, 1024);
+    let run = ccbackup(&f.cfg, &["restore", "--to", dest.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(1));
+    assert!(
+        run.stderr().contains("more than the 1024 bytes"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!dest.exists());
+}
+
+#[test]
+fn regression_review_store_text_never_reaches_the_terminal_raw() {
+    let f = files_job("");
+    let mut m = read_manifest(&f.ws, &f.id);
+    m["artifacts"][0]["source"] = serde_json::json!("etc\u{1b}[2J\u{1b}[31mRED");
+    write_manifest(&f.ws, &f.id, &m);
+    let run = ccbackup(&f.cfg, &["list"]);
+    run.expect_ok();
+    assert!(!run.stdout().contains('\u{1b}'), "{:?}", run.stdout());
+    let run = ccbackup(
+        &f.cfg,
+        &["restore", "--source", "etc\u{1b}[2J", "--to", "/tmp/x"],
+    );
+    assert!(!run.stderr().contains('\u{1b}'), "{:?}", run.stderr());
+}
+
+use std::io::Read as _;
