@@ -2,39 +2,38 @@
 //!
 //! object_store aborts its multipart uploads on every error, but a process
 //! that is SIGKILLed mid-upload cannot, and object_store has no way to list
-//! open uploads. This module speaks just enough of the S3 API to do it:
+//! open uploads. This module sends the two requests needed:
 //! `ListMultipartUploads` under a job's prefix (paginated) and
 //! `AbortMultipartUpload` for those initiated longer ago than the job's
-//! `orphan_grace`. Requests are signed with AWS Signature Version 4.
+//! `orphan_grace`.
 //!
-//! Settings come from the same place as the store's: the `AWS_*` variables,
-//! overridden by the store's options (any spelling object_store accepts).
-//! Only static credentials (access key, secret, optional session token) are
-//! supported; without them the sweep reports an error, which prune logs as a
-//! warning.
+//! Nothing here signs or resolves credentials itself: requests are signed by
+//! object_store's [`AwsAuthorizer`] with credentials from the very provider
+//! the store uses ([`object_store::aws::AmazonS3::credentials`]), so every
+//! source object_store supports works for the sweep too: static keys, the
+//! `AWS_*` variables, web identity (IRSA), ECS/EKS container credentials and
+//! the EC2 instance metadata service. Where the bucket is (endpoint, region,
+//! addressing style) is read back from the same builder that built the store.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use object_store::aws::AmazonS3ConfigKey;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider};
+use object_store::client::{HttpRequest, HttpRequestBody};
 use object_store::ClientConfigKey;
-use sha2::{Digest, Sha256};
+use serde::Deserialize;
 use url::Url;
-
-use crate::config::StoreConfig;
-use crate::secret::Secret;
-
-/// SHA-256 of the empty body: every request here has one.
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Pages of `ListMultipartUploads` read before giving up (1000 uploads each).
 const MAX_PAGES: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadSweepError {
-    #[error("cannot sweep multipart uploads of {store}: no static S3 credentials (access_key_id and secret_access_key)")]
-    NoCredentials { store: String },
+    #[error("cannot sweep multipart uploads of {store}: no S3 credentials: {source}")]
+    Credentials {
+        store: String,
+        source: object_store::Error,
+    },
     #[error("cannot sweep multipart uploads of {store}: {message}")]
     Config { store: String, message: String },
     #[error("cannot list open multipart uploads of {store}: {detail}")]
@@ -64,32 +63,39 @@ pub struct UploadPage {
     pub next_upload_id_marker: Option<String>,
 }
 
+/// Where a store's bucket is and how its requests are signed, as configured
+/// on its [`AmazonS3Builder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Location {
+    /// The URL addressing the bucket, without a trailing slash, exactly as
+    /// object_store addresses it.
+    bucket_url: String,
+    region: String,
+    allow_http: bool,
+    skip_signature: bool,
+    request_payer: bool,
+}
+
 /// What the S3 sweep needs of a store: where it is and how to sign.
 #[derive(Clone)]
 pub struct S3UploadSweeper {
     /// The store URL without credentials, for messages.
     display: String,
-    bucket: String,
     /// The store URL's prefix, without leading or trailing slashes.
     prefix: String,
-    region: String,
-    endpoint: Option<String>,
-    virtual_hosted: bool,
-    allow_http: bool,
-    access_key_id: Option<String>,
-    secret_access_key: Option<Secret>,
-    session_token: Option<Secret>,
+    location: Location,
+    credentials: AwsCredentialProvider,
 }
 
-/// Never shows credentials.
+/// Never shows credentials (the provider's own Debug hides them too, but
+/// there is nothing to gain from printing it).
 impl std::fmt::Debug for S3UploadSweeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3UploadSweeper")
             .field("store", &self.display)
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("virtual_hosted", &self.virtual_hosted)
-            .field("credentials", &"<redacted>")
+            .field("bucket_url", &self.location.bucket_url)
+            .field("region", &self.location.region)
+            .field("credentials", &"<provider>")
             .finish()
     }
 }
@@ -101,63 +107,58 @@ fn truthy(v: &str) -> bool {
     )
 }
 
-impl S3UploadSweeper {
-    /// For `s3://` stores: the sweeper, configured from the `AWS_*`
-    /// variables overridden by the store's options. `None` for other schemes.
-    pub fn from_config(cfg: &StoreConfig, display: &str) -> Option<S3UploadSweeper> {
-        let env: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .collect();
-        let options = cfg
-            .options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_owned()));
-        Self::from_settings(&cfg.url, display, env.into_iter().chain(options))
+impl Location {
+    /// Mirrors object_store's choice of bucket endpoint: an explicit
+    /// endpoint is used path-style (or as is, when virtual-hosted style is
+    /// asked for: it then already names the bucket); without one, AWS's
+    /// regional endpoint.
+    fn from_builder(b: &AmazonS3Builder, url: &Url) -> Location {
+        let get = |k: AmazonS3ConfigKey| b.get_config_value(&k).filter(|v| !v.is_empty());
+        let flag = |k: AmazonS3ConfigKey| get(k).is_some_and(|v| truthy(&v));
+        let bucket = get(AmazonS3ConfigKey::Bucket)
+            .unwrap_or_else(|| url.host_str().unwrap_or_default().to_owned());
+        let region = get(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+        let virtual_hosted = flag(AmazonS3ConfigKey::VirtualHostedStyleRequest);
+        let endpoint =
+            get(AmazonS3ConfigKey::S3Endpoint).or_else(|| get(AmazonS3ConfigKey::Endpoint));
+        let bucket_url = match (endpoint, virtual_hosted) {
+            (Some(ep), true) => ep.trim_end_matches('/').to_owned(),
+            (Some(ep), false) => {
+                format!("{}/{}", ep.trim_end_matches('/'), uri_encode(&bucket, true))
+            }
+            (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+            (None, false) => format!(
+                "https://s3.{region}.amazonaws.com/{}",
+                uri_encode(&bucket, true)
+            ),
+        };
+        Location {
+            bucket_url,
+            region,
+            allow_http: flag(AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)),
+            skip_signature: flag(AmazonS3ConfigKey::SkipSignature),
+            request_payer: flag(AmazonS3ConfigKey::RequestPayer),
+        }
     }
+}
 
-    /// Later settings win, as with object_store's builder.
-    fn from_settings(
+impl S3UploadSweeper {
+    /// The sweeper for the S3 store configured by `builder` (read before it
+    /// is built), signing with `credentials`: pass the built store's
+    /// [`object_store::aws::AmazonS3::credentials`] so that both share one
+    /// provider and its cached tokens.
+    pub fn new(
+        builder: &AmazonS3Builder,
         url: &Url,
         display: &str,
-        settings: impl IntoIterator<Item = (String, String)>,
-    ) -> Option<S3UploadSweeper> {
-        if !matches!(url.scheme(), "s3" | "s3a") {
-            return None;
-        }
-        let mut s = S3UploadSweeper {
+        credentials: AwsCredentialProvider,
+    ) -> S3UploadSweeper {
+        S3UploadSweeper {
             display: display.to_owned(),
-            bucket: url.host_str().unwrap_or_default().to_owned(),
             prefix: url.path().trim_matches('/').to_owned(),
-            region: String::new(),
-            endpoint: None,
-            virtual_hosted: false,
-            allow_http: false,
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-        };
-        let mut default_region = None;
-        for (k, v) in settings {
-            let Ok(key) = AmazonS3ConfigKey::from_str(&k.to_ascii_lowercase()) else {
-                continue;
-            };
-            match key {
-                AmazonS3ConfigKey::AccessKeyId => s.access_key_id = Some(v),
-                AmazonS3ConfigKey::SecretAccessKey => s.secret_access_key = Some(Secret::new(v)),
-                AmazonS3ConfigKey::Token => s.session_token = Some(Secret::new(v)),
-                AmazonS3ConfigKey::Region => s.region = v,
-                AmazonS3ConfigKey::DefaultRegion => default_region = Some(v),
-                AmazonS3ConfigKey::Endpoint => s.endpoint = Some(v),
-                AmazonS3ConfigKey::VirtualHostedStyleRequest => s.virtual_hosted = truthy(&v),
-                AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp) => s.allow_http = truthy(&v),
-                _ => {}
-            }
+            location: Location::from_builder(builder, url),
+            credentials,
         }
-        if s.region.is_empty() {
-            s.region = default_region.unwrap_or_else(|| "us-east-1".to_owned());
-        }
-        Some(s)
     }
 
     /// The key prefix under which a job's uploads live.
@@ -176,117 +177,78 @@ impl S3UploadSweeper {
         }
     }
 
-    /// Scheme, authority and the path prefix that addresses the bucket
-    /// (path-style against a custom endpoint, virtual-hosted on AWS).
-    fn base(&self) -> Result<(String, String, String), UploadSweepError> {
-        let bucket_path = format!("/{}", uri_encode(&self.bucket, true));
-        let (url, path) = match &self.endpoint {
-            Some(ep) => {
-                let ep = Url::parse(ep)
-                    .map_err(|e| self.config_err(format!("endpoint is not a URL: {e}")))?;
-                let base = ep.path().trim_end_matches('/').to_owned();
-                if self.virtual_hosted {
-                    // object_store: the endpoint already names the bucket.
-                    (ep, base)
-                } else {
-                    (ep, format!("{base}{bucket_path}"))
-                }
-            }
-            None => {
-                let ep = if self.bucket.contains('.') {
-                    // Dotted names do not match the wildcard certificate.
-                    format!("https://s3.{}.amazonaws.com", self.region)
-                } else {
-                    format!("https://{}.s3.{}.amazonaws.com", self.bucket, self.region)
-                };
-                let ep = Url::parse(&ep)
-                    .map_err(|e| self.config_err(format!("bucket or region: {e}")))?;
-                let path = if self.bucket.contains('.') {
-                    bucket_path
-                } else {
-                    String::new()
-                };
-                (ep, path)
-            }
-        };
-        if url.scheme() == "http" && !self.allow_http {
+    fn client(&self) -> Result<reqwest::Client, UploadSweepError> {
+        if self.location.bucket_url.starts_with("http://") && !self.location.allow_http {
             return Err(self.config_err("the endpoint is http:// but allow_http is not set"));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| self.config_err("endpoint has no host"))?;
-        let authority = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
-        Ok((url.scheme().to_owned(), authority, path))
-    }
-
-    fn client(&self) -> Result<reqwest::Client, UploadSweepError> {
         reqwest::Client::builder()
-            .https_only(!self.allow_http)
+            .https_only(!self.location.allow_http)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| self.config_err(format!("http client: {e}")))
     }
 
+    /// The request URL for `key` (or the bucket) with `query`, encoded as
+    /// S3 expects it (the signature covers this exact encoding).
+    fn request_url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
+        let mut url = self.location.bucket_url.clone();
+        match key {
+            Some(k) => {
+                url.push('/');
+                url.push_str(&uri_encode(k, false));
+            }
+            None => url.push('/'),
+        }
+        let query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", uri_encode(k, true), uri_encode(v, true)))
+            .collect();
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        url
+    }
+
+    /// A request with an empty body, signed by object_store.
+    async fn signed(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<HttpRequest, UploadSweepError> {
+        let mut req = HttpRequest::new(HttpRequestBody::empty());
+        *req.method_mut() = method;
+        *req.uri_mut() = url
+            .parse()
+            .map_err(|e| self.config_err(format!("bad request URL: {e}")))?;
+        if self.location.skip_signature {
+            return Ok(req);
+        }
+        let credential = self.credentials.get_credential().await.map_err(|source| {
+            UploadSweepError::Credentials {
+                store: self.display.clone(),
+                source,
+            }
+        })?;
+        AwsAuthorizer::new(&credential, "s3", &self.location.region)
+            .with_request_payer(self.location.request_payer)
+            .try_authorize(&mut req, None)
+            .map_err(|e| self.config_err(format!("cannot sign the request: {e}")))?;
+        Ok(req)
+    }
+
     /// Sends one signed request with an empty body; returns status and body.
+    /// `Err` is a transport error in words.
     async fn send(
         &self,
         client: &reqwest::Client,
-        method: &str,
-        key: Option<&str>,
-        query: &[(&str, &str)],
+        req: HttpRequest,
     ) -> Result<(u16, String), String> {
-        let (Some(access_key_id), Some(secret)) = (&self.access_key_id, &self.secret_access_key)
-        else {
-            return Err("no static S3 credentials".to_owned());
-        };
-        let (scheme, authority, base_path) = self.base().map_err(|e| e.to_string())?;
-        let path = match key {
-            Some(k) => format!("{base_path}/{}", uri_encode(k, false)),
-            None if base_path.is_empty() => "/".to_owned(),
-            None => base_path,
-        };
-        let query_string = canonical_query(query);
-        let now = Utc::now();
-        let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-        let mut headers = vec![
-            ("host".to_owned(), authority.clone()),
-            ("x-amz-content-sha256".to_owned(), EMPTY_SHA256.to_owned()),
-            ("x-amz-date".to_owned(), amz_date.clone()),
-        ];
-        if let Some(t) = &self.session_token {
-            headers.push(("x-amz-security-token".to_owned(), t.expose().to_owned()));
-        }
-        let auth = authorization(&SigningInput {
-            method,
-            canonical_uri: &path,
-            canonical_query: &query_string,
-            headers: &headers,
-            payload_hash: EMPTY_SHA256,
-            amz_date: &amz_date,
-            region: &self.region,
-            access_key_id,
-            secret_access_key: secret.expose(),
-        });
-        let url = if query_string.is_empty() {
-            format!("{scheme}://{authority}{path}")
-        } else {
-            format!("{scheme}://{authority}{path}?{query_string}")
-        };
-        let url = Url::parse(&url).map_err(|e| format!("bad request URL: {e}"))?;
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|e| format!("bad method: {e}"))?;
-        let mut req = client.request(method, url);
-        for (k, v) in &headers {
-            if k != "host" {
-                req = req.header(k.as_str(), v.as_str());
-            }
-        }
-        let resp = req
-            .header("authorization", auth)
+        let url = req.uri().to_string();
+        let resp = client
+            .request(req.method().clone(), url)
+            .headers(req.headers().clone())
             .send()
             .await
             .map_err(|e| describe_reqwest(&e))?;
@@ -297,7 +259,6 @@ impl S3UploadSweeper {
 
     /// Every open multipart upload under `prefix` (all pages).
     pub async fn list(&self, prefix: &str) -> Result<Vec<OpenUpload>, UploadSweepError> {
-        self.check_credentials()?;
         let client = self.client()?;
         let list_err = |detail: String| UploadSweepError::List {
             store: self.display.clone(),
@@ -311,14 +272,14 @@ impl S3UploadSweeper {
                 query.push(("key-marker", k));
                 query.push(("upload-id-marker", u));
             }
-            let (status, body) = self
-                .send(&client, "GET", None, &query)
-                .await
-                .map_err(list_err)?;
+            let req = self
+                .signed(reqwest::Method::GET, &self.request_url(None, &query))
+                .await?;
+            let (status, body) = self.send(&client, req).await.map_err(list_err)?;
             if !(200..300).contains(&status) {
                 return Err(list_err(s3_error(status, &body)));
             }
-            let page = parse_list_uploads(&body);
+            let page = parse_list_uploads(&body).map_err(list_err)?;
             out.extend(
                 page.uploads
                     .into_iter()
@@ -343,29 +304,21 @@ impl S3UploadSweeper {
 
     /// Aborts one upload; an upload that is already gone is not an error.
     pub async fn abort(&self, upload: &OpenUpload) -> Result<(), UploadSweepError> {
-        self.check_credentials()?;
         let client = self.client()?;
         let abort_err = |detail: String| UploadSweepError::Abort {
             store: self.display.clone(),
             key: upload.key.clone(),
             detail,
         };
-        let (status, body) = self
-            .send(
-                &client,
-                "DELETE",
-                Some(&upload.key),
-                &[("uploadId", &upload.upload_id)],
-            )
-            .await
-            .map_err(abort_err)?;
+        let url = self.request_url(Some(&upload.key), &[("uploadId", &upload.upload_id)]);
+        let req = self.signed(reqwest::Method::DELETE, &url).await?;
+        let (status, body) = self.send(&client, req).await.map_err(abort_err)?;
         if (200..300).contains(&status) || status == 404 {
             Ok(())
         } else {
             Err(abort_err(s3_error(status, &body)))
         }
     }
-
     /// Aborts the open uploads of `job` initiated more than `grace` ago;
     /// returns the keys of the aborted uploads. Uploads without a readable
     /// initiation time are left alone.
@@ -403,16 +356,6 @@ impl S3UploadSweeper {
             None => Ok(aborted),
         }
     }
-
-    fn check_credentials(&self) -> Result<(), UploadSweepError> {
-        if self.access_key_id.is_some() && self.secret_access_key.is_some() {
-            Ok(())
-        } else {
-            Err(UploadSweepError::NoCredentials {
-                store: self.display.clone(),
-            })
-        }
-    }
 }
 
 /// A transport error in words, with its causes, without the URL (which holds
@@ -434,10 +377,18 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     msg
 }
 
+/// S3's error document (`<Error><Code>…</Code><Message>…</Message></Error>`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorXml {
+    code: Option<String>,
+    message: Option<String>,
+}
+
 /// `HTTP <status>` with S3's error code and message, if the body has them.
 fn s3_error(status: u16, body: &str) -> String {
-    let code = element(body, "Code").map(unescape);
-    let message = element(body, "Message").map(unescape);
+    let parsed: Option<ErrorXml> = quick_xml::de::from_str(body).ok();
+    let (code, message) = parsed.map_or((None, None), |e| (e.code, e.message));
     match (code, message) {
         (Some(c), Some(m)) => format!("HTTP {status} {c}: {m}"),
         (Some(c), None) => format!("HTTP {status} {c}"),
@@ -445,29 +396,10 @@ fn s3_error(status: u16, body: &str) -> String {
     }
 }
 
-// --- SigV4 --------------------------------------------------------------------
-
-/// HMAC-SHA256 (RFC 2104) over `sha2`, for SigV4; public so the Azure test
-/// helpers sign with the same code.
-pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
 /// S3's URI encoding: unreserved characters stay, everything else is
-/// `%XX`; `/` too unless it separates path segments.
-pub(crate) fn uri_encode(s: &str, encode_slash: bool) -> String {
+/// `%XX`; `/` too unless it separates path segments. The request is sent
+/// encoded this way, and object_store signs the path as sent.
+fn uri_encode(s: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -481,279 +413,57 @@ pub(crate) fn uri_encode(s: &str, encode_slash: bool) -> String {
     out
 }
 
-/// The canonical (and sent) query string: encoded, sorted, `k=` for flags.
-pub(crate) fn canonical_query(query: &[(&str, &str)]) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .iter()
-        .map(|(k, v)| (uri_encode(k, true), uri_encode(v, true)))
-        .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+/// `ListMultipartUploadsResult`, the fields read here; others are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListUploadsXml {
+    #[serde(default)]
+    is_truncated: bool,
+    next_key_marker: Option<String>,
+    next_upload_id_marker: Option<String>,
+    #[serde(default, rename = "Upload")]
+    uploads: Vec<UploadXml>,
 }
 
-pub(crate) struct SigningInput<'a> {
-    pub method: &'a str,
-    /// Already URI-encoded.
-    pub canonical_uri: &'a str,
-    /// Already canonical (see [`canonical_query`]).
-    pub canonical_query: &'a str,
-    /// Lowercase names; all are signed.
-    pub headers: &'a [(String, String)],
-    pub payload_hash: &'a str,
-    /// `YYYYMMDDTHHMMSSZ`.
-    pub amz_date: &'a str,
-    pub region: &'a str,
-    pub access_key_id: &'a str,
-    pub secret_access_key: &'a str,
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UploadXml {
+    key: String,
+    upload_id: String,
+    initiated: Option<String>,
 }
 
-/// The signature (hex) and the signed-headers list.
-pub(crate) fn signature(i: &SigningInput<'_>) -> (String, String) {
-    let mut headers: Vec<(String, String)> = i
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    headers.sort();
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let signed_headers = headers
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        i.method,
-        i.canonical_uri,
-        i.canonical_query,
-        canonical_headers,
-        signed_headers,
-        i.payload_hash
-    );
-    let date = i.amz_date.get(..8).unwrap_or(i.amz_date);
-    let scope = format!("{date}/{}/s3/aws4_request", i.region);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        i.amz_date,
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    let k_date = hmac_sha256(
-        format!("AWS4{}", i.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    let k_region = hmac_sha256(&k_date, i.region.as_bytes());
-    let k_service = hmac_sha256(&k_region, b"s3");
-    let k_signing = hmac_sha256(&k_service, b"aws4_request");
-    (
-        hex::encode(hmac_sha256(&k_signing, string_to_sign.as_bytes())),
-        signed_headers,
-    )
-}
-
-/// The `Authorization` header value.
-pub(crate) fn authorization(i: &SigningInput<'_>) -> String {
-    let (sig, signed_headers) = signature(i);
-    let date = i.amz_date.get(..8).unwrap_or(i.amz_date);
-    format!(
-        "AWS4-HMAC-SHA256 Credential={}/{date}/{}/s3/aws4_request,SignedHeaders={signed_headers},Signature={sig}",
-        i.access_key_id, i.region
-    )
-}
-
-// --- XML ------------------------------------------------------------------------
-
-/// The raw contents of every `<tag>...</tag>` (or empty `<tag/>`) in `xml`,
-/// in order. Elements of the same name must not nest, which holds for the
-/// S3 responses read here.
-pub(crate) fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    let open = format!("<{tag}");
-    let close = format!("</{tag}>");
-    let mut rest = xml;
-    while let Some(pos) = rest.find(&open) {
-        let after = &rest[pos + open.len()..];
-        // `<Key>` must not match `<KeyMarker>`.
-        let Some(end) = after.find('>') else { break };
-        let attrs = &after[..end];
-        if !(attrs.is_empty() || attrs.starts_with(char::is_whitespace) || attrs.starts_with('/')) {
-            rest = after;
-            continue;
-        }
-        let body = &after[end + 1..];
-        if attrs.trim_end().ends_with('/') {
-            out.push("");
-            rest = body;
-            continue;
-        }
-        let Some(stop) = body.find(&close) else { break };
-        out.push(&body[..stop]);
-        rest = &body[stop + close.len()..];
-    }
-    out
-}
-
-pub(crate) fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    elements(xml, tag).into_iter().next()
-}
-
-/// Replaces XML's predefined entities and character references; unknown
-/// entities are kept as written.
-pub(crate) fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let tail = &rest[amp..];
-        let Some(semi) = tail.find(';') else {
-            out.push_str(tail);
-            return out;
-        };
-        let entity = &tail[1..semi];
-        let ch = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .map(|h| u32::from_str_radix(h, 16))
-                .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
-                .and_then(Result::ok)
-                .and_then(char::from_u32),
-        };
-        match ch {
-            Some(c) => {
-                out.push(c);
-                rest = &tail[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Reads a `ListMultipartUploadsResult`. `CDATA` sections are not expected.
-pub fn parse_list_uploads(xml: &str) -> UploadPage {
-    let text = |scope: &str, tag: &str| element(scope, tag).map(|t| unescape(t.trim()));
-    // Upload elements hold Key, UploadId, Initiated; the top level holds the
-    // markers. Remove the uploads before reading top-level fields.
-    let uploads: Vec<OpenUpload> = elements(xml, "Upload")
+/// Reads a `ListMultipartUploadsResult`. An initiation time that is not
+/// RFC 3339 is kept as unknown (such uploads are left alone).
+pub fn parse_list_uploads(xml: &str) -> Result<UploadPage, String> {
+    let doc: ListUploadsXml = quick_xml::de::from_str(xml)
+        .map_err(|e| format!("unreadable ListMultipartUploads response: {e}"))?;
+    let uploads = doc
+        .uploads
         .into_iter()
-        .filter_map(|u| {
-            Some(OpenUpload {
-                key: element(u, "Key").map(unescape)?,
-                upload_id: text(u, "UploadId")?,
-                initiated: text(u, "Initiated")
-                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                    .map(|t| t.with_timezone(&Utc)),
-            })
+        .map(|u| OpenUpload {
+            key: u.key,
+            upload_id: u.upload_id,
+            initiated: u
+                .initiated
+                .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
+                .map(|t| t.with_timezone(&Utc)),
         })
         .collect();
-    let top = xml.split("<Upload>").next().unwrap_or(xml).to_owned()
-        + xml.rsplit("</Upload>").next().unwrap_or("");
-    let top = if uploads.is_empty() { xml } else { &top };
-    UploadPage {
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    Ok(UploadPage {
         uploads,
-        truncated: text(top, "IsTruncated").is_some_and(|t| t.eq_ignore_ascii_case("true")),
-        next_key_marker: text(top, "NextKeyMarker").filter(|s| !s.is_empty()),
-        next_upload_id_marker: text(top, "NextUploadIdMarker").filter(|s| !s.is_empty()),
-    }
+        truncated: doc.is_truncated,
+        next_key_marker: non_empty(doc.next_key_marker),
+        next_upload_id_marker: non_empty(doc.next_upload_id_marker),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
-
-    const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
-    const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    fn h(k: &str, v: &str) -> (String, String) {
-        (k.to_owned(), v.to_owned())
-    }
-
-    #[test]
-    fn sigv4_matches_the_aws_get_object_example() {
-        // AWS docs, "Signature calculations for the Authorization header:
-        // transferring payload in a single chunk", example GET Object.
-        let headers = [
-            h("host", "examplebucket.s3.amazonaws.com"),
-            h("range", "bytes=0-9"),
-            h("x-amz-content-sha256", EMPTY_SHA256),
-            h("x-amz-date", "20130524T000000Z"),
-        ];
-        let auth = authorization(&SigningInput {
-            method: "GET",
-            canonical_uri: &format!("/{}", uri_encode("test.txt", false)),
-            canonical_query: "",
-            headers: &headers,
-            payload_hash: EMPTY_SHA256,
-            amz_date: "20130524T000000Z",
-            region: "us-east-1",
-            access_key_id: AWS_KEY,
-            secret_access_key: AWS_SECRET,
-        });
-        assert_eq!(
-            auth,
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-        );
-    }
-
-    #[test]
-    fn sigv4_matches_the_aws_list_objects_example() {
-        // Same page, example GET Bucket (List Objects): a sorted query string.
-        let headers = [
-            h("host", "examplebucket.s3.amazonaws.com"),
-            h("x-amz-content-sha256", EMPTY_SHA256),
-            h("x-amz-date", "20130524T000000Z"),
-        ];
-        let query = canonical_query(&[("prefix", "J"), ("max-keys", "2")]);
-        assert_eq!(query, "max-keys=2&prefix=J");
-        let (sig, signed) = signature(&SigningInput {
-            method: "GET",
-            canonical_uri: "/",
-            canonical_query: &query,
-            headers: &headers,
-            payload_hash: EMPTY_SHA256,
-            amz_date: "20130524T000000Z",
-            region: "us-east-1",
-            access_key_id: AWS_KEY,
-            secret_access_key: AWS_SECRET,
-        });
-        assert_eq!(signed, "host;x-amz-content-sha256;x-amz-date");
-        assert_eq!(
-            sig,
-            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
-        );
-    }
-
-    #[test]
-    fn hmac_matches_rfc4231() {
-        assert_eq!(
-            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    #[test]
-    fn encodes_keys_and_queries_like_s3() {
-        assert_eq!(uri_encode("a b/c+d~e", false), "a%20b/c%2Bd~e");
-        assert_eq!(uri_encode("a/b", true), "a%2Fb");
-        assert_eq!(uri_encode("dé", true), "d%C3%A9");
-        assert_eq!(
-            canonical_query(&[("uploads", ""), ("prefix", "x/y z/")]),
-            "prefix=x%2Fy%20z%2F&uploads="
-        );
-    }
 
     const PAGE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
@@ -773,7 +483,7 @@ mod tests {
     <Initiated>2010-11-10T20:48:33.000Z</Initiated>
   </Upload>
   <Upload>
-    <Key>p/j/2&amp;3/b.zst</Key>
+    <Key><![CDATA[p/j/2&3/b.zst]]></Key>
     <UploadId>id-2</UploadId>
     <Initiated>not a time</Initiated>
   </Upload>
@@ -781,7 +491,7 @@ mod tests {
 
     #[test]
     fn parses_a_list_uploads_page() {
-        let page = parse_list_uploads(PAGE);
+        let page = parse_list_uploads(PAGE).unwrap();
         assert!(page.truncated);
         assert_eq!(page.next_key_marker.as_deref(), Some("p/j/2&3/b.zst"));
         assert_eq!(page.next_upload_id_marker.as_deref(), Some("id-2"));
@@ -801,52 +511,69 @@ mod tests {
     }
 
     #[test]
-    fn parses_an_empty_last_page() {
+    fn parses_an_empty_last_page_and_rejects_garbage() {
         let page = parse_list_uploads(
             "<ListMultipartUploadsResult><Bucket>b</Bucket><IsTruncated>false</IsTruncated>\
              <NextKeyMarker/></ListMultipartUploadsResult>",
-        );
+        )
+        .unwrap();
         assert_eq!(page, UploadPage::default());
-        assert_eq!(
-            elements("<KeyMarker>x</KeyMarker><Key>y</Key>", "Key"),
-            ["y"]
-        );
-        assert_eq!(unescape("a&b&unknown;&#xZZ;"), "a&b&unknown;&#xZZ;");
+        assert!(parse_list_uploads("<html>proxy error</html").is_err());
     }
 
     #[test]
-    fn settings_follow_object_store_spellings_and_debug_hides_secrets() {
-        let url = Url::parse("s3://bkt/backups/site-a/").unwrap();
-        let s = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-        let sw = S3UploadSweeper::from_settings(
-            &url,
-            "s3://bkt/backups/site-a/",
-            [
-                s("AWS_REGION", "eu-central-1"),
-                s("AWS_SECRET_ACCESS_KEY", "envsecret"),
-                s("aws_endpoint", "http://127.0.0.1:9000"),
-                s("allow_http", "yes"),
-                s("access_key_id", "AKIA1"),
-                s("secret_access_key", "optsecret"),
-                s("token", "tok3n"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(sw.region, "eu-central-1");
-        assert_eq!(sw.access_key_id.as_deref(), Some("AKIA1"));
+    fn error_documents_give_code_and_message() {
         assert_eq!(
-            sw.secret_access_key.as_ref().map(Secret::expose),
-            Some("optsecret")
+            s3_error(
+                403,
+                "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>No &amp; no</Message><RequestId>1</RequestId></Error>"
+            ),
+            "HTTP 403 AccessDenied: No & no"
         );
-        assert!(sw.allow_http);
+        assert_eq!(s3_error(502, "bad gateway"), "HTTP 502");
+    }
+
+    #[test]
+    fn encodes_keys_and_queries_like_s3() {
+        assert_eq!(uri_encode("a b/c+d~e", false), "a%20b/c%2Bd~e");
+        assert_eq!(uri_encode("a/b", true), "a%2Fb");
+        assert_eq!(uri_encode("dé", true), "d%C3%A9");
+    }
+
+    fn sweeper(url: &str, options: &[(&str, &str)]) -> S3UploadSweeper {
+        let url = Url::parse(url).unwrap();
+        let mut b = AmazonS3Builder::new().with_url(url.as_str());
+        for (k, v) in options {
+            b = b.with_config(AmazonS3ConfigKey::from_str(k).unwrap(), *v);
+        }
+        let credentials = b.clone().build().unwrap().credentials().clone();
+        S3UploadSweeper::new(&b, &url, url.as_str(), credentials)
+    }
+
+    #[test]
+    fn addresses_the_bucket_as_object_store_does_and_debug_hides_secrets() {
+        let sw = sweeper(
+            "s3://bkt/backups/site-a/",
+            &[
+                ("aws_endpoint", "http://127.0.0.1:9000/"),
+                ("allow_http", "true"),
+                ("region", "eu-central-1"),
+                ("access_key_id", "AKIA1"),
+                ("secret_access_key", "optsecret"),
+                ("token", "tok3n"),
+            ],
+        );
+        assert_eq!(sw.location.bucket_url, "http://127.0.0.1:9000/bkt");
+        assert_eq!(sw.location.region, "eu-central-1");
+        assert!(sw.location.allow_http);
         assert_eq!(sw.job_prefix("site"), "backups/site-a/site/");
         assert_eq!(
-            sw.base().unwrap(),
-            (
-                "http".to_owned(),
-                "127.0.0.1:9000".to_owned(),
-                "/bkt".to_owned()
-            )
+            sw.request_url(None, &[("uploads", ""), ("prefix", "x/y z/")]),
+            "http://127.0.0.1:9000/bkt/?uploads=&prefix=x%2Fy%20z%2F"
+        );
+        assert_eq!(
+            sw.request_url(Some("a b/c"), &[("uploadId", "u+1")]),
+            "http://127.0.0.1:9000/bkt/a%20b/c?uploadId=u%2B1"
         );
         let dbg = format!("{sw:?}");
         assert!(
@@ -854,21 +581,41 @@ mod tests {
             "{dbg}"
         );
 
-        let aws = S3UploadSweeper::from_settings(&Url::parse("s3://bkt").unwrap(), "s3://bkt", [])
-            .unwrap();
-        assert_eq!(aws.region, "us-east-1");
-        assert_eq!(aws.job_prefix("j"), "j/");
+        let aws = sweeper(
+            "s3://bkt",
+            &[("access_key_id", "a"), ("secret_access_key", "b")],
+        );
         assert_eq!(
-            aws.base().unwrap(),
-            (
-                "https".to_owned(),
-                "bkt.s3.us-east-1.amazonaws.com".to_owned(),
-                String::new()
-            )
+            aws.location.bucket_url,
+            "https://s3.us-east-1.amazonaws.com/bkt"
         );
-        assert!(
-            S3UploadSweeper::from_settings(&Url::parse("gs://bkt").unwrap(), "gs://bkt", [])
-                .is_none()
+        assert_eq!(aws.job_prefix("j"), "j/");
+        let vhost = sweeper(
+            "s3://bkt",
+            &[
+                ("region", "eu-west-1"),
+                ("virtual_hosted_style_request", "true"),
+                ("access_key_id", "a"),
+                ("secret_access_key", "b"),
+            ],
         );
+        assert_eq!(
+            vhost.location.bucket_url,
+            "https://bkt.s3.eu-west-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn refuses_plain_http_unless_allowed() {
+        let sw = sweeper(
+            "s3://bkt",
+            &[
+                ("endpoint", "http://127.0.0.1:9000"),
+                ("access_key_id", "a"),
+                ("secret_access_key", "b"),
+            ],
+        );
+        let err = sw.client().unwrap_err().to_string();
+        assert!(err.contains("allow_http"), "{err}");
     }
 }

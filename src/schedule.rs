@@ -494,44 +494,10 @@ fn first_second_where(holds: impl Fn(i64) -> Option<bool>) -> Option<i64> {
 /// `<number><unit>` parts with units `h` (hours), `m` (MINUTES, not months)
 /// and `s` (seconds), each at most once and in that order.
 pub fn parse_jitter(s: &str) -> Result<Duration, ScheduleError> {
-    let fail = |reason: &'static str| ScheduleError::InvalidJitter {
-        value: s.to_owned(),
-        reason,
-    };
-    let text = s.trim();
-    if text.is_empty() {
-        return Err(fail("empty"));
-    }
-    let mut total: u64 = 0;
-    // Index into "hms" of the last unit seen, to enforce order and no repeats.
-    let mut last_unit: Option<usize> = None;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(fail("expected a number"));
-        }
-        let (number, tail) = rest.split_at(digits);
-        let number: u64 = number.parse().map_err(|_| fail("number too large"))?;
-        let mut chars = tail.chars();
-        let (unit_index, unit_secs) = match chars.next() {
-            Some('h') => (0, 3600),
-            Some('m') => (1, 60),
-            Some('s') => (2, 1),
-            Some(_) => return Err(fail("unknown unit")),
-            None => return Err(fail("missing unit after number")),
-        };
-        if last_unit.is_some_and(|last| unit_index <= last) {
-            return Err(fail("units must appear at most once, in the order h, m, s"));
-        }
-        last_unit = Some(unit_index);
-        total = number
-            .checked_mul(unit_secs)
-            .and_then(|secs| total.checked_add(secs))
-            .ok_or_else(|| fail("number too large"))?;
-        rest = chars.as_str();
-    }
-    Ok(Duration::from_secs(total))
+    parse_duration(s).map_err(|e| ScheduleError::InvalidJitter {
+        value: e.value,
+        reason: e.reason,
+    })
 }
 
 #[cfg(test)]
@@ -1307,5 +1273,83 @@ mod tests {
             }
         }
         None
+    }
+}
+
+/// Why a duration such as `lock_ttl: 90x` was rejected. Says nothing about
+/// what the duration is for: the caller names the setting.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{value:?} is not a duration: {reason} (durations look like 30s, 5m, 1h or 1h30m; m = minutes)"
+)]
+pub struct DurationError {
+    pub value: String,
+    pub reason: &'static str,
+}
+
+/// Parses a duration such as `30s`, `5m`, `1h` or `1h30m`: one or more
+/// `<number><unit>` parts with units `h` (hours), `m` (MINUTES, not months)
+/// and `s` (seconds), each at most once and in that order. The grammar of
+/// every duration setting (jitter, lock_ttl, grace periods, max_age) and of
+/// `--wait-lock`.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let fail = |reason: &'static str| DurationError {
+        value: s.to_owned(),
+        reason,
+    };
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(fail("empty"));
+    }
+    let mut total: u64 = 0;
+    // Index into "hms" of the last unit seen, to enforce order and no repeats.
+    let mut last_unit: Option<usize> = None;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(fail("expected a number"));
+        }
+        let (number, tail) = rest.split_at(digits);
+        let number: u64 = number.parse().map_err(|_| fail("number too large"))?;
+        let mut chars = tail.chars();
+        let (unit_index, unit_secs) = match chars.next() {
+            Some('h') => (0, 3600),
+            Some('m') => (1, 60),
+            Some('s') => (2, 1),
+            Some(_) => return Err(fail("unknown unit")),
+            None => return Err(fail("missing unit after number")),
+        };
+        if last_unit.is_some_and(|last| unit_index <= last) {
+            return Err(fail("units must appear at most once, in the order h, m, s"));
+        }
+        last_unit = Some(unit_index);
+        total = number
+            .checked_mul(unit_secs)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or_else(|| fail("number too large"))?;
+        rest = chars.as_str();
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn duration_errors_do_not_name_jitter() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        let err = parse_duration("5x").unwrap_err().to_string();
+        assert!(
+            err.starts_with("\"5x\" is not a duration: unknown unit"),
+            "{err}"
+        );
+        assert!(!err.contains("jitter"), "{err}");
+        let jitter = parse_jitter("5x").unwrap_err().to_string();
+        assert!(
+            jitter.starts_with("jitter \"5x\": unknown unit"),
+            "{jitter}"
+        );
     }
 }

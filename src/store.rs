@@ -122,6 +122,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
         message: e.to_string(),
     };
     let prefix = url.path().trim_matches('/').to_owned();
+    let mut sweeper = None;
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "file" => {
             let path = url.to_file_path().map_err(|()| StoreError::CreateDir {
@@ -160,7 +161,17 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
                 let key = AmazonS3ConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
                 b = b.with_config(key, v.expose());
             }
-            explained(b.build().map_err(open_err)?, "S3", &display)
+            // Read back before `build` consumes the builder; the sweeper
+            // signs with the store's own credential provider.
+            let location = b.clone();
+            let s3 = b.build().map_err(open_err)?;
+            sweeper = Some(Arc::new(S3UploadSweeper::new(
+                &location,
+                url,
+                &display,
+                s3.credentials().clone(),
+            )));
+            explained(s3, "S3", &display)
         }
         "az" | "azure" | "abfs" | "abfss" => {
             let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
@@ -202,7 +213,7 @@ pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
         store,
         part_size: cfg.part_size,
         concurrency: cfg.concurrency,
-        s3: S3UploadSweeper::from_config(cfg, &display).map(Arc::new),
+        s3: sweeper,
         display,
         local_root: None,
         signer: None,

@@ -2,11 +2,12 @@
 
 use super::*;
 
-/// One row of `policy simulate --json` and of prune plans.
+/// One row of `policy simulate --json` and of `prune --json` entries: the
+/// same fields in both, newest first.
 #[derive(Debug, Serialize)]
 struct PlanRow {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
+    /// The backup ID; for `policy simulate`, `line N` of the input.
+    id: String,
     time: String,
     keep: bool,
     reasons: Vec<String>,
@@ -18,7 +19,7 @@ fn print_plan_table(rows: &[PlanRow]) {
         println!(
             "{:<26} {:<24} {:<7} {}",
             r.time,
-            r.id.as_deref().unwrap_or("-"),
+            r.id,
             if r.keep { "keep" } else { "remove" },
             r.reasons.join(", ")
         );
@@ -51,12 +52,16 @@ pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), 
         });
     }
     let plan = crate::retention::plan(&policy, &snaps);
-    let rows: Vec<PlanRow> = plan
-        .entries
-        .iter()
+    let mut entries: Vec<&crate::retention::PlanEntry> = plan.entries.iter().collect();
+    // Newest first, as `prune` lists; on equal times the later input line is
+    // the newer, as the policy itself breaks the tie.
+    entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
+    let rows: Vec<PlanRow> = entries
+        .into_iter()
         .map(|e| PlanRow {
-            id: None,
-            time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            id: input_line_id(&e.id),
+            // As precise as the input: sub-second times stay apart.
+            time: e.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             keep: e.keep,
             reasons: e.reasons.clone(),
         })
@@ -72,6 +77,15 @@ pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), 
         );
     }
     Ok(())
+}
+
+/// `line N` (1-based) for a simulated snapshot's id, its 0-based input
+/// position zero-padded.
+fn input_line_id(id: &str) -> String {
+    match id.parse::<usize>() {
+        Ok(i) => format!("line {}", i + 1),
+        Err(_) => id.to_owned(),
+    }
 }
 
 /// Releases a held lock explicitly: a dropped guard releases in the
@@ -151,7 +165,7 @@ pub(super) async fn prune(
             .iter()
             .rev()
             .map(|e| PlanRow {
-                id: Some(e.id.clone()),
+                id: e.id.clone(),
                 time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 keep: e.keep,
                 reasons: e.reasons.clone(),

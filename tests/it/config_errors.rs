@@ -159,3 +159,70 @@ jobs:
     // a source without a kind.
     assert!(!err.contains("exactly one of"), "{err}");
 }
+
+#[test]
+fn wrongly_typed_value_names_its_key_path_and_what_was_found() {
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: a\n    sources:\n      - name: other\n        files: {{path: /tmp}}\n      - name: db\n        postgres:\n          port: fivefour\n",
+        ws.store_url()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let expected = format!(
+        "{}:10:17: jobs[0].sources[1].postgres.port: expected an integer, found \"fivefour\"",
+        cfg.display()
+    );
+    assert!(run.stderr().contains(&expected), "{}", run.stderr());
+}
+
+#[test]
+fn unknown_key_gets_its_path_and_the_nearest_known_key() {
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\n  bogus: 1\njobs:\n  - name: a\n    sources:\n      - name: db\n        postgres:\n          prot: 5432\n",
+        ws.store_url()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let err = run.stderr();
+    let file = cfg.display();
+    assert!(
+        err.contains(&format!(
+            "{file}:9:11: jobs[0].sources[0].postgres.prot: unknown key `prot`, did you mean `port`?"
+        )),
+        "{err}"
+    );
+    // Nothing is close to `bogus`: no guess, but the keys that are allowed.
+    let bogus = err
+        .lines()
+        .find(|l| l.contains(&format!("{file}:3:3: store.bogus: unknown key `bogus`")))
+        .unwrap_or_else(|| panic!("no store.bogus line in:\n{err}"));
+    assert!(!bogus.contains("did you mean"), "{bogus}");
+    assert!(bogus.contains("url, options"), "{bogus}");
+}
+
+#[test]
+fn bad_durations_name_their_setting_not_jitter() {
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\ndaemon:\n  lock_ttl: 5x\njobs:\n  - name: a\n    max_age: soon\n    orphan_grace: 1m1h\n    sources:\n      - name: etc\n        files: {{path: /tmp}}\n",
+        ws.store_url()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let err = run.stderr();
+    let file = cfg.display();
+    for (line, key, value) in [
+        (4, "daemon.lock_ttl", "5x"),
+        (7, "jobs[0].max_age", "soon"),
+        (8, "jobs[0].orphan_grace", "1m1h"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(&format!("{file}:{line}:"))
+                && l.contains(&format!("{key}: \"{value}\" is not a duration"))),
+            "missing {key} in:\n{err}"
+        );
+    }
+    assert!(!err.contains("jitter"), "{err}");
+}

@@ -203,7 +203,7 @@ fn run_now_prunes_after_success_and_never_after_failure() {
 }
 
 #[test]
-fn policy_simulate_prints_plan_in_input_order() {
+fn policy_simulate_prints_plan_newest_first() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("p.yaml");
     std::fs::write(&policy, "keep_daily: 2\nkeep_weekly: 1\n").unwrap();
@@ -215,12 +215,13 @@ fn policy_simulate_prints_plan_in_input_order() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let got: Vec<(String, bool, Vec<String>)> = v
+    let got: Vec<(String, String, bool, Vec<String>)> = v
         .as_array()
         .unwrap()
         .iter()
         .map(|e| {
             (
+                e["id"].as_str().unwrap().to_owned(),
                 e["time"].as_str().unwrap().to_owned(),
                 e["keep"].as_bool().unwrap(),
                 e["reasons"]
@@ -236,22 +237,80 @@ fn policy_simulate_prints_plan_in_input_order() {
     assert_eq!(
         got,
         vec![
-            (s("2026-03-02T10:00:00Z"), true, vec![s("daily")]),
             (
+                s("line 2"),
                 s("2026-03-03T10:00:00Z"),
                 true,
                 vec![s("daily"), s("weekly")]
             ),
-            (s("2026-03-03T09:00:00Z"), false, vec![]),
+            (s("line 3"), s("2026-03-03T09:00:00Z"), false, vec![]),
+            (
+                s("line 1"),
+                s("2026-03-02T10:00:00Z"),
+                true,
+                vec![s("daily")]
+            ),
             // Sunday 1 March: both budgets are already spent.
-            (s("2026-03-01T09:00:00Z"), false, vec![]),
+            (s("line 4"), s("2026-03-01T09:00:00Z"), false, vec![]),
         ]
     );
+    // The same fields as a `prune --json` entry.
+    for e in v.as_array().unwrap() {
+        let mut keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["id", "keep", "reasons", "time"]);
+    }
 
     // A bad time is a clear error naming the line.
     let out = simulate(&policy, &[], b"2026-03-02T10:00:00Z\nyesterday\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 2"));
+}
+
+/// Two backups within one second stay apart: times come out as precise as
+/// they went in, in the table and in JSON.
+#[test]
+fn policy_simulate_keeps_sub_second_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, "keep_last: 1\n").unwrap();
+    let input = "2026-03-02T10:00:00.250Z\n2026-03-02T10:00:00.750Z\n2026-03-02T09:00:00Z\n";
+    let out = simulate(&policy, &["--json"], input.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let times: Vec<(&str, bool)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["time"].as_str().unwrap(), e["keep"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            ("2026-03-02T10:00:00.750Z", true),
+            ("2026-03-02T10:00:00.250Z", false),
+            ("2026-03-02T09:00:00Z", false),
+        ]
+    );
+
+    let out = simulate(&policy, &[], input.as_bytes());
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = table.lines().skip(1).take(3).collect();
+    assert!(
+        rows[0].starts_with("2026-03-02T10:00:00.750Z")
+            && rows[0].contains("line 2")
+            && rows[0].contains("keep"),
+        "{table}"
+    );
+    assert!(
+        rows[1].starts_with("2026-03-02T10:00:00.250Z") && rows[1].contains("remove"),
+        "{table}"
+    );
 }
 
 mod failing_deletes {

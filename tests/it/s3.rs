@@ -388,6 +388,150 @@ fn s3_killed_upload_leaves_no_manifest() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A stand-in for the EC2 instance metadata service on loopback: hands out
+/// one temporary credential (IMDSv2: token, role name, credential) and
+/// records what was asked, so a test can tell the credential came from here.
+struct InstanceMetadata {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl InstanceMetadata {
+    fn start() -> InstanceMetadata {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                // Headers up to the blank line; these requests have no body.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut parts = request.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                log.lock().unwrap().push(format!("{method} {path}"));
+                let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+                let body = match (method, path) {
+                    ("PUT", "/latest/api/token") => "imds-token".to_owned(),
+                    ("GET", "/latest/meta-data/iam/security-credentials/") => "ccb-role".to_owned(),
+                    ("GET", "/latest/meta-data/iam/security-credentials/ccb-role") => format!(
+                        r#"{{"Code":"Success","AccessKeyId":"ASIAINSTANCEROLE","SecretAccessKey":"{SECRET}","Token":"role-session-token","Expiration":"{expires}"}}"#
+                    ),
+                    _ => String::new(),
+                };
+                let status = if body.is_empty() {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        InstanceMetadata { port, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Opens a multipart upload under job `site` directly on moto, as a killed
+/// run would have left it.
+fn leave_open_upload(server: &Server, bucket: &str) -> String {
+    let key = "backups/site-a/site/20200101T000000Z-abcdef/db.dump.zst";
+    let (status, body) = http(
+        server.port,
+        "POST",
+        &format!("/{bucket}/{key}?uploads"),
+        &[],
+    );
+    assert_eq!(status, 200, "create multipart upload: {body}");
+    assert_eq!(open_uploads(server, bucket), [key]);
+    key.to_owned()
+}
+
+/// Runs prune on a job whose only leftover is an open upload past its
+/// orphan grace, with `store_options` and `env`; asserts it was aborted.
+fn prune_aborts_open_upload(bucket: &str, store_options: &str, env: &[(&str, &str)]) {
+    let server = start_moto(false);
+    create_bucket(&server, bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "store:\n  url: s3://{bucket}/backups/site-a\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n{store_options}jobs:\n  - name: site\n    retention: {{keep_last: 1}}\n    orphan_grace: 1s\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+            server.endpoint(),
+            data.path().display()
+        ),
+    );
+    leave_open_upload(&server, bucket);
+    // Past the orphan grace (S3 times are whole seconds).
+    std::thread::sleep(Duration::from_millis(2100));
+    let prune = ccbackup_env(&cfg, &["prune"], env);
+    prune.expect_ok();
+    assert!(
+        open_uploads(&server, bucket).is_empty(),
+        "prune left the upload open:\n{}\n{}",
+        prune.stdout(),
+        prune.stderr()
+    );
+    assert!(
+        prune
+            .stdout()
+            .contains("1 stale multipart upload(s) aborted"),
+        "{}\n{}",
+        prune.stdout(),
+        prune.stderr()
+    );
+    let all = format!("{}{}", prune.stdout(), prune.stderr());
+    assert!(!all.contains(SECRET), "secret leaked:\n{all}");
+}
+
+/// The sweep signs with whatever credential source object_store resolves,
+/// not only static keys: here an instance role from the metadata service.
+#[test]
+fn s3_sweep_uses_instance_role_credentials() {
+    let imds = InstanceMetadata::start();
+    prune_aborts_open_upload(
+        "ccb-imds",
+        &format!("    metadata_endpoint: http://127.0.0.1:{}\n", imds.port),
+        &[],
+    );
+    let seen = imds.seen();
+    assert!(
+        seen.iter()
+            .any(|r| r == "GET /latest/meta-data/iam/security-credentials/ccb-role"),
+        "the credential was not fetched from the metadata service: {seen:?}"
+    );
+}
+
+/// Credentials from the `AWS_*` variables, through object_store's provider.
+#[test]
+fn s3_sweep_uses_environment_credentials() {
+    prune_aborts_open_upload(
+        "ccb-envcred",
+        "",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAFROMENV"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    );
+}
+
 /// Every store-level failure: non-zero exit, a message naming the store and
 /// the problem, no manifest, and never the secret key.
 fn assert_store_failure(run: &Run, store: &str, what: &str) {
