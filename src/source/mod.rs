@@ -4,6 +4,7 @@
 pub mod child;
 pub mod files;
 pub mod pgsql;
+pub mod pgcount;
 pub mod pgtools;
 pub mod postgres;
 pub mod rrd;

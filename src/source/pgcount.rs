@@ -1,0 +1,990 @@
+//! Row counts read from a `pg_dump --format=custom --compress=0` archive
+//! while it streams past, so counting costs the server nothing.
+//!
+//! The custom format (pg_dump's `pg_backup_archiver.c` and
+//! `pg_backup_custom.c`) is: a header (`PGDMP`, version, integer and offset
+//! sizes, format, compression, creation time, database and version
+//! strings), a table of contents (one entry per object: dump id, tag, desc
+//! such as `TABLE DATA`, namespace, ...), then one data block per entry that
+//! has data: a block type (1 = table data, 3 = large objects), the entry's
+//! dump id and length-prefixed chunks ending with an empty one. Integers
+//! are a sign byte and `int_size` little-endian bytes; strings are an
+//! integer length (-1 for NULL) and the bytes.
+//!
+//! Uncompressed table data is the COPY text of the table, where every row
+//! ends with a newline and newlines inside values are escaped (`\n`), so
+//! rows are newlines. The parser is a byte-driven state machine: it keeps
+//! only the entry being read (names capped at [`MAX_KEPT`] bytes, every
+//! other string skipped without buffering) and one map entry per table, so
+//! its memory does not depend on the size of the dump.
+//!
+//! Anything unexpected (another archive version, compressed data, a
+//! truncated or garbled stream) makes [`RowCounter::finish`] return an
+//! error; the caller records no counts rather than wrong ones.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+
+use crate::manifest::TableRows;
+
+/// Longest string kept from the TOC (tags, descs, namespaces). Names are
+/// at most 63 bytes; longer tags belong to objects we do not need.
+const MAX_KEPT: usize = 1024;
+/// Archive versions whose layout this parser knows (pg_dump 9.6 to 18).
+const MIN_MINOR: u8 = 12;
+const MAX_MINOR: u8 = 16;
+const BLK_DATA: u8 = 1;
+const BLK_BLOBS: u8 = 3;
+/// `archCustom` in pg_backup.h.
+const FORMAT_CUSTOM: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CountError {
+    #[error("the dump is not a pg_dump custom-format archive")]
+    NotCustom,
+    #[error("archive version {0}.{1}.{2} is not one ccbackup can read (1.{MIN_MINOR} to 1.{MAX_MINOR})")]
+    Version(u8, u8, u8),
+    #[error("archive integer size {0} / offset size {1} is not supported")]
+    Sizes(u8, u8),
+    #[error("archive table data is compressed, so its rows cannot be counted")]
+    Compressed,
+    #[error("malformed archive at byte {at}: {what}")]
+    Malformed { at: u64, what: String },
+    #[error("archive ended at byte {at} in the middle of {what}")]
+    Truncated { at: u64, what: &'static str },
+    #[error("archive has no data block for {what} (dump id {id})")]
+    MissingData { id: i64, what: String },
+    #[error("table names in encoding {0} cannot be converted to UTF-8")]
+    Encoding(String),
+}
+
+/// A `Write` that passes everything to `inner` and counts rows in what
+/// `inner` accepted.
+pub struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    counter: RowCounter,
+}
+
+impl<'a> CountingWriter<'a> {
+    pub fn new(inner: &'a mut dyn Write) -> Self {
+        CountingWriter {
+            inner,
+            counter: RowCounter::new(),
+        }
+    }
+
+    /// The counts, once the whole archive went through.
+    pub fn finish(self) -> Result<Vec<TableRows>, CountError> {
+        self.counter.finish()
+    }
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.counter.feed(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What the lexer is gathering.
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    /// `n` raw bytes (header fields).
+    Bytes(usize),
+    /// One archive integer.
+    Int,
+    /// A string's length, then its body.
+    StrLen { keep: bool },
+    StrBody { left: u64 },
+    StrSkip { left: u64 },
+    /// A data chunk of a table block (rows are counted) or of a large
+    /// object block (skipped).
+    Copy { left: u64 },
+    Skip { left: u64 },
+}
+
+/// A string from the TOC, as far as we kept it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Text {
+    #[default]
+    Null,
+    Kept(Vec<u8>),
+    /// Longer than [`MAX_KEPT`], or not wanted.
+    Dropped,
+}
+
+impl Text {
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Text::Kept(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// A completed token handed to the grammar.
+enum Token {
+    Bytes(Vec<u8>),
+    Int(i64),
+    Str(Text),
+    /// The end of a chunk or skipped run.
+    Done,
+}
+
+/// Where in the archive the grammar is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Magic,
+    Version,
+    IntSize,
+    OffSize,
+    Format,
+    Compression,
+    /// Creation time: seven integers.
+    Time(u8),
+    /// Database name, server version, pg_dump version.
+    HeaderStr(u8),
+    TocCount,
+    Entry(Field),
+    BlockType,
+    BlockId { blobs: bool },
+    ChunkLen,
+    Chunk,
+    BlobOid,
+    BlobChunkLen,
+    BlobChunk,
+}
+
+/// The fields of one TOC entry, in archive order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    DumpId,
+    HadDumper,
+    TableOid,
+    Oid,
+    Tag,
+    Desc,
+    Section,
+    Defn,
+    DropStmt,
+    CopyStmt,
+    Namespace,
+    Tablespace,
+    TableAm,
+    Relkind,
+    Owner,
+    WithOids,
+    Dep,
+    /// Custom format's data position: a flag byte and `off_size` bytes.
+    DataPos,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    dump_id: i64,
+    had_dumper: bool,
+    tag: Text,
+    desc: Text,
+    defn: Text,
+    namespace: Text,
+}
+
+#[derive(Debug)]
+struct DataEntry {
+    schema: Vec<u8>,
+    table: Vec<u8>,
+    rows: u64,
+}
+
+/// Tracks the line being read in a table's COPY text, across chunks.
+#[derive(Debug, Default)]
+struct Line {
+    /// Bytes of the current, unterminated line seen so far.
+    len: u64,
+    /// Its first two bytes.
+    head: [u8; 2],
+    /// Whether the last complete line was the COPY end marker `\.`.
+    last_was_marker: bool,
+}
+
+impl Line {
+    fn extend(&mut self, bytes: &[u8]) {
+        let have = usize::try_from(self.len).unwrap_or(usize::MAX).min(2);
+        for (i, &b) in bytes.iter().take(2 - have).enumerate() {
+            self.head[have + i] = b;
+        }
+        self.len += bytes.len() as u64;
+    }
+}
+
+/// The streaming parser. Feed it every byte of the archive in order, then
+/// call [`RowCounter::finish`].
+#[derive(Debug)]
+pub struct RowCounter {
+    pos: u64,
+    need: Need,
+    step: Step,
+    buf: Vec<u8>,
+    error: Option<CountError>,
+    minor: u8,
+    int_size: usize,
+    off_size: usize,
+    toc_left: i64,
+    entry: Entry,
+    /// (namespace, name) of every `TABLE` entry.
+    tables: HashSet<(Vec<u8>, Vec<u8>)>,
+    /// `TABLE DATA` entries by dump id.
+    data: HashMap<i64, DataEntry>,
+    /// Entries that have a data block, with a flag set once it was read.
+    expected: HashMap<i64, (bool, String)>,
+    encoding: Option<String>,
+    /// Dump id of the table block being read, when it is one we count.
+    block: Option<i64>,
+    line: Line,
+}
+
+impl Default for RowCounter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RowCounter {
+    pub fn new() -> Self {
+        RowCounter {
+            pos: 0,
+            need: Need::Bytes(5),
+            step: Step::Magic,
+            buf: Vec::new(),
+            error: None,
+            minor: 0,
+            int_size: 0,
+            off_size: 0,
+            toc_left: 0,
+            entry: Entry::default(),
+            tables: HashSet::new(),
+            data: HashMap::new(),
+            expected: HashMap::new(),
+            encoding: None,
+            block: None,
+            line: Line::default(),
+        }
+    }
+
+    /// Consumes the next bytes of the archive. Never fails: the first
+    /// problem is remembered and reported by [`RowCounter::finish`].
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && self.error.is_none() {
+            let used = self.lex(data);
+            self.pos += used as u64;
+            data = &data[used..];
+        }
+    }
+
+    /// The row count of every table whose data the archive holds, sorted
+    /// by schema then table (bytewise, as `count_rows` orders them).
+    pub fn finish(mut self) -> Result<Vec<TableRows>, CountError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.step != Step::BlockType || !self.buf.is_empty() {
+            return Err(CountError::Truncated {
+                at: self.pos,
+                what: self.step_name(),
+            });
+        }
+        let mut missing: Vec<_> = self
+            .expected
+            .iter()
+            .filter(|(_, (seen, _))| !seen)
+            .map(|(id, (_, what))| (*id, what.clone()))
+            .collect();
+        missing.sort();
+        if let Some((id, what)) = missing.into_iter().next() {
+            return Err(CountError::MissingData { id, what });
+        }
+        let decode = name_decoder(self.encoding.as_deref())?;
+        let mut out = Vec::with_capacity(self.data.len());
+        for d in self.data.into_values() {
+            // Data of a table without a TABLE entry is an extension's
+            // configuration table, which count_rows leaves out too.
+            if !self.tables.contains(&(d.schema.clone(), d.table.clone())) {
+                continue;
+            }
+            out.push(TableRows {
+                schema: decode(&d.schema)?,
+                table: decode(&d.table)?,
+                rows: i64::try_from(d.rows).unwrap_or(i64::MAX),
+            });
+        }
+        out.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        Ok(out)
+    }
+
+    fn fail(&mut self, what: impl Into<String>) {
+        self.error = Some(CountError::Malformed {
+            at: self.pos,
+            what: what.into(),
+        });
+    }
+
+    fn step_name(&self) -> &'static str {
+        match self.step {
+            Step::Magic
+            | Step::Version
+            | Step::IntSize
+            | Step::OffSize
+            | Step::Format
+            | Step::Compression
+            | Step::Time(_)
+            | Step::HeaderStr(_) => "the header",
+            Step::TocCount | Step::Entry(_) => "the table of contents",
+            Step::BlockType => "a data block header",
+            Step::BlockId { .. } | Step::ChunkLen | Step::Chunk => "a table's data",
+            Step::BlobOid | Step::BlobChunkLen | Step::BlobChunk => "large object data",
+        }
+    }
+
+    /// Takes what the current `Need` wants from `data`; returns how many
+    /// bytes it used.
+    fn lex(&mut self, data: &[u8]) -> usize {
+        match self.need {
+            Need::Bytes(n) => self.gather(data, n),
+            Need::Int => {
+                let n = 1 + self.int_size;
+                let used = self.gather_raw(data, n);
+                if self.buf.len() == n {
+                    let v = self.take_int();
+                    if let Some(v) = v {
+                        self.token(Token::Int(v));
+                    }
+                }
+                used
+            }
+            Need::StrLen { keep } => {
+                let n = 1 + self.int_size;
+                let used = self.gather_raw(data, n);
+                if self.buf.len() == n {
+                    match self.take_int() {
+                        None => {}
+                        Some(l) if l < 0 => self.token(Token::Str(Text::Null)),
+                        Some(0) => self.token(Token::Str(Text::Kept(Vec::new()))),
+                        Some(l) => {
+                            let left = l as u64;
+                            self.need = if keep && left <= MAX_KEPT as u64 {
+                                Need::StrBody { left }
+                            } else {
+                                Need::StrSkip { left }
+                            };
+                        }
+                    }
+                }
+                used
+            }
+            Need::StrBody { left } => {
+                let n = (left as usize).min(data.len());
+                self.buf.extend_from_slice(&data[..n]);
+                if n as u64 == left {
+                    let s = std::mem::take(&mut self.buf);
+                    self.token(Token::Str(Text::Kept(s)));
+                } else {
+                    self.need = Need::StrBody {
+                        left: left - n as u64,
+                    };
+                }
+                n
+            }
+            Need::StrSkip { left } => {
+                let n = skip_len(left, data.len());
+                if n as u64 == left {
+                    self.token(Token::Str(Text::Dropped));
+                } else {
+                    self.need = Need::StrSkip {
+                        left: left - n as u64,
+                    };
+                }
+                n
+            }
+            Need::Copy { left } => {
+                let n = skip_len(left, data.len());
+                self.count_rows(&data[..n]);
+                if n as u64 == left {
+                    self.token(Token::Done);
+                } else {
+                    self.need = Need::Copy {
+                        left: left - n as u64,
+                    };
+                }
+                n
+            }
+            Need::Skip { left } => {
+                let n = skip_len(left, data.len());
+                if n as u64 == left {
+                    self.token(Token::Done);
+                } else {
+                    self.need = Need::Skip {
+                        left: left - n as u64,
+                    };
+                }
+                n
+            }
+        }
+    }
+
+    fn gather_raw(&mut self, data: &[u8], n: usize) -> usize {
+        let k = (n - self.buf.len()).min(data.len());
+        self.buf.extend_from_slice(&data[..k]);
+        k
+    }
+
+    fn gather(&mut self, data: &[u8], n: usize) -> usize {
+        let used = self.gather_raw(data, n);
+        if self.buf.len() == n {
+            let b = std::mem::take(&mut self.buf);
+            self.token(Token::Bytes(b));
+        }
+        used
+    }
+
+    /// Decodes the integer in `buf` (sign byte, then little-endian bytes).
+    fn take_int(&mut self) -> Option<i64> {
+        let b = std::mem::take(&mut self.buf);
+        let mut v: u64 = 0;
+        for (i, &byte) in b[1..].iter().enumerate() {
+            v |= u64::from(byte) << (8 * i);
+        }
+        match i64::try_from(v) {
+            Ok(v) if b[0] == 0 => Some(v),
+            Ok(v) => Some(-v),
+            Err(_) => {
+                self.fail("integer out of range");
+                None
+            }
+        }
+    }
+
+    fn count_rows(&mut self, chunk: &[u8]) {
+        if self.block.is_none() || chunk.is_empty() {
+            return;
+        }
+        // Counting bytes this way vectorises; only the last lines of the
+        // chunk are looked at byte by byte.
+        let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        if newlines > 0 {
+            if let Some(last) = chunk.iter().rposition(|&b| b == b'\n') {
+                let before = &chunk[..last];
+                let marker = match before.iter().rposition(|&b| b == b'\n') {
+                    Some(prev) => &before[prev + 1..] == b"\\.",
+                    None => {
+                        let mut l = std::mem::take(&mut self.line);
+                        l.extend(before);
+                        l.len == 2 && l.head == *b"\\."
+                    }
+                };
+                self.line = Line {
+                    last_was_marker: marker,
+                    ..Line::default()
+                };
+                self.line.extend(&chunk[last + 1..]);
+            }
+        } else {
+            self.line.extend(chunk);
+        }
+        if let Some(d) = self.block.and_then(|id| self.data.get_mut(&id)) {
+            d.rows += newlines;
+        }
+    }
+
+    /// Ends a table block: the end marker is not a row, and a final row
+    /// without its newline means the data is not what we think it is.
+    fn end_table_block(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        if let Some(id) = self.block.take() {
+            if line.len > 0 {
+                self.fail(format!("data of dump id {id} ends inside a row"));
+                return;
+            }
+            if line.last_was_marker {
+                if let Some(d) = self.data.get_mut(&id) {
+                    d.rows = d.rows.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn token(&mut self, t: Token) {
+        self.need = Need::Int;
+        match self.step {
+            Step::Magic => match t {
+                Token::Bytes(b) if b == b"PGDMP" => self.expect_bytes(Step::Version, 3),
+                _ => self.error = Some(CountError::NotCustom),
+            },
+            Step::Version => {
+                if let Token::Bytes(b) = t {
+                    if b[0] != 1 || !(MIN_MINOR..=MAX_MINOR).contains(&b[1]) {
+                        self.error = Some(CountError::Version(b[0], b[1], b[2]));
+                        return;
+                    }
+                    self.minor = b[1];
+                }
+                self.expect_bytes(Step::IntSize, 1);
+            }
+            Step::IntSize => {
+                if let Token::Bytes(b) = t {
+                    self.int_size = usize::from(b[0]);
+                }
+                self.expect_bytes(Step::OffSize, 1);
+            }
+            Step::OffSize => {
+                if let Token::Bytes(b) = t {
+                    self.off_size = usize::from(b[0]);
+                }
+                if !(1..=8).contains(&self.int_size) || !(1..=16).contains(&self.off_size) {
+                    self.error = Some(CountError::Sizes(self.int_size as u8, self.off_size as u8));
+                    return;
+                }
+                self.expect_bytes(Step::Format, 1);
+            }
+            Step::Format => {
+                if !matches!(t, Token::Bytes(ref b) if b[0] == FORMAT_CUSTOM) {
+                    self.error = Some(CountError::NotCustom);
+                    return;
+                }
+                // 1.15 made the compression an algorithm byte; before it
+                // was an integer level.
+                self.step = Step::Compression;
+                if self.minor >= 15 {
+                    self.need = Need::Bytes(1);
+                }
+            }
+            Step::Compression => {
+                let none = match t {
+                    Token::Bytes(b) => b[0] == 0,
+                    Token::Int(level) => level == 0,
+                    _ => false,
+                };
+                if !none {
+                    self.error = Some(CountError::Compressed);
+                    return;
+                }
+                self.step = Step::Time(7);
+            }
+            Step::Time(n) => {
+                if n > 1 {
+                    self.step = Step::Time(n - 1);
+                } else {
+                    self.expect_str(Step::HeaderStr(3), false);
+                }
+            }
+            Step::HeaderStr(n) => {
+                if n > 1 {
+                    self.expect_str(Step::HeaderStr(n - 1), false);
+                } else {
+                    self.step = Step::TocCount;
+                }
+            }
+            Step::TocCount => {
+                let Token::Int(n) = t else { return };
+                if n < 0 {
+                    self.fail("negative TOC entry count");
+                    return;
+                }
+                self.toc_left = n;
+                self.next_entry();
+            }
+            Step::Entry(f) => self.entry_field(f, t),
+            Step::BlockType => {
+                let Token::Bytes(b) = t else { return };
+                match b[0] {
+                    BLK_DATA => self.step = Step::BlockId { blobs: false },
+                    BLK_BLOBS => self.step = Step::BlockId { blobs: true },
+                    other => self.fail(format!("unknown data block type {other}")),
+                }
+            }
+            Step::BlockId { blobs } => {
+                let Token::Int(id) = t else { return };
+                match self.expected.get_mut(&id) {
+                    Some((seen, _)) if !*seen => *seen = true,
+                    Some(_) => {
+                        self.fail(format!("second data block for dump id {id}"));
+                        return;
+                    }
+                    None => {
+                        self.fail(format!("data block for dump id {id}, which has no data"));
+                        return;
+                    }
+                }
+                if blobs {
+                    self.step = Step::BlobOid;
+                } else {
+                    self.block = self.data.contains_key(&id).then_some(id);
+                    self.line = Line::default();
+                    self.step = Step::ChunkLen;
+                }
+            }
+            Step::ChunkLen => {
+                let Token::Int(len) = t else { return };
+                match len {
+                    0 => {
+                        self.end_table_block();
+                        self.expect_bytes(Step::BlockType, 1);
+                    }
+                    l if l < 0 => self.fail("negative chunk length"),
+                    l => {
+                        self.step = Step::Chunk;
+                        self.need = Need::Copy { left: l as u64 };
+                    }
+                }
+            }
+            Step::Chunk => self.step = Step::ChunkLen,
+            Step::BlobOid => {
+                let Token::Int(oid) = t else { return };
+                if oid == 0 {
+                    self.expect_bytes(Step::BlockType, 1);
+                } else {
+                    self.step = Step::BlobChunkLen;
+                }
+            }
+            Step::BlobChunkLen => {
+                let Token::Int(len) = t else { return };
+                match len {
+                    0 => self.step = Step::BlobOid,
+                    l if l < 0 => self.fail("negative large object chunk length"),
+                    l => {
+                        self.step = Step::BlobChunk;
+                        self.need = Need::Skip { left: l as u64 };
+                    }
+                }
+            }
+            Step::BlobChunk => self.step = Step::BlobChunkLen,
+        }
+    }
+
+    fn expect_bytes(&mut self, step: Step, n: usize) {
+        self.step = step;
+        self.need = Need::Bytes(n);
+    }
+
+    fn expect_str(&mut self, step: Step, keep: bool) {
+        self.step = step;
+        self.need = Need::StrLen { keep };
+    }
+
+    fn next_entry(&mut self) {
+        if self.toc_left == 0 {
+            self.expect_bytes(Step::BlockType, 1);
+        } else {
+            self.toc_left -= 1;
+            self.entry = Entry::default();
+            self.step = Step::Entry(Field::DumpId);
+        }
+    }
+
+    fn entry_field(&mut self, f: Field, t: Token) {
+        let text = |t: Token| match t {
+            Token::Str(s) => s,
+            _ => Text::Dropped,
+        };
+        let int = |t: &Token| match t {
+            Token::Int(v) => *v,
+            _ => 0,
+        };
+        let next = match f {
+            Field::DumpId => {
+                self.entry.dump_id = int(&t);
+                Field::HadDumper
+            }
+            Field::HadDumper => {
+                self.entry.had_dumper = int(&t) != 0;
+                Field::TableOid
+            }
+            Field::TableOid => Field::Oid,
+            Field::Oid => Field::Tag,
+            Field::Tag => {
+                self.entry.tag = text(t);
+                Field::Desc
+            }
+            Field::Desc => {
+                self.entry.desc = text(t);
+                Field::Section
+            }
+            Field::Section => Field::Defn,
+            Field::Defn => {
+                self.entry.defn = text(t);
+                Field::DropStmt
+            }
+            Field::DropStmt => Field::CopyStmt,
+            Field::CopyStmt => Field::Namespace,
+            Field::Namespace => {
+                self.entry.namespace = text(t);
+                Field::Tablespace
+            }
+            Field::Tablespace if self.minor >= 14 => Field::TableAm,
+            Field::Tablespace => Field::Owner,
+            Field::TableAm if self.minor >= 16 => Field::Relkind,
+            Field::TableAm | Field::Relkind => Field::Owner,
+            Field::Owner => Field::WithOids,
+            Field::WithOids => Field::Dep,
+            Field::Dep => match t {
+                Token::Str(Text::Null) => Field::DataPos,
+                _ => Field::Dep,
+            },
+            Field::DataPos => {
+                self.finish_entry();
+                if self.error.is_none() {
+                    self.next_entry();
+                }
+                return;
+            }
+        };
+        self.step = Step::Entry(next);
+        self.need = match next {
+            Field::DumpId | Field::HadDumper | Field::Section | Field::Relkind => Need::Int,
+            Field::DataPos => Need::Bytes(1 + self.off_size),
+            Field::Tag | Field::Desc | Field::Namespace => Need::StrLen { keep: true },
+            // The ENCODING entry's definition names the encoding of every
+            // string in the archive.
+            Field::Defn => Need::StrLen {
+                keep: self.entry.desc.bytes() == Some(b"ENCODING"),
+            },
+            _ => Need::StrLen { keep: false },
+        };
+    }
+
+    fn finish_entry(&mut self) {
+        let e = std::mem::take(&mut self.entry);
+        let desc = e.desc.bytes().unwrap_or_default();
+        let named = || match (e.namespace.bytes(), e.tag.bytes()) {
+            (Some(ns), Some(tag)) => Some((ns.to_vec(), tag.to_vec())),
+            _ => None,
+        };
+        match desc {
+            b"TABLE" => match named() {
+                Some(key) => {
+                    self.tables.insert(key);
+                }
+                None => self.fail(format!("TABLE entry {} without a usable name", e.dump_id)),
+            },
+            b"TABLE DATA" => match named() {
+                Some((schema, table)) => {
+                    self.data.insert(
+                        e.dump_id,
+                        DataEntry {
+                            schema,
+                            table,
+                            rows: 0,
+                        },
+                    );
+                }
+                None => self.fail(format!(
+                    "TABLE DATA entry {} without a usable name",
+                    e.dump_id
+                )),
+            },
+            b"ENCODING" => self.encoding = e.defn.bytes().and_then(encoding_of),
+            _ => {}
+        }
+        if e.had_dumper {
+            let what = String::from_utf8_lossy(desc).into_owned();
+            let what = match e.tag.bytes() {
+                Some(tag) => format!("{what} {}", String::from_utf8_lossy(tag)),
+                None => what,
+            };
+            self.expected.insert(e.dump_id, (false, what));
+        }
+    }
+}
+
+fn skip_len(left: u64, avail: usize) -> usize {
+    usize::try_from(left).map_or(avail, |l| l.min(avail))
+}
+
+/// `SET client_encoding = 'UTF8';` -> `UTF8`.
+fn encoding_of(defn: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(defn).ok()?;
+    let start = s.find('\'')? + 1;
+    let len = s[start..].find('\'')?;
+    Some(s[start..start + len].to_owned())
+}
+
+type Decoder = fn(&[u8]) -> Result<String, CountError>;
+
+/// How names in the archive become the UTF-8 strings the server reports
+/// them as through a UTF-8 connection.
+fn name_decoder(encoding: Option<&str>) -> Result<Decoder, CountError> {
+    fn utf8(b: &[u8]) -> Result<String, CountError> {
+        String::from_utf8(b.to_vec()).map_err(|_| CountError::Encoding("UTF8".to_owned()))
+    }
+    fn latin1(b: &[u8]) -> Result<String, CountError> {
+        Ok(b.iter().map(|&c| char::from(c)).collect())
+    }
+    fn ascii(b: &[u8]) -> Result<String, CountError> {
+        if b.is_ascii() {
+            utf8(b)
+        } else {
+            Err(CountError::Encoding("other than UTF8 or LATIN1".to_owned()))
+        }
+    }
+    Ok(match encoding.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("UTF8") => utf8,
+        Some("LATIN1") => latin1,
+        Some(_) => ascii,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes archive pieces the way pg_dump does (int size 4, offset 8).
+    #[derive(Default)]
+    struct Arch(Vec<u8>);
+
+    impl Arch {
+        fn int(&mut self, v: i64) -> &mut Self {
+            self.0.push(u8::from(v < 0));
+            self.0
+                .extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
+            self
+        }
+        fn str(&mut self, s: Option<&str>) -> &mut Self {
+            match s {
+                None => self.int(-1),
+                Some(s) => {
+                    self.int(s.len() as i64);
+                    self.0.extend_from_slice(s.as_bytes());
+                    self
+                }
+            }
+        }
+        fn header(minor: u8) -> Arch {
+            let mut a = Arch::default();
+            a.0.extend_from_slice(b"PGDMP");
+            a.0.extend_from_slice(&[1, minor, 0, 4, 8, FORMAT_CUSTOM]);
+            if minor >= 15 {
+                a.0.push(0);
+            } else {
+                a.int(0);
+            }
+            for _ in 0..7 {
+                a.int(1);
+            }
+            a.str(Some("db")).str(Some("15.2")).str(Some("15.2"));
+            a
+        }
+        fn entry(&mut self, minor: u8, id: i64, data: bool, desc: &str, ns: &str, tag: &str) -> &mut Self {
+            self.int(id).int(i64::from(data));
+            self.str(Some("0")).str(Some("0")).str(Some(tag)).str(Some(desc));
+            self.int(1);
+            let defn = if desc == "ENCODING" {
+                "SET client_encoding = 'UTF8';\n".to_owned()
+            } else {
+                "x".repeat(5000)
+            };
+            self.str(Some(&defn)).str(Some("")).str(None).str(Some(ns)).str(Some(""));
+            if minor >= 14 {
+                self.str(Some("heap"));
+            }
+            if minor >= 16 {
+                self.int(i64::from(b'r'));
+            }
+            self.str(Some("postgres")).str(Some("false"));
+            self.str(Some("1")).str(None);
+            self.0.push(1);
+            self.0.extend_from_slice(&[0; 8]);
+            self
+        }
+        fn block(&mut self, id: i64, chunks: &[&[u8]]) -> &mut Self {
+            self.0.push(BLK_DATA);
+            self.int(id);
+            for c in chunks {
+                self.int(c.len() as i64);
+                self.0.extend_from_slice(c);
+            }
+            self.int(0)
+        }
+    }
+
+    fn sample(minor: u8) -> Vec<u8> {
+        let mut a = Arch::header(minor);
+        a.int(5);
+        a.entry(minor, 1, false, "ENCODING", "", "ENCODING");
+        a.entry(minor, 2, false, "TABLE", "s", "b");
+        a.entry(minor, 3, false, "TABLE", "s", "a");
+        a.entry(minor, 4, true, "TABLE DATA", "s", "b");
+        a.entry(minor, 5, true, "TABLE DATA", "s", "a");
+        a.block(4, &[b"1\tx\\ny\n2\t", b"z\n", b"3\t\\\\.\n"]);
+        a.block(5, &[b"1\n2\n\\", b".\n"]);
+        a.0
+    }
+
+    fn counts(bytes: &[u8], piece: usize) -> Result<Vec<(String, i64)>, CountError> {
+        let mut c = RowCounter::new();
+        for p in bytes.chunks(piece) {
+            c.feed(p);
+        }
+        c.finish()
+            .map(|v| v.into_iter().map(|t| (t.table, t.rows)).collect())
+    }
+
+    #[test]
+    fn counts_rows_whatever_the_write_sizes() {
+        for minor in [14, 15, 16] {
+            let a = sample(minor);
+            for piece in [1, 2, 3, 7, 64, a.len()] {
+                assert_eq!(
+                    counts(&a, piece),
+                    Ok(vec![("a".to_owned(), 2), ("b".to_owned(), 3)]),
+                    "minor {minor}, pieces of {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let a = sample(16);
+        for cut in 0..a.len() {
+            assert!(counts(&a[..cut], 4096).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_compression_are_refused() {
+        let mut a = sample(16);
+        a[6] = 17;
+        assert_eq!(counts(&a, 100), Err(CountError::Version(1, 17, 0)));
+        let mut a = sample(16);
+        a[11] = 1;
+        assert_eq!(counts(&a, 100), Err(CountError::Compressed));
+        assert_eq!(counts(b"PGDMQ", 100), Err(CountError::NotCustom));
+    }
+
+    #[test]
+    fn a_row_without_its_newline_is_an_error() {
+        let mut a = Arch::header(16);
+        a.int(2);
+        a.entry(16, 1, false, "TABLE", "s", "t");
+        a.entry(16, 2, true, "TABLE DATA", "s", "t");
+        a.block(2, &[b"1\n2"]);
+        assert!(matches!(
+            counts(&a.0, 10),
+            Err(CountError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn encoding_is_read_from_the_definition() {
+        assert_eq!(
+            encoding_of(b"SET client_encoding = 'LATIN1';\n").as_deref(),
+            Some("LATIN1")
+        );
+        let latin1 = name_decoder(Some("LATIN1")).unwrap();
+        assert_eq!(latin1(&[0x64, 0xe9]).unwrap(), "dé");
+    }
+}
