@@ -201,24 +201,62 @@ struct DataEntry {
     rows: u64,
 }
 
-/// Tracks the line being read in a table's COPY text, across chunks.
+/// The end of the table block being read, to find pg_dump's end marker.
+/// pg_dump ends every table's COPY text with `\.` and two empty lines;
+/// those are not rows.
 #[derive(Debug, Default)]
-struct Line {
-    /// Bytes of the current, unterminated line seen so far.
+struct Tail {
+    /// The block's last bytes, at most [`TAIL`].
+    bytes: Vec<u8>,
+    /// Bytes in the block so far.
     len: u64,
-    /// Its first two bytes.
-    head: [u8; 2],
-    /// Whether the last complete line was the COPY end marker `\.`.
-    last_was_marker: bool,
 }
 
-impl Line {
-    fn extend(&mut self, bytes: &[u8]) {
-        let have = usize::try_from(self.len).unwrap_or(usize::MAX).min(2);
-        for (i, &b) in bytes.iter().take(2 - have).enumerate() {
-            self.head[have + i] = b;
+/// How much of a block's end is kept to recognise the end marker.
+const TAIL: usize = 64;
+
+impl Tail {
+    fn extend(&mut self, chunk: &[u8]) {
+        self.len += chunk.len() as u64;
+        if chunk.len() >= TAIL {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&chunk[chunk.len() - TAIL..]);
+        } else {
+            let keep = TAIL - chunk.len();
+            if self.bytes.len() > keep {
+                self.bytes.drain(..self.bytes.len() - keep);
+            }
+            self.bytes.extend_from_slice(chunk);
         }
-        self.len += bytes.len() as u64;
+    }
+
+    /// How many of the block's newlines belong to the end marker and the
+    /// empty lines after it (0 without a marker), or why the end of the
+    /// block cannot be read.
+    fn marker_newlines(&self) -> Result<u64, &'static str> {
+        let b = &self.bytes;
+        if b.is_empty() {
+            return Ok(0);
+        }
+        if b.last() != Some(&b'\n') {
+            return Err("the table data ends inside a row");
+        }
+        let whole = self.len == b.len() as u64;
+        let trailing = b.iter().rev().take_while(|&&c| c == b'\n').count();
+        if trailing == b.len() && !whole {
+            return Err("the table data ends in more empty lines than ccbackup can tell apart");
+        }
+        let before = &b[..b.len() - trailing];
+        let at_line_start = match before.len() {
+            2 => whole,
+            n if n > 2 => before[n - 3] == b'\n',
+            _ => false,
+        };
+        Ok(if before.ends_with(b"\\.") && at_line_start {
+            trailing as u64
+        } else {
+            0
+        })
     }
 }
 
@@ -245,7 +283,7 @@ pub struct RowCounter {
     encoding: Option<String>,
     /// Dump id of the table block being read, when it is one we count.
     block: Option<i64>,
-    line: Line,
+    tail: Tail,
 }
 
 impl Default for RowCounter {
@@ -272,7 +310,7 @@ impl RowCounter {
             expected: HashMap::new(),
             encoding: None,
             block: None,
-            line: Line::default(),
+            tail: Tail::default(),
         }
     }
 
@@ -469,51 +507,27 @@ impl RowCounter {
     }
 
     fn count_rows(&mut self, chunk: &[u8]) {
-        if self.block.is_none() || chunk.is_empty() {
-            return;
-        }
-        // Counting bytes this way vectorises; only the last lines of the
-        // chunk are looked at byte by byte.
+        let Some(id) = self.block else { return };
+        // Counting this way vectorises; COPY text escapes newlines inside
+        // values, so every newline ends a row.
         let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
-        if newlines > 0 {
-            if let Some(last) = chunk.iter().rposition(|&b| b == b'\n') {
-                let before = &chunk[..last];
-                let marker = match before.iter().rposition(|&b| b == b'\n') {
-                    Some(prev) => &before[prev + 1..] == b"\\.",
-                    None => {
-                        let mut l = std::mem::take(&mut self.line);
-                        l.extend(before);
-                        l.len == 2 && l.head == *b"\\."
-                    }
-                };
-                self.line = Line {
-                    last_was_marker: marker,
-                    ..Line::default()
-                };
-                self.line.extend(&chunk[last + 1..]);
-            }
-        } else {
-            self.line.extend(chunk);
-        }
-        if let Some(d) = self.block.and_then(|id| self.data.get_mut(&id)) {
+        self.tail.extend(chunk);
+        if let Some(d) = self.data.get_mut(&id) {
             d.rows += newlines;
         }
     }
 
-    /// Ends a table block: the end marker is not a row, and a final row
-    /// without its newline means the data is not what we think it is.
+    /// Ends a table block: the end marker and what follows it are not rows.
     fn end_table_block(&mut self) {
-        let line = std::mem::take(&mut self.line);
-        if let Some(id) = self.block.take() {
-            if line.len > 0 {
-                self.fail(format!("data of dump id {id} ends inside a row"));
-                return;
-            }
-            if line.last_was_marker {
+        let tail = std::mem::take(&mut self.tail);
+        let Some(id) = self.block.take() else { return };
+        match tail.marker_newlines() {
+            Ok(n) => {
                 if let Some(d) = self.data.get_mut(&id) {
-                    d.rows = d.rows.saturating_sub(1);
+                    d.rows = d.rows.saturating_sub(n);
                 }
             }
+            Err(why) => self.fail(format!("dump id {id}: {why}")),
         }
     }
 
@@ -623,7 +637,7 @@ impl RowCounter {
                     self.step = Step::BlobOid;
                 } else {
                     self.block = self.data.contains_key(&id).then_some(id);
-                    self.line = Line::default();
+                    self.tail = Tail::default();
                     self.step = Step::ChunkLen;
                 }
             }
@@ -918,8 +932,8 @@ mod tests {
         a.entry(minor, 3, false, "TABLE", "s", "a");
         a.entry(minor, 4, true, "TABLE DATA", "s", "b");
         a.entry(minor, 5, true, "TABLE DATA", "s", "a");
-        a.block(4, &[b"1\tx\\ny\n2\t", b"z\n", b"3\t\\\\.\n"]);
-        a.block(5, &[b"1\n2\n\\", b".\n"]);
+        a.block(4, &[b"1\tx\\ny\n2\t", b"z\n", b"3\t\\\\.\n", b"\\.\n\n\n"]);
+        a.block(5, &[b"\n2\n\\", b".\n"]);
         a.0
     }
 
