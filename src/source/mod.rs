@@ -3,8 +3,8 @@
 
 pub mod child;
 pub mod files;
-pub mod pgsql;
 pub mod pgcount;
+pub mod pgsql;
 pub mod pgtools;
 pub mod postgres;
 pub mod rrd;

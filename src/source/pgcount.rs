@@ -42,7 +42,9 @@ const FORMAT_CUSTOM: u8 = 1;
 pub enum CountError {
     #[error("the dump is not a pg_dump custom-format archive")]
     NotCustom,
-    #[error("archive version {0}.{1}.{2} is not one ccbackup can read (1.{MIN_MINOR} to 1.{MAX_MINOR})")]
+    #[error(
+        "archive version {0}.{1}.{2} is not one ccbackup can read (1.{MIN_MINOR} to 1.{MAX_MINOR})"
+    )]
     Version(u8, u8, u8),
     #[error("archive integer size {0} / offset size {1} is not supported")]
     Sizes(u8, u8),
@@ -99,13 +101,23 @@ enum Need {
     /// One archive integer.
     Int,
     /// A string's length, then its body.
-    StrLen { keep: bool },
-    StrBody { left: u64 },
-    StrSkip { left: u64 },
+    StrLen {
+        keep: bool,
+    },
+    StrBody {
+        left: u64,
+    },
+    StrSkip {
+        left: u64,
+    },
     /// A data chunk of a table block (rows are counted) or of a large
     /// object block (skipped).
-    Copy { left: u64 },
-    Skip { left: u64 },
+    Copy {
+        left: u64,
+    },
+    Skip {
+        left: u64,
+    },
 }
 
 /// A string from the TOC, as far as we kept it.
@@ -152,7 +164,9 @@ enum Step {
     TocCount,
     Entry(Field),
     BlockType,
-    BlockId { blobs: bool },
+    BlockId {
+        blobs: bool,
+    },
     ChunkLen,
     Chunk,
     BlobOid,
@@ -491,13 +505,16 @@ impl RowCounter {
 
     /// Decodes the integer in `buf` (sign byte, then little-endian bytes).
     fn take_int(&mut self) -> Option<i64> {
-        let b = std::mem::take(&mut self.buf);
+        // Decoded in place and cleared, not taken: one integer precedes
+        // every chunk, and chunks are often single rows.
         let mut v: u64 = 0;
-        for (i, &byte) in b[1..].iter().enumerate() {
+        for (i, &byte) in self.buf[1..].iter().enumerate() {
             v |= u64::from(byte) << (8 * i);
         }
+        let negative = self.buf[0] != 0;
+        self.buf.clear();
         match i64::try_from(v) {
-            Ok(v) if b[0] == 0 => Some(v),
+            Ok(v) if !negative => Some(v),
             Ok(v) => Some(-v),
             Err(_) => {
                 self.fail("integer out of range");
@@ -891,16 +908,31 @@ mod tests {
             a.str(Some("db")).str(Some("15.2")).str(Some("15.2"));
             a
         }
-        fn entry(&mut self, minor: u8, id: i64, data: bool, desc: &str, ns: &str, tag: &str) -> &mut Self {
+        fn entry(
+            &mut self,
+            minor: u8,
+            id: i64,
+            data: bool,
+            desc: &str,
+            ns: &str,
+            tag: &str,
+        ) -> &mut Self {
             self.int(id).int(i64::from(data));
-            self.str(Some("0")).str(Some("0")).str(Some(tag)).str(Some(desc));
+            self.str(Some("0"))
+                .str(Some("0"))
+                .str(Some(tag))
+                .str(Some(desc));
             self.int(1);
             let defn = if desc == "ENCODING" {
                 "SET client_encoding = 'UTF8';\n".to_owned()
             } else {
                 "x".repeat(5000)
             };
-            self.str(Some(&defn)).str(Some("")).str(None).str(Some(ns)).str(Some(""));
+            self.str(Some(&defn))
+                .str(Some(""))
+                .str(None)
+                .str(Some(ns))
+                .str(Some(""));
             if minor >= 14 {
                 self.str(Some("heap"));
             }

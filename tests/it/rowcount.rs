@@ -173,8 +173,15 @@ fn truncated_or_garbled_real_dumps_give_no_counts() {
     let dump = pg_dump(&support_pg::pg15_bin(), &db.name);
     assert!(parse(&dump, 8192).is_ok());
     let step = (dump.len() / 300).max(1);
-    for cut in (0..dump.len()).step_by(step).chain(dump.len() - 16..dump.len()) {
-        assert!(parse(&dump[..cut], 8192).is_err(), "cut at {cut} of {}", dump.len());
+    for cut in (0..dump.len())
+        .step_by(step)
+        .chain(dump.len() - 16..dump.len())
+    {
+        assert!(
+            parse(&dump[..cut], 8192).is_err(),
+            "cut at {cut} of {}",
+            dump.len()
+        );
     }
     let mut trailing = dump.clone();
     trailing.extend_from_slice(b"garbage");
