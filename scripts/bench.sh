@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Benchmarks ccbackup against the shell baselines, side by side in one run.
 #
-#   bash scripts/bench.sh [backup|rrd|restore|crypto|all]   (default: all)
+#   bash scripts/bench.sh [backup|rowcount|rrd|restore|crypto|all]   (default: all)
 #
 # backup:  a >= 1 GB database of mixed rows; alternately `ccbackup run-now`
 #          to a file:// store and `pg_dump -Fc -Z0 DB | zstd -3 -T1 > FILE`;
 #          median wall times, the ratio and ccbackup's peak RSS.
+# rowcount: the same database backed up by `ccbackup run-now` with
+#          row_counts on (the default: rows counted in the dump stream) and
+#          off, alternately; the ratio is on/off (target: <= 1.02, counting
+#          must cost nearly nothing and the server nothing).
 # rrd:     50,000 Concertim-sized RRD files; `ccbackup run-now` (rrd source)
 #          against `tar -cf - DIR | zstd -3 -T1 > FILE`.
 # restore: the backup's dump restored by `ccbackup restore` (which creates
@@ -105,6 +109,35 @@ YAML
   done
   report "backup of $db" "$c" "$b" "$r" "pg_dump -Fc -Z0 | zstd -3 -T1 > FILE"
   echo "  sizes: ccbackup $(du -sb "$dir/store" | cut -f1) B, baseline $(stat -c %s "$dir/baseline.dump.zst") B"
+}
+
+bench_rowcount() {
+  ensure_db
+  local src="postgres: {host: 127.0.0.1, port: 5432, user: postgres, databases: [$db], globals: false"
+  for mode in on off; do
+    local flag=true
+    [ "$mode" = off ] && flag=false
+    cat > "$dir/rowcount-$mode.yaml" <<YAML
+store:
+  url: file://$dir/rowcount-$mode-store
+jobs:
+  - name: bench
+    sources:
+      - name: db
+        $src, row_counts: $flag}
+YAML
+  done
+  local on="" off="" r="" out
+  for i in $(seq 1 "$reps"); do
+    rm -rf "$dir/rowcount-on-store" "$dir/rowcount-off-store"
+    out=$(timed "$bin" --config "$dir/rowcount-on.yaml" --log-format json run-now); on="$on ${out% *}"; r="$r ${out#* }"
+    out=$(timed "$bin" --config "$dir/rowcount-off.yaml" --log-format json run-now); off="$off ${out% *}"
+    echo "  rep $i done"
+  done
+  report "backup of $db, row counts on (ratio: on/off)" "$on" "$off" "$r" "ccbackup run-now, row_counts: false"
+  local tables
+  tables=$( (find "$dir/rowcount-on-store" -name manifest.json -exec grep -ho '"rows": *[0-9]*' {} + || true) | tr '\n' ' ')
+  echo "  recorded counts: ${tables:-none}"
 }
 
 ensure_rrds() {
@@ -237,9 +270,10 @@ YAML
 
 case "$what" in
   backup) bench_backup ;;
+  rowcount) bench_rowcount ;;
   rrd) bench_rrd ;;
   restore) bench_restore ;;
   crypto) bench_crypto ;;
-  all) bench_backup; bench_rrd; bench_restore; bench_crypto ;;
-  *) echo "usage: $0 [backup|rrd|restore|crypto|all]" >&2; exit 2 ;;
+  all) bench_backup; bench_rowcount; bench_rrd; bench_restore; bench_crypto ;;
+  *) echo "usage: $0 [backup|rowcount|rrd|restore|crypto|all]" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod files;
+pub mod pgcount;
 pub mod pgsql;
 pub mod pgtools;
 pub mod postgres;

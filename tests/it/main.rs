@@ -28,6 +28,7 @@ mod prune;
 mod readiness;
 mod restore;
 mod retention;
+mod rowcount;
 mod rrd;
 mod runbook;
 mod s3;
