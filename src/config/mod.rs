@@ -307,8 +307,9 @@ pub struct PostgresConfig {
     pub bin_dir: Option<PathBuf>,
     /// Also store `pg_dumpall --globals-only` (roles, tablespaces).
     pub globals: bool,
-    /// Count the rows of every table inside the dump's snapshot so `verify`
-    /// can compare a restore with exact figures. Costs one scan per table.
+    /// Count every table's rows in the dump stream as it passes (no
+    /// server queries), so `verify --restore-test` and the shrink guard
+    /// have exact figures.
     pub row_counts: bool,
 }
 

@@ -618,7 +618,7 @@ async fn daemon_retried_run_keeps_one_run_id_in_every_notification() {
     let rec = Recorder::start();
     let src = files_dir(&ws, "src");
     let cfg_path = ws.config(&format!(
-        "store:\n  url: {}\nnotify:\n  healthchecks: [\"{}\"]\n  webhooks: [\"{}\"]\n  on: [start, success]\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    sources:\n{}",
+        "store:\n  url: {}\nnotify:\n  healthchecks: [\"{}\"]\n  webhooks: [\"{}\"]\n  on: [start, success]\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    run_at_start: never\n    sources:\n{}",
         ws.store_url(),
         rec.url(&format!("/ping/{HC_SECRET}")),
         rec.url("/hook/tok"),

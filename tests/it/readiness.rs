@@ -88,9 +88,11 @@ impl Daemon {
 }
 
 /// A files job `j` that is not due for months (New Year, 03:00).
+/// A yearly job that does not back up at start (`run_at_start: never`):
+/// these tests are about what the store says, not about start-up runs.
 fn config(ws: &Workspace, data: &Path, port: u16, extra: &str) -> PathBuf {
     ws.config(&format!(
-        "store:\n  url: {}\ndaemon:\n  listen: 127.0.0.1:{port}\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    max_age: 1h\n{extra}    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        "store:\n  url: {}\ndaemon:\n  listen: 127.0.0.1:{port}\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    max_age: 1h\n    run_at_start: never\n{extra}    sources:\n      - name: etc\n        files: {{path: {}}}\n",
         ws.store_url(),
         data.display()
     ))
