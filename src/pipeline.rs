@@ -1,5 +1,5 @@
-//! Source bytes → zstd → (age) → sha256 → multipart upload, with bounded
-//! memory.
+//! Source bytes → zstd → (age, on a thread of its own) → sha256 →
+//! multipart upload, with bounded memory.
 //!
 //! The source and the compressor run on one blocking thread; compressed
 //! chunks cross to the async side through a bounded channel; the async side
@@ -57,41 +57,9 @@ pub enum PipelineError<E: std::error::Error + 'static> {
 /// Writer given to producers: counts raw bytes, compresses, and ships
 /// compressed chunks to the uploader.
 pub struct SourceWriter {
-    inner: zstd::stream::write::Encoder<'static, Sealed>,
+    inner: zstd::stream::write::Encoder<'static, ChunkSender>,
     raw: u64,
     progress: Arc<Progress>,
-}
-
-/// What zstd writes into: the chunk sender, or an age stream in front of it.
-/// age buffers one 64 KiB chunk, so memory stays bounded either way.
-enum Sealed {
-    Plain(ChunkSender),
-    Age(age::stream::StreamWriter<ChunkSender>),
-}
-
-impl Sealed {
-    fn finish(self) -> io::Result<ChunkSender> {
-        match self {
-            Sealed::Plain(s) => Ok(s),
-            Sealed::Age(w) => w.finish(),
-        }
-    }
-}
-
-impl Write for Sealed {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sealed::Plain(s) => s.write(buf),
-            Sealed::Age(w) => w.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sealed::Plain(s) => s.flush(),
-            Sealed::Age(w) => w.flush(),
-        }
-    }
 }
 
 impl Write for SourceWriter {
@@ -158,17 +126,23 @@ where
     F: FnOnce(&mut SourceWriter) -> Result<T, E> + Send + 'static,
 {
     let key_s = key.to_string();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let (tx, plain_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    // Encryption runs on a thread of its own between compression and
+    // upload, so it overlaps with zstd instead of adding to its time.
+    let (mut rx, sealer) = match encryption {
+        None => (plain_rx, None),
+        Some(r) => {
+            let (sealed_tx, sealed_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+            let h = tokio::task::spawn_blocking(move || seal(&r, plain_rx, sealed_tx));
+            (sealed_rx, Some(h))
+        }
+    };
 
     let producer_progress = progress.clone();
     let producer = tokio::task::spawn_blocking(move || -> Result<(T, u64), ProducerError<E>> {
         let sink = ChunkSender {
             buf: BytesMut::with_capacity(CHUNK),
             tx,
-        };
-        let sink = match &encryption {
-            None => Sealed::Plain(sink),
-            Some(r) => Sealed::Age(r.encrypt(sink).map_err(ProducerError::Compress)?),
         };
         let mut enc = zstd::stream::write::Encoder::new(sink, compression.level)
             .map_err(ProducerError::Compress)?;
@@ -186,8 +160,7 @@ where
         };
         let value = produce(&mut w).map_err(ProducerError::Source)?;
         let raw = w.raw;
-        let sealed = w.inner.finish().map_err(ProducerError::Compress)?;
-        let mut sink = sealed.finish().map_err(ProducerError::Compress)?;
+        let mut sink = w.inner.finish().map_err(ProducerError::Compress)?;
         sink.send_buf().map_err(ProducerError::Compress)?;
         Ok((value, raw))
     });
@@ -206,6 +179,9 @@ where
             // Dropping the receiver makes the producer fail fast.
             drop(rx);
             let _ = producer.await;
+            if let Some(h) = sealer {
+                let _ = h.await;
+            }
             return Err(e);
         }
     };
@@ -226,6 +202,18 @@ where
     drop(rx);
 
     let produced = producer.await;
+    // The sealer ends when the producer's channel closes, whatever the
+    // reason; only a failure of its own matters here.
+    let sealed = match sealer {
+        None => Ok(()),
+        Some(h) => h
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("encryption thread stopped"))),
+    };
+    let produced = match (produced, sealed) {
+        (Ok(Ok(_)), Err(e)) => Ok(Err(ProducerError::Compress(e))),
+        (p, _) => p,
+    };
     let failure = match (upload_err, produced) {
         (Some(source), _) => PipelineError::Upload {
             key: key_s.clone(),
@@ -255,6 +243,21 @@ where
         tracing::warn!(key = %key_s, error = %e, "could not abort multipart upload; a sweep will remove its parts");
     }
     Err(failure)
+}
+
+/// Encrypts the compressed stream from `rx` to the recipients and passes
+/// it on in chunks of [`CHUNK`].
+fn seal(r: &Recipients, mut rx: mpsc::Receiver<Bytes>, tx: mpsc::Sender<Bytes>) -> io::Result<()> {
+    let sink = ChunkSender {
+        buf: BytesMut::with_capacity(CHUNK),
+        tx,
+    };
+    let mut w = r.encrypt(sink)?;
+    while let Some(chunk) = rx.blocking_recv() {
+        w.write_all(&chunk)?;
+    }
+    let mut sink = w.finish()?;
+    sink.send_buf()
 }
 
 enum ProducerError<E> {
