@@ -3,34 +3,13 @@
 //! drills (`verify:`) with metrics, readiness and failure notifications.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, out.split_once("\r\n\r\n")?.1.to_owned()))
-}
+use crate::support_s3::free_port;
 
 struct Daemon {
     child: Child,
@@ -81,7 +60,9 @@ impl Daemon {
     }
 
     fn metrics(&self) -> String {
-        get(self.port, "/metrics").map(|x| x.1).unwrap_or_default()
+        http_get(self.port, "/metrics")
+            .map(|x| x.1)
+            .unwrap_or_default()
     }
 }
 
@@ -204,7 +185,7 @@ fn drills_run_on_schedule_with_metrics_readiness_and_failure_notifications() {
         m.contains("ccbackup_verify_last_outcome{job=\"j\",outcome=\"success\"} 1"),
         "{m}"
     );
-    assert_eq!(get(d.port, "/readyz").unwrap().0, 200);
+    assert_eq!(http_get(d.port, "/readyz").unwrap().0, 200);
     // Successful drills notify nobody.
     assert!(bodies.try_recv().is_err());
 
@@ -262,7 +243,7 @@ fn readiness_requires_a_recent_drill_when_verify_max_age_is_set() {
     d.wait_log("a failed drill", |l| l.contains("\"outcome\":\"failure\""));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = get(d.port, "/readyz");
+        let r = http_get(d.port, "/readyz");
         if let Some((503, body)) = &r {
             assert!(body.contains("restore drill"), "{body}");
             break;

@@ -5,37 +5,12 @@
 //! one whose only backups are suspicious is not ready once `max_age` has
 //! passed since that attempt, however often the daemon restarts.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `(status, body)` of a GET; `None` while nothing listens.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|x| x.1.to_owned())?;
-    Some((status, body))
-}
+use crate::support_s3::free_port;
 
 /// The daemon binary; killed when dropped (a failed assertion must not
 /// leave it running).
@@ -75,7 +50,7 @@ impl Daemon {
                 Instant::now() < deadline,
                 "no verdict from /readyz; saw {seen:?}"
             );
-            if let Some((code, body)) = get(self.port, "/readyz") {
+            if let Some((code, body)) = http_get(self.port, "/readyz") {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                 if v["jobs"].as_array().is_some_and(|j| !j.is_empty()) {
                     return (seen, code, v);
@@ -220,7 +195,7 @@ fn a_store_with_only_a_suspicious_old_attempt_is_not_ready_after_restart() {
         format!("no successful backup; the store shows a failed attempt (suspicious or incomplete backup) at {t}"),
         "{v}"
     );
-    let (_, metrics) = get(port, "/metrics").unwrap();
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert!(
         metrics.contains("ccbackup_last_backup_suspicious{job=\"j\"} 1"),
         "{metrics}"

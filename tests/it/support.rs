@@ -246,3 +246,22 @@ pub fn unzstd(p: &Path) -> Vec<u8> {
     let f = std::fs::File::open(p).expect("open");
     zstd::stream::decode_all(f).expect("zstd decode")
 }
+
+/// `(status, body)` of a plain HTTP/1.1 GET on loopback; `None` while
+/// nothing listens there.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|x| x.1.to_owned())?;
+    Some((status, body))
+}
