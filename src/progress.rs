@@ -159,6 +159,10 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
 /// Text for a terminal: control characters (other than newline and tab)
 /// are escaped, so names and messages that came from the store cannot move
 /// the cursor, clear the screen or recolour what follows.
+///
+/// ```
+/// assert_eq!(ccbackup::progress::printable("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+/// ```
 pub fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -172,6 +176,11 @@ pub fn printable(s: &str) -> String {
 }
 
 /// Bytes for people: `512 B`, `1.5 KiB`, `3.0 GiB`.
+///
+/// ```
+/// assert_eq!(ccbackup::progress::human(512), "512 B");
+/// assert_eq!(ccbackup::progress::human(1536), "1.5 KiB");
+/// ```
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
