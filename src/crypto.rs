@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 use age::secrecy::ExposeSecret;
 
-use crate::manifest::{Artifact, EncryptionInfo};
+use crate::repo::manifest::{Artifact, EncryptionInfo};
 
 /// The only format ccbackup writes, recorded in the manifest.
 pub const FORMAT: &str = "age";

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::source::child::KillSwitch;
+use crate::sys::child::KillSwitch;
 
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {

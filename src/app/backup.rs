@@ -7,7 +7,7 @@ pub(super) async fn run_now(
     job: Option<&str>,
     wait_lock: Option<&str>,
     json: bool,
-    shrink: crate::backup::Shrink,
+    shrink: crate::backup::run::Shrink,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let jobs = cfg
@@ -16,7 +16,7 @@ pub(super) async fn run_now(
     let lock_wait = lock_wait(wait_lock)?;
     // Writes stop the moment a signal arrives, so an interrupted run can
     // never commit a manifest; deletes and aborts still pass for cleanup.
-    let repo = crate::gate::gated(
+    let repo = crate::repo::gate::gated(
         &store::open(&cfg.store)
             .map_err(failed)?
             .with_signing(cfg.signing.as_ref()),
@@ -67,8 +67,8 @@ async fn run_one(
     opts: runner::RunOptions,
     client: &reqwest::Client,
     intr: &Interrupt,
-) -> crate::report::Report {
-    let run_id = crate::report::new_run_id();
+) -> crate::backup::report::Report {
+    let run_id = crate::backup::report::new_run_id();
     let started_at = chrono::Utc::now();
     let pending = crate::notify::begin(
         client,
@@ -82,14 +82,14 @@ async fn run_one(
     let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
     let result = runner::run_once_with(cfg, repo, job, kill, progress, opts).await;
     drop(view);
-    let facts = crate::report::RunFacts {
+    let facts = crate::backup::report::RunFacts {
         run_id,
         job: job.name.clone(),
         started_at,
         attempts: 1,
         cancelled: intr.is_interrupted(),
     };
-    let report = crate::report::Report::new(&facts, &result);
+    let report = crate::backup::report::Report::new(&facts, &result);
     report.log();
     eprintln!("{}", report.summary());
     pending.finish(cfg, job, &report).await;

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use crate::backup::source::postgres;
 use crate::config::{Config, PostgresConfig, SourceKind};
-use crate::source::pgtools::{self, Purpose};
-use crate::source::postgres;
+use crate::pg::tools::{self, Purpose};
 
 /// How long check-config waits for a server; it checks the file, and an
 /// unreachable server is only a note.
@@ -36,8 +36,8 @@ pub async fn check(cfg: &Config) -> ClientReport {
 
 async fn check_source(what: &str, pg: &PostgresConfig, r: &mut ClientReport) {
     if let Some(dir) = &pg.bin_dir {
-        let mut missing = pgtools::missing_programs(dir, Purpose::Dump);
-        missing.extend(pgtools::missing_programs(dir, Purpose::Restore));
+        let mut missing = tools::missing_programs(dir, Purpose::Dump);
+        missing.extend(tools::missing_programs(dir, Purpose::Restore));
         if !missing.is_empty() {
             r.problems.push(format!(
                 "{what}: bin_dir `{}` has no {} (backups run pg_dump and pg_dumpall, restores pg_restore and psql)",
@@ -74,8 +74,8 @@ async fn check_source(what: &str, pg: &PostgresConfig, r: &mut ClientReport) {
         }
     };
     for purpose in [Purpose::Dump, Purpose::Restore] {
-        let need = pgtools::server_major(server.version_num);
-        match pgtools::find_for(need, &server.version, pg.bin_dir.as_deref(), purpose) {
+        let need = tools::server_major(server.version_num);
+        match tools::find_for(need, &server.version, pg.bin_dir.as_deref(), purpose) {
             Ok(tools) => {
                 r.notes.push(format!(
                     "{what}: PostgreSQL {} server; {} {} in {}",

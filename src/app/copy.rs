@@ -1,8 +1,8 @@
 //! `copy --from-primary`.
 
 use super::*;
+use crate::backup::copy::{Copied, StoreRun};
 use crate::config::StoreConfig;
-use crate::copy::{Copied, StoreRun};
 
 /// The copy stores `--to` names: an index into `copies:` or a URL.
 fn select_copies<'a>(cfg: &'a Config, to: Option<&str>) -> Result<Vec<&'a StoreConfig>, AppError> {
@@ -76,7 +76,7 @@ pub(super) async fn backfill(
             if intr.is_interrupted() {
                 break;
             }
-            let run = crate::copy::to_store(cfg, c, j, &primary, &ids, &intr.token()).await;
+            let run = crate::backup::copy::to_store(cfg, c, j, &primary, &ids, &intr.token()).await;
             print_run(&j.name, &run);
             failures.extend(run.problems());
         }

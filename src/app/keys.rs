@@ -9,7 +9,7 @@ use super::*;
 
 pub(super) fn generate(dir: &Path) -> Result<(), AppError> {
     let (identity, recipient) = crate::crypto::Identities::generate();
-    let (secret, public, public_b64) = crate::signing::generate().map_err(failed)?;
+    let (secret, public, public_b64) = crate::repo::signing::generate().map_err(failed)?;
     let files: [(&str, String, u32); 4] = [
         ("age-identity.txt", identity, 0o600),
         ("age-recipient.txt", format!("{recipient}\n"), 0o644),

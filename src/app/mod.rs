@@ -17,17 +17,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::catalog;
+use crate::backup::runner;
 use crate::cli::{Cli, Command, KeysCommand, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
 use crate::interrupt::{self, Interrupt};
-use crate::manifest::Manifest;
 use crate::privdrop;
 use crate::progress::Progress;
+use crate::repo::catalog;
+use crate::repo::manifest::Manifest;
+use crate::repo::store;
 use crate::restore::RestoreRequest;
-use crate::runner;
-use crate::source::child::KillSwitch;
-use crate::store;
+use crate::sys::child::KillSwitch;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -177,9 +177,9 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             accept_shrink,
         } => {
             let shrink = if accept_shrink {
-                crate::backup::Shrink::Accept
+                crate::backup::run::Shrink::Accept
             } else {
-                crate::backup::Shrink::Guard
+                crate::backup::run::Shrink::Guard
             };
             backup::run_now(
                 &cfg,

@@ -140,14 +140,14 @@ pub(super) async fn verify(
             } else {
                 None
             };
-            let opts = crate::verify::VerifyOptions {
+            let opts = crate::restore::verify::VerifyOptions {
                 restore_test,
                 identities: ids,
                 cancel: intr.token(),
                 progress: progress.clone(),
             };
             backups += 1;
-            let findings = crate::verify::verify_backup(&repo, job, &m, &opts).await;
+            let findings = crate::restore::verify::verify_backup(&repo, job, &m, &opts).await;
             super::clear_progress_line();
             for f in findings {
                 checked += 1;

@@ -28,8 +28,8 @@ fn print_plan_table(rows: &[PlanRow]) {
 
 pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), AppError> {
     use std::io::BufRead;
-    let policy =
-        crate::policy::load_policy_file(policy_path).map_err(|e| AppError::Usage(e.to_string()))?;
+    let policy = crate::retention::policy::load_policy_file(policy_path)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
     let mut snaps = Vec::new();
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.map_err(failed)?;
@@ -46,13 +46,13 @@ pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), 
             })?
             .with_timezone(&chrono::Utc);
         // Zero-padded input positions make ties resolve the same way on every run.
-        snaps.push(crate::retention::Snapshot {
+        snaps.push(crate::retention::planner::Snapshot {
             id: format!("{i:08}"),
             time,
         });
     }
-    let plan = crate::retention::plan(&policy, &snaps);
-    let mut entries: Vec<&crate::retention::PlanEntry> = plan.entries.iter().collect();
+    let plan = crate::retention::planner::plan(&policy, &snaps);
+    let mut entries: Vec<&crate::retention::planner::PlanEntry> = plan.entries.iter().collect();
     // Newest first, as `prune` lists; on equal times the later input line is
     // the newer, as the policy itself breaks the tie.
     entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
@@ -90,7 +90,7 @@ fn input_line_id(id: &str) -> String {
 
 /// Releases a held lock explicitly: a dropped guard releases in the
 /// background, which a short-lived command might not wait for.
-async fn release_lock(guard: Option<crate::lock::LockGuard>) {
+async fn release_lock(guard: Option<crate::repo::lock::LockGuard>) {
     if let Some(g) = guard {
         if let Err(e) = g.release().await {
             tracing::warn!(error = %e, "could not release the repository lock; it expires on its own");
@@ -134,7 +134,7 @@ pub(super) async fn prune(
         let guard = if dry_run {
             None
         } else {
-            match crate::lock::acquire(
+            match crate::repo::lock::acquire(
                 &repo,
                 &j.name,
                 cfg.daemon.lock_ttl,
@@ -151,7 +151,7 @@ pub(super) async fn prune(
                 }
             }
         };
-        let decision = match crate::prune::plan_job(&repo, j).await {
+        let decision = match crate::retention::prune::plan_job(&repo, j).await {
             Ok(d) => d,
             Err(e) => {
                 release_lock(guard).await;
@@ -174,7 +174,7 @@ pub(super) async fn prune(
         let outcome = if dry_run {
             None
         } else {
-            match crate::prune::apply_until(&repo, &decision, &intr.token()).await {
+            match crate::retention::prune::apply_until(&repo, &decision, &intr.token()).await {
                 Ok(o) => Some(o),
                 Err(e) => {
                     failures.push(e.to_string());

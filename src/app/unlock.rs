@@ -3,7 +3,7 @@
 //! be going unless forced.
 
 use super::*;
-use crate::lock::{self, Standing};
+use crate::repo::lock::{self, Standing};
 
 /// What `unlock` does with a lease, decided from its standing alone.
 #[derive(Debug, PartialEq, Eq)]

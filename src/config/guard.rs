@@ -1,4 +1,4 @@
-//! Validation of the shrink guard's keys (see [`crate::guard`]):
+//! Validation of the shrink guard's keys (see [`crate::backup::guard`]):
 //!
 //! ```yaml
 //! jobs:
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use super::raw;
 use super::validate::{parse_size, Problems};
-use crate::guard::{GuardConfig, Thresholds};
+use crate::backup::guard::{GuardConfig, Thresholds};
 
 /// The guard of job `j` (`key` is the job's place, e.g. `jobs[0]`).
 pub(super) fn job(j: &raw::RawJob, key: &str, p: &mut Problems) -> GuardConfig {

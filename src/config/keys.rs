@@ -12,7 +12,7 @@ use super::raw;
 use super::validate::Problems;
 use super::{EncryptionConfig, SigningConfig};
 use crate::crypto::Recipients;
-use crate::signing::{Signer, Verifier};
+use crate::repo::signing::{Signer, Verifier};
 
 fn path_of(v: &Spanned<String>, base: &Path) -> PathBuf {
     base.join(&v.value)

@@ -18,10 +18,10 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use url::Url;
 
-use crate::policy::Policy;
+use crate::backup::source::rrd::RrdOptions;
+use crate::retention::policy::Policy;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
-use crate::source::rrd::RrdOptions;
 
 pub use validate::parse_size;
 
@@ -76,8 +76,8 @@ pub struct EncryptionConfig {
 /// every manifest written is signed.
 #[derive(Debug, Clone, Default)]
 pub struct SigningConfig {
-    pub signer: Option<std::sync::Arc<crate::signing::Signer>>,
-    pub verifier: Option<std::sync::Arc<crate::signing::Verifier>>,
+    pub signer: Option<std::sync::Arc<crate::repo::signing::Signer>>,
+    pub verifier: Option<std::sync::Arc<crate::repo::signing::Verifier>>,
 }
 
 impl Config {
@@ -221,7 +221,7 @@ pub struct JobConfig {
     pub notify: Notify,
     pub encryption: Option<EncryptionConfig>,
     /// Limits of the shrink guard for this job's sources.
-    pub guard: crate::guard::GuardConfig,
+    pub guard: crate::backup::guard::GuardConfig,
     /// Scheduled restore drills (`verify:`).
     pub drill: Option<DrillConfig>,
     pub run_at_start: RunAtStart,
@@ -405,7 +405,7 @@ pub fn listen_address(path: &Path) -> Result<String, ConfigError> {
             line: e.location().map(|l| l.line()).unwrap_or(0),
             column: e.location().map(|l| l.column()).unwrap_or(0),
             key: "daemon.listen".to_owned(),
-            message: crate::policy::plain_message(&e),
+            message: crate::retention::policy::plain_message(&e),
         }],
     })?;
     Ok(parsed

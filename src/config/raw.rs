@@ -12,7 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::policy::{PolicyKeys, PolicySpec};
+use crate::retention::policy::{PolicyKeys, PolicySpec};
 
 pub type S<T> = Spanned<T>;
 

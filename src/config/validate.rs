@@ -12,8 +12,8 @@ use url::Url;
 
 use super::raw::{self, Databases, RawRetention, Scalar};
 use super::*;
+use crate::backup::source::rrd::OnInvalid;
 use crate::secret::read_secret_file;
-use crate::source::rrd::OnInvalid;
 
 /// Collects problems while walking the raw config. `deferred` holds
 /// unreadable password files: a problem for the commands that connect to
@@ -187,7 +187,7 @@ fn serde_problem(e: &serde_saphyr::Error) -> Problem {
         .unwrap_or((0, 0));
     // Only the message (we print the position ourselves), with control
     // characters from the file neutralised.
-    let message = crate::policy::plain_message(e);
+    let message = crate::retention::policy::plain_message(e);
     Problem {
         line,
         column,
@@ -226,7 +226,7 @@ pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<Stor
             let key = format!("store.options.{k}");
             match option_value(scheme, k, &v.value) {
                 Ok((name, value)) => {
-                    if let Err(msg) = crate::store::check_option_key(scheme, &name) {
+                    if let Err(msg) = crate::repo::store::check_option_key(scheme, &name) {
                         p.at(&v.referenced, key, msg);
                     } else {
                         options.push((name, value));
@@ -278,7 +278,7 @@ pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<Stor
 /// object-store key is the name without the suffix. Keys that are options
 /// in their own right (Azure's `federated_token_file`) are passed as they are.
 fn option_value(scheme: &str, key: &str, v: &Scalar) -> Result<(String, Secret), String> {
-    if crate::store::check_option_key(scheme, key).is_ok() {
+    if crate::repo::store::check_option_key(scheme, key).is_ok() {
         return Ok((key.to_owned(), Secret::new(v.0.clone())));
     }
     match key.strip_suffix("_file") {
@@ -509,7 +509,7 @@ fn retention(
     key: &str,
     base: &Path,
     p: &mut Problems,
-) -> Option<crate::policy::Policy> {
+) -> Option<crate::retention::policy::Policy> {
     match &r.value {
         RawRetention::Inline(spec) => match spec.validate() {
             Ok(policy) => Some(policy),
@@ -539,7 +539,7 @@ fn retention(
         },
         RawRetention::File(f) => {
             let path = base.join(f);
-            match crate::policy::load_policy_file(&path) {
+            match crate::retention::policy::load_policy_file(&path) {
                 Ok(policy) => Some(policy),
                 Err(e) => {
                     p.at(&r.referenced, key, e.to_string());

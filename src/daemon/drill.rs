@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog;
+use crate::backup::report::{self, Outcome, Report, RunFacts};
 use crate::config::{JobConfig, RunAtStart};
 use crate::progress::Progress;
-use crate::report::{self, Outcome, Report, RunFacts};
+use crate::repo::catalog;
+use crate::restore::verify::{self, VerifyOptions};
 use crate::schedule::Schedule;
-use crate::verify::{self, VerifyOptions};
 
 use super::metrics::DrillStats;
 use super::RunCtx;

@@ -5,15 +5,15 @@
 use chrono::{DateTime, Utc};
 
 use super::metrics;
-use crate::catalog;
+use crate::repo::catalog;
+use crate::repo::store::{self, Repo};
 use crate::retry::{self, Backoff};
-use crate::store::{self, Repo};
 
 /// What the store holds for one job, as the metrics show it.
 pub(super) struct Listed {
     complete: u64,
     damaged: u64,
-    /// Start of the newest good backup ([`crate::guard::baseline`]).
+    /// Start of the newest good backup ([`crate::backup::guard::baseline`]).
     newest_good: Option<DateTime<Utc>>,
     newest_suspicious: Option<bool>,
     /// Oldest backup directory that is not a good backup.
@@ -37,7 +37,7 @@ impl Listed {
         Listed {
             complete: cat.complete.len() as u64,
             damaged: cat.damaged.len() as u64,
-            newest_good: crate::guard::baseline(&cat.complete, job).map(|m| m.started_at),
+            newest_good: crate::backup::guard::baseline(&cat.complete, job).map(|m| m.started_at),
             newest_suspicious: cat.complete.last().map(|m| m.guard.is_suspicious()),
             first_attempt: attempts.chain(leftovers).min(),
         }
@@ -66,7 +66,7 @@ pub(super) async fn list_catalog(repo: &Repo, job: &str) -> Result<Listed, catal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{GuardMark, Manifest, FORMAT};
+    use crate::repo::manifest::{GuardMark, Manifest, FORMAT};
 
     fn m(id: &str, suspicious: bool) -> Manifest {
         let t = store::backup_id_time(id).unwrap();

@@ -19,7 +19,9 @@ use serde::Serialize;
 /// included) so `rate()` and alerts work before the first failure.
 /// Every run outcome, exported as zero until it happens.
 pub fn outcomes() -> impl Iterator<Item = &'static str> {
-    crate::report::Outcome::ALL.iter().map(|o| o.as_str())
+    crate::backup::report::Outcome::ALL
+        .iter()
+        .map(|o| o.as_str())
 }
 
 #[derive(Debug, Clone, Default)]

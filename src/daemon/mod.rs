@@ -27,16 +27,16 @@
 //!
 //! # One run
 //!
-//! A tick calls [`crate::runner::run_once`], the same function as
+//! A tick calls [`crate::backup::runner::run_once`], the same function as
 //! `run-now` (lock, backup, retention only after success). A run that fails
 //! with a transient error (database still starting, store unreachable) is
 //! retried as a whole with backoff ([`crate::retry::Backoff::RUN`]); a
 //! failed attempt wrote no manifest and pruned nothing. A backup the shrink
-//! guard ([`crate::guard`]) flags is complete, so it is not retried; its
+//! guard ([`crate::backup::guard`]) flags is complete, so it is not retried; its
 //! outcome is `suspicious`, it pruned nothing and it is not a success for
 //! `/readyz`. The run ID is made
 //! once, before the first attempt. Every run ends with one
-//! [`crate::report::Report`], which makes the log event (`run finished`),
+//! [`crate::backup::report::Report`], which makes the log event (`run finished`),
 //! the metrics and the notifications ([`crate::notify`]).
 //!
 //! # Shutdown and reload
@@ -73,15 +73,15 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::backup::report::{self, Outcome, Report, RunFacts};
+use crate::backup::runner::{self, RunError};
 use crate::config::{self, Config, JobConfig};
-use crate::gate::gated;
 use crate::notify;
 use crate::progress::Progress;
-use crate::report::{self, Outcome, Report, RunFacts};
+use crate::repo::gate::gated;
+use crate::repo::store::{self, Repo};
 use crate::retry::{self, Backoff, Class};
-use crate::runner::{self, RunError};
-use crate::source::child::KillSwitch;
-use crate::store::{self, Repo};
+use crate::sys::child::KillSwitch;
 use listing::list_catalog;
 use metrics::Metrics;
 
@@ -267,7 +267,7 @@ pub async fn run(
             }
         }
     }
-    crate::lock::wait_pending_releases(Duration::from_secs(10)).await;
+    crate::repo::lock::wait_pending_releases(Duration::from_secs(10)).await;
     http_stop.cancel();
     let _ = http_task.await;
     tracing::info!("daemon stopped");

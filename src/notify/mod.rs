@@ -25,8 +25,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::Serialize;
 
+use crate::backup::report::{self, Report};
 use crate::config::{Config, EmailConfig, JobConfig, Notify};
-use crate::report::{self, Report};
 use crate::secret::Secret;
 
 /// One notification may take this long, connection included.
@@ -51,7 +51,7 @@ impl Start {
         Start {
             run_id: run_id.to_owned(),
             job: job.to_owned(),
-            host: crate::backup::hostname(),
+            host: crate::backup::run::hostname(),
             started_at: report::rfc3339(started_at),
         }
     }

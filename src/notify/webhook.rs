@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{log_http, Event, Start, TIMEOUT};
-use crate::report::Report;
+use crate::backup::report::Report;
 use crate::secret::Secret;
 
 /// The body: `event` says which, the rest is the report's own fields.

@@ -10,13 +10,13 @@ use std::process::Command;
 use tokio_postgres::Client;
 
 use super::RestoreError;
+use crate::backup::source::postgres::{self, conninfo, PgError, ServerInfo};
 use crate::config::PostgresConfig;
-use crate::fetch;
-use crate::manifest::{Artifact, DbProperties};
-use crate::source::child::{feed_stdin, pipe_through, ChildError, KillSwitch};
-use crate::source::pgsql::{self, FilterReport};
-use crate::source::pgtools::{self, PgTools, Purpose};
-use crate::source::postgres::{self, conninfo, PgError, ServerInfo};
+use crate::pg::sql::{self, FilterReport};
+use crate::pg::tools::{self, PgTools, Purpose};
+use crate::repo::manifest::{Artifact, DbProperties};
+use crate::restore::fetch;
+use crate::sys::child::{feed_stdin, pipe_through, ChildError, KillSwitch};
 
 /// How the archive reaches the target server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Chosen {
 pub fn dump_tools_major(a: &Artifact) -> u32 {
     a.postgres
         .as_ref()
-        .and_then(|p| pgtools::parse_version_output(&p.pg_dump_version))
+        .and_then(|p| tools::parse_version_output(&p.pg_dump_version))
         .map(|(_, m)| m)
         .unwrap_or(0)
 }
@@ -75,7 +75,7 @@ pub fn dump_tools_major(a: &Artifact) -> u32 {
 /// that supports `--restrict-key` (17.6+), whose `\restrict KEY` line makes
 /// psql refuse every meta-command the archive could carry; the filter
 /// checks that line is there before psql gets anything
-/// ([`pgsql::filter_restore_sql`]). Applying the SQL through tokio-postgres
+/// ([`sql::filter_restore_sql`]). Applying the SQL through tokio-postgres
 /// instead would mean parsing SQL and COPY blocks ourselves; psql in
 /// restricted mode is the smaller thing to get right.
 pub fn restore_path(tools: &PgTools, server_major: u32) -> Result<RestorePath, String> {
@@ -104,9 +104,9 @@ pub async fn choose(cfg: &PostgresConfig, a: &Artifact) -> Result<Chosen, Restor
         ..cfg.clone()
     })
     .await?;
-    let server_major = pgtools::server_major(server.version_num);
+    let server_major = tools::server_major(server.version_num);
     let need = server_major.max(dump_tools_major(a));
-    let tools = pgtools::find_for(
+    let tools = tools::find_for(
         need,
         &server.version,
         cfg.bin_dir.as_deref(),
@@ -127,7 +127,7 @@ pub async fn missing_roles(
     props: &DbProperties,
     no_owner: bool,
 ) -> Result<Vec<String>, PgError> {
-    let wanted = pgsql::roles_named(props, no_owner);
+    let wanted = sql::roles_named(props, no_owner);
     let rows = admin
         .query(
             "SELECT r FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)",
@@ -152,7 +152,7 @@ pub async fn apply_properties(
     no_owner: bool,
     skip_roles: &[String],
 ) -> Result<(), RestoreError> {
-    let stmts = pgsql::property_statements(target, props, no_owner, skip_roles)
+    let stmts = sql::property_statements(target, props, no_owner, skip_roles)
         .map_err(|e| RestoreError::Plan(e.to_string()))?;
     let err = |source| PgError::Query {
         database: cfg.maintenance_db.clone(),
@@ -256,7 +256,7 @@ fn run_sql(
     dec: &mut (dyn std::io::Read + Send),
     kills: (&KillSwitch, &KillSwitch),
 ) -> Result<(), ChildError> {
-    let key = pgsql::restrict_key();
+    let key = sql::restrict_key();
     let mut restore = pg_restore_command(job);
     restore.arg(format!("--restrict-key={key}")).arg("--file=-");
     let mut psql = postgres::base_command(&job.chosen.tools, "psql", &job.cfg);
@@ -272,7 +272,7 @@ fn run_sql(
     .arg(format!("--dbname={}", conninfo(&job.cfg, &job.target)));
     let mut report = FilterReport::default();
     let mut filter = |from: &mut dyn std::io::Read, to: &mut dyn Write| {
-        report = pgsql::filter_restore_sql(from, to, &key)?;
+        report = sql::filter_restore_sql(from, to, &key)?;
         Ok(())
     };
     pipe_through(
@@ -298,7 +298,7 @@ mod tests {
     fn tools(v: &str) -> PgTools {
         PgTools {
             dir: Some(PathBuf::from("/opt/pg/bin")),
-            major: pgtools::parse_version_output(v).unwrap().1,
+            major: tools::parse_version_output(v).unwrap().1,
             version: v.to_owned(),
         }
     }

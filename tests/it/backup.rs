@@ -292,14 +292,14 @@ fn a_cancelled_run_never_writes_a_manifest_even_after_its_sources_finished() {
         ),
     );
     let cfg = ccbackup::config::load(&cfg).unwrap();
-    let repo = ccbackup::store::open(&cfg.store).unwrap();
-    let kill = ccbackup::source::child::KillSwitch::default();
+    let repo = ccbackup::repo::store::open(&cfg.store).unwrap();
+    let kill = ccbackup::sys::child::KillSwitch::default();
     // Thrown before the run: the files source has no child to kill, so only
     // the check before the manifest can stop the commit.
     kill.kill();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let err = rt
-        .block_on(ccbackup::backup::run_job(
+        .block_on(ccbackup::backup::run::run_job(
             &repo,
             &cfg.jobs[0],
             std::sync::Arc::new(ccbackup::progress::Progress::new()),
@@ -307,7 +307,7 @@ fn a_cancelled_run_never_writes_a_manifest_even_after_its_sources_finished() {
         ))
         .unwrap_err();
     assert!(
-        matches!(err, ccbackup::backup::BackupError::Cancelled { .. }),
+        matches!(err, ccbackup::backup::run::BackupError::Cancelled { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("no manifest was written"), "{err}");

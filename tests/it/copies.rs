@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ccbackup::config::StoreConfig;
+use ccbackup::repo::store::Repo;
 use ccbackup::secret::Secret;
-use ccbackup::store::Repo;
 use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 
@@ -96,7 +96,7 @@ fn manifest_ids(store: &Path, job: &str) -> Vec<String> {
 
 fn s3_repo(server: &Server, bucket: &str) -> Repo {
     let opt = |k: &str, v: &str| (k.to_owned(), Secret::new(v));
-    ccbackup::store::open(&StoreConfig {
+    ccbackup::repo::store::open(&StoreConfig {
         url: url::Url::parse(&format!("s3://{bucket}/copies/site-a")).unwrap(),
         options: vec![
             opt("endpoint", &server.endpoint()),
@@ -112,7 +112,7 @@ fn s3_repo(server: &Server, bucket: &str) -> Repo {
 }
 
 fn file_repo(dir: &Path) -> Repo {
-    ccbackup::store::open(&StoreConfig {
+    ccbackup::repo::store::open(&StoreConfig {
         url: url::Url::parse(&file_url(dir)).unwrap(),
         options: vec![],
         part_size: 5 * 1024 * 1024,
@@ -170,7 +170,7 @@ fn run_now_copies_identical_bytes_and_each_copy_stands_alone() {
     let repo = s3_repo(&server, "ccb-copy");
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (k, sha) in &primary {
-        let path = ccbackup::store::artifact_path("site", &id, k);
+        let path = ccbackup::repo::store::artifact_path("site", &id, k);
         let bytes = rt
             .block_on(async { repo.store.get(&path).await?.bytes().await })
             .unwrap();
@@ -178,10 +178,11 @@ fn run_now_copies_identical_bytes_and_each_copy_stands_alone() {
         assert_eq!(&hex::encode(sha2::Sha256::digest(&bytes)), sha, "{k}");
     }
     let meta = rt
-        .block_on(
-            repo.store
-                .head(&ccbackup::store::artifact_path("site", &id, "etc.tar.zst")),
-        )
+        .block_on(repo.store.head(&ccbackup::repo::store::artifact_path(
+            "site",
+            &id,
+            "etc.tar.zst",
+        )))
         .unwrap();
     let etag = meta.e_tag.unwrap_or_default();
     assert!(etag.trim_matches('"').ends_with("-2"), "etag {etag}");
@@ -659,22 +660,23 @@ async fn an_interrupted_copy_leaves_nothing_and_a_rerun_completes_it() {
         inner: dst.store.clone(),
         cancel: cancel.clone(),
     });
-    let err = ccbackup::copy::copy_backup(&primary, &dst, "site", &id, &cancel)
+    let err = ccbackup::backup::copy::copy_backup(&primary, &dst, "site", &id, &cancel)
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ccbackup::copy::CopyError::Interrupted { .. }),
+        matches!(err, ccbackup::backup::copy::CopyError::Interrupted { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("was stopped"), "{err}");
     assert_eq!(tree(&copy_dir), vec![], "nothing is left behind");
 
     let dst = file_repo(&copy_dir);
-    let done = ccbackup::copy::copy_backup(&primary, &dst, "site", &id, &CancellationToken::new())
-        .await
-        .unwrap();
+    let done =
+        ccbackup::backup::copy::copy_backup(&primary, &dst, "site", &id, &CancellationToken::new())
+            .await
+            .unwrap();
     assert!(
-        matches!(done, ccbackup::copy::Copied::Copied { .. }),
+        matches!(done, ccbackup::backup::copy::Copied::Copied { .. }),
         "{done:?}"
     );
     assert_eq!(
@@ -698,11 +700,12 @@ async fn transient_failures_of_the_copy_store_are_retried() {
     let mut dst = file_repo(&copy_dir);
     let flaky = Flaky::wrap(dst.store.clone(), 3);
     dst.store = flaky.clone();
-    let done = ccbackup::copy::copy_backup(&primary, &dst, "site", &id, &CancellationToken::new())
-        .await
-        .unwrap();
+    let done =
+        ccbackup::backup::copy::copy_backup(&primary, &dst, "site", &id, &CancellationToken::new())
+            .await
+            .unwrap();
     assert!(
-        matches!(done, ccbackup::copy::Copied::Copied { .. }),
+        matches!(done, ccbackup::backup::copy::Copied::Copied { .. }),
         "{done:?}"
     );
     assert!(flaky.calls.load(std::sync::atomic::Ordering::SeqCst) > 3);

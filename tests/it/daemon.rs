@@ -23,7 +23,7 @@ struct Running {
     task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
 }
 
-async fn start(cfg_path: &std::path::Path, repo: Option<ccbackup::store::Repo>) -> Running {
+async fn start(cfg_path: &std::path::Path, repo: Option<ccbackup::repo::store::Repo>) -> Running {
     let cfg = config::load(cfg_path).unwrap();
     let stop = CancellationToken::new();
     let metrics = Arc::new(Metrics::new(Utc::now()));

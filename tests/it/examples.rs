@@ -131,7 +131,7 @@ fn every_policy_file_loads() {
     let policies = files_in("policies", &["yaml", "yml"]);
     assert!(!policies.is_empty());
     for p in &policies {
-        if let Err(e) = ccbackup::policy::load_policy_file(p) {
+        if let Err(e) = ccbackup::retention::policy::load_policy_file(p) {
             panic!("{}: {e}", p.display());
         }
     }

@@ -9,7 +9,9 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ccbackup::extract::{extract_tree_checked, ExtractError, ExtractOptions, ExtractReport};
+use ccbackup::restore::extract::{
+    extract_tree_checked, ExtractError, ExtractOptions, ExtractReport,
+};
 
 use crate::support::*;
 

@@ -323,7 +323,7 @@ async fn the_daemon_counts_suspicious_runs_and_never_prunes_after_them() {
         .as_deref()
         .unwrap()
         .contains("files dropped from 4 to 0"));
-    let good_time = ccbackup::store::backup_id_time(&good).unwrap();
+    let good_time = ccbackup::repo::store::backup_id_time(&good).unwrap();
     assert_eq!(
         s.last_success.map(|t| t.timestamp()),
         Some(good_time.timestamp())

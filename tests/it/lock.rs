@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ccbackup::lock::{self, LockError};
-use ccbackup::store::{self, Repo};
+use ccbackup::repo::lock::{self, LockError};
+use ccbackup::repo::store::{self, Repo};
 use chrono::Utc;
 use futures::stream::BoxStream;
 use object_store::path::Path as ObjPath;

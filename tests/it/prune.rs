@@ -411,7 +411,7 @@ mod failing_deletes {
     ) -> (
         Workspace,
         ccbackup::config::Config,
-        ccbackup::store::Repo,
+        ccbackup::repo::store::Repo,
         Vec<String>,
     ) {
         let ws = Workspace::new();
@@ -427,7 +427,7 @@ mod failing_deletes {
             .collect();
         let cfg = config(&ws, data.path(), "{keep_last: 1}", "");
         let cfg = ccbackup::config::load(&cfg).unwrap();
-        let mut repo = ccbackup::store::open(&cfg.store).unwrap();
+        let mut repo = ccbackup::repo::store::open(&cfg.store).unwrap();
         repo.store = Arc::new(NoDelete {
             inner: repo.store.clone(),
             pattern: pattern.to_owned(),
@@ -438,11 +438,13 @@ mod failing_deletes {
     #[tokio::test]
     async fn a_manifest_that_cannot_be_deleted_keeps_its_data() {
         let (ws, cfg, repo, ids) = setup("manifest.json");
-        let d = ccbackup::prune::plan_job(&repo, &cfg.jobs[0])
+        let d = ccbackup::retention::prune::plan_job(&repo, &cfg.jobs[0])
             .await
             .unwrap();
         assert_eq!(d.removed_ids(), ids[..2].to_vec());
-        let err = ccbackup::prune::apply(&repo, &d).await.unwrap_err();
+        let err = ccbackup::retention::prune::apply(&repo, &d)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("deletion(s) failed"), "{err}");
         // Still complete: manifest and data both there.
         assert_eq!(backup_ids(&ws), ids);
@@ -459,15 +461,19 @@ mod failing_deletes {
     #[tokio::test]
     async fn data_that_cannot_be_deleted_is_left_unreachable_never_half_listed() {
         let (ws, cfg, repo, ids) = setup("etc.tar.zst");
-        let d = ccbackup::prune::plan_job(&repo, &cfg.jobs[0])
+        let d = ccbackup::retention::prune::plan_job(&repo, &cfg.jobs[0])
             .await
             .unwrap();
-        let err = ccbackup::prune::apply(&repo, &d).await.unwrap_err();
+        let err = ccbackup::retention::prune::apply(&repo, &d)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("etc.tar.zst"), "{err}");
         // The manifests went first: the two pruned backups no longer exist,
         // their data is a leftover for the sweep, not a broken backup.
         assert_eq!(backup_ids(&ws), ids[2..].to_vec());
-        let cat = ccbackup::catalog::load(&repo, Some("job")).await.unwrap();
+        let cat = ccbackup::repo::catalog::load(&repo, Some("job"))
+            .await
+            .unwrap();
         assert_eq!(cat.complete.len(), 1);
         let mut leftovers: Vec<String> = cat.incomplete.iter().map(|i| i.id.clone()).collect();
         leftovers.sort();

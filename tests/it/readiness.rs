@@ -122,7 +122,7 @@ fn an_old_backup_in_the_store_is_not_ready_right_after_start() {
     let reason = v["reason"].as_str().unwrap();
     assert!(reason.starts_with("job `j`: last success"), "{v}");
     assert!(reason.contains("older than max_age 3600 s"), "{v}");
-    let t = ccbackup::store::backup_id_time(&old).unwrap();
+    let t = ccbackup::repo::store::backup_id_time(&old).unwrap();
     assert_eq!(
         job_entry(&v)["last_success"],
         t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -187,7 +187,7 @@ fn a_store_with_only_a_suspicious_old_attempt_is_not_ready_after_restart() {
     let d = start(&cfg, port);
     let (_, code, v) = d.first_verdict();
     assert_eq!(code, 503, "{v}");
-    let t = ccbackup::store::backup_id_time(&old)
+    let t = ccbackup::repo::store::backup_id_time(&old)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(

@@ -2,7 +2,7 @@
 //!
 //! A restic repository gets an irregular, deterministic history of backups (`restic backup
 //! --time`), then `restic forget --dry-run --json` is asked what it would keep under a range of
-//! policies and the answer is compared, reason by reason, with [`ccbackup::retention::plan`].
+//! policies and the answer is compared, reason by reason, with [`ccbackup::retention::planner::plan`].
 //!
 //! Debian ships restic 0.14, which predates two things we implement from restic >= 0.16: the
 //! "oldest" rule and `unlimited`. The policies here use no `unlimited`, and the comparison drops
@@ -32,8 +32,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use ccbackup::policy::{Count, KeepDuration, Policy};
-use ccbackup::retention::{plan, Snapshot};
+use ccbackup::retention::planner::{plan, Snapshot};
+use ccbackup::retention::policy::{Count, KeepDuration, Policy};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ccbackup::manifest::TableRows;
-use ccbackup::source::pgcount::{CountError, RowCounter};
+use ccbackup::backup::source::pgcount::{CountError, RowCounter};
+use ccbackup::repo::manifest::TableRows;
 
 use crate::support::*;
 use crate::support_pg;
@@ -69,7 +69,7 @@ fn count_star(db: &str) -> Vec<TableRows> {
         .await
         .unwrap();
         tokio::spawn(conn);
-        ccbackup::source::postgres::count_rows(&client, db)
+        ccbackup::backup::source::postgres::count_rows(&client, db)
             .await
             .unwrap()
     })

@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccbackup::extract::{extract_tree, extract_tree_checked, ExtractError, ExtractOptions};
-use ccbackup::progress::Progress;
-use ccbackup::source::files::archive_dir;
-use ccbackup::source::rrd::{
+use ccbackup::backup::source::files::archive_dir;
+use ccbackup::backup::source::rrd::{
     archive_rrd_tree, validate_rrd, OnInvalid, RrdError, RrdInvalid, RrdOptions,
+};
+use ccbackup::progress::Progress;
+use ccbackup::restore::extract::{
+    extract_tree, extract_tree_checked, ExtractError, ExtractOptions,
 };
 
 use crate::support_rrd::{self as s, RrdFile};

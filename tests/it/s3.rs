@@ -47,9 +47,9 @@ fn manifests(server: &Server, bucket: &str) -> Vec<String> {
         .collect()
 }
 
-fn repo_for(server: &Server, bucket: &str) -> ccbackup::store::Repo {
+fn repo_for(server: &Server, bucket: &str) -> ccbackup::repo::store::Repo {
     let opt = |k: &str, v: &str| (k.to_owned(), Secret::new(v));
-    ccbackup::store::open(&StoreConfig {
+    ccbackup::repo::store::open(&StoreConfig {
         url: url::Url::parse(&format!("s3://{bucket}/backups/site-a")).unwrap(),
         options: vec![
             opt("endpoint", &server.endpoint()),
@@ -102,7 +102,7 @@ fn s3_round_trip_backup_list_verify_restore_prune() {
     let repo = repo_for(&server, "ccb-round");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let meta = rt
-        .block_on(repo.store.head(&ccbackup::store::artifact_path(
+        .block_on(repo.store.head(&ccbackup::repo::store::artifact_path(
             "site",
             &first,
             "etc.tar.zst",
@@ -228,7 +228,7 @@ fn s3_credentials_from_aws_env_and_from_secret_files() {
 
 #[test]
 fn s3_manifest_put_is_create_only() {
-    use ccbackup::manifest::{self, Manifest, ManifestError};
+    use ccbackup::repo::manifest::{self, Manifest, ManifestError};
     let server = start_moto(false);
     create_bucket(&server, "ccb-race");
     let repo = repo_for(&server, "ccb-race");
@@ -247,7 +247,7 @@ fn s3_manifest_put_is_create_only() {
     };
 
     // Two writers one after the other: the second loses, the first stays.
-    let id = ccbackup::store::new_backup_id(now);
+    let id = ccbackup::repo::store::new_backup_id(now);
     rt.block_on(manifest::write(&repo, &make(&id, "first")))
         .expect("first write");
     let second = rt.block_on(manifest::write(&repo, &make(&id, "second")));
@@ -259,7 +259,7 @@ fn s3_manifest_put_is_create_only() {
     assert_eq!(stored.host, "first");
 
     // Eight writers at once: exactly one wins.
-    let id = ccbackup::store::new_backup_id(now + chrono::Duration::seconds(1));
+    let id = ccbackup::repo::store::new_backup_id(now + chrono::Duration::seconds(1));
     let results = rt.block_on(async {
         let tasks: Vec<_> = (0..8)
             .map(|i| {

@@ -1,0 +1,17 @@
+//! The repository: the object store and what ccbackup keeps in it.
+//!
+//! [`store`] opens a store from a URL and options and names every object;
+//! [`manifest`] is the record that makes a backup complete, [`signing`]
+//! its signature, [`catalog`] lists backups by where they sit and treats
+//! whatever the store says as untrusted; [`lock`] is the lease one job's
+//! runs share; [`gate`] wraps a store so an interrupted command stops
+//! writing; [`local`] and [`s3_uploads`] are the backend details.
+
+pub mod catalog;
+pub mod gate;
+pub mod local;
+pub mod lock;
+pub mod manifest;
+pub mod s3_uploads;
+pub mod signing;
+pub mod store;

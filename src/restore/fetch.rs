@@ -1,0 +1,292 @@
+//! Reading artifacts back: stream an object, hash it as it arrives, and
+//! compare size and sha256 with the manifest before anyone trusts it.
+
+use std::io::Write;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use sha2::{Digest, Sha256};
+
+use std::sync::Arc;
+
+use crate::progress::{Phase, Progress};
+use crate::repo::manifest::Artifact;
+use crate::repo::store::{artifact_path, Repo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot read {key} from the store: {source}")]
+    Read {
+        key: String,
+        source: object_store::Error,
+    },
+    #[error("artifact {key} is corrupt: {what} (expected {expected}, found {found})")]
+    Corrupt {
+        key: String,
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("cannot write staging file {path}: {source}")]
+    Stage {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not enough space in {dir} to stage {key}: need {need} bytes, {free} free")]
+    NoSpace {
+        dir: String,
+        key: String,
+        need: u64,
+        free: u64,
+    },
+}
+
+/// Streams the artifact through `sink` while checking it; returns an error if
+/// the size or checksum differ from the manifest. The sink sees every byte
+/// before the verdict, so callers must not *apply* what they wrote until
+/// this returns `Ok` (stage to a file, or only hash).
+pub async fn stream_verified(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(), FetchError> {
+    let key = artifact_path(job, id, &art.key);
+    let key_s = key.to_string();
+    let read_err = |source| FetchError::Read {
+        key: key_s.clone(),
+        source,
+    };
+    let mut stream = repo.store.get(&key).await.map_err(read_err)?.into_stream();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.try_next().await.map_err(read_err)? {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        sink(&chunk).map_err(|source| FetchError::Stage {
+            path: key_s.clone(),
+            source,
+        })?;
+    }
+    compare(art, &key_s, size, hasher)
+}
+
+/// Compares what was read with what the manifest recorded.
+fn compare(art: &Artifact, key: &str, size: u64, hasher: Sha256) -> Result<(), FetchError> {
+    if size != art.stored_bytes {
+        return Err(FetchError::Corrupt {
+            key: key.to_owned(),
+            what: "size differs",
+            expected: art.stored_bytes.to_string(),
+            found: size.to_string(),
+        });
+    }
+    let sum = hex::encode(hasher.finalize());
+    if sum != art.sha256 {
+        return Err(FetchError::Corrupt {
+            key: key.to_owned(),
+            what: "sha256 differs",
+            expected: art.sha256.clone(),
+            found: sum,
+        });
+    }
+    Ok(())
+}
+
+/// Hashes a local store file with large reads on a blocking thread (the
+/// object store's generic reader goes through small chunks, several times
+/// slower), copying it into `copy_to` on the way when given. The file is
+/// opened once, without following symlinks: what is hashed is what is
+/// copied, so a store file swapped after the check cannot be applied.
+async fn hash_local_file(
+    file: std::fs::File,
+    key: String,
+    art: &Artifact,
+    copy_to: Option<&Path>,
+    progress: &Arc<Progress>,
+) -> Result<(), FetchError> {
+    let k = key.clone();
+    let progress = progress.clone();
+    let copy_to = copy_to.map(Path::to_owned);
+    let cleanup = copy_to.clone();
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Sha256)> {
+        use std::io::Read;
+        let mut f = file;
+        let mut out = match &copy_to {
+            Some(p) => Some(std::io::BufWriter::with_capacity(
+                1024 * 1024,
+                std::fs::File::create(p)?,
+            )),
+            None => None,
+        };
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                if let Some(w) = &mut out {
+                    w.flush()?;
+                }
+                return Ok((size, hasher));
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+            progress.add_done(n as u64);
+            if let Some(w) = &mut out {
+                w.write_all(&buf[..n])?;
+            }
+        }
+    })
+    .await
+    .map_err(|e| FetchError::Stage {
+        path: k.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+    .map_err(|source| FetchError::Stage {
+        path: k.clone(),
+        source,
+    });
+    let checked = read.and_then(|(size, hasher)| compare(art, &key, size, hasher));
+    if checked.is_err() {
+        if let Some(p) = cleanup {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    checked
+}
+
+/// Refuses to stage `art` at `dest` when its file system lacks the room,
+/// with a margin so staging never fills the disk completely.
+fn check_space(dest: &Path, art: &Artifact) -> Result<(), FetchError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let free = free_space(dir).map_err(|source| FetchError::Stage {
+        path: dest.display().to_string(),
+        source,
+    })?;
+    let need = art.stored_bytes + 64 * 1024 * 1024;
+    if free < need {
+        return Err(FetchError::NoSpace {
+            dir: dir.display().to_string(),
+            key: art.key.clone(),
+            need,
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// Free bytes for unprivileged use on the file system holding `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; c is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Downloads the artifact into `dest` (a new file), verified. On any error
+/// the partial file is removed.
+pub async fn stage(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<(), FetchError> {
+    let stage_err = |source| FetchError::Stage {
+        path: dest.display().to_string(),
+        source,
+    };
+    check_space(dest, art)?;
+    let file = std::fs::File::create(dest).map_err(stage_err)?;
+    let mut w = std::io::BufWriter::with_capacity(1024 * 1024, file);
+    let result = stream_verified(repo, job, id, art, |b| {
+        progress.add_stored_bytes(b.len() as u64);
+        progress.add_done(b.len() as u64);
+        w.write_all(b)
+    })
+    .await;
+    let result = result.and_then(|()| w.flush().map_err(stage_err));
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+/// Checks an artifact's size and sha256 without keeping it (bounded memory).
+pub async fn verify(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    progress: &Arc<Progress>,
+) -> Result<(), FetchError> {
+    if let Some(f) = local_file(repo, job, id, art)? {
+        let key = artifact_path(job, id, &art.key).to_string();
+        return hash_local_file(f, key, art, None, progress).await;
+    }
+    stream_verified(repo, job, id, art, |b| {
+        progress.add_stored_bytes(b.len() as u64);
+        progress.add_done(b.len() as u64);
+        Ok(())
+    })
+    .await
+}
+
+/// The artifact's file in a `file://` store, opened without following
+/// symlinks; `None` when the store is not local or the file is missing
+/// (then the generic path reports it). A symlink, FIFO or other special
+/// file is an error: ccbackup never writes one.
+fn local_file(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+) -> Result<Option<std::fs::File>, FetchError> {
+    let Some(root) = repo.local_root.as_ref() else {
+        return Ok(None);
+    };
+    let mut rel: Vec<&str> = vec![job, id];
+    rel.extend(art.key.split('/'));
+    match crate::repo::local::open_regular(root, &rel) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FetchError::Stage {
+            path: artifact_path(job, id, &art.key).to_string(),
+            source,
+        }),
+    }
+}
+
+/// A verified private copy of the artifact to apply from, at
+/// `stage_path`: a `file://` object is copied while it is hashed (never
+/// applied from the store path, which someone else may swap after the
+/// check), anything else is downloaded.
+pub async fn verified_local(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    stage_path: &Path,
+    progress: &Arc<Progress>,
+) -> Result<std::path::PathBuf, FetchError> {
+    if let Some(f) = local_file(repo, job, id, art)? {
+        progress.start_phase(Phase::Checking, art.stored_bytes);
+        check_space(stage_path, art)?;
+        let key = artifact_path(job, id, &art.key).to_string();
+        hash_local_file(f, key, art, Some(stage_path), progress).await?;
+        return Ok(stage_path.to_owned());
+    }
+    progress.start_phase(Phase::Downloading, art.stored_bytes);
+    stage(repo, job, id, art, stage_path, progress).await?;
+    Ok(stage_path.to_owned())
+}

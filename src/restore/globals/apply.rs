@@ -1,0 +1,384 @@
+//! Planning (pure) and executing a checked globals text.
+
+use crate::crypto::Opener;
+use std::collections::HashSet;
+use std::io::BufReader;
+
+use tokio_postgres::Client;
+
+use super::{
+    check_all, password_clauses, printable, redacted, without_password, CheckError, Checked, Kind,
+};
+use crate::backup::source::postgres::{self, pg_text, PgError};
+use crate::config::PostgresConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GlobalsError {
+    #[error("refusing the globals in {key}; nothing was executed: {source}")]
+    Check { key: String, source: CheckError },
+    #[error("cannot read the globals in {key}: {source}")]
+    Open { key: String, source: std::io::Error },
+    #[error("reading the globals in {key} stopped unexpectedly")]
+    Join { key: String },
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("{what} on {host}:{port} failed: {}", pg_text(source))]
+    Query {
+        host: String,
+        port: u16,
+        what: &'static str,
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "applying the globals in {key} to {host}:{port}: {} of {total} statements failed:{}{}",
+        failures.len(),
+        indented(failures),
+        notes(notices)
+    )]
+    Failed {
+        key: String,
+        host: String,
+        port: u16,
+        total: usize,
+        failures: Vec<String>,
+        notices: Vec<String>,
+    },
+}
+
+fn indented(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("\n  {l}")).collect()
+}
+
+fn notes(notices: &[String]) -> String {
+    if notices.is_empty() {
+        String::new()
+    } else {
+        format!("\nnotices:{}", indented(notices))
+    }
+}
+
+/// What happens to an existing role's password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChange {
+    None,
+    Replaced,
+    Kept,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this text to the server.
+    Execute(String),
+    /// `CREATE ROLE` / `CREATE TABLESPACE` of something the target has.
+    KeepExisting,
+    /// Checked but not sent (`SET client_encoding`).
+    Skip,
+}
+
+/// The roles and tablespaces the target had before the restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    pub roles: HashSet<String>,
+    pub tablespaces: HashSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub checked: Checked,
+    pub action: Action,
+    /// The role or tablespace the statement creates or alters existed on
+    /// the target before the restore.
+    pub existing: bool,
+    pub password: PasswordChange,
+}
+
+/// Pure: what to do with each checked statement, given what the target
+/// already has.
+pub fn plan(checked: Vec<Checked>, existing: &Existing, keep_passwords: bool) -> Vec<Planned> {
+    checked
+        .into_iter()
+        .map(|c| {
+            let set = match c.kind {
+                Kind::CreateRole | Kind::AlterRole => Some(&existing.roles),
+                Kind::CreateTablespace | Kind::AlterTablespace => Some(&existing.tablespaces),
+                _ => None,
+            };
+            let exists = set.is_some_and(|set| c.object.as_ref().is_some_and(|o| set.contains(o)));
+            let has_password = !password_clauses(&c.stmt).is_empty();
+            let execute = Action::Execute(c.stmt.text.clone());
+            let (action, password) = match &c.kind {
+                Kind::CreateRole | Kind::CreateTablespace if exists => {
+                    (Action::KeepExisting, PasswordChange::None)
+                }
+                Kind::Set { name } if name == "client_encoding" => {
+                    (Action::Skip, PasswordChange::None)
+                }
+                Kind::AlterRole if exists && has_password && keep_passwords => (
+                    Action::Execute(without_password(&c.stmt).unwrap_or(c.stmt.text.clone())),
+                    PasswordChange::Kept,
+                ),
+                Kind::AlterRole if exists && has_password => (execute, PasswordChange::Replaced),
+                _ => (execute, PasswordChange::None),
+            };
+            Planned {
+                checked: c,
+                action,
+                existing: exists,
+                password,
+            }
+        })
+        .collect()
+}
+
+fn name_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("`{}`", printable(n, 64)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Existing roles the plan alters, once each, in order, with what happens
+/// to their password.
+fn altered_roles(planned: &[Planned]) -> Vec<(String, PasswordChange)> {
+    let mut out: Vec<(String, PasswordChange)> = Vec::new();
+    for p in planned
+        .iter()
+        .filter(|p| p.checked.kind == Kind::AlterRole && p.existing)
+    {
+        let name = p.checked.object.clone().unwrap_or_default();
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, pw)) if p.password != PasswordChange::None => *pw = p.password,
+            Some(_) => {}
+            None => out.push((name, p.password)),
+        }
+    }
+    out
+}
+
+/// Pure: the dry-run description of a plan.
+pub fn describe(planned: &[Planned]) -> Vec<String> {
+    let names = |k: Kind, keep: bool| -> Vec<String> {
+        planned
+            .iter()
+            .filter(|p| p.checked.kind == k && (p.action == Action::KeepExisting) == keep)
+            .map(|p| p.checked.object.clone().unwrap_or_default())
+            .collect()
+    };
+    let mut lines = vec![
+        format!(
+            "would create roles: {}",
+            name_list(&names(Kind::CreateRole, false))
+        ),
+        format!(
+            "existing roles (not created again): {}",
+            name_list(&names(Kind::CreateRole, true))
+        ),
+    ];
+    for (role, pw) in altered_roles(planned) {
+        let pw = match pw {
+            PasswordChange::None => "",
+            PasswordChange::Replaced => "; its password would be REPLACED by the backup's",
+            PasswordChange::Kept => "; its password would be kept (--keep-role-passwords)",
+        };
+        lines.push(format!(
+            "existing role `{}` would get the backup's attributes{pw}",
+            printable(&role, 64)
+        ));
+    }
+    lines.push(format!(
+        "would create tablespaces: {}",
+        name_list(&names(Kind::CreateTablespace, false))
+    ));
+    let kept = names(Kind::CreateTablespace, true);
+    if !kept.is_empty() {
+        lines.push(format!(
+            "existing tablespaces (not created again): {}",
+            name_list(&kept)
+        ));
+    }
+    let grants = planned
+        .iter()
+        .filter(|p| matches!(p.checked.kind, Kind::Grant | Kind::Revoke))
+        .count();
+    let executed = planned
+        .iter()
+        .filter(|p| matches!(p.action, Action::Execute(_)))
+        .count();
+    lines.push(format!(
+        "{} statements checked, {executed} would be executed ({grants} GRANT/REVOKE)",
+        planned.len()
+    ));
+    lines
+}
+
+/// Reads, decompresses, splits and checks the staged artifact.
+async fn check_staged(key: &str, staged: &Opener) -> Result<Vec<Checked>, GlobalsError> {
+    let staged = staged.clone();
+    let k = key.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let open = |source| GlobalsError::Open {
+            key: k.clone(),
+            source,
+        };
+        let dec = staged.open().map_err(open)?;
+        check_all(BufReader::with_capacity(64 * 1024, dec)).map_err(|source| GlobalsError::Check {
+            key: k.clone(),
+            source,
+        })
+    })
+    .await
+    .map_err(|_| GlobalsError::Join {
+        key: key.to_owned(),
+    })?
+}
+
+async fn existing(cfg: &PostgresConfig, client: &Client) -> Result<Existing, GlobalsError> {
+    let names = |sql: &'static str, what: &'static str| async move {
+        let rows = client
+            .query(sql, &[])
+            .await
+            .map_err(|source| query_error(cfg, what, source))?;
+        Ok::<HashSet<String>, GlobalsError>(rows.iter().map(|r| r.get(0)).collect())
+    };
+    Ok(Existing {
+        roles: names(
+            "SELECT rolname::text FROM pg_catalog.pg_roles",
+            "looking up existing roles",
+        )
+        .await?,
+        tablespaces: names(
+            "SELECT spcname::text FROM pg_catalog.pg_tablespace",
+            "looking up existing tablespaces",
+        )
+        .await?,
+    })
+}
+
+fn query_error(
+    cfg: &PostgresConfig,
+    what: &'static str,
+    source: tokio_postgres::Error,
+) -> GlobalsError {
+    GlobalsError::Query {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        what,
+        source,
+    }
+}
+
+fn failure_line(p: &Planned, e: &tokio_postgres::Error) -> String {
+    let c = &p.checked;
+    let object = c
+        .object
+        .as_ref()
+        .map(|o| format!(" `{}`", printable(o, 64)))
+        .unwrap_or_default();
+    format!(
+        "line {}: {}{object}: {} [{}]",
+        c.stmt.line,
+        c.kind.label(),
+        printable(&pg_text(e), 300),
+        redacted(&c.stmt)
+    )
+}
+
+/// Checks the staged globals, then (unless `dry_run`) applies them to the
+/// configured server's maintenance database. Returns report lines.
+pub async fn apply(
+    cfg: &PostgresConfig,
+    key: &str,
+    staged: &Opener,
+    keep_passwords: bool,
+    dry_run: bool,
+) -> Result<Vec<String>, GlobalsError> {
+    let checked = check_staged(key, staged).await?;
+    let client = postgres::connect(cfg, &cfg.maintenance_db).await?;
+    let existing = existing(cfg, &client).await?;
+    let planned = plan(checked, &existing, keep_passwords);
+    let head = format!(
+        "globals from {key} -> {}:{} ({} statements, all of allowed kinds)",
+        cfg.host,
+        cfg.port,
+        planned.len()
+    );
+    if dry_run {
+        let mut lines = vec![head];
+        lines.extend(describe(&planned).into_iter().map(|l| format!("  {l}")));
+        return Ok(lines);
+    }
+    execute(cfg, key, &client, &planned).await
+}
+
+async fn execute(
+    cfg: &PostgresConfig,
+    key: &str,
+    client: &Client,
+    planned: &[Planned],
+) -> Result<Vec<String>, GlobalsError> {
+    let mut notices = Vec::new();
+    let mut failures = Vec::new();
+    let mut executed = 0;
+    // The splitter reads '' strings the standard way, whatever the server's
+    // default; the session must agree.
+    client
+        .batch_execute("SET standard_conforming_strings = on")
+        .await
+        .map_err(|source| query_error(cfg, "preparing the session", source))?;
+    for p in planned {
+        let object = printable(p.checked.object.as_deref().unwrap_or(""), 64);
+        let text = match &p.action {
+            Action::KeepExisting => {
+                let what = match p.checked.kind {
+                    Kind::CreateTablespace => "tablespace",
+                    _ => "role",
+                };
+                notices.push(format!("{what} `{object}` already exists; kept"));
+                continue;
+            }
+            Action::Skip => continue,
+            Action::Execute(text) => text,
+        };
+        if client.is_closed() {
+            failures.push(format!(
+                "line {}: {}: not executed, the connection to the server was lost",
+                p.checked.stmt.line,
+                p.checked.kind.label()
+            ));
+            continue;
+        }
+        // Extended protocol: the server refuses a second statement here.
+        match client.execute(text.as_str(), &[]).await {
+            Ok(_) => {
+                executed += 1;
+                if p.password == PasswordChange::Kept {
+                    notices.push(format!(
+                        "role `{object}`: password kept (--keep-role-passwords)"
+                    ));
+                }
+            }
+            Err(e) => failures.push(failure_line(p, &e)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(GlobalsError::Failed {
+            key: key.to_owned(),
+            host: cfg.host.clone(),
+            port: cfg.port,
+            total: planned.len(),
+            failures,
+            notices,
+        });
+    }
+    let mut lines = vec![format!(
+        "applied globals from {key} to {}:{}: {executed} statements executed",
+        cfg.host, cfg.port
+    )];
+    lines.extend(notices.into_iter().map(|n| format!("  {n}")));
+    Ok(lines)
+}

@@ -1,0 +1,9 @@
+//! Retention: which backups to keep.
+//!
+//! [`policy`] is the declarative YAML model and its loader, [`planner`]
+//! the pure decision (keep/delete with reasons) over a catalog, and
+//! [`prune`] carries a plan out against the store.
+
+pub mod planner;
+pub mod policy;
+pub mod prune;
