@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::backup::copy::{Copied, StoreRun};
-use crate::config::StoreConfig;
+use crate::repo::store::StoreSpec;
 
 /// The copy stores `--to` names: an index into `copies:` or a URL.
-fn select_copies<'a>(cfg: &'a Config, to: Option<&str>) -> Result<Vec<&'a StoreConfig>, AppError> {
+fn select_copies<'a>(cfg: &'a Config, to: Option<&str>) -> Result<Vec<&'a StoreSpec>, AppError> {
     if cfg.copies.is_empty() {
         return Err(AppError::Usage(format!(
             "{}: no copy stores configured; add `copies:` (a list shaped like `store:`)",

@@ -31,10 +31,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, JobConfig, StoreConfig};
+use crate::config::{Config, JobConfig};
 use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::{self, Artifact, Manifest, ManifestError, MAX_MANIFEST_BYTES};
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
+use crate::repo::store::StoreSpec;
 use crate::repo::store::{self, artifact_path, manifest_path, signature_path, Repo, StoreError};
 use crate::retention::prune::{self, Outcome, PruneError};
 use crate::retry::{self, Backoff, Class};
@@ -203,7 +204,7 @@ fn log_run(job: &JobConfig, run: &StoreRun) {
 /// there if every copy succeeded.
 pub async fn to_store(
     cfg: &Config,
-    copy: &StoreConfig,
+    copy: &StoreSpec,
     job: &JobConfig,
     primary: &Repo,
     ids: &[String],

@@ -22,7 +22,6 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::config::Compression;
 use crate::crypto::Recipients;
 use crate::progress::Progress;
 use crate::repo::store::Repo;
@@ -31,6 +30,24 @@ use crate::repo::store::Repo;
 const CHUNK: usize = 1024 * 1024;
 /// Chunks that may wait in the channel.
 const CHANNEL_CHUNKS: usize = 4;
+
+/// How artifacts are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// zstd level, 1..=19 (we refuse the slow "ultra" levels).
+    pub level: i32,
+    /// zstd worker threads; 0 compresses on the producing thread.
+    pub workers: u32,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self {
+            level: 3,
+            workers: 0,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {

@@ -128,7 +128,7 @@ impl Report {
             attempts: facts.attempts,
             deletions: 0,
             error: None,
-            host: crate::backup::run::hostname(),
+            host: crate::sys::hostname(),
             reasons: Vec::new(),
             copy_errors: Vec::new(),
         };
@@ -239,7 +239,7 @@ impl Report {
             attempts: 1,
             deletions: 0,
             error,
-            host: crate::backup::run::hostname(),
+            host: crate::sys::hostname(),
             reasons: Vec::new(),
             copy_errors: Vec::new(),
         }

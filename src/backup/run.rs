@@ -152,7 +152,7 @@ pub async fn run_job_with(
         started_at,
         finished_at: Utc::now(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        host: hostname(),
+        host: crate::sys::hostname(),
         artifacts,
         guard,
     };
@@ -320,10 +320,4 @@ async fn cleanup(ctx: &RunCtx) -> Cleanup {
         }
     }
     out
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
 }

@@ -7,17 +7,17 @@ use serde_saphyr::Spanned;
 
 use super::raw::RawStore;
 use super::validate::{store, Problems};
-use super::StoreConfig;
+use crate::repo::store::StoreSpec;
 
 pub(super) fn copies(
     raw: Option<&Spanned<Vec<Spanned<RawStore>>>>,
-    primary: Option<&StoreConfig>,
+    primary: Option<&StoreSpec>,
     p: &mut Problems,
-) -> Vec<StoreConfig> {
+) -> Vec<StoreSpec> {
     let Some(raw) = raw else {
         return Vec::new();
     };
-    let mut out: Vec<StoreConfig> = Vec::new();
+    let mut out: Vec<StoreSpec> = Vec::new();
     for (i, s) in raw.value.iter().enumerate() {
         let key = format!("copies[{i}]");
         let mut own = Problems::new();
@@ -52,7 +52,7 @@ fn renamed(problem_key: &str, key: &str) -> String {
 }
 
 /// The URL without a trailing slash, so `file:///b` and `file:///b/` match.
-fn comparable(c: &StoreConfig) -> String {
+fn comparable(c: &StoreSpec) -> String {
     c.url.as_str().trim_end_matches('/').to_owned()
 }
 

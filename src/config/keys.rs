@@ -10,8 +10,9 @@ use serde_saphyr::Spanned;
 
 use super::raw;
 use super::validate::Problems;
-use super::{EncryptionConfig, SigningConfig};
+use super::EncryptionConfig;
 use crate::crypto::Recipients;
+use crate::repo::signing::SigningKeys;
 use crate::repo::signing::{Signer, Verifier};
 
 fn path_of(v: &Spanned<String>, base: &Path) -> PathBuf {
@@ -85,7 +86,7 @@ pub(super) fn signing(
     key: &str,
     base: &Path,
     p: &mut Problems,
-) -> Option<SigningConfig> {
+) -> Option<SigningKeys> {
     let v = &s.value;
     let signer = v.secret_key_file.as_ref().and_then(|f| {
         Signer::load(&path_of(f, base))
@@ -162,7 +163,7 @@ pub(super) fn signing(
     // A writer verifies with its own key, so its retention never counts a
     // manifest someone else wrote.
     let verifier = public.or_else(|| signer.as_ref().map(|s| s.verifier()));
-    Some(SigningConfig {
+    Some(SigningKeys {
         signer: signer.map(Arc::new),
         verifier: verifier.map(Arc::new),
     })

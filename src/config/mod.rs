@@ -11,14 +11,15 @@ mod raw;
 mod recover;
 mod validate;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use url::Url;
 
+pub use crate::backup::pipeline::Compression;
 use crate::backup::source::rrd::RrdOptions;
+use crate::repo::signing::SigningKeys;
+use crate::repo::store::StoreSpec;
 use crate::retention::policy::Policy;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
@@ -48,14 +49,14 @@ pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
-    pub store: StoreConfig,
+    pub store: StoreSpec,
     /// Stores that receive a copy of every complete backup, in order.
-    pub copies: Vec<StoreConfig>,
+    pub copies: Vec<StoreSpec>,
     pub daemon: DaemonConfig,
     /// Webhooks for every job (jobs may add their own).
     pub notify: Notify,
     /// Manifest signing and verification keys.
-    pub signing: Option<SigningConfig>,
+    pub signing: Option<SigningKeys>,
     pub jobs: Vec<JobConfig>,
     /// Password files that could not be read. Commands that connect to the
     /// server concerned fail there; check-config and the daemon refuse to
@@ -70,14 +71,6 @@ pub struct EncryptionConfig {
     /// Where `restore`/`verify --restore-test` find the identity when no
     /// `--identity` is given; read only when needed.
     pub identity_file: Option<PathBuf>,
-}
-
-/// With a verifier, only manifests signed by its key count; with a signer,
-/// every manifest written is signed.
-#[derive(Debug, Clone, Default)]
-pub struct SigningConfig {
-    pub signer: Option<std::sync::Arc<crate::repo::signing::Signer>>,
-    pub verifier: Option<std::sync::Arc<crate::repo::signing::Verifier>>,
 }
 
 impl Config {
@@ -114,31 +107,6 @@ impl Config {
 pub struct UnknownJob {
     pub name: String,
     pub known: Vec<String>,
-}
-
-#[derive(Clone)]
-pub struct StoreConfig {
-    pub url: Url,
-    /// object_store configuration keys with their values (possibly
-    /// credentials, hence `Secret`).
-    pub options: Vec<(String, Secret)>,
-    pub part_size: usize,
-    pub concurrency: usize,
-}
-
-/// Only option keys are shown: values may be access keys.
-impl fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("url", &self.url.as_str())
-            .field(
-                "options",
-                &self.options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .field("part_size", &self.part_size)
-            .field("concurrency", &self.concurrency)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -247,23 +215,6 @@ pub enum RunAtStart {
     Missed,
     Always,
     Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compression {
-    /// zstd level, 1..=19 (we refuse the slow "ultra" levels).
-    pub level: i32,
-    /// zstd worker threads; 0 compresses on the producing thread.
-    pub workers: u32,
-}
-
-impl Default for Compression {
-    fn default() -> Self {
-        Self {
-            level: 3,
-            workers: 0,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

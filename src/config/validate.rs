@@ -196,7 +196,7 @@ fn serde_problem(e: &serde_saphyr::Error) -> Problem {
     }
 }
 
-pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreConfig> {
+pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreSpec> {
     let raw = &s.value;
     let url = match Url::parse(&raw.url.value) {
         Ok(u) => Some(u),
@@ -266,7 +266,7 @@ pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<Stor
             DEFAULT_CONCURRENCY
         }
     };
-    Some(StoreConfig {
+    Some(StoreSpec {
         url: url?,
         options,
         part_size,

@@ -51,7 +51,7 @@ impl Start {
         Start {
             run_id: run_id.to_owned(),
             job: job.to_owned(),
-            host: crate::backup::run::hostname(),
+            host: crate::sys::hostname(),
             started_at: report::rfc3339(started_at),
         }
     }

@@ -145,11 +145,7 @@ pub fn lease_path(job: &str) -> ObjPath {
 fn new_owner() -> String {
     use rand::Rng;
     let r: u64 = rand::rng().random();
-    format!(
-        "{}-{}-{r:016x}",
-        crate::backup::run::hostname(),
-        std::process::id()
-    )
+    format!("{}-{}-{r:016x}", crate::sys::hostname(), std::process::id())
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

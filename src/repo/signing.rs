@@ -159,6 +159,14 @@ pub fn generate() -> Result<(String, String, String), SigningError> {
     Ok((secret, public, pair.pk.to_base64()))
 }
 
+/// With a verifier, only manifests signed by its key count; with a signer,
+/// every manifest written is signed.
+#[derive(Debug, Clone, Default)]
+pub struct SigningKeys {
+    pub signer: Option<std::sync::Arc<Signer>>,
+    pub verifier: Option<std::sync::Arc<Verifier>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

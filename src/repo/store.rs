@@ -23,12 +23,37 @@ use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 use rand::Rng;
 
-use crate::config::StoreConfig;
 use crate::repo::s3_uploads::S3UploadSweeper;
 
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// The manifest's detached minisign signature, written just before it.
 pub const SIGNATURE_NAME: &str = "manifest.json.minisig";
+
+/// Where a store is and how to talk to it: what [`open`] needs.
+#[derive(Clone)]
+pub struct StoreSpec {
+    pub url: url::Url,
+    /// object_store configuration keys with their values (possibly
+    /// credentials, hence `crate::secret::Secret`).
+    pub options: Vec<(String, crate::secret::Secret)>,
+    pub part_size: usize,
+    pub concurrency: usize,
+}
+
+/// Only option keys are shown: values may be access keys.
+impl std::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSpec")
+            .field("url", &self.url.as_str())
+            .field(
+                "options",
+                &self.options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("part_size", &self.part_size)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,8 +92,8 @@ pub struct Repo {
 }
 
 impl Repo {
-    /// The repository with the configuration's signing keys attached.
-    pub fn with_signing(mut self, signing: Option<&crate::config::SigningConfig>) -> Repo {
+    /// The repository with signing keys attached.
+    pub fn with_signing(mut self, signing: Option<&crate::repo::signing::SigningKeys>) -> Repo {
         if let Some(s) = signing {
             self.signer = s.signer.clone();
             self.verifier = s.verifier.clone();
@@ -110,7 +135,7 @@ pub fn display_url(url: &url::Url) -> String {
 
 /// Opens the store named by the configuration. For `file://` the directory
 /// is created if missing.
-pub fn open(cfg: &StoreConfig) -> Result<Repo, StoreError> {
+pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
     let url = &cfg.url;
     let display = display_url(url);
     let open_err = |source| StoreError::Open {

@@ -4,3 +4,11 @@
 
 pub mod child;
 pub mod walk;
+
+/// This machine's name as the kernel knows it (what manifests, leases and
+/// reports record as the host).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}

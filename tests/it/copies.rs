@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ccbackup::config::StoreConfig;
 use ccbackup::repo::store::Repo;
+use ccbackup::repo::store::StoreSpec;
 use ccbackup::secret::Secret;
 use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
@@ -96,7 +96,7 @@ fn manifest_ids(store: &Path, job: &str) -> Vec<String> {
 
 fn s3_repo(server: &Server, bucket: &str) -> Repo {
     let opt = |k: &str, v: &str| (k.to_owned(), Secret::new(v));
-    ccbackup::repo::store::open(&StoreConfig {
+    ccbackup::repo::store::open(&StoreSpec {
         url: url::Url::parse(&format!("s3://{bucket}/copies/site-a")).unwrap(),
         options: vec![
             opt("endpoint", &server.endpoint()),
@@ -112,7 +112,7 @@ fn s3_repo(server: &Server, bucket: &str) -> Repo {
 }
 
 fn file_repo(dir: &Path) -> Repo {
-    ccbackup::repo::store::open(&StoreConfig {
+    ccbackup::repo::store::open(&StoreSpec {
         url: url::Url::parse(&file_url(dir)).unwrap(),
         options: vec![],
         part_size: 5 * 1024 * 1024,

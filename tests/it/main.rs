@@ -18,6 +18,7 @@ mod globals;
 mod guard;
 mod hardening;
 mod interrupt;
+mod layout;
 mod lock;
 mod notify;
 mod pgauth;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccbackup::config::StoreConfig;
+use ccbackup::repo::store::StoreSpec;
 use ccbackup::secret::Secret;
 use object_store::ObjectStoreExt;
 
@@ -49,7 +49,7 @@ fn manifests(server: &Server, bucket: &str) -> Vec<String> {
 
 fn repo_for(server: &Server, bucket: &str) -> ccbackup::repo::store::Repo {
     let opt = |k: &str, v: &str| (k.to_owned(), Secret::new(v));
-    ccbackup::repo::store::open(&StoreConfig {
+    ccbackup::repo::store::open(&StoreSpec {
         url: url::Url::parse(&format!("s3://{bucket}/backups/site-a")).unwrap(),
         options: vec![
             opt("endpoint", &server.endpoint()),

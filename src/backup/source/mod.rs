@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use object_store::path::Path as ObjPath;
 
+use crate::backup::pipeline::Compression;
 use crate::backup::pipeline::{self, PipelineError, SourceWriter, Uploaded};
-use crate::config::Compression;
 use crate::crypto::Recipients;
 use crate::progress::Progress;
 use crate::repo::manifest::{self, Artifact, ArtifactKind, PostgresInfo, TreeInfo};

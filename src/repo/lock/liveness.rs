@@ -36,7 +36,7 @@ pub struct Here {
 }
 
 static HERE: LazyLock<Here> = LazyLock::new(|| Here {
-    host: crate::backup::run::hostname(),
+    host: crate::sys::hostname(),
     boot_id: boot_id(),
     pid_ns: own_pid_ns(),
     pid: std::process::id(),

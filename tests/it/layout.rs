@@ -1,0 +1,228 @@
+//! The module layout's rules, checked on the source tree so they stay true:
+//! no import cycles between modules, nothing in the library imports the
+//! command layer (`app`), the repository layer (`repo/`) imports none of the
+//! layers built on it, and no module's code (before its unit tests) grows
+//! past the size where it stops having one job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Code lines a module may have before its `#[cfg(test)]` section.
+const MAX_CODE_LINES: usize = 600;
+
+struct Module {
+    /// `crate::a::b` as `a::b`.
+    path: String,
+    file: PathBuf,
+    /// Code without comment lines and without the unit tests.
+    code: String,
+}
+
+fn src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn modules() -> Vec<Module> {
+    let root = src_dir();
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().and_then(|x| x.to_str()) != Some("rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(&root).unwrap().with_extension("");
+            let mut segs: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if segs.last().map(String::as_str) == Some("mod") {
+                segs.pop();
+            }
+            if segs == ["lib"] || segs == ["main"] {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let before_tests = match text.find("#[cfg(test)]") {
+                Some(i) => &text[..i],
+                None => &text[..],
+            };
+            let code: String = before_tests
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            out.push(Module {
+                path: segs.join("::"),
+                file: p,
+                code,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// The modules each module names through `crate::` paths (the deepest
+/// module a path reaches; items inside it do not count).
+fn imports(mods: &[Module]) -> BTreeMap<String, BTreeSet<String>> {
+    let known: BTreeSet<&str> = mods.iter().map(|m| m.path.as_str()).collect();
+    let mut graph = BTreeMap::new();
+    for m in mods {
+        let mut deps = BTreeSet::new();
+        for (i, _) in m.code.match_indices("crate::") {
+            let rest = &m.code[i + "crate::".len()..];
+            let mut reached = None;
+            let mut acc = String::new();
+            for seg in rest.split("::") {
+                let seg: String = seg
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if seg.is_empty() {
+                    break;
+                }
+                if !acc.is_empty() {
+                    acc.push_str("::");
+                }
+                acc.push_str(&seg);
+                if known.contains(acc.as_str()) {
+                    reached = Some(acc.clone());
+                } else {
+                    break;
+                }
+            }
+            if let Some(dep) = reached {
+                let own = dep == m.path || m.path.starts_with(&format!("{dep}::"));
+                if !own {
+                    deps.insert(dep);
+                }
+            }
+        }
+        graph.insert(m.path.clone(), deps);
+    }
+    graph
+}
+
+/// One cycle, if the graph has any (depth-first search with colours).
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(n.to_owned(), 1);
+        stack.push(n.to_owned());
+        for d in graph.get(n).into_iter().flatten() {
+            match state.get(d.as_str()).copied().unwrap_or(0) {
+                0 => {
+                    if let Some(c) = visit(d, graph, state, stack) {
+                        return Some(c);
+                    }
+                }
+                1 => {
+                    let from = stack.iter().position(|s| s == d).unwrap();
+                    let mut c = stack[from..].to_vec();
+                    c.push(d.clone());
+                    return Some(c);
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(n.to_owned(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for n in graph.keys() {
+        if state.get(n.as_str()).copied().unwrap_or(0) == 0 {
+            if let Some(c) = visit(n, graph, &mut state, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+fn in_layer(path: &str, layer: &str) -> bool {
+    path == layer || path.starts_with(&format!("{layer}::"))
+}
+
+#[test]
+fn modules_import_each_other_without_cycles() {
+    let graph = imports(&modules());
+    assert!(graph.len() > 40, "the source tree was not found");
+    if let Some(c) = find_cycle(&graph) {
+        panic!("import cycle: {}", c.join(" -> "));
+    }
+}
+
+#[test]
+fn the_library_does_not_import_the_command_layer() {
+    let graph = imports(&modules());
+    let offenders: Vec<_> = graph
+        .iter()
+        .filter(|(m, deps)| !in_layer(m, "app") && deps.iter().any(|d| in_layer(d, "app")))
+        .map(|(m, _)| m.clone())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "modules importing crate::app: {offenders:?}"
+    );
+}
+
+#[test]
+fn the_repository_layer_stands_on_its_own() {
+    let graph = imports(&modules());
+    let above = [
+        "app",
+        "backup",
+        "config",
+        "daemon",
+        "notify",
+        "restore",
+        "retention",
+    ];
+    let mut bad = Vec::new();
+    for (m, deps) in graph.iter().filter(|(m, _)| in_layer(m, "repo")) {
+        for d in deps {
+            if above.iter().any(|l| in_layer(d, l)) {
+                bad.push(format!("{m} -> {d}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "repo/ imports a layer above it: {bad:?}");
+}
+
+#[test]
+fn no_module_outgrows_one_job() {
+    let big: Vec<String> = modules()
+        .iter()
+        .filter(|m| m.code.lines().count() > MAX_CODE_LINES)
+        .map(|m| format!("{} ({} lines)", m.file.display(), m.code.lines().count()))
+        .collect();
+    assert!(
+        big.is_empty(),
+        "split these along their seams (limit {MAX_CODE_LINES} code lines before the tests): {big:?}"
+    );
+}
+
+#[test]
+fn cycle_finder_finds_cycles() {
+    let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    g.insert("a".into(), ["b".to_string()].into());
+    g.insert("b".into(), ["c".to_string()].into());
+    g.insert("c".into(), BTreeSet::new());
+    assert_eq!(find_cycle(&g), None);
+    g.insert("c".into(), ["a".to_string()].into());
+    assert_eq!(
+        find_cycle(&g),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+}
