@@ -1,0 +1,138 @@
+//! One scheduled run: whole-run retries with backoff, then the run's one
+//! [`Report`] feeds metrics, the log and notifications.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::listing::list_catalog;
+use super::metrics::Metrics;
+use crate::backup::report::{self, Outcome, Report, RunFacts};
+use crate::backup::runner::{self, RunError};
+use crate::config::{Config, JobConfig};
+use crate::notify;
+use crate::progress::Progress;
+use crate::repo::store::Repo;
+use crate::retry::{self, Backoff, Class};
+use crate::sys::child::KillSwitch;
+
+/// What one run task needs.
+pub(super) struct RunCtx {
+    pub(super) cfg: Arc<Config>,
+    pub(super) repo: Repo,
+    pub(super) job: JobConfig,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) client: reqwest::Client,
+    pub(super) kill: KillSwitch,
+    /// Hard cancel of this run (after the grace period).
+    pub(super) cancel: CancellationToken,
+    /// The daemon is shutting down: start no new attempt.
+    pub(super) stopping: CancellationToken,
+}
+
+fn classify_run(e: &RunError) -> Class {
+    match e {
+        RunError::Lock(l) if l.is_held() => Class::Permanent,
+        other => retry::classify(other),
+    }
+}
+
+/// One scheduled run with whole-run retries, then metrics, log and
+/// notifications, all from one [`Report`].
+pub(super) async fn execute(ctx: &RunCtx) {
+    let job = &ctx.job;
+    // One ID for the run, made before the retry loop: every attempt, log
+    // line and notification of this run carries it.
+    let run_id = report::new_run_id();
+    let started_at = Utc::now();
+    let pending = notify::begin(
+        &ctx.client,
+        &ctx.cfg,
+        job,
+        notify::Start::new(&run_id, &job.name, started_at),
+    );
+    let (result, attempts) = attempt_with_retries(ctx, &run_id).await;
+    let facts = RunFacts {
+        run_id,
+        job: job.name.clone(),
+        started_at,
+        attempts,
+        cancelled: ctx.cancel.is_cancelled(),
+    };
+    let report = Report::new(&facts, &result);
+    record_metrics(ctx, &report, &result);
+    report.log();
+
+    if !ctx.cancel.is_cancelled() {
+        if let Ok(l) = list_catalog(&ctx.repo, &job.name).await {
+            ctx.metrics.update(&job.name, |s| l.apply(s));
+        }
+    }
+    pending.finish(&ctx.cfg, job, &report).await;
+    ctx.metrics.update(&job.name, |s| s.running = false);
+}
+
+/// Runs the job, retrying transient failures with backoff; returns the
+/// last result and the number of attempts made.
+async fn attempt_with_retries(
+    ctx: &RunCtx,
+    run_id: &str,
+) -> (Result<runner::RunReport, RunError>, u32) {
+    let job = &ctx.job;
+    let started = tokio::time::Instant::now();
+    let backoff = Backoff::RUN;
+    let mut failures = 0u32;
+    loop {
+        let progress = Arc::new(Progress::new());
+        let r = runner::run_once(&ctx.cfg, &ctx.repo, job, ctx.kill.clone(), progress).await;
+        let e = match r {
+            Ok(report) => return (Ok(report), failures + 1),
+            Err(e) => e,
+        };
+        failures += 1;
+        let delay = backoff.delay(failures);
+        let give_up = ctx.cancel.is_cancelled()
+            || ctx.stopping.is_cancelled()
+            || classify_run(&e) == Class::Permanent
+            || failures >= backoff.max_attempts
+            || started.elapsed() + delay > backoff.max_elapsed;
+        if give_up {
+            return (Err(e), failures);
+        }
+        tracing::warn!(run_id, job = %job.name, attempt = failures, retry_in_s = delay.as_secs_f64(), error = %e, "run failed with a transient error; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.stopping.cancelled() => return (Err(e), failures),
+        }
+    }
+}
+
+fn record_metrics(ctx: &RunCtx, report: &Report, result: &Result<runner::RunReport, RunError>) {
+    let outcome = report.outcome.as_str();
+    ctx.metrics.update(&ctx.job.name, |s| {
+        *s.runs.entry(outcome).or_default() += 1;
+        s.last_outcome = Some(outcome);
+        s.last_error = report.error.clone();
+        s.last_run_duration = Some(Duration::from_secs_f64(report.duration_seconds));
+        s.last_run_bytes = Some(report.stored_bytes);
+        if report.outcome == Outcome::Locked {
+            s.lock_waits += 1;
+        }
+        // A complete backup counts for freshness even when retention
+        // failed after it (the data is in the store), unless the shrink
+        // guard flagged it.
+        if let Ok(r) = result {
+            s.last_backup_suspicious = Some(r.is_suspicious());
+            if !r.is_suspicious() {
+                s.last_success = Some(r.manifest.started_at);
+                s.store_error = None;
+            }
+            s.retention_deletions += r.deletions() as u64;
+            for c in &r.copies {
+                s.record_copy(&c.store, c.copied_all(), r.manifest.started_at);
+            }
+        }
+    });
+}
