@@ -9,9 +9,12 @@ use std::process::Command;
 
 use tokio_postgres::Client;
 
-use super::RestoreError;
+use super::plan::{target_state, TargetState};
+use super::{globals, RestoreError, RestoreRequest};
+use crate::backup::source::postgres::quote_ident;
 use crate::backup::source::postgres::{self, conninfo, PgError, ServerInfo};
 use crate::config::PostgresConfig;
+use crate::crypto::Opener;
 use crate::pg::sql::{self, FilterReport};
 use crate::pg::tools::{self, PgTools, Purpose};
 use crate::repo::manifest::{Artifact, DbProperties};
@@ -289,6 +292,197 @@ fn run_sql(
         "restored through psql"
     );
     Ok(())
+}
+
+pub(super) async fn restore_database(
+    cfg: &PostgresConfig,
+    a: &Artifact,
+    target: &str,
+    staged: &Path,
+    staging_dir: &Path,
+    req: &RestoreRequest,
+) -> Result<Vec<String>, RestoreError> {
+    let chosen = choose(cfg, a).await?;
+    tracing::info!(
+        database = target,
+        pg_restore = %chosen.tools.version,
+        bin_dir = %chosen.tools.dir_display(),
+        server = %chosen.server.version,
+        sql = chosen.path ==  RestorePath::Sql,
+        "restoring with {}",
+        chosen.describe()
+    );
+    let mut notes = Vec::new();
+    let mut admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
+    let props = a
+        .postgres
+        .as_ref()
+        .and_then(|p| p.database_properties.clone());
+    // Roles are checked here, not before downloading: `--globals` may
+    // create them in an earlier step of the same restore.
+    let missing = match &props {
+        Some(p) => missing_roles(cfg, &admin, p, req.no_owner).await?,
+        None => Vec::new(),
+    };
+    if !missing.is_empty() {
+        if !req.no_owner {
+            return Err(RestoreError::Plan(format!(
+                "database `{target}`: the backup's database names role{} {} that the target server lacks \
+                 (as owner, in its ACL or settings); restore them with --globals, create them, \
+                 or use --no-owner to skip the owner and leave out grants to missing roles",
+                if missing.len() == 1 { "" } else { "s" },
+                missing.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        notes.push(format!(
+            "note: `{target}`: left out grants and settings for role(s) missing on the target: {}",
+            missing.join(", ")
+        ));
+    }
+    let created = if target_state(cfg, &admin, target).await? == TargetState::Missing {
+        let sql = sql::create_database(target, props.as_ref())
+            .map_err(|e| RestoreError::Plan(e.to_string()))?;
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|source| PgError::Query {
+                database: cfg.maintenance_db.clone(),
+                what: "create target database (with the original's encoding and locale; \
+                       if the target server lacks that locale, create the database yourself and restore into it)",
+                source,
+            })?;
+        true
+    } else {
+        false
+    };
+
+    let job = Job {
+        cfg: cfg.clone(),
+        chosen,
+        target: target.to_owned(),
+        staged: Opener {
+            path: staged.to_owned(),
+            art: a.clone(),
+            ids: req.identities.clone(),
+            progress: req.progress.clone(),
+        },
+        staging_dir: staging_dir.to_owned(),
+        raw_bytes: a.raw_bytes,
+        jobs: req.jobs.max(1),
+        clean: req.clean,
+        no_owner: req.no_owner,
+    };
+    let kill = KillSwitch::default();
+    let kill2 = KillSwitch::default();
+    let _watch = crate::interrupt::kill_on_cancel(&req.cancel, &kill);
+    let _watch2 = crate::interrupt::kill_on_cancel(&req.cancel, &kill2);
+    let stop = req.cancel.clone();
+    let result = tokio::task::spawn_blocking(move || run_blocking(&job, stop, (&kill, &kill2)))
+        .await
+        .map_err(|_| RestoreError::Join)?;
+    let applied = match (result, &props) {
+        (Err(source), _) => Err(RestoreError::PgRestore {
+            database: target.to_owned(),
+            source,
+            left: DbLeft::Existing,
+        }),
+        (Ok(()), Some(p)) => {
+            apply_properties(cfg, &mut admin, target, p, req.no_owner, &missing).await
+        }
+        (Ok(()), None) => {
+            notes.push(format!(
+                "note: `{target}`: this backup predates recorded database properties; \
+                 owner, ACL, comment and settings of the database itself were not restored"
+            ));
+            Ok(())
+        }
+    };
+    if let Err(e) = applied {
+        let left = if created {
+            drop_created(&admin, target).await
+        } else {
+            DbLeft::Existing
+        };
+        return Err(match e {
+            RestoreError::PgRestore {
+                database, source, ..
+            } => RestoreError::PgRestore {
+                database,
+                source,
+                left,
+            },
+            other => RestoreError::Plan(format!(
+                "restoring into database `{target}` failed ({left}): {other}"
+            )),
+        });
+    }
+    Ok(notes)
+}
+
+/// What a failed restore left of its target database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbLeft {
+    /// The database existed before; with one transaction it is unchanged,
+    /// with `--jobs N` it may hold part of the restore.
+    Existing,
+    /// ccbackup created it and dropped it again.
+    Dropped,
+    /// ccbackup created it and could not drop it: it is still there.
+    NotDropped(String),
+}
+
+impl std::fmt::Display for DbLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbLeft::Existing => write!(f, "the database existed before and was kept"),
+            DbLeft::Dropped => write!(f, "the database ccbackup had created for it was dropped again"),
+            DbLeft::NotDropped(e) => write!(
+                f,
+                "the database ccbackup had created for it is STILL THERE (drop failed: {e}); drop it by hand"
+            ),
+        }
+    }
+}
+
+/// Drops a database this restore created. `WITH (FORCE)` ends sessions a
+/// killed `pg_restore` may have left behind on the server.
+pub(super) async fn drop_created(admin: &Client, target: &str) -> DbLeft {
+    let sql = format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(target)
+    );
+    match admin.batch_execute(&sql).await {
+        Ok(()) => {
+            tracing::info!(
+                database = target,
+                "dropped the database this restore had created"
+            );
+            DbLeft::Dropped
+        }
+        Err(e) => {
+            let why = postgres::pg_text(&e);
+            tracing::error!(database = target, error = %why, "cannot drop the database this restore created");
+            DbLeft::NotDropped(why)
+        }
+    }
+}
+
+/// Checks every statement of the staged globals against what pg_dumpall
+/// writes, then applies them through the driver, never through psql (whose
+/// meta-commands would let the store run programs here).
+pub(super) async fn apply_globals(
+    cfg: &PostgresConfig,
+    a: &Artifact,
+    staged: &Path,
+    req: &RestoreRequest,
+) -> Result<Vec<String>, RestoreError> {
+    let opener = Opener {
+        path: staged.to_owned(),
+        art: a.clone(),
+        ids: req.identities.clone(),
+        progress: req.progress.clone(),
+    };
+    Ok(globals::apply(cfg, &a.key, &opener, req.keep_role_passwords, req.dry_run).await?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,246 @@
+//! Planning a restore: which artifacts go where, and whether the targets
+//! may be written. Pure where it can be; the target check asks the server.
+
+use std::path::PathBuf;
+
+use tokio_postgres::Client;
+
+use super::{RestoreError, RestoreRequest, Step};
+use crate::backup::source::postgres::{self, PgError};
+use crate::config::{JobConfig, PostgresConfig, SourceKind};
+use crate::pg::tools;
+use crate::repo::manifest::{Artifact, ArtifactKind, Manifest};
+
+/// Pure: which artifacts of `m` the request selects, and where each goes.
+///
+/// A tree goes to `--to`, or else to `configured(source)`: the path of the
+/// directory source of that name in the configuration. Never to the root the
+/// manifest records: the store is untrusted, and a crafted manifest must not
+/// choose where files are written.
+pub fn plan(
+    m: &Manifest,
+    req: &RestoreRequest,
+    configured: &dyn Fn(&str) -> Option<PathBuf>,
+) -> Result<Vec<Step>, RestoreError> {
+    let plan_err = |s: String| RestoreError::Plan(s);
+    let arts: Vec<&Artifact> = m
+        .artifacts
+        .iter()
+        .filter(|a| req.source.as_ref().is_none_or(|s| &a.source == s))
+        .collect();
+    if arts.is_empty() {
+        return Err(plan_err(format!(
+            "backup {} has no source `{}` (sources: {})",
+            m.id,
+            req.source.as_deref().unwrap_or(""),
+            m.source_names().join(", ")
+        )));
+    }
+    let mut steps = Vec::new();
+    let dumps: Vec<&&Artifact> = arts
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::PgDump)
+        .filter(|a| {
+            req.database
+                .as_ref()
+                .is_none_or(|d| a.postgres.as_ref().and_then(|p| p.database.as_ref()) == Some(d))
+        })
+        .collect();
+    if let Some(d) = &req.database {
+        if dumps.is_empty() {
+            let have: Vec<String> = arts
+                .iter()
+                .filter_map(|a| a.postgres.as_ref().and_then(|p| p.database.clone()))
+                .collect();
+            return Err(plan_err(format!(
+                "backup {} has no database `{d}` (databases: {})",
+                m.id,
+                have.join(", ")
+            )));
+        }
+    }
+    if req.target_db.is_some() && dumps.len() != 1 {
+        return Err(plan_err(format!(
+            "--target-db needs exactly one database, but {} are selected: pick one with --database",
+            dumps.len()
+        )));
+    }
+    if req.globals {
+        let g: Vec<&&Artifact> = arts
+            .iter()
+            .filter(|a| a.kind == ArtifactKind::PgGlobals)
+            .collect();
+        if g.is_empty() {
+            return Err(plan_err(format!("backup {} holds no globals", m.id)));
+        }
+        steps.extend(g.into_iter().map(|a| Step::Globals {
+            artifact: (*a).clone(),
+        }));
+    }
+    for a in dumps {
+        let database = a
+            .postgres
+            .as_ref()
+            .and_then(|p| p.database.clone())
+            .ok_or_else(|| plan_err(format!("artifact {} names no database", a.key)))?;
+        steps.push(Step::Database {
+            artifact: (*a).clone(),
+            target: req.target_db.clone().unwrap_or_else(|| database.clone()),
+            database,
+        });
+    }
+    // Database-only selections skip trees unless a source was named.
+    if req.database.is_none() {
+        let trees: Vec<&&Artifact> = arts
+            .iter()
+            .filter(|a| matches!(a.kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar))
+            .collect();
+        if req.to.is_some() && trees.len() > 1 {
+            return Err(plan_err(format!(
+                "--to takes one directory but {} directory sources are selected: pick one with --source",
+                trees.len()
+            )));
+        }
+        for a in trees {
+            let dest = match (&req.to, configured(&a.source)) {
+                (Some(to), _) => to.clone(),
+                (None, Some(path)) => path,
+                (None, None) => {
+                    return Err(plan_err(format!(
+                    "the configuration has no directory source `{}` saying where to restore {}: \
+                         add it, or use --to DIR",
+                    a.source, a.key
+                )))
+                }
+            };
+            steps.push(Step::Tree {
+                artifact: (*a).clone(),
+                dest,
+            });
+        }
+    }
+    if steps.is_empty() {
+        return Err(plan_err(
+            "nothing selected to restore (globals need --globals)".to_owned(),
+        ));
+    }
+    Ok(steps)
+}
+
+/// The path of the rrd or files source `name` in the job's configuration.
+pub(super) fn configured_tree(job: &JobConfig, name: &str) -> Option<PathBuf> {
+    job.sources.iter().find_map(|s| match &s.kind {
+        SourceKind::Rrd(r) if s.name == name => Some(r.path.clone()),
+        SourceKind::Files(f) if s.name == name => Some(f.path.clone()),
+        _ => None,
+    })
+}
+
+pub(super) fn pg_config<'a>(
+    job: &'a JobConfig,
+    source: &str,
+) -> Result<&'a PostgresConfig, RestoreError> {
+    job.sources
+        .iter()
+        .find_map(|s| match &s.kind {
+            SourceKind::Postgres(p) if s.name == source => Some(p),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            RestoreError::Plan(format!(
+                "job `{}` has no postgres source `{source}` in the configuration; it says which server to restore to",
+                job.name
+            ))
+        })
+}
+
+/// What a database target looks like before the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Missing,
+    Empty,
+    NonEmpty { relations: i64 },
+}
+
+/// Databases every cluster has: present on a brand-new server, so their
+/// existing and being empty says nothing about being meant as a target.
+pub const SYSTEM_DATABASES: [&str; 3] = ["postgres", "template0", "template1"];
+
+/// Pure: may we restore into this target, and how?
+pub fn check_target(
+    state: TargetState,
+    target: &str,
+    original: &str,
+    req: &RestoreRequest,
+) -> Result<(), String> {
+    match state {
+        TargetState::Missing => Ok(()),
+        _ if SYSTEM_DATABASES.contains(&target) && !req.allow_system_db => Err(format!(
+            "database `{target}` is one of the server's own databases and is never an empty \
+             restore target; restoring into it needs --allow-system-db (for a whole-server \
+             restore onto a fresh server, whose `{target}` is empty, that is all it needs)"
+        )),
+        // Whole-server restores onto a fresh server: every cluster has an
+        // empty `postgres`, so with --allow-system-db an empty system
+        // database is a target like a new one, and its name matching the
+        // original's says nothing about overwriting it (no --force).
+        TargetState::Empty if SYSTEM_DATABASES.contains(&target) => Ok(()),
+        _ if target == original && !req.force => Err(format!(
+            "database `{target}` exists and is the database this backup was taken from; \
+             restoring over it needs --force (and --clean to replace its objects), \
+             or use --target-db NEW_NAME"
+        )),
+        TargetState::NonEmpty { relations } if !req.clean => Err(format!(
+            "database `{target}` is not empty ({relations} relations); use --clean to replace its objects, \
+             or --target-db NEW_NAME"
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(super) async fn target_state(
+    cfg: &PostgresConfig,
+    admin: &Client,
+    target: &str,
+) -> Result<TargetState, PgError> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
+        .await
+        .map_err(|source| PgError::Query {
+            database: cfg.maintenance_db.clone(),
+            what: "look up target database",
+            source,
+        })?
+        .is_some();
+    if !exists {
+        return Ok(TargetState::Missing);
+    }
+    let c = postgres::connect(cfg, target).await?;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND c.relkind IN ('r','p','v','m','S','f')",
+            &[],
+        )
+        .await
+        .map_err(|source| PgError::Query {
+            database: target.to_owned(),
+            what: "inspect target database",
+            source,
+        })?
+        .get(0);
+    Ok(if n == 0 {
+        TargetState::Empty
+    } else {
+        TargetState::NonEmpty { relations: n }
+    })
+}
+
+/// Server major of a dump, from the manifest.
+pub(super) fn dump_major(a: &Artifact) -> u32 {
+    a.postgres
+        .as_ref()
+        .map(|p| tools::server_major(p.server_version_num))
+        .unwrap_or(0)
+}

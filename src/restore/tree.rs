@@ -1,0 +1,130 @@
+//! Restoring one tree artifact (RRD or plain directory) into place.
+
+use std::path::Path;
+
+use super::{fetch, RestoreError, RestoreRequest};
+use crate::crypto::Opener;
+use crate::repo::manifest::Artifact;
+use crate::repo::manifest::ArtifactKind;
+use crate::restore::extract::ExtractReport;
+use crate::restore::extract::{extract_tree_checked, ExtractOptions};
+
+/// Paths a dry run names before summarising the rest.
+pub(super) const DRY_RUN_LISTED: usize = 10;
+
+/// When the backup recorded another root than the configured destination,
+/// say so: the recorded root is information, never where files go.
+pub(super) fn recorded_root_note(
+    a: &Artifact,
+    dest: &Path,
+    req: &RestoreRequest,
+) -> Option<String> {
+    let root = &a.tree.as_ref()?.root;
+    if req.to.is_some() || Path::new(root) == dest {
+        return None;
+    }
+    Some(format!(
+        "note: the backup recorded the root \"{}\"; {} went to the configured path {} instead",
+        root.escape_debug(),
+        a.key,
+        dest.display()
+    ))
+}
+
+pub(super) fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) -> String {
+    let mut s = format!(
+        "{} {} -> {}: {} files, {}",
+        if dry_run { "would restore" } else { "restored" },
+        a.key,
+        dest.display(),
+        r.written,
+        crate::progress::human(r.bytes)
+    );
+    if dry_run && !r.would_replace.is_empty() {
+        s.push_str(&format!(
+            "; {} existing file{} would be replaced (needs --force):",
+            r.would_replace.len(),
+            if r.would_replace.len() == 1 { "" } else { "s" },
+        ));
+        for p in r.would_replace.iter().take(DRY_RUN_LISTED) {
+            s.push_str(&format!("\n    {}", p.display()));
+        }
+        if r.would_replace.len() > DRY_RUN_LISTED {
+            s.push_str(&format!(
+                "\n    ... and {} more",
+                r.would_replace.len() - DRY_RUN_LISTED
+            ));
+        }
+    } else if r.replaced > 0 {
+        s.push_str(&format!("; replaced {} existing", r.replaced));
+    }
+    s
+}
+
+/// The tree is staged whole on the destination's file system before it is
+/// moved into place: refuse up front when it cannot fit.
+pub(super) fn check_tree_space(a: &Artifact, dest: &Path) -> Result<(), RestoreError> {
+    let mut probe = dest;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => return Ok(()),
+        }
+    }
+    let free = fetch::free_space(probe).map_err(RestoreError::Staging)?;
+    let need = a.raw_bytes + 64 * 1024 * 1024;
+    if free < need {
+        return Err(RestoreError::Plan(format!(
+            "not enough space on {} to stage {} ({} needed, {} free); nothing was written",
+            probe.display(),
+            a.key,
+            crate::progress::human(need),
+            crate::progress::human(free)
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn restore_tree(
+    a: &Artifact,
+    dest: &Path,
+    staged: &Path,
+    req: &RestoreRequest,
+) -> Result<ExtractReport, RestoreError> {
+    if !req.dry_run {
+        check_tree_space(a, dest)?;
+    }
+    let opts = ExtractOptions {
+        force: req.force,
+        include: req.include.clone(),
+        validate_rrd: a.kind == ArtifactKind::RrdTar,
+        dry_run: req.dry_run,
+        same_owner: req.same_owner,
+    };
+    let opener = Opener {
+        path: staged.to_owned(),
+        art: a.clone(),
+        ids: req.identities.clone(),
+        progress: req.progress.clone(),
+    };
+    let dest_c = dest.to_owned();
+    let key = a.key.clone();
+    let stop = req.cancel.clone();
+    tokio::task::spawn_blocking(move || {
+        extract_tree_checked(
+            || {
+                let r = crate::restore::tarcap::TarCap::new(opener.open()?);
+                Ok(crate::interrupt::CancelRead::new(r, stop.clone()))
+            },
+            &dest_c,
+            &opts,
+        )
+    })
+    .await
+    .map_err(|_| RestoreError::Join)?
+    .map_err(|source| RestoreError::Extract {
+        key,
+        dest: dest.display().to_string(),
+        source,
+    })
+}
