@@ -9,6 +9,7 @@ mod keys;
 mod notify;
 mod raw;
 mod recover;
+mod sources;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -17,13 +18,15 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 pub use crate::backup::pipeline::Compression;
-use crate::backup::source::rrd::RrdOptions;
 use crate::repo::signing::SigningKeys;
 use crate::repo::store::StoreSpec;
 use crate::retention::policy::Policy;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 
+pub use sources::{
+    DatabaseSelection, FilesConfig, PostgresConfig, RrdConfig, SourceConfig, SourceKind,
+};
 pub use validate::parse_size;
 
 /// Default object-store part size: large enough for S3's 5 MiB minimum,
@@ -215,70 +218,6 @@ pub enum RunAtStart {
     Missed,
     Always,
     Never,
-}
-
-#[derive(Debug, Clone)]
-pub struct SourceConfig {
-    pub name: String,
-    pub kind: SourceKind,
-}
-
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    Postgres(PostgresConfig),
-    Rrd(RrdConfig),
-    Files(FilesConfig),
-}
-
-impl SourceKind {
-    pub fn label(&self) -> &'static str {
-        match self {
-            SourceKind::Postgres(_) => "postgres",
-            SourceKind::Rrd(_) => "rrd",
-            SourceKind::Files(_) => "files",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct PostgresConfig {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: Option<Secret>,
-    /// Why `password_file` could not be read (no secret in it): connecting
-    /// fails with this instead of trying without a password.
-    pub password_unreadable: Option<String>,
-    pub databases: DatabaseSelection,
-    /// Database used to connect for discovery (`SHOW server_version_num`,
-    /// listing databases).
-    pub maintenance_db: String,
-    /// A directory holding `pg_dump`, `pg_dumpall`, `pg_restore`; when unset
-    /// ccbackup searches `/usr/lib/postgresql/*/bin` and `PATH`.
-    pub bin_dir: Option<PathBuf>,
-    /// Also store `pg_dumpall --globals-only` (roles, tablespaces).
-    pub globals: bool,
-    /// Count every table's rows in the dump stream as it passes (no
-    /// server queries), so `verify --restore-test` and the shrink guard
-    /// have exact figures.
-    pub row_counts: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseSelection {
-    All,
-    Named(Vec<String>),
-}
-
-#[derive(Debug, Clone)]
-pub struct RrdConfig {
-    pub path: PathBuf,
-    pub options: RrdOptions,
-}
-
-#[derive(Debug, Clone)]
-pub struct FilesConfig {
-    pub path: PathBuf,
 }
 
 /// One problem found in a configuration file.

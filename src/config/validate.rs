@@ -2,7 +2,7 @@
 //! problem instead of stopping at the first.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,9 +10,9 @@ use chrono_tz::Tz;
 use serde_saphyr::{Location, Spanned};
 use url::Url;
 
-use super::raw::{self, Databases, RawRetention, Scalar};
+use super::raw::{self, RawRetention, Scalar};
+use super::sources::source;
 use super::*;
-use crate::backup::source::rrd::OnInvalid;
 use crate::secret::read_secret_file;
 
 /// Collects problems while walking the raw config. `deferred` holds
@@ -26,7 +26,12 @@ impl Problems {
         Problems(Vec::new(), Vec::new())
     }
 
-    fn defer(&mut self, loc: &Location, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn defer(
+        &mut self,
+        loc: &Location,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.1.push(Problem {
             line: loc.line(),
             column: loc.column(),
@@ -377,7 +382,7 @@ fn compression(
 }
 
 /// Names become object keys and metric labels: keep them to a safe charset.
-fn check_name(n: &Spanned<String>, key: &str, p: &mut Problems) {
+pub(super) fn check_name(n: &Spanned<String>, key: &str, p: &mut Problems) {
     let ok = !n.value.is_empty()
         && n.value.len() <= 64
         && n.value
@@ -548,228 +553,4 @@ fn retention(
             }
         }
     }
-}
-
-fn source(s: &Spanned<raw::RawSource>, key: &str, p: &mut Problems) -> Option<SourceConfig> {
-    let raw = &s.value;
-    check_name(&raw.name, &format!("{key}.name"), p);
-    let kinds = [
-        raw.postgres.is_some(),
-        raw.rrd.is_some(),
-        raw.files.is_some(),
-    ];
-    let count = kinds.iter().filter(|k| **k).count();
-    if count != 1 {
-        p.at(
-            &s.referenced,
-            key,
-            format!("a source needs exactly one of `postgres`, `rrd` or `files` (found {count})"),
-        );
-        return None;
-    }
-    let kind = if let Some(pg) = &raw.postgres {
-        SourceKind::Postgres(postgres(&pg.value, &format!("{key}.postgres"), p)?)
-    } else if let Some(r) = &raw.rrd {
-        SourceKind::Rrd(rrd(&r.value, &format!("{key}.rrd"), p)?)
-    } else if let Some(f) = &raw.files {
-        SourceKind::Files(FilesConfig {
-            path: existing_dir(&f.value.path, &format!("{key}.files.path"), p)?,
-        })
-    } else {
-        return None;
-    };
-    Some(SourceConfig {
-        name: raw.name.value.clone(),
-        kind,
-    })
-}
-
-fn existing_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<PathBuf> {
-    let pb = PathBuf::from(&path.value);
-    if !pb.is_absolute() {
-        p.at(
-            &path.referenced,
-            key,
-            format!("`{}` must be an absolute path", path.value),
-        );
-        return None;
-    }
-    if !pb.is_dir() {
-        p.at(
-            &path.referenced,
-            key,
-            format!("`{}` is not a directory", path.value),
-        );
-        return None;
-    }
-    Some(pb)
-}
-
-fn rrd(r: &raw::RawRrd, key: &str, p: &mut Problems) -> Option<RrdConfig> {
-    let path = existing_dir(&r.path, &format!("{key}.path"), p);
-    let mut options = RrdOptions::default();
-    if let Some(t) = &r.lock_timeout_ms {
-        if (1..=600_000).contains(&t.value) {
-            options.lock_timeout = Duration::from_millis(t.value as u64);
-        } else {
-            p.at(
-                &t.referenced,
-                format!("{key}.lock_timeout_ms"),
-                "must be between 1 and 600000",
-            );
-        }
-    }
-    if let Some(o) = &r.on_invalid {
-        match o.value.as_str() {
-            "fail" => options.on_invalid = OnInvalid::Fail,
-            "include" => options.on_invalid = OnInvalid::Include,
-            other => p.at(
-                &o.referenced,
-                format!("{key}.on_invalid"),
-                format!("`{other}` is not one of: fail, include"),
-            ),
-        }
-    }
-    Some(RrdConfig {
-        path: path?,
-        options,
-    })
-}
-
-fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<PostgresConfig> {
-    let mut ok = true;
-    let port = match &pg.port {
-        None => 5432,
-        Some(v) => match u16::try_from(v.value) {
-            Ok(port) if port > 0 => port,
-            _ => {
-                p.at(
-                    &v.referenced,
-                    format!("{key}.port"),
-                    format!("{} is out of range 1-65535", v.value),
-                );
-                ok = false;
-                0
-            }
-        },
-    };
-    let mut password_unreadable = None;
-    let password = match (&pg.password_file, &pg.password_env) {
-        (Some(f), Some(_)) => {
-            p.at(
-                &f.referenced,
-                format!("{key}.password_file"),
-                "set either password_file or password_env, not both",
-            );
-            ok = false;
-            None
-        }
-        (Some(f), None) => match read_secret_file(Path::new(&f.value)) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                let why = format!("cannot read `{}`: {e}", f.value);
-                p.defer(&f.referenced, format!("{key}.password_file"), why.clone());
-                password_unreadable = Some(why);
-                None
-            }
-        },
-        (None, Some(v)) => match std::env::var(&v.value) {
-            Ok(s) => Some(Secret::new(s)),
-            Err(_) => {
-                p.at(
-                    &v.referenced,
-                    format!("{key}.password_env"),
-                    format!("environment variable `{}` is not set", v.value),
-                );
-                ok = false;
-                None
-            }
-        },
-        (None, None) => None,
-    };
-    let databases = match &pg.databases {
-        None => DatabaseSelection::All,
-        Some(d) => match &d.value {
-            Databases::Keyword(k) if k == "all" => DatabaseSelection::All,
-            Databases::Keyword(k) => {
-                p.at(
-                    &d.referenced,
-                    format!("{key}.databases"),
-                    format!("`{k}` is neither `all` nor a list of names"),
-                );
-                ok = false;
-                DatabaseSelection::All
-            }
-            Databases::Names(names) => {
-                let mut seen = HashSet::new();
-                for n in names {
-                    if n.value.is_empty() || !seen.insert(n.value.clone()) {
-                        p.at(
-                            &n.referenced,
-                            format!("{key}.databases"),
-                            format!("empty or duplicate database name `{}`", n.value),
-                        );
-                        ok = false;
-                    }
-                }
-                if names.is_empty() {
-                    p.at(
-                        &d.referenced,
-                        format!("{key}.databases"),
-                        "empty list: name at least one database or use `all`",
-                    );
-                    ok = false;
-                }
-                DatabaseSelection::Named(names.iter().map(|n| n.value.clone()).collect())
-            }
-        },
-    };
-    let bin_dir = match &pg.bin_dir {
-        None => None,
-        Some(b) => {
-            let pb = PathBuf::from(&b.value);
-            if !pb.is_absolute() {
-                // Relative to what? The daemon's working directory is not a
-                // place an operator chose to hold the programs it runs.
-                p.at(
-                    &b.referenced,
-                    format!("{key}.bin_dir"),
-                    format!("`{}` is a relative path; bin_dir must be absolute", b.value),
-                );
-                ok = false;
-            } else if !pb.join("pg_dump").is_file() {
-                p.at(
-                    &b.referenced,
-                    format!("{key}.bin_dir"),
-                    format!("`{}` does not contain pg_dump", b.value),
-                );
-                ok = false;
-            }
-            Some(pb)
-        }
-    };
-    ok.then(|| PostgresConfig {
-        host: pg
-            .host
-            .as_ref()
-            .map(|h| h.value.clone())
-            .unwrap_or_else(|| "127.0.0.1".to_owned()),
-        port,
-        user: pg
-            .user
-            .as_ref()
-            .map(|u| u.value.clone())
-            .unwrap_or_else(|| "postgres".to_owned()),
-        password,
-        password_unreadable,
-        databases,
-        maintenance_db: pg
-            .maintenance_db
-            .as_ref()
-            .map(|m| m.value.clone())
-            .unwrap_or_else(|| "postgres".to_owned()),
-        bin_dir,
-        globals: pg.globals.unwrap_or(true),
-        row_counts: pg.row_counts.unwrap_or(true),
-    })
 }
