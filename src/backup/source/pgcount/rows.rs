@@ -1,0 +1,90 @@
+//! Counting COPY rows in a table's data and recognising pg_dump's end
+//! marker.
+
+use super::*;
+
+/// The end of the table block being read, to find pg_dump's end marker.
+/// pg_dump ends every table's COPY text with `\.` and two empty lines;
+/// those are not rows.
+#[derive(Debug, Default)]
+pub(super) struct Tail {
+    /// The block's last bytes, at most [`TAIL`].
+    pub(super) bytes: Vec<u8>,
+    /// Bytes in the block so far.
+    pub(super) len: u64,
+}
+
+/// How much of a block's end is kept to recognise the end marker.
+pub(super) const TAIL: usize = 64;
+
+impl Tail {
+    pub(super) fn extend(&mut self, chunk: &[u8]) {
+        self.len += chunk.len() as u64;
+        if chunk.len() >= TAIL {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&chunk[chunk.len() - TAIL..]);
+        } else {
+            let keep = TAIL - chunk.len();
+            if self.bytes.len() > keep {
+                self.bytes.drain(..self.bytes.len() - keep);
+            }
+            self.bytes.extend_from_slice(chunk);
+        }
+    }
+
+    /// How many of the block's newlines belong to the end marker and the
+    /// empty lines after it (0 without a marker), or why the end of the
+    /// block cannot be read.
+    pub(super) fn marker_newlines(&self) -> Result<u64, &'static str> {
+        let b = &self.bytes;
+        if b.is_empty() {
+            return Ok(0);
+        }
+        if b.last() != Some(&b'\n') {
+            return Err("the table data ends inside a row");
+        }
+        let whole = self.len == b.len() as u64;
+        let trailing = b.iter().rev().take_while(|&&c| c == b'\n').count();
+        if trailing == b.len() && !whole {
+            return Err("the table data ends in more empty lines than ccbackup can tell apart");
+        }
+        let before = &b[..b.len() - trailing];
+        let at_line_start = match before.len() {
+            2 => whole,
+            n if n > 2 => before[n - 3] == b'\n',
+            _ => false,
+        };
+        Ok(if before.ends_with(b"\\.") && at_line_start {
+            trailing as u64
+        } else {
+            0
+        })
+    }
+}
+
+impl RowCounter {
+    pub(super) fn count_rows(&mut self, chunk: &[u8]) {
+        let Some(id) = self.block else { return };
+        // Counting this way vectorises; COPY text escapes newlines inside
+        // values, so every newline ends a row.
+        let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.tail.extend(chunk);
+        if let Some(d) = self.data.get_mut(&id) {
+            d.rows += newlines;
+        }
+    }
+
+    /// Ends a table block: the end marker and what follows it are not rows.
+    pub(super) fn end_table_block(&mut self) {
+        let tail = std::mem::take(&mut self.tail);
+        let Some(id) = self.block.take() else { return };
+        match tail.marker_newlines() {
+            Ok(n) => {
+                if let Some(d) = self.data.get_mut(&id) {
+                    d.rows = d.rows.saturating_sub(n);
+                }
+            }
+            Err(why) => self.fail(format!("dump id {id}: {why}")),
+        }
+    }
+}
