@@ -99,7 +99,7 @@ async fn run_one(
 /// `--wait-lock DURATION`, in the syntax of the config's durations.
 fn lock_wait(arg: Option<&str>) -> Result<Duration, AppError> {
     arg.map_or(Ok(Duration::ZERO), |v| {
-        crate::schedule::parse_duration(v).map_err(|_| {
+        crate::duration::parse_duration(v).map_err(|_| {
             AppError::Usage(format!(
                 "--wait-lock {v:?}: expected a duration such as 30s, 5m, 1h or 1h30m (m = minutes)"
             ))
