@@ -190,8 +190,7 @@ fn check(r: libc::c_int, t: Target, step: &'static str) -> Result<(), PrivDropEr
 /// Switches the whole process to `t`. Call it while the process has one
 /// thread (see the module docs).
 pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropError> {
-    // SAFETY: the id getters cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if euid != 0 {
         return Ok(Outcome::NotRoot { uid: euid });
     }
@@ -214,6 +213,8 @@ pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropErr
         )?;
     }
     let groups = [t.gid as libc::gid_t];
+    // Not rustix: its set_thread_* calls change one thread only, while
+    // glibc's wrappers apply the change to every thread of the process.
     // SAFETY: plain id-changing calls; glibc applies them to every thread.
     check(
         unsafe { libc::setgroups(1, groups.as_ptr()) },
@@ -253,15 +254,13 @@ pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropErr
 
 fn verify(t: Target, caps: u32) -> Result<(), PrivDropError> {
     let fail = |why: String| PrivDropError::Verify { uid: t.uid, why };
-    // SAFETY: the id getters cannot fail.
-    let ids = unsafe {
-        (
-            libc::getuid(),
-            libc::geteuid(),
-            libc::getgid(),
-            libc::getegid(),
-        )
-    };
+    use rustix::process::{getegid, geteuid, getgid, getuid};
+    let ids = (
+        getuid().as_raw(),
+        geteuid().as_raw(),
+        getgid().as_raw(),
+        getegid().as_raw(),
+    );
     if ids != (t.uid, t.uid, t.gid, t.gid) {
         return Err(fail(format!("ids are {ids:?}")));
     }

@@ -99,14 +99,15 @@ impl KillSwitch {
 /// group of its own (see [`spawn`]), so workers it forked (`pg_restore -j`)
 /// go too, instead of finishing a restore after ccbackup gave up on it.
 fn kill_group(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return;
     };
-    // SAFETY: kill(2) on the group of a child we spawned and have not
-    // reaped, so the group id cannot have been reused.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
+    // The group of a child we spawned and have not reaped, so the group id
+    // cannot have been reused. Failure (the group is gone) needs no action.
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 /// Runs `cmd` (stdin closed, stdout and stderr piped), copies stdout into
