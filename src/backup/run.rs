@@ -18,10 +18,11 @@ use object_store::ObjectStoreExt;
 
 use crate::backup::guard;
 use crate::backup::pipeline::PipelineError;
+use crate::backup::sink::RunCtx;
 use crate::backup::source::files::{self, FilesError};
 use crate::backup::source::postgres::{self, PgError};
 use crate::backup::source::rrd::{self, RrdError};
-use crate::backup::source::RunCtx;
+use crate::backup::source::Sink;
 use crate::config::{JobConfig, SourceKind};
 use crate::progress::Progress;
 use crate::repo::catalog;
@@ -220,7 +221,7 @@ async fn backup_source(
             let opts = cfg.options.clone();
             let progress = ctx.progress.clone();
             let (stats, up) = ctx
-                .upload(&rel, move |w| {
+                .put(&rel, move |w| {
                     rrd::archive_rrd_tree(&root, w, &opts, &progress).map(|(s, _)| s)
                 })
                 .await
@@ -257,7 +258,7 @@ async fn backup_source(
             let root = cfg.path.clone();
             let progress = ctx.progress.clone();
             let (stats, up) = ctx
-                .upload(&rel, move |w| {
+                .put(&rel, move |w| {
                     files::archive_dir(&root, w, &progress).map(|(s, _)| s)
                 })
                 .await
