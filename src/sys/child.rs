@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use tokio_util::sync::CancellationToken;
 
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -45,8 +46,9 @@ fn tail_suffix(stderr: &str) -> String {
 }
 
 /// A handle that can kill a running child from another thread (cancellation).
+/// Blocking threads read the flag; async code awaits [`KillSwitch::killed`].
 #[derive(Clone, Default)]
-pub struct KillSwitch(Arc<Mutex<KillState>>);
+pub struct KillSwitch(Arc<Mutex<KillState>>, CancellationToken);
 
 #[derive(Default)]
 struct KillState {
@@ -63,6 +65,12 @@ impl KillSwitch {
                 kill_group(pid);
             }
         }
+        self.1.cancel();
+    }
+
+    /// Resolves once [`KillSwitch::kill`] has been called.
+    pub async fn killed(&self) {
+        self.1.cancelled().await
     }
 
     /// Whether `kill` was called: a cancelled run must not commit.
@@ -460,5 +468,23 @@ mod tests {
         let err = stream_stdout("sh", sh("exec sleep 30"), &mut out, &ks).unwrap_err();
         t.join().unwrap();
         assert!(matches!(err, ChildError::Cancelled { .. }), "{err}");
+    }
+
+    /// Async waiters (a run waiting for its lock) wake on the kill itself;
+    /// a poll would show as virtual time passing.
+    #[tokio::test(start_paused = true)]
+    async fn killed_wakes_waiters_without_polling() {
+        let ks = KillSwitch::default();
+        let t0 = tokio::time::Instant::now();
+        let waiter = tokio::spawn({
+            let ks = ks.clone();
+            async move { ks.killed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        ks.kill();
+        waiter.await.unwrap();
+        assert_eq!(t0.elapsed(), std::time::Duration::ZERO);
+        assert!(ks.is_killed());
     }
 }
