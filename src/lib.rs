@@ -26,11 +26,13 @@
 //! Around it: [`daemon`] schedules runs and drills and serves health and
 //! metrics; [`interrupt`] and [`gate`] make every command stop cleanly on a
 //! signal; [`app`] dispatches commands; `main.rs` drops privileges
-//! ([`privdrop`]) and maps errors to exit codes.
+//! ([`privdrop`]) and maps errors to exit codes. Every "now" comes from
+//! [`clock`], so tests can run the daemon on paused tokio time.
 
 pub mod app;
 pub mod backup;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
