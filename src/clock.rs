@@ -66,8 +66,8 @@ impl Clock {
         match &self.follows {
             None => Utc::now(),
             Some(f) => {
-                let elapsed = chrono::Duration::from_std(f.start.elapsed())
-                    .unwrap_or(chrono::Duration::MAX);
+                let elapsed =
+                    chrono::Duration::from_std(f.start.elapsed()).unwrap_or(chrono::Duration::MAX);
                 let jumped = *f.jumped.lock().unwrap_or_else(|p| p.into_inner());
                 f.start_wall + elapsed + jumped
             }

@@ -18,6 +18,15 @@
 //! twice a second, so a tick may arrive up to about a second early; the run
 //! then sleeps until its exact time.
 //!
+//! The runner sits behind a small seam, [`timers`] (`arm` a tick after a
+//! delay, `cancel` it), and "now" comes from [`crate::clock`] ([`Options`]
+//! `clock`). With the system clock the daemon arms tokio-cron-scheduler
+//! one-shots; with a clock that follows tokio's time (tests) it arms tokio
+//! sleeps instead, because the scheduler polls the real clock and paused
+//! tokio time cannot drive it. Everything above the seam (which instant,
+//! missed ticks, jitter, overlap) is the same code either way, so tests
+//! run days of schedule on paused time in milliseconds.
+//!
 //! Re-arming happens when a tick fires, not when the run ends, so a tick
 //! that finds the previous run of the job still going is seen, skipped and
 //! counted (`ccbackup_skipped_runs_total`): runs of one job never overlap.

@@ -51,9 +51,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{
-    DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc,
-};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
@@ -464,10 +462,7 @@ fn first_local_running_after(after: DateTime<Utc>, tz: Tz) -> Option<NaiveDateTi
     // Whole seconds: croner keeps the fraction of the time it starts from,
     // so a daemon started at hh:mm:ss.4 would otherwise run every job
     // 0.4 s late, forever.
-    let base = after
-        .with_timezone(&tz)
-        .naive_local()
-        .with_nanosecond(0)?;
+    let base = after.with_timezone(&tz).naive_local().with_nanosecond(0)?;
     let hi = first_second_where(|secs| {
         let local = base.checked_add_signed(TimeDelta::seconds(secs))?;
         Some(run_instant(tz, local).is_some_and(|t| t.with_timezone(&Utc) > after))

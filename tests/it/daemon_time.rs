@@ -97,8 +97,7 @@ fn started_times(ws: &Workspace) -> Vec<DateTime<Utc>> {
         .manifests()
         .iter()
         .map(|p| {
-            let m: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
             at(m["started_at"].as_str().unwrap())
         })
         .collect();
@@ -175,11 +174,11 @@ async fn jitter_delays_each_run_within_its_bound() {
     let clock = Clock::following_tokio(at("2027-01-01T00:30:00Z"));
     let d = start(&cfg, &clock).await;
     for hour in 1..=6 {
-        d.advance_to(at(&format!("2027-01-01T{hour:02}:30:00Z"))).await;
+        d.advance_to(at(&format!("2027-01-01T{hour:02}:30:00Z")))
+            .await;
         d.wait("the jittered run", |m| {
-            m.get("j").is_some_and(|s| {
-                s.runs.get("success").copied() == Some(hour) && !s.running
-            })
+            m.get("j")
+                .is_some_and(|s| s.runs.get("success").copied() == Some(hour) && !s.running)
         })
         .await;
     }
@@ -188,14 +187,18 @@ async fn jitter_delays_each_run_within_its_bound() {
     for (i, g) in got.iter().enumerate() {
         let nominal = at(&format!("2027-01-01T{:02}:00:00Z", i + 1));
         assert!(
-            *g >= nominal && *g - nominal <= chrono::Duration::minutes(20) + chrono::Duration::seconds(1),
+            *g >= nominal
+                && *g - nominal <= chrono::Duration::minutes(20) + chrono::Duration::seconds(1),
             "run {i} at {g}, nominal {nominal}"
         );
     }
     // Six draws from [0, 20 min] all landing on the minute are a jitter
     // that does nothing.
     assert!(
-        got.iter().any(|g| *g - g.duration_trunc(chrono::Duration::hours(1)).unwrap() > chrono::Duration::seconds(1)),
+        got.iter().any(
+            |g| *g - g.duration_trunc(chrono::Duration::hours(1)).unwrap()
+                > chrono::Duration::seconds(1)
+        ),
         "{got:?}"
     );
     d.stop().await;
@@ -297,9 +300,8 @@ async fn readiness_turns_stale_when_max_age_has_passed() {
     std::fs::remove_dir_all(ws.path().join("src")).unwrap();
     d.advance_to(at("2027-01-02T02:00:00Z")).await;
     d.wait("the failed run", |m| {
-        m.get("j").is_some_and(|s| {
-            s.runs.get("failure").copied().unwrap_or(0) >= 1 && !s.running
-        })
+        m.get("j")
+            .is_some_and(|s| s.runs.get("failure").copied().unwrap_or(0) >= 1 && !s.running)
     })
     .await;
     // 25 h after the good backup's start it is still (just) fresh...

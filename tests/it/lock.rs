@@ -316,9 +316,16 @@ async fn a_holder_that_cannot_renew_loses_the_lock_after_its_ttl() {
     });
     repo.store = switch.clone();
     let t0 = clock.now();
-    let g = lock::acquire(&repo, "j", Duration::from_secs(30), "backup", Duration::ZERO, |_| {})
-        .await
-        .unwrap();
+    let g = lock::acquire(
+        &repo,
+        "j",
+        Duration::from_secs(30),
+        "backup",
+        Duration::ZERO,
+        |_| {},
+    )
+    .await
+    .unwrap();
     switch.broken.store(true, Ordering::SeqCst);
     let lost = g.lost();
     tokio::time::timeout(Duration::from_secs(120), lost.cancelled())
@@ -396,7 +403,10 @@ impl ObjectStore for Switchable {
     ) -> BoxStream<'static, object_store::Result<ObjPath>> {
         self.inner.delete_stream(locations)
     }
-    fn list(&self, prefix: Option<&ObjPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.inner.list(prefix)
     }
     async fn list_with_delimiter(
