@@ -1,5 +1,7 @@
 //! Repository lease lock against a real file:// store: contention, expiry
-//! takeover, release, and retries through a store that fails first.
+//! takeover, release, and retries through a store that fails first. The
+//! in-process tests run on paused tokio time with a clock that follows it,
+//! so TTLs, renewals, backoff and the takeover settle take no real time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -138,10 +140,10 @@ pub async fn plant_lease(repo: &Repo, job: &str, owner: &str, expires: chrono::D
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn second_owner_is_refused_with_holder_and_expiry_then_gets_it_after_release() {
     let ws = Workspace::new();
-    let repo = open_repo(&ws);
+    let (repo, _) = paused_repo(&ws);
     let ttl = Duration::from_secs(30);
     let first = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
         .await
@@ -167,16 +169,16 @@ async fn second_owner_is_refused_with_holder_and_expiry_then_gets_it_after_relea
     second.release().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unexpired_foreign_lease_is_respected_and_expired_one_taken_over() {
     let ws = Workspace::new();
-    let repo = open_repo(&ws);
+    let (repo, clock) = paused_repo(&ws);
     let ttl = Duration::from_secs(30);
     plant_lease(
         &repo,
         "j",
         "other-sidecar",
-        Utc::now() + chrono::Duration::hours(1),
+        clock.now() + chrono::Duration::hours(1),
     )
     .await;
     let err = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
@@ -192,7 +194,7 @@ async fn unexpired_foreign_lease_is_respected_and_expired_one_taken_over() {
         &repo,
         "j",
         "crashed-sidecar",
-        Utc::now() - chrono::Duration::seconds(5),
+        clock.now() - chrono::Duration::seconds(5),
     )
     .await;
     let g = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
@@ -431,10 +433,10 @@ fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn transient_store_failures_are_retried_during_acquisition() {
     let ws = Workspace::new();
-    let mut repo = open_repo(&ws);
+    let (mut repo, _) = paused_repo(&ws);
     let flaky = Flaky::wrap(repo.store.clone(), 3);
     repo.store = flaky.clone();
     let g = lock::acquire(
