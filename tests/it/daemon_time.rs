@@ -26,6 +26,7 @@ struct Daemon {
     clock: Clock,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
+    reload: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
 }
 
@@ -35,10 +36,12 @@ async fn start(cfg: &Path, clock: &Clock) -> Daemon {
     let cfg = config::load(cfg).unwrap();
     let stop = CancellationToken::new();
     let metrics = Arc::new(Metrics::with_clock(clock.clone()));
+    let reload = Arc::new(tokio::sync::Notify::new());
     let opts = Options {
         listen: Some("127.0.0.1:0".to_owned()),
         metrics: Some(metrics.clone()),
         clock: clock.clone(),
+        reload: Some(reload.clone()),
         ..Default::default()
     };
     let task = tokio::spawn(daemon::run(cfg, opts, stop.clone()));
@@ -46,6 +49,7 @@ async fn start(cfg: &Path, clock: &Clock) -> Daemon {
         clock: clock.clone(),
         stop,
         metrics,
+        reload,
         task,
     };
     d.wait("the first run armed", |m| {
@@ -350,5 +354,37 @@ async fn readiness_requires_a_drill_within_verify_max_age() {
     assert!(!r.ready, "{r:?}");
     let why = r.reason.unwrap_or_default();
     assert!(why.contains("older than verify.max_age"), "{why}");
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_disarms_the_old_schedule_and_arms_the_new_one() {
+    let ws = Workspace::new();
+    let cfg = files_job(
+        &ws,
+        "    schedule: \"0 * * * *\"\n    run_at_start: never\n    retention: {keep_last: 10}\n",
+    );
+    let clock = Clock::following_tokio(at("2027-01-01T00:50:00Z"));
+    let d = start(&cfg, &clock).await;
+    let body = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, body.replace("\"0 * * * *\"", "\"30 * * * *\"")).unwrap();
+    d.reload.notify_one();
+    d.wait("the new schedule armed", |m| {
+        m.get("j")
+            .is_some_and(|s| s.next_run == Some(at("2027-01-01T01:30:00Z")))
+    })
+    .await;
+    // The 01:00 tick armed before the reload does not run.
+    d.advance_to(at("2027-01-01T01:29:00Z")).await;
+    assert_eq!(d.successes(), 0);
+    d.advance_to(at("2027-01-01T01:30:00Z")).await;
+    d.wait("the 01:30 run", |m| {
+        m.get("j")
+            .is_some_and(|s| s.runs.get("success") == Some(&1) && !s.running)
+    })
+    .await;
+    let got = started_times(&ws);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(just_after(got[0], at("2027-01-01T01:30:00Z")), "{got:?}");
     d.stop().await;
 }
