@@ -485,11 +485,11 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn head_requests_get_the_headers_of_get_and_no_body() {
     let ws = Workspace::new();
     let cfg = files_job(&ws, "", "");
-    let d = start(&cfg, None).await;
+    let d = start_on(&cfg, None, Clock::following_tokio(Utc::now())).await;
     for (path, ctype) in [
         ("/healthz", "text/plain"),
         ("/readyz", "application/json"),
@@ -532,7 +532,7 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn regression_issue9_damaged_backups_show_in_metrics_at_start() {
     let ws = Workspace::new();
     // No schedule that fires during the test: the count comes from start-up.
@@ -548,7 +548,7 @@ async fn regression_issue9_damaged_backups_show_in_metrics_at_start() {
     let bad = ws.store_dir().join("j").join("20200101T000000Z-abcdef");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("manifest.json"), b"{ garbage").unwrap();
-    let d = start(&cfg, None).await;
+    let d = start_on(&cfg, None, Clock::following_tokio(Utc::now())).await;
     // The catalog is listed just after the listener is up.
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
