@@ -43,11 +43,13 @@
 //! [`repo::gate`] make every command stop cleanly on a signal; [`sys`] holds
 //! the child-process and no-follow file primitives; [`app`] dispatches
 //! commands; `main.rs` drops privileges ([`privdrop`]) and maps errors to
-//! exit codes.
+//! exit codes. Every "now" comes from
+//! [`clock`], so tests can run the daemon on paused tokio time.
 
 pub mod app;
 pub mod backup;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;

@@ -69,7 +69,7 @@ async fn run_one(
     intr: &Interrupt,
 ) -> crate::backup::report::Report {
     let run_id = crate::backup::report::new_run_id();
-    let started_at = chrono::Utc::now();
+    let started_at = repo.clock.now();
     let pending = crate::notify::begin(
         client,
         cfg,
@@ -89,7 +89,7 @@ async fn run_one(
         attempts: 1,
         cancelled: intr.is_interrupted(),
     };
-    let report = crate::backup::report::Report::new(&facts, &result);
+    let report = crate::backup::report::Report::new(&facts, &result, repo.clock.now());
     report.log();
     eprintln!("{}", report.summary());
     pending.finish(cfg, job, &report).await;

@@ -12,7 +12,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
 
@@ -96,7 +95,7 @@ pub async fn run_job_with(
     kill: KillSwitch,
     shrink: Shrink,
 ) -> Result<Manifest, BackupError> {
-    let started_at = Utc::now();
+    let started_at = repo.clock.now();
     let id = new_backup_id(started_at);
     let ctx = RunCtx {
         repo: repo.clone(),
@@ -151,7 +150,7 @@ pub async fn run_job_with(
         job: job.name.clone(),
         id: id.clone(),
         started_at,
-        finished_at: Utc::now(),
+        finished_at: repo.clock.now(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         host: crate::sys::hostname(),
         artifacts,

@@ -51,7 +51,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
@@ -461,7 +461,10 @@ fn gap_end(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Tz>> {
 /// ahead of it already ran in the first pass, so we search forward for the
 /// end of the repeat.
 fn first_local_running_after(after: DateTime<Utc>, tz: Tz) -> Option<NaiveDateTime> {
-    let base = after.with_timezone(&tz).naive_local();
+    // Whole seconds: croner keeps the fraction of the time it starts from,
+    // so a daemon started at hh:mm:ss.4 would otherwise run every job
+    // 0.4 s late, forever.
+    let base = after.with_timezone(&tz).naive_local().with_nanosecond(0)?;
     let hi = first_second_where(|secs| {
         let local = base.checked_add_signed(TimeDelta::seconds(secs))?;
         Some(run_instant(tz, local).is_some_and(|t| t.with_timezone(&Utc) > after))
@@ -523,6 +526,21 @@ mod tests {
             .next_after(utc(after), tz)
             .unwrap_or_else(|| panic!("{expr:?} has no run after {after}"))
             .to_rfc3339()
+    }
+
+    #[test]
+    fn runs_are_on_whole_seconds_whatever_the_fraction_of_after() {
+        for (after, want) in [
+            ("2027-01-01T04:10:00.010Z", "2027-01-01T05:00:00+00:00"),
+            ("2027-01-01T04:59:59.999Z", "2027-01-01T05:00:00+00:00"),
+            ("2027-01-01T05:00:00.500Z", "2027-01-01T06:00:00+00:00"),
+        ] {
+            assert_eq!(next("0 * * * *", after, Tz::UTC), want, "after {after}");
+        }
+        assert_eq!(
+            next("30 1 * * *", "2027-03-27T12:00:00.25Z", London),
+            "2027-03-28T02:00:00+01:00"
+        );
     }
 
     fn upcoming(expr: &str, after: &str, tz: Tz, count: usize) -> Vec<String> {
