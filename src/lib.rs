@@ -34,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod error;
 pub mod interrupt;
 pub mod notify;
 pub mod pg;

@@ -1,6 +1,7 @@
 //! `copy --from-primary`.
 
 use super::*;
+use crate::error::chain;
 use crate::backup::copy::{Copied, StoreRun};
 use crate::repo::store::StoreSpec;
 
@@ -60,7 +61,7 @@ pub(super) async fn backfill(
         let cat = match catalog::load(&primary, Some(&j.name)).await {
             Ok(c) => c,
             Err(e) => {
-                failures.push(e.to_string());
+                failures.push(chain(&e).to_string());
                 continue;
             }
         };

@@ -6,6 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use crate::error::chain;
 use crate::backup::runner::{RunError, RunReport};
 
 /// How a run ended. Everything but `Success` is reported as a failure to
@@ -136,7 +137,7 @@ impl Report {
             Ok(run) => r.complete(run),
             Err(e) => {
                 r.outcome = failed_outcome(e, facts.cancelled);
-                r.error = Some(e.to_string());
+                r.error = Some(chain(e).to_string());
             }
         }
         r
@@ -168,8 +169,9 @@ impl Report {
         if let Some(Err(e)) = &run.prune {
             self.outcome = Outcome::Failure;
             self.error = Some(format!(
-                "backup {} is complete, but retention failed: {e}",
-                m.id
+                "backup {} is complete, but retention failed: {}",
+                m.id,
+                chain(e)
             ));
         }
     }

@@ -75,6 +75,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{self, Config, JobConfig};
+use crate::error::chain;
 use crate::notify;
 
 use crate::repo::gate::gated;
@@ -95,7 +96,7 @@ pub enum DaemonError {
     Bind(#[from] http::BindError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("cannot start the job scheduler: {0}")]
+    #[error("cannot start the job scheduler")]
     Scheduler(#[from] JobSchedulerError),
     #[error(
         "{0} run(s) did not stop within the grace period and the cancel wait; they were abandoned"
@@ -241,7 +242,7 @@ pub async fn run(
     tracing::info!(running = st.running.len(), "shutting down");
     stopping.cancel();
     if let Err(e) = sched.shutdown().await {
-        tracing::warn!(error = %e, "job scheduler did not shut down cleanly");
+        tracing::warn!(error = %chain(&e), "job scheduler did not shut down cleanly");
     }
     drop(tick_rx);
 
@@ -301,13 +302,13 @@ async fn seed_metrics(st: &State, metrics: &Metrics) {
     metrics.retain(&names);
     for job in &st.cfg.jobs {
         metrics.update(&job.name, |s| s.max_age = job.max_age);
-        match list_catalog(&st.repo, &job.name).await {
+        match list_catalog(&st.repo, &job.name, &CancellationToken::new()).await {
             Ok(l) => metrics.update(&job.name, |s| l.apply(s)),
             Err(e) => {
-                tracing::warn!(job = %job.name, error = %e, "cannot list existing backups at start-up");
+                tracing::warn!(job = %job.name, error = %chain(&e), "cannot list existing backups at start-up");
                 metrics.update(&job.name, |s| {
                     if s.last_success.is_none() {
-                        s.store_error = Some(e.to_string());
+                        s.store_error = Some(chain(&e).to_string());
                     }
                 });
             }
@@ -457,7 +458,7 @@ async fn arm(
             Some(nominal)
         }
         Err(e) => {
-            tracing::error!(job = %job.name, error = %e, "cannot arm the next run");
+            tracing::error!(job = %job.name, error = %chain(&e), "cannot arm the next run");
             None
         }
     }
@@ -561,7 +562,7 @@ async fn reload_config(
     let new = match config::load(&path).and_then(|c| c.require_secrets().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+            tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
             return;
         }
     };
@@ -569,7 +570,7 @@ async fn reload_config(
         match store::open(&new.store) {
             Ok(r) => st.repo = r.with_signing(new.signing.as_ref()),
             Err(e) => {
-                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
                 return;
             }
         }

@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::Serialize;
 
+use crate::error::chain;
 use crate::backup::report::{self, Report};
 use crate::config::{Config, EmailConfig, JobConfig, Notify};
 use crate::secret::Secret;
@@ -232,7 +233,7 @@ fn log_http(channel: &str, url: &Secret, r: Result<reqwest::Response, reqwest::E
         Err(e) => {
             // reqwest errors embed the full URL: strip it.
             let e = e.without_url();
-            tracing::warn!(channel, target = %target, error = %e, "could not send notification");
+            tracing::warn!(channel, target = %target, error = %chain(&e), "could not send notification");
         }
     }
 }

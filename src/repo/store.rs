@@ -57,12 +57,12 @@ impl std::fmt::Debug for StoreSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create local store directory {path}: {source}")]
+    #[error("cannot create local store directory {path}")]
     CreateDir {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot open object store {url}: {source}")]
+    #[error("cannot open object store {url}")]
     Open {
         url: String,
         source: object_store::Error,

@@ -12,6 +12,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use crate::retry::{Class, Transient};
+
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
 /// Read size from the child's stdout.
@@ -19,11 +21,11 @@ const READ_BUF: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChildError {
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}")]
     Spawn { program: String, source: io::Error },
-    #[error("reading output of {program} failed: {source}")]
+    #[error("reading output of {program} failed")]
     Read { program: String, source: io::Error },
-    #[error("writing output of {program} failed: {source}")]
+    #[error("writing output of {program} failed")]
     Write { program: String, source: io::Error },
     #[error("{program} failed ({status}){}", tail_suffix(stderr))]
     Failed {
@@ -33,6 +35,21 @@ pub enum ChildError {
     },
     #[error("{program} was cancelled")]
     Cancelled { program: String },
+}
+
+impl Transient for ChildError {
+    /// A program that could not start, exited non-zero (its status and
+    /// stderr are text, nothing typed says "connection trouble") or was
+    /// killed by our kill switch is not retried; broken pipes are decided
+    /// by their I/O kind.
+    fn class(&self) -> Class {
+        match self {
+            ChildError::Read { source, .. } | ChildError::Write { source, .. } => source.class(),
+            ChildError::Spawn { .. } | ChildError::Failed { .. } | ChildError::Cancelled { .. } => {
+                Class::Permanent
+            }
+        }
+    }
 }
 
 fn tail_suffix(stderr: &str) -> String {
