@@ -1,8 +1,8 @@
 //! `copy --from-primary`.
 
 use super::*;
-use crate::error::chain;
 use crate::backup::copy::{Copied, StoreRun};
+use crate::error::chain;
 use crate::repo::store::StoreSpec;
 
 /// The copy stores `--to` names: an index into `copies:` or a URL.

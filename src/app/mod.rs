@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::chain;
 use crate::backup::runner;
 use crate::cli::{Cli, Command, KeysCommand, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
+use crate::error::chain;
 use crate::interrupt::{self, Interrupt};
 use crate::privdrop;
 use crate::progress::Progress;
@@ -81,7 +81,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Config>, AppError> {
         None
     };
     if let Some(spec) = cli.user.as_deref() {
-        let target = privdrop::resolve(spec).map_err(|e| AppError::Usage(e.to_string()))?;
+        let target = privdrop::resolve(spec).map_err(|e| AppError::Usage(chain(&e).to_string()))?;
         match target {
             Some(t) => match privdrop::drop_to(t, cli.keep_read_access).map_err(failed)? {
                 privdrop::Outcome::Dropped {

@@ -1,7 +1,7 @@
 //! `policy simulate` and `prune`.
 
-use crate::error::chain;
 use super::*;
+use crate::error::chain;
 
 /// One row of `policy simulate --json` and of `prune --json` entries: the
 /// same fields in both, newest first.

@@ -31,8 +31,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::chain;
 use crate::config::{Config, JobConfig};
+use crate::error::chain;
 use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::{self, Artifact, Manifest, ManifestError, MAX_MANIFEST_BYTES};
 use crate::repo::signing::MAX_SIGNATURE_BYTES;

@@ -22,8 +22,8 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::error::chain;
 use crate::crypto::Recipients;
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::store::Repo;
 use crate::retry::{Class, Transient};

@@ -6,8 +6,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::error::chain;
 use crate::backup::runner::{RunError, RunReport};
+use crate::error::chain;
 
 /// How a run ended. Everything but `Success` is reported as a failure to
 /// monitors and exits non-zero.

@@ -16,7 +16,6 @@ use chrono::Utc;
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
 
-use crate::error::chain;
 use crate::backup::guard;
 use crate::backup::pipeline::PipelineError;
 use crate::backup::source::files::{self, FilesError};
@@ -24,6 +23,7 @@ use crate::backup::source::postgres::{self, PgError};
 use crate::backup::source::rrd::{self, RrdError};
 use crate::backup::source::RunCtx;
 use crate::config::{JobConfig, SourceKind};
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::catalog;
 use crate::repo::manifest::{

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::chain;
 use crate::backup::run::{self, BackupError, Shrink};
 use crate::config::{Config, JobConfig};
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::Manifest;

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::error::chain;
 use crate::backup::report::{self, Outcome, Report, RunFacts};
 use crate::config::{JobConfig, RunAtStart};
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::catalog;
 use crate::restore::verify::{self, VerifyOptions};

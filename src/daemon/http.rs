@@ -18,10 +18,10 @@
 //!   client for up to a header timeout each. Only when every slot is busy
 //!   writing an answer is the new connection closed at once.
 
+use crate::error::chain;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use crate::error::chain;
 use std::time::Duration;
 
 use chrono::Utc;

@@ -7,8 +7,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{slack, Event, TIMEOUT};
-use crate::error::chain;
 use crate::config::{EmailConfig, SmtpSecurity};
+use crate::error::chain;
 
 #[derive(Debug, thiserror::Error)]
 enum MailError {

@@ -25,9 +25,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::Serialize;
 
-use crate::error::chain;
 use crate::backup::report::{self, Report};
 use crate::config::{Config, EmailConfig, JobConfig, Notify};
+use crate::error::chain;
 use crate::secret::Secret;
 
 /// One notification may take this long, connection included.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::chain;
 use crate::crypto::{Identities, Opener};
+use crate::error::chain;
 use crate::progress::{Phase, Progress};
 
 use crate::backup::source::postgres::{self, quote_ident};
