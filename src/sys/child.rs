@@ -418,6 +418,31 @@ mod tests {
     }
 
     #[test]
+    fn exit_failures_are_permanent_whatever_stderr_says() {
+        let mut out = Vec::new();
+        let err = stream_stdout(
+            "sh",
+            sh("echo 'could not connect to server: Connection refused; timed out' >&2; exit 1"),
+            &mut out,
+            &KillSwitch::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.class(), Class::Permanent, "{err}");
+        let spawn = stream_stdout(
+            "ccbackup-no-such-program",
+            Command::new("/nonexistent/ccbackup-no-such-program"),
+            &mut out,
+            &KillSwitch::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(spawn, ChildError::Spawn { .. }), "{spawn}");
+        assert_eq!(spawn.class(), Class::Permanent);
+        // The cause is the source, not part of the message.
+        assert!(std::error::Error::source(&spawn).is_some());
+        assert_eq!(spawn.to_string(), "cannot start ccbackup-no-such-program");
+    }
+
+    #[test]
     fn nonzero_exit_after_output_is_a_failure_with_stderr_tail() {
         let mut out = Vec::new();
         let err = stream_stdout(

@@ -554,6 +554,55 @@ pub fn newer_client_warning(
 mod tests {
     use super::*;
 
+    fn pg_at(port: u16) -> PostgresConfig {
+        PostgresConfig {
+            host: "127.0.0.1".into(),
+            port,
+            user: "postgres".into(),
+            password: None,
+            password_unreadable: None,
+            databases: DatabaseSelection::All,
+            maintenance_db: "postgres".into(),
+            bin_dir: None,
+            globals: false,
+            row_counts: false,
+        }
+    }
+
+    /// Against the test server on 127.0.0.1:5432: the SQLSTATE or the I/O
+    /// kind decides, and the server's message is in the text once.
+    #[tokio::test]
+    async fn connection_failures_are_classified_by_type() {
+        let missing = connect(&pg_at(5432), "ccbackup_no_such_db_for_classes")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(missing.class(), Class::Permanent, "{missing}");
+        let text = crate::error::chain(&missing).to_string();
+        assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+        let query = connect(&pg_at(5432), "postgres")
+            .await
+            .unwrap()
+            .simple_query("SELECT * FROM ccbackup_no_such_table_for_classes")
+            .await
+            .map_err(|cause| PgError::Query {
+                database: "postgres".into(),
+                what: "test",
+                cause,
+            })
+            .err()
+            .unwrap();
+        assert_eq!(query.class(), Class::Permanent, "{query}");
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = connect(&pg_at(port), "postgres").await.err().unwrap();
+        assert_eq!(refused.class(), Class::Transient, "{refused}");
+    }
+
     #[test]
     fn conninfo_values_are_quoted_and_escaped() {
         assert_eq!(conninfo_value("ct-vis"), "'ct-vis'");
