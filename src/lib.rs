@@ -1,39 +1,59 @@
 //! ccbackup: consistent backups of PostgreSQL databases, RRD metric trees and
 //! plain directories to object storage, with declarative retention.
 //!
-//! A tour, following one backup:
-//! - [`config`] parses and validates the YAML file (every problem at once).
-//! - [`runner::run_once`] takes the job's [`lock`] and runs
-//!   [`backup::run_job`], the one backup path (CLI and daemon). For each
-//!   source it opens a stream ([`source::postgres`], [`source::rrd`],
-//!   [`source::files`]) and hands it to [`pipeline`], which compresses,
-//!   encrypts ([`crypto`], optional), hashes and uploads with bounded memory
-//!   to the [`store`].
-//! - [`guard`] compares the new backup with the job's last good one; a
-//!   suspicious (empty, shrunken) backup is kept and marked, never pruned after.
-//! - [`manifest`] is written last, create-only, signed first when a key is
-//!   configured ([`signing`]): its presence is what makes a backup complete.
-//! - After a good backup, [`prune`] applies the job's [`policy`] (planned by
-//!   [`retention`]) and [`copy`] ships it to the copy stores.
-//! - [`report`] turns the run into the one record that logs, metrics and
-//!   [`notify`] use.
+//! The tree reads like the system: [`repo`] (the store and what lives in it),
+//! [`backup`] (taking one), [`restore`] (bringing one back), [`retention`]
+//! (which to keep), [`schedule`] and [`daemon`] (when), with [`config`],
+//! [`pg`], [`sys`] and small shared modules beside them and [`app`], the
+//! command layer, on top. `tests/it/layout.rs` keeps it that way: no import
+//! cycles, nothing below `app` imports it, `repo` imports none of the layers
+//! built on it, no module over 600 lines of code.
 //!
-//! Reading back, everything from the store is untrusted: [`catalog`] lists
-//! backups by where they sit and reports damaged or unsigned manifests
-//! apart; [`fetch`] checks sizes and checksums before [`restore`]
-//! ([`extract`] for trees, [`globals`] for roles) or [`verify`] use a byte.
+//! A tour, following one backup:
+//! - [`config`] parses and validates the YAML file (every problem at once,
+//!   with its key path and line); [`duration`] is the one duration grammar.
+//! - [`backup::runner::run_once`] takes the job's [`repo::lock`] and runs
+//!   [`backup::run::run_job`], the one backup path (CLI and daemon). Each
+//!   source ([`backup::source::postgres`], [`backup::source::rrd`],
+//!   [`backup::source::files`]) writes its bytes into a
+//!   [`backup::source::Sink`]; the run's sink ([`backup::sink`]) feeds them
+//!   to the [`backup::pipeline`], which compresses, encrypts ([`crypto`],
+//!   optional), hashes and uploads with bounded memory to the
+//!   [`repo::store`].
+//! - [`backup::guard`] compares the new backup with the job's last good one;
+//!   a suspicious (empty, shrunken) backup is kept and marked, never pruned
+//!   after.
+//! - [`repo::manifest`] is written last, create-only, signed first when a key
+//!   is configured ([`repo::signing`]): its presence is what makes a backup
+//!   complete.
+//! - After a good backup, [`retention::prune`] applies the job's
+//!   [`retention::policy`] (planned by [`retention::planner`], a pure
+//!   function) and [`backup::copy`] ships it to the copy stores.
+//! - [`backup::report`] turns the run into the one record that logs, metrics
+//!   and [`notify`] use.
+//!
+//! Reading back, everything from the store is untrusted: [`repo::catalog`]
+//! lists backups by where they sit and reports damaged or unsigned manifests
+//! apart; [`restore::fetch`] checks sizes and checksums before [`restore`]
+//! ([`restore::extract`] for trees, [`restore::globals`] for roles) or
+//! [`restore::verify`] use a byte.
 //!
 //! Around it: [`daemon`] schedules runs and drills and serves health and
-//! metrics; [`interrupt`] and [`gate`] make every command stop cleanly on a
-//! signal; [`app`] dispatches commands; `main.rs` drops privileges
-//! ([`privdrop`]) and maps errors to exit codes.
+//! metrics; [`retry`] retries what is transient; [`interrupt`] and
+//! [`repo::gate`] make every command stop cleanly on a signal; [`sys`] holds
+//! the child-process and no-follow file primitives; [`app`] dispatches
+//! commands; `main.rs` drops privileges ([`privdrop`]) and maps errors to
+//! exit codes. Every "now" comes from
+//! [`clock`], so tests can run the daemon on paused tokio time.
 
 pub mod app;
 pub mod backup;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod duration;
 pub mod error;
 pub mod interrupt;
 pub mod notify;

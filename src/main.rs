@@ -42,10 +42,7 @@ fn main() -> ExitCode {
     // hashes: staging files, decompressed dumps, objects of a file:// store.
     // Private by default; restored files get their modes from the archive
     // explicitly, so they are not affected.
-    // SAFETY: umask(2) only sets the process's file mode creation mask.
-    unsafe {
-        libc::umask(0o077);
-    }
+    let _ = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     init_tracing(&cli);
     // Before any thread exists: secrets are read, then root is dropped.

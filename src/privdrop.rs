@@ -19,6 +19,10 @@
 
 use std::io;
 
+use rustix::thread::{
+    capabilities, set_capabilities, set_keep_capabilities, CapabilitySet, CapabilitySets,
+};
+
 /// The user and group to switch to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
@@ -129,49 +133,12 @@ pub fn resolve(spec: &str) -> Result<Option<Target>, PrivDropError> {
     })
 }
 
-const CAP_DAC_READ_SEARCH: u32 = 2;
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-fn capget() -> io::Result<[CapData; 2]> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget(2) with a v3 header writes two CapData structs.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
-    if r == 0 {
-        Ok(data)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn capset(data: [CapData; 2]) -> io::Result<()> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: capset(2) with a v3 header reads two CapData structs.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+fn caps_err(t: Target, step: &'static str) -> impl Fn(rustix::io::Errno) -> PrivDropError {
+    move |e| PrivDropError::Switch {
+        uid: t.uid,
+        gid: t.gid,
+        step,
+        source: e.into(),
     }
 }
 
@@ -190,30 +157,22 @@ fn check(r: libc::c_int, t: Target, step: &'static str) -> Result<(), PrivDropEr
 /// Switches the whole process to `t`. Call it while the process has one
 /// thread (see the module docs).
 pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropError> {
-    // SAFETY: the id getters cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if euid != 0 {
         return Ok(Outcome::NotRoot { uid: euid });
     }
-    let read_bit = 1u32 << CAP_DAC_READ_SEARCH;
+    let read = CapabilitySet::DAC_READ_SEARCH;
     if keep_read_access {
-        let have = capget().map_err(|source| PrivDropError::Switch {
-            uid: t.uid,
-            gid: t.gid,
-            step: "capget",
-            source,
-        })?;
-        if have[0].permitted & read_bit == 0 {
+        let have = capabilities(None).map_err(caps_err(t, "capget"))?;
+        if !have.permitted.contains(read) {
             return Err(PrivDropError::NoReadCapability);
         }
-        // SAFETY: prctl(PR_SET_KEEPCAPS) only sets a flag of this thread.
-        check(
-            unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) },
-            t,
-            "keep capabilities",
-        )?;
+        // The flag is per thread; the process has one thread here.
+        set_keep_capabilities(true).map_err(caps_err(t, "keep capabilities"))?;
     }
     let groups = [t.gid as libc::gid_t];
+    // Not rustix: its set_thread_* calls change one thread only, while
+    // glibc's wrappers apply the change to every thread of the process.
     // SAFETY: plain id-changing calls; glibc applies them to every thread.
     check(
         unsafe { libc::setgroups(1, groups.as_ptr()) },
@@ -222,46 +181,39 @@ pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropErr
     )?;
     check(unsafe { libc::setgid(t.gid) }, t, "setgid")?;
     check(unsafe { libc::setuid(t.uid) }, t, "setuid")?;
+    let kept = if keep_read_access {
+        read
+    } else {
+        CapabilitySet::empty()
+    };
     if keep_read_access {
-        let data = [
-            CapData {
-                effective: read_bit,
-                permitted: read_bit,
-                inheritable: 0,
+        set_capabilities(
+            None,
+            CapabilitySets {
+                effective: read,
+                permitted: read,
+                inheritable: CapabilitySet::empty(),
             },
-            CapData::default(),
-        ];
-        capset(data).map_err(|source| PrivDropError::Switch {
-            uid: t.uid,
-            gid: t.gid,
-            step: "capset CAP_DAC_READ_SEARCH",
-            source,
-        })?;
-        // SAFETY: as above.
-        check(
-            unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) },
-            t,
-            "clear keep capabilities",
-        )?;
+        )
+        .map_err(caps_err(t, "capset CAP_DAC_READ_SEARCH"))?;
+        set_keep_capabilities(false).map_err(caps_err(t, "clear keep capabilities"))?;
     }
-    verify(t, if keep_read_access { read_bit } else { 0 })?;
+    verify(t, kept)?;
     Ok(Outcome::Dropped {
         target: t,
         read_access: keep_read_access,
     })
 }
 
-fn verify(t: Target, caps: u32) -> Result<(), PrivDropError> {
+fn verify(t: Target, caps: CapabilitySet) -> Result<(), PrivDropError> {
     let fail = |why: String| PrivDropError::Verify { uid: t.uid, why };
-    // SAFETY: the id getters cannot fail.
-    let ids = unsafe {
-        (
-            libc::getuid(),
-            libc::geteuid(),
-            libc::getgid(),
-            libc::getegid(),
-        )
-    };
+    use rustix::process::{getegid, geteuid, getgid, getuid};
+    let ids = (
+        getuid().as_raw(),
+        geteuid().as_raw(),
+        getgid().as_raw(),
+        getegid().as_raw(),
+    );
     if ids != (t.uid, t.uid, t.gid, t.gid) {
         return Err(fail(format!("ids are {ids:?}")));
     }
@@ -269,11 +221,11 @@ fn verify(t: Target, caps: u32) -> Result<(), PrivDropError> {
     if unsafe { libc::setuid(0) } == 0 {
         return Err(fail("setuid(0) succeeded".to_owned()));
     }
-    let now = capget().map_err(|e| fail(format!("capget: {e}")))?;
-    if now[0].effective != caps || now[0].permitted != caps || now[1].permitted != 0 {
+    let now = capabilities(None).map_err(|e| fail(format!("capget: {e}")))?;
+    if now.effective != caps || now.permitted != caps {
         return Err(fail(format!(
-            "capabilities are effective {:#x}, permitted {:#x}",
-            now[0].effective, now[0].permitted
+            "capabilities are effective {:?}, permitted {:?}",
+            now.effective, now.permitted
         )));
     }
     Ok(())

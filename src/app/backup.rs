@@ -69,7 +69,7 @@ async fn run_one(
     intr: &Interrupt,
 ) -> crate::backup::report::Report {
     let run_id = crate::backup::report::new_run_id();
-    let started_at = chrono::Utc::now();
+    let started_at = repo.clock.now();
     let pending = crate::notify::begin(
         client,
         cfg,
@@ -89,7 +89,7 @@ async fn run_one(
         attempts: 1,
         cancelled: intr.is_interrupted(),
     };
-    let report = crate::backup::report::Report::new(&facts, &result);
+    let report = crate::backup::report::Report::new(&facts, &result, repo.clock.now());
     report.log();
     eprintln!("{}", report.summary());
     pending.finish(cfg, job, &report).await;
@@ -99,7 +99,7 @@ async fn run_one(
 /// `--wait-lock DURATION`, in the syntax of the config's durations.
 fn lock_wait(arg: Option<&str>) -> Result<Duration, AppError> {
     arg.map_or(Ok(Duration::ZERO), |v| {
-        crate::schedule::parse_duration(v).map_err(|_| {
+        crate::duration::parse_duration(v).map_err(|_| {
             AppError::Usage(format!(
                 "--wait-lock {v:?}: expected a duration such as 30s, 5m, 1h or 1h30m (m = minutes)"
             ))

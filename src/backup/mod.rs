@@ -13,4 +13,5 @@ pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod runner;
+pub mod sink;
 pub mod source;

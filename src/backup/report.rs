@@ -109,8 +109,12 @@ pub struct RunFacts {
 }
 
 impl Report {
-    pub fn new(facts: &RunFacts, result: &Result<RunReport, RunError>) -> Report {
-        let finished = Utc::now();
+    /// The report of a backup run that ended at `finished`.
+    pub fn new(
+        facts: &RunFacts,
+        result: &Result<RunReport, RunError>,
+        finished: DateTime<Utc>,
+    ) -> Report {
         let duration = (finished - facts.started_at)
             .to_std()
             .unwrap_or_default()
@@ -222,8 +226,8 @@ impl Report {
         backup_id: Option<String>,
         outcome: Outcome,
         error: Option<String>,
+        finished: DateTime<Utc>,
     ) -> Report {
-        let finished = Utc::now();
         Report {
             run_id: facts.run_id.clone(),
             kind: "verify",

@@ -12,16 +12,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
 
 use crate::backup::guard;
 use crate::backup::pipeline::PipelineError;
+use crate::backup::sink::RunCtx;
 use crate::backup::source::files::{self, FilesError};
 use crate::backup::source::postgres::{self, PgError};
 use crate::backup::source::rrd::{self, RrdError};
-use crate::backup::source::RunCtx;
+use crate::backup::source::Sink;
 use crate::config::{JobConfig, SourceKind};
 use crate::error::chain;
 use crate::progress::Progress;
@@ -119,7 +119,7 @@ pub async fn run_job_with(
     kill: KillSwitch,
     shrink: Shrink,
 ) -> Result<Manifest, BackupError> {
-    let started_at = Utc::now();
+    let started_at = repo.clock.now();
     let id = new_backup_id(started_at);
     let ctx = RunCtx {
         repo: repo.clone(),
@@ -174,7 +174,7 @@ pub async fn run_job_with(
         job: job.name.clone(),
         id: id.clone(),
         started_at,
-        finished_at: Utc::now(),
+        finished_at: repo.clock.now(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         host: crate::sys::hostname(),
         artifacts,
@@ -244,7 +244,7 @@ async fn backup_source(
             let opts = cfg.options.clone();
             let progress = ctx.progress.clone();
             let (stats, up) = ctx
-                .upload(&rel, move |w| {
+                .put(&rel, move |w| {
                     rrd::archive_rrd_tree(&root, w, &opts, &progress).map(|(s, _)| s)
                 })
                 .await
@@ -281,7 +281,7 @@ async fn backup_source(
             let root = cfg.path.clone();
             let progress = ctx.progress.clone();
             let (stats, up) = ctx
-                .upload(&rel, move |w| {
+                .put(&rel, move |w| {
                     files::archive_dir(&root, w, &progress).map(|(s, _)| s)
                 })
                 .await

@@ -69,15 +69,6 @@ pub enum RunError {
     Cancelled { job: String },
 }
 
-/// Resolves once `kill` is thrown. The switch is a plain flag shared with
-/// blocking threads, so it is polled; a tenth of a second is instant for a
-/// person pressing Ctrl-C.
-async fn killed(kill: &KillSwitch) {
-    while !kill.is_killed() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 impl Transient for RunError {
     fn class(&self) -> Class {
         match self {
@@ -161,7 +152,7 @@ pub async fn run_once_with(
     // wait out the whole duration: nothing has been written yet.
     let guard = tokio::select! {
         g = acquire => g.map_err(RunError::Lock)?,
-        () = killed(&kill) => return Err(RunError::Cancelled { job: job.name.clone() }),
+        () = kill.killed() => return Err(RunError::Cancelled { job: job.name.clone() }),
     };
     // If another owner takes the lease over (we stalled past its expiry),
     // stop the dump: two writers on one job is what the lock prevents.

@@ -319,7 +319,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Durations of daemon settings: `h`, `m` (minutes) and `s`, e.g. `26h`,
 /// `1h30m`, `90s`.
 pub(super) fn interval(v: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Duration> {
-    match crate::schedule::parse_duration(&v.value) {
+    match crate::duration::parse_duration(&v.value) {
         Ok(d) if !d.is_zero() => Some(d),
         Ok(_) => {
             p.at(&v.referenced, key, "must be longer than zero");

@@ -72,7 +72,7 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
     let facts = RunFacts {
         run_id: report::new_run_id(),
         job: job.name.clone(),
-        started_at: Utc::now(),
+        started_at: ctx.repo.clock.now(),
         attempts: 1,
         cancelled: false,
     };
@@ -92,8 +92,9 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
             _ => Outcome::Failure,
         },
         error.clone(),
+        ctx.repo.clock.now(),
     );
-    let finished = Utc::now();
+    let finished = ctx.repo.clock.now();
     ctx.metrics.update(&job.name, |s| {
         let d = s.drill.get_or_insert_with(DrillStats::default);
         *d.runs.entry(outcome_name).or_default() += 1;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::listing::list_catalog;
@@ -39,7 +38,7 @@ pub(super) async fn execute(ctx: &RunCtx) {
     // One ID for the run, made before the retry loop: every attempt, log
     // line and notification of this run carries it.
     let run_id = report::new_run_id();
-    let started_at = Utc::now();
+    let started_at = ctx.repo.clock.now();
     let pending = notify::begin(
         &ctx.client,
         &ctx.cfg,
@@ -54,7 +53,7 @@ pub(super) async fn execute(ctx: &RunCtx) {
         attempts,
         cancelled: ctx.cancel.is_cancelled(),
     };
-    let report = Report::new(&facts, &result);
+    let report = Report::new(&facts, &result, ctx.repo.clock.now());
     record_metrics(ctx, &report, &result);
     report.log();
 

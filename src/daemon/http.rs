@@ -24,7 +24,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -197,7 +196,7 @@ fn route(head: &str, metrics: &Metrics) -> (Reply, bool) {
     let reply = match path {
         "/healthz" => Reply::text(200, "ok\n"),
         "/readyz" => {
-            let r = metrics.readiness(Utc::now());
+            let r = metrics.readiness(metrics.now());
             let mut body = serde_json::to_vec_pretty(&r).unwrap_or_default();
             body.push(b'\n');
             Reply {

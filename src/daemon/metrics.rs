@@ -15,6 +15,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use crate::clock::Clock;
+
 /// Outcomes counted in `ccbackup_runs_total`, always exported (zero
 /// included) so `rate()` and alerts work before the first failure.
 /// Every run outcome, exported as zero until it happens.
@@ -102,6 +104,8 @@ impl JobStats {
 pub struct Metrics {
     jobs: Mutex<BTreeMap<String, JobStats>>,
     started: DateTime<Utc>,
+    /// What `/readyz` judges staleness against.
+    clock: Clock,
     /// The daemon is still reading the store at start-up: nothing is known
     /// about the jobs' last good backups yet.
     seeding: AtomicBool,
@@ -109,7 +113,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(Utc::now())
+        Self::with_clock(Clock::system())
     }
 }
 
@@ -140,12 +144,29 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 impl Metrics {
+    /// Metrics of a daemon started at `started`, judging readiness by the
+    /// system clock.
     pub fn new(started: DateTime<Utc>) -> Self {
         Self {
             jobs: Mutex::new(BTreeMap::new()),
             started,
+            clock: Clock::system(),
             seeding: AtomicBool::new(false),
         }
+    }
+
+    /// Metrics of a daemon starting now by `clock`, judging readiness by it.
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            started: clock.now(),
+            clock,
+            ..Self::new(DateTime::<Utc>::UNIX_EPOCH)
+        }
+    }
+
+    /// The time readiness is judged at.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Marks the start-up listing of the store as running (`true`) or

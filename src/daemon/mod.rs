@@ -18,6 +18,15 @@
 //! twice a second, so a tick may arrive up to about a second early; the run
 //! then sleeps until its exact time.
 //!
+//! The runner sits behind a small seam, [`timers`] (`arm` a tick after a
+//! delay, `cancel` it), and "now" comes from [`crate::clock`] ([`Options`]
+//! `clock`). With the system clock the daemon arms tokio-cron-scheduler
+//! one-shots; with a clock that follows tokio's time (tests) it arms tokio
+//! sleeps instead, because the scheduler polls the real clock and paused
+//! tokio time cannot drive it. Everything above the seam (which instant,
+//! missed ticks, jitter, overlap) is the same code either way, so tests
+//! run days of schedule on paused time in milliseconds.
+//!
 //! Re-arming happens when a tick fires, not when the run ends, so a tick
 //! that finds the previous run of the job still going is seen, skipped and
 //! counted (`ccbackup_skipped_runs_total`): runs of one job never overlap.
@@ -60,6 +69,7 @@ pub mod http;
 mod listing;
 pub mod metrics;
 pub mod process;
+mod timers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -70,10 +80,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
-use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_cron_scheduler::JobSchedulerError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::{self, Config, JobConfig};
 use crate::error::chain;
 use crate::notify;
@@ -85,6 +96,7 @@ use crate::sys::child::KillSwitch;
 use execute::{execute, RunCtx};
 use listing::list_catalog;
 use metrics::Metrics;
+use timers::{CronTimers, SleepTimers, Timers};
 
 /// After the grace period and a cancel, how long a run may take to unwind
 /// (kill, abort uploads, clean up, release the lock) before it is dropped.
@@ -116,14 +128,22 @@ pub struct Options {
     pub reload: Option<Arc<Notify>>,
     /// Receives the HTTP address actually bound (useful with port 0).
     pub bound: Option<oneshot::Sender<SocketAddr>>,
-    /// Shared metrics, so a caller can inspect them.
+    /// Shared metrics, so a caller can inspect them. Readiness is judged
+    /// by their clock: make them with [`Metrics::with_clock`] and the same
+    /// clock as `clock`.
     pub metrics: Option<Arc<Metrics>>,
+    /// Where "now" comes from, for the schedule, the repository (leases,
+    /// manifests, prune) and readiness. It also picks the timers: the
+    /// system clock arms `tokio-cron-scheduler` one-shots, a clock that
+    /// follows tokio's time arms tokio sleeps, so a test on paused time
+    /// drives the whole daemon with `tokio::time::advance`.
+    pub clock: Clock,
 }
 
 /// A fired one-shot: which job, which configuration generation, and the
 /// instant it stands for.
 #[derive(Debug, Clone)]
-struct Tick {
+pub(super) struct Tick {
     job: String,
     kind: TickKind,
     generation: u64,
@@ -148,6 +168,7 @@ struct Running {
 
 struct State {
     cfg: Arc<Config>,
+    clock: Clock,
     /// `daemon.listen` as bound at start; `None` when `--listen` overrides
     /// it (then the file's value does not matter).
     listen_from_config: Option<String>,
@@ -165,13 +186,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let fixed_repo = opts.repo.is_some();
+    let clock = opts.clock;
     let repo = match opts.repo {
         Some(r) => r,
         None => store::open(&cfg.store)?.with_signing(cfg.signing.as_ref()),
-    };
+    }
+    .with_clock(clock.clone());
     let metrics = opts
         .metrics
-        .unwrap_or_else(|| Arc::new(Metrics::new(Utc::now())));
+        .unwrap_or_else(|| Arc::new(Metrics::with_clock(clock.clone())));
     let listen = opts
         .listen
         .clone()
@@ -187,8 +210,12 @@ pub async fn run(
     let http_stop = CancellationToken::new();
     let http_task = tokio::spawn(http::serve(listener, metrics.clone(), http_stop.clone()));
 
-    let mut sched = JobScheduler::new().await?;
-    sched.start().await?;
+    let sched: Box<dyn Timers> = if clock.is_tokio() {
+        Box::new(SleepTimers::default())
+    } else {
+        Box::new(CronTimers::start().await?)
+    };
+    let sched = &*sched;
     let (tick_tx, mut tick_rx) = mpsc::channel::<Tick>(64);
     let client = notify::client();
     let stopping = CancellationToken::new();
@@ -196,13 +223,14 @@ pub async fn run(
     let mut st = State {
         listen_from_config: opts.listen.is_none().then(|| cfg.daemon.listen.clone()),
         cfg: Arc::new(cfg),
+        clock,
         repo,
         generation: 0,
         armed: HashMap::new(),
         running: HashMap::new(),
     };
     seed_metrics(&st, &metrics).await;
-    arm_all(&mut st, &sched, &tick_tx, &metrics).await;
+    arm_all(&mut st, sched, &tick_tx, &metrics).await;
     start_up_runs(&st, &tick_tx, &metrics).await;
     if st.repo.verifier.is_none() {
         for job in st
@@ -225,10 +253,10 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = reload.notified() => {
-                reload_config(&mut st, fixed_repo, &sched, &tick_tx, &metrics).await;
+                reload_config(&mut st, fixed_repo, sched, &tick_tx, &metrics).await;
             }
             Some(tick) = tick_rx.recv() => {
-                on_tick(&mut st, tick, &sched, &tick_tx, &metrics, &client, &stopping, &mut tasks).await;
+                on_tick(&mut st, tick, sched, &tick_tx, &metrics, &client, &stopping, &mut tasks).await;
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(job) = done {
@@ -241,9 +269,7 @@ pub async fn run(
     // Stop scheduling first, so nothing new starts while we wait.
     tracing::info!(running = st.running.len(), "shutting down");
     stopping.cancel();
-    if let Err(e) = sched.shutdown().await {
-        tracing::warn!(error = %chain(&e), "job scheduler did not shut down cleanly");
-    }
+    sched.shutdown().await;
     drop(tick_rx);
 
     let grace = st.cfg.daemon.shutdown_grace;
@@ -316,8 +342,8 @@ async fn seed_metrics(st: &State, metrics: &Metrics) {
     }
 }
 
-async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
-    let now = Utc::now();
+async fn arm_all(st: &mut State, sched: &dyn Timers, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
+    let now = st.clock.now();
     let cfg = st.cfg.clone();
     for job in &cfg.jobs {
         if job.schedule.is_none() {
@@ -343,7 +369,7 @@ async fn arm_all(st: &mut State, sched: &JobScheduler, tx: &mpsc::Sender<Tick>, 
 /// newest good backup is older than its schedule's interval (or missing),
 /// or every job with `always`, once, after its jitter.
 async fn start_up_runs(st: &State, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
-    let now = Utc::now();
+    let now = st.clock.now();
     let known = metrics.snapshot();
     for job in &st.cfg.jobs {
         let Some(schedule) = &job.schedule else {
@@ -400,7 +426,7 @@ fn jitter(job: &JobConfig) -> Duration {
 /// `after`; returns its time.
 async fn arm(
     st: &mut State,
-    sched: &JobScheduler,
+    sched: &dyn Timers,
     tx: &mpsc::Sender<Tick>,
     job: &JobConfig,
     after: DateTime<Utc>,
@@ -411,7 +437,7 @@ async fn arm(
         TickKind::Backup => job.schedule.as_ref()?,
         TickKind::Drill => &job.drill.as_ref()?.schedule,
     };
-    let now = Utc::now();
+    let now = st.clock.now();
     let mut nominal = schedule
         .next_after(after, job.timezone)?
         .with_timezone(&Utc);
@@ -426,7 +452,6 @@ async fn arm(
     };
     let fire_at = nominal + chrono::Duration::from_std(delay).unwrap_or_default();
     let delay = (fire_at - now).to_std().unwrap_or(Duration::ZERO);
-    let instant = std::time::Instant::now() + delay;
     let tick = Tick {
         job: job.name.clone(),
         kind,
@@ -435,20 +460,7 @@ async fn arm(
         fire_at,
         rearm: true,
     };
-    let tx = tx.clone();
-    let one_shot = Job::new_one_shot_at_instant_async(instant, move |_id, _sched| {
-        let tx = tx.clone();
-        let tick = tick.clone();
-        Box::pin(async move {
-            // The receiver is gone only during shutdown.
-            let _ = tx.send(tick).await;
-        })
-    });
-    let added = match one_shot {
-        Ok(j) => sched.add(j).await,
-        Err(e) => Err(e),
-    };
-    match added {
+    match sched.arm(delay, tick, tx.clone()).await {
         Ok(id) => {
             st.armed.insert((job.name.clone(), kind), id);
             if kind == TickKind::Backup {
@@ -468,7 +480,7 @@ async fn arm(
 async fn on_tick(
     st: &mut State,
     tick: Tick,
-    sched: &JobScheduler,
+    sched: &dyn Timers,
     tx: &mpsc::Sender<Tick>,
     metrics: &Arc<Metrics>,
     client: &reqwest::Client,
@@ -529,9 +541,10 @@ async fn on_tick(
     };
     let fire_at = tick.fire_at;
     let kind = tick.kind;
+    let clock = st.clock.clone();
     tasks.spawn(async move {
         // The scheduler works in whole seconds; do not start early.
-        if let Ok(early) = (fire_at - Utc::now()).to_std() {
+        if let Ok(early) = (fire_at - clock.now()).to_std() {
             tokio::select! {
                 _ = tokio::time::sleep(early) => {}
                 _ = ctx.stopping.cancelled() => {
@@ -552,7 +565,7 @@ async fn on_tick(
 async fn reload_config(
     st: &mut State,
     fixed_repo: bool,
-    sched: &JobScheduler,
+    sched: &dyn Timers,
     tx: &mpsc::Sender<Tick>,
     metrics: &Metrics,
 ) {
@@ -568,7 +581,11 @@ async fn reload_config(
     };
     if !fixed_repo {
         match store::open(&new.store) {
-            Ok(r) => st.repo = r.with_signing(new.signing.as_ref()),
+            Ok(r) => {
+                st.repo = r
+                    .with_signing(new.signing.as_ref())
+                    .with_clock(st.clock.clone())
+            }
             Err(e) => {
                 tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
                 return;
@@ -577,8 +594,7 @@ async fn reload_config(
     }
     warn_if_listen_changed(st.listen_from_config.as_deref(), &new.daemon.listen);
     for (_, id) in st.armed.drain() {
-        // Already fired one-shots are gone; that error is expected.
-        let _ = sched.remove(&id).await;
+        sched.cancel(id).await;
     }
     st.generation += 1;
     st.cfg = Arc::new(new);

@@ -62,15 +62,12 @@ pub fn parse_max_fds(limits: &str) -> Option<u64> {
 
 /// Reads this process's figures.
 pub fn read() -> ProcessStats {
-    // SAFETY: sysconf has no preconditions.
-    let (ticks, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
+    // From the auxiliary vector (what sysconf reads too).
+    let ticks = match rustix::param::clock_ticks_per_second() {
+        0 => 100.0,
+        t => t as f64,
     };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    let page = u64::try_from(page).unwrap_or(4096);
+    let page = u64::try_from(rustix::param::page_size()).unwrap_or(4096);
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| parse_boot_time(&s));

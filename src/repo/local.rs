@@ -99,7 +99,7 @@ pub fn open_regular(root: &Path, rel: &[&str]) -> io::Result<File> {
     check(root, &full, true).map_err(io::Error::other)?;
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(&full)?;
     if !f.metadata()?.file_type().is_file() {
         return Err(io::Error::other(format!(

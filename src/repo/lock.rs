@@ -58,6 +58,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::Clock;
 use crate::error::chain;
 use crate::repo::store::Repo;
 use crate::retry::{self, Backoff, Class, Transient};
@@ -261,8 +262,13 @@ async fn delete_lease(
     }
 }
 
-fn lease_for(owner: &str, purpose: &str, ttl: Duration, acquired: DateTime<Utc>) -> Lease {
-    let now = Utc::now();
+fn lease_for(
+    owner: &str,
+    purpose: &str,
+    ttl: Duration,
+    acquired: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Lease {
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(120));
     let here = liveness::here();
     Lease {
@@ -294,8 +300,8 @@ async fn try_acquire(
     let store = repo.store.clone();
     let key = lease_path(job);
     let owner = new_owner();
-    let acquired = Utc::now();
-    let lease = lease_for(&owner, purpose, ttl, acquired);
+    let acquired = repo.clock.now();
+    let lease = lease_for(&owner, purpose, ttl, acquired, acquired);
     let create = PutOptions::from(PutMode::Create);
     let store_err = |what, source| LockError::Store {
         job: job.to_owned(),
@@ -325,7 +331,7 @@ async fn try_acquire(
             Err(e) => Err(store_err("create", e)),
         };
     };
-    match current.standing(Utc::now()) {
+    match current.standing(repo.clock.now()) {
         Standing::Expired => {
             tracing::warn!(job, stale = %current.describe(), expired = %rfc3339(current.expires_at()), "taking over an expired lock");
         }
@@ -371,6 +377,7 @@ fn start_guard(
     let lost = CancellationToken::new();
     tokio::spawn(renew_loop(
         repo.store.clone(),
+        repo.clock.clone(),
         job.to_owned(),
         key.clone(),
         owner.clone(),
@@ -395,6 +402,7 @@ fn start_guard(
 #[allow(clippy::too_many_arguments)]
 async fn renew_loop(
     store: Arc<dyn ObjectStore>,
+    clock: Clock,
     job: String,
     key: ObjPath,
     owner: String,
@@ -411,7 +419,8 @@ async fn renew_loop(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match renew_once(&*store, &job, &key, &owner, &purpose, ttl, acquired).await {
+        let lease = lease_for(&owner, &purpose, ttl, acquired, clock.now());
+        match renew_once(&*store, &job, &key, &owner, &lease).await {
             Ok(true) => last_ok = tokio::time::Instant::now(),
             Ok(false) => {
                 tracing::error!(job = %job, "lock was taken over by another owner while the job ran");
@@ -436,9 +445,7 @@ async fn renew_once(
     job: &str,
     key: &ObjPath,
     owner: &str,
-    purpose: &str,
-    ttl: Duration,
-    acquired: DateTime<Utc>,
+    lease: &Lease,
 ) -> Result<bool, LockError> {
     let Some(current) = read_found(store, job, key).await? else {
         return Ok(false);
@@ -447,7 +454,6 @@ async fn renew_once(
         return Ok(false);
     }
     let version = current.version;
-    let lease = lease_for(owner, purpose, ttl, acquired);
     let err = |source| LockError::Store {
         job: job.to_owned(),
         key: key.to_string(),
@@ -455,14 +461,14 @@ async fn renew_once(
         source,
     };
     let conditional = PutOptions::from(PutMode::Update(version));
-    match store.put_opts(key, payload(&lease), conditional).await {
+    match store.put_opts(key, payload(lease), conditional).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::Precondition { .. }) => Ok(false),
         Err(object_store::Error::NotImplemented { .. })
         | Err(object_store::Error::NotSupported { .. }) => {
             // Ownership was checked just above; see the module doc.
             store
-                .put_opts(key, payload(&lease), PutOptions::from(PutMode::Overwrite))
+                .put_opts(key, payload(lease), PutOptions::from(PutMode::Overwrite))
                 .await
                 .map(|_| true)
                 .map_err(err)
@@ -524,7 +530,7 @@ pub async fn current(repo: &Repo, job: &str) -> Result<Option<Lease>, LockError>
 pub async fn inspect(repo: &Repo, job: &str) -> Result<Option<(Found, Standing)>, LockError> {
     let found = read_found(&*repo.store, job, &lease_path(job)).await?;
     Ok(found.map(|f| {
-        let standing = f.standing(Utc::now());
+        let standing = f.standing(repo.clock.now());
         (f, standing)
     }))
 }
@@ -552,6 +558,8 @@ pub fn lease_json(owner: &str, host: &str, expires: DateTime<Utc>) -> Vec<u8> {
         host: host.to_owned(),
         pid: 1,
         purpose: "backup".to_owned(),
+        // Shown, never judged (only `expires` decides), so the system
+        // clock is good enough even for a test on paused time.
         acquired: rfc3339(Utc::now()),
         expires: rfc3339(expires),
         boot_id: None,
@@ -567,7 +575,8 @@ mod tests {
 
     #[test]
     fn new_leases_record_this_process() {
-        let l = lease_for("o", "backup", Duration::from_secs(60), Utc::now());
+        let now = Utc::now();
+        let l = lease_for("o", "backup", Duration::from_secs(60), now, now);
         assert_eq!(l.pid, std::process::id());
         assert!(l.boot_id.is_some() && l.start_time.is_some() && l.pid_ns.is_some());
         let back: Lease = serde_json::from_slice(&serde_json::to_vec(&l).unwrap()).unwrap();

@@ -23,6 +23,7 @@ use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 use rand::Rng;
 
+use crate::clock::Clock;
 use crate::repo::s3_uploads::S3UploadSweeper;
 
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -89,9 +90,18 @@ pub struct Repo {
     pub signer: Option<Arc<crate::repo::signing::Signer>>,
     /// Only manifests signed with this key are trusted.
     pub verifier: Option<Arc<crate::repo::signing::Verifier>>,
+    /// What leases, manifests and prune read as "now" ([`crate::clock`]);
+    /// the system clock unless a test swaps it with [`Repo::with_clock`].
+    pub clock: Clock,
 }
 
 impl Repo {
+    /// The repository reading time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Repo {
+        self.clock = clock;
+        self
+    }
+
     /// The repository with signing keys attached.
     pub fn with_signing(mut self, signing: Option<&crate::repo::signing::SigningKeys>) -> Repo {
         if let Some(s) = signing {
@@ -178,6 +188,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
                 s3: None,
                 signer: None,
                 verifier: None,
+                clock: Clock::system(),
             });
         }
         "s3" | "s3a" => {
@@ -243,6 +254,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
         local_root: None,
         signer: None,
         verifier: None,
+        clock: Clock::system(),
     })
 }
 

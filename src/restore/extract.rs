@@ -57,26 +57,26 @@
 //! links, devices, fifos) are skipped and counted; our sources never produce
 //! them.
 
+mod chain;
 mod check;
 mod glob;
 mod place;
 mod stage;
-mod sys;
 
-use std::fs::OpenOptions;
+use std::ffi::CStr;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
 
 use crate::backup::source::rrd::{validate_rrd, RrdInvalid};
+use crate::sys::fs;
 
-use glob::Glob;
+use chain::{kind_name, ChainError};
+use glob::Globs;
 use place::OnExisting;
-use sys::{kind_name, ChainError};
 
 #[derive(Debug, Clone, Default)]
 pub struct ExtractOptions {
@@ -261,15 +261,15 @@ pub fn extract_tree_checked<R: Read>(
     stage_and_place(archive, dest, opts, &patterns, OnExisting::Refuse)
 }
 
-fn compile(include: &[String]) -> Result<Vec<Glob>, ExtractError> {
-    include.iter().map(|p| Glob::new(p)).collect()
+fn compile(include: &[String]) -> Result<Globs, ExtractError> {
+    Globs::new(include)
 }
 
 fn check_pass<R: Read>(
     archive: R,
     dest: &Path,
     opts: &ExtractOptions,
-    patterns: &[Glob],
+    patterns: &Globs,
 ) -> Result<ExtractReport, ExtractError> {
     let mut checker = check::Checker::new(dest, opts.force)?;
     read_archive(archive, opts, patterns, &mut checker)?;
@@ -280,7 +280,7 @@ fn stage_and_place<R: Read>(
     archive: R,
     dest: &Path,
     opts: &ExtractOptions,
-    patterns: &[Glob],
+    patterns: &Globs,
     on_existing: OnExisting,
 ) -> Result<ExtractReport, ExtractError> {
     // Dropping `staging` on an early return removes it.
@@ -298,11 +298,7 @@ fn stage_and_place<R: Read>(
 /// Opens an existing directory (following symlinks: `dest` comes from the
 /// configuration, not from an archive).
 fn open_dest_dir(path: &Path) -> io::Result<OwnedFd> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(path)
-        .map(OwnedFd::from)
+    fs::open_dir(path)
 }
 
 /// A parent chain in `dest` that cannot be walked, as the error for `entry`.
@@ -351,6 +347,26 @@ impl Meta {
             owner,
         })
     }
+
+    /// Owner (if carried), mode and mtime of an open file or directory.
+    fn apply_to(&self, fd: impl AsFd) -> io::Result<()> {
+        let fd = fd.as_fd();
+        if let Some((uid, gid)) = self.owner {
+            // Before chmod: chown clears setuid/setgid bits.
+            fs::fchown(fd, uid, gid)?;
+        }
+        fs::fchmod(fd, self.mode)?;
+        fs::set_times(fd, self.mtime)
+    }
+
+    /// Owner and mtime of a symlink itself (symlinks have no mode on Linux).
+    fn apply_at(&self, dir: impl AsFd, name: &CStr) -> io::Result<()> {
+        let dir = dir.as_fd();
+        if let Some((uid, gid)) = self.owner {
+            fs::lchown_at(dir, name, uid, gid)?;
+        }
+        fs::set_times_at(dir, name, self.mtime)
+    }
 }
 
 /// A regular file's content as handed to a [`Sink`].
@@ -381,11 +397,10 @@ trait Sink {
 fn read_archive<R: Read>(
     archive: R,
     opts: &ExtractOptions,
-    patterns: &[Glob],
+    patterns: &Globs,
     sink: &mut dyn Sink,
 ) -> Result<(), ExtractError> {
-    // SAFETY: geteuid has no preconditions.
-    let as_root = unsafe { libc::geteuid() } == 0;
+    let as_root = rustix::process::geteuid().is_root();
     let mut rrd_buf = Vec::new();
     let mut archive = tar::Archive::new(archive);
     for entry in archive.entries().map_err(ExtractError::Archive)? {
@@ -457,7 +472,7 @@ fn read_rrd<R: Read>(
         })
 }
 
-fn included(patterns: &[Glob], rel: &Path) -> bool {
+fn included(patterns: &Globs, rel: &Path) -> bool {
     if patterns.is_empty() {
         return true;
     }
@@ -469,7 +484,7 @@ fn included(patterns: &[Glob], rel: &Path) -> bool {
         .filter(|(_, b)| **b == b'/')
         .map(|(i, _)| &bytes[..i])
         .chain(std::iter::once(bytes))
-        .any(|p| patterns.iter().any(|g| g.matches(p)))
+        .any(|p| patterns.matches(p))
 }
 
 /// Relative path with `.` dropped; None for the archive root itself.

@@ -201,6 +201,8 @@ async fn restore_test_db(
         .ok_or("dump names no database")?;
     let scratch = format!(
         "ccbackup_verify_{}",
+        // Only a unique name, never a time anything is judged by; the
+        // system clock keeps names apart even when a test pauses time.
         crate::repo::store::key_safe(&crate::repo::store::new_backup_id(chrono::Utc::now()))
             .to_lowercase()
             .replace('-', "_")

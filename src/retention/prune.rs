@@ -176,7 +176,7 @@ pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Dec
         policy,
         &cat.complete,
         &cat.incomplete,
-        Utc::now(),
+        repo.clock.now(),
         job.max_deletions,
         job.orphan_grace,
     )?;
@@ -267,7 +267,7 @@ pub async fn apply_until(
     // Uploads a killed process left open hold billed parts but no object,
     // so the catalog never sees them.
     if let Some(s3) = &repo.s3 {
-        match s3.sweep_job(&d.job, d.grace, Utc::now()).await {
+        match s3.sweep_job(&d.job, d.grace, repo.clock.now()).await {
             Ok(keys) => out.aborted_uploads = keys,
             Err(e) => {
                 tracing::warn!(job = %d.job, error = %chain(&e), "open multipart uploads were not swept");

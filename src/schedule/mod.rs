@@ -51,11 +51,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
+
+use crate::duration::parse_duration;
 
 /// One full Gregorian cycle; see the module doc for why this is enough.
 const HORIZON_YEARS: i32 = 400;
@@ -129,7 +131,7 @@ pub enum ScheduleError {
     )]
     NeverMatches(String),
     #[error("jitter {value:?}: {reason} (expected e.g. 30s, 5m, 1h or 1h30m; m = minutes)")]
-    InvalidJitter { value: String, reason: &'static str },
+    InvalidJitter { value: String, reason: String },
 }
 
 struct FieldSpec {
@@ -459,7 +461,10 @@ fn gap_end(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Tz>> {
 /// ahead of it already ran in the first pass, so we search forward for the
 /// end of the repeat.
 fn first_local_running_after(after: DateTime<Utc>, tz: Tz) -> Option<NaiveDateTime> {
-    let base = after.with_timezone(&tz).naive_local();
+    // Whole seconds: croner keeps the fraction of the time it starts from,
+    // so a daemon started at hh:mm:ss.4 would otherwise run every job
+    // 0.4 s late, forever.
+    let base = after.with_timezone(&tz).naive_local().with_nanosecond(0)?;
     let hi = first_second_where(|secs| {
         let local = base.checked_add_signed(TimeDelta::seconds(secs))?;
         Some(run_instant(tz, local).is_some_and(|t| t.with_timezone(&Utc) > after))
@@ -521,6 +526,21 @@ mod tests {
             .next_after(utc(after), tz)
             .unwrap_or_else(|| panic!("{expr:?} has no run after {after}"))
             .to_rfc3339()
+    }
+
+    #[test]
+    fn runs_are_on_whole_seconds_whatever_the_fraction_of_after() {
+        for (after, want) in [
+            ("2027-01-01T04:10:00.010Z", "2027-01-01T05:00:00+00:00"),
+            ("2027-01-01T04:59:59.999Z", "2027-01-01T05:00:00+00:00"),
+            ("2027-01-01T05:00:00.500Z", "2027-01-01T06:00:00+00:00"),
+        ] {
+            assert_eq!(next("0 * * * *", after, Tz::UTC), want, "after {after}");
+        }
+        assert_eq!(
+            next("30 1 * * *", "2027-03-27T12:00:00.25Z", London),
+            "2027-03-28T02:00:00+01:00"
+        );
     }
 
     fn upcoming(expr: &str, after: &str, tz: Tz, count: usize) -> Vec<String> {
@@ -1120,8 +1140,7 @@ mod tests {
             ("30", "missing unit"),
             ("5x", "unknown unit"),
             ("m", "expected a number"),
-            ("30m1h", "in the order h, m, s"),
-            ("1m1m", "in the order h, m, s"),
+            ("1m1m", "appears more than once"),
             ("-5s", "expected a number"),
             ("99999999999999999999s", "number too large"),
             ("9999999999999999h", "number too large"),
@@ -1274,63 +1293,6 @@ mod tests {
         }
         None
     }
-}
-
-/// Why a duration such as `lock_ttl: 90x` was rejected. Says nothing about
-/// what the duration is for: the caller names the setting.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{value:?} is not a duration: {reason} (durations look like 30s, 5m, 1h or 1h30m; m = minutes)"
-)]
-pub struct DurationError {
-    pub value: String,
-    pub reason: &'static str,
-}
-
-/// Parses a duration such as `30s`, `5m`, `1h` or `1h30m`: one or more
-/// `<number><unit>` parts with units `h` (hours), `m` (MINUTES, not months)
-/// and `s` (seconds), each at most once and in that order. The grammar of
-/// every duration setting (jitter, lock_ttl, grace periods, max_age) and of
-/// `--wait-lock`.
-pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
-    let fail = |reason: &'static str| DurationError {
-        value: s.to_owned(),
-        reason,
-    };
-    let text = s.trim();
-    if text.is_empty() {
-        return Err(fail("empty"));
-    }
-    let mut total: u64 = 0;
-    // Index into "hms" of the last unit seen, to enforce order and no repeats.
-    let mut last_unit: Option<usize> = None;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(fail("expected a number"));
-        }
-        let (number, tail) = rest.split_at(digits);
-        let number: u64 = number.parse().map_err(|_| fail("number too large"))?;
-        let mut chars = tail.chars();
-        let (unit_index, unit_secs) = match chars.next() {
-            Some('h') => (0, 3600),
-            Some('m') => (1, 60),
-            Some('s') => (2, 1),
-            Some(_) => return Err(fail("unknown unit")),
-            None => return Err(fail("missing unit after number")),
-        };
-        if last_unit.is_some_and(|last| unit_index <= last) {
-            return Err(fail("units must appear at most once, in the order h, m, s"));
-        }
-        last_unit = Some(unit_index);
-        total = number
-            .checked_mul(unit_secs)
-            .and_then(|secs| total.checked_add(secs))
-            .ok_or_else(|| fail("number too large"))?;
-        rest = chars.as_str();
-    }
-    Ok(Duration::from_secs(total))
 }
 
 #[cfg(test)]

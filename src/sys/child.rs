@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use tokio_util::sync::CancellationToken;
 
 use crate::retry::{Class, Transient};
 
@@ -62,8 +63,9 @@ fn tail_suffix(stderr: &str) -> String {
 }
 
 /// A handle that can kill a running child from another thread (cancellation).
+/// Blocking threads read the flag; async code awaits [`KillSwitch::killed`].
 #[derive(Clone, Default)]
-pub struct KillSwitch(Arc<Mutex<KillState>>);
+pub struct KillSwitch(Arc<Mutex<KillState>>, CancellationToken);
 
 #[derive(Default)]
 struct KillState {
@@ -80,6 +82,12 @@ impl KillSwitch {
                 kill_group(pid);
             }
         }
+        self.1.cancel();
+    }
+
+    /// Resolves once [`KillSwitch::kill`] has been called.
+    pub async fn killed(&self) {
+        self.1.cancelled().await
     }
 
     /// Whether `kill` was called: a cancelled run must not commit.
@@ -116,14 +124,15 @@ impl KillSwitch {
 /// group of its own (see [`spawn`]), so workers it forked (`pg_restore -j`)
 /// go too, instead of finishing a restore after ccbackup gave up on it.
 fn kill_group(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return;
     };
-    // SAFETY: kill(2) on the group of a child we spawned and have not
-    // reaped, so the group id cannot have been reused.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
+    // The group of a child we spawned and have not reaped, so the group id
+    // cannot have been reused. Failure (the group is gone) needs no action.
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 /// Runs `cmd` (stdin closed, stdout and stderr piped), copies stdout into
@@ -501,5 +510,23 @@ mod tests {
         let err = stream_stdout("sh", sh("exec sleep 30"), &mut out, &ks).unwrap_err();
         t.join().unwrap();
         assert!(matches!(err, ChildError::Cancelled { .. }), "{err}");
+    }
+
+    /// Async waiters (a run waiting for its lock) wake on the kill itself;
+    /// a poll would show as virtual time passing.
+    #[tokio::test(start_paused = true)]
+    async fn killed_wakes_waiters_without_polling() {
+        let ks = KillSwitch::default();
+        let t0 = tokio::time::Instant::now();
+        let waiter = tokio::spawn({
+            let ks = ks.clone();
+            async move { ks.killed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        ks.kill();
+        waiter.await.unwrap();
+        assert_eq!(t0.elapsed(), std::time::Duration::ZERO);
+        assert!(ks.is_killed());
     }
 }

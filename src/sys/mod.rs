@@ -1,8 +1,10 @@
 //! Operating-system primitives shared by backup and restore: child
-//! processes ([`child`]) and file-descriptor-relative directory access
-//! that never follows a symlink ([`walk`]).
+//! processes ([`child`]), file-descriptor-relative file system calls that
+//! never follow a symlink ([`fs`]) and the backup's directory walk on top
+//! of them ([`walk`]).
 
 pub mod child;
+pub mod fs;
 pub mod walk;
 
 /// This machine's name as the kernel knows it (what manifests, leases and

@@ -19,14 +19,16 @@
 //! [`Walk::vanished`]; every other error is reported, because a backup that
 //! silently misses readable data is worse than one that fails.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use super::fs::{list_dir, lstat_at, open_dir, open_dir_at, open_file_at, read_link_at};
+pub use super::fs::{Kind, Stat};
 
 /// A walk step that failed for a reason other than the entry vanishing.
 #[derive(Debug, thiserror::Error)]
@@ -36,73 +38,6 @@ pub struct WalkError {
     pub path: PathBuf,
     #[source]
     pub source: io::Error,
-}
-
-/// What an entry is, from `lstat` (symlinks are never followed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Dir,
-    File,
-    Symlink,
-    /// Sockets, fifos, character and block devices.
-    Other,
-}
-
-/// The parts of `struct stat` the archive sources need.
-#[derive(Clone, Copy, Debug)]
-pub struct Stat {
-    pub kind: Kind,
-    /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub mtime: i64,
-    pub mtime_nsec: i64,
-    pub dev: u64,
-    pub ino: u64,
-}
-
-impl Stat {
-    // The libc field types differ between targets (e.g. `st_nlink`, `st_mode`
-    // widths), so plain casts are the portable spelling here.
-    #[allow(clippy::unnecessary_cast)]
-    fn from_raw(st: &libc::stat) -> Self {
-        let fmt = st.st_mode as u32 & libc::S_IFMT as u32;
-        let kind = if fmt == libc::S_IFDIR as u32 {
-            Kind::Dir
-        } else if fmt == libc::S_IFREG as u32 {
-            Kind::File
-        } else if fmt == libc::S_IFLNK as u32 {
-            Kind::Symlink
-        } else {
-            Kind::Other
-        };
-        Stat {
-            kind,
-            mode: st.st_mode as u32 & 0o7777,
-            uid: st.st_uid as u32,
-            gid: st.st_gid as u32,
-            size: u64::try_from(st.st_size).unwrap_or(0),
-            mtime: st.st_mtime as i64,
-            mtime_nsec: st.st_mtime_nsec as i64,
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-        }
-    }
-
-    /// `fstat` of an open file or directory.
-    pub fn of(fd: &impl AsRawFd) -> io::Result<Stat> {
-        let mut st = MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: `st` is a valid out-pointer for one `struct stat`; the fd is
-        // owned by the caller for the duration of the call.
-        let rc = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fstat succeeded, so it initialised the struct.
-        Ok(Stat::from_raw(unsafe { &st.assume_init() }))
-    }
 }
 
 /// One entry of the walk.
@@ -133,45 +68,12 @@ impl Entry {
     /// Opens the entry read-only relative to its parent directory, without
     /// following a symlink and without blocking on a fifo that replaced it.
     pub fn open_file(&self) -> io::Result<File> {
-        let flags =
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-        // SAFETY: both pointers/fds are valid for the call; the name is
-        // NUL-terminated.
-        let fd = unsafe { libc::openat(self.parent.as_raw_fd(), self.name.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: openat returned a fresh descriptor that nothing else owns.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        open_file_at(&*self.parent, &self.name)
     }
 
     /// Reads the target of a symlink entry, byte-exact.
     pub fn read_link(&self) -> io::Result<PathBuf> {
-        let mut buf: Vec<u8> = Vec::with_capacity(256);
-        loop {
-            // SAFETY: the buffer has `capacity` writable bytes; readlinkat
-            // writes at most that many and returns how many it wrote.
-            let n = unsafe {
-                libc::readlinkat(
-                    self.parent.as_raw_fd(),
-                    self.name.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.capacity(),
-                )
-            };
-            let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-            if n < buf.capacity() {
-                // SAFETY: readlinkat initialised the first `n` bytes.
-                unsafe { buf.set_len(n) };
-                return Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)));
-            }
-            // Possibly truncated: retry with more room (targets are bounded
-            // by PATH_MAX in practice, so this ends quickly).
-            if buf.capacity() > 1 << 20 {
-                return Err(io::Error::other("symlink target longer than 1 MiB"));
-            }
-            buf.reserve(buf.capacity() * 2);
-        }
+        read_link_at(&*self.parent, &self.name)
     }
 }
 
@@ -196,22 +98,9 @@ impl Walk {
             path: root.to_path_buf(),
             source,
         };
-        let c_root = CString::new(root.as_os_str().as_bytes())
-            .map_err(|_| fail("open", io::Error::from(io::ErrorKind::InvalidInput)))?;
         // The root itself may be a symlink (a volume mount path often is);
         // that is the operator's choice, so it is the one place we follow one.
-        // SAFETY: NUL-terminated path, plain flags.
-        let fd = unsafe {
-            libc::open(
-                c_root.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(fail("open directory", io::Error::last_os_error()));
-        }
-        // SAFETY: fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = open_dir(root).map_err(|e| fail("open directory", e))?;
         let names = list_dir(&fd).map_err(|e| fail("list directory", e))?;
         Ok(Walk {
             root: root.to_path_buf(),
@@ -312,100 +201,6 @@ impl Iterator for Walk {
             }));
         }
     }
-}
-
-/// `lstat` of `name` inside the directory `dir`.
-pub(crate) fn lstat_at(dir: &impl AsRawFd, name: &CStr) -> io::Result<Stat> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid fd, NUL-terminated name, out-pointer for one struct stat.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstatat succeeded, so it initialised the struct.
-    Ok(Stat::from_raw(unsafe { &st.assume_init() }))
-}
-
-/// Opens the directory `name` inside `dir`, refusing to follow a symlink.
-pub(crate) fn open_dir_at(dir: &impl AsRawFd, name: &CStr) -> io::Result<OwnedFd> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: valid fd and NUL-terminated name.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Closes a `DIR*` on every path out of `list_dir`.
-struct DirStream(*mut libc::DIR);
-
-impl Drop for DirStream {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from a successful fdopendir and is closed
-        // exactly once, here.
-        unsafe { libc::closedir(self.0) };
-    }
-}
-
-/// Names in a directory (without `.` and `..`), sorted by bytes.
-pub(crate) fn list_dir(dir: &OwnedFd) -> io::Result<Vec<CString>> {
-    // fdopendir takes ownership of its descriptor, and we keep `dir` for
-    // openat, so hand it a duplicate.
-    // SAFETY: plain fcntl on a valid fd.
-    let dup = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `dup` is a valid directory descriptor we own.
-    let stream = unsafe { libc::fdopendir(dup) };
-    if stream.is_null() {
-        let err = io::Error::last_os_error();
-        // SAFETY: fdopendir failed, so `dup` is still ours to close.
-        unsafe { libc::close(dup) };
-        return Err(err);
-    }
-    let stream = DirStream(stream);
-    // The duplicate shares its read position with `dir`: start from the
-    // top even if the directory was listed before through the same fd.
-    // SAFETY: `stream.0` is an open DIR*.
-    unsafe { libc::rewinddir(stream.0) };
-    let mut names = Vec::new();
-    loop {
-        // readdir signals errors only through errno, so clear it first.
-        // SAFETY: errno is thread-local; writing it is always allowed.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: `stream.0` is an open DIR*.
-        let ent = unsafe { libc::readdir(stream.0) };
-        if ent.is_null() {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error().unwrap_or(0) != 0 {
-                return Err(err);
-            }
-            break;
-        }
-        // SAFETY: readdir returned a valid dirent whose d_name is
-        // NUL-terminated and lives until the next readdir on this stream.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-        let bytes = name.to_bytes();
-        if bytes == b"." || bytes == b".." {
-            continue;
-        }
-        names.push(name.to_owned());
-    }
-    drop(stream);
-    // CString compares its bytes including the trailing NUL, which sorts a
-    // prefix first: exactly byte order of the names.
-    names.sort_unstable();
-    Ok(names)
 }
 
 #[cfg(test)]

@@ -227,7 +227,7 @@ fn pg_dump_killed_mid_dump_fails_and_leaves_nothing() {
         .arg("BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT;")
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_table_lock(&db.name, "big");
 
     let child = std::process::Command::new(bin())
         .args(["--log-format", "text", "--config"])

@@ -314,7 +314,8 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On paused time: the every-second runs take none.
+#[tokio::test(start_paused = true)]
 async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
     use std::time::{Duration, Instant};
     let ws = Workspace::new();
@@ -332,12 +333,16 @@ async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
     ));
     let cfg = ccbackup::config::load(&cfg).unwrap();
     let stop = CancellationToken::new();
-    let metrics = Arc::new(ccbackup::daemon::metrics::Metrics::new(chrono::Utc::now()));
+    let clock = ccbackup::clock::Clock::following_tokio(chrono::Utc::now());
+    let metrics = Arc::new(ccbackup::daemon::metrics::Metrics::with_clock(
+        clock.clone(),
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel();
     let opts = ccbackup::daemon::Options {
         listen: Some("127.0.0.1:0".to_owned()),
         bound: Some(tx),
         metrics: Some(metrics.clone()),
+        clock,
         ..Default::default()
     };
     let task = tokio::spawn(ccbackup::daemon::run(cfg, opts, stop.clone()));

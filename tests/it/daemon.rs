@@ -2,12 +2,19 @@
 //! runs happen, retention follows success, locks are respected, a flaky
 //! store is retried, health and metrics are served over real HTTP, and a
 //! shutdown mid-run leaves nothing behind. `ccbackup schedule` across DST.
+//!
+//! Tests that only need the store run on paused tokio time (a
+//! [`Clock`] following it), so seconds of schedule, lease expiry and retry
+//! backoff take no real time. The ones that wait on a webhook receiver or
+//! a blocked `pg_dump` run in real time: paused time would jump over the
+//! network and child-process waits.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ccbackup::clock::Clock;
 use ccbackup::config;
 use ccbackup::daemon::{self, metrics::Metrics, Options};
 use chrono::Utc;
@@ -24,15 +31,25 @@ struct Running {
 }
 
 async fn start(cfg_path: &std::path::Path, repo: Option<ccbackup::repo::store::Repo>) -> Running {
+    start_on(cfg_path, repo, Clock::system()).await
+}
+
+/// [`start`] on `clock` (a tokio-following one under paused time).
+async fn start_on(
+    cfg_path: &std::path::Path,
+    repo: Option<ccbackup::repo::store::Repo>,
+    clock: Clock,
+) -> Running {
     let cfg = config::load(cfg_path).unwrap();
     let stop = CancellationToken::new();
-    let metrics = Arc::new(Metrics::new(Utc::now()));
+    let metrics = Arc::new(Metrics::with_clock(clock.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel();
     let opts = Options {
         listen: Some("127.0.0.1:0".to_owned()),
         repo,
         bound: Some(tx),
         metrics: Some(metrics.clone()),
+        clock,
         ..Default::default()
     };
     let task = tokio::spawn(daemon::run(cfg, opts, stop.clone()));
@@ -91,6 +108,8 @@ fn sample(body: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Polls `cond` every 100 ms of tokio time (virtual under paused time);
+/// `limit` is real time, a backstop.
 async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
@@ -117,7 +136,7 @@ fn staging_leftovers(ws: &Workspace) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn daemon_runs_on_schedule_prunes_after_success_and_serves_metrics() {
     let ws = Workspace::new();
     let cfg = files_job(
@@ -125,7 +144,7 @@ async fn daemon_runs_on_schedule_prunes_after_success_and_serves_metrics() {
         "    max_age: 1h\n    retention: {keep_last: 1}\n",
         "daemon: {shutdown_grace: 5s}\n",
     );
-    let d = start(&cfg, None).await;
+    let d = start_on(&cfg, None, Clock::following_tokio(Utc::now())).await;
 
     let (code, body) = get(d.addr, "/healthz").await;
     assert_eq!(code, 200, "{body}");
@@ -207,25 +226,42 @@ async fn failing_job_makes_readyz_fail_notifies_and_never_prunes() {
     // Valid at start (config checks it), gone by the first run.
     let src = ws.path().join("missing");
     std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    // Two good backups from before, made without a retention policy:
+    // `keep_last: 1` below deletes the older one if a failed run prunes.
+    let seed = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        src.display()
+    ));
+    ccbackup(&seed, &["run-now"]).expect_ok();
+    ccbackup(&seed, &["run-now"]).expect_ok();
+    let seeded = {
+        let mut m = ws.manifests();
+        m.sort();
+        m
+    };
+    assert_eq!(seeded.len(), 2, "{seeded:?}");
     let cfg = ws.config(&format!(
         "store:\n  url: {}\nnotify: {{webhooks: [\"http://{hook_addr}/hook/secret-token\"]}}\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    max_age: 1s\n    retention: {{keep_last: 1}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
         ws.store_url(),
         src.display()
     ));
     let d = start(&cfg, None).await;
-    std::fs::remove_dir(&src).unwrap();
+    std::fs::remove_dir_all(&src).unwrap();
     let m = d.metrics.clone();
     wait_for("two failed runs", Duration::from_secs(20), || {
         m.get("j")
             .is_some_and(|s| s.runs.get("failure").copied().unwrap_or(0) >= 2)
     })
     .await;
-    // First run due ~1 s after start, max_age 1 s: overdue by now or soon.
+    // The newest good backup is a seed, older than max_age 1 s by now or
+    // soon.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (code, body) = get(d.addr, "/readyz").await;
         if code == 503 {
-            assert!(body.contains("no successful backup"), "{body}");
+            assert!(body.contains("older than max_age"), "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "readyz stayed {code}: {body}");
@@ -241,24 +277,29 @@ async fn failing_job_makes_readyz_fail_notifies_and_never_prunes() {
     assert_eq!(first["outcome"], "failure");
     assert!(first["error"].as_str().unwrap().contains("etc"), "{first}");
     assert!(first["duration_seconds"].is_number());
-    assert_eq!(m.get("j").unwrap().retention_deletions, 0);
+    let s = m.get("j").unwrap();
+    assert_eq!(s.runs.get("success").copied().unwrap_or(0), 0, "{s:?}");
+    assert_eq!(s.retention_deletions, 0);
     d.stop(Duration::from_secs(15)).await.unwrap();
-    assert!(ws.manifests().is_empty());
+    let mut left = ws.manifests();
+    left.sort();
+    assert_eq!(left, seeded, "a failed run pruned");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn held_lock_is_respected_and_an_expired_one_taken_over() {
     let ws = Workspace::new();
     let cfg = files_job(&ws, "", "");
+    let clock = Clock::following_tokio(Utc::now());
     let repo = open_repo(&ws);
     plant_lease(
         &repo,
         "j",
         "other-sidecar",
-        Utc::now() + chrono::Duration::hours(1),
+        clock.now() + chrono::Duration::hours(1),
     )
     .await;
-    let d = start(&cfg, None).await;
+    let d = start_on(&cfg, None, clock.clone()).await;
     let m = d.metrics.clone();
     wait_for("two locked runs", Duration::from_secs(20), || {
         m.get("j").is_some_and(|s| s.lock_waits >= 2)
@@ -282,7 +323,7 @@ async fn held_lock_is_respected_and_an_expired_one_taken_over() {
         &repo,
         "j",
         "other-sidecar",
-        Utc::now() - chrono::Duration::seconds(1),
+        clock.now() - chrono::Duration::seconds(1),
     )
     .await;
     wait_for("a manifest after takeover", Duration::from_secs(20), || {
@@ -292,14 +333,14 @@ async fn held_lock_is_respected_and_an_expired_one_taken_over() {
     d.stop(Duration::from_secs(15)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn flaky_store_is_retried_to_success() {
     let ws = Workspace::new();
     let cfg = files_job(&ws, "", "");
     let mut repo = open_repo(&ws);
     let flaky = Flaky::wrap(repo.store.clone(), 4);
     repo.store = flaky.clone();
-    let d = start(&cfg, Some(repo)).await;
+    let d = start_on(&cfg, Some(repo), Clock::following_tokio(Utc::now())).await;
     let m = d.metrics.clone();
     wait_for(
         "a success through the flaky store",
@@ -336,7 +377,10 @@ async fn runs_do_not_overlap_and_shutdown_mid_run_leaves_nothing() {
         .arg("BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;")
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let name = db.name.clone();
+    tokio::task::spawn_blocking(move || wait_for_table_lock(&name, "big"))
+        .await
+        .unwrap();
 
     let d = start(&cfg, None).await;
     let m = d.metrics.clone();
@@ -441,11 +485,15 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn head_requests_get_the_headers_of_get_and_no_body() {
     let ws = Workspace::new();
-    let cfg = files_job(&ws, "", "");
-    let d = start(&cfg, None).await;
+    // Nothing runs during the test, so GET and HEAD see the same state.
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    run_at_start: never\n    sources:\n      - name: etc\n        files: {{path: /tmp}}\n",
+        ws.store_url()
+    ));
+    let d = start_on(&cfg, None, Clock::following_tokio(Utc::now())).await;
     for (path, ctype) in [
         ("/healthz", "text/plain"),
         ("/readyz", "application/json"),
@@ -488,7 +536,7 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn regression_issue9_damaged_backups_show_in_metrics_at_start() {
     let ws = Workspace::new();
     // No schedule that fires during the test: the count comes from start-up.
@@ -504,7 +552,7 @@ async fn regression_issue9_damaged_backups_show_in_metrics_at_start() {
     let bad = ws.store_dir().join("j").join("20200101T000000Z-abcdef");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("manifest.json"), b"{ garbage").unwrap();
-    let d = start(&cfg, None).await;
+    let d = start_on(&cfg, None, Clock::following_tokio(Utc::now())).await;
     // The catalog is listed just after the listener is up.
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {

@@ -67,54 +67,18 @@ fn sighup_with_a_bad_config_keeps_running_and_sigterm_exits_zero() {
         data.path().display()
     );
     let cfg = ws.config(&good);
-    let mut child = Command::new(bin())
-        .args(["--log-format", "json", "--config"])
-        .arg(&cfg)
-        .arg("daemon")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut up = false;
-    while Instant::now() < deadline {
-        if get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !up {
-        let _ = child.kill();
-        panic!("daemon did not answer /healthz on port {port}");
-    }
+    let mut d = spawn_daemon(&cfg, port, None);
 
     // A broken config on SIGHUP is reported and the running one kept.
     std::fs::write(&cfg, "store: [this is not valid\n").unwrap();
-    signal(&child, "-HUP");
-    std::thread::sleep(Duration::from_millis(800));
+    signal(&d.child, "-HUP");
+    d.wait_log("configuration reload failed");
     assert!(
-        child.try_wait().unwrap().is_none(),
+        d.child.try_wait().unwrap().is_none(),
         "daemon died on a bad reload"
     );
     assert!(get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
-
-    signal(&child, "-TERM");
-    let status = wait_exit(&mut child, Duration::from_secs(20));
-    let mut stderr = String::new();
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = status.unwrap_or_else(|| panic!("daemon ignored SIGTERM:\n{stderr}"));
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("reload failed"), "{stderr}");
+    d.stop();
 }
 
 /// The daemon binary with its JSON log lines arriving on a channel.

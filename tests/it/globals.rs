@@ -5,105 +5,30 @@
 //! those tests use a throwaway PostgreSQL 15 cluster; the tampered-artifact
 //! tests only name roles of their own and use the shared server.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::support::*;
+use crate::support_pg;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A trust-authenticated cluster owned by the `postgres` OS user, stopped on drop.
+/// A throwaway trust-authenticated PostgreSQL 15 cluster, stopped and
+/// removed when dropped.
 struct Cluster {
-    dir: tempfile::TempDir,
+    pg: support_pg::Cluster,
     port: u16,
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        assert!(
-            Path::new(PG_BIN).join("initdb").exists(),
-            "PostgreSQL 15 server binaries are required: apt-get install postgresql"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tablespace")).unwrap();
-        let chown = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(chown.success());
-        let data = dir.path().join("data");
-        let initdb = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("initdb"))
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            initdb.status.success(),
-            "{}",
-            String::from_utf8_lossy(&initdb.stderr)
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let start = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-                dir.path().display()
-            ))
-            .args(["-w", "start"])
-            .output()
-            .unwrap();
-        assert!(
-            start.status.success(),
-            "{}",
-            String::from_utf8_lossy(&start.stderr)
-        );
-        let c = Cluster { dir, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if c.try_sql("postgres", "SELECT 1").is_ok() {
-                return c;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("throwaway cluster did not come up");
+        let pg = support_pg::Cluster::start(15, &support_pg::pg15_bin())
+            .unwrap_or_else(|e| panic!("throwaway PostgreSQL 15 cluster: {e}"));
+        pg.postgres_dir("tablespace");
+        let port = pg.port;
+        Cluster { pg, port }
     }
 
     fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .arg("-c")
-            .arg(sql)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        self.pg.try_psql(db, sql)
     }
 
     #[track_caller]
@@ -113,7 +38,7 @@ impl Cluster {
     }
 
     fn tablespace_dir(&self) -> PathBuf {
-        self.dir.path().join("tablespace")
+        self.pg.dir.join("tablespace")
     }
 
     /// A job backing up database `gdb` and the globals of this cluster.
@@ -137,18 +62,6 @@ impl Cluster {
             "postgres",
             &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'"),
         )
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
     }
 }
 

@@ -272,8 +272,8 @@ fn bad_guard_values_are_config_errors_naming_file_line_and_key() {
 
 /// The daemon's runs go through the same guard: a suspicious run is
 /// counted as such, leaves the last good backup as the last success, and
-/// never prunes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// never prunes. On paused time: the every-second runs take none.
+#[tokio::test(start_paused = true)]
 async fn the_daemon_counts_suspicious_runs_and_never_prunes_after_them() {
     use ccbackup::daemon::{self, metrics::Metrics, Options};
     use std::sync::Arc;
@@ -290,11 +290,13 @@ async fn the_daemon_counts_suspicious_runs_and_never_prunes_after_them() {
     let good = run_now(&cfg, &[]).0.expect_ok().stdout().trim().to_owned();
     empty(data.path());
 
-    let metrics = Arc::new(Metrics::new(chrono::Utc::now()));
+    let clock = ccbackup::clock::Clock::following_tokio(chrono::Utc::now());
+    let metrics = Arc::new(Metrics::with_clock(clock.clone()));
     let stop = tokio_util::sync::CancellationToken::new();
     let opts = Options {
         listen: Some("127.0.0.1:0".to_owned()),
         metrics: Some(metrics.clone()),
+        clock,
         ..Default::default()
     };
     let task = tokio::spawn(daemon::run(

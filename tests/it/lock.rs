@@ -1,11 +1,14 @@
 //! Repository lease lock against a real file:// store: contention, expiry
-//! takeover, release, and retries through a store that fails first.
+//! takeover, release, and retries through a store that fails first. The
+//! in-process tests run on paused tokio time with a clock that follows it,
+//! so TTLs, renewals, backoff and the takeover settle take no real time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ccbackup::clock::Clock;
 use ccbackup::repo::lock::{self, LockError};
 use ccbackup::repo::store::{self, Repo};
 use chrono::Utc;
@@ -137,10 +140,10 @@ pub async fn plant_lease(repo: &Repo, job: &str, owner: &str, expires: chrono::D
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn second_owner_is_refused_with_holder_and_expiry_then_gets_it_after_release() {
     let ws = Workspace::new();
-    let repo = open_repo(&ws);
+    let (repo, _) = paused_repo(&ws);
     let ttl = Duration::from_secs(30);
     let first = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
         .await
@@ -166,16 +169,16 @@ async fn second_owner_is_refused_with_holder_and_expiry_then_gets_it_after_relea
     second.release().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unexpired_foreign_lease_is_respected_and_expired_one_taken_over() {
     let ws = Workspace::new();
-    let repo = open_repo(&ws);
+    let (repo, clock) = paused_repo(&ws);
     let ttl = Duration::from_secs(30);
     plant_lease(
         &repo,
         "j",
         "other-sidecar",
-        Utc::now() + chrono::Duration::hours(1),
+        clock.now() + chrono::Duration::hours(1),
     )
     .await;
     let err = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
@@ -191,7 +194,7 @@ async fn unexpired_foreign_lease_is_respected_and_expired_one_taken_over() {
         &repo,
         "j",
         "crashed-sidecar",
-        Utc::now() - chrono::Duration::seconds(5),
+        clock.now() - chrono::Duration::seconds(5),
     )
     .await;
     let g = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
@@ -204,24 +207,34 @@ async fn unexpired_foreign_lease_is_respected_and_expired_one_taken_over() {
     g.release().await.unwrap();
 }
 
-#[tokio::test]
+/// The repository of `ws` on a clock that follows tokio's paused time, so
+/// a test moves lease expiry and the renewal timers together.
+fn paused_repo(ws: &Workspace) -> (Repo, Clock) {
+    let clock = Clock::following_tokio(Utc::now());
+    (open_repo(ws).with_clock(clock.clone()), clock)
+}
+
+#[tokio::test(start_paused = true)]
 async fn waiting_acquirer_gets_the_lock_when_the_holder_releases() {
     let ws = Workspace::new();
-    let repo = open_repo(&ws);
+    let (repo, _) = paused_repo(&ws);
     let ttl = Duration::from_secs(3);
     let first = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
         .await
         .unwrap();
     let repo2 = repo.clone();
+    let (waiting_tx, mut waiting) = tokio::sync::mpsc::unbounded_channel();
     let waiter = tokio::spawn(async move {
         let mut waits = 0u32;
         let g = lock::acquire(&repo2, "j", ttl, "backup", Duration::from_secs(20), |_| {
-            waits += 1
+            waits += 1;
+            let _ = waiting_tx.send(());
         })
         .await;
         (g, waits)
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Release only once the waiter has found the lock held.
+    waiting.recv().await.unwrap();
     first.release().await.unwrap();
     let (g, waits) = waiter.await.unwrap();
     let g = g.unwrap();
@@ -229,20 +242,27 @@ async fn waiting_acquirer_gets_the_lock_when_the_holder_releases() {
     g.release().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lease_is_renewed_while_held() {
     let ws = Workspace::new();
-    let repo = open_repo(&ws);
+    let (repo, clock) = paused_repo(&ws);
     let ttl = Duration::from_secs(3);
+    let t0 = clock.now();
     let g = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
         .await
         .unwrap();
     let first = lock::current(&repo, "j").await.unwrap().unwrap().expires;
-    // Past the original expiry: renewals (every second) keep it ours.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(first, rfc3339(t0 + chrono::Duration::seconds(3)));
+    // Well past the original expiry: renewals (every second) keep it ours.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let later = lock::current(&repo, "j").await.unwrap().unwrap();
     assert_eq!(later.owner, g.owner());
-    assert!(later.expires > first, "{} !> {first}", later.expires);
+    assert!(
+        later.expires >= rfc3339(t0 + chrono::Duration::seconds(12)),
+        "{} should be about {}",
+        later.expires,
+        rfc3339(clock.now() + chrono::Duration::seconds(3))
+    );
     assert!(!g.lost().is_cancelled());
     let err = lock::acquire(&repo, "j", ttl, "backup", Duration::ZERO, |_| {})
         .await
@@ -251,10 +271,172 @@ async fn lease_is_renewed_while_held() {
     g.release().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn a_waiter_takes_over_a_foreign_lease_when_it_expires_not_before() {
+    let ws = Workspace::new();
+    let (repo, clock) = paused_repo(&ws);
+    let expires = clock.now() + chrono::Duration::seconds(60);
+    plant_lease(&repo, "j", "crashed-sidecar", expires).await;
+    let mut waits = 0u32;
+    let g = lock::acquire(
+        &repo,
+        "j",
+        Duration::from_secs(30),
+        "backup",
+        Duration::from_secs(600),
+        |e| {
+            waits += 1;
+            assert!(e.to_string().contains("crashed-sidecar"), "{e}");
+        },
+    )
+    .await
+    .unwrap();
+    let took = clock.now();
+    // Polled every ttl/6 = 5 s until the lease expired, then took it over
+    // (plus the settle time of the takeover check).
+    assert!(took >= expires, "taken over at {took}, before {expires}");
+    assert!(
+        took < expires + chrono::Duration::seconds(6),
+        "{took} vs {expires}"
+    );
+    assert!(waits >= 11, "{waits}");
+    assert_eq!(
+        lock::current(&repo, "j").await.unwrap().unwrap().owner,
+        g.owner()
+    );
+    g.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_that_cannot_renew_loses_the_lock_after_its_ttl() {
+    let ws = Workspace::new();
+    let (mut repo, clock) = paused_repo(&ws);
+    let store = repo.store.clone();
+    let switch = Arc::new(Switchable {
+        inner: store,
+        broken: std::sync::atomic::AtomicBool::new(false),
+    });
+    repo.store = switch.clone();
+    let t0 = clock.now();
+    let g = lock::acquire(
+        &repo,
+        "j",
+        Duration::from_secs(30),
+        "backup",
+        Duration::ZERO,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    switch.broken.store(true, Ordering::SeqCst);
+    let lost = g.lost();
+    tokio::time::timeout(Duration::from_secs(120), lost.cancelled())
+        .await
+        .expect("the guard was never marked lost");
+    // Renewals every 10 s fail; the guard gives up once a whole TTL has
+    // passed since the last good one, before anyone could take it over.
+    let after = clock.now() - t0;
+    assert!(
+        after >= chrono::Duration::seconds(30) && after <= chrono::Duration::seconds(40),
+        "{after}"
+    );
+    switch.broken.store(false, Ordering::SeqCst);
+    g.release().await.unwrap();
+}
+
+/// A store that fails every call with a transient error while `broken`.
+#[derive(Debug)]
+struct Switchable {
+    inner: Arc<dyn ObjectStore>,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for Switchable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Switchable")
+    }
+}
+
+impl Switchable {
+    fn check(&self) -> object_store::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(object_store::Error::Generic {
+                store: "switchable",
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset by peer",
+                )),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Switchable {
+    async fn put_opts(
+        &self,
+        location: &ObjPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.check()?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.check()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &ObjPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.check()?;
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> object_store::Result<ListResult> {
+        self.check()?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &ObjPath,
+        to: &ObjPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.check()?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn rfc3339(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tokio::test(start_paused = true)]
 async fn transient_store_failures_are_retried_during_acquisition() {
     let ws = Workspace::new();
-    let mut repo = open_repo(&ws);
+    let (mut repo, _) = paused_repo(&ws);
     let flaky = Flaky::wrap(repo.store.clone(), 3);
     repo.store = flaky.clone();
     let g = lock::acquire(

@@ -11,6 +11,7 @@ mod copies;
 mod crypto;
 mod daemon;
 mod daemon_signals;
+mod daemon_time;
 mod drills;
 mod examples;
 mod extract_atomic;

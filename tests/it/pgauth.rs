@@ -2,127 +2,41 @@
 //! passwords (the shared test server trusts loopback), and pg_dump version
 //! selection.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::support::*;
+use crate::support_pg;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const PASSWORD: &str = "correct horse \"battery\" staple";
 
-/// A scram-authenticated cluster owned by the `postgres` OS user, stopped on drop.
+/// A throwaway scram-authenticated PostgreSQL 15 cluster, stopped and
+/// removed when dropped.
 struct Cluster {
-    dir: tempfile::TempDir,
+    pg: support_pg::Cluster,
     port: u16,
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        assert!(
-            Path::new(PG_BIN).join("initdb").exists(),
-            "PostgreSQL 15 server binaries are required: apt-get install postgresql"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, PASSWORD).unwrap();
-        let chown = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(chown.success());
-        let initdb = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("initdb"))
-            .args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8"])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .arg("-D")
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            initdb.status.success(),
-            "{}",
-            String::from_utf8_lossy(&initdb.stderr)
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let start = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-                dir.path().display()
-            ))
-            .args(["-w", "start"])
-            .output()
-            .unwrap();
-        assert!(
-            start.status.success(),
-            "{}",
-            String::from_utf8_lossy(&start.stderr)
-        );
-        let c = Cluster { dir, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if c.psql("postgres", "SELECT 1").is_ok() {
-                return c;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("throwaway cluster did not come up");
+        let pg = support_pg::Cluster::start_with(
+            15,
+            &support_pg::pg15_bin(),
+            support_pg::Auth::Password(PASSWORD),
+        )
+        .unwrap_or_else(|e| panic!("throwaway PostgreSQL 15 cluster: {e}"));
+        let port = pg.port;
+        Cluster { pg, port }
     }
 
     fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new("psql")
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
-            .env("PGPASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        self.pg.try_psql(db, sql)
     }
 
     fn secret_file(&self, content: &str) -> PathBuf {
-        let p = self.dir.path().join(format!("secret-{}", unique("s")));
+        let p = self.pg.dir.join(format!("secret-{}", unique("s")));
         std::fs::write(&p, format!("{content}\n")).unwrap();
         p
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
     }
 }
 

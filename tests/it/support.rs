@@ -55,6 +55,25 @@ pub fn psql(db: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Waits (up to 30 s) until some session of `db` holds an ACCESS
+/// EXCLUSIVE lock on `table`, as the server's `pg_locks` shows it, so a
+/// test knows a blocking session really blocks before relying on it.
+pub fn wait_for_table_lock(db: &str, table: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = '{db}')"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while psql(db, &sql) != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session of {db} ever locked {table}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }

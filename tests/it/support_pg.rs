@@ -46,7 +46,17 @@ pub struct Cluster {
     pub port: u16,
     pub server_bin: PathBuf,
     pub dir: PathBuf,
+    /// The `postgres` role's password, for clusters that check one.
+    pub password: Option<String>,
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+/// How a throwaway cluster authenticates TCP connections.
+#[derive(Clone, Copy)]
+pub enum Auth {
+    Trust,
+    /// scram-sha-256, with this password for the `postgres` role.
+    Password(&'static str),
 }
 
 fn free_port() -> u16 {
@@ -82,6 +92,11 @@ impl Cluster {
     /// initdb + start on a free port, as the `postgres` user (initdb
     /// refuses root).
     pub fn start(major: u32, server_bin: &Path) -> Result<Cluster, String> {
+        Cluster::start_with(major, server_bin, Auth::Trust)
+    }
+
+    /// As [`Cluster::start`], authenticating as `auth` says.
+    pub fn start_with(major: u32, server_bin: &Path, auth: Auth) -> Result<Cluster, String> {
         if !server_bin.join("postgres").is_file() {
             return Err(format!(
                 "no PostgreSQL {major} server in {}; run scripts/prereqs.sh",
@@ -95,20 +110,24 @@ impl Cluster {
             .keep();
         std::os::unix::fs::chown(&dir, Some(postgres_uid()?), None).map_err(|e| e.to_string())?;
         let data = dir.join("data");
+        let mut initdb = as_postgres(server_bin, "initdb");
+        initdb.args(["-U", "postgres", "-N", "-E", "UTF8", "--locale=C"]);
+        match auth {
+            Auth::Trust => {
+                initdb.args(["-A", "trust"]);
+            }
+            Auth::Password(pw) => {
+                let pwfile = dir.join("pw");
+                std::fs::write(&pwfile, pw).map_err(|e| e.to_string())?;
+                std::os::unix::fs::chown(&pwfile, Some(postgres_uid()?), None)
+                    .map_err(|e| e.to_string())?;
+                initdb
+                    .arg("--auth=scram-sha-256")
+                    .arg(format!("--pwfile={}", pwfile.display()));
+            }
+        }
         run(
-            as_postgres(server_bin, "initdb")
-                .args([
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "-N",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                    "-D",
-                ])
-                .arg(&data),
+            initdb.arg("-D").arg(&data),
             &format!("initdb of PostgreSQL {major}"),
         )?;
         let mut last = String::new();
@@ -136,6 +155,10 @@ impl Cluster {
                         port,
                         server_bin: server_bin.to_owned(),
                         dir,
+                        password: match auth {
+                            Auth::Trust => None,
+                            Auth::Password(pw) => Some(pw.to_owned()),
+                        },
                         watchdog: Mutex::new(Some(watchdog)),
                     });
                 }
@@ -158,34 +181,58 @@ impl Cluster {
             port,
             server_bin: PathBuf::new(),
             dir: PathBuf::new(),
+            password: None,
             watchdog: Mutex::new(None),
         }
     }
 
-    /// psql (the 18 client, which talks to every version) as `postgres`.
+    /// psql (the 18 client, which talks to every version) as `postgres`;
+    /// the error is psql's stderr.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let mut cmd = Command::new(pg18_bin().join("psql"));
+        cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+        .arg("-c")
+        .arg(sql);
+        match &self.password {
+            Some(pw) => cmd.env("PGPASSWORD", pw),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        let out = cmd.output().map_err(|e| format!("cannot run psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// As [`Cluster::try_psql`]; a failure fails the test.
+    #[track_caller]
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(pg18_bin().join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-At",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .arg("-c")
-            .arg(sql)
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql failed on {db} (PostgreSQL {}): {}\nSQL: {sql}",
-            self.major,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        self.try_psql(db, sql).unwrap_or_else(|e| {
+            panic!(
+                "psql failed on {db} (PostgreSQL {}): {e}\nSQL: {sql}",
+                self.major
+            )
+        })
+    }
+
+    /// A directory in the cluster's own, owned by the server's user (for
+    /// tablespaces).
+    pub fn postgres_dir(&self, name: &str) -> PathBuf {
+        let d = self.dir.join(name);
+        std::fs::create_dir_all(&d).expect("create a directory for the server");
+        std::os::unix::fs::chown(&d, Some(postgres_uid().expect("postgres uid")), None)
+            .expect("chown to postgres");
+        d
     }
 
     pub fn create_db(&self, name: &str) {

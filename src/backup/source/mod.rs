@@ -1,67 +1,39 @@
-//! Sources: where backup bytes come from. Each source kind turns its data
-//! into one or more artifacts through the shared upload pipeline.
+//! Sources: where backup bytes come from. Each source kind reads its data
+//! and writes it into a [`Sink`]; it never talks to the store itself.
 
 pub mod files;
 pub mod pgcount;
 pub mod postgres;
 pub mod rrd;
 
-use std::sync::{Arc, Mutex};
+use std::future::Future;
 
-use object_store::path::Path as ObjPath;
-
-use crate::backup::pipeline::Compression;
-use crate::backup::pipeline::{self, PipelineError, SourceWriter, Uploaded};
-use crate::crypto::Recipients;
-use crate::progress::Progress;
-use crate::repo::manifest::{self, Artifact, ArtifactKind, PostgresInfo, TreeInfo};
-use crate::repo::store::{artifact_path, Repo};
+use crate::backup::pipeline::{PipelineError, SourceWriter, Uploaded};
+use crate::repo::manifest::{Artifact, ArtifactKind, PostgresInfo, TreeInfo};
 use crate::sys::child::KillSwitch;
 
-/// Everything a source needs while one backup runs.
-pub struct RunCtx {
-    pub repo: Repo,
-    pub job: String,
-    pub id: String,
-    pub compression: Compression,
-    /// Recipients every artifact is encrypted to, when the job encrypts.
-    pub encryption: Option<Arc<Recipients>>,
-    pub progress: Arc<Progress>,
-    pub kill: KillSwitch,
-    /// Objects uploaded so far in this run, so a failed run can remove them.
-    pub uploaded: Mutex<Vec<ObjPath>>,
-}
-
-impl RunCtx {
-    /// Uploads one artifact at `rel` (relative to the backup directory).
-    pub async fn upload<T, E, F>(
+/// Where a source puts what it reads. Sources only produce bytes; the
+/// backup run decides where they go and how they are compressed,
+/// encrypted, hashed and stored ([`crate::backup::sink`]).
+pub trait Sink: Sync {
+    /// Streams what `produce` writes into the artifact `rel` (relative to
+    /// the backup's directory), returning `produce`'s result and what was
+    /// stored.
+    fn put<T, E, F>(
         &self,
         rel: &str,
         produce: F,
-    ) -> Result<(T, Uploaded), PipelineError<E>>
+    ) -> impl Future<Output = Result<(T, Uploaded), PipelineError<E>>> + Send
     where
         T: Send + 'static,
         E: std::error::Error + Send + 'static,
-        F: FnOnce(&mut SourceWriter) -> Result<T, E> + Send + 'static,
-    {
-        let key = artifact_path(&self.job, &self.id, rel);
-        if let Ok(mut u) = self.uploaded.lock() {
-            // Recorded before the upload: an aborted upload may still leave
-            // an object behind on stores without multipart staging.
-            u.push(key.clone());
-        }
-        pipeline::upload(
-            &self.repo,
-            &key,
-            self.compression,
-            self.encryption.clone(),
-            self.progress.clone(),
-            produce,
-        )
-        .await
-    }
+        F: FnOnce(&mut SourceWriter) -> Result<T, E> + Send + 'static;
 
-    pub fn artifact(
+    /// Stops this run's child processes when fired.
+    fn kill(&self) -> &KillSwitch;
+
+    /// The manifest record of an artifact [`Sink::put`] stored at `key`.
+    fn artifact(
         &self,
         key: String,
         source: &str,
@@ -69,21 +41,5 @@ impl RunCtx {
         up: Uploaded,
         postgres: Option<PostgresInfo>,
         tree: Option<TreeInfo>,
-    ) -> Artifact {
-        Artifact {
-            key,
-            source: source.to_owned(),
-            kind,
-            raw_bytes: up.raw_bytes,
-            stored_bytes: up.stored_bytes,
-            sha256: up.sha256,
-            compression: manifest::Compression {
-                algorithm: "zstd".to_owned(),
-                level: self.compression.level,
-            },
-            postgres,
-            tree,
-            encryption: self.encryption.as_ref().map(|r| r.info()),
-        }
-    }
+    ) -> Artifact;
 }

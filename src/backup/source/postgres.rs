@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
 use super::pgcount::{CountError, CountingWriter};
-use super::RunCtx;
+use super::Sink;
 use crate::backup::pipeline::PipelineError;
 use crate::config::{DatabaseSelection, PostgresConfig};
 use crate::pg::tools::{self, PgTools, PgToolsError};
@@ -408,7 +408,7 @@ pub fn base_command(tools: &PgTools, program: &str, cfg: &PostgresConfig) -> Com
 
 /// Backs up one postgres source: globals (optional) then each database.
 pub async fn backup(
-    ctx: &RunCtx,
+    ctx: &impl Sink,
     source: &str,
     cfg: &PostgresConfig,
 ) -> Result<Vec<Artifact>, PgError> {
@@ -442,9 +442,9 @@ pub async fn backup(
         cmd.arg("--globals-only")
             .arg("--no-password")
             .arg(format!("--dbname={}", conninfo(cfg, &cfg.maintenance_db)));
-        let kill = ctx.kill.clone();
+        let kill = ctx.kill().clone();
         let up = ctx
-            .upload(&rel, move |w| stream_stdout("pg_dumpall", cmd, w, &kill))
+            .put(&rel, move |w| stream_stdout("pg_dumpall", cmd, w, &kill))
             .await
             .map(|(_, up)| up)
             .map_err(|source| PgError::Globals { source })?;
@@ -470,10 +470,10 @@ pub async fn backup(
             .arg("--compress=0")
             .arg("--no-password")
             .arg(format!("--dbname={}", conninfo(cfg, db)));
-        let kill = ctx.kill.clone();
+        let kill = ctx.kill().clone();
         let count = cfg.row_counts;
         let (counted, up) = ctx
-            .upload(&rel, move |w| dump_counting(cmd, w, &kill, count))
+            .put(&rel, move |w| dump_counting(cmd, w, &kill, count))
             .await
             .map_err(|source| PgError::Dump {
                 database: db.clone(),

@@ -500,6 +500,12 @@ fn locked_read(
     Ok(Some(stat))
 }
 
+/// `fcntl(F_OFD_SETLK)` over the whole file. rrdtool takes POSIX record
+/// locks (`F_SETLK`) while it updates a file; OFD locks conflict with those,
+/// but belong to our open file description rather than to the process, so
+/// they are not silently dropped when another descriptor of the same file
+/// in this process is closed. rustix has no OFD lock call (its `fcntl_lock`
+/// is process-associated `F_SETLK`), so this stays a raw `fcntl`.
 fn ofd_lock(file: &File, l_type: libc::c_int) -> io::Result<()> {
     // SAFETY: all-zero is a valid `struct flock` (it may have padding fields
     // on some targets, which is why it is not built field by field).

@@ -125,12 +125,13 @@ pub fn probe(pid: u32) -> Probe {
 
 /// `kill(pid, 0)`: tells "no such process" apart from "not visible to us".
 fn exists(pid: i32) -> Probe {
-    // SAFETY: signal 0 sends nothing; it only checks that `pid` exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH) {
-        Probe::Hidden
-    } else {
-        Probe::NoSuchProcess
+    // Pid::from_raw refuses 0 and negatives, which would probe a group.
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return Probe::Hidden;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Err(e) if e == rustix::io::Errno::SRCH => Probe::NoSuchProcess,
+        _ => Probe::Hidden,
     }
 }
 

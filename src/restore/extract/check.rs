@@ -1,12 +1,13 @@
 //! The pre-check (and dry run): compares every archive entry with what is
 //! in the destination, without writing anything.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use crate::sys::walk::{lstat_at, Kind};
+use crate::sys::fs::{errno, lstat_at, Kind};
 
-use super::sys::{errno, kind_name, open_chain, split};
+use super::chain::{kind_name, open_chain, split};
 use super::{dest_chain_error, open_dest_dir, Content, ExtractError, ExtractReport, Meta, Sink};
 
 pub(super) struct Checker<'a> {
@@ -17,7 +18,7 @@ pub(super) struct Checker<'a> {
     report: ExtractReport,
     /// The directory looked up last (None: it does not exist in dest),
     /// kept because archives list a directory's files together.
-    cache: Option<(PathBuf, Option<OwnedFd>)>,
+    cache: Option<(PathBuf, Option<Rc<OwnedFd>>)>,
 }
 
 impl<'a> Checker<'a> {
@@ -46,19 +47,20 @@ impl<'a> Checker<'a> {
     }
 
     /// The directory `rel` in dest, or None if it does not exist (yet).
-    fn parent(&mut self, rel: &Path, entry: &Path) -> Result<Option<RawFd>, ExtractError> {
+    fn parent(&mut self, rel: &Path, entry: &Path) -> Result<Option<Rc<OwnedFd>>, ExtractError> {
         if let Some((cached, fd)) = &self.cache {
             if cached == rel {
-                return Ok(fd.as_ref().map(|f| f.as_raw_fd()));
+                return Ok(fd.clone());
             }
         }
         let Some(root) = &self.root else {
             return Ok(None);
         };
-        let fd = open_chain(root, rel, false).map_err(|e| dest_chain_error(self.dest, entry, e))?;
-        let raw = fd.as_ref().map(|f| f.as_raw_fd());
-        self.cache = Some((rel.to_path_buf(), fd));
-        Ok(raw)
+        let fd = open_chain(root, rel, false)
+            .map_err(|e| dest_chain_error(self.dest, entry, e))?
+            .map(Rc::new);
+        self.cache = Some((rel.to_path_buf(), fd.clone()));
+        Ok(fd)
     }
 
     /// Whether a file or symlink at `rel` would be written; an existing
@@ -68,7 +70,7 @@ impl<'a> Checker<'a> {
         let Some(pfd) = self.parent(parent, rel)? else {
             return Ok(true);
         };
-        match lstat_at(&pfd, &name) {
+        match lstat_at(&*pfd, &name) {
             Err(e) if errno(&e) == libc::ENOENT => Ok(true),
             Err(cause) => Err(ExtractError::Io {
                 op: "inspect",
@@ -99,7 +101,7 @@ impl Sink for Checker<'_> {
             self.report.dirs_created += 1;
             return Ok(());
         };
-        match lstat_at(&pfd, &name) {
+        match lstat_at(&*pfd, &name) {
             Ok(st) if st.kind == Kind::Dir => Ok(()),
             Ok(st) => Err(ExtractError::TypeConflict {
                 path: self.dest.join(rel),

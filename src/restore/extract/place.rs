@@ -15,16 +15,17 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::sys::walk::{list_dir, lstat_at, open_dir_at, Kind, Stat};
-
-use super::stage::{Staged, StagingDir};
-use super::sys::{
-    apply_meta_fd, errno, fchmod, fsync, kind_name, rename_noreplace, rename_replace,
+use crate::sys::fs::{
+    errno, fchmod, fsync, list_dir, lstat_at, open_dir_at, rename_noreplace, rename_replace, Kind,
+    Stat,
 };
+
+use super::chain::kind_name;
+use super::stage::{Staged, StagingDir};
 use super::{ExtractError, ExtractReport, Meta};
 
 /// What to do about a file or symlink whose target exists without `force`.
@@ -226,9 +227,9 @@ impl Placer<'_> {
             }
             let moved = if self.force {
                 let existed = lstat_at(d, &name).is_ok();
-                rename_replace(s.as_raw_fd(), &name, d.as_raw_fd()).map(|()| existed)
+                rename_replace(s, &name, d).map(|()| existed)
             } else {
-                rename_noreplace(s.as_raw_fd(), &name, d.as_raw_fd(), &name, false).map(|()| false)
+                rename_noreplace(s, &name, d, &name, false).map(|()| false)
             };
             match moved {
                 Ok(replaced) => {
@@ -248,7 +249,7 @@ impl Placer<'_> {
             }
         }
         if dirty {
-            fsync(d.as_raw_fd()).map_err(self.io_err("fsync directory", rel))?;
+            fsync(d).map_err(self.io_err("fsync directory", rel))?;
         }
         Ok(())
     }
@@ -286,7 +287,7 @@ impl Placer<'_> {
             }
         }
         let counts = self.finish_below(&ssub, child)?;
-        match rename_noreplace(s.as_raw_fd(), name, d.as_raw_fd(), name, true) {
+        match rename_noreplace(s, name, d, name, true) {
             Ok(()) => {
                 self.moved += 1;
                 self.add(counts);
@@ -335,12 +336,11 @@ impl Placer<'_> {
     /// The archive's metadata for a directory it lists, 0755 for one made
     /// only to hold other entries (whatever the umask).
     fn finish_dir(&self, fd: &OwnedFd, rel: &Path) -> Result<(), ExtractError> {
-        let raw = fd.as_raw_fd();
         match self.dirs.get(rel) {
-            Some(meta) => apply_meta_fd(raw, meta),
-            None => fchmod(raw, 0o755),
+            Some(meta) => meta.apply_to(fd),
+            None => fchmod(fd, 0o755),
         }
-        .and_then(|()| fsync(raw))
+        .and_then(|()| fsync(fd))
         .map_err(self.io_err("set mode and mtime of", rel))
     }
 }

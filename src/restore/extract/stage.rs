@@ -5,16 +5,17 @@
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
-use crate::sys::walk::{lstat_at, open_dir_at, Kind, Stat};
-
-use super::sys::{
-    apply_meta_at, apply_meta_fd, create_excl, cstring, errno, fchmod, fsync, kind_name, mkdir_at,
-    open_chain, remove_tree_at, rename_noreplace, split, symlink_at, ChainError,
+use crate::sys::fs::{
+    create_excl, errno, fchmod, fsync, lstat_at, mkdir_at, open_dir_at, remove_tree_at,
+    rename_noreplace, symlink_at, Kind, Stat,
 };
+
+use super::chain::{cstring, kind_name, open_chain, split, ChainError};
 use super::{open_dest_dir, Content, ExtractError, ExtractReport, Meta, Sink};
 
 /// Part of every staging directory's name, so an operator recognises one
@@ -63,11 +64,11 @@ fn make_unique_dir(parent: &OwnedFd, prefix: &[u8]) -> io::Result<(CString, Owne
         let mut name = prefix.to_vec();
         name.extend_from_slice(format!("{STAGING_MARK}{:016x}", rand::random::<u64>()).as_bytes());
         let name = cstring(OsStr::from_bytes(&name));
-        match mkdir_at(parent.as_raw_fd(), &name, 0o700) {
+        match mkdir_at(parent, &name, 0o700) {
             Ok(()) => {
                 let fd = open_dir_at(parent, &name)?;
                 // The umask may have taken bits we need; no one else gets any.
-                fchmod(fd.as_raw_fd(), 0o700)?;
+                fchmod(&fd, 0o700)?;
                 return Ok((name, fd));
             }
             Err(e) if errno(&e) == libc::EEXIST => last = e,
@@ -117,7 +118,7 @@ impl StagingDir {
             let mut chain = vec![top];
             let mut innermost = staging.root.try_clone().map_err(io_err)?;
             for comp in below {
-                mkdir_at(innermost.as_raw_fd(), &comp, 0o700).map_err(io_err)?;
+                mkdir_at(&innermost, &comp, 0o700).map_err(io_err)?;
                 let fd = open_dir_at(&innermost, &comp).map_err(io_err)?;
                 chain.push(fd.try_clone().map_err(io_err)?);
                 innermost = fd;
@@ -208,11 +209,11 @@ impl StagingDir {
             move |cause| ExtractError::Io { op, path, cause }
         };
         for fd in &missing.chain {
-            fchmod(fd.as_raw_fd(), 0o755)
-                .and_then(|()| fsync(fd.as_raw_fd()))
+            fchmod(fd, 0o755)
+                .and_then(|()| fsync(fd))
                 .map_err(io_err("set the mode of"))?;
         }
-        let parent = self.parent.as_raw_fd();
+        let parent = &self.parent;
         rename_noreplace(parent, &self.name, parent, &missing.top_name, true)
             .map_err(io_err("move the restored tree into place at"))?;
         self.gone = true;
@@ -262,7 +263,7 @@ pub(super) struct Staged {
 /// list a directory's files together.
 struct Cached {
     rel: PathBuf,
-    fd: OwnedFd,
+    fd: Rc<OwnedFd>,
     /// Entries were created in it since it was last fsync'd.
     dirty: bool,
 }
@@ -313,10 +314,10 @@ impl<'a> Stager<'a> {
         move |cause| ExtractError::Io { op, path, cause }
     }
 
-    fn parent(&mut self, rel: &Path, entry: &Path) -> Result<RawFd, ExtractError> {
+    fn parent(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>, ExtractError> {
         if let Some(c) = &self.cache {
             if c.rel == rel {
-                return Ok(c.fd.as_raw_fd());
+                return Ok(Rc::clone(&c.fd));
             }
         }
         self.flush()?;
@@ -329,13 +330,13 @@ impl<'a> Stager<'a> {
             }
             Err(e) => return Err(self.chain_error(entry, e)),
         };
-        let raw = fd.as_raw_fd();
+        let fd = Rc::new(fd);
         self.cache = Some(Cached {
             rel: rel.to_path_buf(),
-            fd,
+            fd: Rc::clone(&fd),
             dirty: false,
         });
-        Ok(raw)
+        Ok(fd)
     }
 
     /// The staging tree holds only what the archive put there, so a
@@ -372,7 +373,7 @@ impl<'a> Stager<'a> {
     fn flush(&mut self) -> Result<(), ExtractError> {
         if let Some(c) = self.cache.take() {
             if c.dirty {
-                fsync(c.fd.as_raw_fd()).map_err(self.io_err("fsync directory", &c.rel))?;
+                fsync(&*c.fd).map_err(self.io_err("fsync directory", &c.rel))?;
             }
         }
         Ok(())
@@ -383,12 +384,12 @@ impl<'a> Stager<'a> {
     /// once as something else (fails now).
     fn taken(
         &mut self,
-        pfd: RawFd,
+        pfd: &OwnedFd,
         name: &CString,
         rel: &Path,
         wanted: &'static str,
     ) -> Result<(), ExtractError> {
-        let st = lstat_at(&pfd, name).map_err(self.io_err("inspect", rel))?;
+        let st = lstat_at(pfd, name).map_err(self.io_err("inspect", rel))?;
         if st.kind == Kind::Dir || wanted == "directory" {
             return Err(ExtractError::ArchiveClash {
                 path: self.dest.join(rel),
@@ -416,13 +417,13 @@ impl Sink for Stager<'_> {
         }
         let (parent, name) = split(rel);
         let pfd = self.parent(parent, rel)?;
-        match mkdir_at(pfd, &name, 0o700) {
+        match mkdir_at(&*pfd, &name, 0o700) {
             Ok(()) => self.mark_dirty(),
             Err(e) if errno(&e) == libc::EEXIST => {
-                let st = lstat_at(&pfd, &name).map_err(self.io_err("inspect", rel))?;
+                let st = lstat_at(&*pfd, &name).map_err(self.io_err("inspect", rel))?;
                 // A directory here was made for an entry listed before it.
                 if st.kind != Kind::Dir {
-                    return self.taken(pfd, &name, rel, "directory");
+                    return self.taken(&pfd, &name, rel, "directory");
                 }
             }
             Err(e) => return Err(self.io_err("create directory", rel)(e)),
@@ -434,9 +435,9 @@ impl Sink for Stager<'_> {
     fn file(&mut self, rel: &Path, content: Content<'_>, meta: Meta) -> Result<(), ExtractError> {
         let (parent, name) = split(rel);
         let pfd = self.parent(parent, rel)?;
-        let mut file = match create_excl(pfd, &name) {
+        let mut file = match create_excl(&*pfd, &name) {
             Ok(f) => f,
-            Err(e) if errno(&e) == libc::EEXIST => return self.taken(pfd, &name, rel, "file"),
+            Err(e) if errno(&e) == libc::EEXIST => return self.taken(&pfd, &name, rel, "file"),
             Err(e) => return Err(self.io_err("create", rel)(e)),
         };
         match content {
@@ -452,7 +453,7 @@ impl Sink for Stager<'_> {
                 })?
             }
         }
-        apply_meta_fd(file.as_raw_fd(), &meta)
+        meta.apply_to(&file)
             .and_then(|()| file.sync_all())
             .map_err(self.io_err("finish writing", rel))?;
         self.mark_dirty();
@@ -462,12 +463,12 @@ impl Sink for Stager<'_> {
     fn symlink(&mut self, rel: &Path, target: &Path, meta: Meta) -> Result<(), ExtractError> {
         let (parent, name) = split(rel);
         let pfd = self.parent(parent, rel)?;
-        match symlink_at(pfd, &name, &cstring(target.as_os_str())) {
+        match symlink_at(&*pfd, &name, &cstring(target.as_os_str())) {
             Ok(()) => {}
-            Err(e) if errno(&e) == libc::EEXIST => return self.taken(pfd, &name, rel, "symlink"),
+            Err(e) if errno(&e) == libc::EEXIST => return self.taken(&pfd, &name, rel, "symlink"),
             Err(e) => return Err(self.io_err("create symlink", rel)(e)),
         }
-        apply_meta_at(pfd, &name, &meta)
+        meta.apply_at(&*pfd, &name)
             .map_err(self.io_err("set owner and mtime of symlink", rel))?;
         self.mark_dirty();
         Ok(())

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use crate::duration::{lex, repeated, LexError, Unit};
+
 /// A calendar duration for the `keep_within*` rules, measured back from the newest backup.
 ///
 /// Calendar units are kept apart (not converted to hours) because "1 month before 31 March" is
@@ -124,85 +126,58 @@ const UNIT_HINT: &str =
 impl FromStr for KeepDuration {
     type Err = ParseDurationError;
 
-    /// Parses `<n><unit>` sequences such as `48h`, `14d`, `6w`, `1y6mo` or `1y2mo3w4d5h`.
+    /// Parses `<n><unit>` sequences such as `48h`, `14d`, `6w`, `1y6mo` or `1y2mo3w4d5h`, in the
+    /// grammar every ccbackup duration shares ([`crate::duration`]).
     ///
-    /// A bare `m` is refused: restic reads it as months and rustic as minutes, so accepting
-    /// either reading would surprise half the operators, and a wrong guess deletes backups.
+    /// A bare `m` means minutes there, which retention does not count in; it is refused with a
+    /// pointer to `mo`, because restic reads it as months, and a wrong guess deletes backups.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        if input.trim().is_empty() {
-            return Err(ParseDurationError::new(
-                input,
-                format!("the duration is empty; {UNIT_HINT}"),
-            ));
-        }
+        let fail = |m: String| ParseDurationError::new(input, m);
+        let parts = lex(input).map_err(|e| {
+            fail(match e {
+                LexError::Empty => format!("the duration is empty; {UNIT_HINT}"),
+                LexError::ExpectedNumber { at } => {
+                    format!("expected a number before {at:?}; {UNIT_HINT}")
+                }
+                LexError::NoUnit { digits } => {
+                    format!("the number {digits} has no unit; {UNIT_HINT}")
+                }
+                LexError::UnknownUnit { unit } => format!("unknown unit {unit:?}; {UNIT_HINT}"),
+                LexError::Repeated { unit } => repeated(unit),
+                LexError::TooLarge { digits } => format!("the number {digits} is too large"),
+            })
+        })?;
         let mut result = KeepDuration::default();
-        let mut weeks: Option<u32> = None;
-        let mut seen: Vec<&str> = Vec::new();
-        let mut rest = input;
-        while !rest.is_empty() {
-            let digits_end = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let (digits, after_digits) = rest.split_at(digits_end);
-            if digits.is_empty() {
-                return Err(ParseDurationError::new(
-                    input,
-                    format!("expected a number before {after_digits:?}; {UNIT_HINT}"),
-                ));
-            }
-            let unit_end = after_digits
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(after_digits.len());
-            let (unit, after_unit) = after_digits.split_at(unit_end);
-            let n: u32 = digits.parse().map_err(|_| {
-                ParseDurationError::new(input, format!("the number {digits} is too large"))
-            })?;
-            let slot = match unit {
-                "y" => &mut result.years,
-                "mo" => &mut result.months,
-                "d" => &mut result.days,
-                "h" => &mut result.hours,
-                "w" => weeks.get_or_insert(0),
-                "m" => {
-                    return Err(ParseDurationError::new(
-                        input,
+        let mut weeks = 0u32;
+        for (n, unit) in parts {
+            let n = u32::try_from(n).map_err(|_| fail(format!("the number {n} is too large")))?;
+            match unit {
+                Unit::Years => result.years = n,
+                Unit::Months => result.months = n,
+                Unit::Weeks => weeks = n,
+                Unit::Days => result.days = n,
+                Unit::Hours => result.hours = n,
+                Unit::Minutes => {
+                    return Err(fail(
                         "the unit 'm' is ambiguous (months or minutes); use 'mo' for months \
-                         (minutes are not supported)",
+                         (minutes are not supported)"
+                            .to_owned(),
                     ))
                 }
-                "" => {
-                    return Err(ParseDurationError::new(
-                        input,
-                        format!("the number {digits} has no unit; {UNIT_HINT}"),
-                    ))
+                Unit::Seconds => {
+                    return Err(fail(format!(
+                        "retention does not count in seconds; {UNIT_HINT}"
+                    )))
                 }
-                other => {
-                    return Err(ParseDurationError::new(
-                        input,
-                        format!("unknown unit {other:?}; {UNIT_HINT}"),
-                    ))
-                }
-            };
-            if seen.contains(&unit) {
-                return Err(ParseDurationError::new(
-                    input,
-                    format!("the unit '{unit}' appears more than once"),
-                ));
             }
-            seen.push(unit);
-            *slot = n;
-            rest = after_unit;
         }
-        if let Some(weeks) = weeks {
-            result.days = weeks
-                .checked_mul(7)
-                .and_then(|d| d.checked_add(result.days))
-                .ok_or_else(|| ParseDurationError::new(input, "the number of days is too large"))?;
-        }
+        result.days = weeks
+            .checked_mul(7)
+            .and_then(|d| d.checked_add(result.days))
+            .ok_or_else(|| fail("the number of days is too large".to_owned()))?;
         if result.is_zero() {
-            return Err(ParseDurationError::new(
-                input,
-                "a zero duration keeps nothing; leave the key out instead",
+            return Err(fail(
+                "a zero duration keeps nothing; leave the key out instead".to_owned(),
             ));
         }
         Ok(result)

@@ -1,0 +1,85 @@
+//! The artifact sink of one backup run: what a source writes goes through
+//! the [`pipeline`] into the store, and every object
+//! started is remembered so that a failed run can remove it.
+
+use std::sync::{Arc, Mutex};
+
+use object_store::path::Path as ObjPath;
+
+use super::source::Sink;
+use crate::backup::pipeline::{self, Compression, PipelineError, SourceWriter, Uploaded};
+use crate::crypto::Recipients;
+use crate::progress::Progress;
+use crate::repo::manifest::{self, Artifact, ArtifactKind, PostgresInfo, TreeInfo};
+use crate::repo::store::{artifact_path, Repo};
+use crate::sys::child::KillSwitch;
+
+/// One backup run's sink (the store, the backup's place in it, compression
+/// and encryption) with the run's progress counters and kill switch.
+pub struct RunCtx {
+    pub repo: Repo,
+    pub job: String,
+    pub id: String,
+    pub compression: Compression,
+    /// Recipients every artifact is encrypted to, when the job encrypts.
+    pub encryption: Option<Arc<Recipients>>,
+    pub progress: Arc<Progress>,
+    pub kill: KillSwitch,
+    /// Objects uploaded so far in this run, so a failed run can remove them.
+    pub uploaded: Mutex<Vec<ObjPath>>,
+}
+
+impl Sink for RunCtx {
+    async fn put<T, E, F>(&self, rel: &str, produce: F) -> Result<(T, Uploaded), PipelineError<E>>
+    where
+        T: Send + 'static,
+        E: std::error::Error + Send + 'static,
+        F: FnOnce(&mut SourceWriter) -> Result<T, E> + Send + 'static,
+    {
+        let key = artifact_path(&self.job, &self.id, rel);
+        if let Ok(mut u) = self.uploaded.lock() {
+            // Recorded before the upload: an aborted upload may still leave
+            // an object behind on stores without multipart staging.
+            u.push(key.clone());
+        }
+        pipeline::upload(
+            &self.repo,
+            &key,
+            self.compression,
+            self.encryption.clone(),
+            self.progress.clone(),
+            produce,
+        )
+        .await
+    }
+
+    fn kill(&self) -> &KillSwitch {
+        &self.kill
+    }
+
+    fn artifact(
+        &self,
+        key: String,
+        source: &str,
+        kind: ArtifactKind,
+        up: Uploaded,
+        postgres: Option<PostgresInfo>,
+        tree: Option<TreeInfo>,
+    ) -> Artifact {
+        Artifact {
+            key,
+            source: source.to_owned(),
+            kind,
+            raw_bytes: up.raw_bytes,
+            stored_bytes: up.stored_bytes,
+            sha256: up.sha256,
+            compression: manifest::Compression {
+                algorithm: "zstd".to_owned(),
+                level: self.compression.level,
+            },
+            postgres,
+            tree,
+            encryption: self.encryption.as_ref().map(|r| r.info()),
+        }
+    }
+}
