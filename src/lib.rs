@@ -54,6 +54,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod duration;
+pub mod error;
 pub mod interrupt;
 pub mod notify;
 pub mod pg;

@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use ccbackup::app;
 use ccbackup::cli::{Cli, LogFormat};
+use ccbackup::error::chain;
 
 fn init_tracing(cli: &Cli) {
     let filter = cli
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     let cfg = match app::prepare(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", chain(&e));
             return ExitCode::from(e.exit_code());
         }
     };
@@ -65,7 +66,10 @@ fn main() -> ExitCode {
     match rt.block_on(app::run(cli, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", ccbackup::progress::printable(&e.to_string()));
+            eprintln!(
+                "error: {}",
+                ccbackup::progress::printable(&chain(&e).to_string())
+            );
             ExitCode::from(e.exit_code())
         }
     }

@@ -45,7 +45,7 @@ pub enum Outcome {
 pub enum PrivDropError {
     #[error("--user `{spec}`: {why}")]
     Spec { spec: String, why: String },
-    #[error("switching to uid {uid} gid {gid} failed ({step}): {source}")]
+    #[error("switching to uid {uid} gid {gid} failed ({step})")]
     Switch {
         uid: u32,
         gid: u32,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::backup::source::postgres;
 use crate::config::{Config, PostgresConfig, SourceKind};
+use crate::error::chain;
 use crate::pg::tools::{self, Purpose};
 
 /// How long check-config waits for a server; it checks the file, and an
@@ -59,7 +60,8 @@ async fn check_source(what: &str, pg: &PostgresConfig, r: &mut ClientReport) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             r.notes.push(format!(
-                "note: {what}: client programs not compared with the server: {e}"
+                "note: {what}: client programs not compared with the server: {}",
+                chain(&e)
             ));
             return;
         }
@@ -92,7 +94,7 @@ async fn check_source(what: &str, pg: &PostgresConfig, r: &mut ClientReport) {
                     }
                 }
             }
-            Err(e) => r.notes.push(format!("warning: {what}: {e}")),
+            Err(e) => r.notes.push(format!("warning: {what}: {}", chain(&e))),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::backup::copy::{Copied, StoreRun};
+use crate::error::chain;
 use crate::repo::store::StoreSpec;
 
 /// The copy stores `--to` names: an index into `copies:` or a URL.
@@ -60,7 +61,7 @@ pub(super) async fn backfill(
         let cat = match catalog::load(&primary, Some(&j.name)).await {
             Ok(c) => c,
             Err(e) => {
-                failures.push(e.to_string());
+                failures.push(chain(&e).to_string());
                 continue;
             }
         };

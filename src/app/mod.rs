@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::backup::runner;
 use crate::cli::{Cli, Command, KeysCommand, PolicyCommand, RestoreArgs};
 use crate::config::{self, Config, ConfigError, JobConfig};
+use crate::error::chain;
 use crate::interrupt::{self, Interrupt};
 use crate::privdrop;
 use crate::progress::Progress;
@@ -38,8 +39,8 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Usage(String),
-    /// Messages already carry their causes, so only the top level is shown.
-    #[error("{0}")]
+    /// Shown with its causes by [`crate::error::chain`] at the edge.
+    #[error(transparent)]
     Failed(anyhow::Error),
     /// SIGINT or SIGTERM stopped the command; the message says what was
     /// stopped and what, if anything, was left.
@@ -80,7 +81,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Config>, AppError> {
         None
     };
     if let Some(spec) = cli.user.as_deref() {
-        let target = privdrop::resolve(spec).map_err(|e| AppError::Usage(e.to_string()))?;
+        let target = privdrop::resolve(spec).map_err(|e| AppError::Usage(chain(&e).to_string()))?;
         match target {
             Some(t) => match privdrop::drop_to(t, cli.keep_read_access).map_err(failed)? {
                 privdrop::Outcome::Dropped {
@@ -136,7 +137,7 @@ pub async fn run(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
         (Some(code), Err(e)) => Err(AppError::Interrupted {
             signal: intr.signal_name(),
             code,
-            summary: e.to_string(),
+            summary: chain(&e).to_string(),
         }),
         (Some(code), Ok(())) => Err(AppError::Interrupted {
             signal: intr.signal_name(),

@@ -1,6 +1,7 @@
 //! `policy simulate` and `prune`.
 
 use super::*;
+use crate::error::chain;
 
 /// One row of `policy simulate --json` and of `prune --json` entries: the
 /// same fields in both, newest first.
@@ -93,7 +94,7 @@ fn input_line_id(id: &str) -> String {
 async fn release_lock(guard: Option<crate::repo::lock::LockGuard>) {
     if let Some(g) = guard {
         if let Err(e) = g.release().await {
-            tracing::warn!(error = %e, "could not release the repository lock; it expires on its own");
+            tracing::warn!(error = %chain(&e), "could not release the repository lock; it expires on its own");
         }
     }
 }
@@ -146,7 +147,7 @@ pub(super) async fn prune(
             {
                 Ok(g) => Some(g),
                 Err(e) => {
-                    failures.push(e.to_string());
+                    failures.push(chain(&e).to_string());
                     continue;
                 }
             }
@@ -155,7 +156,7 @@ pub(super) async fn prune(
             Ok(d) => d,
             Err(e) => {
                 release_lock(guard).await;
-                failures.push(e.to_string());
+                failures.push(chain(&e).to_string());
                 continue;
             }
         };
@@ -177,7 +178,7 @@ pub(super) async fn prune(
             match crate::retention::prune::apply_until(&repo, &decision, &intr.token()).await {
                 Ok(o) => Some(o),
                 Err(e) => {
-                    failures.push(e.to_string());
+                    failures.push(chain(&e).to_string());
                     None
                 }
             }

@@ -32,28 +32,29 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, JobConfig};
+use crate::error::chain;
 use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::{self, Artifact, Manifest, ManifestError, MAX_MANIFEST_BYTES};
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::StoreSpec;
 use crate::repo::store::{self, artifact_path, manifest_path, signature_path, Repo, StoreError};
 use crate::retention::prune::{self, Outcome, PruneError};
-use crate::retry::{self, Backoff, Class};
+use crate::retry::{self, Backoff, Class, Transient};
 use crate::sys::child::KillSwitch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error(transparent)]
     Open(#[from] StoreError),
-    #[error("{0}")]
-    Lock(#[source] LockError),
-    #[error("cannot read {key} from {store}: {source}")]
+    #[error(transparent)]
+    Lock(LockError),
+    #[error("cannot read {key} from {store}")]
     Read {
         store: String,
         key: String,
         source: object_store::Error,
     },
-    #[error("cannot write {key} to {store}: {source}")]
+    #[error("cannot write {key} to {store}")]
     Write {
         store: String,
         key: String,
@@ -69,7 +70,7 @@ pub enum CopyError {
         /// `None` when the read was stopped for being too long.
         found_sha256: Option<String>,
     },
-    #[error("backup {job}/{id} in {store} cannot be copied: {source}")]
+    #[error("backup {job}/{id} in {store} cannot be copied")]
     Source {
         store: String,
         job: String,
@@ -81,12 +82,10 @@ pub enum CopyError {
     Interrupted { store: String, what: String },
 }
 
-impl CopyError {
+impl Transient for CopyError {
     fn class(&self) -> Class {
         match self {
-            CopyError::Read { source, .. } | CopyError::Write { source, .. } => {
-                retry::classify(source)
-            }
+            CopyError::Read { source, .. } | CopyError::Write { source, .. } => source.class(),
             _ => Class::Permanent,
         }
     }
@@ -132,12 +131,13 @@ impl StoreRun {
     pub fn problems(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .copy_errors()
-            .map(|e| format!("copy to {} failed: {e}", self.store))
+            .map(|e| format!("copy to {} failed: {}", self.store, chain(e)))
             .collect();
         if let Some(Err(e)) = &self.prune {
             out.push(format!(
-                "retention in copy store {} failed: {e}",
-                self.store
+                "retention in copy store {} failed: {}",
+                self.store,
+                chain(e)
             ));
         }
         out
@@ -179,7 +179,7 @@ async fn cancel_on_kill(kill: KillSwitch, cancel: CancellationToken) {
 
 fn log_run(job: &JobConfig, run: &StoreRun) {
     if let Some(e) = &run.setup {
-        tracing::error!(job = %job.name, store = %run.store, error = %e, "copy failed; the backup in the primary store is complete");
+        tracing::error!(job = %job.name, store = %run.store, error = %chain(e), "copy failed; the backup in the primary store is complete");
     }
     for (id, r) in &run.backups {
         match r {
@@ -190,12 +190,12 @@ fn log_run(job: &JobConfig, run: &StoreRun) {
                 tracing::info!(job = %job.name, backup = %id, store = %run.store, "backup already in the copy store")
             }
             Err(e) => {
-                tracing::error!(job = %job.name, backup = %id, store = %run.store, error = %e, "copy failed; the backup in the primary store is complete")
+                tracing::error!(job = %job.name, backup = %id, store = %run.store, error = %chain(e), "copy failed; the backup in the primary store is complete")
             }
         }
     }
     if let Some(Err(e)) = &run.prune {
-        tracing::error!(job = %job.name, store = %run.store, error = %e, "retention in the copy store failed");
+        tracing::error!(job = %job.name, store = %run.store, error = %chain(e), "retention in the copy store failed");
     }
 }
 
@@ -260,7 +260,7 @@ pub async fn to_store(
     }
     watcher.abort();
     if let Err(e) = guard.release().await {
-        tracing::warn!(job = %job.name, store = %run.store, error = %e, "could not release the copy store's lock; it expires on its own");
+        tracing::warn!(job = %job.name, store = %run.store, error = %chain(&e), "could not release the copy store's lock; it expires on its own");
     }
     run
 }
@@ -374,7 +374,7 @@ pub async fn copy_backup(
 ) -> Result<Copied, CopyError> {
     let mkey = manifest_path(job, id);
     let what = format!("looking for {mkey} in {}", dst.display);
-    match retry::retry(Backoff::STORE, &what, || dst.store.head(&mkey)).await {
+    match retry::retry(Backoff::STORE, &what, cancel, || dst.store.head(&mkey)).await {
         Ok(_) => return Ok(Copied::AlreadyPresent),
         Err(object_store::Error::NotFound { .. }) => {}
         Err(source) => {
@@ -434,7 +434,7 @@ async fn write_copy(
         // reader looks at it. The manifest below is the commit point.
         let key = signature_path(&m.job, &m.id);
         written.push(key.clone());
-        put_retried(dst, &key, sig, PutOptions::default())
+        put_retried(dst, &key, sig, PutOptions::default(), cancel)
             .await
             .map_err(|source| write_err(dst, &key, source))?;
     }
@@ -442,7 +442,7 @@ async fn write_copy(
     let create = PutOptions::from(PutMode::Create);
     // A retried create that finds the manifest there met its own first
     // attempt, or another copier: the bytes are the same either way.
-    match put_retried(dst, &mkey, &source.bytes, create).await {
+    match put_retried(dst, &mkey, &source.bytes, create, cancel).await {
         Ok(_) => Ok(Copied::Copied {
             artifacts: m.artifacts.len(),
             bytes: m.stored_bytes(),
@@ -459,9 +459,10 @@ async fn put_retried(
     key: &ObjPath,
     bytes: &[u8],
     opts: PutOptions,
+    cancel: &CancellationToken,
 ) -> Result<object_store::PutResult, object_store::Error> {
     let what = format!("writing {key} to {}", dst.display);
-    retry::retry(Backoff::STORE, &what, || {
+    retry::retry(Backoff::STORE, &what, cancel, || {
         let payload = PutPayload::from(bytes::Bytes::copy_from_slice(bytes));
         dst.store.put_opts(key, payload, opts.clone())
     })
@@ -482,7 +483,7 @@ async fn remove(dst: &Repo, keys: &[ObjPath]) {
         match dst.store.delete(k).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
-                tracing::warn!(store = %dst.display, key = %k, error = %e, "could not remove an object of a failed copy; prune sweeps it after orphan_grace")
+                tracing::warn!(store = %dst.display, key = %k, error = %chain(&e), "could not remove an object of a failed copy; prune sweeps it after orphan_grace")
             }
         }
     }
@@ -504,19 +505,7 @@ async fn copy_artifact(
         cancel,
     };
     let what = format!("copy of {key} to {}", dst.display);
-    retry::retry_if(
-        Backoff::STORE,
-        &what,
-        |e: &CopyError| {
-            if cancel.is_cancelled() {
-                Class::Permanent
-            } else {
-                e.class()
-            }
-        },
-        || leg.attempt(),
-    )
-    .await
+    retry::retry(Backoff::STORE, &what, cancel, || leg.attempt()).await
 }
 
 /// One artifact on its way from `src` to `dst`.
@@ -555,7 +544,7 @@ impl Leg<'_> {
             Err(e) => e,
         };
         if let Err(e) = writer.abort().await {
-            tracing::warn!(store = %self.dst.display, key = %self.key, error = %e, "could not abort a multipart upload; prune sweeps its parts");
+            tracing::warn!(store = %self.dst.display, key = %self.key, error = %chain(&e), "could not abort a multipart upload; prune sweeps its parts");
         }
         Err(failure)
     }
@@ -636,14 +625,16 @@ pub fn failure_messages(id: &str, runs: &[StoreRun]) -> Vec<String> {
     for r in runs {
         for e in r.copy_errors() {
             out.push(format!(
-                "backup {id} is complete; copy to {} failed: {e}",
-                r.store
+                "backup {id} is complete; copy to {} failed: {}",
+                r.store,
+                chain(e)
             ));
         }
         if let Some(Err(e)) = &r.prune {
             out.push(format!(
-                "backup {id} is complete and copied to {}, but retention there failed: {e}",
-                r.store
+                "backup {id} is complete and copied to {}, but retention there failed: {}",
+                r.store,
+                chain(e)
             ));
         }
     }

@@ -23,8 +23,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::crypto::Recipients;
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::store::Repo;
+use crate::retry::{Class, Transient};
 
 /// Size of one compressed chunk handed across the channel.
 const CHUNK: usize = 1024 * 1024;
@@ -63,15 +65,26 @@ pub struct Uploaded {
 pub enum PipelineError<E: std::error::Error + 'static> {
     #[error(transparent)]
     Source(E),
-    #[error("upload of {key} failed: {source}")]
+    #[error("upload of {key} failed")]
     Upload {
         key: String,
         source: object_store::Error,
     },
-    #[error("compressing {key} failed: {source}")]
+    #[error("compressing {key} failed")]
     Compress { key: String, source: io::Error },
     #[error("source thread for {key} stopped unexpectedly")]
     Panicked { key: String },
+}
+
+impl<E: std::error::Error + Transient + 'static> Transient for PipelineError<E> {
+    fn class(&self) -> Class {
+        match self {
+            PipelineError::Source(e) => e.class(),
+            PipelineError::Upload { source, .. } => source.class(),
+            PipelineError::Compress { source, .. } => source.class(),
+            PipelineError::Panicked { .. } => Class::Permanent,
+        }
+    }
 }
 
 /// Writer given to producers: counts raw bytes, compresses, and ships
@@ -260,7 +273,7 @@ where
         (None, Err(_)) => PipelineError::Panicked { key: key_s.clone() },
     };
     if let Err(e) = writer.abort().await {
-        tracing::warn!(key = %key_s, error = %e, "could not abort multipart upload; a sweep will remove its parts");
+        tracing::warn!(key = %key_s, error = %chain(&e), "could not abort multipart upload; a sweep will remove its parts");
     }
     Err(failure)
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::backup::runner::{RunError, RunReport};
+use crate::error::chain;
 
 /// How a run ended. Everything but `Success` is reported as a failure to
 /// monitors and exits non-zero.
@@ -140,7 +141,7 @@ impl Report {
             Ok(run) => r.complete(run),
             Err(e) => {
                 r.outcome = failed_outcome(e, facts.cancelled);
-                r.error = Some(e.to_string());
+                r.error = Some(chain(e).to_string());
             }
         }
         r
@@ -172,8 +173,9 @@ impl Report {
         if let Some(Err(e)) = &run.prune {
             self.outcome = Outcome::Failure;
             self.error = Some(format!(
-                "backup {} is complete, but retention failed: {e}",
-                m.id
+                "backup {} is complete, but retention failed: {}",
+                m.id,
+                chain(e)
             ));
         }
     }

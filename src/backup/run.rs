@@ -23,12 +23,14 @@ use crate::backup::source::postgres::{self, PgError};
 use crate::backup::source::rrd::{self, RrdError};
 use crate::backup::source::Sink;
 use crate::config::{JobConfig, SourceKind};
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::catalog;
 use crate::repo::manifest::{
     self, Artifact, ArtifactKind, GuardMark, Manifest, ManifestError, TreeInfo,
 };
 use crate::repo::store::{new_backup_id, Repo};
+use crate::retry::{Class, Transient};
 use crate::sys::child::KillSwitch;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +45,12 @@ pub enum SourceError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("backup {job}/{id}: source `{source_name}` failed: {error}")]
+    #[error("backup {job}/{id}: source `{source_name}` failed")]
     Source {
         job: String,
         id: String,
         source_name: String,
+        #[source]
         error: SourceError,
     },
     #[error(
@@ -58,12 +61,33 @@ pub enum BackupError {
         id: String,
         cleanup: Cleanup,
     },
-    #[error("backup {job}/{id}: {error}")]
+    #[error("backup {job}/{id}")]
     Manifest {
         job: String,
         id: String,
+        #[source]
         error: ManifestError,
     },
+}
+
+impl Transient for SourceError {
+    fn class(&self) -> Class {
+        match self {
+            SourceError::Postgres(e) => e.class(),
+            SourceError::Rrd(e) => e.class(),
+            SourceError::Files(e) => e.class(),
+        }
+    }
+}
+
+impl Transient for BackupError {
+    fn class(&self) -> Class {
+        match self {
+            BackupError::Source { error, .. } => error.class(),
+            BackupError::Manifest { error, .. } => error.class(),
+            BackupError::Cancelled { .. } => Class::Permanent,
+        }
+    }
 }
 
 /// What the shrink guard's findings do to this run.
@@ -314,7 +338,7 @@ async fn cleanup(ctx: &RunCtx) -> Cleanup {
         match ctx.repo.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => out.removed += 1,
             Err(e) => {
-                tracing::warn!(key = %key, error = %e, "could not remove an object of a failed backup");
+                tracing::warn!(key = %key, error = %chain(&e), "could not remove an object of a failed backup");
                 out.left.push(key.to_string());
             }
         }

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::backup::run::{self, BackupError, Shrink};
 use crate::config::{Config, JobConfig};
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::Repo;
 use crate::retention::prune::{self, Outcome, PruneError};
+use crate::retry::{Class, Transient};
 use crate::sys::child::KillSwitch;
 
 #[derive(Debug)]
@@ -60,12 +62,21 @@ pub enum RunError {
     #[error(transparent)]
     Backup(#[from] BackupError),
     /// The job's repository lock is held elsewhere (or the store failed
-    /// while taking it); nothing was written. Not `transparent`, so that
-    /// `source()` yields the `LockError` for classification.
-    #[error("{0}")]
-    Lock(#[source] LockError),
+    /// while taking it); nothing was written.
+    #[error(transparent)]
+    Lock(LockError),
     #[error("the run of job `{job}` was stopped while waiting for its lock; nothing was written")]
     Cancelled { job: String },
+}
+
+impl Transient for RunError {
+    fn class(&self) -> Class {
+        match self {
+            RunError::Backup(b) => b.class(),
+            RunError::Lock(l) => l.class(),
+            RunError::Cancelled { .. } => Class::Permanent,
+        }
+    }
 }
 
 impl RunError {
@@ -164,7 +175,7 @@ pub async fn run_once_with(
     };
     watcher.abort();
     if let Err(e) = guard.release().await {
-        tracing::warn!(job = %job.name, error = %e, "could not release the repository lock; it expires on its own");
+        tracing::warn!(job = %job.name, error = %chain(&e), "could not release the repository lock; it expires on its own");
     }
     let (manifest, prune) = result?;
     Ok(RunReport {

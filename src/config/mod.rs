@@ -231,7 +231,7 @@ pub struct Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,

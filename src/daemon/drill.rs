@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backup::report::{self, Outcome, Report, RunFacts};
 use crate::config::{JobConfig, RunAtStart};
+use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::catalog;
 use crate::restore::verify::{self, VerifyOptions};
@@ -135,7 +136,7 @@ async fn drill(ctx: &RunCtx, restore_test: bool) -> (Option<String>, Option<bool
             return (
                 None,
                 Some(false),
-                Some(format!("cannot list the store: {e}")),
+                Some(format!("cannot list the store: {}", chain(&e))),
             )
         }
     };
@@ -154,7 +155,7 @@ async fn drill(ctx: &RunCtx, restore_test: bool) -> (Option<String>, Option<bool
         {
             Some(p) => match crate::crypto::Identities::load(p) {
                 Ok(i) => Some(Arc::new(i)),
-                Err(e) => return (Some(m.id.clone()), Some(false), Some(e.to_string())),
+                Err(e) => return (Some(m.id.clone()), Some(false), Some(chain(&e).to_string())),
             },
             None => None,
         }

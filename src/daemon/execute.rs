@@ -14,7 +14,7 @@ use crate::config::{Config, JobConfig};
 use crate::notify;
 use crate::progress::Progress;
 use crate::repo::store::Repo;
-use crate::retry::{self, Backoff, Class};
+use crate::retry::{self, Backoff, Class, Transient};
 use crate::sys::child::KillSwitch;
 
 /// What one run task needs.
@@ -29,13 +29,6 @@ pub(super) struct RunCtx {
     pub(super) cancel: CancellationToken,
     /// The daemon is shutting down: start no new attempt.
     pub(super) stopping: CancellationToken,
-}
-
-fn classify_run(e: &RunError) -> Class {
-    match e {
-        RunError::Lock(l) if l.is_held() => Class::Permanent,
-        other => retry::classify(other),
-    }
 }
 
 /// One scheduled run with whole-run retries, then metrics, log and
@@ -65,7 +58,7 @@ pub(super) async fn execute(ctx: &RunCtx) {
     report.log();
 
     if !ctx.cancel.is_cancelled() {
-        if let Ok(l) = list_catalog(&ctx.repo, &job.name).await {
+        if let Ok(l) = list_catalog(&ctx.repo, &job.name, &ctx.cancel).await {
             ctx.metrics.update(&job.name, |s| l.apply(s));
         }
     }
@@ -74,38 +67,32 @@ pub(super) async fn execute(ctx: &RunCtx) {
 }
 
 /// Runs the job, retrying transient failures with backoff; returns the
-/// last result and the number of attempts made.
+/// last result and the number of attempts made. Once the daemon is
+/// stopping no new attempt starts (a backoff sleep ends at once); a run
+/// that was hard-cancelled is never retried.
 async fn attempt_with_retries(
     ctx: &RunCtx,
     run_id: &str,
 ) -> (Result<runner::RunReport, RunError>, u32) {
     let job = &ctx.job;
-    let started = tokio::time::Instant::now();
-    let backoff = Backoff::RUN;
-    let mut failures = 0u32;
-    loop {
-        let progress = Arc::new(Progress::new());
-        let r = runner::run_once(&ctx.cfg, &ctx.repo, job, ctx.kill.clone(), progress).await;
-        let e = match r {
-            Ok(report) => return (Ok(report), failures + 1),
-            Err(e) => e,
-        };
-        failures += 1;
-        let delay = backoff.delay(failures);
-        let give_up = ctx.cancel.is_cancelled()
-            || ctx.stopping.is_cancelled()
-            || classify_run(&e) == Class::Permanent
-            || failures >= backoff.max_attempts
-            || started.elapsed() + delay > backoff.max_elapsed;
-        if give_up {
-            return (Err(e), failures);
-        }
-        tracing::warn!(run_id, job = %job.name, attempt = failures, retry_in_s = delay.as_secs_f64(), error = %e, "run failed with a transient error; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = ctx.stopping.cancelled() => return (Err(e), failures),
-        }
-    }
+    let what = format!("run {run_id} of job {}", job.name);
+    retry::retry_with(
+        Backoff::RUN,
+        &what,
+        &ctx.stopping,
+        |e: &RunError| {
+            if ctx.cancel.is_cancelled() {
+                Class::Permanent
+            } else {
+                e.class()
+            }
+        },
+        || {
+            let progress = Arc::new(Progress::new());
+            runner::run_once(&ctx.cfg, &ctx.repo, job, ctx.kill.clone(), progress)
+        },
+    )
+    .await
 }
 
 fn record_metrics(ctx: &RunCtx, report: &Report, result: &Result<runner::RunReport, RunError>) {

@@ -18,6 +18,7 @@
 //!   client for up to a header timeout each. Only when every slot is busy
 //!   writing an answer is the new connection closed at once.
 
+use crate::error::chain;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 const EVICT_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for health and metrics: {source}")]
+#[error("cannot listen on {addr} for health and metrics")]
 pub struct BindError {
     pub addr: String,
     pub source: std::io::Error,
@@ -124,7 +125,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accepting an http connection failed");
+                tracing::warn!(error = %chain(&e), "accepting an http connection failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

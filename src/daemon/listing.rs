@@ -3,6 +3,7 @@
 //! last good backup nor forgives a job that has none.
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use super::metrics;
 use crate::repo::catalog;
@@ -55,8 +56,12 @@ impl Listed {
 }
 
 /// Counts, newest good backup and failed attempts of a job, with retries.
-pub(super) async fn list_catalog(repo: &Repo, job: &str) -> Result<Listed, catalog::CatalogError> {
-    let cat = retry::retry(Backoff::STORE, "catalog listing", || {
+pub(super) async fn list_catalog(
+    repo: &Repo,
+    job: &str,
+    cancel: &CancellationToken,
+) -> Result<Listed, catalog::CatalogError> {
+    let cat = retry::retry(Backoff::STORE, "catalog listing", cancel, || {
         catalog::load(repo, Some(job))
     })
     .await?;

@@ -86,6 +86,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::{self, Config, JobConfig};
+use crate::error::chain;
 use crate::notify;
 
 use crate::repo::gate::gated;
@@ -107,7 +108,7 @@ pub enum DaemonError {
     Bind(#[from] http::BindError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("cannot start the job scheduler: {0}")]
+    #[error("cannot start the job scheduler")]
     Scheduler(#[from] JobSchedulerError),
     #[error(
         "{0} run(s) did not stop within the grace period and the cancel wait; they were abandoned"
@@ -327,13 +328,13 @@ async fn seed_metrics(st: &State, metrics: &Metrics) {
     metrics.retain(&names);
     for job in &st.cfg.jobs {
         metrics.update(&job.name, |s| s.max_age = job.max_age);
-        match list_catalog(&st.repo, &job.name).await {
+        match list_catalog(&st.repo, &job.name, &CancellationToken::new()).await {
             Ok(l) => metrics.update(&job.name, |s| l.apply(s)),
             Err(e) => {
-                tracing::warn!(job = %job.name, error = %e, "cannot list existing backups at start-up");
+                tracing::warn!(job = %job.name, error = %chain(&e), "cannot list existing backups at start-up");
                 metrics.update(&job.name, |s| {
                     if s.last_success.is_none() {
-                        s.store_error = Some(e.to_string());
+                        s.store_error = Some(chain(&e).to_string());
                     }
                 });
             }
@@ -469,7 +470,7 @@ async fn arm(
             Some(nominal)
         }
         Err(e) => {
-            tracing::error!(job = %job.name, error = %e, "cannot arm the next run");
+            tracing::error!(job = %job.name, error = %chain(&e), "cannot arm the next run");
             None
         }
     }
@@ -574,7 +575,7 @@ async fn reload_config(
     let new = match config::load(&path).and_then(|c| c.require_secrets().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+            tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
             return;
         }
     };
@@ -586,7 +587,7 @@ async fn reload_config(
                     .with_clock(st.clock.clone())
             }
             Err(e) => {
-                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
                 return;
             }
         }

@@ -8,17 +8,18 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{slack, Event, TIMEOUT};
 use crate::config::{EmailConfig, SmtpSecurity};
+use crate::error::chain;
 
 #[derive(Debug, thiserror::Error)]
 enum MailError {
-    #[error("invalid address `{addr}`: {source}")]
+    #[error("invalid address `{addr}`")]
     Address {
         addr: String,
         source: lettre::address::AddressError,
     },
-    #[error("cannot build the message: {0}")]
+    #[error("cannot build the message")]
     Build(#[from] lettre::error::Error),
-    #[error("SMTP: {0}")]
+    #[error("SMTP")]
     Smtp(#[from] lettre::transport::smtp::Error),
 }
 
@@ -85,7 +86,7 @@ pub(super) async fn send(cfg: &EmailConfig, event: Event<'_>) {
     match deliver(cfg, event).await {
         Ok(()) => tracing::debug!(channel = "email", target = %target, "notification sent"),
         Err(e) => {
-            tracing::warn!(channel = "email", target = %target, error = %e, "could not send notification")
+            tracing::warn!(channel = "email", target = %target, error = %chain(&e), "could not send notification")
         }
     }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::backup::report::{self, Report};
 use crate::config::{Config, EmailConfig, JobConfig, Notify};
+use crate::error::chain;
 use crate::secret::Secret;
 
 /// One notification may take this long, connection included.
@@ -232,7 +233,7 @@ fn log_http(channel: &str, url: &Secret, r: Result<reqwest::Response, reqwest::E
         Err(e) => {
             // reqwest errors embed the full URL: strip it.
             let e = e.without_url();
-            tracing::warn!(channel, target = %target, error = %e, "could not send notification");
+            tracing::warn!(channel, target = %target, error = %chain(&e), "could not send notification");
         }
     }
 }

@@ -84,7 +84,7 @@ pub enum PgToolsError {
         server: String,
         found: Vec<(String, String)>,
     },
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Probe {
         program: String,
         #[source]

@@ -8,8 +8,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStore;
 
+use crate::error::chain;
 use crate::repo::manifest::{self, Manifest, ManifestError};
 use crate::repo::store::{backup_id_time, Repo, MANIFEST_NAME};
+use crate::retry::{Class, Transient};
 
 /// Objects under one `<job>/<id>/` directory that has no manifest.
 #[derive(Debug, Clone)]
@@ -48,13 +50,22 @@ pub struct Catalog {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot list {store}: {source}")]
+    #[error("cannot list {store}")]
     List {
         store: String,
         source: object_store::Error,
     },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+}
+
+impl Transient for CatalogError {
+    fn class(&self) -> Class {
+        match self {
+            CatalogError::List { source, .. } => source.class(),
+            CatalogError::Manifest(m) => m.class(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -133,12 +144,12 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             // know what it holds, so it must not act on a partial view.
             Err((_, _, e)) if !e.is_damaged() => return Err(CatalogError::Manifest(e)),
             Err((job, id, e)) => {
-                tracing::warn!(job = %job, backup = %id, problem = %e, "damaged manifest: not counted as a backup");
+                tracing::warn!(job = %job, backup = %id, problem = %chain(&e), "damaged manifest: not counted as a backup");
                 damaged.push(Damaged {
                     job,
                     id,
                     untrusted: e.is_untrusted(),
-                    problem: e.to_string(),
+                    problem: chain(&e).to_string(),
                 });
             }
         }

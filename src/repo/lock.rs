@@ -59,8 +59,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::error::chain;
 use crate::repo::store::Repo;
-use crate::retry::{self, Backoff, Class};
+use crate::retry::{self, Backoff, Class, Transient};
 use lease::read_found;
 pub use lease::{shown, Content, Found, Lease, Standing, MAX_LEASE_BYTES, UNREADABLE_HOLD};
 
@@ -89,13 +90,23 @@ pub enum LockError {
         key: String,
         owner: String,
     },
-    #[error("job `{job}`: cannot {what} lease {key}: {source}")]
+    #[error("job `{job}`: cannot {what} lease {key}")]
     Store {
         job: String,
         key: String,
         what: &'static str,
         source: object_store::Error,
     },
+}
+
+impl Transient for LockError {
+    fn class(&self) -> Class {
+        match self {
+            LockError::Store { source, .. } => source.class(),
+            // Contention is waited for by its own loop, not retried.
+            LockError::Held { .. } | LockError::LostRace { .. } => Class::Permanent,
+        }
+    }
 }
 
 impl LockError {
@@ -202,7 +213,7 @@ impl Drop for LockGuard {
             PENDING.spawn_on(
                 async move {
                     if let Err(e) = release_lease(&*store, &job, &key, &owner).await {
-                        tracing::warn!(error = %e, "could not release lock of a cancelled run");
+                        tracing::warn!(error = %chain(&e), "could not release lock of a cancelled run");
                     }
                 },
                 &rt,
@@ -417,7 +428,7 @@ async fn renew_loop(
                 return;
             }
             Err(e) => {
-                tracing::warn!(job = %job, error = %e, "could not renew lock; will try again");
+                tracing::warn!(job = %job, error = %chain(&e), "could not renew lock; will try again");
                 if last_ok.elapsed() >= ttl {
                     tracing::error!(job = %job, "lock expired without renewal");
                     lost.cancel();
@@ -480,13 +491,11 @@ pub async fn acquire(
 ) -> Result<LockGuard, LockError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let r = retry::retry_if(
+        // Nothing cancels an acquisition but the caller dropping it.
+        let r = retry::retry(
             Backoff::STORE,
             "lock acquisition",
-            |e: &LockError| match e {
-                LockError::Store { source, .. } => retry::classify(source),
-                _ => Class::Permanent,
-            },
+            &CancellationToken::new(),
             || try_acquire(repo, job, ttl, purpose),
         )
         .await;

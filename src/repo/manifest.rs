@@ -10,8 +10,10 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::error::chain;
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::{backup_id_time, manifest_path, signature_path, Repo, MANIFEST_NAME};
+use crate::retry::{Class, Transient};
 
 pub const FORMAT: u32 = 1;
 
@@ -232,18 +234,18 @@ fn is_zero(n: &u64) -> bool {
 pub enum ManifestError {
     #[error("manifest for backup {job}/{id} already exists; refusing to overwrite it")]
     AlreadyExists { job: String, id: String },
-    #[error("cannot write manifest for backup {job}/{id}: {source}")]
+    #[error("cannot write manifest for backup {job}/{id}")]
     Write {
         job: String,
         id: String,
         source: object_store::Error,
     },
-    #[error("cannot read manifest {key}: {source}")]
+    #[error("cannot read manifest {key}")]
     Read {
         key: String,
         source: object_store::Error,
     },
-    #[error("manifest {key} is not valid: {source}")]
+    #[error("manifest {key} is not valid")]
     Parse {
         key: String,
         source: serde_json::Error,
@@ -262,6 +264,17 @@ pub enum ManifestError {
         id: String,
         why: String,
     },
+}
+
+impl Transient for ManifestError {
+    fn class(&self) -> Class {
+        match self {
+            ManifestError::Write { source, .. } | ManifestError::Read { source, .. } => {
+                source.class()
+            }
+            _ => Class::Permanent,
+        }
+    }
 }
 
 impl ManifestError {
@@ -308,7 +321,7 @@ pub async fn write(repo: &Repo, m: &Manifest) -> Result<(), ManifestError> {
     let written = put_create(repo, &manifest_path(&m.job, &m.id), body, m).await;
     if written.is_err() && repo.signer.is_some() {
         if let Err(e) = repo.store.delete(&signature_path(&m.job, &m.id)).await {
-            tracing::warn!(job = %m.job, backup = %m.id, error = %e, "could not remove the signature of an unwritten manifest; the sweep removes it");
+            tracing::warn!(job = %m.job, backup = %m.id, error = %chain(&e), "could not remove the signature of an unwritten manifest; the sweep removes it");
         }
     }
     written

@@ -15,6 +15,7 @@
 //! the EC2 instance metadata service. Where the bucket is (endpoint, region,
 //! addressing style) is read back from the same builder that built the store.
 
+use crate::error::chain;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,7 +30,7 @@ const MAX_PAGES: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadSweepError {
-    #[error("cannot sweep multipart uploads of {store}: no S3 credentials: {source}")]
+    #[error("cannot sweep multipart uploads of {store}: no S3 credentials")]
     Credentials {
         store: String,
         source: object_store::Error,
@@ -346,7 +347,7 @@ impl S3UploadSweeper {
                     aborted.push(u.key);
                 }
                 Err(e) => {
-                    tracing::warn!(job, error = %e, "abort failed");
+                    tracing::warn!(job, error = %chain(&e), "abort failed");
                     first_err.get_or_insert(e);
                 }
             }

@@ -58,12 +58,12 @@ impl std::fmt::Debug for StoreSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create local store directory {path}: {source}")]
+    #[error("cannot create local store directory {path}")]
     CreateDir {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot open object store {url}: {source}")]
+    #[error("cannot open object store {url}")]
     Open {
         url: String,
         source: object_store::Error,
@@ -545,6 +545,35 @@ pub fn key_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explained_errors_keep_the_class_of_the_raw_error() {
+        use crate::retry::{Class, Transient};
+        let store: Arc<str> = Arc::from("s3://b/p");
+        let denied = explain(
+            "S3",
+            &store,
+            object_store::Error::PermissionDenied {
+                path: "k".into(),
+                source: "AccessDenied".into(),
+            },
+        );
+        assert!(matches!(denied, object_store::Error::Generic { .. }));
+        assert_eq!(denied.class(), Class::Permanent, "{denied}");
+        let unreachable = explain(
+            "S3",
+            &store,
+            object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "error sending request",
+                )),
+            },
+        );
+        assert!(matches!(unreachable, object_store::Error::Generic { .. }));
+        assert_eq!(unreachable.class(), Class::Transient, "{unreachable}");
+    }
 
     #[test]
     fn backup_ids_sort_by_time_and_round_trip() {

@@ -140,7 +140,7 @@ pub async fn missing_roles(
         .map_err(|source| PgError::Query {
             database: cfg.maintenance_db.clone(),
             what: "look up roles",
-            source,
+            cause: source,
         })?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -160,7 +160,7 @@ pub async fn apply_properties(
     let err = |source| PgError::Query {
         database: cfg.maintenance_db.clone(),
         what: "apply the database's owner, ACL, comment and settings",
-        source,
+        cause: source,
     };
     let tx = admin.transaction().await.map_err(err)?;
     for s in &stmts {
@@ -349,7 +349,7 @@ pub(super) async fn restore_database(
                 database: cfg.maintenance_db.clone(),
                 what: "create target database (with the original's encoding and locale; \
                        if the target server lacks that locale, create the database yourself and restore into it)",
-                source,
+                cause: source,
             })?;
         true
     } else {

@@ -16,7 +16,7 @@ use crate::repo::store::{artifact_path, Repo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("cannot read {key} from the store: {source}")]
+    #[error("cannot read {key} from the store")]
     Read {
         key: String,
         source: object_store::Error,
@@ -28,7 +28,7 @@ pub enum FetchError {
         expected: String,
         found: String,
     },
-    #[error("cannot write staging file {path}: {source}")]
+    #[error("cannot write staging file {path}")]
     Stage {
         path: String,
         source: std::io::Error,

@@ -110,7 +110,7 @@ pub enum RestoreError {
     Pg(#[from] PgError),
     #[error(transparent)]
     Tools(#[from] PgToolsError),
-    #[error("restoring into database `{database}` failed ({left}): {source}")]
+    #[error("restoring into database `{database}` failed ({left})")]
     PgRestore {
         database: String,
         source: ChildError,
@@ -118,7 +118,7 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Globals(#[from] GlobalsError),
-    #[error("restoring {key} into {dest} failed: {source}")]
+    #[error("restoring {key} into {dest} failed")]
     Extract {
         key: String,
         dest: String,

@@ -209,7 +209,7 @@ pub(super) async fn target_state(
         .map_err(|source| PgError::Query {
             database: cfg.maintenance_db.clone(),
             what: "look up target database",
-            source,
+            cause: source,
         })?
         .is_some();
     if !exists {
@@ -227,7 +227,7 @@ pub(super) async fn target_state(
         .map_err(|source| PgError::Query {
             database: target.to_owned(),
             what: "inspect target database",
-            source,
+            cause: source,
         })?
         .get(0);
     Ok(if n == 0 {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::{Identities, Opener};
+use crate::error::chain;
 use crate::progress::{Phase, Progress};
 
 use crate::backup::source::postgres::{self, quote_ident};
@@ -66,7 +67,7 @@ pub async fn verify_backup(
             fetch::verify(repo, &m.job, &m.id, a, &opts.progress)
                 .await
                 .err()
-                .map(|e| e.to_string())
+                .map(|e| chain(&e).to_string())
         };
         out.push(Finding {
             backup: m.id.clone(),
@@ -98,7 +99,7 @@ async fn restore_check(
     let staged_at = dir.path().join("artifact.zst");
     let staged = fetch::verified_local(repo, &m.job, &m.id, a, &staged_at, &opts.progress)
         .await
-        .map_err(|e: FetchError| e.to_string())?;
+        .map_err(|e: FetchError| chain(&e).to_string())?;
     opts.progress.start_phase(Phase::Testing, a.raw_bytes);
     let opener = Opener {
         path: staged,
@@ -219,7 +220,7 @@ async fn restore_test_db(
     };
     let restored = restore::run(repo, job, m, &req)
         .await
-        .map_err(|e| e.to_string());
+        .map_err(|e| chain(&e).to_string());
     let compared = match restored {
         Ok(_) => compare_counts(cfg, &scratch, a).await,
         Err(e) => Err(e),
@@ -243,10 +244,10 @@ async fn compare_counts(cfg: &PostgresConfig, scratch: &str, a: &Artifact) -> Re
     };
     let client = postgres::connect(cfg, scratch)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e).to_string())?;
     let found = postgres::count_rows(&client, scratch)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e).to_string())?;
     if found.len() != expected.len() {
         return Err(format!(
             "restored database has {} tables, the backup recorded {}",

@@ -22,14 +22,21 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::chain;
 use crate::repo::catalog::{self, CatalogError, Incomplete};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::{backup_dir, manifest_path, Repo};
 use crate::retention::planner::{self, Plan, Snapshot};
 use crate::retention::policy::Policy;
+use crate::retry::{self, Backoff};
 
-/// Attempts per delete before it is reported as failed.
-const DELETE_ATTEMPTS: u32 = 3;
+/// Per delete: a few quick attempts, then it is reported as failed.
+const DELETE_BACKOFF: Backoff = Backoff {
+    max_attempts: 3,
+    initial: Duration::from_millis(400),
+    max_delay: Duration::from_secs(2),
+    max_elapsed: Duration::from_secs(30),
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
@@ -177,18 +184,17 @@ pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Dec
     Ok(d)
 }
 
-async fn delete_with_retry(repo: &Repo, key: &ObjPath) -> Result<(), object_store::Error> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match repo.store.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) if attempt >= DELETE_ATTEMPTS => return Err(e),
-            Err(e) => {
-                tracing::warn!(key = %key, attempt, error = %e, "delete failed, retrying");
-                tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
-            }
-        }
+/// Deletes `key`, retrying transient failures only; an object already
+/// gone counts as deleted.
+async fn delete_with_retry(
+    repo: &Repo,
+    key: &ObjPath,
+    cancel: &CancellationToken,
+) -> Result<(), object_store::Error> {
+    let what = format!("deleting {key}");
+    match retry::retry(DELETE_BACKOFF, &what, cancel, || repo.store.delete(key)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -228,8 +234,8 @@ pub async fn apply_until(
                 planned: planned.len(),
             });
         }
-        if let Err(e) = delete_with_retry(repo, &manifest_path(&d.job, &id)).await {
-            failures.push(format!("manifest of {}/{id}: {e}", d.job));
+        if let Err(e) = delete_with_retry(repo, &manifest_path(&d.job, &id), cancel).await {
+            failures.push(format!("manifest of {}/{id}: {}", d.job, chain(&e)));
             continue;
         }
         // From here the backup no longer exists; leftover data is only
@@ -237,12 +243,12 @@ pub async fn apply_until(
         match list_dir(repo, &d.job, &id).await {
             Ok(keys) => {
                 for k in keys {
-                    if let Err(e) = delete_with_retry(repo, &k).await {
-                        failures.push(format!("{k}: {e}"));
+                    if let Err(e) = delete_with_retry(repo, &k, cancel).await {
+                        failures.push(format!("{k}: {}", chain(&e)));
                     }
                 }
             }
-            Err(e) => failures.push(format!("listing {}/{id}: {e}", d.job)),
+            Err(e) => failures.push(format!("listing {}/{id}: {}", d.job, chain(&e))),
         }
         tracing::info!(job = %d.job, backup = %id, "backup deleted by retention");
         out.deleted.push(id);
@@ -255,7 +261,7 @@ pub async fn apply_until(
     while let Some(r) = results.next().await {
         match r {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => failures.push(format!("sweep: {e}")),
+            Err(e) => failures.push(format!("sweep: {}", chain(&e))),
         }
     }
     // Uploads a killed process left open hold billed parts but no object,
@@ -264,8 +270,8 @@ pub async fn apply_until(
         match s3.sweep_job(&d.job, d.grace, repo.clock.now()).await {
             Ok(keys) => out.aborted_uploads = keys,
             Err(e) => {
-                tracing::warn!(job = %d.job, error = %e, "open multipart uploads were not swept");
-                out.upload_sweep_error = Some(e.to_string());
+                tracing::warn!(job = %d.job, error = %chain(&e), "open multipart uploads were not swept");
+                out.upload_sweep_error = Some(chain(&e).to_string());
             }
         }
     }

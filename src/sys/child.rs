@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{Class, Transient};
+
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
 /// Read size from the child's stdout.
@@ -20,11 +22,11 @@ const READ_BUF: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChildError {
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}")]
     Spawn { program: String, source: io::Error },
-    #[error("reading output of {program} failed: {source}")]
+    #[error("reading output of {program} failed")]
     Read { program: String, source: io::Error },
-    #[error("writing output of {program} failed: {source}")]
+    #[error("writing output of {program} failed")]
     Write { program: String, source: io::Error },
     #[error("{program} failed ({status}){}", tail_suffix(stderr))]
     Failed {
@@ -34,6 +36,21 @@ pub enum ChildError {
     },
     #[error("{program} was cancelled")]
     Cancelled { program: String },
+}
+
+impl Transient for ChildError {
+    /// A program that could not start, exited non-zero (its status and
+    /// stderr are text, nothing typed says "connection trouble") or was
+    /// killed by our kill switch is not retried; broken pipes are decided
+    /// by their I/O kind.
+    fn class(&self) -> Class {
+        match self {
+            ChildError::Read { source, .. } | ChildError::Write { source, .. } => source.class(),
+            ChildError::Spawn { .. } | ChildError::Failed { .. } | ChildError::Cancelled { .. } => {
+                Class::Permanent
+            }
+        }
+    }
 }
 
 fn tail_suffix(stderr: &str) -> String {
@@ -407,6 +424,31 @@ mod tests {
         let n = stream_stdout("sh", sh("printf hello"), &mut out, &KillSwitch::default()).unwrap();
         assert_eq!(n, 5);
         assert_eq!(out, b"hello");
+    }
+
+    #[test]
+    fn exit_failures_are_permanent_whatever_stderr_says() {
+        let mut out = Vec::new();
+        let err = stream_stdout(
+            "sh",
+            sh("echo 'could not connect to server: Connection refused; timed out' >&2; exit 1"),
+            &mut out,
+            &KillSwitch::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.class(), Class::Permanent, "{err}");
+        let spawn = stream_stdout(
+            "ccbackup-no-such-program",
+            Command::new("/nonexistent/ccbackup-no-such-program"),
+            &mut out,
+            &KillSwitch::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(spawn, ChildError::Spawn { .. }), "{spawn}");
+        assert_eq!(spawn.class(), Class::Permanent);
+        // The cause is the source, not part of the message.
+        assert!(std::error::Error::source(&spawn).is_some());
+        assert_eq!(spawn.to_string(), "cannot start ccbackup-no-such-program");
     }
 
     #[test]

@@ -314,6 +314,7 @@ fn policy_simulate_keeps_sub_second_times() {
 }
 
 mod failing_deletes {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use async_trait::async_trait;
@@ -327,12 +328,13 @@ mod failing_deletes {
 
     use super::*;
 
-    /// Refuses to delete any key containing `pattern`; everything else is
-    /// passed to the real store.
+    /// Refuses to delete any key containing `pattern` (permission denied,
+    /// counting the refusals); everything else is passed to the real store.
     #[derive(Debug)]
     struct NoDelete {
         inner: Arc<dyn ObjectStore>,
         pattern: String,
+        refused: Arc<AtomicUsize>,
     }
 
     impl std::fmt::Display for NoDelete {
@@ -367,16 +369,19 @@ mod failing_deletes {
         ) -> BoxStream<'static, object_store::Result<ObjPath>> {
             let inner = self.inner.clone();
             let pattern = self.pattern.clone();
+            let refused = self.refused.clone();
             locations
                 .then(move |r| {
                     let inner = inner.clone();
                     let pattern = pattern.clone();
+                    let refused = refused.clone();
                     async move {
                         let p = r?;
                         if p.as_ref().contains(pattern.as_str()) {
-                            return Err(object_store::Error::Generic {
-                                store: "nodelete",
-                                source: "permission denied".into(),
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            return Err(object_store::Error::PermissionDenied {
+                                path: p.to_string(),
+                                source: "access denied".into(),
                             });
                         }
                         inner.delete(&p).await.map(|()| p)
@@ -413,6 +418,7 @@ mod failing_deletes {
         ccbackup::config::Config,
         ccbackup::repo::store::Repo,
         Vec<String>,
+        Arc<AtomicUsize>,
     ) {
         let ws = Workspace::new();
         let data = tempfile::tempdir().unwrap();
@@ -428,16 +434,18 @@ mod failing_deletes {
         let cfg = config(&ws, data.path(), "{keep_last: 1}", "");
         let cfg = ccbackup::config::load(&cfg).unwrap();
         let mut repo = ccbackup::repo::store::open(&cfg.store).unwrap();
+        let refused = Arc::new(AtomicUsize::new(0));
         repo.store = Arc::new(NoDelete {
             inner: repo.store.clone(),
             pattern: pattern.to_owned(),
+            refused: refused.clone(),
         });
-        (ws, cfg, repo, ids)
+        (ws, cfg, repo, ids, refused)
     }
 
     #[tokio::test]
     async fn a_manifest_that_cannot_be_deleted_keeps_its_data() {
-        let (ws, cfg, repo, ids) = setup("manifest.json");
+        let (ws, cfg, repo, ids, refused) = setup("manifest.json");
         let d = ccbackup::retention::prune::plan_job(&repo, &cfg.jobs[0])
             .await
             .unwrap();
@@ -446,6 +454,8 @@ mod failing_deletes {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("deletion(s) failed"), "{err}");
+        // Permission denied is permanent: one call per manifest, no retries.
+        assert_eq!(refused.load(Ordering::SeqCst), 2);
         // Still complete: manifest and data both there.
         assert_eq!(backup_ids(&ws), ids);
         for id in &ids {
@@ -460,7 +470,7 @@ mod failing_deletes {
 
     #[tokio::test]
     async fn data_that_cannot_be_deleted_is_left_unreachable_never_half_listed() {
-        let (ws, cfg, repo, ids) = setup("etc.tar.zst");
+        let (ws, cfg, repo, ids, _) = setup("etc.tar.zst");
         let d = ccbackup::retention::prune::plan_job(&repo, &cfg.jobs[0])
             .await
             .unwrap();

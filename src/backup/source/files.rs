@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use tar::{Builder, EntryType, Header};
 
 use crate::progress::Progress;
+use crate::retry::{Class, Transient};
 use crate::sys::walk::{self, Entry, Kind, Stat, Walk, WalkError};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -55,6 +56,17 @@ pub enum FilesError {
     },
     #[error("cannot finish the archive")]
     Finish(#[source] io::Error),
+}
+
+impl Transient for FilesError {
+    /// Writes go to the upload pipeline, whose trouble may pass; a local
+    /// file that cannot be read or is invalid stays so.
+    fn class(&self) -> Class {
+        match self {
+            FilesError::Write { source, .. } | FilesError::Finish(source) => source.class(),
+            _ => Class::Permanent,
+        }
+    }
 }
 
 /// Writes a tar of everything under `root` into `out` and returns `out` once

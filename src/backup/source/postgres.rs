@@ -26,6 +26,7 @@ use crate::pg::tools::{self, PgTools, PgToolsError};
 use crate::repo::manifest::{
     Artifact, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo, TableRows,
 };
+use crate::retry::{Class, Transient};
 use crate::sys::child::{stream_stdout, ChildError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,20 +42,22 @@ pub enum PgError {
     },
     #[error(
         "cannot connect to PostgreSQL at {host}:{port} as `{user}` (database `{database}`): {}",
-        pg_text(source)
+        pg_text(cause)
     )]
     Connect {
         host: String,
         port: u16,
         user: String,
         database: String,
-        source: tokio_postgres::Error,
+        /// Folded into the message by [`pg_text`], so not a `source`.
+        cause: tokio_postgres::Error,
     },
-    #[error("query on database `{database}` failed ({what}): {}", pg_text(source))]
+    #[error("query on database `{database}` failed ({what}): {}", pg_text(cause))]
     Query {
         database: String,
         what: &'static str,
-        source: tokio_postgres::Error,
+        /// Folded into the message by [`pg_text`], so not a `source`.
+        cause: tokio_postgres::Error,
     },
     #[error("database `{name}` does not exist on {host}:{port} (it has: {})", existing.join(", "))]
     MissingDatabase {
@@ -65,13 +68,25 @@ pub enum PgError {
     },
     #[error(transparent)]
     Tools(#[from] PgToolsError),
-    #[error("dumping database `{database}` failed: {source}")]
+    #[error("dumping database `{database}` failed")]
     Dump {
         database: String,
         source: PipelineError<ChildError>,
     },
-    #[error("dumping globals failed: {source}")]
+    #[error("dumping globals failed")]
     Globals { source: PipelineError<ChildError> },
+}
+
+impl Transient for PgError {
+    fn class(&self) -> Class {
+        match self {
+            PgError::Connect { cause, .. } | PgError::Query { cause, .. } => cause.class(),
+            PgError::Dump { source, .. } | PgError::Globals { source } => source.class(),
+            PgError::Password { .. } | PgError::MissingDatabase { .. } | PgError::Tools(_) => {
+                Class::Permanent
+            }
+        }
+    }
 }
 
 /// tokio-postgres displays server errors as just "db error"; the server's
@@ -159,12 +174,12 @@ pub async fn connect(cfg: &PostgresConfig, database: &str) -> Result<Client, PgE
     if let Some(p) = &cfg.password {
         c.password(p.expose());
     }
-    let (client, connection) = c.connect(NoTls).await.map_err(|source| PgError::Connect {
+    let (client, connection) = c.connect(NoTls).await.map_err(|cause| PgError::Connect {
         host: cfg.host.clone(),
         port: cfg.port,
         user: cfg.user.clone(),
         database: database.to_owned(),
-        source,
+        cause,
     })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -179,10 +194,10 @@ pub async fn discover(cfg: &PostgresConfig) -> Result<ServerInfo, PgError> {
     let client = connect(cfg, &cfg.maintenance_db).await?;
     let q = |what| {
         let db = cfg.maintenance_db.clone();
-        move |source| PgError::Query {
+        move |cause| PgError::Query {
             database: db,
             what,
-            source,
+            cause,
         }
     };
     let row = client
@@ -248,10 +263,10 @@ ORDER BY 1, 2";
 pub async fn count_rows(client: &Client, database: &str) -> Result<Vec<TableRows>, PgError> {
     let err = |what| {
         let db = database.to_owned();
-        move |source| PgError::Query {
+        move |cause| PgError::Query {
             database: db,
             what,
-            source,
+            cause,
         }
     };
     let tables = client
@@ -288,10 +303,10 @@ pub async fn count_rows(client: &Client, database: &str) -> Result<Vec<TableRows
 pub async fn database_properties(client: &Client, database: &str) -> Result<DbProperties, PgError> {
     let err = |what| {
         let db = database.to_owned();
-        move |source| PgError::Query {
+        move |cause| PgError::Query {
             database: db,
             what,
-            source,
+            cause,
         }
     };
     let row = client
@@ -538,6 +553,55 @@ pub fn newer_client_warning(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pg_at(port: u16) -> PostgresConfig {
+        PostgresConfig {
+            host: "127.0.0.1".into(),
+            port,
+            user: "postgres".into(),
+            password: None,
+            password_unreadable: None,
+            databases: DatabaseSelection::All,
+            maintenance_db: "postgres".into(),
+            bin_dir: None,
+            globals: false,
+            row_counts: false,
+        }
+    }
+
+    /// Against the test server on 127.0.0.1:5432: the SQLSTATE or the I/O
+    /// kind decides, and the server's message is in the text once.
+    #[tokio::test]
+    async fn connection_failures_are_classified_by_type() {
+        let missing = connect(&pg_at(5432), "ccbackup_no_such_db_for_classes")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(missing.class(), Class::Permanent, "{missing}");
+        let text = crate::error::chain(&missing).to_string();
+        assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+        let query = connect(&pg_at(5432), "postgres")
+            .await
+            .unwrap()
+            .simple_query("SELECT * FROM ccbackup_no_such_table_for_classes")
+            .await
+            .map_err(|cause| PgError::Query {
+                database: "postgres".into(),
+                what: "test",
+                cause,
+            })
+            .err()
+            .unwrap();
+        assert_eq!(query.class(), Class::Permanent, "{query}");
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = connect(&pg_at(port), "postgres").await.err().unwrap();
+        assert_eq!(refused.class(), Class::Transient, "{refused}");
+    }
 
     #[test]
     fn conninfo_values_are_quoted_and_escaped() {

@@ -31,6 +31,7 @@ use tar::{Builder, EntryType};
 
 use super::files::{append_dir, header, with_builder, TarSink};
 use crate::progress::Progress;
+use crate::retry::{Class, Transient};
 use crate::sys::walk::{self, Entry, Kind, Stat, Walk, WalkError};
 
 /// What to do with a file that still fails validation after its re-reads.
@@ -279,6 +280,17 @@ pub enum RrdError {
     },
     #[error("cannot finish the archive")]
     Finish(#[source] io::Error),
+}
+
+impl Transient for RrdError {
+    /// Writes go to the upload pipeline, whose trouble may pass; a local
+    /// file that cannot be read or is invalid stays so.
+    fn class(&self) -> Class {
+        match self {
+            RrdError::Write { source, .. } | RrdError::Finish(source) => source.class(),
+            _ => Class::Permanent,
+        }
+    }
 }
 
 /// Writes a tar of the RRD files (and the directories holding them) under

@@ -14,20 +14,21 @@ use crate::config::PostgresConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlobalsError {
-    #[error("refusing the globals in {key}; nothing was executed: {source}")]
+    #[error("refusing the globals in {key}; nothing was executed")]
     Check { key: String, source: CheckError },
-    #[error("cannot read the globals in {key}: {source}")]
+    #[error("cannot read the globals in {key}")]
     Open { key: String, source: std::io::Error },
     #[error("reading the globals in {key} stopped unexpectedly")]
     Join { key: String },
     #[error(transparent)]
     Pg(#[from] PgError),
-    #[error("{what} on {host}:{port} failed: {}", pg_text(source))]
+    #[error("{what} on {host}:{port} failed: {}", pg_text(cause))]
     Query {
         host: String,
         port: u16,
         what: &'static str,
-        source: tokio_postgres::Error,
+        /// Folded into the message by [`pg_text`], so not a `source`.
+        cause: tokio_postgres::Error,
     },
     #[error(
         "applying the globals in {key} to {host}:{port}: {} of {total} statements failed:{}{}",
@@ -268,7 +269,7 @@ fn query_error(
         host: cfg.host.clone(),
         port: cfg.port,
         what,
-        source,
+        cause: source,
     }
 }
 

@@ -78,7 +78,7 @@ pub enum SplitError {
     TooLarge { max: u64 },
     #[error("the {what} starting on line {line} is never closed")]
     Unterminated { line: usize, what: &'static str },
-    #[error("reading line {line} failed: {source}")]
+    #[error("reading line {line} failed")]
     Read { line: usize, source: std::io::Error },
 }
 
