@@ -206,7 +206,7 @@ fn unknown_key_gets_its_path_and_the_nearest_known_key() {
 fn bad_durations_name_their_setting_not_jitter() {
     let ws = Workspace::new();
     let cfg = ws.config(&format!(
-        "store:\n  url: {}\ndaemon:\n  lock_ttl: 5x\njobs:\n  - name: a\n    max_age: soon\n    orphan_grace: 1m1h\n    sources:\n      - name: etc\n        files: {{path: /tmp}}\n",
+        "store:\n  url: {}\ndaemon:\n  lock_ttl: 5x\njobs:\n  - name: a\n    max_age: soon\n    orphan_grace: 1m1m\n    sources:\n      - name: etc\n        files: {{path: /tmp}}\n",
         ws.store_url()
     ));
     let run = ccbackup(&cfg, &["check-config"]);
@@ -216,7 +216,7 @@ fn bad_durations_name_their_setting_not_jitter() {
     for (line, key, value) in [
         (4, "daemon.lock_ttl", "5x"),
         (7, "jobs[0].max_age", "soon"),
-        (8, "jobs[0].orphan_grace", "1m1h"),
+        (8, "jobs[0].orphan_grace", "1m1m"),
     ] {
         assert!(
             err.lines().any(|l| l.contains(&format!("{file}:{line}:"))
