@@ -42,14 +42,11 @@ pub struct Compression {
     pub workers: u32,
 }
 
-/// One worker by default, as `zstd -T1` does: the producing thread keeps
-/// reading `pg_dump`'s pipe while a block compresses, instead of leaving
-/// pg_dump (and the server behind it) blocked on a full pipe.
 impl Default for Compression {
     fn default() -> Self {
         Self {
             level: 3,
-            workers: 1,
+            workers: 0,
         }
     }
 }
