@@ -42,11 +42,14 @@ pub struct Compression {
     pub workers: u32,
 }
 
+/// One worker by default, as `zstd -T1` does: the producing thread keeps
+/// reading `pg_dump`'s pipe while a block compresses, instead of leaving
+/// pg_dump (and the server behind it) blocked on a full pipe.
 impl Default for Compression {
     fn default() -> Self {
         Self {
             level: 3,
-            workers: 0,
+            workers: 1,
         }
     }
 }
