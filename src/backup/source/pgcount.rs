@@ -131,6 +131,8 @@ pub struct RowCounter {
     encoding: Option<String>,
     /// Dump id of the table block being read, when it is one we count.
     block: Option<i64>,
+    /// Newlines in the current table block so far.
+    block_rows: u64,
     tail: Tail,
 }
 
@@ -158,6 +160,7 @@ impl RowCounter {
             expected: HashMap::new(),
             encoding: None,
             block: None,
+            block_rows: 0,
             tail: Tail::default(),
         }
     }

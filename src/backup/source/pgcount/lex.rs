@@ -66,6 +66,15 @@ impl RowCounter {
             Need::Bytes(n) => self.gather(data, n),
             Need::Int => {
                 let n = 1 + self.int_size;
+                // Every chunk of table data starts with one: decode it in
+                // place when it is whole in `data` (the usual case).
+                if self.buf.is_empty() && data.len() >= n {
+                    match decode_int(&data[..n]) {
+                        Some(v) => self.token(Token::Int(v)),
+                        None => self.fail("integer out of range"),
+                    }
+                    return n;
+                }
                 let used = self.gather_raw(data, n);
                 if self.buf.len() == n {
                     let v = self.take_int();
@@ -164,21 +173,27 @@ impl RowCounter {
     pub(super) fn take_int(&mut self) -> Option<i64> {
         // Decoded in place and cleared, not taken: one integer precedes
         // every chunk, and chunks are often single rows.
-        let mut v: u64 = 0;
-        for (i, &byte) in self.buf[1..].iter().enumerate() {
-            v |= u64::from(byte) << (8 * i);
-        }
-        let negative = self.buf[0] != 0;
+        let v = decode_int(&self.buf);
         self.buf.clear();
-        match i64::try_from(v) {
-            Ok(v) if !negative => Some(v),
-            Ok(v) => Some(-v),
-            Err(_) => {
-                self.fail("integer out of range");
-                None
-            }
+        if v.is_none() {
+            self.fail("integer out of range");
         }
+        v
     }
+}
+
+/// A sign byte, then little-endian bytes; `None` past `i64`.
+fn decode_int(b: &[u8]) -> Option<i64> {
+    let mut v: u64 = 0;
+    for (i, &byte) in b.iter().skip(1).enumerate() {
+        v |= u64::from(byte) << (8 * i);
+    }
+    let v = i64::try_from(v).ok()?;
+    Some(if b.first().copied().unwrap_or(0) != 0 {
+        -v
+    } else {
+        v
+    })
 }
 
 pub(super) fn skip_len(left: u64, avail: usize) -> usize {

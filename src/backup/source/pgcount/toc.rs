@@ -178,6 +178,7 @@ impl RowCounter {
                     self.step = Step::BlobOid;
                 } else {
                     self.block = self.data.contains_key(&id).then_some(id);
+                    self.block_rows = 0;
                     self.tail = Tail::default();
                     self.step = Step::ChunkLen;
                 }
