@@ -67,9 +67,9 @@ impl RowCounter {
         if self.block.is_none() {
             return;
         }
-        // Counting this way vectorises; COPY text escapes newlines inside
-        // values, so every newline ends a row.
-        let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        // COPY text escapes newlines inside values, so every newline ends
+        // a row.
+        let newlines = count_newlines(chunk);
         self.tail.extend(chunk);
         // Summed here and added to the table at the block's end: a map
         // lookup per chunk (often per row) costs more than the counting.
@@ -89,5 +89,49 @@ impl RowCounter {
             }
             Err(why) => self.fail(format!("dump id {id}: {why}")),
         }
+    }
+}
+
+/// Newlines in `bytes`. Summing 64 bytes at a time into a `u8` lets the
+/// compiler compare 16 bytes per instruction; a plain `filter().count()`
+/// widens every byte to a `u64` lane and runs several times slower, which
+/// on the thread that reads pg_dump's output is time the backup waits for.
+pub(super) fn count_newlines(bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(64);
+    let mut total = 0u64;
+    for c in &mut chunks {
+        let mut n = 0u8;
+        for &b in c {
+            n += u8::from(b == b'\n');
+        }
+        total += u64::from(n);
+    }
+    total + chunks.remainder().iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_newlines;
+
+    #[test]
+    fn counts_newlines_at_every_length_and_offset() {
+        let text: Vec<u8> = (0..1000u32)
+            .map(|i| {
+                if i % 7 == 0 || i % 64 == 63 {
+                    b'\n'
+                } else {
+                    b'a'
+                }
+            })
+            .collect();
+        for start in [0, 1, 63, 64, 65] {
+            for end in [start, start + 1, start + 64, start + 200, 1000] {
+                let s = &text[start..end];
+                let want = s.iter().filter(|&&b| b == b'\n').count() as u64;
+                assert_eq!(count_newlines(s), want, "{start}..{end}");
+            }
+        }
+        assert_eq!(count_newlines(&[b'\n'; 64]), 64);
+        assert_eq!(count_newlines(&[b'\n'; 129]), 129);
     }
 }
