@@ -43,8 +43,8 @@
 //! [`repo::gate`] make every command stop cleanly on a signal; [`sys`] holds
 //! the child-process and no-follow file primitives; [`app`] dispatches
 //! commands; `main.rs` drops privileges ([`privdrop`]) and maps errors to
-//! exit codes. Every "now" comes from
-//! [`clock`], so tests can run the daemon on paused tokio time.
+//! exit codes. Every time that is judged (leases, grace, schedules, staleness)
+//! comes from [`clock`], so tests can run the daemon on paused tokio time.
 
 pub mod app;
 pub mod backup;

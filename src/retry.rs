@@ -372,9 +372,9 @@ mod tests {
         port
     }
 
-    async fn s3_error(status: &'static str) -> object_store::Error {
+    /// What a real S3 client reports for `HEAD` against loopback `port`.
+    async fn head_error(port: u16) -> object_store::Error {
         use object_store::ObjectStoreExt;
-        let port = answering(status).await;
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(format!("http://127.0.0.1:{port}"))
             .with_allow_http(true)
@@ -393,6 +393,10 @@ mod tests {
             .head(&object_store::path::Path::from("a/b"))
             .await
             .unwrap_err()
+    }
+
+    async fn s3_error(status: &'static str) -> object_store::Error {
+        head_error(answering(status).await).await
     }
 
     #[tokio::test]
@@ -415,25 +419,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        use object_store::ObjectStoreExt;
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(format!("http://127.0.0.1:{port}"))
-            .with_allow_http(true)
-            .with_bucket_name("b")
-            .with_region("us-east-1")
-            .with_access_key_id("k")
-            .with_secret_access_key("s")
-            .with_retry(object_store::RetryConfig {
-                max_retries: 0,
-                retry_timeout: Duration::from_secs(1),
-                backoff: Default::default(),
-            })
-            .build()
-            .unwrap();
-        let refused = store
-            .head(&object_store::path::Path::from("a/b"))
-            .await
-            .unwrap_err();
+        let refused = head_error(port).await;
         assert_eq!(refused.class(), Class::Transient, "{refused:?}");
     }
 

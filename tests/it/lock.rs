@@ -33,13 +33,15 @@ pub fn open_repo(ws: &Workspace) -> Repo {
     store::open(&cfg.store).unwrap()
 }
 
-/// A store whose first `fail_first` calls fail with a transient error
-/// (connection reset), then behaves like the store it wraps.
+/// A store whose first `fail_first` calls, and every call while `broken`
+/// is set, fail with a transient error (connection reset); otherwise it
+/// behaves like the store it wraps.
 #[derive(Debug)]
 pub struct Flaky {
     pub inner: Arc<dyn ObjectStore>,
     pub fail_first: usize,
     pub calls: AtomicUsize,
+    pub broken: std::sync::atomic::AtomicBool,
 }
 
 impl Flaky {
@@ -48,11 +50,13 @@ impl Flaky {
             inner,
             fail_first,
             calls: AtomicUsize::new(0),
+            broken: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     fn check(&self) -> object_store::Result<()> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+        let early = self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first;
+        if early || self.broken.load(Ordering::SeqCst) {
             Err(object_store::Error::Generic {
                 store: "flaky",
                 source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
@@ -312,10 +316,7 @@ async fn a_holder_that_cannot_renew_loses_the_lock_after_its_ttl() {
     let ws = Workspace::new();
     let (mut repo, clock) = paused_repo(&ws);
     let store = repo.store.clone();
-    let switch = Arc::new(Switchable {
-        inner: store,
-        broken: std::sync::atomic::AtomicBool::new(false),
-    });
+    let switch = Flaky::wrap(store, 0);
     repo.store = switch.clone();
     let t0 = clock.now();
     let g = lock::acquire(
@@ -344,91 +345,6 @@ async fn a_holder_that_cannot_renew_loses_the_lock_after_its_ttl() {
     g.release().await.unwrap();
 }
 
-/// A store that fails every call with a transient error while `broken`.
-#[derive(Debug)]
-struct Switchable {
-    inner: Arc<dyn ObjectStore>,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Display for Switchable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Switchable")
-    }
-}
-
-impl Switchable {
-    fn check(&self) -> object_store::Result<()> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(object_store::Error::Generic {
-                store: "switchable",
-                source: Box::new(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "connection reset by peer",
-                )),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Switchable {
-    async fn put_opts(
-        &self,
-        location: &ObjPath,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.check()?;
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjPath,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.check()?;
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &ObjPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.check()?;
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> object_store::Result<ListResult> {
-        self.check()?;
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &ObjPath,
-        to: &ObjPath,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.check()?;
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
 fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -453,11 +369,7 @@ async fn transient_store_failures_are_retried_during_acquisition() {
     g.release().await.unwrap();
 
     // A permanent failure is not retried.
-    let flaky = Arc::new(Flaky {
-        inner: Arc::new(Denied),
-        fail_first: 0,
-        calls: AtomicUsize::new(0),
-    });
+    let flaky = Flaky::wrap(Arc::new(Denied), 0);
     repo.store = flaky.clone();
     let err = lock::acquire(
         &repo,
