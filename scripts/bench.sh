@@ -55,20 +55,29 @@ timed() {
 }
 
 report() { # name ccbackup-times baseline-times rss-list baseline-label
-  local c b r
+  local c b r pairs
   c=$(tr ' ' '\n' <<<"$2" | grep . | median)
   b=$(tr ' ' '\n' <<<"$3" | grep . | median)
   r=$(tr ' ' '\n' <<<"$4" | grep . | sort -n | tail -1)
+  # Runs alternate, so rep i of each side ran under the same conditions;
+  # the ratios of those pairs cancel the machine's drift, which on a
+  # shared VM moves single runs by 10-20%.
+  pairs=$(paste <(tr ' ' '\n' <<<"$2" | grep .) <(tr ' ' '\n' <<<"$3" | grep .) |
+    awk '{printf "%.4f\n", $1/$2}' | sort -g)
   printf '\n%s (%s runs each, alternating)\n' "$1" "$reps"
   printf '  %-44s median %8.2f s   runs: %s\n' "ccbackup" "$c" "$2"
   printf '  %-44s median %8.2f s   runs: %s\n' "$5" "$b" "$3"
   printf '  ratio ccbackup/baseline: %s    ccbackup peak RSS: %s MiB\n' "$(ratio "$c" "$b")" "$((r / 1024))"
+  awk '{a[NR]=$1} END {m = (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2);
+       printf "  per-pair ratios: median %.3f, middle half %.3f to %.3f, all %.3f to %.3f\n",
+              m, a[int((NR+3)/4)], a[int((3*NR+3)/4)], a[1], a[NR]}' <<<"$pairs"
 }
 
 ensure_db() {
   local have
   have=$(pg -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$db'")
   if [ "$have" = 1 ] && [ "$(pg -d "$db" -Atc "SELECT count(*) FROM bench.items" 2>/dev/null || echo 0)" = "$rows" ]; then
+    settle_db
     return
   fi
   echo "generating $db with $rows mixed rows (takes a few minutes)"
@@ -84,8 +93,15 @@ SELECT g, 'item-' || g, md5(g::text), (g % 100000) / 100.0, random(),
        jsonb_build_object('g', g, 'tags', jsonb_build_array('a' || (g % 97), 'b' || (g % 13)), 'ok', g % 2 = 0),
        repeat(md5((g * 7)::text), 1 + g % 3)
 FROM generate_series(1, $rows) g;
-ANALYZE;
 SQL
+  settle_db
+}
+
+# Freezes and checkpoints the table so no rep pays for hint-bit writes,
+# autovacuum does not start in the middle of the runs, and every run reads
+# the same pages. Cheap when there is nothing left to do.
+settle_db() {
+  pg -d "$db" -c "VACUUM (FREEZE, ANALYZE) bench.items" -c "CHECKPOINT"
 }
 
 bench_backup() {
@@ -101,6 +117,11 @@ jobs:
         postgres: {host: 127.0.0.1, port: 5432, user: postgres, databases: [$db], globals: false}
 YAML
   local c="" b="" r="" out
+  # One unmeasured pair first: the first run after generating or a restart
+  # reads the table into the page cache for both sides.
+  rm -rf "$dir/store"
+  timed "$bin" --config "$dir/backup.yaml" --log-format json run-now >/dev/null
+  timed sh -c "pg_dump -h 127.0.0.1 -U postgres -Fc -Z0 $db | zstd -q -3 -T1 > '$dir/baseline.dump.zst'" >/dev/null
   for i in $(seq 1 "$reps"); do
     rm -rf "$dir/store"
     out=$(timed "$bin" --config "$dir/backup.yaml" --log-format json run-now); c="$c ${out% *}"; r="$r ${out#* }"

@@ -18,7 +18,7 @@
 //! twice a second, so a tick may arrive up to about a second early; the run
 //! then sleeps until its exact time.
 //!
-//! The runner sits behind a small seam, [`timers`] (`arm` a tick after a
+//! The runner sits behind a small seam, `timers` (`arm` a tick after a
 //! delay, `cancel` it), and "now" comes from [`crate::clock`] ([`Options`]
 //! `clock`). With the system clock the daemon arms tokio-cron-scheduler
 //! one-shots; with a clock that follows tokio's time (tests) it arms tokio

@@ -19,7 +19,7 @@
 //! table, which `count_rows` leaves out, so it is left out here too.
 //! Partitioned parents have no data, their partitions do: the same set
 //! `count_rows` returns. The parser is a byte-driven state machine: it keeps
-//! only the entry being read (names capped at [`MAX_KEPT`] bytes, every
+//! only the entry being read (names capped at `MAX_KEPT` bytes, every
 //! other string skipped without buffering) and one map entry per table, so
 //! its memory does not depend on the size of the dump.
 //!
