@@ -4,10 +4,11 @@
 //! The tree reads like the system: [`repo`] (the store and what lives in it),
 //! [`backup`] (taking one), [`restore`] (bringing one back), [`retention`]
 //! (which to keep), [`schedule`] and [`daemon`] (when), with [`config`],
-//! [`pg`], [`sys`] and small shared modules beside them and [`app`], the
-//! command layer, on top. `tests/it/layout.rs` keeps it that way: no import
-//! cycles, nothing below `app` imports it, `repo` imports none of the layers
-//! built on it, no module over 600 lines of code.
+//! [`pg`], [`rrd`], [`sys`] and small shared modules beside them and
+//! [`app`], the command layer, on top. `tests/it/layout.rs` keeps it that
+//! way: no import cycles, nothing below `app` imports it, `repo` imports none
+//! of the layers built on it, `backup` and `restore` share only what lies
+//! below them, no module over 600 lines of code.
 //!
 //! A tour, following one backup:
 //! - [`config`] parses and validates the YAML file (every problem at once,
@@ -64,6 +65,7 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod retry;
+pub mod rrd;
 pub mod schedule;
 pub mod secret;
 pub mod sys;

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::backup::source::postgres;
+use crate::pg::conn;
 use crate::config::{Config, PostgresConfig, SourceKind};
 use crate::error::chain;
 use crate::pg::tools::{self, Purpose};
@@ -50,7 +51,7 @@ async fn check_source(what: &str, pg: &PostgresConfig, r: &mut ClientReport) {
     }
     let server = tokio::time::timeout(
         REACH_TIMEOUT,
-        postgres::discover(&PostgresConfig {
+        conn::discover(&PostgresConfig {
             databases: crate::config::DatabaseSelection::Named(Vec::new()),
             ..pg.clone()
         }),

@@ -19,7 +19,7 @@ use crate::backup::guard;
 use crate::backup::pipeline::PipelineError;
 use crate::backup::sink::RunCtx;
 use crate::backup::source::files::{self, FilesError};
-use crate::backup::source::postgres::{self, PgError};
+use crate::backup::source::postgres::{self, PgSourceError};
 use crate::backup::source::rrd::{self, RrdError};
 use crate::backup::source::Sink;
 use crate::config::{JobConfig, SourceKind};
@@ -36,7 +36,7 @@ use crate::sys::child::KillSwitch;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(transparent)]
-    Postgres(PgError),
+    Postgres(PgSourceError),
     #[error(transparent)]
     Rrd(PipelineError<RrdError>),
     #[error(transparent)]

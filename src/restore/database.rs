@@ -11,8 +11,7 @@ use tokio_postgres::Client;
 
 use super::plan::{target_state, TargetState};
 use super::{globals, RestoreError, RestoreRequest};
-use crate::backup::source::postgres::quote_ident;
-use crate::backup::source::postgres::{self, conninfo, PgError, ServerInfo};
+use crate::pg::conn::{self, conninfo, quote_ident, PgError, ServerInfo};
 use crate::config::PostgresConfig;
 use crate::crypto::Opener;
 use crate::pg::sql::{self, FilterReport};
@@ -102,7 +101,7 @@ pub fn restore_path(tools: &PgTools, server_major: u32) -> Result<RestorePath, S
 /// at least the archive's `pg_dump` major (older ones cannot read it) and
 /// the server's, the exact one preferred.
 pub async fn choose(cfg: &PostgresConfig, a: &Artifact) -> Result<Chosen, RestoreError> {
-    let server = postgres::discover(&PostgresConfig {
+    let server = conn::discover(&PostgresConfig {
         databases: crate::config::DatabaseSelection::Named(Vec::new()),
         ..cfg.clone()
     })
@@ -191,7 +190,7 @@ fn open_err(source: std::io::Error) -> ChildError {
 }
 
 fn pg_restore_command(job: &Job) -> Command {
-    let mut cmd = postgres::base_command(&job.chosen.tools, "pg_restore", &job.cfg);
+    let mut cmd = conn::base_command(&job.chosen.tools, "pg_restore", &job.cfg);
     cmd.arg("--no-password").arg("--exit-on-error");
     if job.clean {
         cmd.arg("--clean").arg("--if-exists");
@@ -262,7 +261,7 @@ fn run_sql(
     let key = sql::restrict_key();
     let mut restore = pg_restore_command(job);
     restore.arg(format!("--restrict-key={key}")).arg("--file=-");
-    let mut psql = postgres::base_command(&job.chosen.tools, "psql", &job.cfg);
+    let mut psql = conn::base_command(&job.chosen.tools, "psql", &job.cfg);
     psql.args([
         "-X",
         "-q",
@@ -313,7 +312,7 @@ pub(super) async fn restore_database(
         chosen.describe()
     );
     let mut notes = Vec::new();
-    let mut admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
+    let mut admin = conn::connect(cfg, &cfg.maintenance_db).await?;
     let props = a
         .postgres
         .as_ref()
@@ -460,7 +459,7 @@ pub(super) async fn drop_created(admin: &Client, target: &str) -> DbLeft {
             DbLeft::Dropped
         }
         Err(e) => {
-            let why = postgres::pg_text(&e);
+            let why = conn::pg_text(&e);
             tracing::error!(database = target, error = %why, "cannot drop the database this restore created");
             DbLeft::NotDropped(why)
         }

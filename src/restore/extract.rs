@@ -71,7 +71,7 @@ use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
 
-use crate::backup::source::rrd::{validate_rrd, RrdInvalid};
+use crate::rrd::{validate_rrd, RrdInvalid};
 use crate::sys::fs;
 
 use chain::{kind_name, ChainError};

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto::{CryptoError, Identities};
 use crate::progress::{Phase, Progress};
 
-use crate::backup::source::postgres::{self, PgError};
+use crate::pg::conn::{self, PgError};
 use crate::config::JobConfig;
 use crate::pg::tools::{self, PgToolsError};
 use crate::repo::manifest::{Artifact, Manifest};
@@ -158,7 +158,7 @@ pub async fn run(
         } = step
         {
             let cfg = pg_config(job, &artifact.source)?;
-            let admin = postgres::connect(cfg, &cfg.maintenance_db).await?;
+            let admin = conn::connect(cfg, &cfg.maintenance_db).await?;
             // The client is chosen now, so a missing or unfit one refuses
             // the restore before anything is downloaded.
             let chosen = database::choose(cfg, artifact).await?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use tokio_postgres::Client;
 
 use super::{RestoreError, RestoreRequest, Step};
-use crate::backup::source::postgres::{self, PgError};
+use crate::pg::conn::{self, PgError};
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::pg::tools;
 use crate::repo::manifest::{Artifact, ArtifactKind, Manifest};
@@ -215,7 +215,7 @@ pub(super) async fn target_state(
     if !exists {
         return Ok(TargetState::Missing);
     }
-    let c = postgres::connect(cfg, target).await?;
+    let c = conn::connect(cfg, target).await?;
     let n: i64 = c
         .query_one(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

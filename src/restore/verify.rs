@@ -18,8 +18,8 @@ use crate::crypto::{Identities, Opener};
 use crate::error::chain;
 use crate::progress::{Phase, Progress};
 
-use crate::backup::source::postgres::{self, quote_ident};
-use crate::backup::source::rrd::validate_rrd;
+use crate::pg::conn::{self, quote_ident};
+use crate::rrd::validate_rrd;
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
 use crate::repo::manifest::{Artifact, ArtifactKind, Manifest};
 use crate::repo::store::Repo;
@@ -225,7 +225,7 @@ async fn restore_test_db(
         Ok(_) => compare_counts(cfg, &scratch, a).await,
         Err(e) => Err(e),
     };
-    if let Ok(admin) = postgres::connect(cfg, &cfg.maintenance_db).await {
+    if let Ok(admin) = conn::connect(cfg, &cfg.maintenance_db).await {
         let _ = admin
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -242,10 +242,10 @@ async fn compare_counts(cfg: &PostgresConfig, scratch: &str, a: &Artifact) -> Re
         // is the check.
         return Ok(());
     };
-    let client = postgres::connect(cfg, scratch)
+    let client = conn::connect(cfg, scratch)
         .await
         .map_err(|e| chain(&e).to_string())?;
-    let found = postgres::count_rows(&client, scratch)
+    let found = conn::count_rows(&client, scratch)
         .await
         .map_err(|e| chain(&e).to_string())?;
     if found.len() != expected.len() {

@@ -200,6 +200,26 @@ fn the_repository_layer_stands_on_its_own() {
     assert!(bad.is_empty(), "repo/ imports a layer above it: {bad:?}");
 }
 
+/// Backup and restore are peers: what both need (connecting to PostgreSQL,
+/// the RRD format, file primitives) lives below them, in `pg/`, `rrd` and
+/// `sys/`, so a change to one cannot break the other through a side door.
+#[test]
+fn backup_and_restore_share_only_lower_layers() {
+    let graph = imports(&modules());
+    let mut bad = Vec::new();
+    for (m, deps) in &graph {
+        for d in deps {
+            let crosses = (in_layer(m, "restore") && in_layer(d, "backup"))
+                || (in_layer(m, "backup") && in_layer(d, "restore"))
+                || (in_layer(m, "pg") && (in_layer(d, "backup") || in_layer(d, "restore")));
+            if crosses {
+                bad.push(format!("{m} -> {d}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "imports across backup/restore: {bad:?}");
+}
+
 #[test]
 fn no_module_outgrows_one_job() {
     let big: Vec<String> = modules()

@@ -69,7 +69,7 @@ fn count_star(db: &str) -> Vec<TableRows> {
         .await
         .unwrap();
         tokio::spawn(conn);
-        ccbackup::backup::source::postgres::count_rows(&client, db)
+        ccbackup::pg::conn::count_rows(&client, db)
             .await
             .unwrap()
     })

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccbackup::backup::source::files::archive_dir;
-use ccbackup::backup::source::rrd::{
-    archive_rrd_tree, validate_rrd, OnInvalid, RrdError, RrdInvalid, RrdOptions,
-};
+use ccbackup::backup::source::rrd::{archive_rrd_tree, OnInvalid, RrdError, RrdOptions};
 use ccbackup::progress::Progress;
+use ccbackup::rrd::{validate_rrd, RrdInvalid};
 use ccbackup::restore::extract::{
     extract_tree, extract_tree_checked, ExtractError, ExtractOptions,
 };

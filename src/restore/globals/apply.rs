@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::{
     check_all, password_clauses, printable, redacted, without_password, CheckError, Checked, Kind,
 };
-use crate::backup::source::postgres::{self, pg_text, PgError};
+use crate::pg::conn::{self, pg_text, PgError};
 use crate::config::PostgresConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -299,7 +299,7 @@ pub async fn apply(
     dry_run: bool,
 ) -> Result<Vec<String>, GlobalsError> {
     let checked = check_staged(key, staged).await?;
-    let client = postgres::connect(cfg, &cfg.maintenance_db).await?;
+    let client = conn::connect(cfg, &cfg.maintenance_db).await?;
     let existing = existing(cfg, &client).await?;
     let planned = plan(checked, &existing, keep_passwords);
     let head = format!(
