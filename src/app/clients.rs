@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use crate::backup::source::postgres;
-use crate::pg::conn;
 use crate::config::{Config, PostgresConfig, SourceKind};
 use crate::error::chain;
+use crate::pg::conn;
 use crate::pg::tools::{self, Purpose};
 
 /// How long check-config waits for a server; it checks the file, and an

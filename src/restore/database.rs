@@ -11,9 +11,9 @@ use tokio_postgres::Client;
 
 use super::plan::{target_state, TargetState};
 use super::{globals, RestoreError, RestoreRequest};
-use crate::pg::conn::{self, conninfo, quote_ident, PgError, ServerInfo};
 use crate::config::PostgresConfig;
 use crate::crypto::Opener;
+use crate::pg::conn::{self, conninfo, quote_ident, PgError, ServerInfo};
 use crate::pg::sql::{self, FilterReport};
 use crate::pg::tools::{self, PgTools, Purpose};
 use crate::repo::manifest::{Artifact, DbProperties};

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto::{CryptoError, Identities};
 use crate::progress::{Phase, Progress};
 
-use crate::pg::conn::{self, PgError};
 use crate::config::JobConfig;
+use crate::pg::conn::{self, PgError};
 use crate::pg::tools::{self, PgToolsError};
 use crate::repo::manifest::{Artifact, Manifest};
 use crate::repo::store::Repo;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use tokio_postgres::Client;
 
 use super::{RestoreError, RestoreRequest, Step};
-use crate::pg::conn::{self, PgError};
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
+use crate::pg::conn::{self, PgError};
 use crate::pg::tools;
 use crate::repo::manifest::{Artifact, ArtifactKind, Manifest};
 

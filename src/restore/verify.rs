@@ -18,13 +18,13 @@ use crate::crypto::{Identities, Opener};
 use crate::error::chain;
 use crate::progress::{Phase, Progress};
 
-use crate::pg::conn::{self, quote_ident};
-use crate::rrd::validate_rrd;
 use crate::config::{JobConfig, PostgresConfig, SourceKind};
+use crate::pg::conn::{self, quote_ident};
 use crate::repo::manifest::{Artifact, ArtifactKind, Manifest};
 use crate::repo::store::Repo;
 use crate::restore::fetch::{self, FetchError};
 use crate::restore::{self, RestoreRequest};
+use crate::rrd::validate_rrd;
 
 /// The verdict on one artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -69,9 +69,7 @@ fn count_star(db: &str) -> Vec<TableRows> {
         .await
         .unwrap();
         tokio::spawn(conn);
-        ccbackup::pg::conn::count_rows(&client, db)
-            .await
-            .unwrap()
+        ccbackup::pg::conn::count_rows(&client, db).await.unwrap()
     })
 }
 

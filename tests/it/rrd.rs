@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use ccbackup::backup::source::files::archive_dir;
 use ccbackup::backup::source::rrd::{archive_rrd_tree, OnInvalid, RrdError, RrdOptions};
 use ccbackup::progress::Progress;
-use ccbackup::rrd::{validate_rrd, RrdInvalid};
 use ccbackup::restore::extract::{
     extract_tree, extract_tree_checked, ExtractError, ExtractOptions,
 };
+use ccbackup::rrd::{validate_rrd, RrdInvalid};
 
 use crate::support_rrd::{self as s, RrdFile};
 

@@ -21,7 +21,7 @@ use super::pgcount::{CountError, CountingWriter};
 use super::Sink;
 use crate::backup::pipeline::PipelineError;
 use crate::config::PostgresConfig;
-use crate::pg::conn::{base_command, conninfo, connect, discover, PgError};
+use crate::pg::conn::{base_command, connect, conninfo, discover, PgError};
 use crate::pg::tools::{self, PgTools};
 use crate::repo::manifest::{
     Artifact, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo, TableRows,
@@ -157,7 +157,8 @@ pub async fn backup(
     cfg: &PostgresConfig,
 ) -> Result<Vec<Artifact>, PgSourceError> {
     let server = discover(cfg).await?;
-    let tools = tools::find(server.version_num, &server.version, cfg.bin_dir.as_deref()).map_err(PgError::from)?;
+    let tools = tools::find(server.version_num, &server.version, cfg.bin_dir.as_deref())
+        .map_err(PgError::from)?;
     tracing::info!(
         source,
         server = %server.version,

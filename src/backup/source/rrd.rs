@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 use tar::{Builder, EntryType};
 
 use super::files::{append_dir, header, with_builder, TarSink};
-use crate::rrd::{validate_rrd, RrdInvalid};
 use crate::progress::Progress;
 use crate::retry::{Class, Transient};
+use crate::rrd::{validate_rrd, RrdInvalid};
 use crate::sys::walk::{self, Entry, Kind, Stat, Walk, WalkError};
 
 /// What to do with a file that still fails validation after its re-reads.

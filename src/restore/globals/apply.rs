@@ -9,8 +9,8 @@ use tokio_postgres::Client;
 use super::{
     check_all, password_clauses, printable, redacted, without_password, CheckError, Checked, Kind,
 };
-use crate::pg::conn::{self, pg_text, PgError};
 use crate::config::PostgresConfig;
+use crate::pg::conn::{self, pg_text, PgError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlobalsError {
