@@ -5,7 +5,9 @@
 #
 # backup:  a >= 1 GB database of mixed rows; alternately `ccbackup run-now`
 #          to a file:// store and `pg_dump -Fc -Z0 DB | zstd -3 -T1 > FILE`;
-#          median wall times, the ratio and ccbackup's peak RSS.
+#          median wall times, the ratio of the medians, the median of
+#          the per-pair ratios and ccbackup's peak RSS. The table is frozen
+#          and checkpointed first and one unmeasured pair warms the cache.
 # rowcount: the same database backed up by `ccbackup run-now` with
 #          row_counts on (the default: rows counted in the dump stream) and
 #          off, alternately; the ratio is on/off (target: <= 1.02, counting

@@ -20,6 +20,9 @@ command -v minisign >/dev/null || need+=(minisign)
 # promtool checks the shipped alert rules and the metrics exposition.
 command -v promtool >/dev/null || need+=(prometheus)
 command -v psql >/dev/null || need+=(postgresql-client)
+# The emulators install into a venv; a unit test asks the kernel for a
+# pipe's size through python3's fcntl.
+command -v python3 >/dev/null || need+=(python3 python3-venv)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "prereqs: installing ${need[*]}"

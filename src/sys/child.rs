@@ -435,6 +435,26 @@ mod tests {
         assert_eq!(out, b"hello");
     }
 
+    /// pg_dump writes 4 KiB at a time; the child must see the 1 MiB pipe.
+    /// It asks the kernel itself, polling, because the pipe is resized just
+    /// after the spawn and the child may look first.
+    #[test]
+    fn the_childs_stdout_pipe_is_enlarged() {
+        let script = "import fcntl, time\n\
+                      for _ in range(1000):\n    \
+                      if fcntl.fcntl(1, fcntl.F_GETPIPE_SZ) >= 1048576: break\n    \
+                      time.sleep(0.005)\n\
+                      print(fcntl.fcntl(1, fcntl.F_GETPIPE_SZ))";
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(script);
+        let mut out = Vec::new();
+        stream_stdout("python3", cmd, &mut out, &KillSwitch::default()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap().trim(),
+            PIPE_CAPACITY.to_string()
+        );
+    }
+
     #[test]
     fn exit_failures_are_permanent_whatever_stderr_says() {
         let mut out = Vec::new();
