@@ -19,11 +19,18 @@ use crate::retry::{Class, Transient};
 const STDERR_TAIL: usize = 4096;
 /// Read size from the child's stdout.
 const READ_BUF: usize = 256 * 1024;
-/// Capacity asked for the child's stdout pipe. pg_dump writes its archive
-/// 4 KiB at a time; with the default 64 KiB pipe it blocks, and wakes us,
-/// every 16 writes. A pipe of 1 MiB (Linux's default limit for
-/// unprivileged processes) lets both sides run longer between switches.
+/// Capacity asked for every pipe to or from a child. pg_dump writes its
+/// archive 4 KiB at a time and pg_restore and psql read theirs through a
+/// 4 KiB stdio buffer; with the default 64 KiB pipe each side blocks, and
+/// wakes the other, every 16 of those. A pipe of 1 MiB (Linux's default
+/// limit for unprivileged processes) lets both run longer between switches.
 const PIPE_CAPACITY: usize = 1024 * 1024;
+
+/// Asks for a [`PIPE_CAPACITY`] pipe. Only a speed-up: a kernel that
+/// refuses keeps the default size.
+fn widen(pipe: &impl rustix::fd::AsFd) {
+    let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_CAPACITY);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChildError {
@@ -155,8 +162,7 @@ pub fn stream_stdout(
     let (tail, drain) = drain_stderr(&mut child);
     let copied = match child.stdout.take() {
         Some(mut stdout) => {
-            // Only a speed-up: a kernel that refuses keeps the default size.
-            let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_CAPACITY);
+            widen(&stdout);
             copy(&mut stdout, out, program)
         }
         None => Ok(0),
@@ -285,7 +291,10 @@ pub fn feed_stdin(
     let (tail, drain) = drain_stderr(&mut child);
     let copied = match child.stdin.take() {
         // Dropping stdin at the end of this arm sends EOF to the child.
-        Some(mut stdin) => copy(input, &mut stdin, program),
+        Some(mut stdin) => {
+            widen(&stdin);
+            copy(input, &mut stdin, program)
+        }
         None => Ok(0),
     };
     let status = child.wait();
@@ -331,6 +340,15 @@ pub fn pipe_through(
     let feed_in = producer.stdin.take();
     let out1 = producer.stdout.take();
     let mut in2 = consumer.stdin.take();
+    if let Some(p) = &feed_in {
+        widen(p);
+    }
+    if let Some(p) = &out1 {
+        widen(p);
+    }
+    if let Some(p) = &in2 {
+        widen(p);
+    }
     let (fed, moved) = thread::scope(|scope| {
         let feeder = scope.spawn(move || match feed_in {
             // Dropping stdin at the end sends EOF to `first`.
@@ -451,6 +469,30 @@ mod tests {
         stream_stdout("python3", cmd, &mut out, &KillSwitch::default()).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap().trim(),
+            PIPE_CAPACITY.to_string()
+        );
+    }
+
+    /// pg_restore reads its input through a 4 KiB stdio buffer: the pipe
+    /// ccbackup feeds is enlarged too. The child writes what it saw to a
+    /// file, as its stdout is discarded.
+    #[test]
+    fn the_childs_stdin_pipe_is_enlarged() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("size");
+        let script = "import fcntl, sys, time\n\
+                      for _ in range(1000):\n    \
+                      if fcntl.fcntl(0, fcntl.F_GETPIPE_SZ) >= 1048576: break\n    \
+                      time.sleep(0.005)\n\
+                      open(sys.argv[1], 'w').write(str(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ)))\n\
+                      sys.stdin.buffer.read()";
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(script).arg(&seen);
+        let input = vec![b'x'; 3 * 1024 * 1024];
+        let n = feed_stdin("python3", cmd, &mut &input[..], &KillSwitch::default()).unwrap();
+        assert_eq!(n, input.len() as u64);
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
             PIPE_CAPACITY.to_string()
         );
     }
