@@ -54,6 +54,18 @@ pub enum PgError {
     Tools(#[from] PgToolsError),
 }
 
+impl PgError {
+    /// The mapper for a failed query on `database`, for `map_err`.
+    pub fn query(database: &str, what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let database = database.to_owned();
+        move |cause| PgError::Query {
+            database,
+            what,
+            cause,
+        }
+    }
+}
+
 impl Transient for PgError {
     fn class(&self) -> Class {
         match self {
@@ -168,14 +180,7 @@ pub async fn connect(cfg: &PostgresConfig, database: &str) -> Result<Client, PgE
 /// Asks the server its version and resolves the configured database list.
 pub async fn discover(cfg: &PostgresConfig) -> Result<ServerInfo, PgError> {
     let client = connect(cfg, &cfg.maintenance_db).await?;
-    let q = |what| {
-        let db = cfg.maintenance_db.clone();
-        move |cause| PgError::Query {
-            database: db,
-            what,
-            cause,
-        }
-    };
+    let q = |what| PgError::query(&cfg.maintenance_db, what);
     let row = client
         .query_one(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
@@ -237,14 +242,7 @@ ORDER BY 1, 2";
 /// Exact row counts of every dumped table, in the client's current snapshot
 /// (used by `verify --restore-test` on the restored database).
 pub async fn count_rows(client: &Client, database: &str) -> Result<Vec<TableRows>, PgError> {
-    let err = |what| {
-        let db = database.to_owned();
-        move |cause| PgError::Query {
-            database: db,
-            what,
-            cause,
-        }
-    };
+    let err = |what| PgError::query(database, what);
     let tables = client
         .query(TABLES_SQL, &[])
         .await

@@ -136,11 +136,7 @@ pub async fn missing_roles(
             &[&wanted],
         )
         .await
-        .map_err(|source| PgError::Query {
-            database: cfg.maintenance_db.clone(),
-            what: "look up roles",
-            cause: source,
-        })?;
+        .map_err(PgError::query(&cfg.maintenance_db, "look up roles"))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -344,12 +340,11 @@ pub(super) async fn restore_database(
         admin
             .batch_execute(&sql)
             .await
-            .map_err(|source| PgError::Query {
-                database: cfg.maintenance_db.clone(),
-                what: "create target database (with the original's encoding and locale; \
-                       if the target server lacks that locale, create the database yourself and restore into it)",
-                cause: source,
-            })?;
+            .map_err(PgError::query(
+                &cfg.maintenance_db,
+                "create target database (with the original's encoding and locale; \
+                 if the target server lacks that locale, create the database yourself and restore into it)",
+            ))?;
         true
     } else {
         false

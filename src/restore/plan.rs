@@ -206,11 +206,10 @@ pub(super) async fn target_state(
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
         .await
-        .map_err(|source| PgError::Query {
-            database: cfg.maintenance_db.clone(),
-            what: "look up target database",
-            cause: source,
-        })?
+        .map_err(PgError::query(
+            &cfg.maintenance_db,
+            "look up target database",
+        ))?
         .is_some();
     if !exists {
         return Ok(TargetState::Missing);
@@ -224,11 +223,7 @@ pub(super) async fn target_state(
             &[],
         )
         .await
-        .map_err(|source| PgError::Query {
-            database: target.to_owned(),
-            what: "inspect target database",
-            cause: source,
-        })?
+        .map_err(PgError::query(target, "inspect target database"))?
         .get(0);
     Ok(if n == 0 {
         TargetState::Empty

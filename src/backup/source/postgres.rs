@@ -60,14 +60,7 @@ impl Transient for PgSourceError {
 /// (`datlocprovider` 15+, `daticurules` 16+, `datlocale` 17+), so the row is
 /// read as JSON and whatever the server has is taken.
 pub async fn database_properties(client: &Client, database: &str) -> Result<DbProperties, PgError> {
-    let err = |what| {
-        let db = database.to_owned();
-        move |cause| PgError::Query {
-            database: db,
-            what,
-            cause,
-        }
-    };
+    let err = |what| PgError::query(database, what);
     let row = client
         .query_one(
             "SELECT row_to_json(d)::text, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), \
