@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use super::raw::{self, Scalar};
-use super::validate::Problems;
+use super::validate::{tcp_port, Problems};
 use super::{EmailConfig, Notify, NotifyOn, SmtpSecurity};
 use crate::secret::{read_secret_file, Secret};
 
@@ -111,18 +111,10 @@ fn email(e: &Spanned<raw::RawEmail>, key: &str, p: &mut Problems) -> Option<Emai
             SmtpSecurity::StartTls => 587,
             SmtpSecurity::Plain => 25,
         },
-        Some(v) => match u16::try_from(v.value) {
-            Ok(port) if port > 0 => port,
-            _ => {
-                p.at(
-                    &v.referenced,
-                    format!("{key}.port"),
-                    format!("{} is out of range 1-65535", v.value),
-                );
-                ok = false;
-                0
-            }
-        },
+        Some(v) => tcp_port(v, key, p).unwrap_or_else(|| {
+            ok = false;
+            0
+        }),
     };
     if r.server.value.trim().is_empty() {
         p.at(&r.server.referenced, format!("{key}.server"), "is empty");

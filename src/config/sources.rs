@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Spanned;
 
 use super::raw::{self, Databases};
-use super::validate::{check_name, Problems};
+use super::validate::{check_name, tcp_port, Problems};
 use super::*;
 use crate::backup::source::rrd::{OnInvalid, RrdOptions};
 use crate::secret::{read_secret_file, Secret};
@@ -170,18 +170,10 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
     let mut ok = true;
     let port = match &pg.port {
         None => 5432,
-        Some(v) => match u16::try_from(v.value) {
-            Ok(port) if port > 0 => port,
-            _ => {
-                p.at(
-                    &v.referenced,
-                    format!("{key}.port"),
-                    format!("{} is out of range 1-65535", v.value),
-                );
-                ok = false;
-                0
-            }
-        },
+        Some(v) => tcp_port(v, key, p).unwrap_or_else(|| {
+            ok = false;
+            0
+        }),
     };
     let mut password_unreadable = None;
     let password = match (&pg.password_file, &pg.password_env) {

@@ -316,6 +316,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// A TCP port, 1-65535; out of range is reported under `{key}.port`.
+pub(super) fn tcp_port(v: &Spanned<i64>, key: &str, p: &mut Problems) -> Option<u16> {
+    match u16::try_from(v.value) {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            p.at(
+                &v.referenced,
+                format!("{key}.port"),
+                format!("{} is out of range 1-65535", v.value),
+            );
+            None
+        }
+    }
+}
+
 /// Durations of daemon settings: `h`, `m` (minutes) and `s`, e.g. `26h`,
 /// `1h30m`, `90s`.
 pub(super) fn interval(v: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Duration> {

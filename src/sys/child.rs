@@ -453,19 +453,28 @@ mod tests {
         assert_eq!(out, b"hello");
     }
 
-    /// pg_dump writes 4 KiB at a time; the child must see the 1 MiB pipe.
-    /// It asks the kernel itself, polling, because the pipe is resized just
-    /// after the spawn and the child may look first.
-    #[test]
-    fn the_childs_stdout_pipe_is_enlarged() {
-        let script = "import fcntl, time\n\
-                      for _ in range(1000):\n    \
-                      if fcntl.fcntl(1, fcntl.F_GETPIPE_SZ) >= 1048576: break\n    \
-                      time.sleep(0.005)\n\
-                      print(fcntl.fcntl(1, fcntl.F_GETPIPE_SZ))";
+    /// python3 reading the size of the pipe on its fd `fd` and passing it
+    /// to `report` as `size`. It polls (for at most 5 s) because the pipe is
+    /// resized just after the spawn and the child may look first.
+    fn pipe_size_probe(fd: u8, report: &str) -> Command {
+        let script = format!(
+            "import fcntl, sys, time\n\
+             for _ in range(1000):\n    \
+             if fcntl.fcntl({fd}, fcntl.F_GETPIPE_SZ) >= {PIPE_CAPACITY}: break\n    \
+             time.sleep(0.005)\n\
+             size = fcntl.fcntl({fd}, fcntl.F_GETPIPE_SZ)\n\
+             {report}"
+        );
         let mut cmd = Command::new("python3");
         cmd.arg("-c").arg(script);
+        cmd
+    }
+
+    /// pg_dump writes 4 KiB at a time; the child must see the 1 MiB pipe.
+    #[test]
+    fn the_childs_stdout_pipe_is_enlarged() {
         let mut out = Vec::new();
+        let cmd = pipe_size_probe(1, "print(size)");
         stream_stdout("python3", cmd, &mut out, &KillSwitch::default()).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap().trim(),
@@ -480,14 +489,11 @@ mod tests {
     fn the_childs_stdin_pipe_is_enlarged() {
         let dir = tempfile::tempdir().unwrap();
         let seen = dir.path().join("size");
-        let script = "import fcntl, sys, time\n\
-                      for _ in range(1000):\n    \
-                      if fcntl.fcntl(0, fcntl.F_GETPIPE_SZ) >= 1048576: break\n    \
-                      time.sleep(0.005)\n\
-                      open(sys.argv[1], 'w').write(str(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ)))\n\
-                      sys.stdin.buffer.read()";
-        let mut cmd = Command::new("python3");
-        cmd.arg("-c").arg(script).arg(&seen);
+        let mut cmd = pipe_size_probe(
+            0,
+            "open(sys.argv[1], 'w').write(str(size))\nsys.stdin.buffer.read()",
+        );
+        cmd.arg(&seen);
         let input = vec![b'x'; 3 * 1024 * 1024];
         let n = feed_stdin("python3", cmd, &mut &input[..], &KillSwitch::default()).unwrap();
         assert_eq!(n, input.len() as u64);
