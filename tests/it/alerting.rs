@@ -6,14 +6,19 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::*;
+use crate::support_s3::find_tool;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus")
 }
 
+/// promtool from PATH or unpacked by scripts/prereqs.sh into the tools dir.
+fn promtool_bin() -> PathBuf {
+    find_tool("promtool", &["bin/promtool"])
+}
+
 fn promtool(args: &[&str]) -> String {
-    require_tool("promtool");
-    let out = Command::new("promtool")
+    let out = Command::new(promtool_bin())
         .args(args)
         .current_dir(dir())
         .output()
@@ -92,7 +97,7 @@ fn rules_and_dashboard_name_only_exported_metrics() {
 
 #[test]
 fn exposition_passes_promtool_lint() {
-    require_tool("promtool");
+    let promtool = promtool_bin();
     let m = ccbackup::daemon::metrics::Metrics::new(chrono::Utc::now());
     m.update("concertim", |s| {
         *s.runs.entry("success").or_default() += 1;
@@ -100,7 +105,7 @@ fn exposition_passes_promtool_lint() {
         s.last_success = Some(chrono::Utc::now());
         s.backups_stored = Some(3);
     });
-    let mut child = Command::new("promtool")
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

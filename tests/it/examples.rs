@@ -138,7 +138,7 @@ fn every_policy_file_loads() {
 }
 
 fn compose_check(file: &Path) {
-    let tool = find_tool("docker-compose", &[]);
+    let tool = find_tool("docker-compose", &["venv/bin/docker-compose"]);
     let out = Command::new(tool)
         .arg("-f")
         .arg(file)
@@ -279,4 +279,40 @@ fn dockerfile_passes_hadolint() {
         !text.lines().any(|l| l.starts_with("USER ")),
         "Dockerfile sets USER"
     );
+}
+
+/// Issue 23 item 9: installing the test prerequisites must not install or
+/// enable services. Every apt install goes without Recommends, and none of
+/// the packages that bring a server (Prometheus and node exporter, Docker
+/// and containerd through Debian's docker-compose) is installed by apt: the
+/// tools the tests need come from a package unpacked without its maintainer
+/// scripts, or from PyPI.
+#[test]
+fn prereqs_install_no_services() {
+    let script = std::fs::read_to_string(repo_root().join("scripts/prereqs.sh")).unwrap();
+    let mut installs = 0;
+    for (n, line) in script.lines().enumerate() {
+        let code = line.split('#').next().unwrap_or("");
+        if code.contains("apt-get install") {
+            installs += 1;
+            assert!(
+                code.contains("--no-install-recommends"),
+                "prereqs.sh:{}: apt-get install without --no-install-recommends: {line}",
+                n + 1
+            );
+        }
+        if code.contains("need+=(") || code.contains("apt_install ") {
+            for pkg in ["prometheus", "docker-compose", "docker.io", "containerd"] {
+                let listed = code
+                    .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+                    .any(|w| w == pkg);
+                assert!(
+                    !listed,
+                    "prereqs.sh:{}: installs `{pkg}` with apt, which enables services: {line}",
+                    n + 1
+                );
+            }
+        }
+    }
+    assert!(installs > 0, "prereqs.sh installs nothing with apt? the check is stale");
 }
