@@ -11,8 +11,9 @@
 #
 # Build arguments:
 #   BINARY=build      compile ccbackup in the Rust stage below (default)
-#   BINARY=prebuilt   copy dist/ccbackup, built on the host beforehand (for
-#                     machines that cannot pull the Rust image)
+#   BINARY=prebuilt   copy dist/ccbackup, built and stripped on the host
+#                     beforehand (for machines that cannot pull the Rust
+#                     image; scripts/container-smoke.sh does this)
 #   PG_CLIENTS=debian Debian's postgresql-client-17 (default)
 #   PG_CLIENTS=pgdg   clients from apt.postgresql.org instead, the majors in
 #                     PGDG_MAJORS (default "16 15"): exact-version tools for
@@ -36,8 +37,19 @@ FROM docker.io/library/rust:1.95-trixie AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The release profile keeps line tables (profiling the benchmarks needs
+# them); the image ships the binary without them. The debug info stays
+# available beside it: `docker build --target debuginfo --output dist .`
+# writes dist/ccbackup.debug, which gdb and perf find through the binary's
+# debuglink.
 RUN cargo build --release --locked \
-    && install -m 0755 target/release/ccbackup /ccbackup
+    && objcopy --only-keep-debug target/release/ccbackup /ccbackup.debug \
+    && objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=/ccbackup.debug \
+         target/release/ccbackup /ccbackup \
+    && chmod 0755 /ccbackup
+
+FROM scratch AS debuginfo
+COPY --from=build /ccbackup.debug /ccbackup.debug
 
 FROM scratch AS prebuilt
 COPY dist/ccbackup /ccbackup

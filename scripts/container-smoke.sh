@@ -77,7 +77,12 @@ say "building the release binary on the host"
 cargo build --release --locked --quiet
 mkdir -p dist
 cleanup_dist() { rm -rf "$repo/dist"; }
-install -m 0755 target/release/ccbackup dist/ccbackup
+# The image ships the binary without debug info, as the Dockerfile's own
+# build stage does (the release profile keeps line tables for profiling).
+objcopy --only-keep-debug target/release/ccbackup dist/ccbackup.debug
+objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=dist/ccbackup.debug \
+  target/release/ccbackup dist/ccbackup
+chmod 0755 dist/ccbackup
 say "building $image (default PG_CLIENTS)"
 build_log="$work/build.log"
 # --format docker keeps HEALTHCHECK (the OCI image format has no field for it).
@@ -87,6 +92,11 @@ if ! podman build --format docker --pull=never --build-arg BINARY=prebuilt \
   cleanup_dist
   die "image build (log: $build_log)"
 fi
+if readelf -S "$repo/dist/ccbackup" | grep -q '\.debug_info'; then
+  cleanup_dist
+  die "dist/ccbackup still carries debug info"
+fi
+say "binary $(( $(stat -c %s "$repo/dist/ccbackup") / 1000000 )) MB stripped, image $(( $(podman image inspect --format '{{.Size}}' "$image") / 1000000 )) MB"
 cleanup_dist
 
 # --- fixtures --------------------------------------------------------------------
