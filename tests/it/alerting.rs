@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::*;
 use crate::support_s3::find_tool;
 
 fn dir() -> PathBuf {
