@@ -15,6 +15,7 @@ mod daemon_time;
 mod drills;
 mod examples;
 mod extract_atomic;
+mod fuzz_smoke;
 mod globals;
 mod guard;
 mod hardening;
