@@ -160,7 +160,8 @@ pub async fn after_backup(
     let watcher = tokio::spawn(cancel_on_kill(kill.clone(), cancel.clone()));
     let mut out = Vec::new();
     for c in &cfg.copies {
-        let run = to_store(cfg, c, job, primary, std::slice::from_ref(&m.id), &cancel).await;
+        let ids = std::slice::from_ref(&m.id);
+        let run = to_store_keeping(cfg, c, job, primary, ids, Some(&m.id), &cancel).await;
         log_run(job, &run);
         out.push(run);
     }
@@ -210,6 +211,20 @@ pub async fn to_store(
     ids: &[String],
     cancel: &CancellationToken,
 ) -> StoreRun {
+    to_store_keeping(cfg, copy, job, primary, ids, None, cancel).await
+}
+
+/// [`to_store`]; the copy store's retention never deletes `own`, the
+/// backup the current run wrote (see [`prune::plan_job_keeping`]).
+async fn to_store_keeping(
+    cfg: &Config,
+    copy: &StoreSpec,
+    job: &JobConfig,
+    primary: &Repo,
+    ids: &[String],
+    own: Option<&str>,
+    cancel: &CancellationToken,
+) -> StoreRun {
     let mut run = StoreRun {
         store: store::display_url(&copy.url),
         setup: None,
@@ -256,7 +271,7 @@ pub async fn to_store(
         run.backups.push((id.clone(), r));
     }
     if job.retention.is_some() && !cancel.is_cancelled() && run.copied_all() {
-        run.prune = Some(prune_copy(&dst, job, &cancel).await);
+        run.prune = Some(prune_copy(&dst, job, own, &cancel).await);
     }
     watcher.abort();
     if let Err(e) = guard.release().await {
@@ -268,9 +283,13 @@ pub async fn to_store(
 async fn prune_copy(
     dst: &Repo,
     job: &JobConfig,
+    own: Option<&str>,
     cancel: &CancellationToken,
 ) -> Result<Outcome, PruneError> {
-    let decision = prune::plan_job(dst, job).await?;
+    let decision = match own {
+        Some(own) => prune::plan_job_keeping(dst, job, own).await?,
+        None => prune::plan_job(dst, job).await?,
+    };
     prune::apply_until(dst, &decision, cancel).await
 }
 
