@@ -568,8 +568,8 @@ fn regression_issue22_a_lease_from_the_future_does_not_lock_the_job() {
     let cfg = j.config("", false);
     run_now(&cfg);
     let lease = j.ws.store_dir().join("locks").join("j.json");
-    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
     let plant = || {
+        std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
         let far: chrono::DateTime<chrono::Utc> = "2099-01-01T00:00:00Z".parse().unwrap();
         std::fs::write(
             &lease,
