@@ -42,6 +42,9 @@ use crate::retention::prune::{self, Outcome, PruneError};
 use crate::retry::{self, Backoff, Class, Transient};
 use crate::sys::child::KillSwitch;
 
+mod held;
+use held::Held;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error(transparent)]
@@ -94,8 +97,13 @@ impl Transient for CopyError {
 /// What copying one backup did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Copied {
-    /// Every artifact and the manifest were written.
-    Copied { artifacts: usize, bytes: u64 },
+    /// Every artifact and the manifest were written; `repaired` says what
+    /// was wrong with the backup the copy store held before, if it held one.
+    Copied {
+        artifacts: usize,
+        bytes: u64,
+        repaired: Option<String>,
+    },
     /// The copy store already holds this backup's manifest.
     AlreadyPresent,
 }
@@ -184,8 +192,13 @@ fn log_run(job: &JobConfig, run: &StoreRun) {
     }
     for (id, r) in &run.backups {
         match r {
-            Ok(Copied::Copied { artifacts, bytes }) => {
-                tracing::info!(job = %job.name, backup = %id, store = %run.store, artifacts, bytes, "backup copied")
+            Ok(Copied::Copied {
+                artifacts,
+                bytes,
+                repaired,
+            }) => {
+                let repaired = repaired.as_deref().unwrap_or("");
+                tracing::info!(job = %job.name, backup = %id, store = %run.store, artifacts, bytes, repaired, "backup copied")
             }
             Ok(Copied::AlreadyPresent) => {
                 tracing::info!(job = %job.name, backup = %id, store = %run.store, "backup already in the copy store")
@@ -382,8 +395,11 @@ async fn read_capped(
 }
 
 /// Copies one complete backup from `src` to `dst`: artifacts, then the
-/// signature, then the manifest (create-only). A backup whose manifest is
-/// already in `dst` is left alone.
+/// signature, then the manifest (create-only). A backup `dst` already
+/// holds with the primary's very manifest, signature and artifact sizes is
+/// left alone; one that differs is repaired: its manifest goes first (so
+/// it is never complete while its artifacts are rewritten), then it is
+/// copied again.
 pub async fn copy_backup(
     src: &Repo,
     dst: &Repo,
@@ -392,22 +408,30 @@ pub async fn copy_backup(
     cancel: &CancellationToken,
 ) -> Result<Copied, CopyError> {
     let mkey = manifest_path(job, id);
-    let what = format!("looking for {mkey} in {}", dst.display);
-    match retry::retry(Backoff::STORE, &what, cancel, || dst.store.head(&mkey)).await {
-        Ok(_) => return Ok(Copied::AlreadyPresent),
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(source) => {
-            return Err(CopyError::Read {
-                store: dst.display.clone(),
-                key: mkey.to_string(),
-                source,
-            })
-        }
-    }
     let source = read_source(src, job, id).await?;
+    let repaired = match held::held(dst, &source, cancel).await? {
+        Held::Same => return Ok(Copied::AlreadyPresent),
+        Held::Nothing => None,
+        Held::Differs(why) => {
+            tracing::warn!(job, backup = id, store = %dst.display, problem = %why, "the copy store's backup does not match the primary's; copying it again");
+            let what = format!("removing {mkey} from {}", dst.display);
+            match retry::retry(Backoff::STORE, &what, cancel, || dst.store.delete(&mkey)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(write_err(dst, &mkey, e)),
+            }
+            Some(why)
+        }
+    };
     let mut written: Vec<ObjPath> = Vec::new();
     let result = write_copy(src, dst, &source, cancel, &mut written).await;
     match result {
+        Ok(Copied::Copied {
+            artifacts, bytes, ..
+        }) => Ok(Copied::Copied {
+            artifacts,
+            bytes,
+            repaired,
+        }),
         Ok(c) => Ok(c),
         Err(e) => {
             // Only when the manifest is known to be absent: a put that
@@ -465,6 +489,7 @@ async fn write_copy(
         Ok(_) => Ok(Copied::Copied {
             artifacts: m.artifacts.len(),
             bytes: m.stored_bytes(),
+            repaired: None,
         }),
         // Another copier finished first; its objects are these same bytes.
         Err(object_store::Error::AlreadyExists { .. })
