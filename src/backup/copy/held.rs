@@ -9,7 +9,8 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
-use super::{read_capped, CopyError, Source};
+use super::source::{read_capped, Source};
+use super::CopyError;
 use crate::repo::manifest::MAX_MANIFEST_BYTES;
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::{backup_dir, manifest_path, signature_path, Repo};
