@@ -14,8 +14,12 @@ use crate::repo::store::{backup_id_time, manifest_path, Repo, MANIFEST_NAME};
 
 mod checks;
 
-/// Key below the backup directory and size of each object listed there.
-type Listed = Vec<(String, u64)>;
+/// Most estimated memory ([`manifest::weight`]) the manifests one catalog
+/// keeps may take together: about ten thousand manifests of a
+/// hundred-table database. Whatever the store holds, a catalog stays
+/// within this plus the manifests being read ([`manifest::MAX_MANIFEST_BYTES`]
+/// each, eight at a time).
+pub const MAX_CATALOG_BYTES: u64 = 128 * 1024 * 1024;
 use crate::retry::{Class, Transient};
 
 /// Objects under one `<job>/<id>/` directory that has no manifest.
@@ -151,25 +155,33 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             });
         }
     }
-    let read: Vec<(String, String, Listed, Result<Manifest, ManifestError>)> =
-        futures::stream::iter(wanted)
-            .map(|(job, id, sizes)| async move {
-                let r = manifest::read(repo, &job, &id).await;
-                (job, id, sizes, r)
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+    // Newest first, in order, so the memory budget goes to the backups
+    // most likely to be restored, and each manifest is kept or dropped as
+    // it arrives rather than after all of them are in memory.
+    wanted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut read = futures::stream::iter(wanted)
+        .map(|(job, id, sizes)| async move {
+            let r = manifest::read_weighed(repo, &job, &id).await;
+            (job, id, sizes, r)
+        })
+        .buffered(8);
     let now = repo.clock.now();
+    let mut budget = MAX_CATALOG_BYTES;
     let mut complete = Vec::new();
     let mut damaged = Vec::new();
-    for (job, id, sizes, r) in read {
+    while let Some((job, id, sizes, r)) = read.next().await {
         let verdict = match r {
-            Ok(m) => match checks::judge(&m, &sizes, now, repo.max_clock_skew) {
-                None => {
+            Ok((m, weight)) => match checks::judge(&m, &sizes, now, repo.max_clock_skew) {
+                None if weight <= budget => {
+                    budget -= weight;
                     complete.push(m);
                     continue;
                 }
+                None => checks::Verdict::damaged(format!(
+                    "the catalog's memory budget ({} MiB of parsed manifests) is spent by \
+                     newer backups; this one is not counted",
+                    MAX_CATALOG_BYTES >> 20
+                )),
                 Some(v) => v,
             },
             // The store stopped answering: the caller cannot know what it

@@ -127,7 +127,7 @@ fn forge(store: &Path, id: &str, new_id: &str, edit: impl Fn(&mut serde_json::Va
     m["started_at"] = serde_json::json!(t);
     m["finished_at"] = serde_json::json!(t);
     edit(&mut m);
-    std::fs::write(&p, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
 fn list_json(cfg: &Path) -> Vec<serde_json::Value> {
@@ -589,4 +589,68 @@ fn regression_issue22_a_lease_from_the_future_does_not_lock_the_job() {
     let run = ccbackup(&cfg, &["unlock", "--job", "j"]);
     run.expect_ok();
     assert!(!lease.exists());
+}
+
+/// Exit code and peak RSS in KiB of a ccbackup run, measured by GNU time
+/// on the child alone.
+fn peak_rss(cfg: &Path, args: &[&str]) -> (i32, u64) {
+    require_tool("/usr/bin/time");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rss");
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&out)
+        .arg(bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("CCBACKUP_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rss = text.lines().last().unwrap().trim().parse().unwrap();
+    (status.code().unwrap_or(-1), rss)
+}
+
+#[test]
+fn regression_issue22_catalog_memory_stays_bounded_whatever_the_store_holds() {
+    let j = Job::new(false);
+    let cfg = j.config("", false);
+    let a = run_now(&cfg);
+    let store = j.ws.store_dir();
+    // 40 manifests just under the 8 MiB byte cap, each a list of 1.35
+    // million three-byte strings in a field ccbackup parses.
+    let strings = format!("{}\"aaa\"", "\"aaa\",".repeat(1_349_999));
+    for i in 0..40 {
+        let id = id_at(
+            time_of(&a) - chrono::Duration::days(1) + chrono::Duration::seconds(i),
+            &format!("dddd{i:02}"),
+        );
+        forge(&store, &a, &id, |m| {
+            m["artifacts"][0]["tree"]["invalid"] = serde_json::json!(["PLACEHOLDER"]);
+        });
+        let p = j.dir(&id).join("manifest.json");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text.replace("\"PLACEHOLDER\"", &strings);
+        assert!(text.len() < 8 * 1024 * 1024 && text.len() > 8_000_000);
+        std::fs::write(&p, text).unwrap();
+    }
+    let (code, rss_kib) = peak_rss(&cfg, &["list"]);
+    assert_eq!(code, 0);
+    // Reading eight manifests at once is 64 MiB; the cap leaves room for
+    // the binary and the runtime, and is a twentieth of what parsing and
+    // keeping them all took.
+    assert!(
+        rss_kib < 160 * 1024,
+        "list peaked at {} MiB",
+        rss_kib / 1024
+    );
+    let run = ccbackup(&cfg, &["list"]);
+    run.expect_ok();
+    assert!(run.stdout().contains("once parsed"), "{}", run.stdout());
+    assert!(run.stdout().contains(&a));
 }
