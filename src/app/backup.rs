@@ -113,9 +113,11 @@ pub struct ListEntry {
     pub id: String,
     pub job: String,
     pub time: String,
-    /// `complete`, `damaged` (the manifest exists but cannot be used) or
-    /// `untrusted` (not signed by the configured key); for the last two
-    /// `problem` says why and the other fields are empty.
+    /// `complete`, `damaged` (the manifest exists but cannot be used, or
+    /// its artifacts are missing), `untrusted` (not signed by the
+    /// configured key) or `future` (dated after now plus
+    /// `store.max_clock_skew`); for all but the first `problem` says why
+    /// and the other fields are empty.
     pub status: &'static str,
     pub sources: Vec<String>,
     pub size: u64,
@@ -162,7 +164,7 @@ impl From<&catalog::Damaged> for ListEntry {
             time: store::backup_id_time(&d.id)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
-            status: if d.untrusted { "untrusted" } else { "damaged" },
+            status: d.status(),
             sources: Vec::new(),
             size: 0,
             raw_size: 0,
@@ -235,11 +237,18 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         };
         println!("{}", p(&line));
     }
-    if !cat.damaged.is_empty() {
+    let future = cat.damaged.iter().filter(|d| d.future).count();
+    let damaged = cat.damaged.len() - future;
+    if damaged > 0 {
         eprintln!(
-            "warning: {} damaged backup{} (not counted, not pruned; inspect or remove by hand)",
-            cat.damaged.len(),
-            if cat.damaged.len() == 1 { "" } else { "s" }
+            "warning: {damaged} damaged backup{} (not counted, not pruned; inspect or remove by hand)",
+            if damaged == 1 { "" } else { "s" }
+        );
+    }
+    if future > 0 {
+        eprintln!(
+            "warning: {future} backup{} dated in the future (not counted, not copied, not pruned; a forgery, or a clock far ahead)",
+            if future == 1 { "" } else { "s" }
         );
     }
     Ok(())

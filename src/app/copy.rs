@@ -94,13 +94,22 @@ fn print_run(job: &str, run: &StoreRun) {
     let mut present = 0;
     for (id, r) in &run.backups {
         match r {
-            Ok(Copied::Copied { bytes, .. }) => {
+            Ok(Copied::Copied {
+                bytes, repaired, ..
+            }) => {
                 copied += 1;
-                println!(
-                    "copied {job}/{id} to {} ({})",
-                    run.store,
-                    human_bytes(*bytes)
-                );
+                match repaired {
+                    None => println!(
+                        "copied {job}/{id} to {} ({})",
+                        run.store,
+                        human_bytes(*bytes)
+                    ),
+                    Some(why) => println!(
+                        "repaired {job}/{id} in {} ({why}; copied again, {})",
+                        run.store,
+                        human_bytes(*bytes)
+                    ),
+                }
             }
             Ok(Copied::AlreadyPresent) => present += 1,
             Err(_) => {}

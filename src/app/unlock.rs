@@ -16,6 +16,7 @@ fn decide(standing: &Standing, force: bool) -> Decision {
     match standing {
         Standing::Expired => Decision::Remove("expired"),
         Standing::Dead(_) => Decision::Remove("its holder is gone"),
+        Standing::Impossible(_) => Decision::Remove("ccbackup never writes such a lease"),
         _ if force => Decision::Remove("forced"),
         Standing::AliveHere => Decision::Refuse(
             "a live process on this host holds it; stop that process first, or use --force"
@@ -61,7 +62,7 @@ pub(super) async fn unlock(cfg: &Config, job: Option<&str>, force: bool) -> Resu
         )));
     }
     let detail = match &standing {
-        Standing::Dead(how) => format!("{why}: {how}"),
+        Standing::Dead(how) | Standing::Impossible(how) => format!("{why}: {how}"),
         _ => why.to_owned(),
     };
     tracing::warn!(job = %job.name, holder = %found.describe(), reason = %detail, "lock removed by unlock");
@@ -83,6 +84,10 @@ mod tests {
         ));
         assert!(matches!(
             decide(&Standing::Dead("no process has pid 9".into()), false),
+            Decision::Remove(_)
+        ));
+        assert!(matches!(
+            decide(&Standing::Impossible("written in 2099".into()), false),
             Decision::Remove(_)
         ));
         assert!(matches!(decide(&alive, false), Decision::Refuse(_)));

@@ -34,13 +34,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, JobConfig};
 use crate::error::chain;
 use crate::repo::lock::{self, LockError};
-use crate::repo::manifest::{self, Artifact, Manifest, ManifestError, MAX_MANIFEST_BYTES};
-use crate::repo::signing::MAX_SIGNATURE_BYTES;
+use crate::repo::manifest::{Artifact, Manifest, ManifestError};
 use crate::repo::store::StoreSpec;
 use crate::repo::store::{self, artifact_path, manifest_path, signature_path, Repo, StoreError};
 use crate::retention::prune::{self, Outcome, PruneError};
 use crate::retry::{self, Backoff, Class, Transient};
 use crate::sys::child::KillSwitch;
+
+mod held;
+mod source;
+use held::Held;
+use source::{read_source, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -94,8 +98,13 @@ impl Transient for CopyError {
 /// What copying one backup did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Copied {
-    /// Every artifact and the manifest were written.
-    Copied { artifacts: usize, bytes: u64 },
+    /// Every artifact and the manifest were written; `repaired` says what
+    /// was wrong with the backup the copy store held before, if it held one.
+    Copied {
+        artifacts: usize,
+        bytes: u64,
+        repaired: Option<String>,
+    },
     /// The copy store already holds this backup's manifest.
     AlreadyPresent,
 }
@@ -160,7 +169,8 @@ pub async fn after_backup(
     let watcher = tokio::spawn(cancel_on_kill(kill.clone(), cancel.clone()));
     let mut out = Vec::new();
     for c in &cfg.copies {
-        let run = to_store(cfg, c, job, primary, std::slice::from_ref(&m.id), &cancel).await;
+        let ids = std::slice::from_ref(&m.id);
+        let run = to_store_keeping(cfg, c, job, primary, ids, Some(&m.id), &cancel).await;
         log_run(job, &run);
         out.push(run);
     }
@@ -183,8 +193,13 @@ fn log_run(job: &JobConfig, run: &StoreRun) {
     }
     for (id, r) in &run.backups {
         match r {
-            Ok(Copied::Copied { artifacts, bytes }) => {
-                tracing::info!(job = %job.name, backup = %id, store = %run.store, artifacts, bytes, "backup copied")
+            Ok(Copied::Copied {
+                artifacts,
+                bytes,
+                repaired,
+            }) => {
+                let repaired = repaired.as_deref().unwrap_or("");
+                tracing::info!(job = %job.name, backup = %id, store = %run.store, artifacts, bytes, repaired, "backup copied")
             }
             Ok(Copied::AlreadyPresent) => {
                 tracing::info!(job = %job.name, backup = %id, store = %run.store, "backup already in the copy store")
@@ -208,6 +223,20 @@ pub async fn to_store(
     job: &JobConfig,
     primary: &Repo,
     ids: &[String],
+    cancel: &CancellationToken,
+) -> StoreRun {
+    to_store_keeping(cfg, copy, job, primary, ids, None, cancel).await
+}
+
+/// [`to_store`]; the copy store's retention never deletes `own`, the
+/// backup the current run wrote (see [`prune::plan_job_keeping`]).
+async fn to_store_keeping(
+    cfg: &Config,
+    copy: &StoreSpec,
+    job: &JobConfig,
+    primary: &Repo,
+    ids: &[String],
+    own: Option<&str>,
     cancel: &CancellationToken,
 ) -> StoreRun {
     let mut run = StoreRun {
@@ -256,7 +285,7 @@ pub async fn to_store(
         run.backups.push((id.clone(), r));
     }
     if job.retention.is_some() && !cancel.is_cancelled() && run.copied_all() {
-        run.prune = Some(prune_copy(&dst, job, &cancel).await);
+        run.prune = Some(prune_copy(&dst, job, own, &cancel).await);
     }
     watcher.abort();
     if let Err(e) = guard.release().await {
@@ -268,103 +297,22 @@ pub async fn to_store(
 async fn prune_copy(
     dst: &Repo,
     job: &JobConfig,
+    own: Option<&str>,
     cancel: &CancellationToken,
 ) -> Result<Outcome, PruneError> {
-    let decision = prune::plan_job(dst, job).await?;
+    let decision = match own {
+        Some(own) => prune::plan_job_keeping(dst, job, own).await?,
+        None => prune::plan_job(dst, job).await?,
+    };
     prune::apply_until(dst, &decision, cancel).await
 }
 
-/// The manifest as stored in the primary, with its signature, checked the
-/// way [`manifest::read`] checks it.
-struct Source {
-    manifest: Manifest,
-    bytes: Vec<u8>,
-    signature: Option<Vec<u8>>,
-}
-
-async fn read_source(src: &Repo, job: &str, id: &str) -> Result<Source, CopyError> {
-    let source_err = |source| CopyError::Source {
-        store: src.display.clone(),
-        job: job.to_owned(),
-        id: id.to_owned(),
-        source,
-    };
-    let key = manifest_path(job, id);
-    let read_err = |key: &ObjPath, source| {
-        source_err(ManifestError::Read {
-            key: key.to_string(),
-            source,
-        })
-    };
-    let bytes = read_capped(src, &key, MAX_MANIFEST_BYTES)
-        .await
-        .map_err(|e| read_err(&key, e))?
-        .ok_or_else(|| {
-            source_err(ManifestError::TooLarge {
-                key: key.to_string(),
-            })
-        })?;
-    let sig_key = signature_path(job, id);
-    let signature = match read_capped(src, &sig_key, MAX_SIGNATURE_BYTES).await {
-        Ok(Some(s)) => Some(s),
-        Ok(None) => {
-            return Err(untrusted(
-                source_err,
-                &key,
-                "its signature file is oversized",
-            ))
-        }
-        Err(object_store::Error::NotFound { .. }) => None,
-        Err(e) => return Err(read_err(&sig_key, e)),
-    };
-    if let Some(v) = &src.verifier {
-        let Some(sig) = &signature else {
-            return Err(untrusted(source_err, &key, "it is not signed"));
-        };
-        v.verify(&bytes, &String::from_utf8_lossy(sig))
-            .map_err(|why| untrusted(source_err, &key, &why))?;
-    }
-    let m = manifest::parse(&bytes, key.as_ref()).map_err(source_err)?;
-    manifest::check_location(&m, job, id).map_err(|why| {
-        source_err(ManifestError::Misplaced {
-            key: key.to_string(),
-            why,
-        })
-    })?;
-    Ok(Source {
-        manifest: m,
-        bytes,
-        signature,
-    })
-}
-
-fn untrusted(wrap: impl Fn(ManifestError) -> CopyError, key: &ObjPath, why: &str) -> CopyError {
-    wrap(ManifestError::Untrusted {
-        key: key.to_string(),
-        why: why.to_owned(),
-    })
-}
-
-/// Reads at most `cap` bytes of a small object; `Ok(None)` when larger.
-async fn read_capped(
-    repo: &Repo,
-    key: &ObjPath,
-    cap: usize,
-) -> Result<Option<Vec<u8>>, object_store::Error> {
-    let mut stream = repo.store.get(key).await?.into_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.try_next().await? {
-        if bytes.len() + chunk.len() > cap {
-            return Ok(None);
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(Some(bytes))
-}
-
 /// Copies one complete backup from `src` to `dst`: artifacts, then the
-/// signature, then the manifest (create-only). A backup whose manifest is
-/// already in `dst` is left alone.
+/// signature, then the manifest (create-only). A backup `dst` already
+/// holds with the primary's very manifest, signature and artifact sizes is
+/// left alone; one that differs is repaired: its manifest goes first (so
+/// it is never complete while its artifacts are rewritten), then it is
+/// copied again.
 pub async fn copy_backup(
     src: &Repo,
     dst: &Repo,
@@ -373,22 +321,30 @@ pub async fn copy_backup(
     cancel: &CancellationToken,
 ) -> Result<Copied, CopyError> {
     let mkey = manifest_path(job, id);
-    let what = format!("looking for {mkey} in {}", dst.display);
-    match retry::retry(Backoff::STORE, &what, cancel, || dst.store.head(&mkey)).await {
-        Ok(_) => return Ok(Copied::AlreadyPresent),
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(source) => {
-            return Err(CopyError::Read {
-                store: dst.display.clone(),
-                key: mkey.to_string(),
-                source,
-            })
-        }
-    }
     let source = read_source(src, job, id).await?;
+    let repaired = match held::held(dst, &source, cancel).await? {
+        Held::Same => return Ok(Copied::AlreadyPresent),
+        Held::Nothing => None,
+        Held::Differs(why) => {
+            tracing::warn!(job, backup = id, store = %dst.display, problem = %why, "the copy store's backup does not match the primary's; copying it again");
+            let what = format!("removing {mkey} from {}", dst.display);
+            match retry::retry(Backoff::STORE, &what, cancel, || dst.store.delete(&mkey)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(write_err(dst, &mkey, e)),
+            }
+            Some(why)
+        }
+    };
     let mut written: Vec<ObjPath> = Vec::new();
     let result = write_copy(src, dst, &source, cancel, &mut written).await;
     match result {
+        Ok(Copied::Copied {
+            artifacts, bytes, ..
+        }) => Ok(Copied::Copied {
+            artifacts,
+            bytes,
+            repaired,
+        }),
         Ok(c) => Ok(c),
         Err(e) => {
             // Only when the manifest is known to be absent: a put that
@@ -446,6 +402,7 @@ async fn write_copy(
         Ok(_) => Ok(Copied::Copied {
             artifacts: m.artifacts.len(),
             bytes: m.stored_bytes(),
+            repaired: None,
         }),
         // Another copier finished first; its objects are these same bytes.
         Err(object_store::Error::AlreadyExists { .. })

@@ -79,6 +79,9 @@ pub struct Finding {
     pub before: Option<u64>,
     pub after: u64,
     pub rule: Rule,
+    /// `job/id` of the baseline the loss is measured against, so an
+    /// operator can tell a real shrink from a baseline planted in the store.
+    pub baseline: Option<String>,
 }
 
 impl fmt::Display for Finding {
@@ -92,7 +95,11 @@ impl fmt::Display for Finding {
                 } else {
                     write!(f, "dropped from {before} to {} (-{lost:.0}%)", self.after)?;
                 }
-                write!(f, ", more than max_shrink {}", percent(*max))
+                write!(f, ", more than max_shrink {}", percent(*max))?;
+                match &self.baseline {
+                    Some(b) => write!(f, " (compared with backup {b})"),
+                    None => Ok(()),
+                }
             }
             (Rule::Shrink { max }, None) => {
                 write!(
@@ -124,7 +131,10 @@ fn loss(before: u64, after: u64) -> f64 {
 
 /// The backup new ones are compared with: the newest complete backup of
 /// `job` that is not marked suspicious (an accepted shrink counts as good).
-/// `complete` is oldest first, as the catalog lists it.
+/// `complete` is oldest first, as the catalog lists it. The catalog counts
+/// only backups it can trust: with a signing key only signed ones, and
+/// never one dated in the future or missing artifacts, so a forgery of
+/// that kind cannot become the baseline.
 pub fn baseline<'a>(complete: &'a [Manifest], job: &str) -> Option<&'a Manifest> {
     complete
         .iter()
@@ -193,7 +203,8 @@ pub fn compare(
         let t = guard.for_source(source);
         floors(source, &now, &t, &mut out);
         if let Some(old) = before.get(source) {
-            shrinks(source, old, &now, &t, &mut out);
+            let from = previous.map(|p| format!("{}/{}", p.job, p.id));
+            shrinks(source, old, &now, &t, from.as_deref(), &mut out);
         }
     }
     out
@@ -208,6 +219,7 @@ fn floors(source: &str, now: &Measures, t: &Thresholds, out: &mut Vec<Finding>) 
                 before: None,
                 after,
                 rule: Rule::Floor { key, min },
+                baseline: None,
             });
         }
     };
@@ -217,7 +229,14 @@ fn floors(source: &str, now: &Measures, t: &Thresholds, out: &mut Vec<Finding>) 
     floor("raw bytes", now.raw_bytes, "min_bytes", t.min_bytes);
 }
 
-fn shrinks(source: &str, old: &Measures, now: &Measures, t: &Thresholds, out: &mut Vec<Finding>) {
+fn shrinks(
+    source: &str,
+    old: &Measures,
+    now: &Measures,
+    t: &Thresholds,
+    baseline: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
     let mut shrink = |what: String, before: u64, after: u64| {
         if loss(before, after) > t.max_shrink {
             out.push(Finding {
@@ -226,6 +245,7 @@ fn shrinks(source: &str, old: &Measures, now: &Measures, t: &Thresholds, out: &m
                 before: Some(before),
                 after,
                 rule: Rule::Shrink { max: t.max_shrink },
+                baseline: baseline.map(str::to_owned),
             });
         }
     };
@@ -341,7 +361,8 @@ mod tests {
         assert_eq!((f[0].before, f[0].after), (Some(120), 0));
         assert_eq!(
             f[0].to_string(),
-            "source `rrd`: files dropped from 120 to 0, more than max_shrink 50%"
+            "source `rrd`: files dropped from 120 to 0, more than max_shrink 50% \
+             (compared with backup j/a)"
         );
         assert!(f[1].to_string().contains("(-100%)"), "{}", f[1]);
     }

@@ -201,12 +201,16 @@ async fn backup_and_prune(
     }
     let prune = match &job.retention {
         None => None,
-        Some(_) => Some(prune_after_backup(repo, job).await),
+        Some(_) => Some(prune_after_backup(repo, job, &manifest.id).await),
     };
     Ok((manifest, prune))
 }
 
-async fn prune_after_backup(repo: &Repo, job: &JobConfig) -> Result<Outcome, PruneError> {
-    let decision = prune::plan_job(repo, job).await?;
+async fn prune_after_backup(
+    repo: &Repo,
+    job: &JobConfig,
+    own: &str,
+) -> Result<Outcome, PruneError> {
+    let decision = prune::plan_job_keeping(repo, job, own).await?;
     prune::apply(repo, &decision).await
 }

@@ -70,6 +70,10 @@ pub struct RawStore {
     pub part_size: Option<S<Scalar>>,
     #[serde(default)]
     pub concurrency: Option<S<i64>>,
+    /// How far ahead of this host's clock a backup may be dated and still
+    /// count (clocks differ a little; forgeries are dated years ahead).
+    #[serde(default)]
+    pub max_clock_skew: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

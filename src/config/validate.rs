@@ -271,11 +271,17 @@ pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<Stor
             DEFAULT_CONCURRENCY
         }
     };
+    let max_clock_skew = raw
+        .max_clock_skew
+        .as_ref()
+        .and_then(|v| interval(v, "store.max_clock_skew", p))
+        .unwrap_or(crate::repo::store::DEFAULT_MAX_CLOCK_SKEW);
     Some(StoreSpec {
         url: url?,
         options,
         part_size,
         concurrency,
+        max_clock_skew,
     })
 }
 

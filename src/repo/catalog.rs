@@ -10,7 +10,16 @@ use object_store::ObjectStore;
 
 use crate::error::chain;
 use crate::repo::manifest::{self, Manifest, ManifestError};
-use crate::repo::store::{backup_id_time, Repo, MANIFEST_NAME};
+use crate::repo::store::{backup_id_time, manifest_path, Repo, MANIFEST_NAME};
+
+mod checks;
+
+/// Most estimated memory ([`manifest::weight`]) the manifests one catalog
+/// keeps may take together: about ten thousand manifests of a
+/// hundred-table database. Whatever the store holds, a catalog stays
+/// within this plus the manifests being read ([`manifest::MAX_MANIFEST_BYTES`]
+/// each, eight at a time).
+pub const MAX_CATALOG_BYTES: u64 = 128 * 1024 * 1024;
 use crate::retry::{Class, Transient};
 
 /// Objects under one `<job>/<id>/` directory that has no manifest.
@@ -25,9 +34,10 @@ pub struct Incomplete {
 }
 
 /// A backup directory whose manifest exists but cannot be used: unreadable
-/// JSON, missing fields, too large, or describing another place. It is
-/// never counted as complete, never deleted automatically (it may be the
-/// only copy of something an operator can still rescue by hand), and never
+/// JSON, missing fields, too large, describing another place, refused by
+/// the store, missing artifacts, or dated in the future. It is never
+/// counted as complete, never deleted automatically (it may be the only
+/// copy of something an operator can still rescue by hand), and never
 /// stops the rest of the catalog from being used.
 #[derive(Debug, Clone)]
 pub struct Damaged {
@@ -37,6 +47,22 @@ pub struct Damaged {
     /// A signing key is configured and the manifest is unsigned, signed by
     /// another key, or changed after signing.
     pub untrusted: bool,
+    /// Dated later than now plus `store.max_clock_skew`: a clock far off,
+    /// or a forgery meant to outrank every real backup.
+    pub future: bool,
+}
+
+impl Damaged {
+    /// `future`, `untrusted` or `damaged`, as `list` shows it.
+    pub fn status(&self) -> &'static str {
+        if self.future {
+            "future"
+        } else if self.untrusted {
+            "untrusted"
+        } else {
+            "damaged"
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +98,9 @@ impl Transient for CatalogError {
 struct Dir {
     has_manifest: bool,
     objects: Vec<ObjPath>,
+    /// Key below the backup directory and size of every object listed
+    /// there: what the manifest's artifacts are checked against.
+    sizes: Vec<(String, u64)>,
     last_modified: Option<DateTime<Utc>>,
 }
 
@@ -108,6 +137,7 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             d.last_modified
                 .map_or(meta.last_modified, |t| t.max(meta.last_modified)),
         );
+        d.sizes.push((parts[2..].join("/"), meta.size));
         d.objects.push(meta.location.clone());
     }
 
@@ -115,7 +145,7 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
     let mut wanted = Vec::new();
     for ((job, id), d) in dirs {
         if d.has_manifest {
-            wanted.push((job, id));
+            wanted.push((job, id, d.sizes));
         } else {
             incomplete.push(Incomplete {
                 job,
@@ -125,34 +155,71 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             });
         }
     }
-    let read: Vec<Result<Manifest, (String, String, ManifestError)>> =
-        futures::stream::iter(wanted)
-            .map(|(job, id)| async move {
-                manifest::read(repo, &job, &id)
-                    .await
-                    .map_err(|e| (job, id, e))
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+    // Newest first, in order, so the memory budget goes to the backups
+    // most likely to be restored, and each manifest is kept or dropped as
+    // it arrives rather than after all of them are in memory.
+    wanted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut read = futures::stream::iter(wanted)
+        .map(|(job, id, sizes)| async move {
+            let r = manifest::read_weighed(repo, &job, &id).await;
+            (job, id, sizes, r)
+        })
+        .buffered(8);
+    let now = repo.clock.now();
+    let mut budget = MAX_CATALOG_BYTES;
     let mut complete = Vec::new();
     let mut damaged = Vec::new();
-    for r in read {
-        match r {
-            Ok(m) => complete.push(m),
-            // The store failing to answer is not damage: the caller cannot
-            // know what it holds, so it must not act on a partial view.
-            Err((_, _, e)) if !e.is_damaged() => return Err(CatalogError::Manifest(e)),
-            Err((job, id, e)) => {
-                tracing::warn!(job = %job, backup = %id, problem = %chain(&e), "damaged manifest: not counted as a backup");
-                damaged.push(Damaged {
-                    job,
-                    id,
-                    untrusted: e.is_untrusted(),
-                    problem: chain(&e).to_string(),
-                });
+    while let Some((job, id, sizes, r)) = read.next().await {
+        let verdict = match r {
+            Ok((m, weight)) => match checks::judge(&m, &sizes, now, repo.max_clock_skew) {
+                None if weight <= budget => {
+                    budget -= weight;
+                    complete.push(m);
+                    continue;
+                }
+                None => checks::Verdict::damaged(format!(
+                    "the catalog's memory budget ({} MiB of parsed manifests) is spent by \
+                     newer backups; this one is not counted",
+                    MAX_CATALOG_BYTES >> 20
+                )),
+                Some(v) => v,
+            },
+            // The store stopped answering: the caller cannot know what it
+            // holds, so it must not act on a partial view.
+            Err(ManifestError::Read { source, .. }) if checks::store_unreachable(&source) => {
+                return Err(CatalogError::Manifest(ManifestError::Read {
+                    key: manifest_path(&job, &id).to_string(),
+                    source,
+                }))
             }
+            // A store that lists an object and then will not hand it out
+            // (archived, customer-key encrypted, not readable to this
+            // user, not a regular file) damages that backup only.
+            Err(ManifestError::Read { key, source }) => checks::Verdict::damaged(format!(
+                "the store lists {key} but does not hand it out ({}); it may be archived \
+                 to a cold storage class, need a customer-provided key, or be unreadable \
+                 to this user",
+                checks::root_cause(&source)
+            )),
+            Err(e) if !e.is_damaged() => return Err(CatalogError::Manifest(e)),
+            Err(e) => checks::Verdict {
+                problem: chain(&e).to_string(),
+                untrusted: e.is_untrusted(),
+                future: false,
+            },
+        };
+        if verdict.future {
+            tracing::warn!(job = %job, backup = %id, problem = %verdict.problem, "backup dated in the future: not counted, not copied, not pruned");
+        } else {
+            tracing::warn!(job = %job, backup = %id, problem = %verdict.problem, "damaged manifest: not counted as a backup");
         }
+        damaged.push(Damaged {
+            job,
+            id,
+            problem: verdict.problem,
+            untrusted: verdict.untrusted,
+            future: verdict.future,
+        });
     }
     complete.sort_by(|a, b| {
         a.started_at

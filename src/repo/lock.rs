@@ -132,7 +132,7 @@ fn held_error(job: &str, key: &ObjPath, found: &Found, standing: &Standing) -> L
                  remove the lease with `ccbackup unlock --job {job} --force`"
             ),
         ),
-        Standing::Expired | Standing::Dead(_) => (
+        Standing::Expired | Standing::Dead(_) | Standing::Impossible(_) => (
             "stale".to_owned(),
             format!("Remove it with `ccbackup unlock --job {job}`"),
         ),
@@ -331,7 +331,10 @@ async fn try_acquire(
             Err(e) => Err(store_err("create", e)),
         };
     };
-    match current.standing(repo.clock.now()) {
+    match current.standing(repo.clock.now(), repo.max_clock_skew) {
+        Standing::Impossible(why) => {
+            tracing::warn!(job, holder = %current.describe(), reason = %why, "taking over a lease ccbackup cannot have written");
+        }
         Standing::Expired => {
             tracing::warn!(job, stale = %current.describe(), expired = %rfc3339(current.expires_at()), "taking over an expired lock");
         }
@@ -530,7 +533,7 @@ pub async fn current(repo: &Repo, job: &str) -> Result<Option<Lease>, LockError>
 pub async fn inspect(repo: &Repo, job: &str) -> Result<Option<(Found, Standing)>, LockError> {
     let found = read_found(&*repo.store, job, &lease_path(job)).await?;
     Ok(found.map(|f| {
-        let standing = f.standing(repo.clock.now());
+        let standing = f.standing(repo.clock.now(), repo.max_clock_skew);
         (f, standing)
     }))
 }

@@ -21,6 +21,12 @@ pub const FORMAT: u32 = 1;
 /// invalid RRD files is the only part that grows); anything near this is
 /// not ours, and reading it whole would let the store choose our memory use.
 pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+/// Largest estimated memory of one parsed manifest ([`weight`]): tens of
+/// thousands of tables or invalid RRD files fit; a document of millions of
+/// tiny strings does not.
+pub const MAX_PARSED_BYTES: u64 = 8 * 1024 * 1024;
+
+pub mod weight;
 /// Longest artifact key, and longest segment of one (object stores and
 /// file systems refuse longer names anyway).
 const MAX_KEY_BYTES: usize = 1024;
@@ -254,6 +260,8 @@ pub enum ManifestError {
     TooNew { key: String, found: u32 },
     #[error("manifest {key} is larger than {MAX_MANIFEST_BYTES} bytes; not reading it")]
     TooLarge { key: String },
+    #[error("manifest {key} would take about {estimate} bytes of memory once parsed, more than {MAX_PARSED_BYTES}; not parsing it")]
+    TooComplex { key: String, estimate: u64 },
     #[error("manifest {key} does not belong where it is stored: {why}")]
     Misplaced { key: String, why: String },
     #[error("manifest {key} is not trustworthy: {why}")]
@@ -370,6 +378,16 @@ async fn read_capped(
 /// it describes that backup (see [`check_location`]). The read stops at
 /// [`MAX_MANIFEST_BYTES`].
 pub async fn read(repo: &Repo, job: &str, id: &str) -> Result<Manifest, ManifestError> {
+    read_weighed(repo, job, id).await.map(|(m, _)| m)
+}
+
+/// [`read`], with the manifest's estimated memory ([`weight`]), for
+/// callers that keep many manifests and must bound the total.
+pub async fn read_weighed(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+) -> Result<(Manifest, u64), ManifestError> {
     let key = manifest_path(job, id);
     let read_err = |source| ManifestError::Read {
         key: key.to_string(),
@@ -407,12 +425,12 @@ pub async fn read(repo: &Repo, job: &str, id: &str) -> Result<Manifest, Manifest
         let sig = String::from_utf8_lossy(&sig);
         v.verify(&bytes, &sig).map_err(untrusted)?;
     }
-    let m = parse(&bytes, key.as_ref())?;
+    let (m, weight) = parse_weighed(&bytes, key.as_ref())?;
     check_location(&m, job, id).map_err(|why| ManifestError::Misplaced {
         key: key.to_string(),
         why,
     })?;
-    Ok(m)
+    Ok((m, weight))
 }
 
 /// Pure: whether a manifest found at `<job>/<id>/` may be trusted to
@@ -485,6 +503,26 @@ pub fn check_key(key: &str) -> Result<(), &'static str> {
 }
 
 pub fn parse(bytes: &[u8], key: &str) -> Result<Manifest, ManifestError> {
+    parse_weighed(bytes, key).map(|(m, _)| m)
+}
+
+/// [`parse`], refusing before it allocates a manifest estimated above
+/// [`MAX_PARSED_BYTES`], and returning the estimate with it.
+pub fn parse_weighed(bytes: &[u8], key: &str) -> Result<(Manifest, u64), ManifestError> {
+    let estimate = weight::estimate(bytes).map_err(|source| ManifestError::Parse {
+        key: key.to_owned(),
+        source,
+    })?;
+    if estimate > MAX_PARSED_BYTES {
+        return Err(ManifestError::TooComplex {
+            key: key.to_owned(),
+            estimate,
+        });
+    }
+    parse_unweighed(bytes, key).map(|m| (m, estimate))
+}
+
+fn parse_unweighed(bytes: &[u8], key: &str) -> Result<Manifest, ManifestError> {
     #[derive(Deserialize)]
     struct Probe {
         format: u32,

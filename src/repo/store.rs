@@ -39,7 +39,14 @@ pub struct StoreSpec {
     pub options: Vec<(String, crate::secret::Secret)>,
     pub part_size: usize,
     pub concurrency: usize,
+    /// Backups dated later than now plus this are not counted (see
+    /// [`crate::repo::catalog`]).
+    pub max_clock_skew: std::time::Duration,
 }
+
+/// Default `store.max_clock_skew`: NTP-synchronised hosts differ by far
+/// less, and a forgery dated minutes ahead gains an attacker little.
+pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Only option keys are shown: values may be access keys.
 impl std::fmt::Debug for StoreSpec {
@@ -52,6 +59,7 @@ impl std::fmt::Debug for StoreSpec {
             )
             .field("part_size", &self.part_size)
             .field("concurrency", &self.concurrency)
+            .field("max_clock_skew", &self.max_clock_skew)
             .finish()
     }
 }
@@ -93,6 +101,9 @@ pub struct Repo {
     /// What leases, manifests and prune read as "now" ([`crate::clock`]);
     /// the system clock unless a test swaps it with [`Repo::with_clock`].
     pub clock: Clock,
+    /// `store.max_clock_skew`: how far in the future a backup or a lease
+    /// may be dated before it is not believed.
+    pub max_clock_skew: std::time::Duration,
 }
 
 impl Repo {
@@ -189,6 +200,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
                 signer: None,
                 verifier: None,
                 clock: Clock::system(),
+                max_clock_skew: cfg.max_clock_skew,
             });
         }
         "s3" | "s3a" => {
@@ -255,6 +267,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
         signer: None,
         verifier: None,
         clock: Clock::system(),
+        max_clock_skew: cfg.max_clock_skew,
     })
 }
 

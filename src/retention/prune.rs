@@ -70,6 +70,8 @@ pub enum PruneError {
     WouldDeleteAll { job: String, count: usize },
     #[error("refusing to prune job `{job}`: the plan would delete the newest backup {id}")]
     WouldDeleteNewest { job: String, id: String },
+    #[error("refusing to prune job `{job}`: the plan would delete {id}, the backup this run just wrote, because newer backups outrank it; they are dated ahead by a clock or forged: check `ccbackup list --job {job}`")]
+    WouldDeleteOwn { job: String, id: String },
     #[error("refusing to prune job `{job}`: the plan deletes {count} backups, more than max_deletions ({max}); check the policy with `ccbackup prune --dry-run`, then raise max_deletions if it is right")]
     TooMany {
         job: String,
@@ -182,6 +184,32 @@ pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Dec
     )?;
     d.damaged = cat.damaged.into_iter().map(|x| x.id).collect();
     Ok(d)
+}
+
+/// [`plan_job`] for the retention that follows a backup: the backup the
+/// run just wrote (`own`) is never deleted by it. Newer backups can only
+/// outrank it if they are dated ahead of this host (within
+/// `store.max_clock_skew`) or forged; the whole plan is refused then, so
+/// the run fails instead of reporting a success it deleted.
+pub async fn plan_job_keeping(
+    repo: &Repo,
+    job: &crate::config::JobConfig,
+    own: &str,
+) -> Result<Decision, PruneError> {
+    let d = plan_job(repo, job).await?;
+    keeps(&d, own)?;
+    Ok(d)
+}
+
+/// Pure: refuses a decision that removes `own`.
+pub fn keeps(d: &Decision, own: &str) -> Result<(), PruneError> {
+    if d.plan.removed().any(|e| e.id == own) {
+        return Err(PruneError::WouldDeleteOwn {
+            job: d.job.clone(),
+            id: own.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Deletes `key`, retrying transient failures only; an object already

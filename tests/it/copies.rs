@@ -107,6 +107,7 @@ fn s3_repo(server: &Server, bucket: &str) -> Repo {
         ],
         part_size: 5 * 1024 * 1024,
         concurrency: 2,
+        max_clock_skew: ccbackup::repo::store::DEFAULT_MAX_CLOCK_SKEW,
     })
     .unwrap()
 }
@@ -117,6 +118,7 @@ fn file_repo(dir: &Path) -> Repo {
         options: vec![],
         part_size: 5 * 1024 * 1024,
         concurrency: 2,
+        max_clock_skew: ccbackup::repo::store::DEFAULT_MAX_CLOCK_SKEW,
     })
     .unwrap()
 }

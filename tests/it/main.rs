@@ -20,6 +20,7 @@ mod fuzz_smoke;
 mod globals;
 mod guard;
 mod hardening;
+mod hostile_catalog;
 mod interrupt;
 mod layout;
 mod lock;

@@ -116,8 +116,50 @@ impl Found {
         }
     }
 
-    /// Whether the lease may be taken over now, and why (not).
-    pub fn standing(&self, now: DateTime<Utc>) -> Standing {
+    /// Why this lease cannot have been written by ccbackup on a clock
+    /// within `skew` of ours, if it cannot: written (by the store's clock)
+    /// or acquired in the future, or claiming an expiry beyond the longest
+    /// ccbackup ever writes. Such a lease would otherwise count until a
+    /// date its writer chose (the mtime of a `file://` object is anyone's
+    /// to set), so it never holds a job.
+    fn impossible(&self, now: DateTime<Utc>, skew: Duration) -> Option<String> {
+        let skew = chrono::Duration::from_std(skew).unwrap_or_default();
+        let limit = now + skew;
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if self.modified > limit {
+            return Some(format!(
+                "it was written at {}, in the future",
+                at(self.modified)
+            ));
+        }
+        let Content::Lease(l) = &self.content else {
+            return None;
+        };
+        if let Ok(acquired) = DateTime::parse_from_rfc3339(&l.acquired) {
+            let acquired = acquired.with_timezone(&Utc);
+            if acquired > limit {
+                return Some(format!(
+                    "it claims to be acquired at {}, in the future",
+                    at(acquired)
+                ));
+            }
+        }
+        let longest = limit + chrono::Duration::from_std(MAX_LEASE_LIFE).unwrap_or_default();
+        match l.expires_at() {
+            Some(e) if e > longest => Some(format!(
+                "it claims to last until {}, longer than ccbackup ever writes",
+                at(e)
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether the lease may be taken over now, and why (not). `skew` is
+    /// how far ahead of `now` a time may be and still be believed.
+    pub fn standing(&self, now: DateTime<Utc>, skew: Duration) -> Standing {
+        if let Some(why) = self.impossible(now, skew) {
+            return Standing::Impossible(why);
+        }
         if self.expires_at() <= now {
             return Standing::Expired;
         }
@@ -139,6 +181,9 @@ pub enum Standing {
     Expired,
     /// Its holder ran on this host and is gone; the text says how we know.
     Dead(String),
+    /// Its times are ones ccbackup never writes (see [`Found::standing`]);
+    /// the text says which.
+    Impossible(String),
     /// A live process on this host holds it.
     AliveHere,
     /// Held by a process we cannot check (another host or container, an
@@ -148,7 +193,10 @@ pub enum Standing {
 
 impl Standing {
     pub fn is_free(&self) -> bool {
-        matches!(self, Standing::Expired | Standing::Dead(_))
+        matches!(
+            self,
+            Standing::Expired | Standing::Dead(_) | Standing::Impossible(_)
+        )
     }
 }
 
@@ -272,6 +320,48 @@ mod tests {
                 assert_eq!((l.boot_id, l.start_time, l.pid_ns), (None, None, None))
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn found(modified: DateTime<Utc>, acquired: DateTime<Utc>, expires: DateTime<Utc>) -> Found {
+        let text = format!(
+            r#"{{"owner":"o","host":"elsewhere","pid":1,"purpose":"backup","acquired":"{}","expires":"{}"}}"#,
+            acquired.to_rfc3339(),
+            expires.to_rfc3339()
+        );
+        Found {
+            content: parse_lease(text.as_bytes()),
+            modified,
+            version: UpdateVersion {
+                e_tag: None,
+                version: None,
+            },
+        }
+    }
+
+    #[test]
+    fn regression_issue22_leases_from_the_future_never_hold_a_job() {
+        let now = Utc::now();
+        let skew = Duration::from_secs(300);
+        let min = chrono::Duration::minutes;
+        // An honest lease of another host: held until it expires.
+        let honest = found(now, now, now + min(2));
+        assert!(matches!(
+            honest.standing(now, skew),
+            Standing::Unverifiable(_)
+        ));
+        // A store clock a little ahead is believed.
+        let ahead = found(now + min(4), now + min(4), now + min(6));
+        assert!(!ahead.standing(now, skew).is_free());
+        let far = "2099-01-01T00:00:00Z".parse().unwrap();
+        for forged in [
+            found(far, now, far),
+            found(now, far, now + min(2)),
+            found(now, now, now + min(6 * 60 + 6)),
+        ] {
+            let st = forged.standing(now, skew);
+            assert!(matches!(st, Standing::Impossible(_)), "{st:?}");
+            assert!(st.is_free());
         }
     }
 

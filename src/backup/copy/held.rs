@@ -1,0 +1,125 @@
+//! What a copy store already holds of one backup, judged against the
+//! primary's manifest: a manifest HEAD alone would let whatever sits under
+//! that key (junk, another signature, a manifest without its artifacts)
+//! pass as "already copied" forever.
+
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
+
+use super::source::{read_capped, Source};
+use super::CopyError;
+use crate::repo::manifest::MAX_MANIFEST_BYTES;
+use crate::repo::signing::MAX_SIGNATURE_BYTES;
+use crate::repo::store::{backup_dir, manifest_path, signature_path, Repo};
+use crate::retry::{self, Backoff};
+
+/// The copy store's side of one backup.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Held {
+    /// No manifest: copy it.
+    Nothing,
+    /// The same manifest bytes, signature and artifact sizes as the primary.
+    Same,
+    /// A manifest that does not match; the text says how.
+    Differs(String),
+}
+
+/// Pure: compares what the copy store holds with the primary's backup.
+/// `listed` is every object under the backup's directory in the copy
+/// store, keyed below that directory.
+pub(super) fn judge(
+    source: &Source,
+    manifest: Option<&[u8]>,
+    signature: Option<&[u8]>,
+    listed: &HashMap<String, u64>,
+) -> Held {
+    let Some(manifest) = manifest else {
+        return Held::Nothing;
+    };
+    if manifest != source.bytes.as_slice() {
+        return Held::Differs("its manifest differs from the primary's".to_owned());
+    }
+    if let Some(want) = &source.signature {
+        if signature != Some(want.as_slice()) {
+            return Held::Differs("its signature differs from the primary's".to_owned());
+        }
+    }
+    for a in &source.manifest.artifacts {
+        match listed.get(&a.key) {
+            Some(&n) if n == a.stored_bytes => {}
+            Some(&n) => {
+                return Held::Differs(format!(
+                    "artifact {} has {n} bytes, the manifest says {}",
+                    a.key, a.stored_bytes
+                ))
+            }
+            None => return Held::Differs(format!("artifact {} is missing", a.key)),
+        }
+    }
+    Held::Same
+}
+
+/// Reads the copy store's manifest, signature and listing of the backup
+/// `source` describes, and judges them.
+pub(super) async fn held(
+    dst: &Repo,
+    source: &Source,
+    cancel: &CancellationToken,
+) -> Result<Held, CopyError> {
+    let m = &source.manifest;
+    let read_err = |key: &object_store::path::Path, source| CopyError::Read {
+        store: dst.display.clone(),
+        key: key.to_string(),
+        source,
+    };
+    let mkey = manifest_path(&m.job, &m.id);
+    let what = format!("reading {mkey} in {}", dst.display);
+    let manifest = match retry::retry(Backoff::STORE, &what, cancel, || {
+        read_capped(dst, &mkey, MAX_MANIFEST_BYTES)
+    })
+    .await
+    {
+        Ok(Some(b)) => b,
+        // Larger than any manifest: certainly not the primary's.
+        Ok(None) => return Ok(Held::Differs("its manifest is oversized".to_owned())),
+        Err(object_store::Error::NotFound { .. }) => return Ok(Held::Nothing),
+        Err(e) => return Err(read_err(&mkey, e)),
+    };
+    let skey = signature_path(&m.job, &m.id);
+    let what = format!("reading {skey} in {}", dst.display);
+    let signature = match retry::retry(Backoff::STORE, &what, cancel, || {
+        read_capped(dst, &skey, MAX_SIGNATURE_BYTES)
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(read_err(&skey, e)),
+    };
+    let dir = backup_dir(&m.job, &m.id);
+    let prefix_parts = dir.parts().count();
+    let listed: HashMap<String, u64> = dst
+        .store
+        .list(Some(&dir))
+        .map_ok(|meta| {
+            let key: Vec<String> = meta
+                .location
+                .parts()
+                .skip(prefix_parts)
+                .map(|p| p.as_ref().to_owned())
+                .collect();
+            (key.join("/"), meta.size)
+        })
+        .try_collect()
+        .await
+        .map_err(|e| read_err(&dir, e))?;
+    Ok(judge(
+        source,
+        Some(&manifest),
+        signature.as_deref(),
+        &listed,
+    ))
+}

@@ -1,0 +1,192 @@
+//! Pure checks the catalog makes of each readable manifest against the
+//! listing it already has and the clock, and how it tells a store that
+//! stopped answering from one object the store will not hand out.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::repo::manifest::Manifest;
+
+/// Why a backup is not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub problem: String,
+    pub untrusted: bool,
+    pub future: bool,
+}
+
+impl Verdict {
+    pub fn damaged(problem: String) -> Verdict {
+        Verdict {
+            problem,
+            untrusted: false,
+            future: false,
+        }
+    }
+}
+
+/// Whether a readable manifest describes a backup that may be counted:
+/// `None` when it may. A backup dated after `now + skew` cannot have been
+/// written by this host with a sane clock, and counted it would outrank
+/// every real backup in retention; a manifest whose artifacts are not all
+/// listed at the size it records is a phantom (or was tampered with), and
+/// counted it would hold a keep slot a restorable backup needs.
+pub fn judge(
+    m: &Manifest,
+    listed: &[(String, u64)],
+    now: DateTime<Utc>,
+    skew: Duration,
+) -> Option<Verdict> {
+    let limit = now + chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::MAX);
+    let latest = m.started_at.max(m.finished_at);
+    if latest > limit {
+        return Some(Verdict {
+            problem: format!(
+                "dated {}, later than now plus store.max_clock_skew ({}s); a clock far ahead or a forgery",
+                latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                skew.as_secs()
+            ),
+            untrusted: false,
+            future: true,
+        });
+    }
+    let sizes: HashMap<&str, u64> = listed.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    for a in &m.artifacts {
+        match sizes.get(a.key.as_str()) {
+            None => {
+                return Some(Verdict::damaged(format!(
+                    "artifact {} is missing from the store",
+                    a.key
+                )))
+            }
+            Some(&n) if n != a.stored_bytes => {
+                return Some(Verdict::damaged(format!(
+                    "artifact {} has {n} bytes in the store, its manifest says {}",
+                    a.key, a.stored_bytes
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// Whether the request never got an answer (connection refused or reset,
+/// timeout), as opposed to an answer refusing this one object.
+pub fn store_unreachable(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<HttpError>() {
+            return matches!(
+                h.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            );
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The innermost cause: what the store or file system actually said,
+/// without the layers that guess at a reason for the whole store (such as
+/// blaming credentials that just listed the same bucket).
+pub fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::manifest::{Artifact, ArtifactKind, Compression, GuardMark, FORMAT};
+
+    fn manifest(at: DateTime<Utc>) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            job: "j".into(),
+            id: "x".into(),
+            started_at: at,
+            finished_at: at,
+            tool_version: "0".into(),
+            host: "h".into(),
+            artifacts: vec![Artifact {
+                key: "db/a.dump.zst".into(),
+                source: "db".into(),
+                kind: ArtifactKind::PgDump,
+                raw_bytes: 10,
+                stored_bytes: 5,
+                sha256: "ab".repeat(32),
+                compression: Compression {
+                    algorithm: "zstd".into(),
+                    level: 3,
+                },
+                postgres: None,
+                tree: None,
+                encryption: None,
+            }],
+            guard: GuardMark::default(),
+        }
+    }
+
+    fn listed(n: u64) -> Vec<(String, u64)> {
+        vec![
+            ("db/a.dump.zst".to_owned(), n),
+            ("manifest.json".to_owned(), 100),
+        ]
+    }
+
+    #[test]
+    fn a_whole_backup_of_the_past_counts() {
+        let now = Utc::now();
+        let skew = Duration::from_secs(300);
+        assert_eq!(judge(&manifest(now), &listed(5), now, skew), None);
+        let soon = now + chrono::Duration::seconds(299);
+        assert_eq!(judge(&manifest(soon), &listed(5), now, skew), None);
+    }
+
+    #[test]
+    fn a_backup_dated_beyond_the_skew_is_future() {
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(301);
+        let v = judge(&manifest(later), &listed(5), now, Duration::from_secs(300)).unwrap();
+        assert!(v.future && !v.untrusted, "{v:?}");
+        let mut m = manifest(now);
+        m.finished_at = now + chrono::Duration::days(365);
+        assert!(
+            judge(&m, &listed(5), now, Duration::from_secs(300))
+                .unwrap()
+                .future
+        );
+    }
+
+    #[test]
+    fn missing_or_resized_artifacts_make_a_phantom() {
+        let now = Utc::now();
+        let skew = Duration::from_secs(300);
+        let v = judge(&manifest(now), &listed(5)[1..], now, skew).unwrap();
+        assert!(v.problem.contains("missing") && !v.future, "{v:?}");
+        let v = judge(&manifest(now), &listed(6), now, skew).unwrap();
+        assert!(v.problem.contains("6 bytes"), "{v:?}");
+    }
+
+    #[test]
+    fn the_root_cause_is_what_the_store_said() {
+        let inner = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied here");
+        let e = object_store::Error::Generic {
+            store: "x",
+            source: Box::new(inner),
+        };
+        assert_eq!(root_cause(&e), "denied here");
+        assert!(!store_unreachable(&e));
+    }
+}
