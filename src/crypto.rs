@@ -38,7 +38,10 @@ pub enum CryptoError {
     #[error("cannot open {key}: {cause}")]
     Open { key: String, cause: io::Error },
     #[error("cannot read identity file {}: {cause}", path.display())]
-    IdentityFile { path: PathBuf, cause: io::Error },
+    IdentityFile {
+        path: PathBuf,
+        cause: crate::sys::secret_file::SecretFileError,
+    },
     #[error("identity file {} line {line}: not an age identity (expected AGE-SECRET-KEY-1...)", path.display())]
     BadIdentity { path: PathBuf, line: usize },
     #[error("identity file {} holds no identity", path.display())]
@@ -121,10 +124,11 @@ impl Identities {
     /// lines, `#` comments and blank lines ignored. Errors name the line,
     /// never its content.
     pub fn load(path: &Path) -> Result<Identities, CryptoError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| CryptoError::IdentityFile {
-            path: path.to_owned(),
-            cause,
-        })?;
+        let text =
+            crate::sys::secret_file::read(path).map_err(|cause| CryptoError::IdentityFile {
+                path: path.to_owned(),
+                cause,
+            })?;
         Self::parse(&text, path)
     }
 

@@ -85,6 +85,7 @@ async fn restore_check(
     a: &Artifact,
     opts: &VerifyOptions,
 ) -> Result<(), String> {
+    restore::refuse_downgrade(job.encryption.is_some(), a, false)?;
     if a.kind == ArtifactKind::PgDump {
         // The restore stages and verifies the artifact itself.
         return restore_test_db(repo, job, m, a, opts).await;

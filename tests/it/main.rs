@@ -18,6 +18,7 @@ mod extract_atomic;
 mod globals;
 mod guard;
 mod hardening;
+mod hostile_restore;
 mod interrupt;
 mod layout;
 mod lock;

@@ -1,0 +1,333 @@
+//! Issue 22, the reading side: what someone with write access to the store
+//! (a leaked bucket key) can still plant, and key files a restore or the
+//! writer must refuse. Every object is crafted by the test and the real
+//! binary runs against it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn output(run: &Run) -> String {
+    format!("{}\n{}", run.stdout(), run.stderr())
+}
+
+/// `minisign -G -W` (the stock Debian CLI, no password) in `dir`.
+fn stock_minisign_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    require_tool("minisign");
+    let (sk, pk) = (dir.join("stock.key"), dir.join("stock.pub"));
+    let out = Command::new("minisign")
+        .args(["-G", "-W", "-s"])
+        .arg(&sk)
+        .arg("-p")
+        .arg(&pk)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (sk, pk)
+}
+
+fn files_config(ws: &Workspace, data: &Path, extra: &str) -> PathBuf {
+    ws.config(&format!(
+        "store:\n  url: {}\n{extra}jobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        data.display()
+    ))
+}
+
+#[test]
+fn regression_issue22_stock_minisign_keys_sign_and_the_cli_verifies() {
+    let keys = tempfile::tempdir().unwrap();
+    let (sk, pk) = stock_minisign_pair(keys.path());
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("a.txt"), b"a").unwrap();
+    let ws = Workspace::new();
+    let cfg = files_config(
+        &ws,
+        data.path(),
+        &format!("signing:\n  secret_key_file: {}\n", sk.display()),
+    );
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert!(run.ok(), "{}", output(&run));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let m = ws.manifests().remove(0);
+    let out = Command::new("minisign")
+        .arg("-V")
+        .arg("-m")
+        .arg(&m)
+        .arg("-p")
+        .arg(&pk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let list = ccbackup(&cfg, &["list"]);
+    list.expect_ok();
+    assert!(!list.stdout().contains("UNTRUSTED"), "{}", list.stdout());
+
+    // Damage (one byte of the Ed25519 seed) is called damage, not a password.
+    let text = std::fs::read_to_string(&sk).unwrap();
+    let line = text.lines().nth(1).unwrap();
+    let i = 100; // inside the secret key bytes, well clear of the header
+    let flipped = if &line[i..i + 1] == "A" { "B" } else { "A" };
+    let damaged = format!(
+        "{}\n{}{flipped}{}\n",
+        text.lines().next().unwrap(),
+        &line[..i],
+        &line[i + 1..]
+    );
+    std::fs::write(&sk, damaged).unwrap();
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", output(&run));
+    assert!(run.stderr().contains("corrupt"), "{}", run.stderr());
+    assert!(!run.stderr().contains("password"), "{}", run.stderr());
+
+    // A password-protected key is called that.
+    let out = Command::new("minisign")
+        .args(["-G", "-f", "-s"])
+        .arg(&sk)
+        .arg("-p")
+        .arg(&pk)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"pw\npw\n")?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(out.success());
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", output(&run));
+    assert!(
+        run.stderr().contains("password-protected"),
+        "{}",
+        run.stderr()
+    );
+}
+
+/// `ccbackup keys generate` into `dir/k`; returns (identity, recipient,
+/// minisign secret key).
+fn generated_keys(dir: &Path) -> (PathBuf, String, PathBuf) {
+    let out = Command::new(bin())
+        .args(["keys", "generate"])
+        .arg(dir.join("k"))
+        .env("CCBACKUP_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let k = dir.join("k");
+    let recipient = std::fs::read_to_string(k.join("age-recipient.txt"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (
+        k.join("age-identity.txt"),
+        recipient,
+        k.join("minisign.key"),
+    )
+}
+
+#[test]
+fn regression_issue22_key_files_others_can_read_are_refused_with_the_chmod() {
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, recipient, signing) = generated_keys(keys.path());
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("a.txt"), b"secret a").unwrap();
+    let ws = Workspace::new();
+    let cfg = files_config(
+        &ws,
+        data.path(),
+        &format!(
+            "encryption:\n  recipients: [\"{recipient}\"]\nsigning:\n  secret_key_file: {}\n",
+            signing.display()
+        ),
+    );
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+
+    for mode in [0o640, 0o604] {
+        chmod(&signing, mode);
+        let run = ccbackup(&cfg, &["check-config"]);
+        assert_eq!(run.code(), Some(2), "{mode:o}: {}", output(&run));
+        let chmod_hint = format!("chmod 600 {}", signing.display());
+        assert!(run.stderr().contains(&chmod_hint), "{}", run.stderr());
+        assert!(
+            run.stderr().contains("signing.secret_key_file"),
+            "{}",
+            run.stderr()
+        );
+    }
+    chmod(&signing, 0o600);
+
+    let to = ws.path().join("out");
+    let id = identity.to_str().unwrap();
+    chmod(&identity, 0o644);
+    let run = ccbackup(
+        &cfg,
+        &["restore", "--to", to.to_str().unwrap(), "--identity", id],
+    );
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    assert!(
+        run.stderr()
+            .contains(&format!("chmod 600 {}", identity.display())),
+        "{}",
+        run.stderr()
+    );
+    assert!(!to.exists());
+    chmod(&identity, 0o400);
+    ccbackup(
+        &cfg,
+        &["restore", "--to", to.to_str().unwrap(), "--identity", id],
+    )
+    .expect_ok();
+    assert_eq!(std::fs::read(to.join("a.txt")).unwrap(), b"secret a");
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn write_json(p: &Path, v: &serde_json::Value) {
+    std::fs::write(p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+}
+
+#[test]
+fn regression_issue22_an_unencrypted_artifact_in_an_encrypting_job_is_a_downgrade() {
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, recipient, _) = generated_keys(keys.path());
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("a.txt"), b"real").unwrap();
+    let ws = Workspace::new();
+    let cfg = files_config(
+        &ws,
+        data.path(),
+        &format!("encryption:\n  recipients: [\"{recipient}\"]\n"),
+    );
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    // The attacker swaps in a plaintext archive and drops `encryption`
+    // from the manifest, fixing up the checksum.
+    let mpath = ws.manifests().remove(0);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(7);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "a.txt", &b"planted"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let z = zstd::stream::encode_all(&tar[..], 3).unwrap();
+    let art = mpath.parent().unwrap().join("etc.tar.zst");
+    std::fs::write(&art, &z).unwrap();
+    let mut m = read_json(&mpath);
+    let a = &mut m["artifacts"][0];
+    a.as_object_mut().unwrap().remove("encryption");
+    a["stored_bytes"] = serde_json::json!(z.len());
+    a["raw_bytes"] = serde_json::json!(tar.len());
+    a["sha256"] = serde_json::json!(sha256_file(&art));
+    write_json(&mpath, &m);
+
+    let to = ws.path().join("out");
+    let id = identity.to_str().unwrap();
+    let args = ["restore", "--to", to.to_str().unwrap(), "--identity", id];
+    let run = ccbackup(&cfg, &args);
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    assert!(
+        run.stderr().contains("stored unencrypted"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!to.exists(), "the planted plaintext was restored");
+    let dry = ccbackup(&cfg, &["restore", "--dry-run", "--to", "/nonexistent/x"]);
+    assert!(
+        dry.stdout().contains("would be refused") && dry.stdout().contains("stored unencrypted"),
+        "{}",
+        output(&dry)
+    );
+    let run = ccbackup(&cfg, &["verify", "--restore-test", "--identity", id]);
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    assert!(
+        run.stdout().contains("stored unencrypted"),
+        "{}",
+        output(&run)
+    );
+    // A backup from before encryption was switched on, on purpose.
+    let mut with = args.to_vec();
+    with.push("--allow-unencrypted");
+    ccbackup(&cfg, &with).expect_ok();
+    assert_eq!(std::fs::read(to.join("a.txt")).unwrap(), b"planted");
+}
+
+fn database_exists(name: &str) -> bool {
+    psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    ) == "1"
+}
+
+/// Drops the named databases from the shared server, even when a test fails.
+struct DropDbs(Vec<String>);
+
+impl Drop for DropDbs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = Command::new("psql")
+                .args(["-X", "-q", "-h", PG_HOST, "-p", &PG_PORT.to_string()])
+                .args(["-U", "postgres", "-d", "postgres", "-c"])
+                .arg(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(d)
+                ))
+                .output();
+        }
+    }
+}
+
+#[test]
+fn regression_issue22_a_manifest_cannot_choose_the_database_restored_into() {
+    let db = TestDb::create(&unique("named_db"));
+    db.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let other = unique("planted_target");
+    let copy = unique("named_copy");
+    let _cleanup = DropDbs(vec![other.clone(), copy.clone()]);
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n{}",
+        ws.store_url(),
+        postgres_source("db", &[&db.name])
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    // The manifest now says the dump is of another database.
+    let mpath = ws.manifests().remove(0);
+    let mut m = read_json(&mpath);
+    for a in m["artifacts"].as_array_mut().unwrap() {
+        if a["kind"] == "pg_dump" {
+            a["postgres"]["database"] = serde_json::json!(other);
+        }
+    }
+    write_json(&mpath, &m);
+
+    let run = ccbackup(&cfg, &["restore"]);
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    assert!(run.stderr().contains("does not list"), "{}", run.stderr());
+    assert!(
+        !database_exists(&other),
+        "restored into the manifest's choice"
+    );
+    let dry = ccbackup(&cfg, &["restore", "--dry-run"]);
+    assert!(dry.stdout().contains("does not list"), "{}", output(&dry));
+
+    // Named by the operator, it is theirs to choose.
+    ccbackup(
+        &cfg,
+        &["restore", "--database", &other, "--target-db", &copy],
+    )
+    .expect_ok();
+    assert!(database_exists(&copy));
+    ccbackup(&cfg, &["restore", "--database", &other]).expect_ok();
+    assert!(database_exists(&other));
+}
