@@ -331,3 +331,70 @@ fn regression_issue22_a_manifest_cannot_choose_the_database_restored_into() {
     ccbackup(&cfg, &["restore", "--database", &other]).expect_ok();
     assert!(database_exists(&other));
 }
+
+/// An encrypted files backup of `data`: (workspace, config, identity,
+/// manifest path).
+fn encrypted_files_backup(keys: &Path, data: &Path) -> (Workspace, PathBuf, PathBuf, PathBuf) {
+    let (identity, recipient, _) = generated_keys(keys);
+    std::fs::write(data.join("a.txt"), b"real").unwrap();
+    let ws = Workspace::new();
+    let cfg = files_config(
+        &ws,
+        data,
+        &format!("encryption:\n  recipients: [\"{recipient}\"]\n"),
+    );
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let mpath = ws.manifests().remove(0);
+    (ws, cfg, identity, mpath)
+}
+
+/// Puts `stored` in place of the backup's only artifact, fixing up the
+/// manifest's size and checksum as anyone with store access can.
+fn plant_artifact(mpath: &Path, stored: &[u8], raw_bytes: u64) -> PathBuf {
+    let mut m = read_json(mpath);
+    let a = &mut m["artifacts"][0];
+    let art = mpath.parent().unwrap().join(a["key"].as_str().unwrap());
+    std::fs::write(&art, stored).unwrap();
+    a["stored_bytes"] = serde_json::json!(stored.len());
+    a["raw_bytes"] = serde_json::json!(raw_bytes);
+    a["sha256"] = serde_json::json!(sha256_file(&art));
+    write_json(mpath, &m);
+    art
+}
+
+#[test]
+fn regression_issue22_an_age_header_of_many_stanzas_is_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (ws, cfg, identity, mpath) = encrypted_files_backup(keys.path(), data.path());
+    // Stanzas as real as the parser wants them, just far too many: 66 KiB.
+    let b64 = "A".repeat(43);
+    let mut bomb = b"age-encryption.org/v1\n".to_vec();
+    while bomb.len() < 66 * 1024 {
+        bomb.extend_from_slice(format!("-> X25519 {b64}\n{b64}\n").as_bytes());
+    }
+    bomb.extend_from_slice(format!("--- {b64}\n").as_bytes());
+    bomb.extend_from_slice(&[0u8; 64]);
+    plant_artifact(&mpath, &bomb, 100);
+    let to = ws.path().join("out");
+    let id = identity.to_str().unwrap();
+    let run = ccbackup(
+        &cfg,
+        &["restore", "--to", to.to_str().unwrap(), "--identity", id],
+    );
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    assert!(
+        run.stderr()
+            .contains("age header is larger than 65536 bytes"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!to.exists());
+    let run = ccbackup(&cfg, &["verify", "--restore-test", "--identity", id]);
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    assert!(
+        run.stdout().contains("age header is larger than"),
+        "{}",
+        output(&run)
+    );
+}
