@@ -398,3 +398,74 @@ fn regression_issue22_an_age_header_of_many_stanzas_is_refused() {
         output(&run)
     );
 }
+
+/// A tar whose first entry is GNU sparse with a map of `ext` extension
+/// blocks of empty extents (about 1 KiB of reader memory each), then a
+/// plain file.
+fn sparse_map_bomb(ext: usize) -> Vec<u8> {
+    let octal = |v: u64| -> [u8; 12] {
+        let mut f = [0u8; 12];
+        f[..11].copy_from_slice(format!("{v:011o}").as_bytes());
+        f
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_path("sparse").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(0);
+    h.set_mode(0o644);
+    {
+        let g = h.as_gnu_mut().unwrap();
+        for (i, e) in g.sparse.iter_mut().enumerate() {
+            e.offset = octal(i as u64 + 1);
+            e.numbytes = octal(0);
+        }
+        g.isextended[0] = 1;
+        g.realsize = octal(4 + 21 * ext as u64);
+    }
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    for b in 0..ext {
+        let mut block = [0u8; 512];
+        for i in 0..21u64 {
+            let at = (i * 24) as usize;
+            block[at..at + 12].copy_from_slice(&octal(5 + b as u64 * 21 + i));
+            block[at + 12..at + 24].copy_from_slice(&octal(0));
+        }
+        block[504] = u8::from(b + 1 < ext);
+        out.extend_from_slice(&block);
+    }
+    let mut b = tar::Builder::new(out);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "after", &b"hello"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn regression_issue22_a_gnu_sparse_map_bomb_is_refused_in_bounded_memory() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("a.txt"), b"real").unwrap();
+    let ws = Workspace::new();
+    let cfg = files_config(&ws, data.path(), "");
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    // 200k map blocks: 100 MiB of tar, a few MiB stored.
+    let tar = sparse_map_bomb(200_000);
+    let z = zstd::stream::encode_all(&tar[..], 3).unwrap();
+    plant_artifact(&ws.manifests().remove(0), &z, tar.len() as u64);
+    let to = ws.path().join("out");
+    let (code, rss) =
+        crate::hardening::run_measuring_rss(&cfg, &["restore", "--to", to.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(rss < 100 * 1024, "restore peaked at {} MiB", rss / 1024);
+    assert!(!to.exists());
+    let run = ccbackup(&cfg, &["restore", "--to", to.to_str().unwrap()]);
+    assert!(
+        run.stderr().contains("sparse entry with more than"),
+        "{}",
+        run.stderr()
+    );
+    let (code, rss) = crate::hardening::run_measuring_rss(&cfg, &["verify", "--restore-test"]);
+    assert_eq!(code, 1);
+    assert!(rss < 100 * 1024, "verify peaked at {} MiB", rss / 1024);
+}
