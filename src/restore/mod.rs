@@ -229,7 +229,7 @@ pub async fn run(
         let a = step.artifact();
         let path = staging.path().join(format!("{i}.zst"));
         let fetched = tokio::select! {
-            r = fetch::verified_local(repo, &m.job, &m.id, a, &path, &progress) => r?,
+            r = fetch::verified_local(repo, &m.job, &m.id, a, &path, &progress, &req.cancel) => r?,
             // Nothing has been applied yet; the staging directory goes
             // with `staging` when this returns.
             _ = req.cancel.cancelled() => return Err(RestoreError::Interrupted {

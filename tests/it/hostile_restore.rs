@@ -469,3 +469,150 @@ fn regression_issue22_a_gnu_sparse_map_bomb_is_refused_in_bounded_memory() {
     assert_eq!(code, 1);
     assert!(rss < 100 * 1024, "verify peaked at {} MiB", rss / 1024);
 }
+
+/// A files backup of `data` (one file) in a `file://` store: (workspace,
+/// config, manifest path).
+fn files_backup(data: &Path) -> (Workspace, PathBuf, PathBuf) {
+    std::fs::write(data.join("a.txt"), b"real").unwrap();
+    let ws = Workspace::new();
+    let cfg = files_config(&ws, data, "");
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let mpath = ws.manifests().remove(0);
+    (ws, cfg, mpath)
+}
+
+fn stored_bytes(mpath: &Path) -> u64 {
+    read_json(mpath)["artifacts"][0]["stored_bytes"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Runs ccbackup with RLIMIT_FSIZE at `max_file` bytes: writing any file
+/// past it kills the process with SIGXFSZ, so a clean exit proves that no
+/// file it wrote (staging included) grew beyond the budget.
+fn ccbackup_with_file_budget(cfg: &Path, args: &[&str], max_file: u64) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config").arg(cfg).args(args);
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: max_file,
+                rlim_max: max_file,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn regression_issue22_a_longer_artifact_never_stages_more_than_the_manifest_says() {
+    let data = tempfile::tempdir().unwrap();
+    let (ws, cfg, mpath) = files_backup(data.path());
+    let stored = stored_bytes(&mpath);
+    let art = mpath.parent().unwrap().join("etc.tar.zst");
+    // 5 GiB, sparse: costs no disk here, but a reader that trusts it
+    // stages or hashes all of it.
+    let ok = Command::new("truncate")
+        .args(["-s", "5G"])
+        .arg(&art)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let budget = stored + 4 * 1024 * 1024;
+    for args in [
+        &["restore", "--dry-run", "--to", "/nonexistent/x"][..],
+        &["verify"][..],
+    ] {
+        let out = ccbackup_with_file_budget(&cfg, args, budget);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} (killed by a signal means it wrote past {budget} bytes): {text}"
+        );
+        assert!(text.contains("size differs"), "{args:?}: {text}");
+        assert!(text.contains("found 5368709120"), "{args:?}: {text}");
+    }
+    let _ = ws;
+}
+
+fn rchar(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("rchar: ").map(|v| v.trim().parse().ok()))?
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn regression_issue22_sigterm_stops_verify_while_it_hashes_a_huge_artifact() {
+    let data = tempfile::tempdir().unwrap();
+    let (_ws, cfg, mpath) = files_backup(data.path());
+    let art = mpath.parent().unwrap().join("etc.tar.zst");
+    // A 1 TiB sparse artifact whose manifest agrees on the size: only the
+    // checksum at the very end could tell, hours later.
+    let ok = Command::new("truncate")
+        .args(["-s", "1T"])
+        .arg(&art)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut m = read_json(&mpath);
+    m["artifacts"][0]["stored_bytes"] = serde_json::json!(1u64 << 40);
+    write_json(&mpath, &m);
+
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("verify")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until it is hashing: it has read 256 MiB of the artifact.
+    let mut seen = 0;
+    for _ in 0..6000 {
+        seen = rchar(pid);
+        if seen > 256 << 20 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        seen > 256 << 20,
+        "verify never started hashing ({seen} bytes read)"
+    );
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    // A generous bound that only a verify ignoring the signal reaches: the
+    // rest of the artifact would take many minutes.
+    let mut status = None;
+    for _ in 0..6000 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let read_at_exit = rchar(pid);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("verify still running 60 s after SIGTERM ({read_at_exit} bytes read)");
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("verify stopped"), "{err}");
+}
