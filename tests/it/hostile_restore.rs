@@ -616,3 +616,73 @@ fn regression_issue22_sigterm_stops_verify_while_it_hashes_a_huge_artifact() {
     assert!(!out.status.success());
     assert!(err.contains("verify stopped"), "{err}");
 }
+
+/// A tmpfs with few inodes, mounted for one test and unmounted after it.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// `None` (and a loud note) where this process may not mount.
+    fn mount(options: &str) -> Option<SmallFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs ({}); the room check is covered by its unit tests only",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(SmallFs { dir })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn regression_issue22_many_empty_directories_are_refused_before_writing() {
+    let data = tempfile::tempdir().unwrap();
+    let (ws, cfg, mpath) = files_backup(data.path());
+    // 20,000 empty directories: 1.5 MiB of tar, a few KiB stored.
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..20_000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, format!("d{i}/"), std::io::empty())
+            .unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let z = zstd::stream::encode_all(&tar[..], 3).unwrap();
+    plant_artifact(&mpath, &z, tar.len() as u64);
+    let Some(fs) = SmallFs::mount("size=256m,nr_inodes=5000,mode=0700") else {
+        return;
+    };
+    let to = fs.dir.path().join("out");
+    let run = ccbackup(&cfg, &["restore", "--to", to.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(1), "{}", output(&run));
+    assert!(
+        run.stderr().contains("need 20001 inodes but only"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("nothing was written"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!to.exists());
+    // Nothing was left behind on the small file system either.
+    assert_eq!(std::fs::read_dir(fs.dir.path()).unwrap().count(), 0);
+    let _ = ws;
+}
