@@ -251,6 +251,10 @@ pub struct RestoreArgs {
     /// it already exists (they are never treated as empty databases).
     #[arg(long)]
     pub allow_system_db: bool,
+    /// With `encryption:` configured, restore artifacts stored unencrypted
+    /// anyway (backups taken before encryption was switched on).
+    #[arg(long)]
+    pub allow_unencrypted: bool,
     /// Only restore files whose relative path matches GLOB (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,

@@ -22,6 +22,43 @@ use crate::repo::manifest::{Artifact, EncryptionInfo};
 /// The only format ccbackup writes, recorded in the manifest.
 pub const FORMAT: &str = "age";
 
+/// Largest age header read. The age crate parses a header again for every
+/// piece it reads, so a header of many stanzas costs time that grows with
+/// its square; a real one is about 200 bytes per recipient.
+pub const MAX_AGE_HEADER: usize = 64 * 1024;
+
+/// Pure: where the age header in `prefix` ends (after its `--- MAC` line),
+/// or `None` when it does not end within `MAX_AGE_HEADER` bytes.
+fn age_header_end(prefix: &[u8]) -> Option<usize> {
+    let window = &prefix[..prefix.len().min(MAX_AGE_HEADER)];
+    let mac = window.windows(5).position(|w| w == b"\n--- ")? + 1;
+    let nl = window[mac..].iter().position(|&b| b == b'\n')?;
+    Some(mac + nl + 1)
+}
+
+/// Checks that the age header of `file` ends within [`MAX_AGE_HEADER`]
+/// bytes, reading no more than that, and rewinds the file.
+fn check_age_header(file: &mut std::fs::File, key: &str) -> Result<(), CryptoError> {
+    use std::io::{Seek, SeekFrom};
+    let open_err = |cause| CryptoError::Open {
+        key: key.to_owned(),
+        cause,
+    };
+    let mut prefix = Vec::with_capacity(MAX_AGE_HEADER + 1);
+    (&mut *file)
+        .take(MAX_AGE_HEADER as u64 + 1)
+        .read_to_end(&mut prefix)
+        .map_err(open_err)?;
+    // A short file without a header end is age's to call invalid.
+    if prefix.len() > MAX_AGE_HEADER && age_header_end(&prefix).is_none() {
+        return Err(CryptoError::HeaderTooLarge {
+            key: key.escape_debug().to_string(),
+        });
+    }
+    file.seek(SeekFrom::Start(0)).map_err(open_err)?;
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     #[error("{key} is encrypted: restoring or restore-testing it needs an age identity (--identity FILE or encryption.identity_file)")]
@@ -33,12 +70,17 @@ pub enum CryptoError {
     },
     #[error("{key} is encrypted with {format:?}, which this ccbackup cannot read")]
     UnknownFormat { key: String, format: String },
+    #[error("cannot decrypt {key}: its age header is larger than {MAX_AGE_HEADER} bytes; real headers take a few hundred bytes per recipient, so this one was crafted")]
+    HeaderTooLarge { key: String },
     #[error("cannot decrypt {key}: {why}")]
     Decrypt { key: String, why: String },
     #[error("cannot open {key}: {cause}")]
     Open { key: String, cause: io::Error },
     #[error("cannot read identity file {}: {cause}", path.display())]
-    IdentityFile { path: PathBuf, cause: io::Error },
+    IdentityFile {
+        path: PathBuf,
+        cause: crate::sys::secret_file::SecretFileError,
+    },
     #[error("identity file {} line {line}: not an age identity (expected AGE-SECRET-KEY-1...)", path.display())]
     BadIdentity { path: PathBuf, line: usize },
     #[error("identity file {} holds no identity", path.display())]
@@ -121,10 +163,11 @@ impl Identities {
     /// lines, `#` comments and blank lines ignored. Errors name the line,
     /// never its content.
     pub fn load(path: &Path) -> Result<Identities, CryptoError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| CryptoError::IdentityFile {
-            path: path.to_owned(),
-            cause,
-        })?;
+        let text =
+            crate::sys::secret_file::read(path).map_err(|cause| CryptoError::IdentityFile {
+                path: path.to_owned(),
+                cause,
+            })?;
         Self::parse(&text, path)
     }
 
@@ -174,8 +217,11 @@ pub fn open_artifact(
         key: art.key.clone(),
         cause,
     };
-    let file =
-        io::BufReader::with_capacity(1024 * 1024, std::fs::File::open(path).map_err(open_err)?);
+    let mut raw = std::fs::File::open(path).map_err(open_err)?;
+    if art.encryption.is_some() {
+        check_age_header(&mut raw, &art.key)?;
+    }
+    let file = io::BufReader::with_capacity(1024 * 1024, raw);
     let stored: Box<dyn Read + Send> = match &art.encryption {
         None => Box::new(file),
         Some(info) => Box::new(decrypt(file, art, info, ids)?),
@@ -237,7 +283,7 @@ impl Opener {
     }
 }
 
-fn decrypt<R: Read + Send + 'static>(
+fn decrypt<R: io::BufRead + Send + 'static>(
     input: R,
     art: &Artifact,
     info: &EncryptionInfo,
@@ -256,7 +302,9 @@ fn decrypt<R: Read + Send + 'static>(
         key: art.key.clone(),
         why: e.to_string(),
     };
-    let dec = age::Decryptor::new(input).map_err(why)?;
+    // The buffered parser reads the header line by line; the unbuffered
+    // one re-parses it for every few bytes it reads.
+    let dec = age::Decryptor::new_buffered(input).map_err(why)?;
     dec.decrypt(ids.keys.iter().map(|k| k as &dyn age::Identity))
         .map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => CryptoError::WrongIdentity {
@@ -306,6 +354,30 @@ mod tests {
             dec.decrypt(other.keys.iter().map(|k| k as &dyn age::Identity)),
             Err(age::DecryptError::NoMatchingKeys)
         ));
+    }
+
+    #[test]
+    fn regression_issue22_age_headers_end_within_the_cap() {
+        let (_, public) = Identities::generate();
+        let rec = Recipients::parse([public.as_str()]).unwrap();
+        let mut w = rec.encrypt(Vec::new()).unwrap();
+        w.write_all(&vec![0u8; 100_000]).unwrap();
+        let sealed = w.finish().unwrap();
+        let end = age_header_end(&sealed).unwrap();
+        assert!(end < 300, "{end}");
+        assert!(sealed[..end].ends_with(b"\n"));
+        assert!(std::str::from_utf8(&sealed[..end])
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("--- "));
+        let mut bomb = b"age-encryption.org/v1\n".to_vec();
+        while bomb.len() <= MAX_AGE_HEADER {
+            bomb.extend_from_slice(b"-> X25519 AAAA\nAAAA\n");
+        }
+        bomb.extend_from_slice(b"--- AAAA\n");
+        assert_eq!(age_header_end(&bomb), None);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub(super) async fn restore(
         staging_dir: a.staging_dir,
         same_owner: a.same_owner,
         allow_system_db: a.allow_system_db,
+        allow_unencrypted: a.allow_unencrypted,
         cancel: intr.token(),
         identities,
         progress: Some(Arc::new(Progress::new())),

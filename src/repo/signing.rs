@@ -14,13 +14,18 @@ use std::fmt;
 use std::io::Cursor;
 use std::path::Path;
 
+use ct_codecs::Decoder as _;
+
 /// Largest signature file read (real ones are about 300 bytes).
 pub const MAX_SIGNATURE_BYTES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
     #[error("cannot read signing key {path}: {cause}")]
-    Read { path: String, cause: std::io::Error },
+    Read {
+        path: String,
+        cause: crate::sys::secret_file::SecretFileError,
+    },
     #[error("{what} is not a minisign {kind}: {why}")]
     Parse {
         what: String,
@@ -29,6 +34,8 @@ pub enum SigningError {
     },
     #[error("signing key {path} is password-protected; ccbackup signs unattended and needs an unencrypted key (`minisign -G -W` or `ccbackup keys generate`)")]
     Encrypted { path: String },
+    #[error("signing key {path} is corrupt ({why}); create a new pair with `ccbackup keys generate` or `minisign -G -W`")]
+    Corrupt { path: String, why: String },
     #[error("cannot sign the manifest: {0}")]
     Sign(String),
 }
@@ -48,30 +55,43 @@ impl fmt::Debug for Signer {
 impl Signer {
     pub fn load(path: &Path) -> Result<Signer, SigningError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|cause| SigningError::Read {
+        let text = crate::sys::secret_file::read(path).map_err(|cause| SigningError::Read {
             path: shown.clone(),
             cause,
         })?;
-        let boxed =
-            minisign::SecretKeyBox::from_string(&text).map_err(|e| SigningError::Parse {
-                what: shown.clone(),
-                kind: "secret key",
-                why: e.to_string(),
-            })?;
-        let key = boxed
-            .into_unencrypted_secret_key()
-            .map_err(|_| SigningError::Encrypted {
-                path: shown.clone(),
-            })?;
-        if key.is_encrypted() {
-            return Err(SigningError::Encrypted { path: shown });
-        }
+        let key = match secret_key(&text) {
+            Ok(k) => k,
+            Err(KeyProblem::NotAKey(why)) => {
+                return Err(SigningError::Parse {
+                    what: shown,
+                    kind: "secret key",
+                    why,
+                })
+            }
+            Err(KeyProblem::Protected) => return Err(SigningError::Encrypted { path: shown }),
+            Err(KeyProblem::Corrupt(why)) => {
+                return Err(SigningError::Corrupt { path: shown, why })
+            }
+        };
         let public =
-            minisign::PublicKey::from_secret_key(&key).map_err(|e| SigningError::Parse {
-                what: shown,
-                kind: "secret key",
+            minisign::PublicKey::from_secret_key(&key).map_err(|e| SigningError::Corrupt {
+                path: shown.clone(),
                 why: e.to_string(),
             })?;
+        // A key whose two halves do not belong together signs what its own
+        // public half rejects: find that now, not in the first backup.
+        let probe = b"ccbackup signing key check";
+        let works = minisign::sign(Some(&public), &key, Cursor::new(probe), None, None)
+            .ok()
+            .is_some_and(|sig| {
+                minisign::verify(&public, &sig, Cursor::new(probe), true, false, false).is_ok()
+            });
+        if !works {
+            return Err(SigningError::Corrupt {
+                path: shown,
+                why: "its secret and public halves do not belong together".into(),
+            });
+        }
         Ok(Signer { key, public })
     }
 
@@ -95,6 +115,65 @@ impl Signer {
             key: self.public.clone(),
         }
     }
+}
+
+/// Why a secret key file cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+enum KeyProblem {
+    /// Not a minisign secret key at all.
+    NotAKey(String),
+    /// Encrypted with a password (scrypt).
+    Protected,
+    /// A minisign key whose content is damaged.
+    Corrupt(String),
+}
+
+/// Length of a decoded minisign secret key: algorithms (3 x 2), salt (32),
+/// scrypt limits (2 x 8), key id (8), Ed25519 key (64), checksum (32).
+const SECRET_KEY_BYTES: usize = 158;
+const CHECKSUM_AT: usize = SECRET_KEY_BYTES - 32;
+
+/// Pure: the unencrypted secret key a minisign key file holds.
+///
+/// The stock `minisign -G -W` (0.11) leaves the checksum of an unencrypted
+/// key all zero, which the minisign crate reads as damage; such a key is
+/// accepted here (the caller still proves it signs). A non-zero checksum
+/// must match, so damage is told apart from a password.
+fn secret_key(text: &str) -> Result<minisign::SecretKey, KeyProblem> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+        .ok_or_else(|| KeyProblem::NotAKey("the file holds no key line".into()))?;
+    let bytes = ct_codecs::Base64::decode_to_vec(line, None)
+        .map_err(|_| KeyProblem::NotAKey("the key line is not base64".into()))?;
+    if bytes.len() != SECRET_KEY_BYTES {
+        return Err(KeyProblem::NotAKey(format!(
+            "the key is {} bytes long, a minisign secret key is {SECRET_KEY_BYTES}",
+            bytes.len()
+        )));
+    }
+    if &bytes[0..2] != b"Ed" {
+        return Err(KeyProblem::NotAKey(
+            "it is not an Ed25519 minisign key".into(),
+        ));
+    }
+    match &bytes[2..4] {
+        b"Sc" => return Err(KeyProblem::Protected),
+        [0, 0] => {}
+        _ => return Err(KeyProblem::Corrupt("unknown key encryption".into())),
+    }
+    if &bytes[4..6] != b"B2" {
+        return Err(KeyProblem::Corrupt("unknown checksum algorithm".into()));
+    }
+    let key =
+        minisign::SecretKey::from_bytes(&bytes).map_err(|e| KeyProblem::Corrupt(e.to_string()))?;
+    if bytes[CHECKSUM_AT..].iter().all(|&b| b == 0) {
+        return Ok(key);
+    }
+    minisign::SecretKeyBox::from_string(&format!("untrusted comment: -\n{line}\n"))
+        .and_then(|b| b.into_unencrypted_secret_key())
+        .map_err(|_| KeyProblem::Corrupt("its checksum does not match".into()))
 }
 
 /// A public key manifests must be signed with.
@@ -176,9 +255,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         std::fs::write(&p, secret).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = Signer::load(&p).unwrap();
         assert_eq!(Verifier::parse(&public, "pub").unwrap().to_base64(), b64);
         (dir, s, b64)
+    }
+
+    /// A key as the stock `minisign -G -W` writes it: checksum all zero.
+    fn stock_unencrypted(text: &str) -> (String, Vec<u8>) {
+        use ct_codecs::Encoder as _;
+        let line = text.lines().nth(1).unwrap();
+        let mut bytes = ct_codecs::Base64::decode_to_vec(line, None).unwrap();
+        let good = bytes.clone();
+        bytes[CHECKSUM_AT..].fill(0);
+        let enc = ct_codecs::Base64::encode_to_string(&bytes).unwrap();
+        (
+            format!("untrusted comment: minisign encrypted secret key\n{enc}\n"),
+            good,
+        )
+    }
+
+    #[test]
+    fn regression_issue22_stock_keys_pass_and_damage_is_not_a_password() {
+        use ct_codecs::Encoder as _;
+        let (secret, _, _) = generate().unwrap();
+        assert!(secret_key(&secret).is_ok());
+        let (stock, mut good) = stock_unencrypted(&secret);
+        assert!(secret_key(&stock).is_ok());
+        // A wrong non-zero checksum is damage.
+        good[CHECKSUM_AT] ^= 1;
+        let enc = ct_codecs::Base64::encode_to_string(&good).unwrap();
+        assert!(matches!(
+            secret_key(&format!("untrusted comment: x\n{enc}\n")),
+            Err(KeyProblem::Corrupt(_))
+        ));
+        // Scrypt-encrypted is a password, whatever its checksum says.
+        good[2..4].copy_from_slice(b"Sc");
+        let enc = ct_codecs::Base64::encode_to_string(&good).unwrap();
+        assert_eq!(
+            secret_key(&format!("untrusted comment: x\n{enc}\n")).err(),
+            Some(KeyProblem::Protected)
+        );
+        assert!(matches!(
+            secret_key("untrusted comment: x\nnot base64!\n"),
+            Err(KeyProblem::NotAKey(_))
+        ));
     }
 
     #[test]

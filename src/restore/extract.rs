@@ -61,6 +61,7 @@ mod chain;
 mod check;
 mod glob;
 mod place;
+mod room;
 mod stage;
 
 use std::ffi::CStr;
@@ -98,6 +99,10 @@ pub struct ExtractOptions {
     /// the archived uid/gid and keep the full mode. Off: files belong to the
     /// restoring user and setuid/setgid are cleared.
     pub same_owner: bool,
+    /// Before writing, refuse a tree whose files and directories (one
+    /// block and one inode each at least) do not fit the destination's
+    /// file system. Restore always sets it.
+    pub check_room: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,6 +113,9 @@ pub struct ExtractReport {
     pub bytes: u64,
     /// Directories created (dry run: that would be created).
     pub dirs_created: u64,
+    /// Directory entries in the archive, existing at the destination or
+    /// not: each is made in staging first.
+    pub dirs_seen: u64,
     /// Existing files or symlinks replaced (only with `force`).
     pub replaced: u64,
     /// Existing targets left alone because `force` was off
@@ -132,6 +140,8 @@ pub enum ExtractError {
     BadPattern { pattern: String, why: &'static str },
     #[error("cannot read the archive: {0}")]
     Archive(io::Error),
+    #[error("not enough space on {} for the restored tree: {why}; nothing was written", path.display())]
+    NoRoom { path: PathBuf, why: String },
     #[error("refusing archive entry {}: {why}; nothing was restored", path.display())]
     UnsafePath { path: PathBuf, why: &'static str },
     #[error("restored rrd file {} is invalid: {reason}; nothing was restored", path.display())]
@@ -249,6 +259,18 @@ pub fn extract_tree_checked<R: Read>(
     )?;
     if opts.dry_run {
         return Ok(plan);
+    }
+    if opts.check_room {
+        let (free, probe) = room::free_at(dest).map_err(|cause| ExtractError::Dest {
+            path: dest.to_path_buf(),
+            cause,
+        })?;
+        let need = room::Need {
+            files: plan.written,
+            dirs: plan.dirs_seen,
+            bytes: plan.bytes,
+        };
+        room::decide(need, free).map_err(|why| ExtractError::NoRoom { path: probe, why })?;
     }
     if !opts.force && !plan.would_replace.is_empty() {
         return Err(ExtractError::WouldReplace {

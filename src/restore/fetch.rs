@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::progress::{Phase, Progress};
 use crate::repo::manifest::Artifact;
 use crate::repo::store::{artifact_path, Repo};
@@ -33,6 +35,8 @@ pub enum FetchError {
         path: String,
         source: std::io::Error,
     },
+    #[error("reading {key} was interrupted")]
+    Cancelled { key: String },
     #[error("not enough space in {dir} to stage {key}: need {need} bytes, {free} free")]
     NoSpace {
         dir: String,
@@ -45,12 +49,15 @@ pub enum FetchError {
 /// Streams the artifact through `sink` while checking it; returns an error if
 /// the size or checksum differ from the manifest. The sink sees every byte
 /// before the verdict, so callers must not *apply* what they wrote until
-/// this returns `Ok` (stage to a file, or only hash).
+/// this returns `Ok` (stage to a file, or only hash). The sink never sees
+/// more than `stored_bytes`: the size the store reports is checked before
+/// the first byte, and reading stops the moment more arrive.
 pub async fn stream_verified(
     repo: &Repo,
     job: &str,
     id: &str,
     art: &Artifact,
+    cancel: &CancellationToken,
     mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<(), FetchError> {
     let key = artifact_path(job, id, &art.key);
@@ -59,12 +66,25 @@ pub async fn stream_verified(
         key: key_s.clone(),
         source,
     };
-    let mut stream = repo.store.get(&key).await.map_err(read_err)?.into_stream();
+    let got = repo.store.get(&key).await.map_err(read_err)?;
+    if got.meta.size != art.stored_bytes {
+        return Err(size_differs(art, &key_s, got.meta.size.to_string()));
+    }
+    let mut stream = got.into_stream();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    while let Some(chunk) = stream.try_next().await.map_err(read_err)? {
-        hasher.update(&chunk);
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled { key: key_s }),
+            c = stream.try_next() => c.map_err(read_err)?,
+        };
+        let Some(chunk) = chunk else { break };
         size += chunk.len() as u64;
+        if size > art.stored_bytes {
+            return Err(too_long(art, &key_s));
+        }
+        hasher.update(&chunk);
         sink(&chunk).map_err(|source| FetchError::Stage {
             path: key_s.clone(),
             source,
@@ -73,15 +93,24 @@ pub async fn stream_verified(
     compare(art, &key_s, size, hasher)
 }
 
+fn size_differs(art: &Artifact, key: &str, found: String) -> FetchError {
+    FetchError::Corrupt {
+        key: key.to_owned(),
+        what: "size differs",
+        expected: art.stored_bytes.to_string(),
+        found,
+    }
+}
+
+/// More bytes arrived than the manifest records; reading stopped there.
+fn too_long(art: &Artifact, key: &str) -> FetchError {
+    size_differs(art, key, format!("more than {}", art.stored_bytes))
+}
+
 /// Compares what was read with what the manifest recorded.
 fn compare(art: &Artifact, key: &str, size: u64, hasher: Sha256) -> Result<(), FetchError> {
     if size != art.stored_bytes {
-        return Err(FetchError::Corrupt {
-            key: key.to_owned(),
-            what: "size differs",
-            expected: art.stored_bytes.to_string(),
-            found: size.to_string(),
-        });
+        return Err(size_differs(art, key, size.to_string()));
     }
     let sum = hex::encode(hasher.finalize());
     if sum != art.sha256 {
@@ -95,23 +124,49 @@ fn compare(art: &Artifact, key: &str, size: u64, hasher: Sha256) -> Result<(), F
     Ok(())
 }
 
+/// How a blocking read of a local artifact ended early.
+enum LocalStop {
+    Io(std::io::Error),
+    TooLong,
+    Cancelled,
+}
+
+impl From<std::io::Error> for LocalStop {
+    fn from(e: std::io::Error) -> Self {
+        LocalStop::Io(e)
+    }
+}
+
 /// Hashes a local store file with large reads on a blocking thread (the
 /// object store's generic reader goes through small chunks, several times
 /// slower), copying it into `copy_to` on the way when given. The file is
 /// opened once, without following symlinks: what is hashed is what is
-/// copied, so a store file swapped after the check cannot be applied.
+/// copied, so a store file swapped after the check cannot be applied. Its
+/// size is checked before the first read and never more than
+/// `stored_bytes` are read; `cancel` stops the loop at the next chunk
+/// (the blocking thread would otherwise outlive the command).
 async fn hash_local_file(
     file: std::fs::File,
     key: String,
     art: &Artifact,
     copy_to: Option<&Path>,
     progress: &Arc<Progress>,
+    cancel: &CancellationToken,
 ) -> Result<(), FetchError> {
+    let on_disk = file.metadata().map_err(|source| FetchError::Stage {
+        path: key.clone(),
+        source,
+    })?;
+    if on_disk.len() != art.stored_bytes {
+        return Err(size_differs(art, &key, on_disk.len().to_string()));
+    }
     let k = key.clone();
     let progress = progress.clone();
     let copy_to = copy_to.map(Path::to_owned);
     let cleanup = copy_to.clone();
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Sha256)> {
+    let limit = art.stored_bytes;
+    let stop = cancel.clone();
+    let read = tokio::task::spawn_blocking(move || -> Result<(u64, Sha256), LocalStop> {
         use std::io::Read;
         let mut f = file;
         let mut out = match &copy_to {
@@ -125,6 +180,9 @@ async fn hash_local_file(
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         loop {
+            if stop.is_cancelled() {
+                return Err(LocalStop::Cancelled);
+            }
             let n = f.read(&mut buf)?;
             if n == 0 {
                 if let Some(w) = &mut out {
@@ -132,8 +190,11 @@ async fn hash_local_file(
                 }
                 return Ok((size, hasher));
             }
-            hasher.update(&buf[..n]);
             size += n as u64;
+            if size > limit {
+                return Err(LocalStop::TooLong);
+            }
+            hasher.update(&buf[..n]);
             progress.add_done(n as u64);
             if let Some(w) = &mut out {
                 w.write_all(&buf[..n])?;
@@ -145,9 +206,13 @@ async fn hash_local_file(
         path: k.clone(),
         source: std::io::Error::other(e.to_string()),
     })?
-    .map_err(|source| FetchError::Stage {
-        path: k.clone(),
-        source,
+    .map_err(|stop| match stop {
+        LocalStop::Io(source) => FetchError::Stage {
+            path: k.clone(),
+            source,
+        },
+        LocalStop::TooLong => too_long(art, &k),
+        LocalStop::Cancelled => FetchError::Cancelled { key: k.clone() },
     });
     let checked = read.and_then(|(size, hasher)| compare(art, &key, size, hasher));
     if checked.is_err() {
@@ -193,6 +258,7 @@ pub async fn stage(
     art: &Artifact,
     dest: &Path,
     progress: &Progress,
+    cancel: &CancellationToken,
 ) -> Result<(), FetchError> {
     let stage_err = |source| FetchError::Stage {
         path: dest.display().to_string(),
@@ -201,7 +267,7 @@ pub async fn stage(
     check_space(dest, art)?;
     let file = std::fs::File::create(dest).map_err(stage_err)?;
     let mut w = std::io::BufWriter::with_capacity(1024 * 1024, file);
-    let result = stream_verified(repo, job, id, art, |b| {
+    let result = stream_verified(repo, job, id, art, cancel, |b| {
         progress.add_stored_bytes(b.len() as u64);
         progress.add_done(b.len() as u64);
         w.write_all(b)
@@ -221,12 +287,13 @@ pub async fn verify(
     id: &str,
     art: &Artifact,
     progress: &Arc<Progress>,
+    cancel: &CancellationToken,
 ) -> Result<(), FetchError> {
     if let Some(f) = local_file(repo, job, id, art)? {
         let key = artifact_path(job, id, &art.key).to_string();
-        return hash_local_file(f, key, art, None, progress).await;
+        return hash_local_file(f, key, art, None, progress, cancel).await;
     }
-    stream_verified(repo, job, id, art, |b| {
+    stream_verified(repo, job, id, art, cancel, |b| {
         progress.add_stored_bytes(b.len() as u64);
         progress.add_done(b.len() as u64);
         Ok(())
@@ -270,15 +337,16 @@ pub async fn verified_local(
     art: &Artifact,
     stage_path: &Path,
     progress: &Arc<Progress>,
+    cancel: &CancellationToken,
 ) -> Result<std::path::PathBuf, FetchError> {
     if let Some(f) = local_file(repo, job, id, art)? {
         progress.start_phase(Phase::Checking, art.stored_bytes);
         check_space(stage_path, art)?;
         let key = artifact_path(job, id, &art.key).to_string();
-        hash_local_file(f, key, art, Some(stage_path), progress).await?;
+        hash_local_file(f, key, art, Some(stage_path), progress, cancel).await?;
         return Ok(stage_path.to_owned());
     }
     progress.start_phase(Phase::Downloading, art.stored_bytes);
-    stage(repo, job, id, art, stage_path, progress).await?;
+    stage(repo, job, id, art, stage_path, progress, cancel).await?;
     Ok(stage_path.to_owned())
 }

@@ -682,6 +682,7 @@ COMMENT ON TABLESPACE ts1 IS 'ts';
         let existing = Existing {
             roles: ["old".to_owned()].into(),
             tablespaces: ["ts".to_owned()].into(),
+            ..Default::default()
         };
         let actions = |keep| -> Vec<(Action, PasswordChange)> {
             plan(check(sql).unwrap(), &existing, keep)
@@ -737,6 +738,45 @@ COMMENT ON TABLESPACE ts1 IS 'ts';
             "{d}"
         );
         assert!(!d.contains("h1") && !d.contains("h2"), "{d}");
+        assert!(
+            d.contains("new roles that would get the backup's password: `new`"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn regression_issue22_session_roles_are_the_restoring_role() {
+        let sql = "ALTER ROLE CURRENT_USER WITH PASSWORD 'a';\n\
+            ALTER ROLE session_user PASSWORD 'b';\nALTER ROLE Current_Role PASSWORD 'c';\n\
+            ALTER ROLE \"current_user\" PASSWORD 'd';\n";
+        let existing = Existing {
+            roles: ["admin".to_owned(), "login".to_owned()].into(),
+            current_user: "admin".into(),
+            session_user: "login".into(),
+            ..Default::default()
+        };
+        let planned = plan(check(sql).unwrap(), &existing, true);
+        let seen: Vec<(Option<&str>, PasswordChange)> = planned
+            .iter()
+            .map(|p| (p.checked.object.as_deref(), p.password))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (Some("admin"), PasswordChange::Kept),
+                (Some("login"), PasswordChange::Kept),
+                (Some("admin"), PasswordChange::Kept),
+                // Quoted, it is a role of that name (new here).
+                (Some("current_user"), PasswordChange::None),
+            ]
+        );
+        let d = describe(&plan(check(sql).unwrap(), &existing, false)).join("\n");
+        assert!(d.contains("existing role `admin` would get the backup's attributes; its password would be REPLACED"), "{d}");
+        assert!(d.contains("existing role `login`"), "{d}");
+        assert!(
+            d.contains("new roles that would get the backup's password: `current_user`"),
+            "{d}"
+        );
     }
 
     #[test]

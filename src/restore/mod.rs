@@ -33,7 +33,7 @@ use crate::sys::child::ChildError;
 use database::{apply_globals, restore_database, DbLeft};
 use fetch::FetchError;
 use globals::GlobalsError;
-pub use plan::{check_target, plan, TargetState, SYSTEM_DATABASES};
+pub use plan::{check_named, check_target, plan, refuse_downgrade, TargetState, SYSTEM_DATABASES};
 use plan::{configured_tree, dump_major, pg_config, target_state};
 use tree::{describe_tree, recorded_root_note, restore_tree};
 
@@ -64,6 +64,9 @@ pub struct RestoreRequest {
     pub staging_dir: Option<PathBuf>,
     pub same_owner: bool,
     pub allow_system_db: bool,
+    /// Restore unencrypted artifacts although the job encrypts (older
+    /// backups); without it such an artifact is refused as a downgrade.
+    pub allow_unencrypted: bool,
     /// Fired on SIGINT/SIGTERM: stop children, undo what this restore
     /// created, leave the destination as it was.
     pub cancel: CancellationToken,
@@ -151,6 +154,12 @@ pub async fn run(
     // Check database targets and versions first: refuse before downloading.
     let mut report = Vec::new();
     for step in &steps {
+        let a = step.artifact();
+        if let Err(why) = refuse_downgrade(job.encryption.is_some(), a, req.allow_unencrypted) {
+            refuse_or_report(&mut report, req, why)?;
+        }
+    }
+    for step in &steps {
         if let Step::Database {
             artifact,
             database,
@@ -158,6 +167,9 @@ pub async fn run(
         } = step
         {
             let cfg = pg_config(job, &artifact.source)?;
+            if let Err(why) = check_named(&cfg.databases, database, target, req) {
+                refuse_or_report(&mut report, req, why)?;
+            }
             let admin = conn::connect(cfg, &cfg.maintenance_db).await?;
             // The client is chosen now, so a missing or unfit one refuses
             // the restore before anything is downloaded.
@@ -217,7 +229,7 @@ pub async fn run(
         let a = step.artifact();
         let path = staging.path().join(format!("{i}.zst"));
         let fetched = tokio::select! {
-            r = fetch::verified_local(repo, &m.job, &m.id, a, &path, &progress) => r?,
+            r = fetch::verified_local(repo, &m.job, &m.id, a, &path, &progress, &req.cancel) => r?,
             // Nothing has been applied yet; the staging directory goes
             // with `staging` when this returns.
             _ = req.cancel.cancelled() => return Err(RestoreError::Interrupted {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use tokio_postgres::Client;
 
 use super::{RestoreError, RestoreRequest, Step};
-use crate::config::{JobConfig, PostgresConfig, SourceKind};
+use crate::config::{DatabaseSelection, JobConfig, PostgresConfig, SourceKind};
 use crate::pg::conn::{self, PgError};
 use crate::pg::tools;
 use crate::repo::manifest::{Artifact, ArtifactKind, Manifest};
@@ -127,6 +127,47 @@ pub fn plan(
     Ok(steps)
 }
 
+/// Pure: a job that encrypts never takes an unencrypted artifact as
+/// genuine. Anyone who can write to the store can plant plaintext (the
+/// recipients are public, so it proves nothing either way, but plaintext
+/// also skips the identity check); backups from before encryption was
+/// switched on need the operator's `--allow-unencrypted`.
+pub fn refuse_downgrade(job_encrypts: bool, a: &Artifact, allowed: bool) -> Result<(), String> {
+    if !job_encrypts || a.encryption.is_some() || allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is stored unencrypted but this job encrypts its backups: refusing a possible \
+         downgrade planted in the store; if the backup predates encryption, restore it with \
+         --allow-unencrypted",
+        a.key.escape_debug()
+    ))
+}
+
+/// Pure: a dump goes only into a database the operator chose: one the
+/// source's `databases:` lists, or one named on the command line
+/// (`--database`, `--target-db`). A manifest cannot pick another.
+pub fn check_named(
+    configured: &DatabaseSelection,
+    database: &str,
+    target: &str,
+    req: &RestoreRequest,
+) -> Result<(), String> {
+    let named_here = req.target_db.as_deref() == Some(target)
+        || (req.target_db.is_none() && req.database.as_deref() == Some(database));
+    match configured {
+        _ if named_here => Ok(()),
+        DatabaseSelection::All => Ok(()),
+        DatabaseSelection::Named(list) if list.iter().any(|d| d == target) => Ok(()),
+        DatabaseSelection::Named(list) => Err(format!(
+            "the backup names database `{}`, which the source's configuration does not list \
+             ({}); restore it only if you mean to, with --database {0} (or --target-db NAME)",
+            database.escape_debug(),
+            list.join(", ")
+        )),
+    }
+}
+
 /// The path of the rrd or files source `name` in the job's configuration.
 pub(super) fn configured_tree(job: &JobConfig, name: &str) -> Option<PathBuf> {
     job.sources.iter().find_map(|s| match &s.kind {
@@ -238,4 +279,68 @@ pub(super) fn dump_major(a: &Artifact) -> u32 {
         .as_ref()
         .map(|p| tools::server_major(p.server_version_num))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::manifest::{Compression, EncryptionInfo};
+
+    fn art(encrypted: bool) -> Artifact {
+        Artifact {
+            key: "etc.tar.zst".into(),
+            source: "etc".into(),
+            kind: ArtifactKind::FilesTar,
+            raw_bytes: 1,
+            stored_bytes: 1,
+            sha256: String::new(),
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level: 3,
+            },
+            postgres: None,
+            tree: None,
+            encryption: encrypted.then(|| EncryptionInfo {
+                format: "age".into(),
+                recipients: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn regression_issue22_plaintext_in_an_encrypting_job_needs_the_operator() {
+        assert!(refuse_downgrade(false, &art(false), false).is_ok());
+        assert!(refuse_downgrade(true, &art(true), false).is_ok());
+        let err = refuse_downgrade(true, &art(false), false).unwrap_err();
+        assert!(err.contains("--allow-unencrypted"), "{err}");
+        assert!(refuse_downgrade(true, &art(false), true).is_ok());
+    }
+
+    #[test]
+    fn regression_issue22_only_configured_or_named_databases_are_targets() {
+        let listed = DatabaseSelection::Named(vec!["ct-vis".into()]);
+        let none = RestoreRequest::default();
+        assert!(check_named(&listed, "ct-vis", "ct-vis", &none).is_ok());
+        assert!(check_named(&DatabaseSelection::All, "x", "x", &none).is_ok());
+        let err = check_named(&listed, "other", "other", &none).unwrap_err();
+        assert!(err.contains("--database other"), "{err}");
+        let by_name = RestoreRequest {
+            database: Some("other".into()),
+            ..Default::default()
+        };
+        assert!(check_named(&listed, "other", "other", &by_name).is_ok());
+        let to_copy = RestoreRequest {
+            database: Some("other".into()),
+            target_db: Some("copy".into()),
+            ..Default::default()
+        };
+        assert!(check_named(&listed, "other", "copy", &to_copy).is_ok());
+        // --database alone does not license a target the manifest renames.
+        let renamed = RestoreRequest {
+            target_db: None,
+            database: Some("ct-vis".into()),
+            ..Default::default()
+        };
+        assert!(check_named(&listed, "other", "other", &renamed).is_err());
+    }
 }

@@ -9,6 +9,11 @@ use std::io::{self, Read};
 
 /// Largest GNU long name/link or pax header accepted.
 pub const MAX_META: u64 = 64 * 1024;
+/// Most extension blocks of a GNU sparse map accepted (21 extents each).
+/// ccbackup never writes sparse entries; the tar reader keeps about 1 KiB
+/// of memory per block, so a crafted map of millions would decide how much
+/// memory a restore takes.
+pub const MAX_SPARSE_EXTENSIONS: u32 = 16;
 const BLOCK: usize = 512;
 
 pub struct TarCap<R> {
@@ -20,6 +25,9 @@ pub struct TarCap<R> {
     pax: Option<Vec<u8>>,
     /// A pax `size` record that overrides the next entry's header size.
     next_size: Option<u64>,
+    /// Inside a GNU sparse map: extension blocks seen so far, and the
+    /// entry's data (padded) that follows the last one.
+    sparse: Option<(u32, u64)>,
 }
 
 impl<R> TarCap<R> {
@@ -30,6 +38,7 @@ impl<R> TarCap<R> {
             data_left: 0,
             pax: None,
             next_size: None,
+            sparse: None,
         }
     }
 }
@@ -96,6 +105,23 @@ impl<R> TarCap<R> {
                 continue;
             }
             let h = std::mem::take(&mut self.header);
+            if let Some((seen, data)) = self.sparse {
+                let seen = seen + 1;
+                if seen > MAX_SPARSE_EXTENSIONS {
+                    return Err(refuse(format!(
+                        "archive has a sparse entry with more than {MAX_SPARSE_EXTENSIONS} map \
+                         extension blocks; ccbackup never writes sparse entries"
+                    )));
+                }
+                // Byte 504 of an extension block: another one follows.
+                if h[504] != 0 {
+                    self.sparse = Some((seen, data));
+                } else {
+                    self.sparse = None;
+                    self.data_left = data;
+                }
+                continue;
+            }
             if h.iter().all(|&b| b == 0) {
                 continue;
             }
@@ -124,6 +150,11 @@ impl<R> TarCap<R> {
             }
             self.pax = (kind == b'x').then(Vec::new);
             self.data_left = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+            // GNU sparse: byte 482 says extension blocks come before the data.
+            if kind == b'S' && h[482] != 0 {
+                self.sparse = Some((0, self.data_left));
+                self.data_left = 0;
+            }
             if self.data_left == 0 {
                 if let Some(p) = self.pax.take() {
                     self.next_size = pax_size(&p);
@@ -185,6 +216,60 @@ mod tests {
         let data = archive(200_000);
         let err = drain(&data).unwrap_err().to_string();
         assert!(err.contains("long-name"), "{err}");
+    }
+
+    /// A GNU sparse entry whose map has `ext` extension blocks of empty
+    /// extents, then a plain file.
+    pub(crate) fn sparse_bomb(ext: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let octal = |v: u64| -> [u8; 12] {
+            let mut f = [0u8; 12];
+            f[..11].copy_from_slice(format!("{v:011o}").as_bytes());
+            f
+        };
+        let extents = 4 + 21 * ext as u64;
+        let mut h = tar::Header::new_gnu();
+        h.set_path("sparse").unwrap();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(0);
+        h.set_mode(0o644);
+        {
+            let g = h.as_gnu_mut().unwrap();
+            for (i, e) in g.sparse.iter_mut().enumerate() {
+                e.offset = octal(i as u64 + 1);
+                e.numbytes = octal(0);
+            }
+            g.isextended[0] = u8::from(ext > 0);
+            g.realsize = octal(extents);
+        }
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        for b in 0..ext {
+            let mut block = [0u8; 512];
+            for i in 0..21u64 {
+                let at = (i * 24) as usize;
+                let off = 5 + b as u64 * 21 + i;
+                block[at..at + 12].copy_from_slice(&octal(off));
+                block[at + 12..at + 24].copy_from_slice(&octal(0));
+            }
+            block[504] = u8::from(b + 1 < ext);
+            out.extend_from_slice(&block);
+        }
+        let mut b = tar::Builder::new(out);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, "after", &b"hello"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn regression_issue22_sparse_maps_are_bounded_and_the_walk_stays_in_step() {
+        let small = sparse_bomb(2);
+        assert_eq!(drain(&small).unwrap(), ["sparse", "after"]);
+        let big = sparse_bomb(MAX_SPARSE_EXTENSIONS as usize + 1);
+        let err = drain(&big).unwrap_err().to_string();
+        assert!(err.contains("sparse"), "{err}");
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub(super) async fn restore_tree(
         validate_rrd: a.kind == ArtifactKind::RrdTar,
         dry_run: req.dry_run,
         same_owner: req.same_owner,
+        check_room: true,
     };
     let opener = Opener {
         path: staged.to_owned(),

@@ -64,7 +64,7 @@ pub async fn verify_backup(
             restore_check(repo, job, m, a, opts).await.err()
         } else {
             opts.progress.start_phase(Phase::Checking, a.stored_bytes);
-            fetch::verify(repo, &m.job, &m.id, a, &opts.progress)
+            fetch::verify(repo, &m.job, &m.id, a, &opts.progress, &opts.cancel)
                 .await
                 .err()
                 .map(|e| chain(&e).to_string())
@@ -85,6 +85,7 @@ async fn restore_check(
     a: &Artifact,
     opts: &VerifyOptions,
 ) -> Result<(), String> {
+    restore::refuse_downgrade(job.encryption.is_some(), a, false)?;
     if a.kind == ArtifactKind::PgDump {
         // The restore stages and verifies the artifact itself.
         return restore_test_db(repo, job, m, a, opts).await;
@@ -97,9 +98,17 @@ async fn restore_check(
         .tempdir()
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let staged_at = dir.path().join("artifact.zst");
-    let staged = fetch::verified_local(repo, &m.job, &m.id, a, &staged_at, &opts.progress)
-        .await
-        .map_err(|e: FetchError| chain(&e).to_string())?;
+    let staged = fetch::verified_local(
+        repo,
+        &m.job,
+        &m.id,
+        a,
+        &staged_at,
+        &opts.progress,
+        &opts.cancel,
+    )
+    .await
+    .map_err(|e: FetchError| chain(&e).to_string())?;
     opts.progress.start_phase(Phase::Testing, a.raw_bytes);
     let opener = Opener {
         path: staged,

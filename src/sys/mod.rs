@@ -5,6 +5,7 @@
 
 pub mod child;
 pub mod fs;
+pub mod secret_file;
 pub mod walk;
 
 /// This machine's name as the kernel knows it (what manifests, leases and

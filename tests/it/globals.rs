@@ -272,31 +272,77 @@ impl Tampered {
         Tampered { ws, cfg, _db: db }
     }
 
-    /// Replaces the stored globals with `text` the way an attacker with
-    /// write access to the bucket would: new artifact, manifest checksum and
-    /// sizes fixed up. The dumps are dropped from the manifest so that a
-    /// restore only concerns the globals.
     fn replace_globals(&self, text: &str) {
-        let mpath = self.ws.manifests().remove(0);
-        let mut m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
-        let arts = m["artifacts"].as_array_mut().unwrap();
-        arts.retain(|a| a["kind"] != "pg_dump");
-        let g = arts.iter_mut().find(|a| a["kind"] == "pg_globals").unwrap();
-        let path = mpath.parent().unwrap().join(g["key"].as_str().unwrap());
-        assert!(path.exists(), "{}", path.display());
-        let compressed = zstd::stream::encode_all(text.as_bytes(), 3).unwrap();
-        std::fs::write(&path, &compressed).unwrap();
-        g["sha256"] = serde_json::json!(sha256_file(&path));
-        g["stored_bytes"] = serde_json::json!(compressed.len());
-        g["raw_bytes"] = serde_json::json!(text.len());
-        std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        replace_globals(&self.ws, text);
     }
 
     fn restore(&self, extra: &[&str]) -> Run {
         let mut args = vec!["restore", "--globals"];
         args.extend_from_slice(extra);
         ccbackup(&self.cfg, &args)
+    }
+}
+
+/// Replaces the stored globals with `text` the way an attacker with write
+/// access to the bucket would: new artifact, manifest checksum and sizes
+/// fixed up. The dumps are dropped from the manifest so that a restore only
+/// concerns the globals.
+fn replace_globals(ws: &Workspace, text: &str) {
+    let mpath = ws.manifests().remove(0);
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let arts = m["artifacts"].as_array_mut().unwrap();
+    arts.retain(|a| a["kind"] != "pg_dump");
+    let g = arts.iter_mut().find(|a| a["kind"] == "pg_globals").unwrap();
+    let path = mpath.parent().unwrap().join(g["key"].as_str().unwrap());
+    assert!(path.exists(), "{}", path.display());
+    let compressed = zstd::stream::encode_all(text.as_bytes(), 3).unwrap();
+    std::fs::write(&path, &compressed).unwrap();
+    g["sha256"] = serde_json::json!(sha256_file(&path));
+    g["stored_bytes"] = serde_json::json!(compressed.len());
+    g["raw_bytes"] = serde_json::json!(text.len());
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn regression_issue22_keep_role_passwords_covers_current_user_and_friends() {
+    let c = Cluster::start();
+    c.sql("postgres", "ALTER ROLE postgres PASSWORD 'the real one'");
+    c.sql("postgres", "CREATE DATABASE gdb");
+    let ws = Workspace::new();
+    let cfg = c.config(&ws);
+    backup(&cfg);
+    let before = c.password_hash("postgres");
+    for who in ["CURRENT_USER", "SESSION_USER", "CURRENT_ROLE"] {
+        replace_globals(
+            &ws,
+            &format!(
+                "ALTER ROLE {who} WITH PASSWORD 'planted';\nCREATE ROLE planted_login;\nALTER ROLE planted_login WITH LOGIN PASSWORD 'planted';\n"
+            ),
+        );
+        let args = ["restore", "--globals", "--keep-role-passwords"];
+        let dry = ccbackup(&cfg, &[&args[..], &["--dry-run"]].concat());
+        dry.expect_ok();
+        let out = dry.stdout();
+        assert!(
+            out.contains("existing role `postgres` would get the backup's attributes; its password would be kept"),
+            "{who}: {out}"
+        );
+        assert!(
+            out.contains("new roles that would get the backup's password: `planted_login`"),
+            "{who}: {out}"
+        );
+        let dry = ccbackup(&cfg, &["restore", "--globals", "--dry-run"]);
+        assert!(
+            dry.stdout().contains(
+                "`postgres` would get the backup's attributes; its password would be REPLACED"
+            ),
+            "{who}: {}",
+            dry.stdout()
+        );
+        let run = ccbackup(&cfg, &args);
+        run.expect_ok();
+        assert_eq!(c.password_hash("postgres"), before, "{who} replaced it");
+        c.sql("postgres", "DROP ROLE planted_login");
     }
 }
 

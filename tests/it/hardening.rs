@@ -347,7 +347,7 @@ use crate::support_s3;
 /// Exit code and peak RSS in KiB of a ccbackup run, measured by GNU time:
 /// the rusage of a child forked from this (large) test process would count
 /// the test's own pages until the exec.
-fn run_measuring_rss(cfg: &Path, args: &[&str]) -> (i32, i64) {
+pub fn run_measuring_rss(cfg: &Path, args: &[&str]) -> (i32, i64) {
     require_tool("/usr/bin/time");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rss");

@@ -21,6 +21,7 @@ mod globals;
 mod guard;
 mod hardening;
 mod hostile_catalog;
+mod hostile_restore;
 mod interrupt;
 mod layout;
 mod lock;

@@ -96,6 +96,7 @@ impl Sink for Checker<'_> {
     }
 
     fn dir(&mut self, rel: &Path, _meta: Meta) -> Result<(), ExtractError> {
+        self.report.dirs_seen += 1;
         let (parent, name) = split(rel);
         let Some(pfd) = self.parent(parent, rel)? else {
             self.report.dirs_created += 1;

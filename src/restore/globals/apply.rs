@@ -6,6 +6,7 @@ use std::io::BufReader;
 
 use tokio_postgres::Client;
 
+use super::split::TokKind;
 use super::{
     check_all, password_clauses, printable, redacted, without_password, CheckError, Checked, Kind,
 };
@@ -81,6 +82,25 @@ pub enum Action {
 pub struct Existing {
     pub roles: HashSet<String>,
     pub tablespaces: HashSet<String>,
+    /// The roles `CURRENT_USER`/`CURRENT_ROLE` and `SESSION_USER` stand
+    /// for in the restoring session.
+    pub current_user: String,
+    pub session_user: String,
+}
+
+/// Pure: the role an `ALTER ROLE` really changes. pg_dumpall never writes
+/// `CURRENT_USER`, `CURRENT_ROLE` or `SESSION_USER`, but the server takes
+/// them (unquoted) as the restoring role itself, which always exists: a
+/// planted one must be judged, kept and shown as that role.
+fn altered_role(c: &Checked, existing: &Existing) -> Option<String> {
+    if c.kind != Kind::AlterRole || c.stmt.tokens.get(2)?.kind != TokKind::Word {
+        return None;
+    }
+    match c.object.as_deref()? {
+        "current_user" | "current_role" => Some(existing.current_user.clone()),
+        "session_user" => Some(existing.session_user.clone()),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,13 +118,18 @@ pub struct Planned {
 pub fn plan(checked: Vec<Checked>, existing: &Existing, keep_passwords: bool) -> Vec<Planned> {
     checked
         .into_iter()
-        .map(|c| {
+        .map(|mut c| {
+            let session_role = altered_role(&c, existing);
+            if let Some(role) = &session_role {
+                c.object = Some(role.clone());
+            }
             let set = match c.kind {
                 Kind::CreateRole | Kind::AlterRole => Some(&existing.roles),
                 Kind::CreateTablespace | Kind::AlterTablespace => Some(&existing.tablespaces),
                 _ => None,
             };
-            let exists = set.is_some_and(|set| c.object.as_ref().is_some_and(|o| set.contains(o)));
+            let exists = session_role.is_some()
+                || set.is_some_and(|set| c.object.as_ref().is_some_and(|o| set.contains(o)));
             let has_password = !password_clauses(&c.stmt).is_empty();
             let execute = Action::Execute(c.stmt.text.clone());
             let (action, password) = match &c.kind {
@@ -191,6 +216,27 @@ pub fn describe(planned: &[Planned]) -> Vec<String> {
             printable(&role, 64)
         ));
     }
+    let new_passwords: Vec<String> = planned
+        .iter()
+        .filter(|p| {
+            matches!(p.checked.kind, Kind::CreateRole | Kind::AlterRole)
+                && !p.existing
+                && matches!(p.action, Action::Execute(_))
+                && !password_clauses(&p.checked.stmt).is_empty()
+        })
+        .filter_map(|p| p.checked.object.clone())
+        .fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        });
+    if !new_passwords.is_empty() {
+        lines.push(format!(
+            "new roles that would get the backup's password: {}",
+            name_list(&new_passwords)
+        ));
+    }
     lines.push(format!(
         "would create tablespaces: {}",
         name_list(&names(Kind::CreateTablespace, false))
@@ -246,7 +292,13 @@ async fn existing(cfg: &PostgresConfig, client: &Client) -> Result<Existing, Glo
             .map_err(|source| query_error(cfg, what, source))?;
         Ok::<HashSet<String>, GlobalsError>(rows.iter().map(|r| r.get(0)).collect())
     };
+    let who = client
+        .query_one("SELECT current_user::text, session_user::text", &[])
+        .await
+        .map_err(|source| query_error(cfg, "looking up the restoring role", source))?;
     Ok(Existing {
+        current_user: who.get(0),
+        session_user: who.get(1),
         roles: names(
             "SELECT rolname::text FROM pg_catalog.pg_roles",
             "looking up existing roles",
