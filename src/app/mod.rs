@@ -152,6 +152,9 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
     match cli.command {
         Command::CheckConfig => {
             cfg.require_secrets()?;
+            for w in &cfg.path_warnings {
+                println!("warning: {}", w.render(&cfg.path));
+            }
             let clients = clients::check(&cfg).await;
             for line in &clients.notes {
                 println!("{line}");
@@ -206,6 +209,14 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::Policy(_) | Command::Keys(_) | Command::Healthcheck { .. } => Ok(()),
         Command::Daemon { listen } => {
             cfg.require_secrets()?;
+            for w in &cfg.path_warnings {
+                tracing::warn!(
+                    key = %w.key,
+                    line = w.line,
+                    "{}; the daemon starts anyway",
+                    w.message
+                );
+            }
             daemon::daemon(cfg, listen).await
         }
         Command::Schedule { job, count, after } => {

@@ -103,7 +103,7 @@ pub(super) fn source(
         SourceKind::Rrd(rrd(&r.value, &format!("{key}.rrd"), p)?)
     } else if let Some(f) = &raw.files {
         SourceKind::Files(FilesConfig {
-            path: existing_dir(&f.value.path, &format!("{key}.files.path"), p)?,
+            path: source_dir(&f.value.path, &format!("{key}.files.path"), p)?,
         })
     } else {
         return None;
@@ -114,7 +114,10 @@ pub(super) fn source(
     })
 }
 
-fn existing_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<PathBuf> {
+/// An absolute path. Whether it is a directory is a warning only: the
+/// source is read (and fails, naming it) at backup time, and a restore
+/// creates it.
+fn source_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<PathBuf> {
     let pb = PathBuf::from(&path.value);
     if !pb.is_absolute() {
         p.at(
@@ -125,18 +128,18 @@ fn existing_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<P
         return None;
     }
     if !pb.is_dir() {
-        p.at(
-            &path.referenced,
-            key,
-            format!("`{}` is not a directory", path.value),
-        );
-        return None;
+        let why = if pb.exists() {
+            "is not a directory"
+        } else {
+            "does not exist (yet): backups of this source fail until it does; restore creates it"
+        };
+        p.warn(&path.referenced, key, format!("`{}` {why}", path.value));
     }
     Some(pb)
 }
 
 fn rrd(r: &raw::RawRrd, key: &str, p: &mut Problems) -> Option<RrdConfig> {
-    let path = existing_dir(&r.path, &format!("{key}.path"), p);
+    let path = source_dir(&r.path, &format!("{key}.path"), p);
     let mut options = RrdOptions::default();
     if let Some(t) = &r.lock_timeout_ms {
         if (1..=600_000).contains(&t.value) {

@@ -12,6 +12,7 @@ mod crypto;
 mod daemon;
 mod daemon_signals;
 mod daemon_time;
+mod disaster;
 mod drills;
 mod examples;
 mod extract_atomic;

@@ -230,6 +230,29 @@ cd() {{
 
 #[test]
 fn the_concertim_runbook_restores_everything_after_losing_everything() {
+    runbook_after_disaster(Aftermath::Reinstalled);
+}
+
+/// Issue 23.1: the RRD volume, `/opt/concertim/etc` and the secrets
+/// directory are gone and nothing recreated them (only a new `secrets.env`
+/// exists, which the runbook merges into); `ct-vis` is gone too. Every
+/// command of the runbook starts anyway and the restores create what is
+/// missing.
+#[test]
+fn regression_issue23_runbook_works_with_every_source_path_deleted() {
+    runbook_after_disaster(Aftermath::PathsGone);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aftermath {
+    /// The playbook reinstalled Concertim: empty volumes, a migrated empty
+    /// `ct-vis`, a new credentials file.
+    Reinstalled,
+    /// The source directories do not exist at all and there is no `ct-vis`.
+    PathsGone,
+}
+
+fn runbook_after_disaster(aftermath: Aftermath) {
     require_rrdtool();
     let c = Cluster::start(15, &pg15_bin())
         .unwrap_or_else(|e| panic!("a PostgreSQL 15 cluster is needed: {e}"));
@@ -282,15 +305,21 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
     c.psql("postgres", "DROP ROLE \"www-data\"");
     for d in [&h.rrd, &h.etc, &h.secrets] {
         std::fs::remove_dir_all(d).unwrap();
-        std::fs::create_dir_all(d).unwrap();
     }
+    if aftermath == Aftermath::Reinstalled {
+        for d in [&h.rrd, &h.etc] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(h.etc.join("credentials.yml.enc"), b"fresh install").unwrap();
+        c.psql("postgres", "CREATE DATABASE \"ct-vis\"");
+        c.psql(
+            "ct-vis",
+            "CREATE TABLE schema_migrations (version text PRIMARY KEY); INSERT INTO schema_migrations VALUES ('1')",
+        );
+    }
+    // The runbook merges the old RAILS_MASTER_KEY into the new secrets.env.
+    std::fs::create_dir_all(&h.secrets).unwrap();
     write_secrets_env(&h.secrets, "new-db-password", "new-jwt", "new-master-key");
-    std::fs::write(h.etc.join("credentials.yml.enc"), b"fresh install").unwrap();
-    c.psql("postgres", "CREATE DATABASE \"ct-vis\"");
-    c.psql(
-        "ct-vis",
-        "CREATE TABLE schema_migrations (version text PRIMARY KEY); INSERT INTO schema_migrations VALUES ('1')",
-    );
 
     let events = h.ws.path().join("events");
     let sh = h.ws.path().join("runbook.sh");
@@ -335,7 +364,10 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
         stdout.contains(&chosen) && stdout.contains(&newer),
         "{stdout}"
     );
-    assert!(stdout.contains("would be refused"), "{stdout}");
+    if aftermath == Aftermath::Reinstalled {
+        // The playbook's ct-vis is there and needs --force.
+        assert!(stdout.contains("would be refused"), "{stdout}");
+    }
     assert!(stdout.contains("would restore"), "{stdout}");
 
     // Database: same tables, rows, content and owners as in the chosen backup.

@@ -33,7 +33,7 @@ use super::files::{append_dir, header, with_builder, TarSink};
 use crate::progress::Progress;
 use crate::retry::{Class, Transient};
 use crate::rrd::{validate_rrd, RrdInvalid};
-use crate::sys::walk::{self, Entry, Kind, Stat, Walk, WalkError};
+use crate::sys::walk::{self, Entry, Kind, Stat, WalkError};
 
 /// What to do with a file that still fails validation after its re-reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +88,8 @@ pub struct RrdStats {
 pub enum RrdError {
     #[error(transparent)]
     Walk(#[from] WalkError),
+    #[error(transparent)]
+    Missing(#[from] super::RootMissing),
     #[error("cannot open rrd file {}", path.display())]
     Open {
         path: PathBuf,
@@ -176,7 +178,10 @@ fn archive_into<W: Write>(
     progress: &Progress,
 ) -> Result<RrdStats, RrdError> {
     let mut stats = RrdStats::default();
-    let mut walk = Walk::new(root)?;
+    let mut walk = super::walk_root(root).map_err(|e| match e {
+        super::RootError::Missing(m) => RrdError::Missing(m),
+        super::RootError::Walk(w) => RrdError::Walk(w),
+    })?;
     let mut buf = Vec::new();
     for entry in walk.by_ref() {
         let entry = entry?;
@@ -411,7 +416,7 @@ mod tests {
     use crate::rrd::tests::synth;
 
     fn one_entry(root: &Path) -> Entry {
-        Walk::new(root).unwrap().next().unwrap().unwrap()
+        walk::Walk::new(root).unwrap().next().unwrap().unwrap()
     }
 
     #[test]
