@@ -64,7 +64,13 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(app::run(cli, cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match app::out::failure() {
+            None => ExitCode::SUCCESS,
+            Some(why) => {
+                eprintln!("error: cannot write the output: {why}");
+                ExitCode::from(app::EXIT_FAILURE)
+            }
+        },
         Err(e) => {
             eprintln!(
                 "error: {}",

@@ -1,5 +1,6 @@
 //! `copy --from-primary`.
 
+use super::out::say;
 use super::*;
 use crate::backup::copy::{Copied, StoreRun};
 use crate::error::chain;
@@ -66,7 +67,7 @@ pub(super) async fn backfill(
             }
         };
         if !cat.damaged.is_empty() {
-            println!(
+            say!(
                 "job {}: {} damaged or untrusted backup(s) in the primary store are not copied",
                 j.name,
                 cat.damaged.len()
@@ -96,7 +97,7 @@ fn print_run(job: &str, run: &StoreRun) {
         match r {
             Ok(Copied::Copied { bytes, .. }) => {
                 copied += 1;
-                println!(
+                say!(
                     "copied {job}/{id} to {} ({})",
                     run.store,
                     human_bytes(*bytes)
@@ -111,7 +112,7 @@ fn print_run(job: &str, run: &StoreRun) {
         Some(Ok(o)) => o.deleted.len(),
         _ => 0,
     };
-    println!(
+    say!(
         "job {job} -> {}: {copied} copied, {present} already there, {failed} failed, {deleted} deleted by retention",
         run.store
     );

@@ -7,6 +7,7 @@ mod copy;
 mod daemon;
 mod health;
 mod keys;
+pub mod out;
 mod restore;
 mod retention;
 mod unlock;
@@ -29,6 +30,7 @@ use crate::repo::manifest::Manifest;
 use crate::repo::store;
 use crate::restore::RestoreRequest;
 use crate::sys::child::KillSwitch;
+use out::say;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -153,11 +155,11 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::CheckConfig => {
             cfg.require_secrets()?;
             for w in &cfg.path_warnings {
-                println!("warning: {}", w.render(&cfg.path));
+                say!("warning: {}", w.render(&cfg.path));
             }
             let clients = clients::check(&cfg).await;
             for line in &clients.notes {
-                println!("{line}");
+                say!("{line}");
             }
             if !clients.problems.is_empty() {
                 return Err(AppError::Usage(format!(
@@ -166,7 +168,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
                     clients.problems.join("\n")
                 )));
             }
-            println!(
+            say!(
                 "{}: ok ({} job{})",
                 cfg.path.display(),
                 cfg.jobs.len(),

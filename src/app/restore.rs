@@ -1,5 +1,6 @@
 //! `restore` and `verify`.
 
+use super::out::say;
 use super::*;
 
 pub(super) async fn restore(
@@ -47,7 +48,7 @@ pub(super) async fn restore(
         identities,
         progress: Some(Arc::new(Progress::new())),
     };
-    println!(
+    say!(
         "{} backup {}/{} taken {}",
         if req.dry_run {
             "plan for restoring"
@@ -68,10 +69,10 @@ pub(super) async fn restore(
     drop(view);
     let lines = result.map_err(failed)?;
     for l in &lines {
-        println!("  {}", crate::progress::printable(l));
+        say!("  {}", crate::progress::printable(l));
     }
     let raw = req.progress.as_ref().map_or(0, |p| p.raw_bytes());
-    println!(
+    say!(
         "{} backup {}/{} in {:.1} s{}",
         if req.dry_run {
             "planned restore of"
@@ -118,9 +119,11 @@ pub(super) async fn verify(
             if which == "all" {
                 checked += 1;
                 bad += 1;
-                println!(
+                say!(
                     "FAILED  {}/{}: damaged manifest: {}",
-                    d.job, d.id, d.problem
+                    d.job,
+                    d.id,
+                    d.problem
                 );
             } else {
                 eprintln!(
@@ -152,7 +155,7 @@ pub(super) async fn verify(
             for f in findings {
                 checked += 1;
                 match &f.problem {
-                    None => println!(
+                    None => say!(
                         "{}",
                         crate::progress::printable(&format!(
                             "ok      {}/{}/{}",
@@ -161,7 +164,7 @@ pub(super) async fn verify(
                     ),
                     Some(p) => {
                         bad += 1;
-                        println!(
+                        say!(
                             "{}",
                             crate::progress::printable(&format!(
                                 "FAILED  {}/{}/{}: {p}",
@@ -184,7 +187,7 @@ pub(super) async fn verify(
             "verify found {bad} of {checked} artifacts bad ({backups} backups, {took:.1} s)"
         )));
     }
-    println!(
+    say!(
         "verified {checked} artifacts of {backups} backup{}{}: all ok ({took:.1} s)",
         if backups == 1 { "" } else { "s" },
         if restore_test {

@@ -87,3 +87,77 @@ fn regression_issue23_reading_commands_start_without_source_paths() {
         "x"
     );
 }
+
+/// Runs ccbackup with stdout a real pipe whose reading end is already
+/// closed, as `ccbackup list | head -1` is once `head` has its line.
+fn into_closed_pipe(cfg: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(["--log-format", "text"])
+        .args(args)
+        .env_remove("CCBACKUP_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn regression_issue23_every_command_writing_into_a_closed_pipe_exits_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let ws = Workspace::new();
+    let etc = ws.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("f"), "x").unwrap();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    schedule: \"0 2 * * *\"\n    retention: {{keep_last: 1}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        etc.display()
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let keys = ws.path().join("keys");
+    let policy = ws.path().join("policy.yaml");
+    std::fs::write(&policy, "keep_last: 2\n").unwrap();
+    let times = "2026-01-01T00:00:00Z\n2026-01-02T00:00:00Z\n2026-01-03T00:00:00Z\n";
+    let cases: &[(&[&str], &str)] = &[
+        (&["list"], ""),
+        (&["list", "--json"], ""),
+        (&["run-now"], ""),
+        (&["run-now", "--json"], ""),
+        (&["check-config"], ""),
+        (&["schedule"], ""),
+        (&["verify"], ""),
+        (&["restore", "--dry-run"], ""),
+        (&["prune", "--dry-run"], ""),
+        (&["prune", "--dry-run", "--json"], ""),
+        (&["policy", "simulate", policy.to_str().unwrap()], times),
+        (
+            &["policy", "simulate", policy.to_str().unwrap(), "--json"],
+            times,
+        ),
+        (&["keys", "generate", keys.to_str().unwrap()], ""),
+        (&["--help"], ""),
+    ];
+    for (args, stdin) in cases {
+        let out = into_closed_pipe(&cfg, args, stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let quiet = out.status.code() == Some(0)
+            || out.status.code() == Some(141)
+            || out.status.signal() == Some(libc::SIGPIPE);
+        assert!(
+            quiet && !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "ccbackup {args:?} into a closed pipe: {}\n{stderr}",
+            out.status
+        );
+    }
+}
