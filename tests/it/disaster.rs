@@ -161,3 +161,100 @@ fn regression_issue23_every_command_writing_into_a_closed_pipe_exits_quietly() {
         );
     }
 }
+
+/// A `bin_dir` whose `pg_dump` runs `before` (shell) and then the real
+/// `pg_dump`: the deterministic moment between ccbackup's discovery of the
+/// databases and the dump of each one. The other programs are the real ones.
+fn pg_bin_with_hook(dir: &std::path::Path, before: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = crate::support_pg::pg15_bin();
+    let bin = dir.join("pgbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for p in ["pg_dumpall", "pg_restore", "psql"] {
+        std::os::unix::fs::symlink(real.join(p), bin.join(p)).unwrap();
+    }
+    let script = bin.join("pg_dump");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{before}\nexec '{}' \"$@\"\n",
+            real.join("pg_dump").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Issue 23.3: with `databases: all`, a database dropped after discovery
+/// (before its properties are read, or before its pg_dump connects) is
+/// skipped with a warning naming it; the run succeeds with the others. Any
+/// other dump failure still fails the run.
+#[test]
+fn regression_issue23_database_dropped_after_discovery_is_skipped() {
+    use crate::support_pg::{pg15_bin, Cluster};
+    let c = Cluster::start(15, &pg15_bin())
+        .unwrap_or_else(|e| panic!("a PostgreSQL 15 cluster is needed: {e}"));
+    // Discovery lists databases by name; each dump runs in that order.
+    for db in ["a_keep", "b_drops_c", "c_lost", "d_lost_self", "e_keep"] {
+        c.psql("postgres", &format!("CREATE DATABASE {db}"));
+        c.psql(db, "CREATE TABLE t AS SELECT 1 AS x");
+    }
+    let ws = Workspace::new();
+    let psql = format!(
+        "'{}' -X -q -h 127.0.0.1 -p {} -U postgres -d postgres -c",
+        pg15_bin().join("psql").display(),
+        c.port
+    );
+    let trigger = ws.path().join("break-f");
+    let bin = pg_bin_with_hook(
+        ws.path(),
+        &format!(
+            "case \"$*\" in\n  *b_drops_c*) {psql} 'DROP DATABASE c_lost' ;;\n  *d_lost_self*) {psql} 'DROP DATABASE d_lost_self' ;;\n  *f_broken*) [ -e '{}' ] && {{ echo 'pg_dump: error: simulated failure' >&2; exit 1; }} ;;\nesac",
+            trigger.display()
+        ),
+    );
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n      - name: db\n        postgres: {{host: 127.0.0.1, port: {}, user: postgres, databases: all, globals: false, bin_dir: {}}}\n",
+        ws.store_url(),
+        c.port,
+        bin.display()
+    ));
+    let run = ccbackup(&cfg, &["run-now", "--json"]);
+    run.expect_ok();
+    let r: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(r["outcome"], "success", "{r}");
+    let err = run.stderr();
+    for gone in ["c_lost", "d_lost_self"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains("WARN") && l.contains(gone) && l.contains("skipped")),
+            "no warning naming {gone}:\n{err}"
+        );
+    }
+    let manifest = std::fs::read_to_string(&ws.manifests()[0]).unwrap();
+    for kept in ["a_keep", "b_drops_c", "e_keep"] {
+        assert!(manifest.contains(kept), "{kept} missing: {manifest}");
+    }
+    let stored: Vec<String> = ws
+        .stored_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        !stored
+            .iter()
+            .any(|p| p.contains("c_lost") || p.contains("d_lost_self")),
+        "{stored:?}"
+    );
+    assert!(!manifest.contains("c_lost") && !manifest.contains("d_lost_self"));
+
+    // A dump failing for another reason, of a database that still exists,
+    // fails the run as before.
+    c.psql("postgres", "CREATE DATABASE f_broken");
+    std::fs::write(&trigger, "").unwrap();
+    let run = ccbackup(&cfg, &["run-now"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert!(run.stderr().contains("f_broken"), "{}", run.stderr());
+    assert_eq!(ws.manifests().len(), 1, "a failed run wrote a manifest");
+}
