@@ -156,6 +156,21 @@ pub enum Command {
         #[arg(long)]
         after: Option<String>,
     },
+    /// Check that this site is ready: every store (list, write, read back,
+    /// delete a probe), database, source path, key file and notification
+    /// endpoint each job uses. One line per check; exit 1 if any fails.
+    Doctor {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Print a JSON array of checks instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Also send a start event to webhooks, Slack and email (never to
+        /// healthchecks, whose state a ping would change).
+        #[arg(long)]
+        notify_test: bool,
+    },
     /// Restore a backup (latest by default): databases, RRD trees, directories.
     Restore(RestoreArgs),
     /// Check that stored backups are intact (and, optionally, that they restore).

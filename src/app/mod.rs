@@ -5,6 +5,7 @@ mod backup;
 mod clients;
 mod copy;
 mod daemon;
+mod doctor;
 mod health;
 mod keys;
 pub mod out;
@@ -223,6 +224,19 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         }
         Command::Schedule { job, count, after } => {
             daemon::schedule(&cfg, job.as_deref(), count, after.as_deref())
+        }
+        Command::Doctor {
+            job,
+            json,
+            notify_test,
+        } => {
+            doctor::doctor(
+                &cfg,
+                job.as_deref(),
+                json,
+                crate::doctor::Options { notify_test },
+            )
+            .await
         }
         Command::Verify {
             job,

@@ -44,6 +44,9 @@ pub struct PostgresConfig {
     /// Why `password_file` could not be read (no secret in it): connecting
     /// fails with this instead of trying without a password.
     pub password_unreadable: Option<String>,
+    /// Where the password comes from, when from a file (`doctor` checks
+    /// that it is readable and private).
+    pub password_file: Option<PathBuf>,
     pub databases: DatabaseSelection,
     /// Database used to connect for discovery (`SHOW server_version_num`,
     /// listing databases).
@@ -287,6 +290,7 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
             .unwrap_or_else(|| "postgres".to_owned()),
         password,
         password_unreadable,
+        password_file: pg.password_file.as_ref().map(|f| PathBuf::from(&f.value)),
         databases,
         maintenance_db: pg
             .maintenance_db

@@ -13,6 +13,7 @@ mod daemon;
 mod daemon_signals;
 mod daemon_time;
 mod disaster;
+mod doctor;
 mod drills;
 mod examples;
 mod extract_atomic;

@@ -378,6 +378,20 @@ fn ofd_lock(file: &File, l_type: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Takes and releases the read lock a backup takes on `path`: what
+/// `doctor` uses to show the file system supports it.
+pub fn probe_lock(path: &Path, timeout: Duration) -> Result<(), RrdError> {
+    let file = File::open(path).map_err(|source| RrdError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    lock_shared(path, &file, timeout)?;
+    ofd_lock(&file, libc::F_UNLCK).map_err(|source| RrdError::Lock {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 fn lock_shared(full: &Path, file: &File, timeout: Duration) -> Result<(), RrdError> {
     let start = Instant::now();
     // An update holds the lock for well under a millisecond, so start small.
