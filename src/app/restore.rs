@@ -71,7 +71,11 @@ pub(super) async fn restore(
     for l in &lines {
         say!("  {}", crate::progress::printable(l));
     }
-    let raw = req.progress.as_ref().map_or(0, |p| p.raw_bytes());
+    let written = req
+        .progress
+        .as_ref()
+        .map(|p| p.written_summary())
+        .unwrap_or_default();
     say!(
         "{} backup {}/{} in {:.1} s{}",
         if req.dry_run {
@@ -85,7 +89,7 @@ pub(super) async fn restore(
         if req.dry_run {
             String::new()
         } else {
-            format!(" ({} written)", human_bytes(raw))
+            format!(" ({written})")
         }
     );
     Ok(())
