@@ -36,6 +36,7 @@ mod rowcount;
 mod rrd;
 mod runbook;
 mod s3;
+mod scripts;
 mod support;
 mod support_pg;
 mod support_rrd;
