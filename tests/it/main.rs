@@ -32,6 +32,7 @@ mod prune;
 mod readiness;
 mod restore;
 mod retention;
+mod rough_edges;
 mod rowcount;
 mod rrd;
 mod runbook;
