@@ -142,3 +142,67 @@ fn regression_issue23_daemon_start_does_not_log_job_creator_lines() {
     assert!(!text.contains("Job creator created"), "{text}");
     assert!(text.contains("INFO"), "{text}");
 }
+
+/// The case the issue met: run-now interrupted while a dump uploads. It
+/// says "nothing was left in the store", and nothing is: no file and no
+/// empty `<job>/<id>/` directory.
+#[test]
+fn regression_issue23_interrupted_backup_leaves_no_empty_directory_in_a_file_store() {
+    use std::process::Stdio;
+    let db = TestDb::create(&unique("intr_dirs"));
+    db.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (1);");
+    let tmp = tempfile::tempdir().unwrap();
+    let started = tmp.path().join("started");
+    // pg_dump writes a little, says so, then stalls until killed.
+    let clients = crate::hardening::client_dir(&[(
+        "pg_dump",
+        &format!(
+            "[ \"$1\" = --version ] && exec \"$REAL\" --version\nhead -c 100000 /dev/urandom\necho go > {s}.tmp\nmv {s}.tmp {s}\nsleep 300 & wait",
+            s = started.display()
+        ),
+    )]);
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n      - name: db\n        postgres:\n          host: {PG_HOST}\n          port: {PG_PORT}\n          user: postgres\n          databases: [\"{}\"]\n          globals: false\n          bin_dir: {}\n",
+        ws.store_url(),
+        db.name,
+        clients.path().display()
+    ));
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--log-format", "text", "run-now"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "run-now ended early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg_dump never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("nothing was left in the store"), "{err}");
+    let mut left = Vec::new();
+    let mut stack = vec![ws.store_dir()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.parent() == Some(&ws.store_dir().join("j")) || !e.file_type().unwrap().is_dir() {
+                left.push(p.clone());
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    assert!(left.is_empty(), "left in the store: {left:?}\n{err}");
+}
