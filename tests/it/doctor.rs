@@ -149,3 +149,83 @@ fn deploy_instructions_run_doctor_first_after_up() {
         );
     }
 }
+
+/// Requests that reached a loopback listener: (first line, body).
+fn listener() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            // Headers, then as much body as Content-Length says.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            if !got.is_empty() {
+                s2.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&got).into_owned());
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+    (port, seen)
+}
+
+/// Reachability sends nothing; `--notify-test` sends a start event to the
+/// webhook, never to healthchecks.
+#[test]
+fn doctor_sends_notifications_only_when_asked_and_never_pings_healthchecks() {
+    let (port, seen) = listener();
+    let ws = Workspace::new();
+    let etc = ws.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\nnotify:\n  webhooks: [\"http://127.0.0.1:{port}/hook\"]\n  healthchecks: [\"http://127.0.0.1:{port}/ping/check\"]\njobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        etc.display()
+    ));
+    let run = ccbackup(&cfg, &["doctor"]);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout().contains("webhook http://127.0.0.1/<redacted>"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    let run = ccbackup(&cfg, &["doctor", "--notify-test"]);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("POST /hook "), "{got:?}");
+    assert!(got[0].contains("\"start\""), "{got:?}");
+}
