@@ -7,12 +7,16 @@
 #
 #   bash examples/quickstart.sh            # work dir: ./tmp/quickstart
 #   CCBACKUP_DEMO_DIR=/some/dir bash examples/quickstart.sh
+#   CCBACKUP_DEMO_DB=demo CCBACKUP_DEMO_RESTORED_DB=demo-copy bash examples/quickstart.sh
+#
+# The binary is built with cargo and taken from $CARGO_TARGET_DIR/release
+# (./target/release when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 work=${CCBACKUP_DEMO_DIR:-$root/tmp/quickstart}
-db=ct-vis-demo
-restored_db=ct-vis-demo-restored
+db=${CCBACKUP_DEMO_DB:-ct-vis-demo}
+restored_db=${CCBACKUP_DEMO_RESTORED_DB:-$db-restored}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -57,7 +61,9 @@ password_line=
 [ -n "${PGPASSWORD:-}" ] && password_line="password_env: PGPASSWORD"
 
 cargo build --release --locked -q
-bin=$root/target/release/ccbackup
+bin=${CARGO_TARGET_DIR:-$root/target}/release/ccbackup
+# A relative CARGO_TARGET_DIR is relative to where cargo ran: here.
+case $bin in /*) ;; *) bin=$root/$bin ;; esac
 pg() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"; }
 
 echo "== preparing sample data in $work"

@@ -17,7 +17,10 @@
 # be pulled here). PG_CLIENTS stays at its default.
 #
 # Usage: nice -n 15 bash scripts/container-smoke.sh   (as root, or with sudo)
-# Env:   SMOKE_WORK=DIR  keep the rootfs and podman config there between runs
+# Env:   CARGO_TARGET_DIR   where cargo puts the release binary (default target)
+#        CCBACKUP_SMOKE_DB  the test database's name (default smoke-ct-vis-PID;
+#                           "NAME-restored" is used too; both are dropped)
+#        SMOKE_WORK=DIR  keep the rootfs and podman config there between runs
 #                        (default /var/tmp/ccbackup-smoke)
 #        CCBACKUP_TEST_TOOLS=DIR  where prereqs.sh put moto and the 16 server
 set -euo pipefail
@@ -79,9 +82,9 @@ mkdir -p dist
 cleanup_dist() { rm -rf "$repo/dist"; }
 # The image ships the binary without debug info, as the Dockerfile's own
 # build stage does (the release profile keeps line tables for profiling).
-objcopy --only-keep-debug target/release/ccbackup dist/ccbackup.debug
+objcopy --only-keep-debug "${CARGO_TARGET_DIR:-target}/release/ccbackup" dist/ccbackup.debug
 objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=dist/ccbackup.debug \
-  target/release/ccbackup dist/ccbackup
+  "${CARGO_TARGET_DIR:-target}/release/ccbackup" dist/ccbackup
 chmod 0755 dist/ccbackup
 say "building $image (default PG_CLIENTS)"
 build_log="$work/build.log"
@@ -102,7 +105,7 @@ cleanup_dist
 # --- fixtures --------------------------------------------------------------------
 tmp=$(mktemp -d)
 chmod 0711 "$tmp"
-db="smoke-ct-vis-$$"
+db="${CCBACKUP_SMOKE_DB:-smoke-ct-vis-$$}"
 moto_pid=
 daemon_name="ccbackup-smoke-$$"
 pg16_dir=

@@ -2,7 +2,28 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Options about the configuration and the user to run as, which commands
+/// that read no configuration do not list in their help.
+const CONFIG_OPTIONS: [&str; 3] = ["config", "user", "keep_read_access"];
+
+/// The parser: [`Cli`] with the configuration options hidden from the help
+/// of `keys` and `policy`, which need no configuration.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    // A global option is copied into each subcommand when the parser is
+    // built, unless the subcommand has its own by that name: give these
+    // two a hidden copy (still global, so it reaches their subcommands).
+    let hidden: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| CONFIG_OPTIONS.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    let hide = |c: clap::Command| c.args(hidden.clone());
+    cmd.mut_subcommand("keys", hide)
+        .mut_subcommand("policy", hide)
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -156,6 +177,21 @@ pub enum Command {
         #[arg(long)]
         after: Option<String>,
     },
+    /// Check that this site is ready: every store (list, write, read back,
+    /// delete a probe), database, source path, key file and notification
+    /// endpoint each job uses. One line per check; exit 1 if any fails.
+    Doctor {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Print a JSON array of checks instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Also send a start event to webhooks, Slack and email (never to
+        /// healthchecks, whose state a ping would change).
+        #[arg(long)]
+        notify_test: bool,
+    },
     /// Restore a backup (latest by default): databases, RRD trees, directories.
     Restore(RestoreArgs),
     /// Check that stored backups are intact (and, optionally, that they restore).
@@ -192,11 +228,11 @@ pub enum KeysCommand {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Read backup times (RFC 3339, one per line) on stdin and show what the
-    /// policy keeps and why.
+    /// policy keeps and why, newest first.
     Simulate {
         /// A policy file (see policies/).
         policy: PathBuf,
-        /// Print a JSON array in input order.
+        /// Print a JSON array, newest first (as the table).
         #[arg(long)]
         json: bool,
     },
@@ -268,4 +304,19 @@ pub struct RestoreArgs {
     /// Where artifacts are staged while they are verified (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parser_builds_and_parses() {
+        command().debug_assert();
+        let m = command()
+            .try_get_matches_from(["ccbackup", "--config", "/x.yaml", "keys", "generate", "d"])
+            .unwrap();
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.config, PathBuf::from("/x.yaml"));
+    }
 }

@@ -39,6 +39,9 @@
 //! ([`restore::extract`] for trees, [`restore::globals`] for roles) or
 //! [`restore::verify`] use a byte.
 //!
+//! [`doctor`] tries, on a small scale, everything a job will need (stores,
+//! databases, paths, key files, notification endpoints) before it is needed.
+//!
 //! Around it: [`daemon`] schedules runs and drills and serves health and
 //! metrics; [`retry`] retries what is transient; [`interrupt`] and
 //! [`repo::gate`] make every command stop cleanly on a signal; [`sys`] holds
@@ -54,6 +57,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod interrupt;

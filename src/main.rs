@@ -4,20 +4,30 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use tracing_subscriber::EnvFilter;
 
 use ccbackup::app;
 use ccbackup::cli::{Cli, LogFormat};
 use ccbackup::error::chain;
 
+/// tokio-cron-scheduler logs "Job creator created" and the like at INFO on
+/// every start: its own plumbing, not ccbackup's news.
+const QUIET_SCHEDULER: &str = "tokio_cron_scheduler=warn";
+
 fn init_tracing(cli: &Cli) {
-    let filter = cli
+    let spec = cli
         .log_level
-        .as_deref()
-        .map(EnvFilter::new)
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .clone()
+        .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
+        .unwrap_or_else(|| "info".to_owned());
+    // An operator who names the scheduler's target gets what they asked for.
+    let spec = if spec.contains("tokio_cron_scheduler") {
+        spec
+    } else {
+        format!("{spec},{QUIET_SCHEDULER}")
+    };
+    let filter = EnvFilter::new(&spec);
     let json = match cli.log_format {
         Some(LogFormat::Json) => true,
         Some(LogFormat::Text) => false,
@@ -43,7 +53,10 @@ fn main() -> ExitCode {
     // Private by default; restored files get their modes from the archive
     // explicitly, so they are not affected.
     let _ = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&ccbackup::cli::command().get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     init_tracing(&cli);
     // Before any thread exists: secrets are read, then root is dropped.
     let cfg = match app::prepare(&cli) {
@@ -64,7 +77,13 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(app::run(cli, cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match app::out::failure() {
+            None => ExitCode::SUCCESS,
+            Some(why) => {
+                eprintln!("error: cannot write the output: {why}");
+                ExitCode::from(app::EXIT_FAILURE)
+            }
+        },
         Err(e) => {
             eprintln!(
                 "error: {}",

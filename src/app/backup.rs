@@ -1,5 +1,6 @@
 //! `run-now` and `list`.
 
+use super::out::say;
 use super::*;
 
 pub(super) async fn run_now(
@@ -33,11 +34,11 @@ pub(super) async fn run_now(
         let report = run_one(cfg, &repo, job, opts, &client, intr).await;
         if json {
             match serde_json::to_string(&report) {
-                Ok(line) => println!("{line}"),
+                Ok(line) => say!("{line}"),
                 Err(e) => failures.push(format!("cannot encode the report of `{}`: {e}", job.name)),
             }
         } else if let Some(id) = &report.backup_id {
-            println!("{id}");
+            say!("{id}");
         }
         // A failed copy leaves the backup complete, but the command must
         // not look fine to a cron wrapper.
@@ -201,16 +202,19 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
     entries.sort_by(|a, b| (&a.time, &a.id).cmp(&(&b.time, &b.id)));
     if json {
         let out = serde_json::to_string_pretty(&entries).map_err(failed)?;
-        println!("{out}");
+        say!("{out}");
         return Ok(());
     }
     if entries.is_empty() {
-        println!("no backups");
+        say!("no backups");
         return Ok(());
     }
-    println!(
+    say!(
         "{:<16} {:<24} {:<21} {:>10}  SOURCES",
-        "JOB", "ID", "TIME", "SIZE"
+        "JOB",
+        "ID",
+        "TIME",
+        "SIZE"
     );
     // Everything but the ID and time can come from a manifest someone else
     // wrote: never let it reach the terminal raw.
@@ -235,7 +239,7 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
                 e.status.to_uppercase()
             ),
         };
-        println!("{}", p(&line));
+        say!("{}", p(&line));
     }
     let future = cat.damaged.iter().filter(|d| d.future).count();
     let damaged = cat.damaged.len() - future;

@@ -1,5 +1,6 @@
 //! `copy --from-primary`.
 
+use super::out::say;
 use super::*;
 use crate::backup::copy::{Copied, StoreRun};
 use crate::error::chain;
@@ -66,7 +67,7 @@ pub(super) async fn backfill(
             }
         };
         if !cat.damaged.is_empty() {
-            println!(
+            say!(
                 "job {}: {} damaged or untrusted backup(s) in the primary store are not copied",
                 j.name,
                 cat.damaged.len()
@@ -99,12 +100,12 @@ fn print_run(job: &str, run: &StoreRun) {
             }) => {
                 copied += 1;
                 match repaired {
-                    None => println!(
+                    None => say!(
                         "copied {job}/{id} to {} ({})",
                         run.store,
                         human_bytes(*bytes)
                     ),
-                    Some(why) => println!(
+                    Some(why) => say!(
                         "repaired {job}/{id} in {} ({why}; copied again, {})",
                         run.store,
                         human_bytes(*bytes)
@@ -120,7 +121,7 @@ fn print_run(job: &str, run: &StoreRun) {
         Some(Ok(o)) => o.deleted.len(),
         _ => 0,
     };
-    println!(
+    say!(
         "job {job} -> {}: {copied} copied, {present} already there, {failed} failed, {deleted} deleted by retention",
         run.store
     );

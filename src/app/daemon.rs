@@ -1,5 +1,6 @@
 //! `daemon` and `schedule`.
 
+use super::out::say;
 use super::*;
 
 /// `ccbackup daemon`: SIGTERM/SIGINT stop it (running jobs get the grace
@@ -61,9 +62,9 @@ pub(super) fn schedule(
     for j in scheduled {
         for t in crate::daemon::upcoming(j, now, count) {
             if prefix {
-                println!("{} {t}", j.name);
+                say!("{} {t}", j.name);
             } else {
-                println!("{t}");
+                say!("{t}");
             }
         }
     }

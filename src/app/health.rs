@@ -3,6 +3,7 @@
 //! moving the port in the configuration cannot leave a stale check behind.
 //! Plain HTTP/1.0 over std's TCP: no HTTP client is needed in the image.
 
+use super::out::say;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -23,7 +24,7 @@ pub async fn check(config_path: &Path, listen: Option<&str>) -> Result<(), AppEr
         .await
         .map_err(|e| AppError::Failed(anyhow::anyhow!("health check task failed: {e}")))?
         .map_err(AppError::Failed)?;
-    println!("ok: http://{addr}/healthz");
+    say!("ok: http://{addr}/healthz");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `keys generate`: key material for operators who have neither `age` nor
 //! `minisign` installed.
 
+use super::out::say;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -47,12 +48,12 @@ pub(super) fn generate(dir: &Path) -> Result<(), AppError> {
             .and_then(|()| f.sync_all())
             .map_err(|e| failed(anyhow::anyhow!("cannot write {}: {e}", p.display())))?;
     }
-    println!("wrote keys to {}", dir.display());
-    println!(
+    say!("wrote keys to {}", dir.display());
+    say!(
         "  age-identity.txt   SECRET: decrypts backups; keep it offline, not on the backed-up host"
     );
-    println!("  age-recipient.txt  public: {recipient}");
-    println!("  minisign.key       SECRET: the sidecar signs manifests with it (signing.secret_key_file)");
-    println!("  minisign.pub       public: {public_b64} (signing.public_key)");
+    say!("  age-recipient.txt  public: {recipient}");
+    say!("  minisign.key       SECRET: the sidecar signs manifests with it (signing.secret_key_file)");
+    say!("  minisign.pub       public: {public_b64} (signing.public_key)");
     Ok(())
 }

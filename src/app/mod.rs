@@ -5,8 +5,10 @@ mod backup;
 mod clients;
 mod copy;
 mod daemon;
+mod doctor;
 mod health;
 mod keys;
+pub mod out;
 mod restore;
 mod retention;
 mod unlock;
@@ -29,6 +31,7 @@ use crate::repo::manifest::Manifest;
 use crate::repo::store;
 use crate::restore::RestoreRequest;
 use crate::sys::child::KillSwitch;
+use out::say;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -152,9 +155,12 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
     match cli.command {
         Command::CheckConfig => {
             cfg.require_secrets()?;
+            for w in &cfg.path_warnings {
+                say!("warning: {}", w.render(&cfg.path));
+            }
             let clients = clients::check(&cfg).await;
             for line in &clients.notes {
-                println!("{line}");
+                say!("{line}");
             }
             if !clients.problems.is_empty() {
                 return Err(AppError::Usage(format!(
@@ -163,7 +169,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
                     clients.problems.join("\n")
                 )));
             }
-            println!(
+            say!(
                 "{}: ok ({} job{})",
                 cfg.path.display(),
                 cfg.jobs.len(),
@@ -206,10 +212,31 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::Policy(_) | Command::Keys(_) | Command::Healthcheck { .. } => Ok(()),
         Command::Daemon { listen } => {
             cfg.require_secrets()?;
+            for w in &cfg.path_warnings {
+                tracing::warn!(
+                    key = %w.key,
+                    line = w.line,
+                    "{}; the daemon starts anyway",
+                    w.message
+                );
+            }
             daemon::daemon(cfg, listen).await
         }
         Command::Schedule { job, count, after } => {
             daemon::schedule(&cfg, job.as_deref(), count, after.as_deref())
+        }
+        Command::Doctor {
+            job,
+            json,
+            notify_test,
+        } => {
+            doctor::doctor(
+                &cfg,
+                job.as_deref(),
+                json,
+                crate::doctor::Options { notify_test },
+            )
+            .await
         }
         Command::Verify {
             job,

@@ -1,5 +1,6 @@
 //! `restore` and `verify`.
 
+use super::out::say;
 use super::*;
 
 pub(super) async fn restore(
@@ -48,7 +49,7 @@ pub(super) async fn restore(
         identities,
         progress: Some(Arc::new(Progress::new())),
     };
-    println!(
+    say!(
         "{} backup {}/{} taken {}",
         if req.dry_run {
             "plan for restoring"
@@ -69,10 +70,14 @@ pub(super) async fn restore(
     drop(view);
     let lines = result.map_err(failed)?;
     for l in &lines {
-        println!("  {}", crate::progress::printable(l));
+        say!("  {}", crate::progress::printable(l));
     }
-    let raw = req.progress.as_ref().map_or(0, |p| p.raw_bytes());
-    println!(
+    let written = req
+        .progress
+        .as_ref()
+        .map(|p| p.written_summary())
+        .unwrap_or_default();
+    say!(
         "{} backup {}/{} in {:.1} s{}",
         if req.dry_run {
             "planned restore of"
@@ -85,7 +90,7 @@ pub(super) async fn restore(
         if req.dry_run {
             String::new()
         } else {
-            format!(" ({} written)", human_bytes(raw))
+            format!(" ({written})")
         }
     );
     Ok(())
@@ -119,9 +124,11 @@ pub(super) async fn verify(
             if which == "all" {
                 checked += 1;
                 bad += 1;
-                println!(
+                say!(
                     "FAILED  {}/{}: damaged manifest: {}",
-                    d.job, d.id, d.problem
+                    d.job,
+                    d.id,
+                    d.problem
                 );
             } else {
                 eprintln!(
@@ -153,7 +160,7 @@ pub(super) async fn verify(
             for f in findings {
                 checked += 1;
                 match &f.problem {
-                    None => println!(
+                    None => say!(
                         "{}",
                         crate::progress::printable(&format!(
                             "ok      {}/{}/{}",
@@ -162,7 +169,7 @@ pub(super) async fn verify(
                     ),
                     Some(p) => {
                         bad += 1;
-                        println!(
+                        say!(
                             "{}",
                             crate::progress::printable(&format!(
                                 "FAILED  {}/{}/{}: {p}",
@@ -185,7 +192,7 @@ pub(super) async fn verify(
             "verify found {bad} of {checked} artifacts bad ({backups} backups, {took:.1} s)"
         )));
     }
-    println!(
+    say!(
         "verified {checked} artifacts of {backups} backup{}{}: all ok ({took:.1} s)",
         if backups == 1 { "" } else { "s" },
         if restore_test {

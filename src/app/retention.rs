@@ -1,5 +1,6 @@
 //! `policy simulate` and `prune`.
 
+use super::out::say;
 use super::*;
 use crate::error::chain;
 
@@ -15,9 +16,9 @@ struct PlanRow {
 }
 
 fn print_plan_table(rows: &[PlanRow]) {
-    println!("{:<26} {:<24} {:<7} REASONS", "TIME", "ID", "ACTION");
+    say!("{:<26} {:<24} {:<7} REASONS", "TIME", "ID", "ACTION");
     for r in rows {
-        println!(
+        say!(
             "{:<26} {:<24} {:<7} {}",
             r.time,
             r.id,
@@ -68,10 +69,10 @@ pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), 
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(failed)?);
+        say!("{}", serde_json::to_string_pretty(&rows).map_err(failed)?);
     } else {
         print_plan_table(&rows);
-        println!(
+        say!(
             "{} kept, {} removed",
             plan.kept().count(),
             plan.removed().count()
@@ -125,7 +126,7 @@ pub(super) async fn prune(
                     j.name
                 ));
             } else if !json {
-                println!("job {}: no retention policy, skipped", j.name);
+                say!("job {}: no retention policy, skipped", j.name);
             }
             continue;
         }
@@ -197,10 +198,10 @@ pub(super) async fn prune(
                 "upload_sweep_error": outcome.as_ref().and_then(|o| o.upload_sweep_error.clone()),
             }));
         } else {
-            println!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
+            say!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
             print_plan_table(&rows);
             if !decision.damaged.is_empty() {
-                println!(
+                say!(
                     "{} damaged backup(s) left alone (not counted, never pruned): {}",
                     decision.damaged.len(),
                     decision.damaged.join(", ")
@@ -208,13 +209,13 @@ pub(super) async fn prune(
             }
             let removed = decision.removed_ids().len();
             match &outcome {
-                Some(o) => println!(
+                Some(o) => say!(
                     "{} kept, {} deleted, {} leftover(s) swept",
                     rows.len() - removed,
                     o.deleted.len(),
                     o.swept.len()
                 ),
-                None => println!(
+                None => say!(
                     "{} kept, {} would be deleted, {} leftover(s) would be swept, {} too young to sweep",
                     rows.len() - removed,
                     removed,
@@ -224,19 +225,19 @@ pub(super) async fn prune(
             }
             if let Some(o) = &outcome {
                 if !o.aborted_uploads.is_empty() {
-                    println!(
+                    say!(
                         "{} stale multipart upload(s) aborted",
                         o.aborted_uploads.len()
                     );
                 }
                 if let Some(e) = &o.upload_sweep_error {
-                    println!("warning: {e}");
+                    say!("warning: {e}");
                 }
             }
         }
     }
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&reports).map_err(failed)?
         );

@@ -2,6 +2,7 @@
 //! gone (restic-style), refusing to break the lock of a run that may still
 //! be going unless forced.
 
+use super::out::say;
 use super::*;
 use crate::repo::lock::{self, Standing};
 
@@ -35,7 +36,7 @@ pub(super) async fn unlock(cfg: &Config, job: Option<&str>, force: bool) -> Resu
         .map_err(failed)?
         .with_signing(cfg.signing.as_ref());
     let Some((found, standing)) = lock::inspect(&repo, &job.name).await.map_err(failed)? else {
-        println!("job {}: not locked", job.name);
+        say!("job {}: not locked", job.name);
         return Ok(());
     };
     let lease = format!(
@@ -66,7 +67,7 @@ pub(super) async fn unlock(cfg: &Config, job: Option<&str>, force: bool) -> Resu
         _ => why.to_owned(),
     };
     tracing::warn!(job = %job.name, holder = %found.describe(), reason = %detail, "lock removed by unlock");
-    println!("removed {lease} ({detail})");
+    say!("removed {lease} ({detail})");
     Ok(())
 }
 

@@ -65,6 +65,10 @@ pub struct Config {
     /// server concerned fail there; check-config and the daemon refuse to
     /// start (`require_secrets`); restoring other sources is unaffected.
     pub secret_problems: Vec<Problem>,
+    /// Source paths that were not directories when the file was read.
+    /// Warnings only: `list`, `restore`, `verify` and the daemon work
+    /// without them (a restore creates them); a backup fails that source.
+    pub path_warnings: Vec<Problem>,
 }
 
 /// Encryption of a job's artifacts (its own, or the top-level one).
@@ -243,6 +247,20 @@ pub enum ConfigError {
     },
 }
 
+impl Problem {
+    /// `file:line:column: key: message`, the form every problem is shown in.
+    pub fn render(&self, path: &Path) -> String {
+        format!(
+            "{}:{}:{}: {}: {}",
+            path.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.message
+        )
+    }
+}
+
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
     let mut out = format!(
         "config file {} has {} problem{}:",
@@ -251,14 +269,8 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
         if problems.len() == 1 { "" } else { "s" }
     );
     for p in problems {
-        out.push_str(&format!(
-            "\n  {}:{}:{}: {}: {}",
-            path.display(),
-            p.line,
-            p.column,
-            p.key,
-            p.message
-        ));
+        out.push_str("\n  ");
+        out.push_str(&p.render(path));
     }
     out
 }

@@ -44,6 +44,9 @@ pub struct PostgresConfig {
     /// Why `password_file` could not be read (no secret in it): connecting
     /// fails with this instead of trying without a password.
     pub password_unreadable: Option<String>,
+    /// Where the password comes from, when from a file (`doctor` checks
+    /// that it is readable and private).
+    pub password_file: Option<PathBuf>,
     pub databases: DatabaseSelection,
     /// Database used to connect for discovery (`SHOW server_version_num`,
     /// listing databases).
@@ -103,7 +106,7 @@ pub(super) fn source(
         SourceKind::Rrd(rrd(&r.value, &format!("{key}.rrd"), p)?)
     } else if let Some(f) = &raw.files {
         SourceKind::Files(FilesConfig {
-            path: existing_dir(&f.value.path, &format!("{key}.files.path"), p)?,
+            path: source_dir(&f.value.path, &format!("{key}.files.path"), p)?,
         })
     } else {
         return None;
@@ -114,7 +117,10 @@ pub(super) fn source(
     })
 }
 
-fn existing_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<PathBuf> {
+/// An absolute path. Whether it is a directory is a warning only: the
+/// source is read (and fails, naming it) at backup time, and a restore
+/// creates it.
+fn source_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<PathBuf> {
     let pb = PathBuf::from(&path.value);
     if !pb.is_absolute() {
         p.at(
@@ -125,18 +131,18 @@ fn existing_dir(path: &Spanned<String>, key: &str, p: &mut Problems) -> Option<P
         return None;
     }
     if !pb.is_dir() {
-        p.at(
-            &path.referenced,
-            key,
-            format!("`{}` is not a directory", path.value),
-        );
-        return None;
+        let why = if pb.exists() {
+            "is not a directory"
+        } else {
+            "does not exist (yet): backups of this source fail until it does; restore creates it"
+        };
+        p.warn(&path.referenced, key, format!("`{}` {why}", path.value));
     }
     Some(pb)
 }
 
 fn rrd(r: &raw::RawRrd, key: &str, p: &mut Problems) -> Option<RrdConfig> {
-    let path = existing_dir(&r.path, &format!("{key}.path"), p);
+    let path = source_dir(&r.path, &format!("{key}.path"), p);
     let mut options = RrdOptions::default();
     if let Some(t) = &r.lock_timeout_ms {
         if (1..=600_000).contains(&t.value) {
@@ -284,6 +290,7 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
             .unwrap_or_else(|| "postgres".to_owned()),
         password,
         password_unreadable,
+        password_file: pg.password_file.as_ref().map(|f| PathBuf::from(&f.value)),
         databases,
         maintenance_db: pg
             .maintenance_db

@@ -15,15 +15,31 @@ use super::sources::source;
 use super::*;
 use crate::secret::read_secret_file;
 
-/// Collects problems while walking the raw config. `deferred` holds
+/// Collects problems while walking the raw config. The second list holds
 /// unreadable password files: a problem for the commands that connect to
 /// that server (and for check-config and the daemon), not for restoring a
-/// directory from a host where the database secret is out of reach.
-pub(super) struct Problems(pub(super) Vec<Problem>, Vec<Problem>);
+/// directory from a host where the database secret is out of reach. The
+/// third holds source paths that do not exist now: after a disaster they
+/// are exactly what a restore brings back, so only reading them fails.
+pub(super) struct Problems(pub(super) Vec<Problem>, Vec<Problem>, Vec<Problem>);
 
 impl Problems {
     pub(super) fn new() -> Problems {
-        Problems(Vec::new(), Vec::new())
+        Problems(Vec::new(), Vec::new(), Vec::new())
+    }
+
+    pub(super) fn warn(
+        &mut self,
+        loc: &Location,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.2.push(Problem {
+            line: loc.line(),
+            column: loc.column(),
+            key: key.into(),
+            message: message.into(),
+        });
     }
 
     pub(super) fn defer(
@@ -80,7 +96,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
 
 fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut p = Problems(Vec::new(), Vec::new());
+    let mut p = Problems::new();
 
     let store = store(&raw.store, &mut p);
     let copies = super::copies::copies(raw.copies.as_ref(), store.as_ref(), &mut p);
@@ -179,6 +195,7 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             signing,
             jobs,
             secret_problems: p.1,
+            path_warnings: p.2,
         }),
         // Everything at once: the deferred problems are reported too.
         _ => Err(p.0.into_iter().chain(p.1).collect()),

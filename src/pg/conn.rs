@@ -295,6 +295,7 @@ mod tests {
             user: "postgres".into(),
             password: None,
             password_unreadable: None,
+            password_file: None,
             databases: DatabaseSelection::All,
             maintenance_db: "postgres".into(),
             bin_dir: None,

@@ -110,6 +110,18 @@ pub fn open_regular(root: &Path, rel: &[&str]) -> io::Result<File> {
     Ok(f)
 }
 
+/// Removes the directories above `full` that are empty, up to (not
+/// including) `root`; stops at the first that is not.
+fn remove_empty_parents(root: &Path, full: &Path) {
+    let mut dir = full.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
 /// Lists regular files below `dir`, never following symlinks.
 fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -200,6 +212,14 @@ impl ObjectStore for NoFollow {
             let full = inner.path_to_filesystem(&p)?;
             if let Some(parent) = full.parent() {
                 check(&root, parent, false)?;
+            }
+            // An object that is already gone (an aborted multipart upload
+            // never became one) may still have left its directories:
+            // `LocalFileSystem` removes empty parents only after deleting a
+            // file.
+            if matches!(std::fs::symlink_metadata(&full), Err(e) if e.kind() == io::ErrorKind::NotFound)
+            {
+                remove_empty_parents(&root, &full);
             }
             Ok(p)
         });

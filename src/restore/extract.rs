@@ -184,7 +184,7 @@ pub enum ExtractError {
         cause: io::Error,
     },
     #[error(
-        "{count} restore targets already exist in {}, e.g. {}; nothing was written (use force to replace them)",
+        "{count} restore targets already exist in {}, e.g. {}; nothing was written (use --force to replace them)",
         dest.display(),
         list_paths(first)
     )]

@@ -285,12 +285,16 @@ pub async fn run(
                     let cfg = pg_config(job, &artifact.source)?;
                     let notes =
                         restore_database(cfg, artifact, target, path, staging.path(), req).await?;
+                    progress.add_database();
                     report.push(format!("restored database `{target}`"));
                     report.extend(notes);
                 }
             }
             Step::Tree { artifact, dest } => {
                 let r = restore_tree(artifact, dest, path, req).await?;
+                if !req.dry_run {
+                    progress.add_written(r.written, r.bytes);
+                }
                 report.push(describe_tree(artifact, dest, &r, req.dry_run));
                 if let Some(note) = recorded_root_note(artifact, dest, req) {
                     report.push(note);

@@ -278,7 +278,7 @@ pub async fn apply_until(
             }
             Err(e) => failures.push(format!("listing {}/{id}: {}", d.job, chain(&e))),
         }
-        tracing::info!(job = %d.job, backup = %id, "backup deleted by retention");
+        tracing::info!(job = %d.job, backup = %id, store = %repo.display, "backup deleted by retention");
         out.deleted.push(id);
     }
     let sweep: Vec<Result<ObjPath, object_store::Error>> =
@@ -298,7 +298,7 @@ pub async fn apply_until(
         match s3.sweep_job(&d.job, d.grace, repo.clock.now()).await {
             Ok(keys) => out.aborted_uploads = keys,
             Err(e) => {
-                tracing::warn!(job = %d.job, error = %chain(&e), "open multipart uploads were not swept");
+                tracing::warn!(job = %d.job, store = %repo.display, error = %chain(&e), "open multipart uploads were not swept");
                 out.upload_sweep_error = Some(chain(&e).to_string());
             }
         }
@@ -306,7 +306,7 @@ pub async fn apply_until(
     if failures.is_empty() {
         out.swept = d.sweep.clone();
         for id in &out.swept {
-            tracing::info!(job = %d.job, leftover = %id, "swept objects of an incomplete backup");
+            tracing::info!(job = %d.job, leftover = %id, store = %repo.display, "swept objects of an incomplete backup");
         }
         Ok(out)
     } else {

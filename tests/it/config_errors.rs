@@ -18,7 +18,7 @@ jobs:
           port: 70000
           password_file: /nonexistent/secret
       - name: db
-        files: {{path: /definitely/not/here}}
+        files: {{path: definitely/not/absolute}}
   - name: a
     sources:
       - name: x

@@ -187,7 +187,7 @@ fn compose_sidecar_mounts_data_read_only_and_uses_secrets() {
 fn compose_matches_concertim_v1_and_stops_gracefully() {
     let text = std::fs::read_to_string(repo_root().join("examples/docker-compose.yml")).unwrap();
     for want in [
-        "name: concertim_rrd-data",
+        "name: ${CONCERTIM_RRD_VOLUME:-concertim_rrd-data}",
         "concertim_db-data",
         "/opt/concertim/opt/docker/docker-compose.yml",
         "network_mode: host",

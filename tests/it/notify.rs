@@ -775,3 +775,58 @@ fn real_daemon_pings_start_and_fail_and_logs_no_secret() {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
 }
+
+/// Issue 23.1: a daemon restarted after the source directory was lost
+/// starts (no crash loop under `restart: unless-stopped`), and the
+/// scheduled run fails that source and pings `/fail`.
+#[test]
+fn regression_issue23_daemon_starts_without_a_source_path_and_notifies_the_failure() {
+    let ws = Workspace::new();
+    let rec = Recorder::start();
+    let gone = ws.path().join("lost-etc");
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\ndaemon: {{listen: \"127.0.0.1:{}\", shutdown_grace: 5s}}\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    run_at_start: never\n    notify:\n      healthchecks: [\"{}\"]\n    sources:\n{}",
+        ws.store_url(),
+        free_port(),
+        rec.url(&format!("/ping/{HC_SECRET}")),
+        files_source(&gone),
+    ));
+    let log = ws.path().join("daemon.log");
+    let mut child = Command::new(bin())
+        .args(["--log-format", "json", "--config"])
+        .arg(&cfg)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let all = rec.all();
+        if all.iter().any(|r| r.path().ends_with("/fail")) {
+            break all;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "no /fail ping: {all:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    assert!(child.wait().unwrap().success());
+    let fail = all.iter().find(|r| r.path().ends_with("/fail")).unwrap();
+    assert!(
+        fail.body.contains("etc") && fail.body.contains(&gone.display().to_string()),
+        "{}",
+        fail.body
+    );
+    assert!(ws.manifests().is_empty());
+}

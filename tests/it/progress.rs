@@ -110,3 +110,70 @@ fn no_color_turns_off_escape_codes_on_a_terminal() {
         "{plain:?}"
     );
 }
+
+/// Issue 23.8: the summary counts what was written (files and their
+/// bytes, databases), not the decompressed stream read to get there, and
+/// says "1 file" / "2 files".
+#[test]
+fn regression_issue23_restore_summary_counts_files_and_bytes_written() {
+    let db = TestDb::create(&unique("summary"));
+    db.sql("CREATE TABLE t AS SELECT g AS x FROM generate_series(1, 1000) g;");
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("a"), vec![b'a'; 1000]).unwrap();
+    std::fs::write(data.path().join("b"), vec![b'b'; 2500]).unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n{}      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        postgres_source("db", &[&db.name]),
+        data.path().display()
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let out = tempfile::tempdir().unwrap();
+    let last = |run: &Run| run.stdout().lines().last().unwrap_or_default().to_owned();
+
+    let to = out.path().join("both");
+    let run = ccbackup(
+        &cfg,
+        &["restore", "--source", "etc", "--to", to.to_str().unwrap()],
+    );
+    run.expect_ok();
+    assert!(
+        last(&run).ends_with("(2 files, 3.4 KiB written)"),
+        "{}",
+        run.stdout()
+    );
+
+    let to = out.path().join("one");
+    let run = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--source",
+            "etc",
+            "--include",
+            "a",
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    run.expect_ok();
+    assert!(
+        last(&run).ends_with("(1 file, 1000 B written)"),
+        "{}",
+        run.stdout()
+    );
+
+    let target = unique("summary_target");
+    let run = ccbackup(&cfg, &["restore", "--source", "db", "--target-db", &target]);
+    run.expect_ok();
+    assert!(
+        last(&run).ends_with("(1 database restored)"),
+        "{}",
+        run.stdout()
+    );
+    psql(
+        "postgres",
+        &format!("DROP DATABASE {}", quote_ident(&target)),
+    );
+}

@@ -171,16 +171,65 @@ fn write_secrets_env(dir: &Path, db_pw: &str, jwt: &str, key: &str) {
     chmod(&p, 0o600);
 }
 
-/// The runbook with host paths mapped into the temp tree and the chosen
-/// backup filled in, after a prelude of stand-ins for docker and `cd`.
-fn script(h: &Host, backup: &str, events: &Path) -> String {
+/// What a Concertim install looks like from the host: the names the
+/// runbook must find rather than assume (issue 23.2).
+struct Layout {
+    /// The compose file the operator points `CONCERTIM=` at.
+    compose: &'static str,
+    /// `docker compose -f FILE config --services`.
+    services: &'static [&'static str],
+    /// `docker volume ls --format '{{.Name}}'`.
+    volumes: &'static [&'static str],
+    /// What the runbook must stop and mount.
+    writer: &'static str,
+    rrd_volume: &'static str,
+}
+
+/// Concertim v1.x installed by its playbook.
+const V1: Layout = Layout {
+    compose: "/opt/concertim/opt/docker/docker-compose.yml",
+    services: &["db", "metric_reporting_daemon", "visualisation", "proxy"],
+    volumes: &[
+        "concertim_db-data",
+        "concertim_rrd-data",
+        "ccbackup_ccbackup-tmp",
+    ],
+    writer: "metric_reporting_daemon",
+    rrd_volume: "concertim_rrd-data",
+};
+
+/// Concertim 0.x built from the playbook checkout's `docker/` directory
+/// (project `concertim_ui`), as its docker README describes.
+const V0: Layout = Layout {
+    compose: "/root/concertim_ui/docker/docker-compose.yml",
+    services: &["metrics", "visualisation", "proxy", "db"],
+    volumes: &[
+        "concertim_ui_db-data",
+        "concertim_ui_rrd-data",
+        "concertim_ui_static-content",
+        "concertim_ui_concertim-etc",
+    ],
+    writer: "metrics",
+    rrd_volume: "concertim_ui_rrd-data",
+};
+
+/// The runbook with host paths mapped into the temp tree, the chosen
+/// backup and the layout's compose file filled in (as the operator edits
+/// them), after a prelude of stand-ins for docker and `cd`.
+fn script(h: &Host, backup: &str, events: &Path, layout: &Layout) -> String {
     let mut body = String::new();
     let mut saw_backup = false;
+    let mut saw_compose = false;
     for line in runbook_block().lines() {
         if let Some(rest) = line.strip_prefix("BACKUP=") {
             assert!(!rest.is_empty());
             body.push_str(&format!("BACKUP={backup}\n"));
             saw_backup = true;
+            continue;
+        }
+        if line.starts_with("CONCERTIM=") {
+            body.push_str(&format!("CONCERTIM={}\n", layout.compose));
+            saw_compose = true;
             continue;
         }
         let mapped = line
@@ -198,6 +247,10 @@ fn script(h: &Host, backup: &str, events: &Path) -> String {
         body.push('\n');
     }
     assert!(saw_backup, "the runbook sets BACKUP= from the list");
+    assert!(
+        saw_compose,
+        "the runbook sets CONCERTIM= to the compose file"
+    );
     format!(
         r#"set -euo pipefail
 docker() {{
@@ -205,13 +258,17 @@ docker() {{
   case "$args" in
     "compose run --rm ccbackup-restore "*)
       shift 4
-      echo "ccbackup $*" >> '{events}'
+      echo "ccbackup $* [volume=${{CONCERTIM_RRD_VOLUME:-unset}}]" >> '{events}'
       '{bin}' --config '{cfg}' --log-format text "$@" ;;
-    "compose -f /opt/concertim/opt/docker/docker-compose.yml stop metric_reporting_daemon visualisation")
+    "compose -f {compose} config --services")
+      printf '%s\n' {services} ;;
+    "volume ls --format {{{{.Name}}}}")
+      printf '%s\n' {volumes} ;;
+    "compose -f {compose} stop {writer} visualisation")
       echo stop-writers >> '{events}' ;;
-    "compose -f /opt/concertim/opt/docker/docker-compose.yml run --rm visualisation bin/rails db:migrate")
+    "compose -f {compose} run --rm visualisation bin/rails db:migrate")
       echo migrate >> '{events}' ;;
-    "compose -f /opt/concertim/opt/docker/docker-compose.yml start")
+    "compose -f {compose} start")
       echo start >> '{events}' ;;
     *) echo "runbook test: no stand-in for: docker $args" >&2; exit 97 ;;
   esac
@@ -222,6 +279,10 @@ cd() {{
 }}
 {body}"#,
         events = events.display(),
+        compose = layout.compose,
+        services = layout.services.join(" "),
+        volumes = layout.volumes.join(" "),
+        writer = layout.writer,
         bin = bin(),
         cfg = h.cfg.display(),
         work = h.ws.path().display(),
@@ -230,6 +291,36 @@ cd() {{
 
 #[test]
 fn the_concertim_runbook_restores_everything_after_losing_everything() {
+    runbook_after_disaster(Aftermath::Reinstalled, &V1);
+}
+
+/// Issue 23.2: the same runbook on a Concertim 0.x host, whose RRD writer
+/// is `metrics` and whose volumes carry another project's name.
+#[test]
+fn regression_issue23_runbook_finds_the_names_of_a_concertim_0x_host() {
+    runbook_after_disaster(Aftermath::Reinstalled, &V0);
+}
+
+/// Issue 23.1: the RRD volume, `/opt/concertim/etc` and the secrets
+/// directory are gone and nothing recreated them (only a new `secrets.env`
+/// exists, which the runbook merges into); `ct-vis` is gone too. Every
+/// command of the runbook starts anyway and the restores create what is
+/// missing.
+#[test]
+fn regression_issue23_runbook_works_with_every_source_path_deleted() {
+    runbook_after_disaster(Aftermath::PathsGone, &V1);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aftermath {
+    /// The playbook reinstalled Concertim: empty volumes, a migrated empty
+    /// `ct-vis`, a new credentials file.
+    Reinstalled,
+    /// The source directories do not exist at all and there is no `ct-vis`.
+    PathsGone,
+}
+
+fn runbook_after_disaster(aftermath: Aftermath, layout: &Layout) {
     require_rrdtool();
     let c = Cluster::start(15, &pg15_bin())
         .unwrap_or_else(|e| panic!("a PostgreSQL 15 cluster is needed: {e}"));
@@ -282,19 +373,25 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
     c.psql("postgres", "DROP ROLE \"www-data\"");
     for d in [&h.rrd, &h.etc, &h.secrets] {
         std::fs::remove_dir_all(d).unwrap();
-        std::fs::create_dir_all(d).unwrap();
     }
+    if aftermath == Aftermath::Reinstalled {
+        for d in [&h.rrd, &h.etc] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(h.etc.join("credentials.yml.enc"), b"fresh install").unwrap();
+        c.psql("postgres", "CREATE DATABASE \"ct-vis\"");
+        c.psql(
+            "ct-vis",
+            "CREATE TABLE schema_migrations (version text PRIMARY KEY); INSERT INTO schema_migrations VALUES ('1')",
+        );
+    }
+    // The runbook merges the old RAILS_MASTER_KEY into the new secrets.env.
+    std::fs::create_dir_all(&h.secrets).unwrap();
     write_secrets_env(&h.secrets, "new-db-password", "new-jwt", "new-master-key");
-    std::fs::write(h.etc.join("credentials.yml.enc"), b"fresh install").unwrap();
-    c.psql("postgres", "CREATE DATABASE \"ct-vis\"");
-    c.psql(
-        "ct-vis",
-        "CREATE TABLE schema_migrations (version text PRIMARY KEY); INSERT INTO schema_migrations VALUES ('1')",
-    );
 
     let events = h.ws.path().join("events");
     let sh = h.ws.path().join("runbook.sh");
-    std::fs::write(&sh, script(&h, &chosen, &events)).unwrap();
+    std::fs::write(&sh, script(&h, &chosen, &events, layout)).unwrap();
     let out = Command::new("bash").arg(&sh).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -327,6 +424,21 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
         "{ev:?}"
     );
     assert_eq!(ev.last().map(String::as_str), Some("start"), "{ev:?}");
+    // Every restore ran with the volume the runbook found.
+    let volume = format!("[volume={}]", layout.rrd_volume);
+    assert!(
+        ev.iter()
+            .filter(|e| e.starts_with("ccbackup "))
+            .all(|e| e.ends_with(&volume)),
+        "{ev:?}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "RRD writer: {}, RRD volume: {}",
+            layout.writer, layout.rrd_volume
+        )),
+        "{stdout}"
+    );
     assert!(pos(&|e| e.starts_with("ccbackup list")).unwrap() < first_write);
 
     // The list showed both backups; the dry run ran without --force and
@@ -335,7 +447,10 @@ fn the_concertim_runbook_restores_everything_after_losing_everything() {
         stdout.contains(&chosen) && stdout.contains(&newer),
         "{stdout}"
     );
-    assert!(stdout.contains("would be refused"), "{stdout}");
+    if aftermath == Aftermath::Reinstalled {
+        // The playbook's ct-vis is there and needs --force.
+        assert!(stdout.contains("would be refused"), "{stdout}");
+    }
     assert!(stdout.contains("would restore"), "{stdout}");
 
     // Database: same tables, rows, content and owners as in the chosen backup.

@@ -22,7 +22,7 @@ use tar::{Builder, EntryType, Header};
 
 use crate::progress::Progress;
 use crate::retry::{Class, Transient};
-use crate::sys::walk::{self, Entry, Kind, Stat, Walk, WalkError};
+use crate::sys::walk::{self, Entry, Kind, Stat, WalkError};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FilesStats {
@@ -42,6 +42,8 @@ pub struct FilesStats {
 pub enum FilesError {
     #[error(transparent)]
     Walk(#[from] WalkError),
+    #[error(transparent)]
+    Missing(#[from] super::RootMissing),
     #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
@@ -87,7 +89,10 @@ fn archive_into<W: Write>(
     progress: &Progress,
 ) -> Result<FilesStats, FilesError> {
     let mut stats = FilesStats::default();
-    let mut walk = Walk::new(root)?;
+    let mut walk = super::walk_root(root).map_err(|e| match e {
+        super::RootError::Missing(m) => FilesError::Missing(m),
+        super::RootError::Walk(w) => FilesError::Walk(w),
+    })?;
     for entry in walk.by_ref() {
         let entry = entry?;
         let rel = entry.path();

@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod rrd;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use crate::backup::pipeline::{PipelineError, SourceWriter, Uploaded};
 use crate::repo::manifest::{Artifact, ArtifactKind, PostgresInfo, TreeInfo};
@@ -42,4 +43,34 @@ pub trait Sink: Sync {
         postgres: Option<PostgresInfo>,
         tree: Option<TreeInfo>,
     ) -> Artifact;
+}
+
+/// A tree source whose directory is not there: lost with a volume, or not
+/// mounted. Said plainly, because after a disaster it is the expected case.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "directory {} does not exist: restore it (`ccbackup restore --source NAME`) or fix the source's `path`",
+    path.display()
+)]
+pub struct RootMissing {
+    pub path: PathBuf,
+}
+
+/// Starts a walk of a tree source's root, telling a missing root apart
+/// from other trouble opening it.
+pub(crate) fn walk_root(root: &Path) -> Result<crate::sys::walk::Walk, RootError> {
+    crate::sys::walk::Walk::new(root).map_err(|e| {
+        if e.source.kind() == std::io::ErrorKind::NotFound {
+            RootError::Missing(RootMissing {
+                path: root.to_path_buf(),
+            })
+        } else {
+            RootError::Walk(e)
+        }
+    })
+}
+
+pub(crate) enum RootError {
+    Missing(RootMissing),
+    Walk(crate::sys::walk::WalkError),
 }

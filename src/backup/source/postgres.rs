@@ -20,7 +20,7 @@ use tokio_postgres::Client;
 use super::pgcount::{CountError, CountingWriter};
 use super::Sink;
 use crate::backup::pipeline::PipelineError;
-use crate::config::PostgresConfig;
+use crate::config::{DatabaseSelection, PostgresConfig};
 use crate::pg::conn::{base_command, connect, conninfo, discover, PgError};
 use crate::pg::tools::{self, PgTools};
 use crate::repo::manifest::{
@@ -202,7 +202,14 @@ pub async fn backup(
             i + 1,
             crate::repo::store::key_safe(db)
         );
-        let props = database_properties(&admin, db).await?;
+        let props = match database_properties(&admin, db).await {
+            Ok(p) => p,
+            Err(e) if dropped_since_discovery(cfg, &admin, db).await => {
+                skipped_dropped(source, db, &e);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut cmd = base_command(&tools, "pg_dump", cfg);
         cmd.arg("--format=custom")
             .arg("--compress=0")
@@ -210,13 +217,22 @@ pub async fn backup(
             .arg(format!("--dbname={}", conninfo(cfg, db)));
         let kill = ctx.kill().clone();
         let count = cfg.row_counts;
-        let (counted, up) = ctx
+        let (counted, up) = match ctx
             .put(&rel, move |w| dump_counting(cmd, w, &kill, count))
             .await
-            .map_err(|source| PgSourceError::Dump {
-                database: db.clone(),
-                source,
-            })?;
+        {
+            Ok(done) => done,
+            Err(e) if dropped_since_discovery(cfg, &admin, db).await => {
+                skipped_dropped(source, db, &e);
+                continue;
+            }
+            Err(source) => {
+                return Err(PgSourceError::Dump {
+                    database: db.clone(),
+                    source,
+                })
+            }
+        };
         let tables = match counted {
             Some(Ok(tables)) => Some(tables),
             Some(Err(e)) => {
@@ -242,6 +258,31 @@ pub async fn backup(
         ));
     }
     Ok(artifacts)
+}
+
+/// With `databases: all`, whether `db` (found by discovery, then failing)
+/// is gone from the server: dropped by someone while the backup ran, so
+/// there is nothing to back up and the other databases should not pay for
+/// it. Named databases are what the operator asked for: their absence stays
+/// an error, as does any failure while the database still exists or while
+/// the server cannot say.
+async fn dropped_since_discovery(cfg: &PostgresConfig, admin: &Client, db: &str) -> bool {
+    cfg.databases == DatabaseSelection::All
+        && matches!(
+            admin
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+                .await,
+            Ok(None)
+        )
+}
+
+fn skipped_dropped(source: &str, db: &str, why: &(dyn std::error::Error + 'static)) {
+    tracing::warn!(
+        source,
+        database = %db,
+        error = %crate::error::chain(why),
+        "database `{db}` was dropped after the backup listed it; skipped (the other databases are backed up)"
+    );
 }
 
 /// Runs `pg_dump` into `w`; with `count`, through a tap that counts every

@@ -33,7 +33,7 @@ use super::files::{append_dir, header, with_builder, TarSink};
 use crate::progress::Progress;
 use crate::retry::{Class, Transient};
 use crate::rrd::{validate_rrd, RrdInvalid};
-use crate::sys::walk::{self, Entry, Kind, Stat, Walk, WalkError};
+use crate::sys::walk::{self, Entry, Kind, Stat, WalkError};
 
 /// What to do with a file that still fails validation after its re-reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +88,8 @@ pub struct RrdStats {
 pub enum RrdError {
     #[error(transparent)]
     Walk(#[from] WalkError),
+    #[error(transparent)]
+    Missing(#[from] super::RootMissing),
     #[error("cannot open rrd file {}", path.display())]
     Open {
         path: PathBuf,
@@ -176,7 +178,10 @@ fn archive_into<W: Write>(
     progress: &Progress,
 ) -> Result<RrdStats, RrdError> {
     let mut stats = RrdStats::default();
-    let mut walk = Walk::new(root)?;
+    let mut walk = super::walk_root(root).map_err(|e| match e {
+        super::RootError::Missing(m) => RrdError::Missing(m),
+        super::RootError::Walk(w) => RrdError::Walk(w),
+    })?;
     let mut buf = Vec::new();
     for entry in walk.by_ref() {
         let entry = entry?;
@@ -373,6 +378,20 @@ fn ofd_lock(file: &File, l_type: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Takes and releases the read lock a backup takes on `path`: what
+/// `doctor` uses to show the file system supports it.
+pub fn probe_lock(path: &Path, timeout: Duration) -> Result<(), RrdError> {
+    let file = File::open(path).map_err(|source| RrdError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    lock_shared(path, &file, timeout)?;
+    ofd_lock(&file, libc::F_UNLCK).map_err(|source| RrdError::Lock {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 fn lock_shared(full: &Path, file: &File, timeout: Duration) -> Result<(), RrdError> {
     let start = Instant::now();
     // An update holds the lock for well under a millisecond, so start small.
@@ -411,7 +430,7 @@ mod tests {
     use crate::rrd::tests::synth;
 
     fn one_entry(root: &Path) -> Entry {
-        Walk::new(root).unwrap().next().unwrap().unwrap()
+        walk::Walk::new(root).unwrap().next().unwrap().unwrap()
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! A store as a backup uses it: list the job's prefix, then write, read
+//! back and delete a small probe object under it.
+
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rand::Rng;
+
+use super::{bounded, timed_out, About, Check};
+use crate::error::chain;
+use crate::repo::store::{self, StoreSpec};
+
+const PROBE: &[u8] = b"ccbackup doctor probe: safe to delete\n";
+
+pub(super) async fn check(job: &str, label: &str, spec: &StoreSpec) -> Vec<Check> {
+    let about = About::new(job, format!("{label} {}", store::display_url(&spec.url)));
+    let hint = "check store.url, store.options and the credentials; for S3 the bucket must exist";
+    let repo = match store::open(spec) {
+        Ok(r) => r,
+        Err(e) => return vec![about.fail("open", chain(&e).to_string(), hint)],
+    };
+    let mut out = Vec::new();
+    let prefix = ObjPath::from(job);
+    match bounded(repo.store.list_with_delimiter(Some(&prefix))).await {
+        Some(Ok(l)) => out.push(about.ok(
+            "list",
+            format!(
+                "{} entries under {job}/",
+                l.common_prefixes.len() + l.objects.len()
+            ),
+        )),
+        Some(Err(e)) => {
+            out.push(about.fail("list", chain(&e).to_string(), hint));
+            return out;
+        }
+        None => {
+            out.push(about.fail("list", timed_out(), hint));
+            return out;
+        }
+    }
+    let name = format!("doctor-probe-{:016x}", rand::rng().random::<u64>());
+    let key = prefix.clone().join(name.as_str());
+    out.push(match bounded(probe(repo.store.as_ref(), &key)).await {
+        Some(Ok(())) => about.ok(
+            "write, read back, delete",
+            format!("{} bytes at {job}/{name}", PROBE.len()),
+        ),
+        Some(Err(e)) => about.fail(
+            "write, read back, delete",
+            e,
+            "the credentials need permission to put, get and delete objects under the prefix",
+        ),
+        None => about.fail(
+            "write, read back, delete",
+            timed_out(),
+            "check the store's endpoint and network",
+        ),
+    });
+    out.push(about.info("versioning", versioning(&spec.url)));
+    out
+}
+
+async fn probe(store: &dyn ObjectStore, key: &ObjPath) -> Result<(), String> {
+    store
+        .put(key, PutPayload::from_static(PROBE))
+        .await
+        .map_err(|e| format!("write: {}", chain(&e)))?;
+    let read = async {
+        let got = store.get(key).await?.bytes().await?;
+        Ok::<_, object_store::Error>(got)
+    }
+    .await;
+    // Delete even when the read failed: the probe must not stay behind.
+    let deleted = store.delete(key).await;
+    let got = read.map_err(|e| format!("read back: {}", chain(&e)))?;
+    if got.as_ref() != PROBE {
+        return Err(format!(
+            "read back {} bytes that differ from the {} written",
+            got.len(),
+            PROBE.len()
+        ));
+    }
+    deleted.map_err(|e| format!("delete: {}", chain(&e)))
+}
+
+/// What can be said about keeping old versions without asking the
+/// provider's own API (object_store does not expose it).
+fn versioning(url: &url::Url) -> &'static str {
+    match url.scheme() {
+        "file" => "a file:// store keeps no versions: a deleted or overwritten object is gone",
+        _ => "not checked: ask the provider whether versioning or object lock is on for the bucket",
+    }
+}
