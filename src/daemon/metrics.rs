@@ -391,7 +391,7 @@ impl Metrics {
         family(
             "ccbackup_skipped_runs_total",
             "counter",
-            "Scheduled ticks skipped because the previous run of the job was still going.",
+            "Scheduled backups that did not run (the previous backup still running); each is logged with its reason and notified as a failure.",
             per_job(&|s| Some(s.skipped_runs.to_string())),
         );
         family(
