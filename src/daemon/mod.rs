@@ -71,6 +71,7 @@ pub mod http;
 mod listing;
 pub mod metrics;
 pub mod process;
+pub mod reload;
 mod slots;
 mod timers;
 
@@ -260,7 +261,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = reload.notified() => {
-                reload_config(&mut st, fixed_repo, sched, &tick_tx, &metrics).await;
+                reload::on_signal(&mut st, fixed_repo, sched, &tick_tx, &metrics, &client).await;
             }
             Some(tick) = tick_rx.recv() => {
                 on_tick(&mut st, tick, sched, &tick_tx, &metrics, &client, &stopping, &mut tasks).await;
@@ -657,60 +658,6 @@ fn start(
         }
         ctx.job.name.clone()
     });
-}
-
-async fn reload_config(
-    st: &mut State,
-    fixed_repo: bool,
-    sched: &dyn Timers,
-    tx: &mpsc::Sender<Tick>,
-    metrics: &Metrics,
-) {
-    let path = st.cfg.path.clone();
-    // A password file the (possibly unprivileged) daemon can no longer read
-    // is a bad reload, not a configuration that fails every run.
-    let new = match config::load(&path).and_then(|c| c.require_secrets().map(|()| c)) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
-            return;
-        }
-    };
-    if !fixed_repo {
-        match store::open(&new.store) {
-            Ok(r) => {
-                st.repo = r
-                    .with_signing(new.signing.as_ref())
-                    .with_clock(st.clock.clone())
-            }
-            Err(e) => {
-                tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
-                return;
-            }
-        }
-    }
-    warn_if_listen_changed(st.listen_from_config.as_deref(), &new.daemon.listen);
-    for (_, id) in st.armed.drain() {
-        sched.cancel(id).await;
-    }
-    st.generation += 1;
-    st.cfg = Arc::new(new);
-    seed_metrics(st, metrics).await;
-    arm_all(st, sched, tx, metrics).await;
-    tracing::info!(path = %path.display(), jobs = st.cfg.jobs.len(), "configuration reloaded");
-}
-
-/// The listener is bound once, at start: rebinding on reload would need
-/// the new address free and would drop the healthcheck's address while
-/// compose still probes it. Say so rather than silently ignore the change.
-fn warn_if_listen_changed(serving: Option<&str>, configured: &str) {
-    if let Some(serving) = serving.filter(|s| *s != configured) {
-        tracing::warn!(
-            serving,
-            configured,
-            "daemon.listen changed, but the listen address cannot be changed without a restart; still serving on the old address"
-        );
-    }
 }
 
 /// Next run times of a job, RFC 3339 in the job's zone (`ccbackup schedule`).
