@@ -17,6 +17,7 @@ mod examples;
 mod extract_atomic;
 mod faults_manifest;
 mod faults_pg;
+mod faults_staging;
 mod globals;
 mod guard;
 mod hardening;
