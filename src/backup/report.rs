@@ -216,6 +216,8 @@ impl Report {
     pub fn title(&self) -> String {
         match self.kind {
             "backup" => format!("{}: {}", self.job, self.outcome),
+            // An event of the daemon itself (a rejected reload) names no job.
+            kind if self.job.is_empty() => format!("ccbackup: {kind} {}", self.outcome),
             kind => format!("{}: {kind} {}", self.job, self.outcome),
         }
     }

@@ -181,9 +181,10 @@ pub async fn run_job_with(
         guard,
     };
     if let Err(error) = manifest::write(repo, &m).await {
-        // A lost create-only race means another writer owns this ID: its
-        // artifacts share our keys, so leave them alone.
-        if !matches!(error, ManifestError::AlreadyExists { .. }) {
+        // A lost create-only race means another writer owns this ID (its
+        // artifacts share our keys); an unconfirmed write may still land
+        // and make these artifacts a complete backup: leave them alone.
+        if !error.keeps_artifacts() {
             cleanup(&ctx).await;
         }
         return Err(BackupError::Manifest {

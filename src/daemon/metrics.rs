@@ -109,6 +109,8 @@ pub struct Metrics {
     /// The daemon is still reading the store at start-up: nothing is known
     /// about the jobs' last good backups yet.
     seeding: AtomicBool,
+    /// The last configuration reload (SIGHUP).
+    reload: Mutex<super::reload::ReloadStatus>,
 }
 
 impl Default for Metrics {
@@ -137,6 +139,10 @@ pub struct Readiness {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub jobs: Vec<JobReadiness>,
+    /// The configuration the daemon runs with: a rejected reload shows
+    /// here (it does not make the daemon unready: the previous
+    /// configuration still runs).
+    pub config: super::reload::ReloadStatus,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -152,16 +158,35 @@ impl Metrics {
             started,
             clock: Clock::system(),
             seeding: AtomicBool::new(false),
+            reload: Mutex::new(super::reload::ReloadStatus::started(started)),
         }
     }
 
     /// Metrics of a daemon starting now by `clock`, judging readiness by it.
     pub fn with_clock(clock: Clock) -> Self {
-        Self {
-            started: clock.now(),
-            clock,
-            ..Self::new(DateTime::<Utc>::UNIX_EPOCH)
-        }
+        Self::new(clock.now()).clocked(clock)
+    }
+
+    fn clocked(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Records a configuration reload attempt (`Err`: why it was rejected).
+    pub fn record_reload(&self, result: Result<(), String>) {
+        let now = self.clock.now();
+        self.reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(now, result);
+    }
+
+    /// The last configuration reload.
+    pub fn reload_status(&self) -> super::reload::ReloadStatus {
+        self.reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The time readiness is judged at.
@@ -223,6 +248,7 @@ impl Metrics {
                 ready: false,
                 reason: Some("starting: reading the store for each job's last good backup".into()),
                 jobs: Vec::new(),
+                config: self.reload_status(),
             };
         }
         let jobs: Vec<JobReadiness> = self
@@ -262,6 +288,7 @@ impl Metrics {
             ready: unready.is_empty(),
             reason: (!unready.is_empty()).then(|| unready.join("; ")),
             jobs,
+            config: self.reload_status(),
         }
     }
 
@@ -391,7 +418,7 @@ impl Metrics {
         family(
             "ccbackup_skipped_runs_total",
             "counter",
-            "Scheduled ticks skipped because the previous run of the job was still going.",
+            "Scheduled backups that did not run (the previous backup still running); each is logged with its reason and notified as a failure.",
             per_job(&|s| Some(s.skipped_runs.to_string())),
         );
         family(
@@ -420,6 +447,7 @@ impl Metrics {
              ccbackup_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
+        self.reload_status().render(&mut out);
         render_drills(&mut out, &jobs);
         super::process::render(&mut out, &super::process::read());
         out

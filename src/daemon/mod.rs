@@ -28,11 +28,13 @@
 //! run days of schedule on paused time in milliseconds.
 //!
 //! Re-arming happens when a tick fires, not when the run ends, so a tick
-//! that finds the previous run of the job still going is seen, skipped and
-//! counted (`ccbackup_skipped_runs_total`): runs of one job never overlap.
-//! If the daemon falls behind (a suspended host), missed ticks are dropped
-//! and the next one in the future is armed. `jitter` adds a random delay in
-//! `[0, jitter]` to each tick; keep it below the schedule's period.
+//! that finds the job's slot busy is seen: it waits for the slot, or is
+//! skipped, counted and notified (see [`slots`]); runs of one job never
+//! overlap. If the daemon falls behind (a stall, a suspended host), the
+//! late tick runs once for the latest scheduled time that has come, the
+//! earlier ones are dropped, and the next one after now is armed. `jitter`
+//! adds a random delay in `[0, jitter]` to each tick; keep it below the
+//! schedule's period.
 //!
 //! # One run
 //!
@@ -69,9 +71,11 @@ pub mod http;
 mod listing;
 pub mod metrics;
 pub mod process;
+pub mod reload;
+mod slots;
 mod timers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,12 +160,13 @@ pub(super) struct Tick {
 
 /// What a tick starts: a backup run, or a restore drill (`verify:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum TickKind {
+pub(super) enum TickKind {
     Backup,
     Drill,
 }
 
 struct Running {
+    kind: TickKind,
     kill: KillSwitch,
     cancel: CancellationToken,
 }
@@ -176,6 +181,8 @@ struct State {
     generation: u64,
     armed: HashMap<(String, TickKind), Uuid>,
     running: HashMap<String, Running>,
+    /// Ticks waiting for the job's slot (see [`slots`]).
+    waiting: HashMap<String, VecDeque<Tick>>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. Returns `Ok` when every
@@ -228,6 +235,7 @@ pub async fn run(
         generation: 0,
         armed: HashMap::new(),
         running: HashMap::new(),
+        waiting: HashMap::new(),
     };
     seed_metrics(&st, &metrics).await;
     arm_all(&mut st, sched, &tick_tx, &metrics).await;
@@ -253,7 +261,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = reload.notified() => {
-                reload_config(&mut st, fixed_repo, sched, &tick_tx, &metrics).await;
+                reload::on_signal(&mut st, fixed_repo, sched, &tick_tx, &metrics, &client).await;
             }
             Some(tick) = tick_rx.recv() => {
                 on_tick(&mut st, tick, sched, &tick_tx, &metrics, &client, &stopping, &mut tasks).await;
@@ -261,6 +269,7 @@ pub async fn run(
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(job) = done {
                     st.running.remove(&job);
+                    start_waiting(&mut st, &job, &metrics, &client, &stopping, &mut tasks);
                 }
             }
         }
@@ -479,7 +488,7 @@ async fn arm(
 #[allow(clippy::too_many_arguments)]
 async fn on_tick(
     st: &mut State,
-    tick: Tick,
+    mut tick: Tick,
     sched: &dyn Timers,
     tx: &mpsc::Sender<Tick>,
     metrics: &Arc<Metrics>,
@@ -495,35 +504,119 @@ async fn on_tick(
         return;
     };
     if tick.rearm {
+        let now = st.clock.now();
+        catch_up(&mut tick, job, now);
         st.armed.remove(&(tick.job.clone(), tick.kind));
-        arm(st, sched, tx, job, tick.nominal, metrics, tick.kind).await;
+        let after = tick.nominal.max(now);
+        arm(st, sched, tx, job, after, metrics, tick.kind).await;
     }
 
-    // Backups and drills of one job share its slot: they never overlap.
-    if st.running.contains_key(&job.name) {
-        match tick.kind {
-            TickKind::Backup => {
-                metrics.update(&job.name, |s| s.skipped_runs += 1);
-                tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", "previous run still going; tick skipped");
-            }
-            TickKind::Drill => {
-                metrics.update(&job.name, |s| {
-                    *s.drill
-                        .get_or_insert_with(Default::default)
-                        .runs
-                        .entry("skipped")
-                        .or_default() += 1;
-                });
-                tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", "the job is running; restore drill skipped");
+    let running = st.running.get(&job.name).map(|r| r.kind);
+    let queue = st.waiting.entry(job.name.clone()).or_default();
+    let queued: Vec<TickKind> = queue.iter().map(|t| t.kind).collect();
+    match slots::decide(tick.kind, running, &queued) {
+        slots::Decision::Start => start(st, tick, metrics, client, stopping, tasks),
+        slots::Decision::Wait { first } => {
+            tracing::info!(job = %job.name, scheduled = %tick.nominal, kind = ?tick.kind, "the job's slot is busy; this run waits for it");
+            if first {
+                queue.push_front(tick);
+            } else {
+                queue.push_back(tick);
             }
         }
+        slots::Decision::Skip(reason) => skip(st, &tick, reason, metrics, client),
+    }
+}
+
+/// A tick handled late (the daemon stalled, or the host was suspended)
+/// stands for the latest scheduled time that has come: that run happens,
+/// once, now; the times passed over before it are logged.
+fn catch_up(tick: &mut Tick, job: &JobConfig, now: DateTime<Utc>) {
+    let schedule = match tick.kind {
+        TickKind::Backup => job.schedule.as_ref(),
+        TickKind::Drill => job.drill.as_ref().map(|d| &d.schedule),
+    };
+    let Some(schedule) = schedule else {
+        return;
+    };
+    let (due, passed) = schedule.latest_due(tick.nominal, now, job.timezone);
+    if passed > 0 {
+        tracing::warn!(job = %job.name, kind = ?tick.kind, missed = passed, first_missed = %tick.nominal, running_for = %due, "the daemon fell behind; running once now for the latest scheduled time, the earlier ones are not replayed");
+        tick.nominal = due;
+        tick.fire_at = now;
+    }
+}
+
+/// Logs, counts and notifies a tick that cannot run.
+fn skip(
+    st: &State,
+    tick: &Tick,
+    reason: &'static str,
+    metrics: &Metrics,
+    client: &reqwest::Client,
+) {
+    let Some(job) = st.cfg.job(&tick.job) else {
+        return;
+    };
+    match tick.kind {
+        TickKind::Backup => {
+            metrics.update(&job.name, |s| s.skipped_runs += 1);
+            tracing::error!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", reason, "scheduled backup skipped");
+            let report = slots::skipped_report(&job.name, tick.nominal, reason, st.clock.now());
+            slots::notify_skipped(client, &st.cfg, job, report);
+        }
+        TickKind::Drill => {
+            metrics.update(&job.name, |s| {
+                *s.drill
+                    .get_or_insert_with(Default::default)
+                    .runs
+                    .entry("skipped")
+                    .or_default() += 1;
+            });
+            tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", reason, "restore drill skipped");
+        }
+    }
+}
+
+/// Starts the next tick waiting for `job`'s slot, if any.
+fn start_waiting(
+    st: &mut State,
+    job: &str,
+    metrics: &Arc<Metrics>,
+    client: &reqwest::Client,
+    stopping: &CancellationToken,
+    tasks: &mut JoinSet<String>,
+) {
+    if stopping.is_cancelled() {
         return;
     }
+    let Some(mut tick) = st.waiting.get_mut(job).and_then(VecDeque::pop_front) else {
+        return;
+    };
+    // Even across a reload: dropping a waiting backup would skip it
+    // silently (a job that no longer exists is not started).
+    tick.fire_at = tick.fire_at.min(st.clock.now());
+    start(st, tick, metrics, client, stopping, tasks);
+}
+
+fn start(
+    st: &mut State,
+    tick: Tick,
+    metrics: &Arc<Metrics>,
+    client: &reqwest::Client,
+    stopping: &CancellationToken,
+    tasks: &mut JoinSet<String>,
+) {
+    let cfg = st.cfg.clone();
+    let Some(job) = cfg.job(&tick.job) else {
+        return;
+    };
     let kill = KillSwitch::default();
     let cancel = CancellationToken::new();
     st.running.insert(
         job.name.clone(),
         Running {
+            kind: tick.kind,
             kill: kill.clone(),
             cancel: cancel.clone(),
         },
@@ -543,8 +636,13 @@ async fn on_tick(
     let kind = tick.kind;
     let clock = st.clock.clone();
     tasks.spawn(async move {
-        // The scheduler works in whole seconds; do not start early.
-        if let Ok(early) = (fire_at - clock.now()).to_std() {
+        // Timers can wake early (the scheduler works in whole seconds, and
+        // the wall clock can be stepped back while we sleep): start only
+        // once the wall clock has reached the tick's time.
+        while let Ok(early) = (fire_at - clock.now()).to_std() {
+            if early.is_zero() {
+                break;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(early) => {}
                 _ = ctx.stopping.cancelled() => {
@@ -560,60 +658,6 @@ async fn on_tick(
         }
         ctx.job.name.clone()
     });
-}
-
-async fn reload_config(
-    st: &mut State,
-    fixed_repo: bool,
-    sched: &dyn Timers,
-    tx: &mpsc::Sender<Tick>,
-    metrics: &Metrics,
-) {
-    let path = st.cfg.path.clone();
-    // A password file the (possibly unprivileged) daemon can no longer read
-    // is a bad reload, not a configuration that fails every run.
-    let new = match config::load(&path).and_then(|c| c.require_secrets().map(|()| c)) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
-            return;
-        }
-    };
-    if !fixed_repo {
-        match store::open(&new.store) {
-            Ok(r) => {
-                st.repo = r
-                    .with_signing(new.signing.as_ref())
-                    .with_clock(st.clock.clone())
-            }
-            Err(e) => {
-                tracing::error!(error = %chain(&e), "configuration reload failed; keeping the running configuration");
-                return;
-            }
-        }
-    }
-    warn_if_listen_changed(st.listen_from_config.as_deref(), &new.daemon.listen);
-    for (_, id) in st.armed.drain() {
-        sched.cancel(id).await;
-    }
-    st.generation += 1;
-    st.cfg = Arc::new(new);
-    seed_metrics(st, metrics).await;
-    arm_all(st, sched, tx, metrics).await;
-    tracing::info!(path = %path.display(), jobs = st.cfg.jobs.len(), "configuration reloaded");
-}
-
-/// The listener is bound once, at start: rebinding on reload would need
-/// the new address free and would drop the healthcheck's address while
-/// compose still probes it. Say so rather than silently ignore the change.
-fn warn_if_listen_changed(serving: Option<&str>, configured: &str) {
-    if let Some(serving) = serving.filter(|s| *s != configured) {
-        tracing::warn!(
-            serving,
-            configured,
-            "daemon.listen changed, but the listen address cannot be changed without a restart; still serving on the old address"
-        );
-    }
 }
 
 /// Next run times of a job, RFC 3339 in the job's zone (`ccbackup schedule`).

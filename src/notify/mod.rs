@@ -111,6 +111,26 @@ pub fn targets(cfg: &Config, job: &JobConfig, event: Event<'_>) -> Targets {
     t
 }
 
+/// Every channel of the configuration (global and every job's), for an
+/// event about the daemon itself rather than one job.
+pub fn targets_everywhere(cfg: &Config, event: Event<'_>) -> Targets {
+    let mut t = Targets::default();
+    for n in std::iter::once(&cfg.notify).chain(cfg.jobs.iter().map(|j| &j.notify)) {
+        push_new(&mut t.healthchecks, &n.healthchecks);
+        if !event.wanted_by(n) {
+            continue;
+        }
+        push_new(&mut t.webhooks, &n.webhooks);
+        push_new(&mut t.slack, &n.slack);
+        if let Some(e) = &n.email {
+            if !t.email.iter().any(|o| o.same_destination(e)) {
+                t.email.push(e.clone());
+            }
+        }
+    }
+    t
+}
+
 impl Targets {
     pub fn is_empty(&self) -> bool {
         self.webhooks.is_empty()

@@ -110,6 +110,9 @@ pub struct ServerInfo {
     pub version: String,
     pub version_num: u32,
     pub databases: Vec<String>,
+    /// `pg_postmaster_start_time()`: a different one later means the
+    /// server restarted in between.
+    pub started: String,
 }
 
 /// A libpq connection string value: quoted, with `\` and `'` escaped, so
@@ -190,6 +193,7 @@ pub async fn discover(cfg: &PostgresConfig) -> Result<ServerInfo, PgError> {
         .map_err(q("server version"))?;
     let version: String = row.get(0);
     let version_num: i32 = row.get(1);
+    let started = postmaster_started(&client, &cfg.maintenance_db).await?;
     let rows = client
         .query(
             "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
@@ -222,7 +226,36 @@ pub async fn discover(cfg: &PostgresConfig) -> Result<ServerInfo, PgError> {
             .to_owned(),
         version_num: u32::try_from(version_num).unwrap_or(0),
         databases,
+        started,
     })
+}
+
+/// When the server (postmaster) started, as the server prints it.
+pub async fn postmaster_started(client: &Client, database: &str) -> Result<String, PgError> {
+    let row = client
+        .query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .await
+        .map_err(PgError::query(database, "server start time"))?;
+    Ok(row.get(0))
+}
+
+/// After a client program failed: did the server go away under it? Some
+/// reason when it restarted since `started` (a different postmaster start
+/// time) or cannot be reached now; `None` when it runs as before, so the
+/// failure was the program's own.
+pub async fn server_went_away(cfg: &PostgresConfig, started: &str) -> Option<String> {
+    let now = match connect(cfg, &cfg.maintenance_db).await {
+        Ok(client) => postmaster_started(&client, &cfg.maintenance_db).await,
+        Err(e) => Err(e),
+    };
+    match now {
+        Ok(now) if now != started => Some(format!(
+            "the server restarted meanwhile (running since {now}, was since {started})"
+        )),
+        Ok(_) => None,
+        Err(e) if e.is_transient() => Some(format!("the server cannot be reached now ({e})")),
+        Err(_) => None,
+    }
 }
 
 /// Tables whose data `pg_dump` writes: ordinary tables (partitions, not

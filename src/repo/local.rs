@@ -163,6 +163,82 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) {
     }
 }
 
+/// Removes what killed or failed runs leave in a `file://` store that no
+/// listing shows: object_store's multipart staging files (`<key>#<n>`,
+/// left by a process killed mid-upload or a cleanup that could not delete)
+/// and directories left empty (a failed run's `<job>/<id>/`), under the
+/// job's directory, when they were last changed before `cutoff` (a younger
+/// one may belong to a running upload). The job's directory itself stays;
+/// symlinks and special files are never touched. Returns the removed keys
+/// (directories end in `/`).
+pub async fn sweep_staging(
+    root: PathBuf,
+    job: String,
+    cutoff: DateTime<Utc>,
+) -> io::Result<Vec<String>> {
+    tokio::task::spawn_blocking(move || {
+        let dir = root.join(&job);
+        check(&root, &dir, false).map_err(io::Error::other)?;
+        let mut out = Vec::new();
+        match std::fs::symlink_metadata(&dir) {
+            Ok(md) if md.is_dir() => {
+                sweep_dir(&root, &dir, cutoff, &mut out)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+fn changed_before(md: &std::fs::Metadata, cutoff: DateTime<Utc>) -> bool {
+    DateTime::<Utc>::from_timestamp(md.mtime(), md.mtime_nsec() as u32).is_some_and(|t| t < cutoff)
+}
+
+/// Sweeps below `dir`; true when `dir` is empty afterwards.
+fn sweep_dir(
+    root: &Path,
+    dir: &Path,
+    cutoff: DateTime<Utc>,
+    out: &mut Vec<String>,
+) -> io::Result<bool> {
+    let rel = |p: &Path| {
+        p.strip_prefix(root)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut empty = true;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let md = std::fs::symlink_metadata(&path)?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            // Judged by its time before the sweep: removing a staging
+            // file inside makes it look freshly changed.
+            let old = changed_before(&md, cutoff);
+            if sweep_dir(root, &path, cutoff, out)? && old {
+                std::fs::remove_dir(&path)?;
+                out.push(format!("{}/", rel(&path)));
+            } else {
+                empty = false;
+            }
+        } else if ft.is_file()
+            && entry.file_name().to_string_lossy().contains('#')
+            && changed_before(&md, cutoff)
+        {
+            std::fs::remove_file(&path)?;
+            out.push(rel(&path));
+        } else {
+            empty = false;
+        }
+    }
+    Ok(empty)
+}
+
 impl NoFollow {
     fn fs(&self, location: &ObjPath) -> object_store::Result<PathBuf> {
         self.inner.path_to_filesystem(location)

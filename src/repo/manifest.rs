@@ -11,6 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::error::chain;
+use crate::repo::commit;
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::{backup_id_time, manifest_path, signature_path, Repo, MANIFEST_NAME};
 use crate::retry::{Class, Transient};
@@ -266,6 +267,15 @@ pub enum ManifestError {
     Misplaced { key: String, why: String },
     #[error("manifest {key} is not trustworthy: {why}")]
     Untrusted { key: String, why: String },
+    /// The put may have reached the store and reading the key back did
+    /// not settle it: the manifest may still appear, so the artifacts
+    /// must stay.
+    #[error("the store did not confirm that the manifest of backup {job}/{id} was written, and it could not be read back; the backup's artifacts were left in place (if the manifest lands later the backup is complete; otherwise prune sweeps them after orphan_grace)")]
+    Unconfirmed {
+        job: String,
+        id: String,
+        source: Box<object_store::Error>,
+    },
     #[error("cannot sign the manifest of backup {job}/{id}: {why}")]
     Sign {
         job: String,
@@ -280,6 +290,9 @@ impl Transient for ManifestError {
             ManifestError::Write { source, .. } | ManifestError::Read { source, .. } => {
                 source.class()
             }
+            // The next attempt writes a new backup ID; this one settles
+            // on its own either way.
+            ManifestError::Unconfirmed { .. } => Class::Transient,
             _ => Class::Permanent,
         }
     }
@@ -294,7 +307,17 @@ impl ManifestError {
             ManifestError::Read { .. }
                 | ManifestError::Write { .. }
                 | ManifestError::AlreadyExists { .. }
+                | ManifestError::Unconfirmed { .. }
                 | ManifestError::Sign { .. }
+        )
+    }
+
+    /// The backup's artifacts must not be removed after this error: the
+    /// manifest may exist (or still appear), or another writer owns the ID.
+    pub fn keeps_artifacts(&self) -> bool {
+        matches!(
+            self,
+            ManifestError::AlreadyExists { .. } | ManifestError::Unconfirmed { .. }
         )
     }
 
@@ -327,7 +350,8 @@ pub async fn write(repo: &Repo, m: &Manifest) -> Result<(), ManifestError> {
         put_create(repo, &signature_path(&m.job, &m.id), sig.into_bytes(), m).await?;
     }
     let written = put_create(repo, &manifest_path(&m.job, &m.id), body, m).await;
-    if written.is_err() && repo.signer.is_some() {
+    let gone = matches!(&written, Err(e) if !e.keeps_artifacts());
+    if gone && repo.signer.is_some() {
         if let Err(e) = repo.store.delete(&signature_path(&m.job, &m.id)).await {
             tracing::warn!(job = %m.job, backup = %m.id, error = %chain(&e), "could not remove the signature of an unwritten manifest; the sweep removes it");
         }
@@ -341,18 +365,54 @@ async fn put_create(
     body: Vec<u8>,
     m: &Manifest,
 ) -> Result<(), ManifestError> {
+    put_create_with(repo, key, body, m, &commit::READ_BACK_DELAYS).await
+}
+
+/// [`put_create`] with the pauses before each read-back of an unconfirmed
+/// put (see [`commit`]).
+async fn put_create_with(
+    repo: &Repo,
+    key: &object_store::path::Path,
+    body: Vec<u8>,
+    m: &Manifest,
+    delays: &[std::time::Duration],
+) -> Result<(), ManifestError> {
     let opts = PutOptions::from(PutMode::Create);
-    match repo.store.put_opts(key, PutPayload::from(body), opts).await {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. })
-        | Err(object_store::Error::Precondition { .. }) => Err(ManifestError::AlreadyExists {
-            job: m.job.clone(),
-            id: m.id.clone(),
-        }),
-        Err(source) => Err(ManifestError::Write {
+    let payload = PutPayload::from(body.clone());
+    let source = match repo.store.put_opts(key, payload, opts).await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let exists = matches!(
+        source,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    );
+    // "Already exists" may be our own earlier attempt that object_store
+    // retried after a dropped connection: one read tells.
+    let resolution = if exists {
+        commit::resolve(repo, key, &body, &[std::time::Duration::ZERO]).await
+    } else if commit::fate_of(&source) == commit::PutFate::Unknown {
+        tracing::warn!(job = %m.job, backup = %m.id, key = %key, error = %chain(&source), "the store did not confirm the manifest write; reading it back");
+        commit::resolve(repo, key, &body, delays).await
+    } else {
+        return Err(ManifestError::Write {
             job: m.job.clone(),
             id: m.id.clone(),
             source,
+        });
+    };
+    let (job, id) = (m.job.clone(), m.id.clone());
+    match resolution {
+        commit::Resolution::Written => {
+            tracing::info!(job = %m.job, backup = %m.id, key = %key, "the unconfirmed write was applied: read back exactly what was sent");
+            Ok(())
+        }
+        commit::Resolution::Other => Err(ManifestError::AlreadyExists { job, id }),
+        commit::Resolution::StillUnknown if exists => Err(ManifestError::AlreadyExists { job, id }),
+        commit::Resolution::StillUnknown => Err(ManifestError::Unconfirmed {
+            job,
+            id,
+            source: Box::new(source),
         }),
     }
 }

@@ -8,6 +8,7 @@
 //! writing; [`local`] and [`s3_uploads`] are the backend details.
 
 pub mod catalog;
+pub mod commit;
 pub mod gate;
 pub mod local;
 pub mod lock;

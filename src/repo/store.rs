@@ -345,8 +345,8 @@ fn explain(kind: &'static str, store: &Arc<str>, e: object_store::Error) -> obje
         )
     } else if matches!(e, E::Unauthenticated { .. } | E::PermissionDenied { .. }) {
         "the store rejected the credentials or they lack permission; check store.options or the environment".to_owned()
-    } else if text.contains("error sending request") || text.contains("dns error") {
-        "cannot connect to the store's endpoint (gave up after retries); check store.options.endpoint, the network and that the server runs".to_owned()
+    } else if let Some(what) = transport_problem(&e) {
+        what.to_owned()
     } else {
         return e;
     };
@@ -358,6 +358,30 @@ fn explain(kind: &'static str, store: &Arc<str>, e: object_store::Error) -> obje
             raw: e,
         }),
     }
+}
+
+/// What a transport failure means, from the typed kind object_store gives
+/// it. Only a connection that could not be made is retried by object_store
+/// until it gives up; a timeout or a dropped connection on a request that
+/// is not idempotent (a create-only put) is returned at once.
+fn transport_problem(e: &object_store::Error) -> Option<&'static str> {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let object_store::Error::Generic { source, .. } = e else {
+        return None;
+    };
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<HttpError>() {
+            return Some(match h.kind() {
+                HttpErrorKind::Connect => "cannot connect to the store's endpoint (gave up after retries); check store.options.endpoint, the network and that the server runs",
+                HttpErrorKind::Timeout => "the store's endpoint accepted the connection but did not answer in time (store.options.timeout, 30s by default)",
+                HttpErrorKind::Request | HttpErrorKind::Interrupted => "the connection to the store's endpoint was lost during the request",
+                _ => "the store's endpoint sent a response that could not be read",
+            });
+        }
+        cur = err.source();
+    }
+    None
 }
 
 #[derive(Debug)]

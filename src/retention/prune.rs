@@ -99,7 +99,8 @@ pub enum PruneError {
 pub struct Outcome {
     pub deleted: Vec<String>,
     pub swept: Vec<String>,
-    /// Keys of open multipart uploads (S3) aborted as stale.
+    /// Keys of open multipart uploads (S3) aborted as stale, and of
+    /// staging files and empty directories (`file://`) removed.
     pub aborted_uploads: Vec<String>,
     /// Why the multipart-upload sweep failed, if it did (not fatal).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -299,6 +300,23 @@ pub async fn apply_until(
             Ok(keys) => out.aborted_uploads = keys,
             Err(e) => {
                 tracing::warn!(job = %d.job, store = %repo.display, error = %chain(&e), "open multipart uploads were not swept");
+                out.upload_sweep_error = Some(chain(&e).to_string());
+            }
+        }
+    }
+    // The file:// counterpart: staging files of uploads a killed process
+    // left, and empty directories, which no listing shows.
+    if let Some(root) = &repo.local_root {
+        let grace = chrono::Duration::from_std(d.grace).unwrap_or(chrono::Duration::MAX);
+        let cutoff = repo
+            .clock
+            .now()
+            .checked_sub_signed(grace)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match crate::repo::local::sweep_staging(root.clone(), d.job.clone(), cutoff).await {
+            Ok(keys) => out.aborted_uploads.extend(keys),
+            Err(e) => {
+                tracing::warn!(job = %d.job, error = %chain(&e), "staging files were not swept");
                 out.upload_sweep_error = Some(chain(&e).to_string());
             }
         }

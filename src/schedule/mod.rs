@@ -59,6 +59,11 @@ use croner::Cron;
 
 use crate::duration::parse_duration;
 
+/// Most run times [`Schedule::latest_due`] steps over after a stall (a
+/// per-second schedule over almost three hours); past it the daemon just
+/// runs once and arms the next time after now.
+pub const CATCH_UP_LIMIT: u32 = 10_000;
+
 /// One full Gregorian cycle; see the module doc for why this is enough.
 const HORIZON_YEARS: i32 = 400;
 
@@ -413,6 +418,34 @@ impl Schedule {
             }
             from = local.checked_add_signed(TimeDelta::seconds(1))?;
         }
+    }
+
+    /// A tick for `nominal` is handled at `now`: the latest run time in
+    /// `[nominal, now]`, and how many earlier run times (from `nominal`
+    /// on) were passed over for it. A daemon that stalled (SIGSTOP, a suspended host,
+    /// a long pause) runs once for the latest time that has come, not for
+    /// a time that is long gone, and never drops the one due right now.
+    /// The walk stops after [`CATCH_UP_LIMIT`] run times; the count then
+    /// says at least that many.
+    pub fn latest_due(
+        &self,
+        nominal: DateTime<Utc>,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> (DateTime<Utc>, u32) {
+        let mut due = nominal;
+        // Each step passes over the time before it (`nominal` first).
+        let mut passed = 0u32;
+        while passed < CATCH_UP_LIMIT {
+            match self.next_after(due, tz).map(|t| t.with_timezone(&Utc)) {
+                Some(t) if t <= now => {
+                    passed += 1;
+                    due = t;
+                }
+                _ => break,
+            }
+        }
+        (due, passed)
     }
 
     /// Up to `count` successive runs after `after`, each strictly later than
@@ -906,6 +939,38 @@ mod tests {
             assert_eq!(sched(&s.to_string()), s);
         }
         assert_eq!(sched("  @daily \n").to_string(), "@daily");
+    }
+
+    #[test]
+    fn a_late_tick_stands_for_the_latest_time_that_has_come() {
+        let s = sched("0 * * * *");
+        let h = |t: &str| utc(&format!("2027-01-01T{t}Z"));
+        // On time, or early: the tick's own time, nothing passed over.
+        assert_eq!(
+            s.latest_due(h("01:00:00"), h("01:00:00"), Tz::UTC),
+            (h("01:00:00"), 0)
+        );
+        assert_eq!(
+            s.latest_due(h("01:00:00"), h("00:59:59"), Tz::UTC),
+            (h("01:00:00"), 0)
+        );
+        assert_eq!(
+            s.latest_due(h("01:00:00"), h("01:59:59"), Tz::UTC),
+            (h("01:00:00"), 0)
+        );
+        // Exactly when the next one is due: that one, the 01:00 passed over.
+        assert_eq!(
+            s.latest_due(h("01:00:00"), h("02:00:00"), Tz::UTC),
+            (h("02:00:00"), 1)
+        );
+        assert_eq!(
+            s.latest_due(h("01:00:00"), h("04:10:00"), Tz::UTC),
+            (h("04:00:00"), 3)
+        );
+        // A per-second schedule over a day stops at the limit.
+        let every = sched("* * * * * *");
+        let (_, n) = every.latest_due(h("00:00:00"), utc("2027-01-02T00:00:00Z"), Tz::UTC);
+        assert_eq!(n, CATCH_UP_LIMIT);
     }
 
     #[test]

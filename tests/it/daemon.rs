@@ -364,8 +364,9 @@ async fn runs_do_not_overlap_and_shutdown_mid_run_leaves_nothing() {
     let db = TestDb::create(&unique("daemon"));
     db.sql("CREATE TABLE big AS SELECT g, md5(g::text) FROM generate_series(1, 1000) g");
     let ws = Workspace::new();
+    let (hook, bodies) = crate::drills::hook();
     let cfg = ws.config(&format!(
-        "store:\n  url: {}\ndaemon: {{shutdown_grace: 2s, lock_ttl: 6s}}\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    retention: {{keep_last: 1}}\n    sources:\n{}          globals: false\n",
+        "store:\n  url: {}\ndaemon: {{shutdown_grace: 2s, lock_ttl: 6s}}\nnotify:\n  webhooks: [\"{hook}\"]\njobs:\n  - name: j\n    schedule: \"* * * * * *\"\n    retention: {{keep_last: 1}}\n    sources:\n{}          globals: false\n",
         ws.store_url(),
         postgres_source("db", &[&db.name])
     ));
@@ -397,6 +398,18 @@ async fn runs_do_not_overlap_and_shutdown_mid_run_leaves_nothing() {
         "a second run started: {s:?}"
     );
     assert!(ws.store_dir().join("locks/j.json").exists());
+    // Issue 23 item 4: every skipped backup is notified as a failure with
+    // its real reason (one waits behind the blocked run; the rest skip).
+    let body = bodies
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a skipped backup was not notified");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["outcome"], "failure", "{body}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("was skipped") && error.contains("still running"),
+        "{body}"
+    );
 
     let t0 = Instant::now();
     d.stop(Duration::from_secs(30))

@@ -61,13 +61,16 @@ fn sighup_with_a_bad_config_keeps_running_and_sigterm_exits_zero() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("f"), b"x").unwrap();
     let port = free_port();
+    let (hook, bodies) = crate::drills::hook();
     let good = format!(
-        "store:\n  url: {}\ndaemon:\n  listen: 127.0.0.1:{port}\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        "store:\n  url: {}\ndaemon:\n  listen: 127.0.0.1:{port}\nnotify:\n  webhooks: [\"{hook}\"]\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    run_at_start: never\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
         ws.store_url(),
         data.path().display()
     );
     let cfg = ws.config(&good);
     let mut d = spawn_daemon(&cfg, port, None);
+    let metrics = || get(port, "/metrics").unwrap_or_default();
+    assert!(metrics().contains("\nccbackup_config_reload_success 1\n"));
 
     // A broken config on SIGHUP is reported and the running one kept.
     std::fs::write(&cfg, "store: [this is not valid\n").unwrap();
@@ -78,6 +81,46 @@ fn sighup_with_a_bad_config_keeps_running_and_sigterm_exits_zero() {
         "daemon died on a bad reload"
     );
     assert!(get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+    // Issue 24 item 6: counted, shown in /readyz, notified.
+    let m = metrics();
+    assert!(m.contains("\nccbackup_config_reload_success 0\n"), "{m}");
+    assert!(
+        m.contains("\nccbackup_config_reload_failures_total 1\n"),
+        "{m}"
+    );
+    let ready = get(port, "/readyz").unwrap_or_default();
+    let (_, body) = ready.split_once("\r\n\r\n").unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["config"]["reload_success"], false, "{ready}");
+    assert!(
+        v["config"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("config.yaml")),
+        "{ready}"
+    );
+    let body = bodies
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the rejected reload was not notified");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["kind"], "reload", "{body}");
+    assert_eq!(v["outcome"], "failure", "{body}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("configuration reload rejected")),
+        "{body}"
+    );
+
+    // A good file again: applied, and the gauge says so.
+    std::fs::write(&cfg, &good).unwrap();
+    signal(&d.child, "-HUP");
+    d.wait_log("configuration reloaded");
+    let m = metrics();
+    assert!(m.contains("\nccbackup_config_reload_success 1\n"), "{m}");
+    assert!(
+        m.contains("\nccbackup_config_reload_failures_total 1\n"),
+        "{m}"
+    );
     d.stop();
 }
 

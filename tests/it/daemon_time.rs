@@ -388,3 +388,111 @@ async fn a_reload_disarms_the_old_schedule_and_arms_the_new_one() {
     assert!(just_after(got[0], at("2027-01-01T01:30:00Z")), "{got:?}");
     d.stop().await;
 }
+
+/// Issue 24 item 4: the daemon stalled (here the host was suspended: the
+/// wall clock jumps, tokio's timers do not see it) and the late 01:00 tick
+/// is handled exactly when the 02:00 run is due. That run happens, once,
+/// now; nothing is skipped or dropped, and 03:00 is next.
+#[tokio::test(start_paused = true)]
+async fn issue24_a_tick_late_by_a_whole_period_runs_the_one_due_now_once() {
+    let ws = Workspace::new();
+    let cfg = files_job(
+        &ws,
+        "    schedule: \"0 * * * *\"\n    run_at_start: never\n    retention: {keep_last: 10}\n",
+    );
+    let clock = Clock::following_tokio(at("2027-01-01T00:59:30Z"));
+    let d = start(&cfg, &clock).await;
+    clock.jump(chrono::Duration::minutes(60));
+    // The 01:00 timer fires exactly when the wall clock says 02:00.
+    d.advance_to(at("2027-01-01T02:00:00Z")).await;
+    d.wait("the late run", |m| {
+        m.get("j")
+            .is_some_and(|s| s.runs.get("success") == Some(&1) && !s.running)
+    })
+    .await;
+    // Let anything else armed for "now" fire before looking.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = d.metrics.get("j").unwrap();
+    assert_eq!(s.skipped_runs, 0, "the run due now was skipped");
+    assert_eq!(s.next_run, Some(at("2027-01-01T03:00:00Z")));
+    let got = started_times(&ws);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(just_after(got[0], at("2027-01-01T02:00:00Z")), "{got:?}");
+    d.stop().await;
+}
+
+/// Issue 24 item 4: a timer that wakes before the wall clock reaches the
+/// run's time (the clock was stepped back while the run waited) does not
+/// start the run early: the backup ID never carries the previous period.
+#[tokio::test(start_paused = true)]
+async fn issue24_a_run_never_starts_before_its_time() {
+    let ws = Workspace::new();
+    let cfg = files_job(
+        &ws,
+        "    schedule: \"0 * * * *\"\n    run_at_start: never\n    retention: {keep_last: 10}\n",
+    );
+    let clock = Clock::following_tokio(at("2027-01-01T00:59:30Z"));
+    let d = start(&cfg, &clock).await;
+    // The timer fires when the wall clock says 00:59:55; the run waits 5 s.
+    clock.jump(-chrono::Duration::seconds(5));
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(d.successes(), 0);
+    // Stepped back again during that wait.
+    clock.jump(-chrono::Duration::seconds(3));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    d.wait("the 01:00 run", |m| {
+        m.get("j")
+            .is_some_and(|s| s.runs.get("success") == Some(&1) && !s.running)
+    })
+    .await;
+    let got = started_times(&ws);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0] >= at("2027-01-01T01:00:00Z"),
+        "started early: {got:?}"
+    );
+    d.stop().await;
+}
+
+/// Issue 23 item 4: a restore drill due at the same instant as a backup
+/// never costs the backup its run (nor the drill its own): whichever
+/// comes second waits for the first.
+#[tokio::test(start_paused = true)]
+async fn issue23_a_drill_due_with_a_backup_never_skips_the_backup() {
+    let ws = Workspace::new();
+    let cfg = files_job(
+        &ws,
+        "    schedule: \"0 * * * *\"\n    run_at_start: always\n    retention: {keep_last: 10}\n    verify: {schedule: \"0 * * * *\", restore_test: false}\n",
+    );
+    let clock = Clock::following_tokio(at("2027-01-01T00:30:00Z"));
+    let d = start(&cfg, &clock).await;
+    d.wait("the start-up run", |m| {
+        m.get("j")
+            .is_some_and(|s| s.runs.get("success") == Some(&1) && !s.running)
+    })
+    .await;
+    let drills = |m: &Metrics, outcome: &str| {
+        m.get("j")
+            .and_then(|s| s.drill)
+            .and_then(|dr| dr.runs.get(outcome).copied())
+            .unwrap_or(0)
+    };
+    for hour in 1..=3u64 {
+        d.advance_to(at(&format!("2027-01-01T{hour:02}:00:00Z")))
+            .await;
+        d.wait("the backup and the drill", |m| {
+            m.get("j").is_some_and(|s| {
+                s.runs.get("success") == Some(&(hour + 1))
+                    && drills(m, "success") == hour
+                    && !s.running
+            }) || m.get("j").is_some_and(|s| s.skipped_runs > 0)
+                || drills(m, "skipped") > 0
+        })
+        .await;
+        let s = d.metrics.get("j").unwrap();
+        assert_eq!(s.skipped_runs, 0, "a backup was skipped at {hour}:00");
+        assert_eq!(drills(&d.metrics, "skipped"), 0, "a drill was skipped");
+    }
+    assert_eq!(started_times(&ws).len(), 4);
+    d.stop().await;
+}

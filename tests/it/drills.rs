@@ -119,7 +119,7 @@ fn start_up_run_when_missed_and_not_again_when_fresh() {
 }
 
 /// A listener recording each request body, answering 200.
-fn hook() -> (String, std::sync::mpsc::Receiver<String>) {
+pub fn hook() -> (String, std::sync::mpsc::Receiver<String>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook/T0KEN", l.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();

@@ -21,7 +21,7 @@ use super::pgcount::{CountError, CountingWriter};
 use super::Sink;
 use crate::backup::pipeline::PipelineError;
 use crate::config::{DatabaseSelection, PostgresConfig};
-use crate::pg::conn::{base_command, connect, conninfo, discover, PgError};
+use crate::pg::conn::{base_command, connect, conninfo, discover, server_went_away, PgError};
 use crate::pg::tools::{self, PgTools};
 use crate::repo::manifest::{
     Artifact, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo, TableRows,
@@ -41,6 +41,14 @@ pub enum PgSourceError {
     },
     #[error("dumping globals failed")]
     Globals { source: PipelineError<ChildError> },
+    /// A dump failed and the server went away under it (restart, admin
+    /// shutdown, lost network): worth another attempt.
+    #[error("{what} failed because the server went away: {why}")]
+    ServerLost {
+        what: String,
+        why: String,
+        source: PipelineError<ChildError>,
+    },
 }
 
 impl Transient for PgSourceError {
@@ -50,6 +58,7 @@ impl Transient for PgSourceError {
             PgSourceError::Dump { source, .. } | PgSourceError::Globals { source } => {
                 source.class()
             }
+            PgSourceError::ServerLost { .. } => Class::Transient,
         }
     }
 }
@@ -184,8 +193,21 @@ pub async fn backup(
         let up = ctx
             .put(&rel, move |w| stream_stdout("pg_dumpall", cmd, w, &kill))
             .await
-            .map(|(_, up)| up)
-            .map_err(|source| PgSourceError::Globals { source })?;
+            .map(|(_, up)| up);
+        let up = match up {
+            Ok(up) => up,
+            Err(source) => {
+                return Err(lost_or(
+                    ctx,
+                    cfg,
+                    &server.started,
+                    "dumping globals",
+                    source,
+                    |source| PgSourceError::Globals { source },
+                )
+                .await)
+            }
+        };
         artifacts.push(ctx.artifact(
             rel,
             source,
@@ -217,20 +239,24 @@ pub async fn backup(
             .arg(format!("--dbname={}", conninfo(cfg, db)));
         let kill = ctx.kill().clone();
         let count = cfg.row_counts;
-        let (counted, up) = match ctx
+        let put = ctx
             .put(&rel, move |w| dump_counting(cmd, w, &kill, count))
-            .await
-        {
-            Ok(done) => done,
+            .await;
+        let (counted, up) = match put {
+            Ok(v) => v,
             Err(e) if dropped_since_discovery(cfg, &admin, db).await => {
                 skipped_dropped(source, db, &e);
                 continue;
             }
             Err(source) => {
-                return Err(PgSourceError::Dump {
-                    database: db.clone(),
-                    source,
+                let what = format!("dumping database `{db}`");
+                return Err(lost_or(ctx, cfg, &server.started, &what, source, |source| {
+                    PgSourceError::Dump {
+                        database: db.clone(),
+                        source,
+                    }
                 })
+                .await);
             }
         };
         let tables = match counted {
@@ -283,6 +309,34 @@ fn skipped_dropped(source: &str, db: &str, why: &(dyn std::error::Error + 'stati
         error = %crate::error::chain(why),
         "database `{db}` was dropped after the backup listed it; skipped (the other databases are backed up)"
     );
+}
+
+/// The error of a failed dump: transient when the server went away under
+/// it (decided by asking the server, never from pg_dump's stderr text),
+/// otherwise what `plain` makes of it.
+async fn lost_or(
+    ctx: &impl Sink,
+    cfg: &PostgresConfig,
+    started: &str,
+    what: &str,
+    source: PipelineError<ChildError>,
+    plain: impl FnOnce(PipelineError<ChildError>) -> PgSourceError,
+) -> PgSourceError {
+    // Stopped by us, or already transient: nothing to ask the server.
+    if ctx.kill().is_killed() || source.is_transient() {
+        return plain(source);
+    }
+    match server_went_away(cfg, started).await {
+        Some(why) => {
+            tracing::warn!(what, why = %why, "a dump failed because the server went away; the run counts as a transient failure");
+            PgSourceError::ServerLost {
+                what: what.to_owned(),
+                why,
+                source,
+            }
+        }
+        None => plain(source),
+    }
 }
 
 /// Runs `pg_dump` into `w`; with `count`, through a tap that counts every
