@@ -112,6 +112,7 @@ proptest! {
             validate_rrd: true,
             dry_run: true,
             same_owner: false,
+            check_room: false,
         };
         let _ = ccbackup::restore::extract::extract_tree(&data[..], &dest, &opts);
         prop_assert!(!Path::new(&dest).exists(), "a dry run created the destination");
@@ -164,6 +165,7 @@ fn seeds_are_valid_inputs() {
             validate_rrd: false,
             dry_run: true,
             same_owner: false,
+            check_room: false,
         };
         let report =
             ccbackup::restore::extract::extract_tree(&s[..], &scratch.path().join("d"), &opts)
