@@ -163,8 +163,24 @@ pub(super) fn signing(
     // A writer verifies with its own key, so its retention never counts a
     // manifest someone else wrote.
     let verifier = public.or_else(|| signer.as_ref().map(|s| s.verifier()));
+    let unsigned_before = v.unsigned_before.as_ref().and_then(|t| {
+        chrono::DateTime::parse_from_rfc3339(t.value.trim())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                p.at(
+                    &t.referenced,
+                    format!("{key}.unsigned_before"),
+                    format!(
+                        "{:?} is not an RFC 3339 time ({e}); e.g. 2026-12-07T12:00:00Z",
+                        t.value
+                    ),
+                )
+            })
+            .ok()
+    });
     Some(SigningKeys {
         signer: signer.map(Arc::new),
         verifier: verifier.map(Arc::new),
+        unsigned_before,
     })
 }

@@ -58,6 +58,9 @@ pub struct RawSigning {
     pub public_key: Option<S<String>>,
     #[serde(default)]
     pub public_key_file: Option<S<String>>,
+    /// RFC 3339: unsigned backups from before it stay readable and prunable.
+    #[serde(default)]
+    pub unsigned_before: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

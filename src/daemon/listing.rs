@@ -109,6 +109,7 @@ mod tests {
                 last_modified: Utc::now(),
             }],
             damaged: Vec::new(),
+            legacy: Default::default(),
         };
         let l = Listed::of("j", &cat);
         assert_eq!(

@@ -72,6 +72,18 @@ pub struct Catalog {
     pub incomplete: Vec<Incomplete>,
     /// Manifests that exist but cannot be trusted, ordered by ID.
     pub damaged: Vec<Damaged>,
+    /// `(job, id)` of the complete backups that are unsigned legacy
+    /// backups ([`manifest::Trust::Legacy`]): all older than every signed
+    /// backup of their job.
+    pub legacy: std::collections::BTreeSet<(String, String)>,
+}
+
+impl Catalog {
+    /// Whether `m` counts only as an unsigned backup from before the store
+    /// moved to signing.
+    pub fn is_legacy(&self, m: &Manifest) -> bool {
+        self.legacy.contains(&(m.job.clone(), m.id.clone()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,11 +181,15 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
     let mut budget = MAX_CATALOG_BYTES;
     let mut complete = Vec::new();
     let mut damaged = Vec::new();
+    let mut legacy = std::collections::BTreeSet::new();
     while let Some((job, id, sizes, r)) = read.next().await {
         let verdict = match r {
-            Ok((m, weight)) => match checks::judge(&m, &sizes, now, repo.max_clock_skew) {
+            Ok((m, weight, trust)) => match checks::judge(&m, &sizes, now, repo.max_clock_skew) {
                 None if weight <= budget => {
                     budget -= weight;
+                    if trust == manifest::Trust::Legacy {
+                        legacy.insert((m.job.clone(), m.id.clone()));
+                    }
                     complete.push(m);
                     continue;
                 }
@@ -221,6 +237,18 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             future: verdict.future,
         });
     }
+    for (job, id, problem) in checks::legacy_after_signed(&complete, &legacy) {
+        tracing::warn!(job = %job, backup = %id, problem = %problem, "untrusted manifest: not counted as a backup");
+        complete.retain(|m| !(m.job == job && m.id == id));
+        legacy.remove(&(job.clone(), id.clone()));
+        damaged.push(Damaged {
+            job,
+            id,
+            problem,
+            untrusted: true,
+            future: false,
+        });
+    }
     complete.sort_by(|a, b| {
         a.started_at
             .cmp(&b.started_at)
@@ -231,5 +259,6 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
         complete,
         incomplete,
         damaged,
+        legacy,
     })
 }

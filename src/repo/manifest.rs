@@ -438,16 +438,30 @@ async fn read_capped(
 /// it describes that backup (see [`check_location`]). The read stops at
 /// [`MAX_MANIFEST_BYTES`].
 pub async fn read(repo: &Repo, job: &str, id: &str) -> Result<Manifest, ManifestError> {
-    read_weighed(repo, job, id).await.map(|(m, _)| m)
+    read_weighed(repo, job, id).await.map(|(m, _, _)| m)
 }
 
-/// [`read`], with the manifest's estimated memory ([`weight`]), for
-/// callers that keep many manifests and must bound the total.
+/// What vouches for a manifest that was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Signed by the configured key.
+    Signed,
+    /// No key is configured: nothing was checked.
+    Unchecked,
+    /// Not signed, but from before `signing.unsigned_before`: a backup
+    /// written before the store moved to signing. Readable and prunable;
+    /// the catalogue never lets one be newer than a signed backup.
+    Legacy,
+}
+
+/// [`read`], with the manifest's estimated memory ([`weight`]) and what
+/// vouches for it, for the catalogue, which keeps many manifests and must
+/// bound the total.
 pub async fn read_weighed(
     repo: &Repo,
     job: &str,
     id: &str,
-) -> Result<(Manifest, u64), ManifestError> {
+) -> Result<(Manifest, u64, Trust), ManifestError> {
     let key = manifest_path(job, id);
     let read_err = |source| ManifestError::Read {
         key: key.to_string(),
@@ -461,18 +475,31 @@ pub async fn read_weighed(
             key: key.to_string(),
         });
     };
+    let mut trust = Trust::Unchecked;
     if let Some(v) = &repo.verifier {
         let untrusted = |why: String| ManifestError::Untrusted {
             key: key.to_string(),
             why,
         };
         let sig = match read_capped(repo, &signature_path(job, id), MAX_SIGNATURE_BYTES).await {
-            Ok(Some(sig)) => sig,
+            Ok(Some(sig)) => Some(sig),
             Ok(None) => return Err(untrusted("its signature file is oversized".into())),
+            Err(object_store::Error::NotFound { .. })
+                if legacy_admits(repo.unsigned_before, id) =>
+            {
+                None
+            }
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(untrusted(format!(
-                    "it is not signed (no {})",
-                    crate::repo::store::SIGNATURE_NAME
+                    "it is not signed (no {}){}",
+                    crate::repo::store::SIGNATURE_NAME,
+                    match repo.unsigned_before {
+                        Some(t) => format!(
+                            " and is not from before signing.unsigned_before ({})",
+                            t.to_rfc3339()
+                        ),
+                        None => String::new(),
+                    }
                 )))
             }
             Err(source) => {
@@ -482,15 +509,31 @@ pub async fn read_weighed(
                 })
             }
         };
-        let sig = String::from_utf8_lossy(&sig);
-        v.verify(&bytes, &sig).map_err(untrusted)?;
+        trust = match sig {
+            Some(sig) => {
+                let sig = String::from_utf8_lossy(&sig);
+                v.verify(&bytes, &sig).map_err(untrusted)?;
+                Trust::Signed
+            }
+            None => Trust::Legacy,
+        };
     }
     let (m, weight) = parse_weighed(&bytes, key.as_ref())?;
     check_location(&m, job, id).map_err(|why| ManifestError::Misplaced {
         key: key.to_string(),
         why,
     })?;
-    Ok((m, weight))
+    Ok((m, weight, trust))
+}
+
+/// Pure: whether an unsigned manifest in directory `id` is admitted as a
+/// backup from before the store moved to signing. The time is the one in
+/// the ID, which [`check_location`] then ties to the manifest's own.
+pub fn legacy_admits(unsigned_before: Option<DateTime<Utc>>, id: &str) -> bool {
+    match (unsigned_before, backup_id_time(id)) {
+        (Some(cut), Some(t)) => t < cut,
+        _ => false,
+    }
 }
 
 /// Pure: whether a manifest found at `<job>/<id>/` may be trusted to

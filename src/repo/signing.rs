@@ -244,6 +244,9 @@ pub fn generate() -> Result<(String, String, String), SigningError> {
 pub struct SigningKeys {
     pub signer: Option<std::sync::Arc<Signer>>,
     pub verifier: Option<std::sync::Arc<Verifier>>,
+    /// Unsigned backups from before this time still count (a store that
+    /// moved to signing keeps its older backups readable and prunable).
+    pub unsigned_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ pub struct Repo {
     pub signer: Option<Arc<crate::repo::signing::Signer>>,
     /// Only manifests signed with this key are trusted.
     pub verifier: Option<Arc<crate::repo::signing::Verifier>>,
+    /// `signing.unsigned_before`: unsigned manifests of backups from before
+    /// this time are admitted as legacy backups (see
+    /// [`crate::repo::manifest::Trust::Legacy`]).
+    pub unsigned_before: Option<DateTime<Utc>>,
     /// What leases, manifests and prune read as "now" ([`crate::clock`]);
     /// the system clock unless a test swaps it with [`Repo::with_clock`].
     pub clock: Clock,
@@ -118,6 +122,7 @@ impl Repo {
         if let Some(s) = signing {
             self.signer = s.signer.clone();
             self.verifier = s.verifier.clone();
+            self.unsigned_before = s.unsigned_before;
         }
         self
     }
@@ -199,6 +204,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
                 s3: None,
                 signer: None,
                 verifier: None,
+                unsigned_before: None,
                 clock: Clock::system(),
                 max_clock_skew: cfg.max_clock_skew,
             });
@@ -266,6 +272,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
         local_root: None,
         signer: None,
         verifier: None,
+        unsigned_before: None,
         clock: Clock::system(),
         max_clock_skew: cfg.max_clock_skew,
     })

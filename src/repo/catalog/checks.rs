@@ -105,6 +105,49 @@ pub fn root_cause(e: &(dyn StdError + 'static)) -> String {
     cur.to_string()
 }
 
+/// Pure: the legacy (unsigned) backups that are not older than every
+/// signed backup of their job, each with why it is not counted. Unsigned
+/// backups are admitted only as the store's history from before it moved
+/// to signing; one dated at or after a signed backup would let whoever can
+/// write to the store outrank real backups in retention (a newer backup
+/// of the same day, a `keep_last` slot), so it is untrusted instead.
+pub fn legacy_after_signed(
+    complete: &[Manifest],
+    legacy: &std::collections::BTreeSet<(String, String)>,
+) -> Vec<(String, String, String)> {
+    let mut first_signed: HashMap<&str, (DateTime<Utc>, &str)> = HashMap::new();
+    for m in complete {
+        if legacy.contains(&(m.job.clone(), m.id.clone())) {
+            continue;
+        }
+        let e = first_signed
+            .entry(m.job.as_str())
+            .or_insert((m.started_at, m.id.as_str()));
+        if m.started_at < e.0 {
+            *e = (m.started_at, m.id.as_str());
+        }
+    }
+    let mut out = Vec::new();
+    for m in complete {
+        if !legacy.contains(&(m.job.clone(), m.id.clone())) {
+            continue;
+        }
+        if let Some((t, id)) = first_signed.get(m.job.as_str()) {
+            if m.started_at >= *t {
+                out.push((
+                    m.job.clone(),
+                    m.id.clone(),
+                    format!(
+                        "it is not signed, and it is not older than {id}, the job's first signed \
+                         backup: signing.unsigned_before admits only backups from before signing began"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +231,43 @@ mod tests {
         };
         assert_eq!(root_cause(&e), "denied here");
         assert!(!store_unreachable(&e));
+    }
+
+    #[test]
+    fn unsigned_backups_never_outrank_signed_ones() {
+        let t = |h: u32| {
+            DateTime::parse_from_rfc3339(&format!("2026-12-01T{h:02}:00:00Z"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let mk = |job: &str, id: &str, h: u32| Manifest {
+            job: job.into(),
+            id: id.into(),
+            ..manifest(t(h))
+        };
+        let complete = vec![
+            mk("j", "old-unsigned", 1),
+            mk("j", "signed", 2),
+            mk("j", "same-time-unsigned", 2),
+            mk("j", "newer-unsigned", 3),
+            mk("k", "only-unsigned", 5),
+        ];
+        let legacy: std::collections::BTreeSet<(String, String)> = [
+            "old-unsigned",
+            "same-time-unsigned",
+            "newer-unsigned",
+        ]
+        .iter()
+        .map(|id| ("j".to_owned(), (*id).to_owned()))
+        .chain([("k".to_owned(), "only-unsigned".to_owned())])
+        .collect();
+        let out: Vec<String> = legacy_after_signed(&complete, &legacy)
+            .into_iter()
+            .map(|(_, id, why)| {
+                assert!(why.contains("signed"), "{why}");
+                id
+            })
+            .collect();
+        assert_eq!(out, ["same-time-unsigned", "newer-unsigned"]);
     }
 }
