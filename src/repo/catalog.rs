@@ -1,5 +1,12 @@
 //! What a repository holds: complete backups (those with a manifest) and
 //! leftovers of runs that never wrote one.
+//!
+//! The store is untrusted, so a manifest makes a backup complete only if
+//! it is readable, trusted, dated no later than now plus
+//! `store.max_clock_skew`, and every artifact it names is in the listing
+//! at the size it records. Anything else is damaged, and damage belongs to
+//! one backup: only a failed listing, or a store that stops answering,
+//! fails the whole catalog.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +17,8 @@ use object_store::ObjectStore;
 
 use crate::error::chain;
 use crate::repo::manifest::{self, Manifest, ManifestError};
-use crate::repo::store::{backup_id_time, manifest_path, Repo, MANIFEST_NAME};
+use crate::repo::store::{backup_id_time, Repo, MANIFEST_NAME};
+use crate::retry::{Class, Transient};
 
 mod checks;
 
@@ -20,7 +28,6 @@ mod checks;
 /// within this plus the manifests being read ([`manifest::MAX_MANIFEST_BYTES`]
 /// each, eight at a time).
 pub const MAX_CATALOG_BYTES: u64 = 128 * 1024 * 1024;
-use crate::retry::{Class, Transient};
 
 /// Objects under one `<job>/<id>/` directory that has no manifest.
 #[derive(Debug, Clone)]
@@ -202,11 +209,8 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             },
             // The store stopped answering: the caller cannot know what it
             // holds, so it must not act on a partial view.
-            Err(ManifestError::Read { source, .. }) if checks::store_unreachable(&source) => {
-                return Err(CatalogError::Manifest(ManifestError::Read {
-                    key: manifest_path(&job, &id).to_string(),
-                    source,
-                }))
+            Err(ManifestError::Read { key, source }) if checks::store_unreachable(&source) => {
+                return Err(CatalogError::Manifest(ManifestError::Read { key, source }))
             }
             // A store that lists an object and then will not hand it out
             // (archived, customer-key encrypted, not readable to this

@@ -375,6 +375,22 @@ mod tests {
     }
 
     #[test]
+    fn regression_issue22_a_plan_that_deletes_the_runs_own_backup_is_refused() {
+        // Two backups dated after the run's own (forged, or a clock ahead)
+        // outrank it under keep_last 2.
+        let ms = vec![
+            manifest("own", 1),
+            manifest("ahead1", 2),
+            manifest("ahead2", 3),
+        ];
+        let d = decide("j", &policy(2), &ms, &[], Utc::now(), 3, Duration::ZERO).unwrap();
+        let err = keeps(&d, "own").unwrap_err();
+        assert!(matches!(err, PruneError::WouldDeleteOwn { .. }), "{err}");
+        assert!(err.to_string().contains("just wrote"), "{err}");
+        keeps(&d, "ahead2").unwrap();
+    }
+
+    #[test]
     fn keeps_policy_and_sweeps_only_old_leftovers() {
         let now = Utc::now();
         let ms: Vec<Manifest> = (0..5).map(|h| manifest(&format!("b{h}"), h)).collect();

@@ -123,3 +123,64 @@ pub(super) async fn held(
         &listed,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(signed: bool) -> Source {
+        let text = include_str!("../../../tests/fixtures/manifest-format1.json");
+        Source {
+            manifest: crate::repo::manifest::parse(text.as_bytes(), "fixture").unwrap(),
+            bytes: text.as_bytes().to_vec(),
+            signature: signed.then(|| b"sig".to_vec()),
+        }
+    }
+
+    fn listing(s: &Source) -> HashMap<String, u64> {
+        s.manifest
+            .artifacts
+            .iter()
+            .map(|a| (a.key.clone(), a.stored_bytes))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_primarys_very_backup_counts_as_already_copied() {
+        let s = source(true);
+        let all = listing(&s);
+        assert_eq!(judge(&s, None, None, &all), Held::Nothing);
+        assert_eq!(judge(&s, Some(&s.bytes), Some(b"sig"), &all), Held::Same);
+        for (manifest, sig) in [
+            (&b"{\"junk\": true}"[..], &b"sig"[..]),
+            (&s.bytes[..], &b"other"[..]),
+        ] {
+            assert!(matches!(
+                judge(&s, Some(manifest), Some(sig), &all),
+                Held::Differs(_)
+            ));
+        }
+        assert!(matches!(
+            judge(&s, Some(&s.bytes), None, &all),
+            Held::Differs(_)
+        ));
+        let mut short = all.clone();
+        let first = s.manifest.artifacts[0].key.clone();
+        short.insert(first.clone(), 1);
+        assert!(matches!(
+            judge(&s, Some(&s.bytes), Some(b"sig"), &short),
+            Held::Differs(why) if why.contains("bytes")
+        ));
+        short.remove(&first);
+        assert!(matches!(
+            judge(&s, Some(&s.bytes), Some(b"sig"), &short),
+            Held::Differs(why) if why.contains("missing")
+        ));
+        // An unsigned primary does not care about a signature beside the copy.
+        let u = source(false);
+        assert_eq!(
+            judge(&u, Some(&u.bytes), Some(b"x"), &listing(&u)),
+            Held::Same
+        );
+    }
+}
