@@ -133,6 +133,11 @@ pub struct ListEntry {
     /// Shrinks accepted with `run-now --accept-shrink`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shrink_accepted: Vec<String>,
+    /// What vouches for a complete backup: `signed` (by the configured
+    /// key), `legacy` (unsigned, admitted by `signing.unsigned_before`) or
+    /// `unchecked` (no signing key is configured); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<&'static str>,
 }
 
 impl From<&Manifest> for ListEntry {
@@ -151,6 +156,7 @@ impl From<&Manifest> for ListEntry {
             problem: None,
             suspicious: m.guard.suspicious.clone(),
             shrink_accepted: m.guard.accepted.clone(),
+            trust: None,
         }
     }
 }
@@ -173,19 +179,26 @@ impl From<&catalog::Damaged> for ListEntry {
             problem: Some(d.problem.clone()),
             suspicious: Vec::new(),
             shrink_accepted: Vec::new(),
+            trust: None,
         }
     }
 }
 
-/// The shrink guard's mark in the text listing.
+/// The shrink guard's mark, and a legacy backup's, in the text listing.
 fn guard_note(e: &ListEntry) -> String {
-    if !e.suspicious.is_empty() {
+    let legacy = if e.trust == Some("legacy") {
+        "  (unsigned, from before signing)"
+    } else {
+        ""
+    };
+    let guard = if !e.suspicious.is_empty() {
         format!("  SUSPICIOUS: {}", e.suspicious.join("; "))
     } else if !e.shrink_accepted.is_empty() {
         format!("  (shrink accepted: {})", e.shrink_accepted.join("; "))
     } else {
         String::new()
-    }
+    };
+    format!("{legacy}{guard}")
 }
 
 pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<(), AppError> {
@@ -197,7 +210,19 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         .map_err(failed)?
         .with_signing(cfg.signing.as_ref());
     let cat = catalog::load(&repo, job).await.map_err(failed)?;
-    let mut entries: Vec<ListEntry> = cat.complete.iter().map(ListEntry::from).collect();
+    let trust = |m: &Manifest| match (cat.is_legacy(m), repo.verifier.is_some()) {
+        (true, _) => "legacy",
+        (false, true) => "signed",
+        (false, false) => "unchecked",
+    };
+    let mut entries: Vec<ListEntry> = cat
+        .complete
+        .iter()
+        .map(|m| ListEntry {
+            trust: Some(trust(m)),
+            ..ListEntry::from(m)
+        })
+        .collect();
     entries.extend(cat.damaged.iter().map(ListEntry::from));
     entries.sort_by(|a, b| (&a.time, &a.id).cmp(&(&b.time, &b.id)));
     if json {

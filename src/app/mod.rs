@@ -158,6 +158,12 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             for w in &cfg.path_warnings {
                 say!("warning: {}", w.render(&cfg.path));
             }
+            if cfg.signing.as_ref().is_none_or(|s| s.verifier.is_none()) {
+                say!(
+                    "warning: the store is not authenticated: {}",
+                    crate::repo::signing::UNSIGNED_RISK
+                );
+            }
             let clients = clients::check(&cfg).await;
             for line in &clients.notes {
                 say!("{line}");

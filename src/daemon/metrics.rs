@@ -111,6 +111,9 @@ pub struct Metrics {
     seeding: AtomicBool,
     /// The last configuration reload (SIGHUP).
     reload: Mutex<super::reload::ReloadStatus>,
+    /// Manifests are signed and only signed ones count
+    /// (`ccbackup_store_authenticated`).
+    authenticated: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -159,6 +162,7 @@ impl Metrics {
             clock: Clock::system(),
             seeding: AtomicBool::new(false),
             reload: Mutex::new(super::reload::ReloadStatus::started(started)),
+            authenticated: AtomicBool::new(false),
         }
     }
 
@@ -198,6 +202,11 @@ impl Metrics {
     /// done; while it runs `/readyz` is not ready.
     pub fn set_seeding(&self, seeding: bool) {
         self.seeding.store(seeding, Ordering::SeqCst);
+    }
+
+    /// Whether the store's manifests are checked against a signing key.
+    pub fn set_authenticated(&self, yes: bool) {
+        self.authenticated.store(yes, Ordering::SeqCst);
     }
 
     pub fn started(&self) -> DateTime<Utc> {
@@ -446,6 +455,13 @@ impl Metrics {
              # TYPE ccbackup_build_info gauge\n\
              ccbackup_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ccbackup_store_authenticated 1 when manifests are signed and only signed ones count; 0 when anyone who can write to the store can plant backups that list, restore and retention trust.\n\
+             # TYPE ccbackup_store_authenticated gauge\n\
+             ccbackup_store_authenticated {}",
+            u8::from(self.authenticated.load(Ordering::SeqCst))
         );
         self.reload_status().render(&mut out);
         render_drills(&mut out, &jobs);

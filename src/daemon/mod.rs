@@ -241,6 +241,11 @@ pub async fn run(
     arm_all(&mut st, sched, &tick_tx, &metrics).await;
     start_up_runs(&st, &tick_tx, &metrics).await;
     if st.repo.verifier.is_none() {
+        tracing::warn!(
+            store = %st.repo.display,
+            "the store is not authenticated: {}",
+            crate::repo::signing::UNSIGNED_RISK
+        );
         for job in st
             .cfg
             .jobs
@@ -335,6 +340,7 @@ async fn drain(tasks: &mut JoinSet<String>, st: &mut State, limit: Duration) -> 
 async fn seed_metrics(st: &State, metrics: &Metrics) {
     let names: Vec<String> = st.cfg.jobs.iter().map(|j| j.name.clone()).collect();
     metrics.retain(&names);
+    metrics.set_authenticated(st.repo.verifier.is_some());
     for job in &st.cfg.jobs {
         metrics.update(&job.name, |s| s.max_age = job.max_age);
         match list_catalog(&st.repo, &job.name, &CancellationToken::new()).await {

@@ -5,12 +5,24 @@ use std::path::Path;
 
 use super::{About, Check};
 use crate::config::{JobConfig, SourceKind};
+use crate::repo::signing::SigningKeys;
 
 /// Key files are small; anything bigger is not one.
 const MAX_KEY_FILE: u64 = 1024 * 1024;
 
-pub(super) fn check(job: &str, cfg: &JobConfig) -> Vec<Check> {
+pub(super) fn check(job: &str, cfg: &JobConfig, signing: Option<&SigningKeys>) -> Vec<Check> {
     let mut out = Vec::new();
+    let about = About::new(job, "signing");
+    out.push(match signing.and_then(|s| s.verifier.as_ref()) {
+        Some(v) => about.ok(
+            "authenticated",
+            format!("only manifests signed by {} count", v.to_base64()),
+        ),
+        None => about.info(
+            "authenticated",
+            format!("NOT AUTHENTICATED: {}", crate::repo::signing::UNSIGNED_RISK),
+        ),
+    });
     if let Some(enc) = &cfg.encryption {
         let about = About::new(job, "encryption");
         match &enc.identity_file {

@@ -111,7 +111,7 @@ pub async fn run(cfg: &Config, jobs: &[&JobConfig], opts: Options) -> Vec<Check>
                 SourceKind::Files(f) => out.extend(paths::check(&about, &f.path, false)),
             }
         }
-        out.extend(keys::check(&job.name, job));
+        out.extend(keys::check(&job.name, job, cfg.signing.as_ref()));
         out.extend(notify::check(cfg, job, opts).await);
     }
     out

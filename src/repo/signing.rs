@@ -240,6 +240,14 @@ pub fn generate() -> Result<(String, String, String), SigningError> {
 
 /// With a verifier, only manifests signed by its key count; with a signer,
 /// every manifest written is signed.
+/// What anyone who can write to an unsigned store can do, and the way
+/// out: said by `check-config`, `doctor`, the daemon at start-up and
+/// `ccbackup_store_authenticated`.
+pub const UNSIGNED_RISK: &str = "no signing key is configured, so anyone who can write to it \
+(a leaked bucket key) can plant backups that list, restore, verify and retention trust: a forged \
+newer backup pushes real ones out of the policy, and a forged dump runs its SQL on restore; \
+run `ccbackup keys generate DIR` and set signing.secret_key_file (see the README, Threat model)";
+
 #[derive(Debug, Clone, Default)]
 pub struct SigningKeys {
     pub signer: Option<std::sync::Arc<Signer>>,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerting;
+mod authenticated;
 mod azure;
 mod backup;
 mod config_errors;

@@ -252,15 +252,12 @@ mod tests {
             mk("j", "newer-unsigned", 3),
             mk("k", "only-unsigned", 5),
         ];
-        let legacy: std::collections::BTreeSet<(String, String)> = [
-            "old-unsigned",
-            "same-time-unsigned",
-            "newer-unsigned",
-        ]
-        .iter()
-        .map(|id| ("j".to_owned(), (*id).to_owned()))
-        .chain([("k".to_owned(), "only-unsigned".to_owned())])
-        .collect();
+        let legacy: std::collections::BTreeSet<(String, String)> =
+            ["old-unsigned", "same-time-unsigned", "newer-unsigned"]
+                .iter()
+                .map(|id| ("j".to_owned(), (*id).to_owned()))
+                .chain([("k".to_owned(), "only-unsigned".to_owned())])
+                .collect();
         let out: Vec<String> = legacy_after_signed(&complete, &legacy)
             .into_iter()
             .map(|(_, id, why)| {
