@@ -229,3 +229,58 @@ fn doctor_sends_notifications_only_when_asked_and_never_pings_healthchecks() {
     assert!(got[0].starts_with("POST /hook "), "{got:?}");
     assert!(got[0].contains("\"start\""), "{got:?}");
 }
+
+/// Sends `PUT /{bucket}?versioning` with a body to moto.
+fn enable_versioning(server: &Server, bucket: &str) {
+    use std::io::{Read, Write};
+    let body = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        s,
+        "PUT /{bucket}?versioning HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+/// An S3 store says whether versioning is on.
+#[test]
+fn doctor_reports_the_versioning_state_of_s3_buckets() {
+    let server = start_moto(false);
+    create_bucket(&server, "ccb-doctor-plain");
+    create_bucket(&server, "ccb-doctor-versioned");
+    enable_versioning(&server, "ccb-doctor-versioned");
+    let ws = Workspace::new();
+    let etc = ws.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let opts = format!(
+        "  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: {SECRET}\n",
+        server.endpoint()
+    );
+    let cfg = ws.config(&format!(
+        "store:\n  url: s3://ccb-doctor-plain/site\n{opts}copies:\n  - url: s3://ccb-doctor-versioned/site\n{}jobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        opts.replace("  options:", "    options:").replace("\n    ", "\n      "),
+        etc.display()
+    ));
+    let run = ccbackup_env(&cfg, &["doctor"], &[]);
+    let out = run.stdout();
+    assert_eq!(run.code(), Some(0), "{out}\n{}", run.stderr());
+    let line = |store: &str| {
+        out.lines()
+            .find(|l| l.contains(store) && l.contains("versioning"))
+            .unwrap_or_else(|| panic!("no versioning line for {store}:\n{out}"))
+            .to_owned()
+    };
+    assert!(
+        line("s3://ccb-doctor-plain/site").contains("never enabled"),
+        "{out}"
+    );
+    assert!(
+        line("s3://ccb-doctor-versioned/site").contains("Enabled"),
+        "{out}"
+    );
+    assert!(object_keys(&server, "ccb-doctor-plain").is_empty());
+}
