@@ -10,7 +10,7 @@ const SECRET: &str = "doctor-s3-secret-Do-Not-Print";
 
 /// Every problem in one run: a missing bucket (moto), a missing database,
 /// a refused port (a database and a webhook), an unreadable key file, a
-/// world-readable password file. Each is one FAIL line with a hint; what
+/// missing and a world-readable password file. Each is one FAIL line with a hint; what
 /// works is `ok`; exit 1.
 #[test]
 fn doctor_reports_every_problem_of_a_site_in_one_run() {
@@ -32,12 +32,13 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     let (down_port, hook_port) = (free_port(), free_port());
     let lost_identity = ws.path().join("offline/age-identity.txt");
     let cfg = ws.config(&format!(
-        "store:\n  url: s3://ccb-doctor-missing/site\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: {SECRET}\ncopies:\n  - url: {}\nencryption:\n  recipients_file: {}\n  identity_file: {}\nnotify:\n  webhooks: [\"http://127.0.0.1:{hook_port}/hook/token-SECRET\"]\njobs:\n  - name: site\n    sources:\n      - name: db\n        postgres:\n          host: {PG_HOST}\n          port: {PG_PORT}\n          user: postgres\n          password_file: {}\n          databases: [\"{missing_db}\"]\n      - name: down\n        postgres: {{host: 127.0.0.1, port: {down_port}, user: postgres, databases: [x]}}\n      - name: etc\n        files: {{path: {}}}\n",
+        "store:\n  url: s3://ccb-doctor-missing/site\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: {SECRET}\ncopies:\n  - url: {}\nencryption:\n  recipients_file: {}\n  identity_file: {}\nnotify:\n  webhooks: [\"http://127.0.0.1:{hook_port}/hook/token-SECRET\"]\njobs:\n  - name: site\n    sources:\n      - name: db\n        postgres:\n          host: {PG_HOST}\n          port: {PG_PORT}\n          user: postgres\n          password_file: {}\n          databases: [\"{missing_db}\"]\n      - name: down\n        postgres: {{host: 127.0.0.1, port: {down_port}, user: postgres, databases: [x]}}\n      - name: nopw\n        postgres: {{host: {PG_HOST}, port: {PG_PORT}, user: postgres, password_file: {}, databases: [x]}}\n      - name: etc\n        files: {{path: {}}}\n",
         server.endpoint(),
         ws.store_url(),
         keys.join("age-recipient.txt").display(),
         lost_identity.display(),
         pw.display(),
+        ws.path().join("secrets/lost-db-password").display(),
         etc.display(),
     ));
     let run = ccbackup_env(&cfg, &["doctor"], &[]);
@@ -67,6 +68,9 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     fail(&["source db", "password_file private", "chmod 600"]);
     fail(&["source down", "connect", &down_port.to_string()]);
     fail(&["notify", "webhook", &hook_port.to_string()]);
+    // An unreadable password file does not stop doctor from starting.
+    fail(&["source nopw", "password_file readable", "lost-db-password"]);
+    fail(&["source nopw", "connect", "password_file"]);
     fail(&[
         "encryption",
         "identity_file readable",
@@ -87,7 +91,7 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     let checks: Vec<Value> = serde_json::from_str(&run.stdout()).unwrap();
     let failed: Vec<&Value> = checks.iter().filter(|c| c["status"] == "fail").collect();
-    assert_eq!(failed.len(), 6, "{checks:#?}");
+    assert_eq!(failed.len(), 8, "{checks:#?}");
     assert!(failed
         .iter()
         .all(|c| c["hint"].is_string() && c["job"] == "site"));
