@@ -1,6 +1,6 @@
 //! `run-now` and `list`.
 
-use super::out::say;
+use super::out::{note, say};
 use super::*;
 
 pub(super) async fn run_now(
@@ -92,7 +92,7 @@ async fn run_one(
     };
     let report = crate::backup::report::Report::new(&facts, &result, repo.clock.now());
     report.log();
-    eprintln!("{}", report.summary());
+    note!("{}", report.summary());
     pending.finish(cfg, job, &report).await;
     report
 }
@@ -240,7 +240,7 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         say!("{}", p(&line));
     }
     if !cat.damaged.is_empty() {
-        eprintln!(
+        note!(
             "warning: {} damaged backup{} (not counted, not pruned; inspect or remove by hand)",
             cat.damaged.len(),
             if cat.damaged.len() == 1 { "" } else { "s" }
