@@ -79,6 +79,7 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     ok(&["copy store 0", "write, read back, delete"]);
     ok(&["source db", "connect", "PostgreSQL"]);
     ok(&["source db", "client programs", "pg_dump"]);
+    ok(&["source db", "restore programs", "pg_restore"]);
     ok(&["source etc", "readable"]);
     for secret in [SECRET, "token-SECRET"] {
         assert!(!out.contains(secret) && !run.stderr().contains(secret));
