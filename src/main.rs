@@ -39,12 +39,22 @@ fn init_tracing(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        // A closed stderr (`2>&1 | head`) must not turn into a panic: the
+        // subscriber would eprintln! its own write error.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// `eprintln!` that survives a closed stderr (see `app::out`).
+macro_rules! note {
+    ($($arg:tt)*) => {
+        app::out::note_line(format_args!($($arg)*))
+    };
 }
 
 fn main() -> ExitCode {
@@ -62,7 +72,7 @@ fn main() -> ExitCode {
     let cfg = match app::prepare(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            note!("error: {}", chain(&e));
             return ExitCode::from(e.exit_code());
         }
     };
@@ -72,7 +82,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             return ExitCode::from(app::EXIT_FAILURE);
         }
     };
@@ -80,12 +90,12 @@ fn main() -> ExitCode {
         Ok(()) => match app::out::failure() {
             None => ExitCode::SUCCESS,
             Some(why) => {
-                eprintln!("error: cannot write the output: {why}");
+                note!("error: cannot write the output: {why}");
                 ExitCode::from(app::EXIT_FAILURE)
             }
         },
         Err(e) => {
-            eprintln!(
+            note!(
                 "error: {}",
                 ccbackup::progress::printable(&chain(&e).to_string())
             );

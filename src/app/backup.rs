@@ -1,6 +1,6 @@
 //! `run-now` and `list`.
 
-use super::out::say;
+use super::out::{note, say};
 use super::*;
 
 pub(super) async fn run_now(
@@ -92,7 +92,7 @@ async fn run_one(
     };
     let report = crate::backup::report::Report::new(&facts, &result, repo.clock.now());
     report.log();
-    eprintln!("{}", report.summary());
+    note!("{}", report.summary());
     pending.finish(cfg, job, &report).await;
     report
 }
@@ -269,13 +269,13 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
     let future = cat.damaged.iter().filter(|d| d.future).count();
     let damaged = cat.damaged.len() - future;
     if damaged > 0 {
-        eprintln!(
+        note!(
             "warning: {damaged} damaged backup{} (not counted, not pruned; inspect or remove by hand)",
             if damaged == 1 { "" } else { "s" }
         );
     }
     if future > 0 {
-        eprintln!(
+        note!(
             "warning: {future} backup{} dated in the future (not counted, not copied, not pruned; a forgery, or a clock far ahead)",
             if future == 1 { "" } else { "s" }
         );

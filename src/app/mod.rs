@@ -31,7 +31,7 @@ use crate::repo::manifest::Manifest;
 use crate::repo::store;
 use crate::restore::RestoreRequest;
 use crate::sys::child::KillSwitch;
-use out::say;
+use out::{note, say};
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -297,7 +297,7 @@ async fn select_backups(repo: &store::Repo, job: &str, which: &str) -> Result<Se
             // suspicious backup by its ID still restores it.
             if let Some(pos) = complete.iter().rposition(|m| !m.guard.is_suspicious()) {
                 for skipped in &complete[pos + 1..] {
-                    eprintln!(
+                    note!(
                         "warning: newer backup {}/{} is SUSPICIOUS ({}) and was skipped; name it with --backup to use it",
                         skipped.job,
                         skipped.id,
@@ -375,7 +375,7 @@ pub(super) fn show_progress(label: &str, p: Arc<Progress>) -> Option<ProgressVie
 /// Erases the progress line before ordinary output, on a terminal only.
 pub(super) fn clear_progress_line() {
     if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[2K");
+        out::note_raw(format_args!("\r\x1b[2K"));
     }
 }
 

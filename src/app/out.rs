@@ -1,8 +1,10 @@
-//! Standard output for command results. A reader that goes away early
-//! (`ccbackup list | head -1`) is normal: the rest of the output is dropped
-//! and the command finishes its work and exits as it would have. Any other
-//! write error (a full disk under `> file`) is kept and turns a successful
-//! exit into a failure, since the output the operator asked for is lost.
+//! Standard output for command results, and standard error for the notes
+//! and errors around them. A reader that goes away early (`ccbackup list |
+//! head -1`, or `2>&1 | head -1` for both) is normal: the rest of the
+//! output is dropped and the command finishes its work and exits as it
+//! would have. Any other stdout write error (a full disk under `> file`)
+//! is kept and turns a successful exit into a failure, since the output
+//! the operator asked for is lost.
 
 use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +38,32 @@ pub fn line(args: std::fmt::Arguments<'_>) {
                 f.get_or_insert_with(|| e.to_string());
             }
         }
+    }
+}
+
+/// `eprintln!` for notes, warnings and errors: never panics; once stderr is
+/// closed, nothing more is written to it.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::app::out::note_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use note;
+
+static ERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+pub fn note_line(args: std::fmt::Arguments<'_>) {
+    note_raw(format_args!("{args}\n"));
+}
+
+/// As [`note_line`] without the newline (terminal control sequences).
+pub fn note_raw(args: std::fmt::Arguments<'_>) {
+    if ERR_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    if err.write_fmt(args).and_then(|()| err.flush()).is_err() {
+        ERR_CLOSED.store(true, Ordering::Relaxed);
     }
 }
 

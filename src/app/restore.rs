@@ -1,6 +1,6 @@
 //! `restore` and `verify`.
 
-use super::out::say;
+use super::out::{note, say};
 use super::*;
 
 pub(super) async fn restore(
@@ -19,9 +19,11 @@ pub(super) async fn restore(
         .with_signing(cfg.signing.as_ref());
     let sel = select_backups(&repo, &job.name, &a.backup).await?;
     for d in &sel.damaged {
-        eprintln!(
+        note!(
             "warning: newer backup {}/{} is damaged and was skipped: {}",
-            d.job, d.id, d.problem
+            d.job,
+            d.id,
+            d.problem
         );
     }
     let Some(m) = sel.manifests.into_iter().next() else {
@@ -131,9 +133,11 @@ pub(super) async fn verify(
                     d.problem
                 );
             } else {
-                eprintln!(
+                note!(
                     "warning: newer backup {}/{} is damaged and was skipped: {}",
-                    d.job, d.id, d.problem
+                    d.job,
+                    d.id,
+                    d.problem
                 );
             }
         }

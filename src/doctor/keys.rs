@@ -26,7 +26,8 @@ pub(super) fn check(job: &str, cfg: &JobConfig, signing: Option<&SigningKeys>) -
     if let Some(enc) = &cfg.encryption {
         let about = About::new(job, "encryption");
         match &enc.identity_file {
-            Some(f) => out.extend(secret_file(&about, "identity_file", f)),
+            // Read when a restore needs it, by the user ccbackup then runs as.
+            Some(f) => out.extend(secret_file(&about, "identity_file", f, read_now(f))),
             None => out.push(about.info(
                 "identity_file",
                 "none configured: restore and verify --restore-test need --identity",
@@ -37,29 +38,45 @@ pub(super) fn check(job: &str, cfg: &JobConfig, signing: Option<&SigningKeys>) -
         if let SourceKind::Postgres(pg) = &s.kind {
             if let Some(f) = &pg.password_file {
                 let about = About::new(job, format!("source {}", s.name));
-                out.extend(secret_file(&about, "password_file", f));
+                // Read with the configuration, before --user dropped root:
+                // what counts is whether that worked, not whether this
+                // user could read it again.
+                let read = match &pg.password_unreadable {
+                    None => Ok(()),
+                    Some(why) => Err(why.clone()),
+                };
+                out.extend(secret_file(&about, "password_file", f, read));
             }
         }
     }
     out
 }
 
-fn secret_file(about: &About, what: &str, path: &Path) -> Vec<Check> {
-    let read = std::fs::metadata(path).and_then(|m| {
-        if m.len() > MAX_KEY_FILE {
-            return Err(std::io::Error::other(format!(
-                "{} bytes, too large for a key file",
-                m.len()
-            )));
-        }
-        std::fs::read(path).map(|_| m)
-    });
-    let meta = match read {
+/// Reads `path` as the current user, as a restore will.
+fn read_now(path: &Path) -> Result<(), String> {
+    let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if m.len() > MAX_KEY_FILE {
+        return Err(format!(
+            "{}: {} bytes, too large for a key file",
+            path.display(),
+            m.len()
+        ));
+    }
+    std::fs::read(path)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `read`: whether the file could be read when it has to be.
+fn secret_file(about: &About, what: &str, path: &Path, read: Result<(), String>) -> Vec<Check> {
+    let meta = match read
+        .and_then(|()| std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display())))
+    {
         Ok(m) => m,
         Err(e) => {
             return vec![about.fail(
             &format!("{what} readable"),
-            format!("{}: {e}", path.display()),
+            e,
             "mount the secret (docker secrets) at that path, readable by the user ccbackup runs as",
         )]
         }

@@ -7,7 +7,7 @@ use super::{bounded, timed_out, About, Check};
 use crate::config::{DatabaseSelection, PostgresConfig};
 use crate::error::chain;
 use crate::pg::conn::{self, base_command, conninfo, PgError};
-use crate::pg::tools;
+use crate::pg::tools::{self, Purpose};
 use crate::sys::child::capture;
 
 pub(super) async fn check(about: &About, pg: &PostgresConfig) -> Vec<Check> {
@@ -87,6 +87,21 @@ pub(super) async fn check(about: &About, pg: &PostgresConfig) -> Vec<Check> {
             return out;
         }
     };
+    // What a restore onto this server would run (pg_restore, psql).
+    let need = tools::server_major(server.version_num);
+    out.push(
+        match tools::find_for(need, &server.version, pg.bin_dir.as_deref(), Purpose::Restore) {
+            Ok(t) => about.ok(
+                "restore programs",
+                format!("pg_restore {} in {}", t.version, t.dir_display()),
+            ),
+            Err(e) => about.fail(
+                "restore programs",
+                chain(&e).to_string(),
+                format!("install pg_restore and psql of PostgreSQL {need} or newer, or point bin_dir at them"),
+            ),
+        },
+    );
     for db in databases {
         let mut cmd = base_command(&tools, "pg_dump", pg);
         cmd.arg("--schema-only")

@@ -55,8 +55,25 @@ pub(super) async fn check(job: &str, label: &str, spec: &StoreSpec) -> Vec<Check
             "check the store's endpoint and network",
         ),
     });
-    out.push(about.info("versioning", versioning(&spec.url)));
+    out.push(match &repo.s3 {
+        Some(s3) => match bounded(s3.versioning()).await {
+            Some(Ok(state)) => about.info("versioning", s3_versioning(state.as_deref())),
+            Some(Err(e)) => about.info("versioning", format!("cannot tell: {}", chain(&e))),
+            None => about.info("versioning", format!("cannot tell: {}", timed_out())),
+        },
+        None => about.info("versioning", versioning(&spec.url)),
+    });
     out
+}
+
+fn s3_versioning(state: Option<&str>) -> String {
+    match state {
+        Some("Enabled") => {
+            "Enabled: overwritten and deleted objects keep their old versions".to_owned()
+        }
+        Some(other) => format!("{other}: new writes keep no old versions"),
+        None => "never enabled: a deleted or overwritten object is gone".to_owned(),
+    }
 }
 
 async fn probe(store: &dyn ObjectStore, key: &ObjPath) -> Result<(), String> {
@@ -82,11 +99,11 @@ async fn probe(store: &dyn ObjectStore, key: &ObjPath) -> Result<(), String> {
     deleted.map_err(|e| format!("delete: {}", chain(&e)))
 }
 
-/// What can be said about keeping old versions without asking the
-/// provider's own API (object_store does not expose it).
+/// What can be said about keeping old versions of a store ccbackup cannot
+/// ask (only S3 is asked, through its own API).
 fn versioning(url: &url::Url) -> &'static str {
     match url.scheme() {
         "file" => "a file:// store keeps no versions: a deleted or overwritten object is gone",
-        _ => "not checked: ask the provider whether versioning or object lock is on for the bucket",
+        _ => "not checked: ask the provider whether versioning or object lock is on for the container",
     }
 }

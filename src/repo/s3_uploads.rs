@@ -39,6 +39,8 @@ pub enum UploadSweepError {
     Config { store: String, message: String },
     #[error("cannot list open multipart uploads of {store}: {detail}")]
     List { store: String, detail: String },
+    #[error("cannot read the versioning state of {store}: {detail}")]
+    Versioning { store: String, detail: String },
     #[error("cannot abort the multipart upload of `{key}` in {store}: {detail}")]
     Abort {
         store: String,
@@ -303,6 +305,23 @@ impl S3UploadSweeper {
         Err(list_err(format!("more than {MAX_PAGES} pages of uploads")))
     }
 
+    /// The bucket's versioning state (`GetBucketVersioning`): `Enabled`,
+    /// `Suspended`, or `None` when it was never switched on. For `doctor`.
+    pub async fn versioning(&self) -> Result<Option<String>, UploadSweepError> {
+        let client = self.client()?;
+        let err = |detail: String| UploadSweepError::Versioning {
+            store: self.display.clone(),
+            detail,
+        };
+        let url = self.request_url(None, &[("versioning", "")]);
+        let req = self.signed(reqwest::Method::GET, &url).await?;
+        let (status, body) = self.send(&client, req).await.map_err(err)?;
+        if !(200..300).contains(&status) {
+            return Err(err(s3_error(status, &body)));
+        }
+        parse_versioning(&body).map_err(err)
+    }
+
     /// Aborts one upload; an upload that is already gone is not an error.
     pub async fn abort(&self, upload: &OpenUpload) -> Result<(), UploadSweepError> {
         let client = self.client()?;
@@ -384,6 +403,19 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 struct ErrorXml {
     code: Option<String>,
     message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VersioningXml {
+    status: Option<String>,
+}
+
+/// The `Status` of a `VersioningConfiguration` document, if it has one.
+pub fn parse_versioning(xml: &str) -> Result<Option<String>, String> {
+    quick_xml::de::from_str::<VersioningXml>(xml)
+        .map(|v| v.status.filter(|s| !s.is_empty()))
+        .map_err(|e| format!("unreadable versioning document: {e}"))
 }
 
 /// `HTTP <status>` with S3's error code and message, if the body has them.
@@ -520,6 +552,18 @@ mod tests {
         .unwrap();
         assert_eq!(page, UploadPage::default());
         assert!(parse_list_uploads("<html>proxy error</html").is_err());
+    }
+
+    #[test]
+    fn parses_versioning_states() {
+        let enabled = r#"<?xml version="1.0" encoding="UTF-8"?><VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
+        assert_eq!(
+            parse_versioning(enabled).unwrap().as_deref(),
+            Some("Enabled")
+        );
+        let never = r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>"#;
+        assert_eq!(parse_versioning(never).unwrap(), None);
+        assert!(parse_versioning("not xml <<").is_err());
     }
 
     #[test]

@@ -90,11 +90,23 @@ fn regression_issue23_reading_commands_start_without_source_paths() {
 
 /// Runs ccbackup with stdout a real pipe whose reading end is already
 /// closed, as `ccbackup list | head -1` is once `head` has its line.
-fn into_closed_pipe(cfg: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+/// With `stderr_too`, stderr goes into the same closed pipe, as with
+/// `ccbackup run-now 2>&1 | head -1`.
+fn into_closed_pipe(
+    cfg: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    stderr_too: bool,
+) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
+    let stderr = if stderr_too {
+        Stdio::from(writer.try_clone().unwrap())
+    } else {
+        Stdio::piped()
+    };
     let mut child = Command::new(bin())
         .arg("--config")
         .arg(cfg)
@@ -103,7 +115,7 @@ fn into_closed_pipe(cfg: &std::path::Path, args: &[&str], stdin: &str) -> std::p
         .env_remove("CCBACKUP_CONFIG")
         .stdin(Stdio::piped())
         .stdout(writer)
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
@@ -125,7 +137,7 @@ fn regression_issue23_every_command_writing_into_a_closed_pipe_exits_quietly() {
         etc.display()
     ));
     ccbackup(&cfg, &["run-now"]).expect_ok();
-    let keys = ws.path().join("keys");
+    let keys = [ws.path().join("keys-1"), ws.path().join("keys-2")];
     let policy = ws.path().join("policy.yaml");
     std::fs::write(&policy, "keep_last: 2\n").unwrap();
     let times = "2026-01-01T00:00:00Z\n2026-01-02T00:00:00Z\n2026-01-03T00:00:00Z\n";
@@ -145,21 +157,28 @@ fn regression_issue23_every_command_writing_into_a_closed_pipe_exits_quietly() {
             &["policy", "simulate", policy.to_str().unwrap(), "--json"],
             times,
         ),
-        (&["keys", "generate", keys.to_str().unwrap()], ""),
         (&["--help"], ""),
     ];
-    for (args, stdin) in cases {
-        let out = into_closed_pipe(&cfg, args, stdin);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let quiet = out.status.code() == Some(0)
-            || out.status.code() == Some(141)
-            || out.status.signal() == Some(libc::SIGPIPE);
-        assert!(
-            quiet && !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
-            "ccbackup {args:?} into a closed pipe: {}\n{stderr}",
-            out.status
-        );
+    for (stderr_too, keys) in [false, true].into_iter().zip(&keys) {
+        let keygen: &[&str] = &["keys", "generate", keys.to_str().unwrap()];
+        for (args, stdin) in cases.iter().chain([(keygen, "")].iter()) {
+            let out = into_closed_pipe(&cfg, args, stdin, stderr_too);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let quiet = out.status.code() == Some(0)
+                || out.status.code() == Some(141)
+                || out.status.signal() == Some(libc::SIGPIPE);
+            assert!(
+                quiet && !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+                "ccbackup {args:?} into a closed pipe (stderr too: {stderr_too}): {}\n{stderr}",
+                out.status
+            );
+        }
     }
+    // A failing command into a closed pipe still fails, quietly.
+    let bad = ws.path().join("bad.yaml");
+    std::fs::write(&bad, "store: {url: \"file:///tmp/x\"}\njobs: nope\n").unwrap();
+    let out = into_closed_pipe(&bad, &["list"], "", true);
+    assert_eq!(out.status.code(), Some(2), "{}", out.status);
 }
 
 /// A `bin_dir` whose `pg_dump` runs `before` (shell) and then the real

@@ -10,7 +10,7 @@ const SECRET: &str = "doctor-s3-secret-Do-Not-Print";
 
 /// Every problem in one run: a missing bucket (moto), a missing database,
 /// a refused port (a database and a webhook), an unreadable key file, a
-/// world-readable password file. Each is one FAIL line with a hint; what
+/// missing and a world-readable password file. Each is one FAIL line with a hint; what
 /// works is `ok`; exit 1.
 #[test]
 fn doctor_reports_every_problem_of_a_site_in_one_run() {
@@ -32,12 +32,13 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     let (down_port, hook_port) = (free_port(), free_port());
     let lost_identity = ws.path().join("offline/age-identity.txt");
     let cfg = ws.config(&format!(
-        "store:\n  url: s3://ccb-doctor-missing/site\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: {SECRET}\ncopies:\n  - url: {}\nencryption:\n  recipients_file: {}\n  identity_file: {}\nnotify:\n  webhooks: [\"http://127.0.0.1:{hook_port}/hook/token-SECRET\"]\njobs:\n  - name: site\n    sources:\n      - name: db\n        postgres:\n          host: {PG_HOST}\n          port: {PG_PORT}\n          user: postgres\n          password_file: {}\n          databases: [\"{missing_db}\"]\n      - name: down\n        postgres: {{host: 127.0.0.1, port: {down_port}, user: postgres, databases: [x]}}\n      - name: etc\n        files: {{path: {}}}\n",
+        "store:\n  url: s3://ccb-doctor-missing/site\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: {SECRET}\ncopies:\n  - url: {}\nencryption:\n  recipients_file: {}\n  identity_file: {}\nnotify:\n  webhooks: [\"http://127.0.0.1:{hook_port}/hook/token-SECRET\"]\njobs:\n  - name: site\n    sources:\n      - name: db\n        postgres:\n          host: {PG_HOST}\n          port: {PG_PORT}\n          user: postgres\n          password_file: {}\n          databases: [\"{missing_db}\"]\n      - name: down\n        postgres: {{host: 127.0.0.1, port: {down_port}, user: postgres, databases: [x]}}\n      - name: nopw\n        postgres: {{host: {PG_HOST}, port: {PG_PORT}, user: postgres, password_file: {}, databases: [x]}}\n      - name: etc\n        files: {{path: {}}}\n",
         server.endpoint(),
         ws.store_url(),
         keys.join("age-recipient.txt").display(),
         lost_identity.display(),
         pw.display(),
+        ws.path().join("secrets/lost-db-password").display(),
         etc.display(),
     ));
     let run = ccbackup_env(&cfg, &["doctor"], &[]);
@@ -67,6 +68,9 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     fail(&["source db", "password_file private", "chmod 600"]);
     fail(&["source down", "connect", &down_port.to_string()]);
     fail(&["notify", "webhook", &hook_port.to_string()]);
+    // An unreadable password file does not stop doctor from starting.
+    fail(&["source nopw", "password_file readable", "lost-db-password"]);
+    fail(&["source nopw", "connect", "password_file"]);
     fail(&[
         "encryption",
         "identity_file readable",
@@ -75,6 +79,7 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     ok(&["copy store 0", "write, read back, delete"]);
     ok(&["source db", "connect", "PostgreSQL"]);
     ok(&["source db", "client programs", "pg_dump"]);
+    ok(&["source db", "restore programs", "pg_restore"]);
     ok(&["source etc", "readable"]);
     for secret in [SECRET, "token-SECRET"] {
         assert!(!out.contains(secret) && !run.stderr().contains(secret));
@@ -87,7 +92,7 @@ fn doctor_reports_every_problem_of_a_site_in_one_run() {
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     let checks: Vec<Value> = serde_json::from_str(&run.stdout()).unwrap();
     let failed: Vec<&Value> = checks.iter().filter(|c| c["status"] == "fail").collect();
-    assert_eq!(failed.len(), 6, "{checks:#?}");
+    assert_eq!(failed.len(), 8, "{checks:#?}");
     assert!(failed
         .iter()
         .all(|c| c["hint"].is_string() && c["job"] == "site"));
@@ -228,4 +233,59 @@ fn doctor_sends_notifications_only_when_asked_and_never_pings_healthchecks() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].starts_with("POST /hook "), "{got:?}");
     assert!(got[0].contains("\"start\""), "{got:?}");
+}
+
+/// Sends `PUT /{bucket}?versioning` with a body to moto.
+fn enable_versioning(server: &Server, bucket: &str) {
+    use std::io::{Read, Write};
+    let body = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        s,
+        "PUT /{bucket}?versioning HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+/// An S3 store says whether versioning is on.
+#[test]
+fn doctor_reports_the_versioning_state_of_s3_buckets() {
+    let server = start_moto(false);
+    create_bucket(&server, "ccb-doctor-plain");
+    create_bucket(&server, "ccb-doctor-versioned");
+    enable_versioning(&server, "ccb-doctor-versioned");
+    let ws = Workspace::new();
+    let etc = ws.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let opts = format!(
+        "  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: {SECRET}\n",
+        server.endpoint()
+    );
+    let cfg = ws.config(&format!(
+        "store:\n  url: s3://ccb-doctor-plain/site\n{opts}copies:\n  - url: s3://ccb-doctor-versioned/site\n{}jobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        opts.replace("  options:", "    options:").replace("\n    ", "\n      "),
+        etc.display()
+    ));
+    let run = ccbackup_env(&cfg, &["doctor"], &[]);
+    let out = run.stdout();
+    assert_eq!(run.code(), Some(0), "{out}\n{}", run.stderr());
+    let line = |store: &str| {
+        out.lines()
+            .find(|l| l.contains(store) && l.contains("versioning"))
+            .unwrap_or_else(|| panic!("no versioning line for {store}:\n{out}"))
+            .to_owned()
+    };
+    assert!(
+        line("s3://ccb-doctor-plain/site").contains("never enabled"),
+        "{out}"
+    );
+    assert!(
+        line("s3://ccb-doctor-versioned/site").contains("Enabled"),
+        "{out}"
+    );
+    assert!(object_keys(&server, "ccb-doctor-plain").is_empty());
 }

@@ -2,6 +2,8 @@
 
 // Tests fail loudly by unwrapping; the lint is for the library and binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests print to their own captured output; `app::out` is for the binary.
+#![allow(clippy::disallowed_macros)]
 
 mod alerting;
 mod authenticated;
