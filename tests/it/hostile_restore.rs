@@ -777,3 +777,63 @@ fn regression_issue22_a_longer_s3_object_is_refused_before_it_is_downloaded() {
         );
     }
 }
+
+#[test]
+fn regression_issue22_sigterm_stops_restore_while_it_stages_a_large_artifact() {
+    let data = tempfile::tempdir().unwrap();
+    let (ws, cfg, mpath) = files_backup(data.path());
+    let art = mpath.parent().unwrap().join("etc.tar.zst");
+    // 8 GiB, sparse, and the manifest agrees: staging it is allowed, so
+    // only the signal can stop the copy early.
+    let ok = Command::new("truncate")
+        .args(["-s", "8G"])
+        .arg(&art)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut m = read_json(&mpath);
+    m["artifacts"][0]["stored_bytes"] = serde_json::json!(8u64 << 30);
+    write_json(&mpath, &m);
+    let staging = ws.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["restore", "--dry-run", "--to", "/nonexistent/x"])
+        .arg("--staging-dir")
+        .arg(&staging)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while rchar(pid) < 64 << 20 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "restore ended before staging"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restore never started staging"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    // Only a copy that ignores the signal reaches this bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("restore still running 60 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("nothing was applied"), "{err}");
+    // Its staging went with it.
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "{err}");
+}
