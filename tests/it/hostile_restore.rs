@@ -669,6 +669,15 @@ fn regression_issue22_many_empty_directories_are_refused_before_writing() {
         return;
     };
     let to = fs.dir.path().join("out");
+    let dry = ccbackup(
+        &cfg,
+        &["restore", "--dry-run", "--to", to.to_str().unwrap()],
+    );
+    assert!(
+        dry.stdout().contains("would be refused") && dry.stdout().contains("need 20001 inodes"),
+        "{}",
+        output(&dry)
+    );
     let run = ccbackup(&cfg, &["restore", "--to", to.to_str().unwrap()]);
     assert_eq!(run.code(), Some(1), "{}", output(&run));
     assert!(
