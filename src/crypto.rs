@@ -364,7 +364,8 @@ mod tests {
         w.write_all(&vec![0u8; 100_000]).unwrap();
         let sealed = w.finish().unwrap();
         let end = age_header_end(&sealed).unwrap();
-        assert!(end < 300, "{end}");
+        // One recipient, plus the random "grease" stanza age adds.
+        assert!(end < 1024, "{end}");
         assert!(sealed[..end].ends_with(b"\n"));
         assert!(std::str::from_utf8(&sealed[..end])
             .unwrap()

@@ -76,8 +76,22 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
         attempts: 1,
         cancelled: false,
     };
-    let (backup_id, outcome, error) = drill(ctx, restore_test).await;
-    let outcome_name = match (outcome, ctx.cancel.is_cancelled()) {
+    // A drill only reads: when the daemon stops it stops at once (at the
+    // next chunk it hashes), instead of holding shutdown for the grace
+    // period a backup gets.
+    let cancel = ctx.cancel.child_token();
+    let link = {
+        let (stopping, cancel) = (ctx.stopping.clone(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stopping.cancelled() => cancel.cancel(),
+                _ = cancel.cancelled() => {}
+            }
+        })
+    };
+    let (backup_id, outcome, error) = drill(ctx, restore_test, &cancel).await;
+    link.abort();
+    let outcome_name = match (outcome, cancel.is_cancelled()) {
         (_, true) => "cancelled",
         (None, _) => "skipped",
         (Some(true), _) => "success",
@@ -128,7 +142,11 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
 
 /// (backup verified, Some(ok) or None when there was nothing to verify,
 /// what went wrong).
-async fn drill(ctx: &RunCtx, restore_test: bool) -> (Option<String>, Option<bool>, Option<String>) {
+async fn drill(
+    ctx: &RunCtx,
+    restore_test: bool,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (Option<String>, Option<bool>, Option<String>) {
     let job = &ctx.job;
     let cat = match catalog::load(&ctx.repo, Some(&job.name)).await {
         Ok(c) => c,
@@ -165,7 +183,7 @@ async fn drill(ctx: &RunCtx, restore_test: bool) -> (Option<String>, Option<bool
     let opts = VerifyOptions {
         restore_test,
         identities,
-        cancel: ctx.cancel.clone(),
+        cancel: cancel.clone(),
         progress: Arc::new(Progress::new()),
     };
     let findings = verify::verify_backup(&ctx.repo, job, m, &opts).await;

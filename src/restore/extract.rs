@@ -128,6 +128,8 @@ pub struct ExtractReport {
     pub filtered_out: u64,
     /// Hard links, devices, fifos and other entry types we do not restore.
     pub skipped_other: u64,
+    /// Dry run only: why the tree would not fit its destination.
+    pub no_room: Option<String>,
 }
 
 /// Messages carry their cause (the system error text) themselves, as the
@@ -251,27 +253,22 @@ pub fn extract_tree_checked<R: Read>(
     opts: &ExtractOptions,
 ) -> Result<ExtractReport, ExtractError> {
     let patterns = compile(&opts.include)?;
-    let plan = check_pass(
+    let mut plan = check_pass(
         open().map_err(ExtractError::Archive)?,
         dest,
         opts,
         &patterns,
     )?;
+    let room = if opts.check_room {
+        check_room(&plan, dest)
+    } else {
+        Ok(())
+    };
     if opts.dry_run {
+        plan.no_room = room.err().map(|e| e.to_string());
         return Ok(plan);
     }
-    if opts.check_room {
-        let (free, probe) = room::free_at(dest).map_err(|cause| ExtractError::Dest {
-            path: dest.to_path_buf(),
-            cause,
-        })?;
-        let need = room::Need {
-            files: plan.written,
-            dirs: plan.dirs_seen,
-            bytes: plan.bytes,
-        };
-        room::decide(need, free).map_err(|why| ExtractError::NoRoom { path: probe, why })?;
-    }
+    room?;
     if !opts.force && !plan.would_replace.is_empty() {
         return Err(ExtractError::WouldReplace {
             dest: dest.to_path_buf(),
@@ -281,6 +278,20 @@ pub fn extract_tree_checked<R: Read>(
     }
     let archive = open().map_err(ExtractError::Archive)?;
     stage_and_place(archive, dest, opts, &patterns, OnExisting::Refuse)
+}
+
+/// Whether the checked tree fits the destination's file system.
+fn check_room(plan: &ExtractReport, dest: &Path) -> Result<(), ExtractError> {
+    let (free, probe) = room::free_at(dest).map_err(|cause| ExtractError::Dest {
+        path: dest.to_path_buf(),
+        cause,
+    })?;
+    let need = room::Need {
+        files: plan.written,
+        dirs: plan.dirs_seen,
+        bytes: plan.bytes,
+    };
+    room::decide(need, free).map_err(|why| ExtractError::NoRoom { path: probe, why })
 }
 
 fn compile(include: &[String]) -> Result<Globs, ExtractError> {

@@ -58,6 +58,9 @@ pub(super) fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_ru
     } else if r.replaced > 0 {
         s.push_str(&format!("; replaced {} existing", r.replaced));
     }
+    if let Some(why) = r.no_room.as_ref().filter(|_| dry_run) {
+        s.push_str(&format!("\n  would be refused: {why}"));
+    }
     s
 }
 

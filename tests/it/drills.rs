@@ -255,3 +255,69 @@ fn readiness_requires_a_recent_drill_when_verify_max_age_is_set() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+fn rchar(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("rchar: ").map(|v| v.trim().parse().ok()))?
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn regression_issue22_shutdown_cancels_a_drill_hashing_a_huge_artifact() {
+    let ws = Workspace::new();
+    let data = data_dir();
+    let cfg = config(
+        &ws,
+        data.path(),
+        "    run_at_start: never\n    verify: {schedule: \"* * * * * *\", restore_test: false}\n",
+        "",
+    );
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    // A 1 TiB sparse artifact whose manifest agrees on the size: the drill
+    // would hash it for hours before the checksum could tell.
+    let mpath = ws.manifests().remove(0);
+    let art = mpath.parent().unwrap().join("etc.tar.zst");
+    let ok = Command::new("truncate")
+        .args(["-s", "1T"])
+        .arg(&art)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["artifacts"][0]["stored_bytes"] = serde_json::json!(1u64 << 40);
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+
+    let mut d = Daemon::start(&cfg, ws.path());
+    let pid = d.child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rchar(pid) < 64 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the drill never started hashing; log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    // Only a drill that ignores shutdown reaches this bound: the rest of
+    // the artifact would take hours.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon still runs 60 s after SIGTERM; log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}; log:\n{}", d.log());
+    let log = d.log();
+    assert!(log.contains("\"outcome\":\"cancelled\""), "{log}");
+}

@@ -581,17 +581,17 @@ fn regression_issue22_sigterm_stops_verify_while_it_hashes_a_huge_artifact() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    // Wait until it is hashing: it has read 256 MiB of the artifact.
+    // Wait until it is hashing: it has read 64 MiB of the artifact.
     let mut seen = 0;
-    for _ in 0..6000 {
+    for _ in 0..12000 {
         seen = rchar(pid);
-        if seen > 256 << 20 || child.try_wait().unwrap().is_some() {
+        if seen > 64 << 20 || child.try_wait().unwrap().is_some() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(
-        seen > 256 << 20,
+        seen > 64 << 20,
         "verify never started hashing ({seen} bytes read)"
     );
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
@@ -669,6 +669,15 @@ fn regression_issue22_many_empty_directories_are_refused_before_writing() {
         return;
     };
     let to = fs.dir.path().join("out");
+    let dry = ccbackup(
+        &cfg,
+        &["restore", "--dry-run", "--to", to.to_str().unwrap()],
+    );
+    assert!(
+        dry.stdout().contains("would be refused") && dry.stdout().contains("need 20001 inodes"),
+        "{}",
+        output(&dry)
+    );
     let run = ccbackup(&cfg, &["restore", "--to", to.to_str().unwrap()]);
     assert_eq!(run.code(), Some(1), "{}", output(&run));
     assert!(
@@ -685,4 +694,155 @@ fn regression_issue22_many_empty_directories_are_refused_before_writing() {
     // Nothing was left behind on the small file system either.
     assert_eq!(std::fs::read_dir(fs.dir.path()).unwrap().count(), 0);
     let _ = ws;
+}
+
+/// Runs `cmd` with the same file-size budget as [`ccbackup_with_file_budget`].
+fn output_with_file_budget(mut cmd: Command, max_file: u64) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: max_file,
+                rlim_max: max_file,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn regression_issue22_a_longer_s3_object_is_refused_before_it_is_downloaded() {
+    use crate::support_s3::*;
+    use object_store::ObjectStoreExt;
+    let server = start_moto(false);
+    create_bucket(&server, "ccb-long");
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("a.txt"), b"real").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "store:\n  url: s3://ccb-long/x\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: testing\njobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+            server.endpoint(),
+            data.path().display()
+        ),
+    )
+    .unwrap();
+    let run = ccbackup_env(&cfg, &["run-now"], &[]);
+    run.expect_ok();
+    let id = run.stdout().trim().to_owned();
+    let opt = |k: &str, v: &str| (k.to_owned(), ccbackup::secret::Secret::new(v));
+    let repo = ccbackup::repo::store::open(&ccbackup::repo::store::StoreSpec {
+        url: url::Url::parse("s3://ccb-long/x").unwrap(),
+        options: vec![
+            opt("endpoint", &server.endpoint()),
+            opt("allow_http", "true"),
+            opt("region", "eu-west-2"),
+            opt("access_key_id", "AKIATESTING"),
+            opt("secret_access_key", "testing"),
+        ],
+        part_size: 5 * 1024 * 1024,
+        concurrency: 2,
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mkey = ccbackup::repo::store::artifact_path("j", &id, "manifest.json");
+    let m: serde_json::Value = serde_json::from_slice(
+        &rt.block_on(async { repo.store.get(&mkey).await?.bytes().await })
+            .unwrap(),
+    )
+    .unwrap();
+    let stored = m["artifacts"][0]["stored_bytes"].as_u64().unwrap();
+    // 16 MiB where the manifest records a few hundred bytes.
+    let long = vec![7u8; 16 << 20];
+    let akey = ccbackup::repo::store::artifact_path("j", &id, "etc.tar.zst");
+    rt.block_on(repo.store.put(&akey, long.into())).unwrap();
+
+    let budget = stored + 4 * 1024 * 1024;
+    for args in [
+        &["restore", "--dry-run", "--to", "/nonexistent/x"][..],
+        &["verify"][..],
+    ] {
+        let out = output_with_file_budget(ccbackup_cmd(&cfg, args, &[]), budget);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} (killed by a signal means it wrote past {budget} bytes): {text}"
+        );
+        assert!(text.contains("size differs"), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("found {}", 16 << 20)),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn regression_issue22_sigterm_stops_restore_while_it_stages_a_large_artifact() {
+    let data = tempfile::tempdir().unwrap();
+    let (ws, cfg, mpath) = files_backup(data.path());
+    let art = mpath.parent().unwrap().join("etc.tar.zst");
+    // 8 GiB, sparse, and the manifest agrees: staging it is allowed, so
+    // only the signal can stop the copy early.
+    let ok = Command::new("truncate")
+        .args(["-s", "8G"])
+        .arg(&art)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut m = read_json(&mpath);
+    m["artifacts"][0]["stored_bytes"] = serde_json::json!(8u64 << 30);
+    write_json(&mpath, &m);
+    let staging = ws.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["restore", "--dry-run", "--to", "/nonexistent/x"])
+        .arg("--staging-dir")
+        .arg(&staging)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while rchar(pid) < 64 << 20 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "restore ended before staging"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restore never started staging"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    // Only a copy that ignores the signal reaches this bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("restore still running 60 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("nothing was applied"), "{err}");
+    // Its staging went with it.
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "{err}");
 }
