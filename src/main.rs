@@ -63,6 +63,8 @@ fn main() -> ExitCode {
     // Private by default; restored files get their modes from the archive
     // explicitly, so they are not affected.
     let _ = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // Before any thread exists (see the module for why).
+    ccbackup::sys::mem::bound_allocator();
     let cli = match Cli::from_arg_matches(&ccbackup::cli::command().get_matches()) {
         Ok(c) => c,
         Err(e) => e.exit(),

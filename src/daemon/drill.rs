@@ -109,6 +109,7 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
         ctx.repo.clock.now(),
     );
     let finished = ctx.repo.clock.now();
+    crate::sys::mem::release_free_memory();
     ctx.metrics.update(&job.name, |s| {
         let d = s.drill.get_or_insert_with(DrillStats::default);
         *d.runs.entry(outcome_name).or_default() += 1;

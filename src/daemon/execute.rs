@@ -63,6 +63,9 @@ pub(super) async fn execute(ctx: &RunCtx) {
         }
     }
     pending.finish(&ctx.cfg, job, &report).await;
+    // The run's buffers are free now; give their pages back before the
+    // daemon idles until the next tick.
+    crate::sys::mem::release_free_memory();
     ctx.metrics.update(&job.name, |s| s.running = false);
 }
 

@@ -1,10 +1,12 @@
 //! Operating-system primitives shared by backup and restore: child
 //! processes ([`child`]), file-descriptor-relative file system calls that
 //! never follow a symlink ([`fs`]) and the backup's directory walk on top
-//! of them ([`walk`]).
+//! of them ([`walk`]), and the allocator settings of a long-running process
+//! ([`mem`]).
 
 pub mod child;
 pub mod fs;
+pub mod mem;
 pub mod secret_file;
 pub mod walk;
 

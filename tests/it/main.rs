@@ -22,6 +22,7 @@ mod drills;
 mod examples;
 mod extract_atomic;
 mod faults_manifest;
+mod faults_memory;
 mod faults_pg;
 mod faults_staging;
 mod fuzz_smoke;
