@@ -349,11 +349,18 @@ pub async fn copy_backup(
         Err(e) => {
             // Only when the manifest is known to be absent: a put that
             // failed ambiguously may have committed it, and data under a
-            // manifest must never be removed.
-            if matches!(
-                dst.store.head(&mkey).await,
-                Err(object_store::Error::NotFound { .. })
-            ) {
+            // manifest must never be removed. An absent manifest proves
+            // nothing after a manifest put whose outcome is unknown (it
+            // can still land): that data stays for the sweep.
+            let unknown = matches!(&e, CopyError::Write { key, source, .. }
+                if *key == mkey.to_string()
+                    && crate::repo::commit::fate_of(source) == crate::repo::commit::PutFate::Unknown);
+            if !unknown
+                && matches!(
+                    dst.store.head(&mkey).await,
+                    Err(object_store::Error::NotFound { .. })
+                )
+            {
                 remove(dst, &written).await;
             }
             Err(e)

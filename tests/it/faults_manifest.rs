@@ -114,3 +114,49 @@ fn issue24_manifest_put_still_unknown_keeps_the_artifacts_and_says_so() {
     let verify = ccbackup_env(&cfg, &["verify"], &[]);
     verify.expect_ok();
 }
+
+/// The same for a copy store (3-2-1): a copy whose manifest put never got
+/// an answer keeps the copied artifacts, so the manifest that lands later
+/// describes a whole backup in the copy store.
+#[test]
+fn issue24_copy_manifest_put_unknown_keeps_the_copied_artifacts() {
+    let server = start_moto(false);
+    create_bucket(&server, "ccb-copy");
+    let proxy = StallProxy::start(server.port, manifest_put, Release::Manual);
+    let data = data_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let primary = dir.path().join("primary");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "store:\n  url: file://{}\ncopies:\n  - url: s3://ccb-copy/backups\n    options:\n      endpoint: {}\n      allow_http: true\n      region: eu-west-2\n      access_key_id: AKIATESTING\n      secret_access_key: notasecret\n      timeout: 2s\njobs:\n  - name: site\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+            primary.display(),
+            proxy.endpoint(),
+            data.path().display()
+        ),
+    )
+    .unwrap();
+
+    // The primary backup is complete; its copy's manifest put is held.
+    let run = ccbackup_env(&cfg, &["run-now"], &[]);
+    assert!(proxy.held() >= 1, "{}", run.stderr());
+    let id = std::fs::read_dir(primary.join("site"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .unwrap();
+    assert!(keys_of(&server, "ccb-copy", "manifest.json").is_empty());
+    assert_eq!(
+        keys_of(&server, "ccb-copy", "etc.tar.zst"),
+        vec![format!("backups/site/{id}/etc.tar.zst")],
+        "the copied artifact was removed:\n{}",
+        run.stderr()
+    );
+
+    proxy.release();
+    proxy.wait_landed(1, Duration::from_secs(30));
+    assert_eq!(keys_of(&server, "ccb-copy", "manifest.json").len(), 1);
+    assert_eq!(keys_of(&server, "ccb-copy", "etc.tar.zst").len(), 1);
+}

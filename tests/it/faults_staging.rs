@@ -33,7 +33,7 @@ fn issue24_staging_files_and_empty_dirs_of_a_killed_run_are_swept_after_the_grac
     let file = rrd.join("load.rrd");
     support_rrd::create(&file, &["sum"]);
     let cfg = ws.config(&format!(
-        "store:\n  url: {}\njobs:\n  - name: j\n    retention: {{keep_last: 1}}\n    orphan_grace: 3s\n    sources:\n      - name: rrd\n        rrd: {{path: {}, lock_timeout_ms: 600000}}\n",
+        "store:\n  url: {}\njobs:\n  - name: j\n    retention: {{keep_last: 1}}\n    orphan_grace: 8s\n    sources:\n      - name: rrd\n        rrd: {{path: {}, lock_timeout_ms: 600000}}\n",
         ws.store_url(),
         rrd.display()
     ));
@@ -74,7 +74,7 @@ fn issue24_staging_files_and_empty_dirs_of_a_killed_run_are_swept_after_the_grac
     assert!(staging.exists(), "swept inside the grace period");
 
     // Past the grace period: the staging file and the empty directories go.
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(9));
     let prune = ccbackup(&cfg, &["prune"]);
     prune.expect_ok();
     let left = files_under(&job_dir);
