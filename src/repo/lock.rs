@@ -49,6 +49,9 @@
 mod lease;
 pub mod liveness;
 
+/// The lease parser, for the fuzz targets and their smoke tests.
+pub use lease::{parse_lease, Content as LeaseContent};
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 

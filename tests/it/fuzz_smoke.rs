@@ -138,6 +138,74 @@ proptest! {
     }
 }
 
+fn age_fixture() -> &'static (tempfile::TempDir, ccbackup::crypto::Identities) {
+    static F: std::sync::OnceLock<(tempfile::TempDir, ccbackup::crypto::Identities)> =
+        std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity");
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/fixture-age-identity.txt");
+        std::fs::copy(src, &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let ids = ccbackup::crypto::Identities::load(&path).unwrap();
+        (dir, ids)
+    })
+}
+
+/// What the age_artifact target does: open an encrypted artifact and read
+/// it to the end; the number of bytes that came out.
+fn open_encrypted(data: &[u8]) -> Result<usize, String> {
+    use std::io::Read;
+    let (dir, ids) = age_fixture();
+    let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+    let path = scratch.path().join("artifact");
+    std::fs::write(&path, data).unwrap();
+    let art = ccbackup::repo::manifest::Artifact {
+        key: "etc.tar.zst".into(),
+        source: "etc".into(),
+        kind: ccbackup::repo::manifest::ArtifactKind::FilesTar,
+        raw_bytes: 1 << 20,
+        stored_bytes: data.len() as u64,
+        sha256: "0".repeat(64),
+        compression: ccbackup::repo::manifest::Compression {
+            algorithm: "zstd".into(),
+            level: 3,
+        },
+        postgres: None,
+        tree: None,
+        encryption: Some(ccbackup::repo::manifest::EncryptionInfo {
+            format: "age".into(),
+            recipients: vec![
+                "age1mln304cmqa5sfuhgk8dpgqt0nces95m8t824g7hrjhcyw8j7m5nsnqggqx".into(),
+            ],
+        }),
+    };
+    let mut r =
+        ccbackup::crypto::open_artifact(&path, &art, Some(ids)).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(out.len())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn lease_parser_never_panics(data in input("lease")) {
+        if let ccbackup::repo::lock::LeaseContent::Lease(l) =
+            ccbackup::repo::lock::parse_lease(&data)
+        {
+            let _ = l.describe();
+        }
+    }
+
+    #[test]
+    fn encrypted_artifacts_never_panic(data in input("age_artifact")) {
+        let _ = open_encrypted(&data);
+    }
+}
+
 /// The seeds themselves are what they claim: each parses, so the edits
 /// above start from valid input and reach the deep parts of each parser.
 #[test]
@@ -156,6 +224,15 @@ fn seeds_are_valid_inputs() {
                 .unwrap()
                 .is_empty()
         );
+    }
+    for s in seeds("lease") {
+        assert!(matches!(
+            ccbackup::repo::lock::parse_lease(&s),
+            ccbackup::repo::lock::LeaseContent::Lease(_)
+        ));
+    }
+    for s in seeds("age_artifact") {
+        assert!(open_encrypted(&s).unwrap() > 0);
     }
     for s in seeds("tar_check") {
         let scratch = tempfile::tempdir().unwrap();

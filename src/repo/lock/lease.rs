@@ -277,7 +277,9 @@ async fn read_capped(got: GetResult) -> object_store::Result<Option<Vec<u8>>> {
     Ok(Some(buf))
 }
 
-fn parse_lease(bytes: &[u8]) -> Content {
+/// Reads a lease object's bytes (untrusted: written by whoever can write
+/// to the store); anything that is not a ccbackup lease is `Unreadable`.
+pub fn parse_lease(bytes: &[u8]) -> Content {
     match serde_json::from_slice::<Lease>(bytes) {
         // serde's message may quote the object's text: escape it.
         Err(e) => Content::Unreadable(format!("not a ccbackup lease: {}", shown(&e.to_string()))),
