@@ -34,7 +34,7 @@ fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   echo "== starting PostgreSQL"
@@ -105,9 +105,19 @@ for i in $(seq 1 20); do
 done
 mkrrd "$work/rrds/unspecified/__SummaryInfo__/power.rrd" 2
 
+# Authenticated and private from the first backup: manifests are signed
+# (a store writer cannot plant a backup that counts) and artifacts are
+# encrypted. On a real site the identity (the decryption key) stays off the
+# backed-up host; the demo keeps it beside the config for the restore.
+"$bin" keys generate "$work/keys" >/dev/null
 cat > "$work/config.yaml" <<YAML
 store:
   url: file://$work/store
+signing:
+  secret_key_file: $work/keys/minisign.key
+encryption:
+  recipients_file: $work/keys/age-recipient.txt
+  identity_file: $work/keys/age-identity.txt
 jobs:
   - name: concertim
     schedule: "0 2 * * *"
@@ -135,6 +145,13 @@ echo "== ccbackup restore (database into a new name, trees into new folders)"
 cc restore --source db --target-db "$restored_db"
 cc restore --source rrd --to "$work/restored/rrds"
 cc restore --source etc --to "$work/restored/etc"
+
+echo "== the store holds a signed manifest and only encrypted artifacts"
+backup_dir=$work/store/concertim/$id
+[ -s "$backup_dir/manifest.json.minisig" ] || { echo "quickstart: $id has no signature" >&2; exit 1; }
+find "$backup_dir" -name '*.zst' | while IFS= read -r f; do
+  head -c 21 "$f" | grep -q 'age-encryption.org/v1' || { echo "quickstart: $f is not encrypted" >&2; exit 1; }
+done
 
 echo "== comparing"
 pg_dump -h 127.0.0.1 -U postgres --data-only --inserts -d "$db" | grep -v -e '^--' -e '^\\restrict' -e '^\\unrestrict' > "$work/a.sql"

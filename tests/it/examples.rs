@@ -69,6 +69,11 @@ impl FakeHost {
             root.join("age-recipient.txt"),
         )
         .unwrap();
+        // The examples sign with the key mounted as this secret.
+        let key = root.join("run/secrets/minisign-key");
+        std::fs::copy(keys.join("minisign.key"), &key).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         std::fs::create_dir_all(root.join("opt/concertim/opt/docker/secrets")).unwrap();
         FakeHost { dir }
     }
@@ -124,6 +129,27 @@ fn example_configs_pass_check_config() {
             run.stderr()
         );
     }
+}
+
+/// Issue 22, authenticated by default: every example configuration signs,
+/// and the compose files hand the sidecar its signing key.
+#[test]
+fn examples_sign_by_default() {
+    for cfg in files_in("examples", &["yaml"]) {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        assert!(
+            text.contains("\nsigning:\n  secret_key_file:"),
+            "{} does not sign its manifests",
+            cfg.display()
+        );
+    }
+    let compose = std::fs::read_to_string(repo_root().join("examples/docker-compose.yml")).unwrap();
+    assert!(
+        compose.contains("- minisign-key") && compose.contains("minisign-key:\n    file:"),
+        "docker-compose.yml does not give the sidecar its signing key"
+    );
+    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.sh")).unwrap();
+    assert!(quickstart.contains("keys generate") && quickstart.contains("signing:"));
 }
 
 #[test]

@@ -56,6 +56,11 @@ fn regression_issue23_quickstart_honours_cargo_target_dir_and_database_names() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("quickstart OK"), "{stdout}");
+    // Issue 22: the first thing a newcomer runs signs and encrypts.
+    assert!(
+        stdout.contains("the store holds a signed manifest and only encrypted artifacts"),
+        "{stdout}"
+    );
     assert_eq!(
         psql(
             "postgres",
