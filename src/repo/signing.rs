@@ -246,7 +246,7 @@ pub fn generate() -> Result<(String, String, String), SigningError> {
 pub const UNSIGNED_RISK: &str = "no signing key is configured, so anyone who can write to it \
 (a leaked bucket key) can plant backups that list, restore, verify and retention trust: a forged \
 newer backup pushes real ones out of the policy, and a forged dump runs its SQL on restore; \
-run `ccbackup keys generate DIR` and set signing.secret_key_file (see the README, Threat model)";
+run `ccbackup keys generate DIR` and set signing.secret_key_file (see docs/threat-model.md)";
 
 #[derive(Debug, Clone, Default)]
 pub struct SigningKeys {
