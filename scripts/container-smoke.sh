@@ -44,7 +44,7 @@ command -v runc >/dev/null || need+=(runc)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 moto=$(command -v moto_server || echo "$tools/venv/bin/moto_server")
 [ -x "$moto" ] || die "moto_server missing; run scripts/prereqs.sh"
