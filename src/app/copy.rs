@@ -73,7 +73,22 @@ pub(super) async fn backfill(
                 cat.damaged.len()
             );
         }
-        let ids: Vec<String> = cat.complete.iter().map(|m| m.id.clone()).collect();
+        // Legacy (unsigned) backups are not copied: a copy store trusts
+        // what is signed, and copies made before the move to signing are
+        // already there.
+        let ids: Vec<String> = cat
+            .complete
+            .iter()
+            .filter(|m| !cat.is_legacy(m))
+            .map(|m| m.id.clone())
+            .collect();
+        let legacy = cat.complete.len() - ids.len();
+        if legacy > 0 {
+            say!(
+                "job {}: {legacy} unsigned backup(s) from before signing (signing.unsigned_before) are not copied",
+                j.name
+            );
+        }
         for c in &targets {
             if intr.is_interrupted() {
                 break;

@@ -23,6 +23,7 @@
 //! A failed copy never touches the primary backup: it stays complete and
 //! pruned, and the failure is reported next to it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -327,16 +328,20 @@ pub async fn copy_backup(
         Held::Nothing => None,
         Held::Differs(why) => {
             tracing::warn!(job, backup = id, store = %dst.display, problem = %why, "the copy store's backup does not match the primary's; copying it again");
-            let what = format!("removing {mkey} from {}", dst.display);
-            match retry::retry(Backoff::STORE, &what, cancel, || dst.store.delete(&mkey)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(write_err(dst, &mkey, e)),
-            }
             Some(why)
         }
     };
     let mut written: Vec<ObjPath> = Vec::new();
-    let result = write_copy(src, dst, &source, cancel, &mut written).await;
+    let maybe_landed = AtomicBool::new(false);
+    let result = write_copy(
+        src,
+        dst,
+        &source,
+        repaired.is_some(),
+        (cancel, &maybe_landed),
+        &mut written,
+    )
+    .await;
     match result {
         Ok(Copied::Copied {
             artifacts, bytes, ..
@@ -352,10 +357,15 @@ pub async fn copy_backup(
             // manifest must never be removed. An absent manifest proves
             // nothing after a manifest put whose outcome is unknown (it
             // can still land): that data stays for the sweep.
-            let unknown = matches!(&e, CopyError::Write { key, source, .. }
-                if *key == mkey.to_string()
-                    && crate::repo::commit::fate_of(source) == crate::repo::commit::PutFate::Unknown);
-            if !unknown
+            // Any attempt counts, not only the last: a retry that could not
+            // connect says nothing about an earlier attempt that timed out.
+            let unknown = maybe_landed.load(Ordering::SeqCst);
+            // A repair rewrote objects of a backup the copy store already
+            // had: they are the primary's verified bytes, and removing them
+            // could destroy a copy that was good (the primary may be the
+            // damaged side). What a repair leaves is for the operator.
+            if repaired.is_none()
+                && !unknown
                 && matches!(
                     dst.store.head(&mkey).await,
                     Err(object_store::Error::NotFound { .. })
@@ -372,7 +382,8 @@ async fn write_copy(
     src: &Repo,
     dst: &Repo,
     source: &Source,
-    cancel: &CancellationToken,
+    replace: bool,
+    (cancel, maybe_landed): (&CancellationToken, &AtomicBool),
     written: &mut Vec<ObjPath>,
 ) -> Result<Copied, CopyError> {
     let m = &source.manifest;
@@ -402,10 +413,39 @@ async fn write_copy(
             .map_err(|source| write_err(dst, &key, source))?;
     }
     let mkey = manifest_path(&m.job, &m.id);
+    if replace {
+        // Only now, with every artifact copied and verified: a repair that
+        // fails earlier leaves the copy's old manifest (and so its backup,
+        // if it was good) where it was.
+        let what = format!("removing {mkey} from {}", dst.display);
+        match retry::retry(Backoff::STORE, &what, cancel, || dst.store.delete(&mkey)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(write_err(dst, &mkey, e)),
+        }
+    }
     let create = PutOptions::from(PutMode::Create);
     // A retried create that finds the manifest there met its own first
     // attempt, or another copier: the bytes are the same either way.
-    match put_retried(dst, &mkey, &source.bytes, create, cancel).await {
+    let put = retry::retry(
+        Backoff::STORE,
+        &format!("writing {mkey} to {}", dst.display),
+        cancel,
+        || {
+            let payload = PutPayload::from(bytes::Bytes::copy_from_slice(&source.bytes));
+            let attempt = dst.store.put_opts(&mkey, payload, create.clone());
+            async move {
+                let r = attempt.await;
+                if let Err(e) = &r {
+                    if crate::repo::commit::fate_of(e) == crate::repo::commit::PutFate::Unknown {
+                        maybe_landed.store(true, Ordering::SeqCst);
+                    }
+                }
+                r
+            }
+        },
+    )
+    .await;
+    match put {
         Ok(_) => Ok(Copied::Copied {
             artifacts: m.artifacts.len(),
             bytes: m.stored_bytes(),

@@ -112,7 +112,21 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         lock_ttl: rd
             .and_then(|d| d.lock_ttl.as_ref())
-            .and_then(|v| interval(v, "daemon.lock_ttl", &mut p))
+            .and_then(|v| {
+                let ttl = interval(v, "daemon.lock_ttl", &mut p)?;
+                // A lease claiming to last longer is not believed (anyone
+                // could write one that locks a job for years), so a longer
+                // ttl would make every honest lease look forged.
+                if ttl > crate::repo::lock::MAX_LEASE_LIFE {
+                    p.at(
+                        &v.referenced,
+                        "daemon.lock_ttl",
+                        "at most 6h: leases are renewed every third of it, and one that claims to last longer than 6h is taken for a forgery",
+                    );
+                    return None;
+                }
+                Some(ttl)
+            })
             .unwrap_or(DEFAULT_LOCK_TTL),
     };
     let notify = raw

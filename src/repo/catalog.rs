@@ -177,7 +177,14 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
     // Newest first, in order, so the memory budget goes to the backups
     // most likely to be restored, and each manifest is kept or dropped as
     // it arrives rather than after all of them are in memory.
-    wanted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    // By the time in the ID, not its text.
+    wanted.sort_by_key(|(job, id, _)| {
+        (
+            std::cmp::Reverse(backup_id_time(id)),
+            job.clone(),
+            id.clone(),
+        )
+    });
     let mut read = futures::stream::iter(wanted)
         .map(|(job, id, sizes)| async move {
             let r = manifest::read_weighed(repo, &job, &id).await;
@@ -189,24 +196,39 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
     let mut complete = Vec::new();
     let mut damaged = Vec::new();
     let mut legacy = std::collections::BTreeSet::new();
+    let mut first_signed: std::collections::HashMap<String, (DateTime<Utc>, String)> =
+        std::collections::HashMap::new();
     while let Some((job, id, sizes, r)) = read.next().await {
         let verdict = match r {
-            Ok((m, weight, trust)) => match checks::judge(&m, &sizes, now, repo.max_clock_skew) {
-                None if weight <= budget => {
-                    budget -= weight;
-                    if trust == manifest::Trust::Legacy {
-                        legacy.insert((m.job.clone(), m.id.clone()));
+            Ok((m, weight, trust)) => {
+                if trust == manifest::Trust::Signed {
+                    // Every verified signature counts here, whether or not
+                    // the backup is counted below (budget, phantom): legacy
+                    // backups must be older than all of them.
+                    let e = first_signed
+                        .entry(m.job.clone())
+                        .or_insert((m.started_at, m.id.clone()));
+                    if m.started_at < e.0 {
+                        *e = (m.started_at, m.id.clone());
                     }
-                    complete.push(m);
-                    continue;
                 }
-                None => checks::Verdict::damaged(format!(
-                    "the catalog's memory budget ({} MiB of parsed manifests) is spent by \
+                match checks::judge(&m, &sizes, now, repo.max_clock_skew) {
+                    None if weight <= budget => {
+                        budget -= weight;
+                        if trust == manifest::Trust::Legacy {
+                            legacy.insert((m.job.clone(), m.id.clone()));
+                        }
+                        complete.push(m);
+                        continue;
+                    }
+                    None => checks::Verdict::damaged(format!(
+                        "the catalog's memory budget ({} MiB of parsed manifests) is spent by \
                      newer backups; this one is not counted",
-                    MAX_CATALOG_BYTES >> 20
-                )),
-                Some(v) => v,
-            },
+                        MAX_CATALOG_BYTES >> 20
+                    )),
+                    Some(v) => v,
+                }
+            }
             // The store stopped answering: the caller cannot know what it
             // holds, so it must not act on a partial view.
             Err(ManifestError::Read { key, source }) if checks::store_unreachable(&source) => {
@@ -241,7 +263,7 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             future: verdict.future,
         });
     }
-    for (job, id, problem) in checks::legacy_after_signed(&complete, &legacy) {
+    for (job, id, problem) in checks::legacy_after_signed(&complete, &legacy, &first_signed) {
         tracing::warn!(job = %job, backup = %id, problem = %problem, "untrusted manifest: not counted as a backup");
         complete.retain(|m| !(m.job == job && m.id == id));
         legacy.remove(&(job.clone(), id.clone()));

@@ -180,63 +180,90 @@ pub async fn sweep_staging(
         let dir = root.join(&job);
         check(&root, &dir, false).map_err(io::Error::other)?;
         let mut out = Vec::new();
-        match std::fs::symlink_metadata(&dir) {
-            Ok(md) if md.is_dir() => {
-                sweep_dir(&root, &dir, cutoff, &mut out)?;
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // Everything below the store's root is opened relative to its
+        // parent and never through a symlink, so a directory swapped for a
+        // symlink mid-sweep is not followed out of the store.
+        let root_fd = match crate::sys::fs::open_dir(&root) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e),
-        }
+        };
+        let Ok(name) = std::ffi::CString::new(job.as_bytes()) else {
+            return Ok(out);
+        };
+        let job_fd = match crate::sys::fs::open_dir_at(&root_fd, &name) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            // A symlink or a file where the job's directory should be.
+            Err(e) if matches!(crate::sys::fs::errno(&e), libc::ELOOP | libc::ENOTDIR) => {
+                return Ok(out)
+            }
+            Err(e) => return Err(e),
+        };
+        sweep_dir(&job_fd, &job, cutoff, &mut out);
         Ok(out)
     })
     .await
     .map_err(io::Error::other)?
 }
 
-fn changed_before(md: &std::fs::Metadata, cutoff: DateTime<Utc>) -> bool {
-    DateTime::<Utc>::from_timestamp(md.mtime(), md.mtime_nsec() as u32).is_some_and(|t| t < cutoff)
+fn changed_before(st: &crate::sys::fs::Stat, cutoff: DateTime<Utc>) -> bool {
+    DateTime::<Utc>::from_timestamp(st.mtime, st.mtime_nsec as u32).is_some_and(|t| t < cutoff)
 }
 
-/// Sweeps below `dir`; true when `dir` is empty afterwards.
+/// Sweeps below the directory `dir` (whose key is `rel`); true when it is
+/// empty afterwards. What cannot be read or removed is left (and logged):
+/// one odd entry must not stop the sweep of the others.
 fn sweep_dir(
-    root: &Path,
-    dir: &Path,
+    dir: &std::os::fd::OwnedFd,
+    rel: &str,
     cutoff: DateTime<Utc>,
     out: &mut Vec<String>,
-) -> io::Result<bool> {
-    let rel = |p: &Path| {
-        p.strip_prefix(root)
-            .map(|r| r.to_string_lossy().into_owned())
-            .unwrap_or_default()
+) -> bool {
+    use crate::sys::fs::{list_dir, lstat_at, open_dir_at, remove_dir_at, unlink_at, Kind};
+    let names = match list_dir(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(dir = %rel, error = %e, "cannot list a directory of the store; not swept");
+            return false;
+        }
     };
     let mut empty = true;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let md = std::fs::symlink_metadata(&path)?;
-        let ft = md.file_type();
-        if ft.is_dir() {
-            // Judged by its time before the sweep: removing a staging
-            // file inside makes it look freshly changed.
-            let old = changed_before(&md, cutoff);
-            if sweep_dir(root, &path, cutoff, out)? && old {
-                std::fs::remove_dir(&path)?;
-                out.push(format!("{}/", rel(&path)));
-            } else {
-                empty = false;
+    for name in names {
+        let key = format!("{rel}/{}", name.to_string_lossy());
+        let Ok(st) = lstat_at(dir, &name) else {
+            empty = false;
+            continue;
+        };
+        let removed = match st.kind {
+            Kind::Dir => {
+                // Judged by its time before the sweep: removing a staging
+                // file inside makes it look freshly changed.
+                let old = changed_before(&st, cutoff);
+                let swept = match open_dir_at(dir, &name) {
+                    Ok(sub) => sweep_dir(&sub, &key, cutoff, out),
+                    Err(_) => false,
+                };
+                let gone = swept && old && remove_dir_at(dir, &name).is_ok();
+                if gone {
+                    out.push(format!("{key}/"));
+                }
+                gone
             }
-        } else if ft.is_file()
-            && entry.file_name().to_string_lossy().contains('#')
-            && changed_before(&md, cutoff)
-        {
-            std::fs::remove_file(&path)?;
-            out.push(rel(&path));
-        } else {
+            Kind::File if name.to_bytes().contains(&b'#') && changed_before(&st, cutoff) => {
+                let gone = unlink_at(dir, &name).is_ok();
+                if gone {
+                    out.push(key);
+                }
+                gone
+            }
+            _ => false,
+        };
+        if !removed {
             empty = false;
         }
     }
-    Ok(empty)
+    empty
 }
 
 impl NoFollow {

@@ -50,7 +50,7 @@ mod lease;
 pub mod liveness;
 
 /// The lease parser, for the fuzz targets and their smoke tests.
-pub use lease::{parse_lease, Content as LeaseContent};
+pub use lease::{parse_lease, Content as LeaseContent, MAX_LEASE_LIFE};
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;

@@ -418,7 +418,8 @@ async fn put_create_with(
 }
 
 /// Reads at most `cap` bytes of an object; `Ok(None)` when it is larger.
-async fn read_capped(
+/// Every small object read from the (untrusted) store goes through it.
+pub async fn read_capped(
     repo: &Repo,
     key: &object_store::path::Path,
     cap: usize,

@@ -537,15 +537,27 @@ pub fn new_backup_id(at: DateTime<Utc>) -> String {
     format!("{}-{suffix:06x}", at.format("%Y%m%dT%H%M%SZ"))
 }
 
-/// The time encoded in a backup ID, if it is one.
+/// The time encoded in a backup ID, if it is one. Only the exact form
+/// [`new_backup_id`] writes counts: chrono alone would also read `9 1201T...`
+/// (year 9, with a space) or a short month, and IDs are compared and sorted
+/// as text as well as by time, so a name that is not canonical could sort
+/// as newer than every real backup while claiming to be older.
 pub fn backup_id_time(id: &str) -> Option<DateTime<Utc>> {
     let (stamp, suffix) = id.split_once('-')?;
-    if suffix.len() != 6 || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if suffix.len() != 6
+        || !suffix
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return None;
     }
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|t| t.and_utc())
+    if stamp.len() != 16 || !stamp.is_ascii() {
+        return None;
+    }
+    let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()?
+        .and_utc();
+    (t.format("%Y%m%dT%H%M%SZ").to_string() == stamp).then_some(t)
 }
 
 pub fn backup_dir(job: &str, id: &str) -> ObjPath {
@@ -589,6 +601,21 @@ pub fn key_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_canonical_backup_ids_have_a_time() {
+        assert!(backup_id_time("20261201T020000Z-a1b2c3").is_some());
+        for bad in [
+            "9 1201T000000Z-aaaaaa",
+            "   91201T000000Z-aaaaaa",
+            "2026121T000000Z-aaaaaa",
+            "20261201T020000Z-A1B2C3",
+            "20261301T020000Z-a1b2c3",
+            "+2026121T00000Z-aaaaaa",
+        ] {
+            assert_eq!(backup_id_time(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn explained_errors_keep_the_class_of_the_raw_error() {

@@ -688,3 +688,74 @@ fn regression_issue22_catalog_memory_stays_bounded_whatever_the_store_holds() {
     assert!(run.stdout().contains("once parsed"), "{}", run.stdout());
     assert!(run.stdout().contains(&a));
 }
+
+/// Review of round 3: a primary whose signature comment was edited and one
+/// of whose artifacts was corrupted (same size) must not cost the copy
+/// store its good copy. Before: the copy's manifest was deleted first, the
+/// corrupt artifact failed its check, and the rewritten artifacts were
+/// removed, leaving nothing.
+#[test]
+fn regression_review_a_damaged_primary_never_destroys_a_good_copy() {
+    let j = Job::new(true);
+    let cfg = j.config("", true);
+    let a = run_now(&cfg);
+    let copy_dir = j.copy.join("j").join(&a);
+    let good_manifest = std::fs::read(copy_dir.join("manifest.json")).unwrap();
+    let good_artifact = std::fs::read(copy_dir.join("etc.tar.zst")).unwrap();
+
+    // The attack on the primary: an edited untrusted comment (the
+    // signature still verifies) and a flipped byte in the artifact.
+    let sig = j.dir(&a).join("manifest.json.minisig");
+    let text = std::fs::read_to_string(&sig).unwrap();
+    let (_, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&sig, format!("untrusted comment: planted\n{rest}")).unwrap();
+    let art = j.dir(&a).join("etc.tar.zst");
+    let mut bytes = std::fs::read(&art).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&art, &bytes).unwrap();
+
+    let _ = ccbackup(&cfg, &["copy", "--from-primary"]);
+    assert_eq!(
+        std::fs::read(copy_dir.join("manifest.json")).unwrap(),
+        good_manifest,
+        "the copy's manifest is gone"
+    );
+    assert_eq!(
+        std::fs::read(copy_dir.join("etc.tar.zst")).unwrap(),
+        good_artifact,
+        "the copy's artifact changed"
+    );
+
+    // And a primary whose artifact is corrupt while its manifest differs
+    // from the copy's (a real repair case) still leaves the copy whole.
+    std::fs::write(copy_dir.join("manifest.json"), b"{\"junk\": true}").unwrap();
+    let run = ccbackup(&cfg, &["copy", "--from-primary"]);
+    assert!(!run.ok(), "a corrupt primary artifact must fail the copy");
+    assert_eq!(
+        std::fs::read(copy_dir.join("etc.tar.zst")).unwrap(),
+        good_artifact,
+        "a failed repair removed or replaced the copy's artifact"
+    );
+}
+
+/// Review of round 3: a `lock_ttl` longer than the longest lease ccbackup
+/// believes would make every honest lease look forged (and free to take).
+#[test]
+fn regression_review_lock_ttl_beyond_the_lease_cap_is_a_config_error() {
+    let j = Job::new(false);
+    let cfg = j.config("", false);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("jobs:\n", "daemon:\n  lock_ttl: 12h\njobs:\n"),
+    )
+    .unwrap();
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr().contains("daemon.lock_ttl") && run.stderr().contains("at most 6h"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -9,8 +9,9 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
-use super::source::{read_capped, Source};
+use super::source::Source;
 use super::CopyError;
+use crate::repo::manifest::read_capped;
 use crate::repo::manifest::MAX_MANIFEST_BYTES;
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::{backup_dir, manifest_path, signature_path, Repo};
@@ -43,7 +44,7 @@ pub(super) fn judge(
         return Held::Differs("its manifest differs from the primary's".to_owned());
     }
     if let Some(want) = &source.signature {
-        if signature != Some(want.as_slice()) {
+        if signature.map(signed_part) != Some(signed_part(want)) {
             return Held::Differs("its signature differs from the primary's".to_owned());
         }
     }
@@ -60,6 +61,17 @@ pub(super) fn judge(
         }
     }
     Held::Same
+}
+
+/// The part of a minisign signature file the signature covers: everything
+/// after its first line, the "untrusted comment", which anyone may edit
+/// without invalidating it. An edited comment in the primary must not make
+/// a good copy look different (and be rewritten).
+fn signed_part(sig: &[u8]) -> &[u8] {
+    match sig.iter().position(|&b| b == b'\n') {
+        Some(i) => &sig[i + 1..],
+        None => sig,
+    }
 }
 
 /// Reads the copy store's manifest, signature and listing of the backup
@@ -143,6 +155,20 @@ mod tests {
             .iter()
             .map(|a| (a.key.clone(), a.stored_bytes))
             .collect()
+    }
+
+    #[test]
+    fn an_edited_untrusted_comment_is_not_a_difference() {
+        let mut s = source(true);
+        s.signature = Some(b"untrusted comment: one\nSIG\ntrusted comment: t\nGSIG\n".to_vec());
+        let all = listing(&s);
+        let edited = b"untrusted comment: planted by someone\nSIG\ntrusted comment: t\nGSIG\n";
+        assert_eq!(judge(&s, Some(&s.bytes), Some(edited), &all), Held::Same);
+        let resigned = b"untrusted comment: one\nOTHER\ntrusted comment: t\nGSIG\n";
+        assert!(matches!(
+            judge(&s, Some(&s.bytes), Some(resigned), &all),
+            Held::Differs(_)
+        ));
     }
 
     #[test]

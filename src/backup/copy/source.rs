@@ -1,12 +1,10 @@
 //! The primary's side of a copy: its manifest and signature, read with
 //! caps and checked the way [`crate::repo::manifest::read`] checks them.
 
-use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::ObjectStoreExt;
 
 use super::CopyError;
-use crate::repo::manifest::{self, Manifest, ManifestError, MAX_MANIFEST_BYTES};
+use crate::repo::manifest::{self, read_capped, Manifest, ManifestError, MAX_MANIFEST_BYTES};
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::{manifest_path, signature_path, Repo};
 
@@ -79,21 +77,4 @@ fn untrusted(wrap: impl Fn(ManifestError) -> CopyError, key: &ObjPath, why: &str
         key: key.to_string(),
         why: why.to_owned(),
     })
-}
-
-/// Reads at most `cap` bytes of a small object; `Ok(None)` when larger.
-pub(super) async fn read_capped(
-    repo: &Repo,
-    key: &ObjPath,
-    cap: usize,
-) -> Result<Option<Vec<u8>>, object_store::Error> {
-    let mut stream = repo.store.get(key).await?.into_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.try_next().await? {
-        if bytes.len() + chunk.len() > cap {
-            return Ok(None);
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(Some(bytes))
 }

@@ -111,22 +111,14 @@ pub fn root_cause(e: &(dyn StdError + 'static)) -> String {
 /// to signing; one dated at or after a signed backup would let whoever can
 /// write to the store outrank real backups in retention (a newer backup
 /// of the same day, a `keep_last` slot), so it is untrusted instead.
+/// `first_signed` holds, per job, the oldest backup whose signature
+/// verified, counted or not (a signed backup the memory budget or a missing
+/// artifact kept out of the catalogue still dates the switch to signing).
 pub fn legacy_after_signed(
     complete: &[Manifest],
     legacy: &std::collections::BTreeSet<(String, String)>,
+    first_signed: &HashMap<String, (DateTime<Utc>, String)>,
 ) -> Vec<(String, String, String)> {
-    let mut first_signed: HashMap<&str, (DateTime<Utc>, &str)> = HashMap::new();
-    for m in complete {
-        if legacy.contains(&(m.job.clone(), m.id.clone())) {
-            continue;
-        }
-        let e = first_signed
-            .entry(m.job.as_str())
-            .or_insert((m.started_at, m.id.as_str()));
-        if m.started_at < e.0 {
-            *e = (m.started_at, m.id.as_str());
-        }
-    }
     let mut out = Vec::new();
     for m in complete {
         if !legacy.contains(&(m.job.clone(), m.id.clone())) {
@@ -258,7 +250,9 @@ mod tests {
                 .map(|id| ("j".to_owned(), (*id).to_owned()))
                 .chain([("k".to_owned(), "only-unsigned".to_owned())])
                 .collect();
-        let out: Vec<String> = legacy_after_signed(&complete, &legacy)
+        let first_signed: HashMap<String, (DateTime<Utc>, String)> =
+            [("j".to_owned(), (t(2), "signed".to_owned()))].into();
+        let out: Vec<String> = legacy_after_signed(&complete, &legacy, &first_signed)
             .into_iter()
             .map(|(_, id, why)| {
                 assert!(why.contains("signed"), "{why}");
