@@ -108,12 +108,14 @@ fn lock_wait(arg: Option<&str>) -> Result<Duration, AppError> {
     })
 }
 
-/// One row of `list --json`.
+/// One row of `list --json` (docs/schema/list.json). Names and types are
+/// the run report's for the same facts.
 #[derive(Debug, Serialize)]
 pub struct ListEntry {
-    pub id: String,
+    pub backup_id: String,
     pub job: String,
-    pub time: String,
+    /// RFC 3339, UTC: when the backup started.
+    pub started_at: String,
     /// `complete`, `damaged` (the manifest exists but cannot be used, or
     /// its artifacts are missing), `untrusted` (not signed by the
     /// configured key) or `future` (dated after now plus
@@ -121,8 +123,8 @@ pub struct ListEntry {
     /// and the other fields are empty.
     pub status: &'static str,
     pub sources: Vec<String>,
-    pub size: u64,
-    pub raw_size: u64,
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
     pub artifacts: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -143,15 +145,15 @@ pub struct ListEntry {
 impl From<&Manifest> for ListEntry {
     fn from(m: &Manifest) -> Self {
         ListEntry {
-            id: m.id.clone(),
+            backup_id: m.id.clone(),
             job: m.job.clone(),
-            time: m
+            started_at: m
                 .started_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             status: "complete",
             sources: m.source_names(),
-            size: m.stored_bytes(),
-            raw_size: m.raw_bytes(),
+            stored_bytes: m.stored_bytes(),
+            raw_bytes: m.raw_bytes(),
             artifacts: m.artifacts.len(),
             problem: None,
             suspicious: m.guard.suspicious.clone(),
@@ -164,17 +166,17 @@ impl From<&Manifest> for ListEntry {
 impl From<&catalog::Damaged> for ListEntry {
     fn from(d: &catalog::Damaged) -> Self {
         ListEntry {
-            id: d.id.clone(),
+            backup_id: d.id.clone(),
             job: d.job.clone(),
             // The time comes from the directory name: the manifest's own
             // claims are what cannot be trusted.
-            time: store::backup_id_time(&d.id)
+            started_at: store::backup_id_time(&d.id)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
             status: d.status(),
             sources: Vec::new(),
-            size: 0,
-            raw_size: 0,
+            stored_bytes: 0,
+            raw_bytes: 0,
             artifacts: 0,
             problem: Some(d.problem.clone()),
             suspicious: Vec::new(),
@@ -224,7 +226,7 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         })
         .collect();
     entries.extend(cat.damaged.iter().map(ListEntry::from));
-    entries.sort_by(|a, b| (&a.time, &a.id).cmp(&(&b.time, &b.id)));
+    entries.sort_by(|a, b| (&a.started_at, &a.backup_id).cmp(&(&b.started_at, &b.backup_id)));
     if json {
         let out = serde_json::to_string_pretty(&entries).map_err(failed)?;
         say!("{out}");
@@ -249,17 +251,17 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
             None => format!(
                 "{:<16} {:<24} {:<21} {:>10}  {}{}",
                 e.job,
-                e.id,
-                e.time,
-                human_bytes(e.size),
+                e.backup_id,
+                e.started_at,
+                human_bytes(e.stored_bytes),
                 e.sources.join(","),
                 guard_note(e)
             ),
             Some(problem) => format!(
                 "{:<16} {:<24} {:<21} {:>10}  {}: {problem}",
                 e.job,
-                e.id,
-                e.time,
+                e.backup_id,
+                e.started_at,
                 "-",
                 e.status.to_uppercase()
             ),

@@ -8,6 +8,7 @@ mod daemon;
 mod doctor;
 mod health;
 mod keys;
+pub mod logfmt;
 pub mod out;
 mod restore;
 mod retention;
