@@ -120,25 +120,22 @@ pub struct ListEntry {
     /// its artifacts are missing), `untrusted` (not signed by the
     /// configured key) or `future` (dated after now plus
     /// `store.max_clock_skew`); for all but the first `problem` says why
-    /// and the other fields are empty.
+    /// and the other fields are empty. Every field is always present:
+    /// null or an empty list when it does not apply.
     pub status: &'static str,
     pub sources: Vec<String>,
     pub stored_bytes: u64,
     pub raw_bytes: u64,
     pub artifacts: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// The shrink guard's reasons; a suspicious backup is complete and
     /// restorable, but never counted as good.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suspicious: Vec<String>,
     /// Shrinks accepted with `run-now --accept-shrink`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shrink_accepted: Vec<String>,
     /// What vouches for a complete backup: `signed` (by the configured
     /// key), `legacy` (unsigned, admitted by `signing.unsigned_before`) or
-    /// `unchecked` (no signing key is configured); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `unchecked` (no signing key is configured); null otherwise.
     pub trust: Option<&'static str>,
 }
 

@@ -137,3 +137,253 @@ fn regression_issue23_outputs_share_one_vocabulary() {
         .iter()
         .all(|e| e.get("id").is_none() && e.get("time").is_none()));
 }
+
+/// The published schema of an output.
+fn schema(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/schema")
+        .join(name)
+}
+
+fn check_jsonschema() -> std::path::PathBuf {
+    crate::support_s3::find_tool(
+        "check-jsonschema",
+        &[
+            "schema-venv/bin/check-jsonschema",
+            "venv/bin/check-jsonschema",
+        ],
+    )
+}
+
+/// Whether the real check-jsonschema accepts `doc` under `schema`, and
+/// what it said.
+fn validate(schema_name: &str, doc: &Value) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doc.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    let out = Command::new(check_jsonschema())
+        .arg("--schemafile")
+        .arg(schema(schema_name))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[track_caller]
+fn assert_valid(schema_name: &str, doc: &Value) {
+    let (ok, said) = validate(schema_name, doc);
+    assert!(ok, "{schema_name} rejects {doc:#}:\n{said}");
+}
+
+/// A one-shot HTTP endpoint that records the bodies POSTed to it.
+struct Hook {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = bodies.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 8192];
+                let (head, want) = loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break (None, 0),
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..i]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (Some(i + 4), len);
+                    }
+                };
+                let Some(start) = head else { continue };
+                while got.len() < start + want {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                keep.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&got[start..]).into_owned());
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        Hook { url, bodies }
+    }
+}
+
+/// Every JSON output, produced from a real backup of a PostgreSQL database
+/// and a directory into a file:// store, matches its published schema.
+#[test]
+fn regression_issue23_every_json_output_matches_its_published_schema() {
+    check_jsonschema();
+    let db = TestDb::create(&unique("schemas"));
+    db.sql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 10);");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("credentials.yml.enc"), b"enc").unwrap();
+    let hook = Hook::start();
+    let ws = Workspace::new();
+    let port = crate::support_s3::free_port();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\ndaemon:\n  listen: 127.0.0.1:{port}\nnotify:\n  webhooks: [\"{}\"]\n  on: [start, success, failure]\njobs:\n  - name: site\n    schedule: \"0 3 1 1 *\"\n    run_at_start: never\n    retention: {{keep_last: 1}}\n    sources:\n{}      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        hook.url,
+        postgres_source("db", &[&db.name]),
+        dir.path().display()
+    ));
+
+    // run-now --json, its log event and its webhook.
+    let run = ccbackup_json_logs(&cfg, &["run-now", "--json"]);
+    run.expect_ok();
+    let report: Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_valid("run-report.json", &report);
+    let finished = events(&run.stderr(), "run finished");
+    assert_eq!(finished.len(), 1, "{}", run.stderr());
+    assert_valid("run-report.json", &finished[0]["fields"]);
+    let finish = hook
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .find(|b| b["event"] == "finish")
+        .unwrap_or_else(|| panic!("no finish webhook: {:?}", hook.bodies.lock().unwrap()));
+    assert_valid("run-report.json", &finish);
+
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+
+    let list = ccbackup(&cfg, &["list", "--json"]);
+    list.expect_ok();
+    assert_valid("list.json", &serde_json::from_str(&list.stdout()).unwrap());
+
+    for args in [&["prune", "--dry-run", "--json"][..], &["prune", "--json"]] {
+        let prune = ccbackup(&cfg, args);
+        prune.expect_ok();
+        assert_valid(
+            "prune.json",
+            &serde_json::from_str(&prune.stdout()).unwrap(),
+        );
+    }
+
+    // doctor exits 1 when a check fails; its JSON is the same either way.
+    let doctor = ccbackup(&cfg, &["doctor", "--json"]);
+    let checks: Value = serde_json::from_str(&doctor.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}{}", doctor.stdout(), doctor.stderr()));
+    assert!(!checks.as_array().unwrap().is_empty());
+    assert_valid("doctor.json", &checks);
+
+    let policy = ws.path().join("policy.yaml");
+    std::fs::write(&policy, "keep_daily: 2\n").unwrap();
+    let mut sim = Command::new(bin())
+        .args(["policy", "simulate", "--json"])
+        .arg(&policy)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = sim.stdin.take().unwrap();
+        stdin
+            .write_all(b"2026-03-02T10:00:00Z\n2026-03-03T10:00:00Z\n2026-03-03T09:00:00Z\n")
+            .unwrap();
+    }
+    let sim = sim.wait_with_output().unwrap();
+    assert!(sim.status.success());
+    assert_valid(
+        "policy-simulate.json",
+        &serde_json::from_slice(&sim.stdout).unwrap(),
+    );
+
+    // /readyz of a running daemon.
+    let mut daemon = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("daemon")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        if let Some((_, body)) = http_get(port, "/readyz") {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never answered /readyz"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_valid("readyz.json", &serde_json::from_str(&body).unwrap());
+}
+
+/// The schemas are strict: the shapes this release replaced fail them.
+#[test]
+fn regression_issue23_schemas_reject_the_old_shapes() {
+    let old_row = serde_json::json!([{
+        "id": "20261207T172429Z-ab833a", "job": "etc", "time": "2026-12-07T17:24:29Z",
+        "status": "complete", "sources": ["etc"], "size": 108, "raw_size": 2048,
+        "artifacts": 1, "trust": "unchecked"
+    }]);
+    let (ok, said) = validate("list.json", &old_row);
+    assert!(!ok, "an old list row passed: {said}");
+
+    let new_row = serde_json::json!([{
+        "backup_id": "20261207T172429Z-ab833a", "job": "etc",
+        "started_at": "2026-12-07T17:24:29Z", "status": "complete", "sources": ["etc"],
+        "stored_bytes": 108, "raw_bytes": 2048, "artifacts": 1, "problem": null,
+        "suspicious": [], "shrink_accepted": [], "trust": "unchecked"
+    }]);
+    assert_valid("list.json", &new_row);
+
+    // The old `run finished` event fields: empty strings for null and for
+    // an empty list, float noise in the duration.
+    let mut event = serde_json::json!({
+        "message": "run finished", "run_id": "354d9aa0-119c-43bd-bc26-142820647071",
+        "kind": "backup", "job": "etc", "backup_id": "20261207T172429Z-ab833a",
+        "outcome": "success", "started_at": "2026-12-07T17:24:29Z",
+        "finished_at": "2026-12-07T17:24:29Z", "duration_seconds": 0.009,
+        "stored_bytes": 108, "raw_bytes": 2048, "attempts": 1, "deletions": 0,
+        "error": null, "host": "h", "reasons": [], "copy_errors": []
+    });
+    assert_valid("run-report.json", &event);
+    for (key, old) in [
+        ("error", serde_json::json!("")),
+        ("backup_id", serde_json::json!("")),
+        ("reasons", serde_json::json!("")),
+        ("duration_seconds", serde_json::json!(0.009738866)),
+    ] {
+        let good = event[key].clone();
+        event[key] = old;
+        let (ok, said) = validate("run-report.json", &event);
+        assert!(!ok, "old `{key}` passed: {said}");
+        event[key] = good;
+    }
+    // A missing field fails too.
+    event.as_object_mut().unwrap().remove("copy_errors");
+    assert!(!validate("run-report.json", &event).0);
+}
