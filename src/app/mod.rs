@@ -250,7 +250,19 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             backup,
             restore_test,
             identity,
-        } => restore::verify(&cfg, job.as_deref(), &backup, restore_test, identity, intr).await,
+            json,
+        } => {
+            restore::verify(
+                &cfg,
+                job.as_deref(),
+                &backup,
+                restore_test,
+                identity,
+                json,
+                intr,
+            )
+            .await
+        }
     }
 }
 

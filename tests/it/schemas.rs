@@ -387,3 +387,137 @@ fn regression_issue23_schemas_reject_the_old_shapes() {
     event.as_object_mut().unwrap().remove("copy_errors");
     assert!(!validate("run-report.json", &event).0);
 }
+
+/// Issue 23 item 7: `restore --json` and `verify --json` print one typed
+/// report each (what was restored or checked, per artifact, with what was
+/// written), matching their schemas, with the facts the text output gives.
+#[test]
+fn regression_issue23_restore_and_verify_print_typed_json_reports() {
+    check_jsonschema();
+    let db = TestDb::create(&unique("schemas_restore"));
+    db.sql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 10);");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"alpha").unwrap();
+    std::fs::write(dir.path().join("b.txt"), b"bravo!").unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: site\n    sources:\n{}      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        postgres_source("db", &[&db.name]),
+        dir.path().display()
+    ));
+    let run = ccbackup(&cfg, &["run-now"]);
+    run.expect_ok();
+    let id = run.stdout().trim().to_owned();
+
+    let verify = ccbackup(&cfg, &["verify", "--json"]);
+    verify.expect_ok();
+    let v: Value = serde_json::from_str(&verify.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}", verify.stdout()));
+    assert_valid("verify.json", &v);
+    assert_eq!(v["outcome"], "success", "{v}");
+    let arts = v["artifacts"].as_array().unwrap();
+    // globals, the database and the directory
+    assert_eq!(arts.len(), 3, "{v}");
+    assert!(arts
+        .iter()
+        .all(|a| a["backup_id"] == id.as_str() && a["outcome"] == "ok" && a["problem"].is_null()));
+
+    let dry = ccbackup(&cfg, &["restore", "--json", "--dry-run", "--source", "etc"]);
+    dry.expect_ok();
+    let d: Value =
+        serde_json::from_str(&dry.stdout()).unwrap_or_else(|e| panic!("{e}: {}", dry.stdout()));
+    assert_valid("restore.json", &d);
+    assert_eq!(d["dry_run"], true);
+    assert_eq!(d["steps"][0]["outcome"], "planned", "{d}");
+    // The configured path holds both files: a restore needs --force, and
+    // without it none would be written (as the text says).
+    assert_eq!(d["steps"][0]["would_replace"], 2, "{d}");
+    assert_eq!(d["steps"][0]["files_written"], 0, "{d}");
+    assert_eq!(d["files_written"], 0, "{d}");
+
+    let to = ws.path().join("restored-etc");
+    let real = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--json",
+            "--source",
+            "etc",
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    real.expect_ok();
+    let r: Value =
+        serde_json::from_str(&real.stdout()).unwrap_or_else(|e| panic!("{e}: {}", real.stdout()));
+    assert_valid("restore.json", &r);
+    assert_eq!(r["backup_id"], id.as_str());
+    assert_eq!(r["outcome"], "success");
+    assert_eq!(r["files_written"], 2, "{r}");
+    assert_eq!(r["bytes_written"], 11, "{r}");
+    let step = &r["steps"][0];
+    assert_eq!(step["kind"], "tree");
+    assert_eq!(step["outcome"], "restored");
+    assert_eq!(step["target"], to.to_str().unwrap());
+    assert_eq!(std::fs::read(to.join("b.txt")).unwrap(), b"bravo!");
+
+    // Into another database: a database step.
+    let target = unique("schemas_restored");
+    let into = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--json",
+            "--source",
+            "db",
+            "--target-db",
+            &target,
+        ],
+    );
+    let _drop = DropDb(target.clone());
+    into.expect_ok();
+    let r: Value = serde_json::from_str(&into.stdout()).unwrap();
+    assert_valid("restore.json", &r);
+    let step = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "database")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(step["target"], target.as_str());
+    assert_eq!(step["database"], db.name.as_str());
+    assert_eq!(step["outcome"], "restored");
+    assert_eq!(r["databases_restored"], 1, "{r}");
+
+    // A refused restore is still one JSON report, with the reason.
+    let again = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--json",
+            "--source",
+            "etc",
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert!(!again.ok());
+    let r: Value = serde_json::from_str(&again.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}{}", again.stdout(), again.stderr()));
+    assert_valid("restore.json", &r);
+    assert_eq!(r["outcome"], "failure");
+    assert!(r["error"].as_str().unwrap().contains("--force"), "{r}");
+}
+
+/// Drops a database when the test ends.
+struct DropDb(String);
+
+impl Drop for DropDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {}", quote_ident(&self.0)),
+        );
+    }
+}
