@@ -131,7 +131,7 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
             tracing::info!(report = %report, restore_test, outcome = outcome_name, "restore drill finished")
         }
         "skipped" => {
-            tracing::warn!(report = %report, outcome = outcome_name, reason = %error.as_deref().unwrap_or("nothing to verify"), "restore drill skipped")
+            tracing::warn!(report = %report, restore_test, outcome = outcome_name, reason = %error.as_deref().unwrap_or("nothing to verify"), "restore drill skipped")
         }
         _ => {
             tracing::error!(report = %report, restore_test, outcome = outcome_name, "restore drill finished")
