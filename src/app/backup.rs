@@ -102,7 +102,7 @@ fn lock_wait(arg: Option<&str>) -> Result<Duration, AppError> {
     arg.map_or(Ok(Duration::ZERO), |v| {
         crate::duration::parse_duration(v).map_err(|_| {
             AppError::Usage(format!(
-                "--wait-lock {v:?}: expected a duration such as 30s, 5m, 1h or 1h30m (m = minutes)"
+                "--wait-lock `{v}`: expected a duration such as 30s, 5m, 1h or 1h30m (m = minutes)"
             ))
         })
     })

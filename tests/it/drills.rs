@@ -181,7 +181,10 @@ fn drills_run_on_schedule_with_metrics_readiness_and_failure_notifications() {
         .expect("a JSON drill event");
     let f = &event["fields"];
     let backup_id = f["backup_id"].as_str().unwrap_or_else(|| panic!("{f}"));
-    assert!(!backup_id.contains("Some(") && !backup_id.contains('"'), "{f}");
+    assert!(
+        !backup_id.contains("Some(") && !backup_id.contains('"'),
+        "{f}"
+    );
     assert_eq!(f["kind"], "verify", "{f}");
     assert_eq!(f["error"], serde_json::Value::Null, "{f}");
     assert!(f["restore_test"].is_boolean(), "{f}");

@@ -521,3 +521,40 @@ impl Drop for DropDb {
         );
     }
 }
+
+/// No Rust debug quoting in messages about the operator's own arguments:
+/// `--wait-lock "soon"` printed `"soon"` with Rust's escapes.
+#[test]
+fn regression_issue23_argument_errors_quote_without_rust_debug_text() {
+    let ws = Workspace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = files_job(&ws, "config.yaml", dir.path(), None);
+    let scheduled = ws.path().join("scheduled.yaml");
+    std::fs::write(
+        &scheduled,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            "jobs:\n  - name: etc\n",
+            &format!(
+                "copies:\n  - url: file://{}\njobs:\n  - name: etc\n    schedule: \"0 3 * * *\"\n",
+                ws.path().join("copy").display()
+            ),
+        ),
+    )
+    .unwrap();
+    for (args, shown) in [
+        (&["run-now", "--wait-lock", "so\"on"][..], "`so\"on`"),
+        (&["schedule", "--after", "to\"morrow"], "`to\"morrow`"),
+        (
+            &["copy", "--from-primary", "--to", "el\"sewhere"],
+            "`el\"sewhere`",
+        ),
+    ] {
+        let run = ccbackup(&scheduled, args);
+        assert!(!run.ok(), "{args:?}");
+        let err = run.stderr();
+        assert!(
+            err.contains(shown) && !err.contains("\\\""),
+            "{args:?}: {err}"
+        );
+    }
+}
