@@ -44,6 +44,10 @@ where
 /// `line` (one JSON object and a newline) with the report's members moved
 /// into `fields`; any line that is not shaped so is returned as it was.
 pub fn lift_report(line: &str) -> String {
+    // Most events carry no report: spare them the parse.
+    if !line.contains(&format!("\"{LOG_REPORT_FIELD}\":")) {
+        return line.to_owned();
+    }
     let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(line) else {
         return line.to_owned();
     };
