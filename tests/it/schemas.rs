@@ -508,6 +508,37 @@ fn regression_issue23_restore_and_verify_print_typed_json_reports() {
     assert_valid("restore.json", &r);
     assert_eq!(r["outcome"], "failure");
     assert!(r["error"].as_str().unwrap().contains("--force"), "{r}");
+
+    // A damaged artifact: verify says which one, and still prints JSON.
+    let art = ws
+        .stored_files()
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with("etc.tar.zst"))
+        .unwrap();
+    let mut bytes = std::fs::read(&art).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&art, bytes).unwrap();
+    let bad = ccbackup(&cfg, &["verify", "--json"]);
+    assert!(!bad.ok());
+    let v: Value = serde_json::from_str(&bad.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}{}", bad.stdout(), bad.stderr()));
+    assert_valid("verify.json", &v);
+    assert_eq!(v["outcome"], "failure", "{v}");
+    assert_eq!(
+        (v["checked"].as_u64(), v["bad"].as_u64()),
+        (Some(3), Some(1)),
+        "{v}"
+    );
+    let failed: Vec<&Value> = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{v}");
+    assert_eq!(failed[0]["artifact"], "etc.tar.zst", "{v}");
+    assert!(failed[0]["problem"].is_string(), "{v}");
 }
 
 /// Drops a database when the test ends.
