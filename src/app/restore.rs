@@ -99,11 +99,12 @@ pub(super) async fn restore(
     out.outcome = outcome_of(&result, intr.is_interrupted());
     out.error = result.as_ref().err().map(|e| chain(e).to_string());
     out.duration_seconds = elapsed_seconds(started);
-    let trees = out
+    // The totals count what was put in place, so a dry run's are 0.
+    let restored = out
         .steps
         .iter()
         .filter(|s| s.outcome == StepOutcome::Restored);
-    for s in trees {
+    for s in restored {
         out.files_written += s.files_written.unwrap_or(0);
         out.bytes_written += s.bytes_written.unwrap_or(0);
         out.databases_restored += u64::from(s.kind == "database");
