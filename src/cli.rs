@@ -210,6 +210,9 @@ pub enum Command {
         /// `encryption.identity_file`; only `--restore-test` needs one).
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// Print one JSON report (docs/schema/verify.json) instead of lines.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -304,6 +307,9 @@ pub struct RestoreArgs {
     /// Where artifacts are staged while they are verified (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// Print one JSON report (docs/schema/restore.json) instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -44,7 +44,11 @@ fn init_tracing(cli: &Cli) {
         .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        // Run reports keep their nulls and lists (see `app::logfmt`).
+        builder
+            .json()
+            .event_format(app::logfmt::JsonWithReports::default())
+            .init();
     } else {
         builder.init();
     }

@@ -102,56 +102,55 @@ fn lock_wait(arg: Option<&str>) -> Result<Duration, AppError> {
     arg.map_or(Ok(Duration::ZERO), |v| {
         crate::duration::parse_duration(v).map_err(|_| {
             AppError::Usage(format!(
-                "--wait-lock {v:?}: expected a duration such as 30s, 5m, 1h or 1h30m (m = minutes)"
+                "--wait-lock `{v}`: expected a duration such as 30s, 5m, 1h or 1h30m (m = minutes)"
             ))
         })
     })
 }
 
-/// One row of `list --json`.
+/// One row of `list --json` (docs/schema/list.json). Names and types are
+/// the run report's for the same facts.
 #[derive(Debug, Serialize)]
 pub struct ListEntry {
-    pub id: String,
+    pub backup_id: String,
     pub job: String,
-    pub time: String,
+    /// RFC 3339, UTC: when the backup started.
+    pub started_at: String,
     /// `complete`, `damaged` (the manifest exists but cannot be used, or
     /// its artifacts are missing), `untrusted` (not signed by the
     /// configured key) or `future` (dated after now plus
     /// `store.max_clock_skew`); for all but the first `problem` says why
-    /// and the other fields are empty.
+    /// and the other fields are empty. Every field is always present:
+    /// null or an empty list when it does not apply.
     pub status: &'static str,
     pub sources: Vec<String>,
-    pub size: u64,
-    pub raw_size: u64,
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
     pub artifacts: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// The shrink guard's reasons; a suspicious backup is complete and
     /// restorable, but never counted as good.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suspicious: Vec<String>,
     /// Shrinks accepted with `run-now --accept-shrink`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shrink_accepted: Vec<String>,
     /// What vouches for a complete backup: `signed` (by the configured
     /// key), `legacy` (unsigned, admitted by `signing.unsigned_before`) or
-    /// `unchecked` (no signing key is configured); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `unchecked` (no signing key is configured); null otherwise.
     pub trust: Option<&'static str>,
 }
 
 impl From<&Manifest> for ListEntry {
     fn from(m: &Manifest) -> Self {
         ListEntry {
-            id: m.id.clone(),
+            backup_id: m.id.clone(),
             job: m.job.clone(),
-            time: m
+            started_at: m
                 .started_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             status: "complete",
             sources: m.source_names(),
-            size: m.stored_bytes(),
-            raw_size: m.raw_bytes(),
+            stored_bytes: m.stored_bytes(),
+            raw_bytes: m.raw_bytes(),
             artifacts: m.artifacts.len(),
             problem: None,
             suspicious: m.guard.suspicious.clone(),
@@ -164,17 +163,17 @@ impl From<&Manifest> for ListEntry {
 impl From<&catalog::Damaged> for ListEntry {
     fn from(d: &catalog::Damaged) -> Self {
         ListEntry {
-            id: d.id.clone(),
+            backup_id: d.id.clone(),
             job: d.job.clone(),
             // The time comes from the directory name: the manifest's own
             // claims are what cannot be trusted.
-            time: store::backup_id_time(&d.id)
+            started_at: store::backup_id_time(&d.id)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
             status: d.status(),
             sources: Vec::new(),
-            size: 0,
-            raw_size: 0,
+            stored_bytes: 0,
+            raw_bytes: 0,
             artifacts: 0,
             problem: Some(d.problem.clone()),
             suspicious: Vec::new(),
@@ -224,7 +223,7 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         })
         .collect();
     entries.extend(cat.damaged.iter().map(ListEntry::from));
-    entries.sort_by(|a, b| (&a.time, &a.id).cmp(&(&b.time, &b.id)));
+    entries.sort_by(|a, b| (&a.started_at, &a.backup_id).cmp(&(&b.started_at, &b.backup_id)));
     if json {
         let out = serde_json::to_string_pretty(&entries).map_err(failed)?;
         say!("{out}");
@@ -249,17 +248,17 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
             None => format!(
                 "{:<16} {:<24} {:<21} {:>10}  {}{}",
                 e.job,
-                e.id,
-                e.time,
-                human_bytes(e.size),
+                e.backup_id,
+                e.started_at,
+                human_bytes(e.stored_bytes),
                 e.sources.join(","),
                 guard_note(e)
             ),
             Some(problem) => format!(
                 "{:<16} {:<24} {:<21} {:>10}  {}: {problem}",
                 e.job,
-                e.id,
-                e.time,
+                e.backup_id,
+                e.started_at,
                 "-",
                 e.status.to_uppercase()
             ),

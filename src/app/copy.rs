@@ -33,7 +33,7 @@ fn select_copies<'a>(cfg: &'a Config, to: Option<&str>) -> Result<Vec<&'a StoreS
         .collect();
     found.map(|c| vec![c]).ok_or_else(|| {
         AppError::Usage(format!(
-            "--to {to:?} names no copy store (copies: {})",
+            "--to `{to}` names no copy store (copies: {})",
             known.join(", ")
         ))
     })

@@ -55,7 +55,7 @@ pub(super) fn schedule(
         // The CLI edge: `ccbackup schedule` lists from the real present.
         None => crate::clock::Clock::system().now(),
         Some(a) => chrono::DateTime::parse_from_rfc3339(a)
-            .map_err(|e| AppError::Usage(format!("--after {a:?} is not an RFC 3339 time: {e}")))?
+            .map_err(|e| AppError::Usage(format!("--after `{a}` is not an RFC 3339 time: {e}")))?
             .with_timezone(&chrono::Utc),
     };
     let prefix = scheduled.len() > 1;

@@ -8,6 +8,7 @@ mod daemon;
 mod doctor;
 mod health;
 mod keys;
+pub mod logfmt;
 pub mod out;
 mod restore;
 mod retention;
@@ -249,7 +250,19 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             backup,
             restore_test,
             identity,
-        } => restore::verify(&cfg, job.as_deref(), &backup, restore_test, identity, intr).await,
+            json,
+        } => {
+            restore::verify(
+                &cfg,
+                job.as_deref(),
+                &backup,
+                restore_test,
+                identity,
+                json,
+                intr,
+            )
+            .await
+        }
     }
 }
 

@@ -2,6 +2,68 @@
 
 use super::out::{note, say};
 use super::*;
+use crate::restore::{StepOutcome, StepReport};
+
+/// `restore --json` (docs/schema/restore.json): the facts of the text
+/// output, typed. Printed also when the restore fails.
+#[derive(Debug, Serialize)]
+struct RestoreJson {
+    job: String,
+    backup_id: Option<String>,
+    started_at: Option<String>,
+    dry_run: bool,
+    outcome: &'static str,
+    error: Option<String>,
+    duration_seconds: f64,
+    files_written: u64,
+    bytes_written: u64,
+    databases_restored: u64,
+    steps: Vec<StepReport>,
+    warnings: Vec<String>,
+}
+
+/// `verify --json` (docs/schema/verify.json).
+#[derive(Debug, Serialize, Default)]
+struct VerifyJson {
+    outcome: &'static str,
+    error: Option<String>,
+    restore_test: bool,
+    backups: u64,
+    checked: u64,
+    bad: u64,
+    duration_seconds: f64,
+    artifacts: Vec<VerifiedArtifact>,
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct VerifiedArtifact {
+    job: String,
+    backup_id: String,
+    /// None for a damaged manifest.
+    artifact: Option<String>,
+    outcome: &'static str,
+    problem: Option<String>,
+}
+
+/// `success`, `cancelled` or `failure`, as in a run report.
+fn outcome_of<T>(result: &Result<T, AppError>, interrupted: bool) -> &'static str {
+    match (result, interrupted) {
+        (_, true) => "cancelled",
+        (Ok(_), false) => "success",
+        (Err(_), false) => "failure",
+    }
+}
+
+fn elapsed_seconds(since: Instant) -> f64 {
+    let ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+    ms as f64 / 1000.0
+}
+
+fn print_json(v: &impl Serialize) -> Result<(), AppError> {
+    say!("{}", serde_json::to_string_pretty(v).map_err(failed)?);
+    Ok(())
+}
 
 pub(super) async fn restore(
     cfg: &Config,
@@ -14,21 +76,68 @@ pub(super) async fn restore(
             "restore takes one backup: an ID or `latest`".into(),
         ));
     }
+    let json = a.json;
+    let started = Instant::now();
+    let mut out = RestoreJson {
+        job: job.name.clone(),
+        backup_id: None,
+        started_at: None,
+        dry_run: a.dry_run,
+        outcome: "failure",
+        error: None,
+        duration_seconds: 0.0,
+        files_written: 0,
+        bytes_written: 0,
+        databases_restored: 0,
+        steps: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let result = restore_one(cfg, job, a, intr, &mut out).await;
+    if !json {
+        return result;
+    }
+    out.outcome = outcome_of(&result, intr.is_interrupted());
+    out.error = result.as_ref().err().map(|e| chain(e).to_string());
+    out.duration_seconds = elapsed_seconds(started);
+    // The totals count what was put in place, so a dry run's are 0.
+    let restored = out
+        .steps
+        .iter()
+        .filter(|s| s.outcome == StepOutcome::Restored);
+    for s in restored {
+        out.files_written += s.files_written.unwrap_or(0);
+        out.bytes_written += s.bytes_written.unwrap_or(0);
+        out.databases_restored += u64::from(s.kind == "database");
+    }
+    print_json(&out)?;
+    result
+}
+
+async fn restore_one(
+    cfg: &Config,
+    job: &JobConfig,
+    a: RestoreArgs,
+    intr: &Interrupt,
+    out: &mut RestoreJson,
+) -> Result<(), AppError> {
+    let json = a.json;
     let repo = store::open(&cfg.store)
         .map_err(failed)?
         .with_signing(cfg.signing.as_ref());
     let sel = select_backups(&repo, &job.name, &a.backup).await?;
     for d in &sel.damaged {
-        note!(
-            "warning: newer backup {}/{} is damaged and was skipped: {}",
-            d.job,
-            d.id,
-            d.problem
+        let w = format!(
+            "newer backup {}/{} is damaged and was skipped: {}",
+            d.job, d.id, d.problem
         );
+        note!("warning: {w}");
+        out.warnings.push(w);
     }
     let Some(m) = sel.manifests.into_iter().next() else {
         return Err(failed(anyhow::anyhow!("no backup selected")));
     };
+    out.backup_id = Some(m.id.clone());
+    out.started_at = Some(crate::backup::report::rfc3339(m.started_at));
     let identities = identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
     let req = RestoreRequest {
         source: a.source,
@@ -51,7 +160,12 @@ pub(super) async fn restore(
         identities,
         progress: Some(Arc::new(Progress::new())),
     };
-    say!(
+    let say_text = |line: std::fmt::Arguments<'_>| {
+        if !json {
+            super::out::line(line);
+        }
+    };
+    say_text(format_args!(
         "{} backup {}/{} taken {}",
         if req.dry_run {
             "plan for restoring"
@@ -62,7 +176,7 @@ pub(super) async fn restore(
         m.id,
         m.started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    );
+    ));
     let started = Instant::now();
     let view = req
         .progress
@@ -70,16 +184,17 @@ pub(super) async fn restore(
         .and_then(|p| super::show_progress("restore", p));
     let result = crate::restore::run(&repo, job, &m, &req).await;
     drop(view);
-    let lines = result.map_err(failed)?;
-    for l in &lines {
-        say!("  {}", crate::progress::printable(l));
+    let report = result.map_err(failed)?;
+    for l in &report.lines {
+        say_text(format_args!("  {}", crate::progress::printable(l)));
     }
+    out.steps = report.steps;
     let written = req
         .progress
         .as_ref()
         .map(|p| p.written_summary())
         .unwrap_or_default();
-    say!(
+    say_text(format_args!(
         "{} backup {}/{} in {:.1} s{}",
         if req.dry_run {
             "planned restore of"
@@ -94,7 +209,7 @@ pub(super) async fn restore(
         } else {
             format!(" ({written})")
         }
-    );
+    ));
     Ok(())
 }
 
@@ -104,8 +219,53 @@ pub(super) async fn verify(
     which: &str,
     restore_test: bool,
     identity: Option<std::path::PathBuf>,
+    json: bool,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
+    let started = Instant::now();
+    let mut out = VerifyJson {
+        restore_test,
+        ..VerifyJson::default()
+    };
+    let result = verify_all(
+        cfg,
+        job,
+        which,
+        restore_test,
+        identity,
+        json,
+        intr,
+        &mut out,
+    )
+    .await;
+    if !json {
+        return result;
+    }
+    out.outcome = outcome_of(&result, intr.is_interrupted());
+    out.error = result.as_ref().err().map(|e| chain(e).to_string());
+    out.duration_seconds = elapsed_seconds(started);
+    out.checked = out.artifacts.len() as u64;
+    out.bad = out.artifacts.iter().filter(|a| a.problem.is_some()).count() as u64;
+    print_json(&out)?;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verify_all(
+    cfg: &Config,
+    job: Option<&str>,
+    which: &str,
+    restore_test: bool,
+    identity: Option<std::path::PathBuf>,
+    json: bool,
+    intr: &Interrupt,
+    out: &mut VerifyJson,
+) -> Result<(), AppError> {
+    let say_text = |line: std::fmt::Arguments<'_>| {
+        if !json {
+            super::out::line(line);
+        }
+    };
     let jobs = cfg
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
@@ -126,19 +286,24 @@ pub(super) async fn verify(
             if which == "all" {
                 checked += 1;
                 bad += 1;
-                say!(
+                say_text(format_args!(
                     "FAILED  {}/{}: damaged manifest: {}",
-                    d.job,
-                    d.id,
-                    d.problem
-                );
+                    d.job, d.id, d.problem
+                ));
+                out.artifacts.push(VerifiedArtifact {
+                    job: d.job.clone(),
+                    backup_id: d.id.clone(),
+                    artifact: None,
+                    outcome: "failed",
+                    problem: Some(format!("damaged manifest: {}", d.problem)),
+                });
             } else {
-                note!(
-                    "warning: newer backup {}/{} is damaged and was skipped: {}",
-                    d.job,
-                    d.id,
-                    d.problem
+                let w = format!(
+                    "newer backup {}/{} is damaged and was skipped: {}",
+                    d.job, d.id, d.problem
                 );
+                note!("warning: {w}");
+                out.warnings.push(w);
             }
         }
         for m in sel.manifests {
@@ -159,29 +324,37 @@ pub(super) async fn verify(
                 progress: progress.clone(),
             };
             backups += 1;
+            out.backups += 1;
             let findings = crate::restore::verify::verify_backup(&repo, job, &m, &opts).await;
             super::clear_progress_line();
             for f in findings {
                 checked += 1;
                 match &f.problem {
-                    None => say!(
+                    None => say_text(format_args!(
                         "{}",
                         crate::progress::printable(&format!(
                             "ok      {}/{}/{}",
                             job.name, f.backup, f.key
                         ))
-                    ),
+                    )),
                     Some(p) => {
                         bad += 1;
-                        say!(
+                        say_text(format_args!(
                             "{}",
                             crate::progress::printable(&format!(
                                 "FAILED  {}/{}/{}: {p}",
                                 job.name, f.backup, f.key
                             ))
-                        );
+                        ));
                     }
                 }
+                out.artifacts.push(VerifiedArtifact {
+                    job: job.name.clone(),
+                    backup_id: f.backup,
+                    artifact: Some(f.key),
+                    outcome: if f.problem.is_some() { "failed" } else { "ok" },
+                    problem: f.problem,
+                });
             }
         }
     }
@@ -196,7 +369,7 @@ pub(super) async fn verify(
             "verify found {bad} of {checked} artifacts bad ({backups} backups, {took:.1} s)"
         )));
     }
-    say!(
+    say_text(format_args!(
         "verified {checked} artifacts of {backups} backup{}{}: all ok ({took:.1} s)",
         if backups == 1 { "" } else { "s" },
         if restore_test {
@@ -204,7 +377,7 @@ pub(super) async fn verify(
         } else {
             ""
         }
-    );
+    ));
     Ok(())
 }
 

@@ -4,26 +4,37 @@ use super::out::say;
 use super::*;
 use crate::error::chain;
 
-/// One row of `policy simulate --json` and of `prune --json` entries: the
-/// same fields in both, newest first.
+/// One entry of `prune --json` (docs/schema/prune.json), newest first.
 #[derive(Debug, Serialize)]
 struct PlanRow {
-    /// The backup ID; for `policy simulate`, `line N` of the input.
-    id: String,
-    time: String,
+    backup_id: String,
+    /// RFC 3339, UTC.
+    started_at: String,
     keep: bool,
     reasons: Vec<String>,
 }
 
-fn print_plan_table(rows: &[PlanRow]) {
+/// One row of `policy simulate --json` (docs/schema/policy-simulate.json):
+/// a prune entry whose backup is a line of the input, not a stored backup.
+#[derive(Debug, Serialize)]
+struct SimulatedRow {
+    /// 1-based line of the input.
+    line: usize,
+    /// The input time, as precise as it was given.
+    started_at: String,
+    keep: bool,
+    reasons: Vec<String>,
+}
+
+fn print_plan_table<'a>(rows: impl Iterator<Item = (String, &'a str, bool, &'a [String])>) {
     say!("{:<26} {:<24} {:<7} REASONS", "TIME", "ID", "ACTION");
-    for r in rows {
+    for (id, time, keep, reasons) in rows {
         say!(
             "{:<26} {:<24} {:<7} {}",
-            r.time,
-            r.id,
-            if r.keep { "keep" } else { "remove" },
-            r.reasons.join(", ")
+            time,
+            id,
+            if keep { "keep" } else { "remove" },
+            reasons.join(", ")
         );
     }
 }
@@ -58,12 +69,12 @@ pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), 
     // Newest first, as `prune` lists; on equal times the later input line is
     // the newer, as the policy itself breaks the tie.
     entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
-    let rows: Vec<PlanRow> = entries
+    let rows: Vec<SimulatedRow> = entries
         .into_iter()
-        .map(|e| PlanRow {
-            id: input_line_id(&e.id),
+        .map(|e| SimulatedRow {
+            line: input_line(&e.id),
             // As precise as the input: sub-second times stay apart.
-            time: e.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            started_at: e.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             keep: e.keep,
             reasons: e.reasons.clone(),
         })
@@ -71,7 +82,14 @@ pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), 
     if json {
         say!("{}", serde_json::to_string_pretty(&rows).map_err(failed)?);
     } else {
-        print_plan_table(&rows);
+        print_plan_table(rows.iter().map(|r| {
+            (
+                format!("line {}", r.line),
+                r.started_at.as_str(),
+                r.keep,
+                r.reasons.as_slice(),
+            )
+        }));
         say!(
             "{} kept, {} removed",
             plan.kept().count(),
@@ -81,13 +99,10 @@ pub(super) fn simulate(policy_path: &std::path::Path, json: bool) -> Result<(), 
     Ok(())
 }
 
-/// `line N` (1-based) for a simulated snapshot's id, its 0-based input
-/// position zero-padded.
-fn input_line_id(id: &str) -> String {
-    match id.parse::<usize>() {
-        Ok(i) => format!("line {}", i + 1),
-        Err(_) => id.to_owned(),
-    }
+/// The 1-based input line of a simulated snapshot, whose id is its 0-based
+/// input position zero-padded.
+fn input_line(id: &str) -> usize {
+    id.parse::<usize>().map_or(0, |i| i + 1)
 }
 
 /// Releases a held lock explicitly: a dropped guard releases in the
@@ -167,8 +182,8 @@ pub(super) async fn prune(
             .iter()
             .rev()
             .map(|e| PlanRow {
-                id: e.id.clone(),
-                time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                backup_id: e.id.clone(),
+                started_at: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 keep: e.keep,
                 reasons: e.reasons.clone(),
             })
@@ -199,7 +214,14 @@ pub(super) async fn prune(
             }));
         } else {
             say!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
-            print_plan_table(&rows);
+            print_plan_table(rows.iter().map(|r| {
+                (
+                    r.backup_id.clone(),
+                    r.started_at.as_str(),
+                    r.keep,
+                    r.reasons.as_slice(),
+                )
+            }));
             if !decision.damaged.is_empty() {
                 say!(
                     "{} damaged backup(s) left alone (not counted, never pruned): {}",

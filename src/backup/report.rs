@@ -66,6 +66,17 @@ pub fn new_run_id() -> String {
         .to_string()
 }
 
+/// The event field whose value is a JSON object that the JSON log format
+/// merges into the event's own fields (`report = %json`).
+pub const LOG_REPORT_FIELD: &str = "report";
+
+/// Seconds between two instants, to the millisecond: finer digits are
+/// noise in a report.
+pub fn duration_seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    let ms = (to - from).num_milliseconds().max(0);
+    ms as f64 / 1000.0
+}
+
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -115,10 +126,7 @@ impl Report {
         result: &Result<RunReport, RunError>,
         finished: DateTime<Utc>,
     ) -> Report {
-        let duration = (finished - facts.started_at)
-            .to_std()
-            .unwrap_or_default()
-            .as_secs_f64();
+        let duration = duration_seconds(facts.started_at, finished);
         let mut r = Report {
             run_id: facts.run_id.clone(),
             kind: "backup",
@@ -180,29 +188,25 @@ impl Report {
         }
     }
 
-    /// The one log event of a run, in `run-now` and the daemon alike.
+    /// The report as one JSON object, the shape of `run-now --json`.
+    pub fn json(&self) -> String {
+        // A struct of strings and numbers always serializes; the fallback
+        // keeps a log line well-formed if that ever changes.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            serde_json::json!({ "run_id": self.run_id, "encode_error": e.to_string() }).to_string()
+        })
+    }
+
+    /// The one log event of a run, in `run-now` and the daemon alike. The
+    /// report travels as one JSON value in the [`LOG_REPORT_FIELD`] field:
+    /// tracing's fields cannot hold a null or a list, and the JSON log
+    /// format lifts the report's members into the event's fields with their
+    /// own types (see `app::logfmt`).
     pub fn log(&self) {
-        let backup = self.backup_id.as_deref().unwrap_or("");
-        let error = self.error.as_deref().unwrap_or("");
-        let reasons = self.reasons.join("; ");
+        let report = self.json();
         macro_rules! event {
             ($level:ident) => {
-                tracing::$level!(
-                    run_id = %self.run_id,
-                    job = %self.job,
-                    backup_id = %backup,
-                    outcome = %self.outcome,
-                    started_at = %self.started_at,
-                    finished_at = %self.finished_at,
-                    duration_seconds = self.duration_seconds,
-                    stored_bytes = self.stored_bytes,
-                    raw_bytes = self.raw_bytes,
-                    attempts = self.attempts,
-                    deletions = self.deletions,
-                    error = %error,
-                    reasons = %reasons,
-                    "run finished"
-                )
+                tracing::$level!(report = %report, "run finished")
             };
         }
         match self.outcome {
@@ -238,10 +242,7 @@ impl Report {
             outcome,
             started_at: rfc3339(facts.started_at),
             finished_at: rfc3339(finished),
-            duration_seconds: (finished - facts.started_at)
-                .to_std()
-                .unwrap_or_default()
-                .as_secs_f64(),
+            duration_seconds: duration_seconds(facts.started_at, finished),
             stored_bytes: 0,
             raw_bytes: 0,
             attempts: 1,
@@ -344,6 +345,20 @@ mod tests {
         let a = new_run_id();
         assert_ne!(a, new_run_id());
         assert!(uuid::Uuid::parse_str(&a).is_ok(), "{a}");
+    }
+
+    #[test]
+    fn durations_are_whole_milliseconds() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let t1 = t0 + chrono::Duration::nanoseconds(9_738_866);
+        assert_eq!(duration_seconds(t0, t1), 0.009);
+        assert_eq!(
+            serde_json::to_string(&duration_seconds(t0, t1)).unwrap(),
+            "0.009"
+        );
+        assert_eq!(duration_seconds(t1, t0), 0.0);
     }
 
     #[test]

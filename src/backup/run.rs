@@ -258,7 +258,9 @@ async fn backup_source(
             let withhold = ctx.encryption.is_some();
             if withhold && !invalid.is_empty() {
                 // The names still reach the log, which stays on this host.
-                tracing::warn!(source = name, files = ?invalid, "invalid rrd files stored; names withheld from the encrypted backup's manifest");
+                // The list travels as JSON so the JSON log keeps it a list.
+                let report = serde_json::json!({ "source": name, "files": invalid });
+                tracing::warn!(report = %report, "invalid rrd files stored; names withheld from the encrypted backup's manifest");
             }
             let tree = TreeInfo {
                 root: cfg.path.display().to_string(),

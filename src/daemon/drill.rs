@@ -122,15 +122,19 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
         }
         s.running = false;
     });
+    // The drill's report travels as one JSON value (nulls stay nulls, see
+    // `Report::log`); `outcome` names the drill's own outcome, `skipped`
+    // included, and wins over the report's.
+    let report = rep.json();
     match outcome_name {
         "success" => {
-            tracing::info!(run_id = %rep.run_id, job = %job.name, backup_id = ?rep.backup_id, restore_test, outcome = outcome_name, duration_seconds = rep.duration_seconds, "restore drill finished")
+            tracing::info!(report = %report, restore_test, outcome = outcome_name, "restore drill finished")
         }
         "skipped" => {
-            tracing::warn!(run_id = %rep.run_id, job = %job.name, outcome = outcome_name, reason = %error.as_deref().unwrap_or(""), "restore drill skipped")
+            tracing::warn!(report = %report, restore_test, outcome = outcome_name, reason = %error.as_deref().unwrap_or("nothing to verify"), "restore drill skipped")
         }
         _ => {
-            tracing::error!(run_id = %rep.run_id, job = %job.name, backup_id = ?rep.backup_id, restore_test, outcome = outcome_name, error = %error.as_deref().unwrap_or(""), "restore drill finished")
+            tracing::error!(report = %report, restore_test, outcome = outcome_name, "restore drill finished")
         }
     }
     // Only a failed drill notifies: a successful one is news for metrics,

@@ -138,8 +138,7 @@ pub struct JobReadiness {
 #[derive(Debug, Serialize)]
 pub struct Readiness {
     pub ready: bool,
-    /// Why it is not ready, naming each job that is not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why it is not ready, naming each job that is not; null when ready.
     pub reason: Option<String>,
     pub jobs: Vec<JobReadiness>,
     /// The configuration the daemon runs with: a rejected reload shows

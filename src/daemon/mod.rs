@@ -165,6 +165,16 @@ pub(super) enum TickKind {
     Drill,
 }
 
+/// `backup` or `drill` in log events (never Rust's `Debug` names).
+impl std::fmt::Display for TickKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TickKind::Backup => "backup",
+            TickKind::Drill => "drill",
+        })
+    }
+}
+
 struct Running {
     kind: TickKind,
     kill: KillSwitch,
@@ -523,7 +533,7 @@ async fn on_tick(
     match slots::decide(tick.kind, running, &queued) {
         slots::Decision::Start => start(st, tick, metrics, client, stopping, tasks),
         slots::Decision::Wait { first } => {
-            tracing::info!(job = %job.name, scheduled = %tick.nominal, kind = ?tick.kind, "the job's slot is busy; this run waits for it");
+            tracing::info!(job = %job.name, scheduled = %tick.nominal, kind = %tick.kind, "the job's slot is busy; this run waits for it");
             if first {
                 queue.push_front(tick);
             } else {
@@ -547,7 +557,7 @@ fn catch_up(tick: &mut Tick, job: &JobConfig, now: DateTime<Utc>) {
     };
     let (due, passed) = schedule.latest_due(tick.nominal, now, job.timezone);
     if passed > 0 {
-        tracing::warn!(job = %job.name, kind = ?tick.kind, missed = passed, first_missed = %tick.nominal, running_for = %due, "the daemon fell behind; running once now for the latest scheduled time, the earlier ones are not replayed");
+        tracing::warn!(job = %job.name, kind = %tick.kind, missed = passed, first_missed = %tick.nominal, running_for = %due, "the daemon fell behind; running once now for the latest scheduled time, the earlier ones are not replayed");
         tick.nominal = due;
         tick.fire_at = now;
     }

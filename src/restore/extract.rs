@@ -472,7 +472,7 @@ fn read_archive<R: Read>(
                 sink.symlink(&rel, &target, meta)?;
             }
             other => {
-                tracing::warn!(path = %rel.display(), entry_type = ?other, "skipping entry type we do not restore");
+                tracing::warn!(path = %rel.display(), entry_type = entry_type_name(other), "skipping entry type we do not restore");
                 sink.counts().skipped_other += 1;
             }
         }
@@ -545,6 +545,19 @@ fn safe_rel(path: &Path) -> Result<Option<PathBuf>, ExtractError> {
     } else {
         Some(out)
     })
+}
+
+/// A tar entry type in words, for the log (never Rust's `Debug` names).
+fn entry_type_name(t: EntryType) -> &'static str {
+    if t.is_fifo() {
+        "fifo"
+    } else if t.is_character_special() {
+        "character device"
+    } else if t.is_block_special() {
+        "block device"
+    } else {
+        "other"
+    }
 }
 
 #[cfg(test)]

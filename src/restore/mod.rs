@@ -35,6 +35,7 @@ use fetch::FetchError;
 use globals::GlobalsError;
 pub use plan::{check_named, check_target, plan, refuse_downgrade, TargetState, SYSTEM_DATABASES};
 use plan::{configured_tree, dump_major, pg_config, target_state};
+pub use report::{RestoreReport, StepOutcome, StepReport};
 use tree::{describe_tree, recorded_root_note, restore_tree};
 
 mod database;
@@ -42,6 +43,7 @@ pub mod extract;
 pub mod fetch;
 pub mod globals;
 mod plan;
+pub mod report;
 pub mod tarcap;
 mod tree;
 pub mod verify;
@@ -137,14 +139,14 @@ pub enum RestoreError {
     Crypto(#[from] CryptoError),
 }
 
-/// Executes (or with `dry_run`, describes) a restore. Returns human-readable
-/// lines describing what was (or would be) done.
+/// Executes (or with `dry_run`, describes) a restore. Returns what was (or
+/// would be) done, step by step, with the lines saying so.
 pub async fn run(
     repo: &Repo,
     job: &JobConfig,
     m: &Manifest,
     req: &RestoreRequest,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<RestoreReport, RestoreError> {
     let steps = plan(m, req, &|name| configured_tree(job, name))?;
     let staging = tempfile::Builder::new()
         .prefix("ccbackup-restore-")
@@ -152,14 +154,14 @@ pub async fn run(
         .map_err(RestoreError::Staging)?;
 
     // Check database targets and versions first: refuse before downloading.
-    let mut report = Vec::new();
-    for step in &steps {
+    let mut report = RestoreReport::new(&steps);
+    for (i, step) in steps.iter().enumerate() {
         let a = step.artifact();
         if let Err(why) = refuse_downgrade(job.encryption.is_some(), a, req.allow_unencrypted) {
-            refuse_or_report(&mut report, req, why)?;
+            refuse_or_report(&mut report, i, req, why)?;
         }
     }
-    for step in &steps {
+    for (i, step) in steps.iter().enumerate() {
         if let Step::Database {
             artifact,
             database,
@@ -168,7 +170,7 @@ pub async fn run(
         {
             let cfg = pg_config(job, &artifact.source)?;
             if let Err(why) = check_named(&cfg.databases, database, target, req) {
-                refuse_or_report(&mut report, req, why)?;
+                refuse_or_report(&mut report, i, req, why)?;
             }
             let admin = conn::connect(cfg, &cfg.maintenance_db).await?;
             // The client is chosen now, so a missing or unfit one refuses
@@ -186,27 +188,30 @@ pub async fn run(
                     cfg.port,
                     server.version
                 );
-                refuse_or_report(&mut report, req, why)?;
+                refuse_or_report(&mut report, i, req, why)?;
                 continue;
             }
             let state = target_state(cfg, &admin, target).await?;
             if let Err(why) = check_target(state, target, database, req) {
-                refuse_or_report(&mut report, req, why)?;
+                refuse_or_report(&mut report, i, req, why)?;
             }
-            report.push(format!(
-                "database `{database}` ({} from {}) -> `{target}` on {}:{} ({})",
-                crate::progress::human(artifact.raw_bytes),
-                artifact.key,
-                cfg.host,
-                cfg.port,
-                match state {
-                    TargetState::Missing => "will be created".to_owned(),
-                    TargetState::Empty => "exists, empty".to_owned(),
-                    TargetState::NonEmpty { relations } =>
-                        format!("exists with {relations} relations: --clean replaces them"),
-                }
-            ));
-            report.push(format!("  with {}", chosen.describe()));
+            report.note(
+                i,
+                format!(
+                    "database `{database}` ({} from {}) -> `{target}` on {}:{} ({})",
+                    crate::progress::human(artifact.raw_bytes),
+                    artifact.key,
+                    cfg.host,
+                    cfg.port,
+                    match state {
+                        TargetState::Missing => "will be created".to_owned(),
+                        TargetState::Empty => "exists, empty".to_owned(),
+                        TargetState::NonEmpty { relations } =>
+                            format!("exists with {relations} relations: --clean replaces them"),
+                    }
+                ),
+            );
+            report.note(i, format!("  with {}", chosen.describe()));
         }
     }
 
@@ -256,7 +261,7 @@ pub async fn run(
     }
 
     let mut applied: Vec<String> = Vec::new();
-    for (step, path) in steps.iter().zip(staged.iter()) {
+    for (i, (step, path)) in steps.iter().zip(staged.iter()).enumerate() {
         if req.cancel.is_cancelled() {
             return Err(RestoreError::Interrupted {
                 what: format!(
@@ -276,7 +281,9 @@ pub async fn run(
                 let cfg = pg_config(job, &artifact.source)?;
                 // A dry run checks every statement too, so a tampered
                 // artifact is refused before anyone relies on the plan.
-                report.extend(apply_globals(cfg, artifact, path, req).await?);
+                for line in apply_globals(cfg, artifact, path, req).await? {
+                    report.note(i, line);
+                }
             }
             Step::Database {
                 artifact, target, ..
@@ -286,8 +293,10 @@ pub async fn run(
                     let notes =
                         restore_database(cfg, artifact, target, path, staging.path(), req).await?;
                     progress.add_database();
-                    report.push(format!("restored database `{target}`"));
-                    report.extend(notes);
+                    report.note(i, format!("restored database `{target}`"));
+                    for line in notes {
+                        report.note(i, line);
+                    }
                 }
             }
             Step::Tree { artifact, dest } => {
@@ -295,12 +304,14 @@ pub async fn run(
                 if !req.dry_run {
                     progress.add_written(r.written, r.bytes);
                 }
-                report.push(describe_tree(artifact, dest, &r, req.dry_run));
+                report.tree(i, &r, req.dry_run);
+                report.note(i, describe_tree(artifact, dest, &r, req.dry_run));
                 if let Some(note) = recorded_root_note(artifact, dest, req) {
-                    report.push(note);
+                    report.note(i, note);
                 }
             }
         }
+        report.done(i, req.dry_run);
         applied.push(step.artifact().key.clone());
     }
     Ok(report)
@@ -309,14 +320,15 @@ pub async fn run(
 /// A refusal stops a real restore; a dry run reports it and goes on, so the
 /// whole plan is shown (and the operator sees which flags it needs).
 fn refuse_or_report(
-    report: &mut Vec<String>,
+    report: &mut RestoreReport,
+    step: usize,
     req: &RestoreRequest,
     why: String,
 ) -> Result<(), RestoreError> {
     if !req.dry_run {
         return Err(RestoreError::Plan(why));
     }
-    report.push(format!("would be refused: {why}"));
+    report.refuse(step, why);
     Ok(())
 }
 

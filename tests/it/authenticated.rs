@@ -40,7 +40,7 @@ fn list(cfg: &Path) -> Vec<serde_json::Value> {
 
 fn by_id<'a>(rows: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
     rows.iter()
-        .find(|r| r["id"] == id)
+        .find(|r| r["backup_id"] == id)
         .unwrap_or_else(|| panic!("{id} not listed: {rows:?}"))
 }
 
@@ -231,7 +231,10 @@ fn a_store_moving_to_signing_keeps_its_unsigned_history_below_the_signed_backups
     let pruning = config(&ws, &src, &signing, "keep_last: 2");
     ccbackup(&pruning, &["prune"]).expect_ok();
     let rows = list(&pruning);
-    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["backup_id"].as_str().unwrap())
+        .collect();
     assert!(!ids.contains(&b1.as_str()), "{ids:?}");
     assert!(
         ids.contains(&b2.as_str()) && ids.contains(&s1.as_str()),

@@ -120,16 +120,16 @@ fn backs_up_databases_with_awkward_names_and_records_everything() {
     let v: serde_json::Value = serde_json::from_str(&list.stdout()).unwrap();
     let entries = v.as_array().unwrap();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0]["id"], id.as_str());
+    assert_eq!(entries[0]["backup_id"], id.as_str());
     assert_eq!(entries[0]["job"], "nightly");
     assert_eq!(entries[0]["sources"], serde_json::json!(["db", "etc"]));
-    let time = entries[0]["time"].as_str().unwrap();
+    let time = entries[0]["started_at"].as_str().unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z'));
     let total: u64 = arts
         .iter()
         .map(|a| a["stored_bytes"].as_u64().unwrap())
         .sum();
-    assert_eq!(entries[0]["size"].as_u64().unwrap(), total);
+    assert_eq!(entries[0]["stored_bytes"].as_u64().unwrap(), total);
 
     let table = ccbackup(&cfg, &["list"]);
     table.expect_ok();

@@ -573,7 +573,7 @@ fn a_signed_backup_stays_signed_in_the_copy() {
     let list = ccbackup(&reader, &["list", "--json"]);
     list.expect_ok();
     let v: serde_json::Value = serde_json::from_str(&list.stdout()).unwrap();
-    assert_eq!(v[0]["id"], id.as_str(), "{v}");
+    assert_eq!(v[0]["backup_id"], id.as_str(), "{v}");
     assert_eq!(v[0]["status"], "complete", "{v}");
     ccbackup(&reader, &["verify"]).expect_ok();
 }

@@ -169,9 +169,26 @@ fn drills_run_on_schedule_with_metrics_readiness_and_failure_notifications() {
     );
     ccbackup(&cfg, &["run-now"]).expect_ok();
     let d = Daemon::start(&cfg, ws.path());
-    d.wait_log("a successful drill", |l| {
+    let log = d.wait_log("a successful drill", |l| {
         l.contains("restore drill finished") && l.contains("\"outcome\":\"success\"")
     });
+    // Issue 23 item 7: the drill's event has typed fields, no Rust debug
+    // text (it printed `Some("...")` for the backup ID).
+    let event: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "restore drill finished")
+        .expect("a JSON drill event");
+    let f = &event["fields"];
+    let backup_id = f["backup_id"].as_str().unwrap_or_else(|| panic!("{f}"));
+    assert!(
+        !backup_id.contains("Some(") && !backup_id.contains('"'),
+        "{f}"
+    );
+    assert_eq!(f["kind"], "verify", "{f}");
+    assert_eq!(f["error"], serde_json::Value::Null, "{f}");
+    assert!(f["restore_test"].is_boolean(), "{f}");
+    assert!(!log.contains("Some("), "{log}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let m = loop {
         let m = d.metrics();

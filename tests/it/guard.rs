@@ -135,7 +135,7 @@ fn an_emptied_tree_is_kept_marked_and_never_prunes_until_accepted() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["id"] == bad)
+        .find(|e| e["backup_id"] == bad)
         .unwrap();
     assert_eq!(entry["suspicious"], reasons);
     assert_eq!(entry["status"], "complete");

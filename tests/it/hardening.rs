@@ -121,7 +121,7 @@ fn regression_issue9_manifest_id_and_job_must_match_its_directory() {
     let run = ccbackup(&f.cfg, &["list", "--json"]);
     run.expect_ok();
     let rows: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
-    assert_eq!(rows[0]["id"], serde_json::json!(f.id));
+    assert_eq!(rows[0]["backup_id"], serde_json::json!(f.id));
     assert_eq!(rows[0]["status"], serde_json::json!("damaged"));
     assert!(!run.stdout().contains("\"/etc\""), "{}", run.stdout());
 }

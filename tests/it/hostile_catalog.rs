@@ -142,7 +142,7 @@ fn list_json(cfg: &Path) -> Vec<serde_json::Value> {
 
 fn status_of(list: &[serde_json::Value], id: &str) -> String {
     list.iter()
-        .find(|e| e["id"] == id)
+        .find(|e| e["backup_id"] == id)
         .map(|e| e["status"].as_str().unwrap().to_owned())
         .unwrap_or_else(|| format!("absent from {list:?}"))
 }

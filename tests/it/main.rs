@@ -48,6 +48,7 @@ mod rowcount;
 mod rrd;
 mod runbook;
 mod s3;
+mod schemas;
 mod scripts;
 mod support;
 mod support_pg;

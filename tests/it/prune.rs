@@ -124,7 +124,7 @@ fn prune_follows_the_policy_and_sweeps_only_old_leftovers() {
     let kept: Vec<&str> = entries
         .iter()
         .filter(|e| e["keep"] == true)
-        .map(|e| e["id"].as_str().unwrap())
+        .map(|e| e["backup_id"].as_str().unwrap())
         .collect();
     assert_eq!(
         kept,
@@ -221,8 +221,8 @@ fn policy_simulate_prints_plan_newest_first() {
         .iter()
         .map(|e| {
             (
-                e["id"].as_str().unwrap().to_owned(),
-                e["time"].as_str().unwrap().to_owned(),
+                format!("line {}", e["line"].as_u64().unwrap()),
+                e["started_at"].as_str().unwrap().to_owned(),
                 e["keep"].as_bool().unwrap(),
                 e["reasons"]
                     .as_array()
@@ -254,11 +254,11 @@ fn policy_simulate_prints_plan_newest_first() {
             (s("line 4"), s("2026-03-01T09:00:00Z"), false, vec![]),
         ]
     );
-    // The same fields as a `prune --json` entry.
+    // A `prune --json` entry's fields, with the input line for the backup.
     for e in v.as_array().unwrap() {
         let mut keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["id", "keep", "reasons", "time"]);
+        assert_eq!(keys, ["keep", "line", "reasons", "started_at"]);
     }
 
     // A bad time is a clear error naming the line.
@@ -286,7 +286,12 @@ fn policy_simulate_keeps_sub_second_times() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["time"].as_str().unwrap(), e["keep"].as_bool().unwrap()))
+        .map(|e| {
+            (
+                e["started_at"].as_str().unwrap(),
+                e["keep"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         times,
