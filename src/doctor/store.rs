@@ -63,7 +63,26 @@ pub(super) async fn check(job: &str, label: &str, spec: &StoreSpec) -> Vec<Check
         },
         None => about.info("versioning", versioning(&spec.url)),
     });
+    if let Some(s3) = &repo.s3 {
+        out.push(match bounded(s3.object_lock()).await {
+            Some(Ok(lock)) => about.info("object lock", s3_object_lock(lock.as_ref())),
+            Some(Err(e)) => about.info("object lock", format!("cannot tell: {}", chain(&e))),
+            None => about.info("object lock", format!("cannot tell: {}", timed_out())),
+        });
+    }
     out
+}
+
+fn s3_object_lock(lock: Option<&crate::repo::s3_uploads::ObjectLock>) -> String {
+    match lock {
+        Some(l) if l.enabled => match &l.default_retention {
+            Some((mode, period)) => format!(
+                "Enabled, default retention {mode} for {period}: locked versions cannot be deleted or shortened with the store's key"
+            ),
+            None => "Enabled, no default retention: objects are locked only if a retention is set on them".to_owned(),
+        },
+        _ => "not enabled: whoever holds the store's key can delete every backup for good (see the threat model)".to_owned(),
+    }
 }
 
 fn s3_versioning(state: Option<&str>) -> String {

@@ -322,6 +322,26 @@ impl S3UploadSweeper {
         parse_versioning(&body).map_err(err)
     }
 
+    /// The bucket's Object Lock configuration (`GetObjectLockConfiguration`):
+    /// `None` when Object Lock was never enabled on it. For `doctor`.
+    pub async fn object_lock(&self) -> Result<Option<ObjectLock>, UploadSweepError> {
+        let client = self.client()?;
+        let err = |detail: String| UploadSweepError::Versioning {
+            store: self.display.clone(),
+            detail,
+        };
+        let url = self.request_url(None, &[("object-lock", "")]);
+        let req = self.signed(reqwest::Method::GET, &url).await?;
+        let (status, body) = self.send(&client, req).await.map_err(err)?;
+        if status == 404 && body.contains("ObjectLockConfigurationNotFound") {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(err(s3_error(status, &body)));
+        }
+        parse_object_lock(&body).map_err(err)
+    }
+
     /// Aborts one upload; an upload that is already gone is not an error.
     pub async fn abort(&self, upload: &OpenUpload) -> Result<(), UploadSweepError> {
         let client = self.client()?;
@@ -416,6 +436,55 @@ pub fn parse_versioning(xml: &str) -> Result<Option<String>, String> {
     quick_xml::de::from_str::<VersioningXml>(xml)
         .map(|v| v.status.filter(|s| !s.is_empty()))
         .map_err(|e| format!("unreadable versioning document: {e}"))
+}
+
+/// A bucket's Object Lock state, as `GetObjectLockConfiguration` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub enabled: bool,
+    /// The bucket's default retention: mode (`GOVERNANCE`, `COMPLIANCE`)
+    /// and period (`30 days`, `1 years`), when it has one.
+    pub default_retention: Option<(String, String)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ObjectLockXml {
+    object_lock_enabled: Option<String>,
+    rule: Option<LockRuleXml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LockRuleXml {
+    default_retention: Option<RetentionXml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RetentionXml {
+    mode: Option<String>,
+    days: Option<u32>,
+    years: Option<u32>,
+}
+
+/// Reads an `ObjectLockConfiguration` document.
+pub fn parse_object_lock(xml: &str) -> Result<Option<ObjectLock>, String> {
+    let doc: ObjectLockXml = quick_xml::de::from_str(xml)
+        .map_err(|e| format!("unreadable object lock document: {e}"))?;
+    let enabled = doc.object_lock_enabled.as_deref() == Some("Enabled");
+    let default_retention = doc.rule.and_then(|r| r.default_retention).map(|d| {
+        let period = match (d.days, d.years) {
+            (Some(n), _) => format!("{n} days"),
+            (None, Some(n)) => format!("{n} years"),
+            (None, None) => "no period".to_owned(),
+        };
+        (d.mode.unwrap_or_default(), period)
+    });
+    Ok(Some(ObjectLock {
+        enabled,
+        default_retention,
+    }))
 }
 
 /// `HTTP <status>` with S3's error code and message, if the body has them.
@@ -552,6 +621,27 @@ mod tests {
         .unwrap();
         assert_eq!(page, UploadPage::default());
         assert!(parse_list_uploads("<html>proxy error</html").is_err());
+    }
+
+    #[test]
+    fn parses_object_lock_configurations() {
+        let locked = r#"<?xml version="1.0" encoding="UTF-8"?><ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode><Days>30</Days></DefaultRetention></Rule></ObjectLockConfiguration>"#;
+        assert_eq!(
+            parse_object_lock(locked).unwrap(),
+            Some(ObjectLock {
+                enabled: true,
+                default_retention: Some(("GOVERNANCE".into(), "30 days".into())),
+            })
+        );
+        let bare = r#"<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>"#;
+        assert_eq!(
+            parse_object_lock(bare).unwrap(),
+            Some(ObjectLock {
+                enabled: true,
+                default_retention: None,
+            })
+        );
+        assert!(parse_object_lock("<<").is_err());
     }
 
     #[test]

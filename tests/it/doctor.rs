@@ -288,4 +288,35 @@ fn doctor_reports_the_versioning_state_of_s3_buckets() {
         "{out}"
     );
     assert!(object_keys(&server, "ccb-doctor-plain").is_empty());
+    let lock_line = |store: &str| {
+        out.lines()
+            .find(|l| l.contains(store) && l.contains("object lock"))
+            .unwrap_or_else(|| panic!("no object lock line for {store}:\n{out}"))
+            .to_owned()
+    };
+    assert!(
+        lock_line("s3://ccb-doctor-plain/site").contains("not enabled"),
+        "{out}"
+    );
+
+    // A bucket made with Object Lock (moto switches versioning on with it).
+    let (status, body) = http(
+        server.port,
+        "PUT",
+        "/ccb-doctor-locked",
+        &[("x-amz-bucket-object-lock-enabled", "true".to_owned())],
+    );
+    assert_eq!(status, 200, "{body}");
+    let locked = ws.config(&format!(
+        "store:\n  url: s3://ccb-doctor-locked/site\n{opts}jobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        etc.display()
+    ));
+    let run = ccbackup_env(&locked, &["doctor"], &[]);
+    let out = run.stdout();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("object lock") && l.contains("Enabled")),
+        "{out}\n{}",
+        run.stderr()
+    );
 }
