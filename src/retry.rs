@@ -91,13 +91,15 @@ pub trait Transient {
     }
 }
 
-impl Transient for object_store::Error {
-    fn class(&self) -> Class {
-        use object_store::Error as E;
-        match self {
-            // object_store turns the statuses that mean "this request is
-            // wrong" (304, 401, 403, 404, 409, 412) into these variants.
-            E::NotFound { .. }
+/// The store answered and refused this very request: object_store turns
+/// the statuses that mean "this request is wrong" (304, 401, 403, 404, 409,
+/// 412) into these variants, and a few are refused before sending. Such a
+/// request is not worth retrying, and a put refused so was not written.
+pub fn is_refusal(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    matches!(
+        e,
+        E::NotFound { .. }
             | E::AlreadyExists { .. }
             | E::Precondition { .. }
             | E::NotModified { .. }
@@ -106,7 +108,15 @@ impl Transient for object_store::Error {
             | E::InvalidPath { .. }
             | E::NotSupported { .. }
             | E::NotImplemented { .. }
-            | E::UnknownConfigurationKey { .. } => Class::Permanent,
+            | E::UnknownConfigurationKey { .. }
+    )
+}
+
+impl Transient for object_store::Error {
+    fn class(&self) -> Class {
+        use object_store::Error as E;
+        match self {
+            e if is_refusal(e) => Class::Permanent,
             E::Generic { source, .. } => generic_class(source.as_ref()),
             // A local store's I/O or a spawned task that failed.
             _ => Class::Transient,

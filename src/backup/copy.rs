@@ -408,7 +408,9 @@ async fn write_copy(
         // reader looks at it. The manifest below is the commit point.
         let key = signature_path(&m.job, &m.id);
         written.push(key.clone());
-        put_retried(dst, &key, sig, PutOptions::default(), cancel)
+        // Only the manifest's fate decides the cleanup.
+        let ignored = AtomicBool::new(false);
+        put_retried(dst, &key, sig, PutOptions::default(), cancel, &ignored)
             .await
             .map_err(|source| write_err(dst, &key, source))?;
     }
@@ -426,25 +428,7 @@ async fn write_copy(
     let create = PutOptions::from(PutMode::Create);
     // A retried create that finds the manifest there met its own first
     // attempt, or another copier: the bytes are the same either way.
-    let put = retry::retry(
-        Backoff::STORE,
-        &format!("writing {mkey} to {}", dst.display),
-        cancel,
-        || {
-            let payload = PutPayload::from(bytes::Bytes::copy_from_slice(&source.bytes));
-            let attempt = dst.store.put_opts(&mkey, payload, create.clone());
-            async move {
-                let r = attempt.await;
-                if let Err(e) = &r {
-                    if crate::repo::commit::fate_of(e) == crate::repo::commit::PutFate::Unknown {
-                        maybe_landed.store(true, Ordering::SeqCst);
-                    }
-                }
-                r
-            }
-        },
-    )
-    .await;
+    let put = put_retried(dst, &mkey, &source.bytes, create, cancel, maybe_landed).await;
     match put {
         Ok(_) => Ok(Copied::Copied {
             artifacts: m.artifacts.len(),
@@ -458,17 +442,31 @@ async fn write_copy(
     }
 }
 
+/// A put with retries. `maybe_landed` is set when any attempt's outcome is
+/// unknown (it may still be applied): the last attempt's error alone would
+/// not say so, since a retry that cannot connect says nothing of an earlier
+/// attempt that timed out.
 async fn put_retried(
     dst: &Repo,
     key: &ObjPath,
     bytes: &[u8],
     opts: PutOptions,
     cancel: &CancellationToken,
+    maybe_landed: &AtomicBool,
 ) -> Result<object_store::PutResult, object_store::Error> {
     let what = format!("writing {key} to {}", dst.display);
     retry::retry(Backoff::STORE, &what, cancel, || {
         let payload = PutPayload::from(bytes::Bytes::copy_from_slice(bytes));
-        dst.store.put_opts(key, payload, opts.clone())
+        let attempt = dst.store.put_opts(key, payload, opts.clone());
+        async move {
+            let r = attempt.await;
+            if let Err(e) = &r {
+                if crate::repo::commit::fate_of(e) == crate::repo::commit::PutFate::Unknown {
+                    maybe_landed.store(true, Ordering::SeqCst);
+                }
+            }
+            r
+        }
     })
     .await
 }

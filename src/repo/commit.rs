@@ -37,16 +37,7 @@ pub fn fate_of(e: &object_store::Error) -> PutFate {
     use object_store::client::{HttpError, HttpErrorKind};
     use object_store::Error as E;
     match e {
-        E::NotFound { .. }
-        | E::AlreadyExists { .. }
-        | E::Precondition { .. }
-        | E::NotModified { .. }
-        | E::PermissionDenied { .. }
-        | E::Unauthenticated { .. }
-        | E::InvalidPath { .. }
-        | E::NotSupported { .. }
-        | E::NotImplemented { .. }
-        | E::UnknownConfigurationKey { .. } => PutFate::NotWritten,
+        e if crate::retry::is_refusal(e) => PutFate::NotWritten,
         E::Generic { source, .. } => {
             let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
             while let Some(err) = cur {

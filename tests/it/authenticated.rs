@@ -10,17 +10,7 @@ use crate::support::*;
 
 fn keys(ws: &Workspace) -> PathBuf {
     let dir = ws.path().join("keys");
-    let out = Command::new(bin())
-        .args(["keys", "generate"])
-        .arg(&dir)
-        .env("CCBACKUP_CONFIG", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    keys_generate(&dir);
     dir
 }
 

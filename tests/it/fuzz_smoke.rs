@@ -82,6 +82,18 @@ fn input(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// What the tar_check target passes: a dry run, which writes nothing.
+fn dry_run(validate_rrd: bool) -> ccbackup::restore::extract::ExtractOptions {
+    ccbackup::restore::extract::ExtractOptions {
+        force: false,
+        include: Vec::new(),
+        validate_rrd,
+        dry_run: true,
+        same_owner: false,
+        check_room: false,
+    }
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 300,
@@ -106,14 +118,7 @@ proptest! {
     fn archive_check_never_panics_or_writes(data in input("tar_check")) {
         let scratch = tempfile::tempdir().unwrap();
         let dest = scratch.path().join("dest");
-        let opts = ccbackup::restore::extract::ExtractOptions {
-            force: false,
-            include: Vec::new(),
-            validate_rrd: true,
-            dry_run: true,
-            same_owner: false,
-            check_room: false,
-        };
+        let opts = dry_run(true);
         let _ = ccbackup::restore::extract::extract_tree(&data[..], &dest, &opts);
         prop_assert!(!Path::new(&dest).exists(), "a dry run created the destination");
         prop_assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
@@ -236,14 +241,7 @@ fn seeds_are_valid_inputs() {
     }
     for s in seeds("tar_check") {
         let scratch = tempfile::tempdir().unwrap();
-        let opts = ccbackup::restore::extract::ExtractOptions {
-            force: false,
-            include: Vec::new(),
-            validate_rrd: false,
-            dry_run: true,
-            same_owner: false,
-            check_room: false,
-        };
+        let opts = dry_run(false);
         let report =
             ccbackup::restore::extract::extract_tree(&s[..], &scratch.path().join("d"), &opts)
                 .unwrap();

@@ -21,17 +21,7 @@ struct Job {
 
 fn generate_keys() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .args(["keys", "generate"])
-        .arg(dir.path().join("k"))
-        .env("CCBACKUP_CONFIG", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    keys_generate(&dir.path().join("k"));
     dir
 }
 

@@ -284,3 +284,19 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = out.split_once("\r\n\r\n").map(|x| x.1.to_owned())?;
     Some((status, body))
 }
+
+/// `ccbackup keys generate DIR` (no configuration): a fresh age identity
+/// and recipient and minisign key pair in the new directory `dir`.
+pub fn keys_generate(dir: &Path) {
+    let out = Command::new(bin())
+        .args(["keys", "generate"])
+        .arg(dir)
+        .env("CCBACKUP_CONFIG", "/nonexistent")
+        .output()
+        .expect("run ccbackup keys generate");
+    assert!(
+        out.status.success(),
+        "keys generate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
