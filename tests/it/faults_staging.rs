@@ -73,8 +73,25 @@ fn issue24_staging_files_and_empty_dirs_of_a_killed_run_are_swept_after_the_grac
     ccbackup(&cfg, &["prune"]).expect_ok();
     assert!(staging.exists(), "swept inside the grace period");
 
-    // Past the grace period: the staging file and the empty directories go.
-    std::thread::sleep(Duration::from_secs(9));
+    // Past the grace period (8s): age what the killed run left by an hour
+    // instead of waiting; the sweep judges by modification time only.
+    let aged = std::process::Command::new("find")
+        .arg(&job_dir)
+        .args([
+            "-mindepth",
+            "1",
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "1 hour ago",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    // Then the staging file and the empty directories go.
     let prune = ccbackup(&cfg, &["prune"]);
     prune.expect_ok();
     let left = files_under(&job_dir);
