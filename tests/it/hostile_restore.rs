@@ -814,6 +814,24 @@ fn regression_issue22_sigterm_stops_restore_while_it_stages_a_large_artifact() {
     write_json(&mpath, &m);
     let staging = ws.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
+    // Restore checks the staging file system has room for the artifact
+    // first and refuses otherwise (rightly): say so rather than fail below
+    // with "restore ended before staging".
+    let df = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(&staging)
+        .output()
+        .unwrap();
+    let avail: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        avail > 9 << 30,
+        "this test needs 9 GiB free where {} is ({avail} bytes free)",
+        staging.display()
+    );
     let mut child = Command::new(bin())
         .arg("--config")
         .arg(&cfg)
