@@ -245,6 +245,8 @@ pub struct RawPostgres {
     pub globals: Option<bool>,
     #[serde(default)]
     pub row_counts: Option<bool>,
+    #[serde(default)]
+    pub parallel: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,6 +35,8 @@ mod interrupt;
 mod layout;
 mod lock;
 mod notify;
+mod parallel_dumps;
+mod perf_memory;
 mod pgauth;
 mod pgversions;
 mod privdrop;
