@@ -1,8 +1,8 @@
 //! Per-job state of the daemon, rendered as Prometheus text (exposition
 //! format 0.0.4) and as the `/readyz` verdict.
 //!
-//! Hand-written: a dozen gauges and counters with one or two labels do not
-//! justify a metrics crate and its registry. Names follow Prometheus
+//! Hand-written: about two dozen gauge and counter families with one or two
+//! labels do not justify a metrics crate and its registry. Names follow Prometheus
 //! conventions: `ccbackup_` prefix, base units in the name (`_seconds`,
 //! `_bytes`), counters end in `_total`.
 
