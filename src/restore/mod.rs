@@ -44,6 +44,7 @@ pub mod fetch;
 pub mod globals;
 mod plan;
 pub mod report;
+pub mod select;
 pub mod tarcap;
 mod tree;
 pub mod verify;
