@@ -42,6 +42,7 @@ mod progress;
 mod prune;
 mod readiness;
 mod restore;
+mod restore_tables;
 mod retention;
 mod rough_edges;
 mod rowcount;
