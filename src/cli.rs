@@ -193,7 +193,7 @@ pub enum Command {
         notify_test: bool,
     },
     /// Restore a backup (latest by default): databases, RRD trees, directories.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Check that stored backups are intact (and, optionally, that they restore).
     Verify {
         /// Only this job.
