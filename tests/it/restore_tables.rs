@@ -255,6 +255,91 @@ fn an_existing_database_needs_force_and_an_existing_table_needs_clean() {
     assert_eq!(count(t, "SELECT count(*) FROM app.racks"), "5");
     assert_eq!(count(t, "SELECT nextval('app.racks_id_seq')"), "6");
     assert_eq!(count(t, "SELECT x FROM public.keep"), "1");
+    // A table of the target that references the one --clean would drop
+    // stops the restore, and the transaction leaves everything as it was.
+    target.sql(
+        "INSERT INTO app.racks (name) VALUES ('added');
+         CREATE TABLE public.refs (r int REFERENCES app.racks (id));",
+    );
+    let run = restore(
+        &b,
+        &[
+            "--table",
+            "app.racks",
+            "--target-db",
+            t,
+            "--force",
+            "--clean",
+        ],
+    );
+    assert!(!run.ok(), "{}", run.stdout());
+    assert!(run.stderr().contains("depend"), "{}", run.stderr());
+    assert_eq!(count(t, "SELECT count(*) FROM app.racks"), "6");
+}
+
+/// A table whose name, as `pg_restore` lists it, reads like another entry
+/// (a line break and `1; 0 0 TABLE app racks postgres`): selecting
+/// `app.racks` takes the real one only, and the crafted name's foreign key
+/// is reported, not applied.
+#[test]
+fn a_name_that_mimics_a_toc_line_selects_nothing_extra() {
+    let db = TestDb::create(&unique("tbl_crafted"));
+    db.sql(SHAPES);
+    db.sql(
+        "CREATE TABLE app.\"x\n1; 0 0 TABLE app racks postgres\" (r int REFERENCES app.racks (id));
+         CREATE TABLE app.\"<script>alert(1)</script>\" (id int);",
+    );
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: nightly\n    sources:\n{}",
+        ws.store_url(),
+        postgres_source("db", &[&db.name])
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let target = TestDb {
+        name: format!("{}_c", db.name),
+    };
+    let run = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--database",
+            &db.name,
+            "--table",
+            "app.racks",
+            "--target-db",
+            &target.name,
+            "--json",
+        ],
+    );
+    run.expect_ok();
+    let v = json(&run);
+    let applied: Vec<&str> = v["steps"][0]["toc"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    let tables: Vec<&&str> = applied
+        .iter()
+        .filter(|e| e.contains("; TABLE app "))
+        .collect();
+    assert_eq!(tables.len(), 1, "{applied:?}");
+    assert_eq!(
+        psql(
+            &target.name,
+            "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'app'"
+        ),
+        "racks"
+    );
+    assert!(
+        left_out(&v)
+            .iter()
+            .any(|(e, r)| e.contains("FK CONSTRAINT app x 1; 0 0 TABLE")
+                && r.contains("TABLE app x")),
+        "{:?}",
+        left_out(&v)
+    );
 }
 
 #[test]
