@@ -655,6 +655,87 @@ mod tests {
         assert!(!sel.ids.contains(&6000));
     }
 
+    mod crafted {
+        use super::*;
+        use proptest::prelude::*;
+
+        const DESCS: [&str; 9] = [
+            "TABLE",
+            "SCHEMA",
+            "SEQUENCE",
+            "VIEW",
+            "TABLE DATA",
+            "FK CONSTRAINT",
+            "INDEX",
+            "COMMENT",
+            "SEQUENCE SET",
+        ];
+        const NAMES: [&str; 5] = [
+            "app racks o",
+            "app t o",
+            "- app o",
+            "app racks x o",
+            "public v o",
+        ];
+
+        fn listing() -> impl Strategy<Value = Vec<TocEntry>> {
+            proptest::collection::vec(
+                (
+                    1u32..60,
+                    0..DESCS.len(),
+                    0..NAMES.len(),
+                    proptest::collection::vec(0u32..70, 0..5),
+                ),
+                0..80,
+            )
+            .prop_map(|raw| {
+                let mut seen = HashSet::new();
+                raw.into_iter()
+                    .filter(|(id, ..)| seen.insert(*id))
+                    .map(|(id, d, n, deps)| TocEntry {
+                        id,
+                        desc: DESCS[d].to_owned(),
+                        names: NAMES[n].to_owned(),
+                        deps,
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Whatever a crafted archive lists: no panic, only listed
+            /// entries, no table but the one asked for, and no attached
+            /// entry whose dependencies are not all in place.
+            #[test]
+            fn a_crafted_listing_never_selects_more_than_asked(es in listing()) {
+                let target = TargetFacts::new_database();
+                let Ok(sel) = select(&es, &tables(&[("app", "racks")]), &target) else {
+                    return Ok(());
+                };
+                let by_id: HashMap<u32, &TocEntry> = es.iter().map(|e| (e.id, e)).collect();
+                let applied: HashSet<u32> = sel.ids.iter().copied().collect();
+                for id in &sel.ids {
+                    let e = by_id.get(id).copied();
+                    prop_assert!(e.is_some());
+                    let e = e.unwrap();
+                    if e.desc == "TABLE" {
+                        prop_assert_eq!(e.key(), "app racks ");
+                    }
+                    if ATTACHED.contains(&e.desc.as_str()) {
+                        prop_assert!(e.deps.iter().all(|d| applied.contains(d)), "{:?}", e);
+                    }
+                }
+            }
+
+            #[test]
+            fn any_text_parses_or_is_refused(text in ".{0,400}") {
+                let _ = crate::pg::toc_list::parse(&text);
+            }
+        }
+    }
+
     #[test]
     fn table_arguments() {
         let ok = |a: &str, s: &str, t: &str| {
