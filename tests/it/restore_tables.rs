@@ -462,3 +462,67 @@ fn one_table_on_16_through_the_sql_path() {
         "1"
     );
 }
+
+/// Restore's guarantees hold for a table: a corrupt artifact is refused
+/// before anything is applied, and an encrypted one needs the identity.
+#[test]
+fn a_corrupt_or_encrypted_backup_keeps_restores_guarantees() {
+    let b = backed_up("tbl_guard");
+    let target = TestDb {
+        name: format!("{}_g", b.db.name),
+    };
+    let exists = |t: &str| {
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{t}'"),
+        )
+    };
+    let dump =
+        b.ws.stored_files()
+            .into_iter()
+            .find(|p| p.to_string_lossy().contains(".dump"))
+            .unwrap();
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&dump, bytes).unwrap();
+    let run = restore(&b, &["--table", "app.racks", "--target-db", &target.name]);
+    assert!(!run.ok());
+    assert!(run.stderr().contains("is corrupt"), "{}", run.stderr());
+    assert_eq!(exists(&target.name), "0");
+
+    let keys = tempfile::tempdir().unwrap();
+    let k = keys.path().join("k");
+    keys_generate(&k);
+    let recipient = std::fs::read_to_string(k.join("age-recipient.txt")).unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\nencryption:\n  recipients: [\"{}\"]\njobs:\n  - name: nightly\n    sources:\n{}",
+        ws.store_url(),
+        recipient.trim(),
+        postgres_source("db", &[&b.db.name])
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let args = [
+        "restore",
+        "--database",
+        &b.db.name,
+        "--table",
+        "app.racks",
+        "--target-db",
+        &target.name,
+    ];
+    let run = ccbackup(&cfg, &args);
+    assert!(!run.ok());
+    assert!(
+        run.stderr().contains("needs an age identity"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(exists(&target.name), "0");
+    let identity = k.join("age-identity.txt");
+    let mut with_id = args.to_vec();
+    with_id.extend(["--identity", identity.to_str().unwrap()]);
+    ccbackup(&cfg, &with_id).expect_ok();
+    assert_eq!(psql(&target.name, "SELECT count(*) FROM app.racks"), "5");
+}
