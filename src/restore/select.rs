@@ -201,202 +201,263 @@ pub fn select(
     req: &TableRequest,
     target: &TargetFacts,
 ) -> Result<Selection, String> {
-    let by_id: HashMap<u32, &TocEntry> = entries.iter().map(|e| (e.id, e)).collect();
-    let is_attached = |e: &TocEntry| ATTACHED.contains(&e.desc.as_str());
-    let is_schema = |e: &TocEntry| e.desc == "SCHEMA";
-    let schema_name = |e: &TocEntry| {
-        e.key()
-            .strip_prefix("- ")
-            .and_then(|k| k.strip_suffix(' '))
-            .map(str::to_owned)
-    };
-    let target_has_schema =
-        |e: &TocEntry| schema_name(e).is_some_and(|s| target.schemas.contains(&s));
+    let toc = Toc::new(entries, target);
+    let primary = toc.with_schemas(toc.with_owned_sequences(toc.asked_for(req)?));
+    let applied = toc.attach(&primary);
+    Ok(toc.report(&primary, &applied))
+}
 
-    // The objects asked for.
-    let mut primary: HashSet<u32> = HashSet::new();
-    for (s, t) in &req.tables {
-        let key = entry_key(s, t);
-        let found: Vec<u32> = entries
-            .iter()
-            .filter(|e| e.desc == "TABLE" && e.key() == key)
-            .map(|e| e.id)
-            .collect();
-        if found.is_empty() {
-            let prefix = format!("{s} ");
-            let mut have: Vec<String> = entries
+/// An archive's entries, indexed, and the target they are restored into.
+struct Toc<'a> {
+    entries: &'a [TocEntry],
+    by_id: HashMap<u32, &'a TocEntry>,
+    target: &'a TargetFacts,
+    /// The keys of the target's relations ([`entry_key`]).
+    target_relations: HashSet<String>,
+}
+
+impl<'a> Toc<'a> {
+    fn new(entries: &'a [TocEntry], target: &'a TargetFacts) -> Toc<'a> {
+        Toc {
+            entries,
+            by_id: entries.iter().map(|e| (e.id, e)).collect(),
+            target,
+            target_relations: target
+                .relations
                 .iter()
-                .filter(|e| e.desc == "TABLE" && e.key().starts_with(&prefix))
-                .filter_map(|e| {
-                    e.key()
-                        .strip_prefix(&prefix)
-                        .map(|t| t.trim_end().to_owned())
-                })
-                .collect();
-            have.truncate(20);
-            return Err(format!(
-                "the backup has no table `{s}`.`{t}` (tables in schema `{s}`: {})",
-                if have.is_empty() {
-                    "none".to_owned()
-                } else {
-                    have.join(", ")
-                }
-            ));
+                .map(|(s, n)| entry_key(s, n))
+                .collect(),
         }
-        primary.extend(found);
     }
-    for s in &req.schemas {
+
+    fn is_attached(e: &TocEntry) -> bool {
+        ATTACHED.contains(&e.desc.as_str())
+    }
+
+    fn is_schema(e: &TocEntry) -> bool {
+        e.desc == "SCHEMA"
+    }
+
+    fn target_has_schema(&self, e: &TocEntry) -> bool {
+        Self::is_schema(e)
+            && e.key()
+                .strip_prefix("- ")
+                .and_then(|k| k.strip_suffix(' '))
+                .is_some_and(|s| self.target.schemas.contains(s))
+    }
+
+    /// Whether dependency `d` is in place: applied, or a schema the target
+    /// has.
+    fn satisfied(&self, d: u32, applied: &HashSet<u32>) -> bool {
+        applied.contains(&d)
+            || self
+                .by_id
+                .get(&d)
+                .is_some_and(|e| self.target_has_schema(e))
+    }
+
+    /// The tables named, and everything but attached entries in the
+    /// schemas named.
+    fn asked_for(&self, req: &TableRequest) -> Result<HashSet<u32>, String> {
+        let mut primary = HashSet::new();
+        for (s, t) in &req.tables {
+            let key = entry_key(s, t);
+            let before = primary.len();
+            primary.extend(
+                self.entries
+                    .iter()
+                    .filter(|e| e.desc == "TABLE" && e.key() == key)
+                    .map(|e| e.id),
+            );
+            if primary.len() == before {
+                return Err(self.no_table(s, t));
+            }
+        }
+        for s in &req.schemas {
+            let prefix = format!("{s} ");
+            let schema_key = entry_key("-", s);
+            let found: Vec<u32> = self
+                .entries
+                .iter()
+                .filter(|e| !Self::is_attached(e) && !SETUP.contains(&e.desc.as_str()))
+                .filter(|e| {
+                    e.names.starts_with(&prefix) || (Self::is_schema(e) && e.key() == schema_key)
+                })
+                .map(|e| e.id)
+                .collect();
+            if found.is_empty() {
+                return Err(format!("the backup has nothing in schema `{s}`"));
+            }
+            primary.extend(found);
+        }
+        Ok(primary)
+    }
+
+    fn no_table(&self, s: &str, t: &str) -> String {
         let prefix = format!("{s} ");
-        let schema_key = entry_key("-", s);
-        let found: Vec<u32> = entries
+        let have: Vec<&str> = self
+            .entries
             .iter()
-            .filter(|e| !is_attached(e) && !SETUP.contains(&e.desc.as_str()))
-            .filter(|e| e.names.starts_with(&prefix) || (is_schema(e) && e.key() == schema_key))
+            .filter(|e| e.desc == "TABLE")
+            .filter_map(|e| e.key().strip_prefix(&prefix).map(str::trim_end))
+            .take(20)
+            .collect();
+        format!(
+            "the backup has no table `{s}`.`{t}` (tables in schema `{s}`: {})",
+            if have.is_empty() {
+                "none".to_owned()
+            } else {
+                have.join(", ")
+            }
+        )
+    }
+
+    /// Sequences a chosen table owns depend on it (pg_dump records the
+    /// ownership that way).
+    fn with_owned_sequences(&self, mut primary: HashSet<u32>) -> HashSet<u32> {
+        let owned: Vec<u32> = self
+            .entries
+            .iter()
+            .filter(|e| e.desc == "SEQUENCE" && e.deps.iter().any(|d| primary.contains(d)))
             .map(|e| e.id)
             .collect();
-        if found.is_empty() {
-            return Err(format!("the backup has nothing in schema `{s}`"));
-        }
-        primary.extend(found);
+        primary.extend(owned);
+        primary
     }
-    // Sequences a chosen table owns depend on it (pg_dump records the
-    // ownership that way).
-    let owned: Vec<u32> = entries
-        .iter()
-        .filter(|e| e.desc == "SEQUENCE" && e.deps.iter().any(|d| primary.contains(d)))
-        .map(|e| e.id)
-        .collect();
-    primary.extend(owned);
-    // A schema an object lives in is created only when the target lacks
-    // it; a schema the target has is used as it is.
-    primary.retain(|id| {
-        by_id
-            .get(id)
-            .is_none_or(|e| !(is_schema(e) && target_has_schema(e)))
-    });
-    let schemas: Vec<u32> = primary
-        .iter()
-        .filter_map(|id| by_id.get(id))
-        .flat_map(|e| e.deps.iter())
-        .filter_map(|d| by_id.get(d))
-        .filter(|d| is_schema(d) && !target_has_schema(d))
-        .map(|d| d.id)
-        .collect();
-    primary.extend(schemas);
 
-    let mut applied = primary.clone();
-    let satisfied = |d: u32, applied: &HashSet<u32>| {
-        applied.contains(&d)
-            || by_id
-                .get(&d)
-                .is_some_and(|e| is_schema(e) && target_has_schema(e))
-    };
-    // Attached entries, by counting each one's unmet dependencies down as
-    // they are applied: linear in the dependencies however the archive
-    // arranges them.
-    let mut unmet: HashMap<u32, usize> = HashMap::new();
-    let mut touched: HashSet<u32> = HashSet::new();
-    let mut dependents: HashMap<u32, Vec<u32>> = HashMap::new();
-    for e in entries
-        .iter()
-        .filter(|e| is_attached(e) && !applied.contains(&e.id))
-    {
-        let mut n = 0;
-        for &d in &e.deps {
-            if satisfied(d, &applied) {
+    /// A schema the objects live in is created only when the target lacks
+    /// it; a schema the target has is used as it is.
+    fn with_schemas(&self, mut primary: HashSet<u32>) -> HashSet<u32> {
+        primary.retain(|id| {
+            self.by_id
+                .get(id)
+                .is_none_or(|e| !self.target_has_schema(e))
+        });
+        let schemas: Vec<u32> = primary
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .flat_map(|e| e.deps.iter())
+            .filter_map(|d| self.by_id.get(d))
+            .filter(|d| Self::is_schema(d) && !self.target_has_schema(d))
+            .map(|d| d.id)
+            .collect();
+        primary.extend(schemas);
+        primary
+    }
+
+    /// `primary`, the attached entries whose dependencies are all in place
+    /// (at least one of them restored), and the session settings. Each
+    /// attached entry's unmet dependencies are counted down as they are
+    /// applied: linear in the dependencies however the archive arranges
+    /// them (cycles and long chains included).
+    fn attach(&self, primary: &HashSet<u32>) -> HashSet<u32> {
+        let mut applied = primary.clone();
+        let mut unmet: HashMap<u32, usize> = HashMap::new();
+        let mut touched: HashSet<u32> = HashSet::new();
+        let mut dependents: HashMap<u32, Vec<u32>> = HashMap::new();
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| Self::is_attached(e) && !applied.contains(&e.id))
+        {
+            let mut n = 0;
+            for &d in &e.deps {
                 if applied.contains(&d) {
                     touched.insert(e.id);
-                }
-            } else {
-                n += 1;
-                dependents.entry(d).or_default().push(e.id);
-            }
-        }
-        unmet.insert(e.id, n);
-    }
-    let mut queue: Vec<u32> = unmet
-        .iter()
-        .filter(|(id, n)| **n == 0 && touched.contains(id))
-        .map(|(id, _)| *id)
-        .collect();
-    while let Some(id) = queue.pop() {
-        if !applied.insert(id) {
-            continue;
-        }
-        for f in dependents.get(&id).into_iter().flatten() {
-            if let Some(n) = unmet.get_mut(f) {
-                *n = n.saturating_sub(1);
-                touched.insert(*f);
-                if *n == 0 {
-                    queue.push(*f);
+                } else if !self.satisfied(d, &applied) {
+                    n += 1;
+                    dependents.entry(d).or_default().push(e.id);
                 }
             }
+            unmet.insert(e.id, n);
         }
-    }
-    for e in entries.iter().filter(|e| SETUP.contains(&e.desc.as_str())) {
-        applied.insert(e.id);
+        let mut queue: Vec<u32> = unmet
+            .iter()
+            .filter(|(id, n)| **n == 0 && touched.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        while let Some(id) = queue.pop() {
+            if !applied.insert(id) {
+                continue;
+            }
+            for f in dependents.get(&id).into_iter().flatten() {
+                if let Some(n) = unmet.get_mut(f) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        queue.push(*f);
+                    }
+                }
+            }
+        }
+        applied.extend(
+            self.entries
+                .iter()
+                .filter(|e| SETUP.contains(&e.desc.as_str()))
+                .map(|e| e.id),
+        );
+        applied
     }
 
-    let describe = |d: u32| match by_id.get(&d) {
-        Some(e) => format!("{} {}", e.desc, e.names.trim_end()),
-        None => format!("dump ID {d}, which the archive does not list"),
-    };
-    let mut sel = Selection::default();
-    let mut needs = HashSet::new();
-    for e in entries {
-        if applied.contains(&e.id) {
-            sel.ids.push(e.id);
-            sel.applied.push(e.label());
-            if primary.contains(&e.id) {
-                for &d in e.deps.iter().filter(|d| !satisfied(**d, &applied)) {
+    fn describe(&self, d: u32) -> String {
+        match self.by_id.get(&d) {
+            Some(e) => format!("{} {}", e.desc, e.names.trim_end()),
+            None => format!("dump ID {d}, which the archive does not list"),
+        }
+    }
+
+    /// The selection in archive order, with what was left out, what must
+    /// exist already and what `--clean` would replace.
+    fn report(&self, primary: &HashSet<u32>, applied: &HashSet<u32>) -> Selection {
+        let mut sel = Selection::default();
+        let mut needs = HashSet::new();
+        for e in self.entries {
+            if applied.contains(&e.id) {
+                sel.ids.push(e.id);
+                sel.applied.push(e.label());
+                let unmet = e.deps.iter().filter(|d| !self.satisfied(**d, applied));
+                for &d in unmet.filter(|_| primary.contains(&e.id)) {
                     if needs.insert(d) {
                         sel.needs.push(format!(
                             "{} (needed by {}): not restored, so it must exist in the target",
-                            describe(d),
+                            self.describe(d),
                             e.label()
                         ));
                     }
                 }
+                if RELATIONS.contains(&e.desc.as_str()) && self.target_relations.contains(e.key()) {
+                    sel.replaces
+                        .push(format!("{} {}", e.desc, e.key().trim_end()));
+                }
+                continue;
             }
-            if RELATIONS.contains(&e.desc.as_str())
-                && target
-                    .relations
+            // Everything in a schema depends on it: only objects that
+            // touch a restored object other than a schema are worth a line.
+            let touches = e.deps.iter().any(|d| {
+                applied.contains(d) && self.by_id.get(d).is_some_and(|d| !Self::is_schema(d))
+            });
+            if !touches {
+                continue;
+            }
+            let reason = if Self::is_attached(e) {
+                let missing: Vec<String> = e
+                    .deps
                     .iter()
-                    .any(|(s, n)| entry_key(s, n) == e.key())
-            {
-                sel.replaces
-                    .push(format!("{} {}", e.desc, e.key().trim_end()));
-            }
-            continue;
+                    .filter(|d| !self.satisfied(**d, applied))
+                    .map(|d| self.describe(*d))
+                    .collect();
+                format!("needs {}, which is not restored", missing.join(", "))
+            } else {
+                "an object of its own that depends on restored ones: name it with --table \
+                 or restore its schema with --schema"
+                    .to_owned()
+            };
+            sel.left_out.push(LeftOut {
+                entry: e.label(),
+                reason,
+            });
         }
-        // Everything in a schema depends on it: only objects that touch a
-        // restored object other than a schema are worth a line.
-        let touches = e
-            .deps
-            .iter()
-            .any(|d| applied.contains(d) && by_id.get(d).is_some_and(|d| !is_schema(d)));
-        if !touches {
-            continue;
-        }
-        let reason = if is_attached(e) {
-            let missing: Vec<String> = e
-                .deps
-                .iter()
-                .filter(|d| !satisfied(**d, &applied))
-                .map(|d| describe(*d))
-                .collect();
-            format!("needs {}, which is not restored", missing.join(", "))
-        } else {
-            "an object of its own that depends on restored ones: name it with --table \
-             or restore its schema with --schema"
-                .to_owned()
-        };
-        sel.left_out.push(LeftOut {
-            entry: e.label(),
-            reason,
-        });
+        sel
     }
-    Ok(sel)
 }
 
 #[cfg(test)]
