@@ -336,7 +336,14 @@ pub async fn run(
                     )
                     .await?;
                     progress.add_database();
-                    report.note(i, format!("restored database `{target}`"));
+                    report.note(
+                        i,
+                        if list.is_some() {
+                            format!("restored the selected entries into database `{target}`")
+                        } else {
+                            format!("restored database `{target}`")
+                        },
+                    );
                     for line in notes {
                         report.note(i, line);
                     }
