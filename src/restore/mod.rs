@@ -514,6 +514,45 @@ mod tests {
     }
 
     #[test]
+    fn tables_come_from_one_database_in_one_transaction() {
+        let tables = TableRequest {
+            tables: vec![("app".into(), "racks".into())],
+            schemas: Vec::new(),
+        };
+        let req = RestoreRequest {
+            tables: tables.clone(),
+            ..Default::default()
+        };
+        let err = plan(&manifest(), &req, &cfg_dest).unwrap_err();
+        assert!(
+            err.to_string().contains("pick one with --database"),
+            "{err}"
+        );
+        let one = RestoreRequest {
+            database: Some("a".into()),
+            tables: tables.clone(),
+            jobs: 1,
+            ..Default::default()
+        };
+        let steps = plan(&manifest(), &one, &cfg_dest).unwrap();
+        assert!(matches!(steps.as_slice(), [Step::Database { database, .. }] if database == "a"));
+        // With one database in the backup, --table needs no --database, and
+        // the trees beside it stay where they are.
+        let mut one_db = manifest();
+        one_db.artifacts.remove(2);
+        one_db.artifacts.remove(0);
+        let no_name = RestoreRequest {
+            database: None,
+            ..one.clone()
+        };
+        let steps = plan(&one_db, &no_name, &cfg_dest).unwrap();
+        assert!(matches!(steps.as_slice(), [Step::Database { database, .. }] if database == "a"));
+        let jobs = RestoreRequest { jobs: 4, ..one };
+        let err = plan(&manifest(), &jobs, &cfg_dest).unwrap_err();
+        assert!(err.to_string().contains("--jobs"), "{err}");
+    }
+
+    #[test]
     fn to_needs_a_single_tree() {
         let req = RestoreRequest {
             to: Some("/x".into()),
