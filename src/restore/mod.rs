@@ -148,7 +148,7 @@ pub enum RestoreError {
     Crypto(#[from] CryptoError),
     #[error("cannot list the table of contents of {key}")]
     TocList { key: String, source: ChildError },
-    #[error("the table of contents of {key} is not what pg_restore lists")]
+    #[error("cannot read the table of contents pg_restore listed for {key}")]
     TocParse {
         key: String,
         source: crate::pg::toc_list::TocListError,
