@@ -415,6 +415,32 @@ fn dry_run_lists_the_entries_and_creates_nothing() {
     assert!(applied
         .iter()
         .any(|e| e.as_str().unwrap().ends_with("; TABLE app racks postgres")));
+    // Two tables: the foreign key between them comes along, the one from a
+    // third table does not.
+    let v = json(&restore(
+        &b,
+        &[
+            "--table",
+            "app.racks",
+            "--table",
+            "app.Gerät ☃",
+            "--target-db",
+            &target,
+            "--dry-run",
+            "--json",
+        ],
+    ));
+    let applied = v["steps"][0]["toc"]["applied"].to_string();
+    assert!(
+        applied.contains("; FK CONSTRAINT app Gerät ☃ Gerät ☃_rack_id_fkey postgres"),
+        "{applied}"
+    );
+    let left = left_out(&v);
+    assert!(
+        left.iter()
+            .any(|(e, r)| e.contains("notes_dev_fkey") && r.contains("TABLE public notes")),
+        "{left:?}"
+    );
     // An unknown table is named, with the ones the schema has.
     let run = restore(
         &b,
