@@ -579,3 +579,44 @@ fn a_corrupt_or_encrypted_backup_keeps_restores_guarantees() {
     ccbackup(&cfg, &with_id).expect_ok();
     assert_eq!(psql(&target.name, "SELECT count(*) FROM app.racks"), "5");
 }
+
+/// `pg_restore --list` reads only the table of contents and exits while
+/// ccbackup is still feeding it the archive (here about 20 MiB, far more than a
+/// pipe holds): that early end is expected, not a failure.
+#[test]
+fn listing_a_large_archive_stops_early_and_the_restore_goes_on() {
+    let db = TestDb::create(&unique("tbl_large"));
+    db.sql(
+        "CREATE TABLE big (id serial PRIMARY KEY, pad text);
+         INSERT INTO big (pad) SELECT md5(g::text) || md5((g + 1)::text) FROM generate_series(1, 300000) g;
+         CREATE TABLE small (id int); INSERT INTO small VALUES (1), (2);",
+    );
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: nightly\n    sources:\n{}",
+        ws.store_url(),
+        postgres_source("db", &[&db.name])
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let target = TestDb {
+        name: format!("{}_s", db.name),
+    };
+    let args = [
+        "restore",
+        "--database",
+        &db.name,
+        "--table",
+        "small",
+        "--target-db",
+        &target.name,
+    ];
+    ccbackup(&cfg, &args).expect_ok();
+    assert_eq!(psql(&target.name, "SELECT count(*) FROM small"), "2");
+    assert_eq!(
+        psql(
+            &target.name,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "1"
+    );
+}
