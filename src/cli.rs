@@ -193,7 +193,7 @@ pub enum Command {
         notify_test: bool,
     },
     /// Restore a backup (latest by default): databases, RRD trees, directories.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Check that stored backups are intact (and, optionally, that they restore).
     Verify {
         /// Only this job.
@@ -258,6 +258,14 @@ pub struct RestoreArgs {
     /// Restore the database under another name (created if missing).
     #[arg(long)]
     pub target_db: Option<String>,
+    /// Restore only this table of the database (repeatable), with its data,
+    /// indexes, constraints, owned sequences, grants and comments; a part
+    /// holding a dot goes in double quotes. See docs/restore.md.
+    #[arg(long, value_name = "SCHEMA.TABLE")]
+    pub table: Vec<String>,
+    /// Restore only the objects of this schema of the database (repeatable).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Vec<String>,
     /// Drop and recreate existing objects in a non-empty target database.
     #[arg(long)]
     pub clean: bool,

@@ -36,8 +36,9 @@
 //! Reading back, everything from the store is untrusted: [`repo::catalog`]
 //! lists backups by where they sit and reports damaged or unsigned manifests
 //! apart; [`restore::fetch`] checks sizes and checksums before [`restore`]
-//! ([`restore::extract`] for trees, [`restore::globals`] for roles) or
-//! [`restore::verify`] use a byte.
+//! ([`restore::extract`] for trees, [`restore::globals`] for roles,
+//! [`restore::select`] for some tables of a dump) or [`restore::verify`]
+//! use a byte.
 //!
 //! [`doctor`] tries, on a small scale, everything a job will need (stores,
 //! databases, paths, key files, notification endpoints) before it is needed.

@@ -212,7 +212,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         } => copy::backfill(&cfg, job.as_deref(), to.as_deref(), intr).await,
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
-        Command::Restore(args) => restore::restore(&cfg, args, intr).await,
+        Command::Restore(args) => restore::restore(&cfg, *args, intr).await,
         Command::Prune { job, dry_run, json } => {
             retention::prune(&cfg, job.as_deref(), dry_run, json, intr).await
         }

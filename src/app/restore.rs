@@ -139,6 +139,15 @@ async fn restore_one(
     out.backup_id = Some(m.id.clone());
     out.started_at = Some(crate::backup::report::rfc3339(m.started_at));
     let identities = identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
+    let tables = crate::restore::TableRequest {
+        tables: a
+            .table
+            .iter()
+            .map(|t| crate::restore::parse_table_arg(t))
+            .collect::<Result<_, _>>()
+            .map_err(AppError::Usage)?,
+        schemas: a.schema.clone(),
+    };
     let req = RestoreRequest {
         source: a.source,
         database: a.database,
@@ -151,6 +160,7 @@ async fn restore_one(
         no_owner: a.no_owner,
         to: a.to,
         include: a.include,
+        tables,
         dry_run: a.dry_run,
         staging_dir: a.staging_dir,
         same_owner: a.same_owner,

@@ -44,6 +44,7 @@ mod progress;
 mod prune;
 mod readiness;
 mod restore;
+mod restore_tables;
 mod retention;
 mod rough_edges;
 mod rowcount;
