@@ -83,6 +83,7 @@ pub enum Retention {
 pub struct HeldBackup {
     pub backup_id: String,
     /// From the manifest of a complete backup; from the ID otherwise.
+    #[serde(serialize_with = "whole_seconds")]
     pub started_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<f64>,
     pub stored_bytes: u64,
@@ -212,6 +213,14 @@ fn damaged_row(d: &Damaged) -> HeldBackup {
         shrink_accepted: Vec::new(),
         trust: None,
         retention: Retention::NeverPruned,
+    }
+}
+
+/// RFC 3339 in whole seconds, like every other time ccbackup prints.
+fn whole_seconds<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        None => s.serialize_none(),
     }
 }
 

@@ -48,14 +48,19 @@ th{background:var(--soft);white-space:nowrap}
 td.num{white-space:nowrap}
 tr.st-damaged,tr.st-untrusted,tr.st-future,tr.st-deleted,tr.st-tampered{background:#fff1f0}
 tr.st-suspicious{background:#fff8e6}
-code.cmd{display:block;white-space:pre-wrap;word-break:break-all;background:var(--soft);border:1px solid var(--line);padding:4px 6px;border-radius:4px;font-size:.78rem;user-select:all}
-.id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem;word-break:break-all}
+code.cmd{display:block;white-space:pre-wrap;overflow-wrap:anywhere;background:var(--soft);border:1px solid var(--line);padding:4px 6px;border-radius:4px;font-size:.78rem;user-select:all}
+.id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem;overflow-wrap:anywhere}
+td.id{white-space:nowrap}
+td.restore{min-width:15em;width:24%}
+td.status{min-width:14em}
+code.cmd span{display:inline-block;max-width:100%}
 ul.reasons{margin:.2rem 0;padding-left:1.2rem}
 figure{margin:0}
 figcaption{font-size:.8rem;color:var(--muted)}
 svg.chart{display:block;width:100%;max-width:640px;height:auto}
 svg.chart .size{fill:#0969da}svg.chart .dur{fill:#8250df}svg.chart .sus{fill:var(--bad)}
-svg.chart .axis{font-size:11px;fill:var(--muted)}svg.chart .base{stroke:var(--line)}
+svg.chart .axis{font-size:11px;fill:var(--muted)}
+.scroll{overflow-x:auto}svg.chart .base{stroke:var(--line)}
 @media (max-width:720px){
 body{font-size:14px}
 header,main,footer{padding:8px 10px}
@@ -67,7 +72,9 @@ table.rows,table.rows tbody,table.rows tr,table.rows td{display:block;width:100%
 table.rows tr{border:1px solid var(--line);border-radius:6px;margin:8px 0;padding:4px 0}
 table.rows td{border:0;padding:3px 8px}
 table.rows td::before{content:attr(data-label);display:block;font-size:.72rem;font-weight:600;color:var(--muted);text-transform:uppercase}
-td.num{white-space:normal}
+td.num,td.id{white-space:normal}
+svg.chart .axis{font-size:19px}
+td.restore,td.status{min-width:0;width:100%}
 }
 @media print{
 body{font-size:9.5pt;color:#000}
@@ -300,7 +307,7 @@ fn copies(o: &mut String, cs: &[CopyView]) {
         o.push_str("<p class=\"muted\">No copy stores (<code>copies:</code>).</p>");
         return;
     }
-    o.push_str("<table class=\"rows\"><thead><tr><th>Store</th><th>Newest backup copied</th><th>Lag</th><th>Failed copies</th></tr></thead><tbody>");
+    o.push_str("<div class=\"scroll\"><table class=\"rows\"><thead><tr><th>Store</th><th>Newest backup copied</th><th>Lag</th><th>Failed copies</th></tr></thead><tbody>");
     for c in cs {
         let lag = match c.lag_seconds {
             Some(0) => "<span class=\"ok\">up to date</span>".to_owned(),
@@ -320,7 +327,7 @@ fn copies(o: &mut String, cs: &[CopyView]) {
             c.failures
         );
     }
-    o.push_str("</tbody></table>");
+    o.push_str("</tbody></table></div>");
 }
 
 fn chart(o: &mut String, j: &JobView) {
@@ -359,11 +366,11 @@ fn backups(o: &mut String, j: &JobView) {
     if j.backups.is_empty() {
         return;
     }
-    o.push_str("<table class=\"rows\"><thead><tr><th>Backup ID</th><th>Started</th><th>Size stored / read</th><th>Took</th><th>Status</th><th>Retention</th><th>Restore</th></tr></thead><tbody>");
+    o.push_str("<div class=\"scroll\"><table class=\"rows\"><thead><tr><th>Backup ID</th><th>Started</th><th>Size stored / read</th><th>Took</th><th>Status</th><th>Retention</th><th>Restore</th></tr></thead><tbody>");
     for b in &j.backups {
         backup_row(o, b);
     }
-    o.push_str("</tbody></table>");
+    o.push_str("</tbody></table></div>");
 }
 
 fn backup_row(o: &mut String, b: &BackupView) {
@@ -371,7 +378,7 @@ fn backup_row(o: &mut String, b: &BackupView) {
     let status = h.status.as_str();
     let _ = write!(
         o,
-        "<tr class=\"st-{status}\"><td data-label=\"Backup ID\" class=\"id\">{}</td><td data-label=\"Started\" class=\"num\">{}</td>",
+        "<tr class=\"st-{status}\"><td data-label=\"Backup ID\" class=\"id\">{}</td><td data-label=\"Started\">{}</td>",
         esc(&h.backup_id),
         h.started_at
             .map_or("unknown".to_owned(), super::ts)
@@ -395,7 +402,7 @@ fn backup_row(o: &mut String, b: &BackupView) {
     };
     let _ = write!(
         o,
-        "<td data-label=\"Status\"><span class=\"badge {class}\">{status}</span>"
+        "<td data-label=\"Status\" class=\"status\"><span class=\"badge {class}\">{status}</span>"
     );
     if let Some(t) = h.trust.filter(|t| *t == "legacy") {
         let _ = write!(
@@ -425,12 +432,18 @@ fn backup_row(o: &mut String, b: &BackupView) {
     }
     let _ = write!(
         o,
-        "</td><td data-label=\"Retention\">{}</td><td data-label=\"Restore\">",
+        "</td><td data-label=\"Retention\">{}</td><td data-label=\"Restore\" class=\"restore\">",
         esc(&retention_words(&h.retention))
     );
     match &b.restore_command {
         Some(c) => {
-            let _ = write!(o, "<code class=\"cmd\">{}</code>", esc(c));
+            // Each word kept whole where it fits, so a line never breaks
+            // inside `--job`; the text copied is the command as it is.
+            let words: Vec<String> = c
+                .split(' ')
+                .map(|w| format!("<span>{}</span>", esc(w)))
+                .collect();
+            let _ = write!(o, "<code class=\"cmd\">{}</code>", words.join(" "));
         }
         None => o.push_str("<span class=\"muted\">cannot be restored</span>"),
     }
@@ -539,6 +552,7 @@ mod tests {
             "h3",
             "p",
             "span",
+            "div",
             "main",
             "section",
             "dl",
@@ -590,7 +604,7 @@ mod tests {
             "after 2 attempts",
             "1 h 00 min behind",
             "3 backups as listed",
-            "ccbackup --config /c.yaml restore --job j --backup 20261206T030000Z-aaaaaa",
+            "<span>--backup</span> <span>20261206T030000Z-aaaaaa</span></code>",
             "cannot be restored",
             "<svg class=\"chart\"",
             "st-suspicious",

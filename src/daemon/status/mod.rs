@@ -60,7 +60,11 @@ impl Setup {
             .collect();
         Setup {
             enabled: cfg.daemon.status_page,
-            config_path: cfg.path.display().to_string(),
+            // Absolute, so the restore commands work from any directory.
+            config_path: std::path::absolute(&cfg.path)
+                .unwrap_or_else(|_| cfg.path.clone())
+                .display()
+                .to_string(),
             jobs: cfg
                 .jobs
                 .iter()
@@ -342,6 +346,10 @@ pub fn chart_points(job: &JobView, max: usize) -> Vec<svg::Point> {
         .take(max)
         .map(|b| svg::Point {
             label: b.backup_id.clone(),
+            when: b
+                .started_at
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default(),
             stored_bytes: b.stored_bytes,
             duration_seconds: b.duration_seconds.unwrap_or(0.0),
             suspicious: b.status == BackupStatus::Suspicious,

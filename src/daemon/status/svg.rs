@@ -13,6 +13,8 @@ use super::html::esc;
 pub struct Point {
     /// The backup ID (store content: escaped when drawn).
     pub label: String,
+    /// When it started, as the axis shows it.
+    pub when: String,
     pub stored_bytes: u64,
     pub duration_seconds: f64,
     pub suspicious: bool,
@@ -29,7 +31,7 @@ pub fn chart(points: &[Point]) -> String {
     if points.is_empty() {
         return String::new();
     }
-    let height = TOP + PANEL + GAP + PANEL + 8.0;
+    let height = TOP + PANEL + GAP + PANEL + 22.0;
     let mut out = String::with_capacity(512 + points.len() * 400);
     let _ = write!(
         out,
@@ -62,6 +64,23 @@ pub fn chart(points: &[Point]) -> String {
         |p| ratio(p.duration_seconds, max_dur),
         |p| crate::backup::report::human_duration(p.duration_seconds),
     );
+    // The time axis: the oldest and the newest backup drawn.
+    let y = height - 6.0;
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let _ = write!(
+            out,
+            r#"<text class="axis" x="{LEFT}" y="{y:.1}">{}</text>"#,
+            esc(&first.when)
+        );
+        if points.len() > 1 {
+            let _ = write!(
+                out,
+                r#"<text class="axis" x="{x:.1}" y="{y:.1}" text-anchor="end">{}</text>"#,
+                esc(&last.when),
+                x = WIDTH - LEFT
+            );
+        }
+    }
     out.push_str("</svg>");
     out
 }
@@ -93,7 +112,7 @@ fn panel(
         x2 = WIDTH - LEFT
     );
     let slot = (WIDTH - 2.0 * LEFT) / points.len() as f64;
-    let bar = (slot * 0.7).max(1.0);
+    let bar = (slot * 0.7).clamp(1.0, 36.0);
     for (i, p) in points.iter().enumerate() {
         // A bar of at least a pixel, so a backup of zero bytes still shows.
         let h = (height_of(p) * PANEL).max(1.0);
@@ -117,6 +136,7 @@ mod tests {
     fn p(label: &str, bytes: u64, secs: f64, suspicious: bool) -> Point {
         Point {
             label: label.into(),
+            when: format!("t-{label}"),
             stored_bytes: bytes,
             duration_seconds: secs,
             suspicious,
@@ -144,6 +164,7 @@ mod tests {
         assert!(svg.contains(r#"class="size sus""#));
         assert!(svg.contains("c: 0 B (suspicious)"));
         assert!(svg.contains("duration (max 4.0 s)"));
+        assert!(svg.contains(">t-a</text>") && svg.contains(">t-c</text>"));
         assert_eq!(chart(&[]), "");
     }
 
