@@ -43,14 +43,16 @@ dl.facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:4px 16
 dt{font-weight:600;color:var(--muted)}
 dd{margin:0;overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:break-word}
+td div{min-width:0;overflow-wrap:anywhere}
 th{background:var(--soft);white-space:nowrap}
 td.num{white-space:nowrap}
 tr.st-damaged,tr.st-untrusted,tr.st-future,tr.st-deleted,tr.st-tampered{background:#fff1f0}
 tr.st-suspicious{background:#fff8e6}
 code.cmd{display:block;white-space:pre-wrap;overflow-wrap:anywhere;background:var(--soft);border:1px solid var(--line);padding:4px 6px;border-radius:4px;font-size:.78rem;user-select:all}
 .id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem;overflow-wrap:anywhere}
-td.id{white-space:nowrap}
+td.id,td.when{white-space:nowrap}
+td.ret{min-width:8em}
 td.restore{min-width:15em;width:24%}
 td.status{min-width:14em}
 code.cmd span{display:inline-block;max-width:100%}
@@ -70,9 +72,10 @@ dt{margin-top:6px}
 table.rows thead{display:none}
 table.rows,table.rows tbody,table.rows tr,table.rows td{display:block;width:100%}
 table.rows tr{border:1px solid var(--line);border-radius:6px;margin:8px 0;padding:4px 0}
-table.rows td{border:0;padding:3px 8px}
-table.rows td::before{content:attr(data-label);display:block;font-size:.72rem;font-weight:600;color:var(--muted);text-transform:uppercase}
-td.num,td.id{white-space:normal}
+table.rows td{border:0;padding:3px 8px;display:grid;grid-template-columns:6.5em minmax(0,1fr);gap:8px}
+table.rows td::before{content:attr(data-label);font-size:.72rem;font-weight:600;color:var(--muted);text-transform:uppercase;padding-top:2px}
+table.rows td.restore{grid-template-columns:minmax(0,1fr)}
+td.num,td.id,td.when{white-space:normal}
 svg.chart .axis{font-size:19px}
 td.restore,td.status{min-width:0;width:100%}
 }
@@ -319,7 +322,7 @@ fn copies(o: &mut String, cs: &[CopyView]) {
         };
         let _ = write!(
             o,
-            "<tr><td data-label=\"Store\" class=\"id\">{}</td><td data-label=\"Newest backup copied\">{}</td><td data-label=\"Lag\">{lag}</td><td data-label=\"Failed copies\" class=\"num\">{}</td></tr>",
+            "<tr><td data-label=\"Store\" class=\"id\"><div>{}</div></td><td data-label=\"Newest backup copied\"><div>{}</div></td><td data-label=\"Lag\"><div>{lag}</div></td><td data-label=\"Failed copies\" class=\"num\"><div>{}</div></td></tr>",
             esc(&c.store),
             c.newest_copied
                 .as_deref()
@@ -378,22 +381,22 @@ fn backup_row(o: &mut String, b: &BackupView) {
     let status = h.status.as_str();
     let _ = write!(
         o,
-        "<tr class=\"st-{status}\"><td data-label=\"Backup ID\" class=\"id\">{}</td><td data-label=\"Started\">{}</td>",
+        "<tr class=\"st-{status}\"><td data-label=\"Backup ID\" class=\"id\"><div>{}</div></td><td data-label=\"Started\" class=\"when\"><div>{}</div></td>",
         esc(&h.backup_id),
         h.started_at
-            .map_or("unknown".to_owned(), super::ts)
+            .map_or("unknown".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
     );
     if h.status.restorable() {
         let _ = write!(
             o,
-            "<td data-label=\"Size stored / read\" class=\"num\">{} / {}</td><td data-label=\"Took\" class=\"num\">{}</td>",
+            "<td data-label=\"Size stored / read\" class=\"num\"><div>{} / {}</div></td><td data-label=\"Took\" class=\"num\"><div>{}</div></td>",
             human(h.stored_bytes),
             human(h.raw_bytes),
             h.duration_seconds
                 .map_or("?".to_owned(), |d| esc(&human_duration(d)))
         );
     } else {
-        o.push_str("<td data-label=\"Size stored / read\">-</td><td data-label=\"Took\">-</td>");
+        o.push_str("<td data-label=\"Size stored / read\"><div>-</div></td><td data-label=\"Took\"><div>-</div></td>");
     }
     let class = match status {
         "complete" => "ok",
@@ -402,7 +405,7 @@ fn backup_row(o: &mut String, b: &BackupView) {
     };
     let _ = write!(
         o,
-        "<td data-label=\"Status\" class=\"status\"><span class=\"badge {class}\">{status}</span>"
+        "<td data-label=\"Status\" class=\"status\"><div><span class=\"badge {class}\">{status}</span>"
     );
     if let Some(t) = h.trust.filter(|t| *t == "legacy") {
         let _ = write!(
@@ -432,7 +435,7 @@ fn backup_row(o: &mut String, b: &BackupView) {
     }
     let _ = write!(
         o,
-        "</td><td data-label=\"Retention\">{}</td><td data-label=\"Restore\" class=\"restore\">",
+        "</div></td><td data-label=\"Retention\" class=\"ret\"><div>{}</div></td><td data-label=\"Restore\" class=\"restore\"><div>",
         esc(&retention_words(&h.retention))
     );
     match &b.restore_command {
@@ -447,7 +450,7 @@ fn backup_row(o: &mut String, b: &BackupView) {
         }
         None => o.push_str("<span class=\"muted\">cannot be restored</span>"),
     }
-    o.push_str("</td></tr>");
+    o.push_str("</div></td></tr>");
 }
 
 #[cfg(test)]
