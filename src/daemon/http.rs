@@ -323,6 +323,37 @@ pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_status_page_is_served_with_a_strict_policy_unless_turned_off() {
+        let metrics = Metrics::default();
+        let on = Page::with_setup(status::Setup {
+            enabled: true,
+            ..Default::default()
+        });
+        let (r, head_only) = route("GET / HTTP/1.1\r\n\r\n", &metrics, &on);
+        assert_eq!(
+            (r.status, r.content_type, head_only),
+            (200, "text/html; charset=utf-8", false)
+        );
+        assert!(r.headers.contains("default-src 'none'"));
+        assert!(String::from_utf8_lossy(&r.body).starts_with("<!DOCTYPE html>"));
+        let (r, head_only) = route("HEAD /status.json?x=1 HTTP/1.1\r\n\r\n", &metrics, &on);
+        assert!(head_only);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["jobs"], serde_json::json!([]));
+        let off = Page::default();
+        for path in ["/", "/status.json"] {
+            let (r, _) = route(&format!("GET {path} HTTP/1.1\r\n\r\n"), &metrics, &off);
+            assert_eq!(r.status, 404);
+        }
+        assert_eq!(
+            route("GET /healthz HTTP/1.1\r\n\r\n", &metrics, &off)
+                .0
+                .status,
+            200
+        );
+    }
+
     #[tokio::test]
     async fn full_slots_evict_the_oldest_reader_and_refuse_when_all_answer() {
         let slots = Slots::new(2);

@@ -358,3 +358,113 @@ fn regression_issue19_the_status_page_in_a_real_browser_at_desktop_and_phone_wid
         }
     }
 }
+
+#[test]
+fn regression_issue19_status_page_false_turns_the_page_off_and_is_validated() {
+    let site = Site::new();
+    let cfg = site.config("  status_page: false\n", "");
+    ccbackup(&cfg, &["check-config"]).expect_ok();
+    let d = Daemon::start(&cfg, site.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(d.port, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "the daemon never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for path in ["/", "/status.json"] {
+        let (code, body) = http_get(d.port, path).unwrap();
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(body.contains("daemon.status_page"), "{body}");
+    }
+    assert_eq!(http_get(d.port, "/metrics").unwrap().0, 200);
+    drop(d);
+
+    let bad = site.config("  status_page: maybe\n", "");
+    let run = ccbackup(&bad, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let line = format!("{}:5:", bad.display());
+    assert!(
+        run.stderr()
+            .lines()
+            .any(|l| l.contains(&line) && l.contains("daemon.status_page")),
+        "no file, line and key in:\n{}",
+        run.stderr()
+    );
+}
+
+/// Many clients reloading the page and its JSON while a backup runs: the
+/// backup completes, and every request is answered.
+#[test]
+fn regression_issue19_hammering_the_page_during_a_backup_leaves_the_backup_alone() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let site = Site::new();
+    // Enough to read for a while: 200 files of 256 KiB of varied bytes.
+    for i in 0..200u32 {
+        let body: Vec<u8> = (0..256 * 1024u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        std::fs::write(site.data.join(format!("f{i:03}.bin")), body).unwrap();
+    }
+    let cfg = site.config("", "").to_owned();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("run_at_start: never", "run_at_start: always");
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&cfg, site.port);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hammers: Vec<_> = (0..6)
+        .map(|i| {
+            let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+            let port = d.port;
+            std::thread::spawn(move || {
+                let path = if i % 2 == 0 { "/" } else { "/status.json" };
+                while !stop.load(Ordering::SeqCst) {
+                    match http_get(port, path) {
+                        Some((200, _)) => {
+                            served.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // Before the listener is up nothing answers.
+                        None if served.load(Ordering::SeqCst) == 0 => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        other => failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{path}: {:?}", other.map(|o| o.0))),
+                    }
+                }
+            })
+        })
+        .collect();
+    let v = d.status_when("the start-up backup finished", |v| {
+        !v["jobs"][0]["last_run"].is_null() && !v["jobs"][0]["running"].as_bool().unwrap_or(true)
+    });
+    stop.store(true, Ordering::SeqCst);
+    for h in hammers {
+        h.join().unwrap();
+    }
+    let run = &v["jobs"][0]["last_run"];
+    assert_eq!(run["outcome"], "success", "{v:#}");
+    assert!(
+        run["raw_bytes"].as_u64().unwrap() >= 200 * 256 * 1024,
+        "{run}"
+    );
+    let id = run["backup_id"].as_str().unwrap();
+    assert_eq!(v["jobs"][0]["backups"][0]["backup_id"], id, "{v:#}");
+    assert_eq!(v["jobs"][0]["backups"][0]["status"], "complete");
+    let failed = failed.lock().unwrap();
+    assert!(failed.is_empty(), "requests failed: {failed:?}");
+    assert!(served.load(Ordering::SeqCst) > 0);
+    eprintln!(
+        "served {} during a run of {} s",
+        served.load(Ordering::SeqCst),
+        run["duration_seconds"]
+    );
+    // The backup restores: what the hammering might have disturbed.
+    let list = ccbackup(&cfg, &["verify", "--backup", id]);
+    list.expect_ok();
+}

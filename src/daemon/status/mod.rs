@@ -95,6 +95,12 @@ impl Page {
         }
     }
 
+    pub fn with_setup(setup: Setup) -> Page {
+        Page {
+            setup: Mutex::new(Arc::new(setup)),
+        }
+    }
+
     pub fn configure(&self, cfg: &Config) {
         *self.setup.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(Setup::of(cfg));
     }
