@@ -46,14 +46,14 @@ table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:break-word}
 td div{min-width:0;overflow-wrap:anywhere}
 th{background:var(--soft);white-space:nowrap}
-td.num{white-space:nowrap}
 tr.st-damaged,tr.st-untrusted,tr.st-future,tr.st-deleted,tr.st-tampered{background:#fff1f0}
 tr.st-suspicious{background:#fff8e6}
 code.cmd{display:block;white-space:pre-wrap;overflow-wrap:anywhere;background:var(--soft);border:1px solid var(--line);padding:4px 6px;border-radius:4px;font-size:.78rem;user-select:all}
 .id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem;overflow-wrap:anywhere}
-td.id,td.when{white-space:nowrap}
+td.id,td.num{white-space:nowrap}
+.when{font-family:system-ui,sans-serif;color:var(--muted);font-size:.82rem}
 td.ret{min-width:8em}
-td.restore{min-width:15em;width:24%}
+td.restore{min-width:15em;width:30%}
 td.status{min-width:14em}
 code.cmd span{display:inline-block;max-width:100%}
 ul.reasons{margin:.2rem 0;padding-left:1.2rem}
@@ -75,7 +75,7 @@ table.rows tr{border:1px solid var(--line);border-radius:6px;margin:8px 0;paddin
 table.rows td{border:0;padding:3px 8px;display:grid;grid-template-columns:6.5em minmax(0,1fr);gap:8px}
 table.rows td::before{content:attr(data-label);font-size:.72rem;font-weight:600;color:var(--muted);text-transform:uppercase;padding-top:2px}
 table.rows td.restore{grid-template-columns:minmax(0,1fr)}
-td.num,td.id,td.when{white-space:normal}
+td.num,td.id{white-space:normal}
 svg.chart .axis{font-size:19px}
 td.restore,td.status{min-width:0;width:100%}
 }
@@ -369,7 +369,7 @@ fn backups(o: &mut String, j: &JobView) {
     if j.backups.is_empty() {
         return;
     }
-    o.push_str("<div class=\"scroll\"><table class=\"rows\"><thead><tr><th>Backup ID</th><th>Started</th><th>Size stored / read</th><th>Took</th><th>Status</th><th>Retention</th><th>Restore</th></tr></thead><tbody>");
+    o.push_str("<div class=\"scroll\"><table class=\"rows\"><thead><tr><th>Backup</th><th>Size stored / read, time taken</th><th>Status</th><th>Retention</th><th>Restore</th></tr></thead><tbody>");
     for b in &j.backups {
         backup_row(o, b);
     }
@@ -381,22 +381,23 @@ fn backup_row(o: &mut String, b: &BackupView) {
     let status = h.status.as_str();
     let _ = write!(
         o,
-        "<tr class=\"st-{status}\"><td data-label=\"Backup ID\" class=\"id\"><div>{}</div></td><td data-label=\"Started\" class=\"when\"><div>{}</div></td>",
+        "<tr class=\"st-{status}\"><td data-label=\"Backup\" class=\"id\"><div>{}<br><span class=\"when\">{}</span></div></td>",
         esc(&h.backup_id),
-        h.started_at
-            .map_or("unknown".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        h.started_at.map_or("time unknown".to_owned(), |t| t
+            .format("%Y-%m-%d %H:%M:%SZ")
+            .to_string())
     );
     if h.status.restorable() {
         let _ = write!(
             o,
-            "<td data-label=\"Size stored / read\" class=\"num\"><div>{} / {}</div></td><td data-label=\"Took\" class=\"num\"><div>{}</div></td>",
+            "<td data-label=\"Size, time\" class=\"num\"><div>{} / {}<br>{}</div></td>",
             human(h.stored_bytes),
             human(h.raw_bytes),
             h.duration_seconds
                 .map_or("?".to_owned(), |d| esc(&human_duration(d)))
         );
     } else {
-        o.push_str("<td data-label=\"Size stored / read\"><div>-</div></td><td data-label=\"Took\"><div>-</div></td>");
+        o.push_str("<td data-label=\"Size, time\"><div>-</div></td>");
     }
     let class = match status {
         "complete" => "ok",
