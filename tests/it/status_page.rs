@@ -468,3 +468,40 @@ fn regression_issue19_hammering_the_page_during_a_backup_leaves_the_backup_alone
     let list = ccbackup(&cfg, &["verify", "--backup", id]);
     list.expect_ok();
 }
+
+/// A SIGHUP that sets `status_page: false` turns the page off without a
+/// restart, and one that sets it back turns it on.
+#[test]
+fn regression_issue19_a_reload_switches_the_page() {
+    let site = Site::new();
+    let cfg = site.config("", "");
+    let d = Daemon::start(&cfg, site.port);
+    d.listed();
+    assert_eq!(http_get(d.port, "/").unwrap().0, 200);
+    let pid = d.child.id().to_string();
+    let wait_for = |want: u16| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = http_get(d.port, "/").map(|r| r.0);
+            if got == Some(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "/ stayed {got:?}, not {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    site.config("  status_page: false\n", "");
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(404);
+    site.config("", "");
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(200);
+}
