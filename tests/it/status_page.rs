@@ -505,3 +505,58 @@ fn regression_issue19_a_reload_switches_the_page() {
         .success());
     wait_for(200);
 }
+
+/// On a signed store, a manifest planted without the key shows as
+/// `untrusted`, with no restore command, and the good backups as signed.
+#[test]
+fn regression_issue19_a_planted_unsigned_backup_is_untrusted_on_the_page() {
+    let site = Site::new();
+    let keys = tempfile::tempdir().unwrap();
+    let kd = keys.path().join("k");
+    keys_generate(&kd);
+    let public = std::fs::read_to_string(kd.join("minisign.pub")).unwrap();
+    let signing = format!(
+        "signing:\n  secret_key_file: {}\n  public_key: \"{}\"\n",
+        kd.join("minisign.key").display(),
+        public.lines().last().unwrap().trim()
+    );
+    let cfg = site.config("", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("jobs:\n", &format!("{signing}jobs:\n"));
+    std::fs::write(&cfg, text).unwrap();
+    let (code, good) = run_now(&cfg);
+    assert_eq!(code, Some(0));
+    let planted = "20260101T000000Z-bad51e";
+    copy_dir(&site.job_dir().join(&good), &site.job_dir().join(planted));
+    let _ = std::fs::remove_file(site.job_dir().join(planted).join("manifest.json.minisig"));
+    let p = site.job_dir().join(planted).join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    m["id"] = planted.into();
+    m["started_at"] = "2026-01-01T00:00:00Z".into();
+    m["finished_at"] = "2026-01-01T00:00:01Z".into();
+    std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let d = Daemon::start(&cfg, site.port);
+    let v = d.listed();
+    assert_eq!(v["authenticated"], true);
+    let rows = v["jobs"][0]["backups"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v:#}");
+    assert_eq!(
+        (&rows[0]["backup_id"], &rows[0]["status"], &rows[0]["trust"]),
+        (
+            &Value::from(good.as_str()),
+            &Value::from("complete"),
+            &Value::from("signed")
+        )
+    );
+    assert_eq!(rows[1]["status"], "untrusted", "{v:#}");
+    assert_eq!(rows[1]["restore_command"], Value::Null);
+    assert_eq!(rows[1]["retention"]["decision"], "never_pruned");
+    let (_, page) = http_get(d.port, "/").unwrap();
+    assert!(page.contains("st-untrusted"), "{page}");
+    assert!(
+        page.contains("manifests checked against the signing key"),
+        "{page}"
+    );
+}
