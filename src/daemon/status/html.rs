@@ -80,6 +80,7 @@ svg.chart .axis{font-size:19px}
 td.restore,td.status{min-width:0;width:100%}
 }
 @media print{
+@page{margin:1.5cm}
 body{font-size:9.5pt;color:#000}
 header,main,footer{max-width:none;padding:0}
 nav,.noprint{display:none}
@@ -208,6 +209,21 @@ fn job(o: &mut String, i: usize, j: &JobView) {
     match &j.last_run {
         Some(r) => last_run(o, r),
         None => o.push_str("none since the daemon started"),
+    }
+    if !j.runs.is_empty() || j.skipped_runs > 0 {
+        let mut counts: Vec<String> = j
+            .runs
+            .iter()
+            .map(|(outcome, n)| format!("{n} {}", esc(outcome)))
+            .collect();
+        if j.skipped_runs > 0 {
+            counts.push(format!("{} skipped", j.skipped_runs));
+        }
+        let _ = write!(
+            o,
+            "<br><span class=\"muted\">runs since the daemon started: {}</span>",
+            counts.join(", ")
+        );
     }
     let _ = write!(
         o,
@@ -504,6 +520,8 @@ mod tests {
                 ready: false,
                 readiness_reason: HOSTILE.into(),
                 last_success: None,
+                runs: [("success".to_owned(), 4), ("suspicious".to_owned(), 1)].into(),
+                skipped_runs: 2,
                 last_run: Some(RunView {
                     run_id: "r-1".into(),
                     outcome: "suspicious".into(),
@@ -606,6 +624,7 @@ mod tests {
             "took 12.5 s",
             "stored 2.0 KiB (8.0 KiB read)",
             "after 2 attempts",
+            "runs since the daemon started: 4 success, 1 suspicious, 2 skipped",
             "1 h 00 min behind",
             "3 backups as listed",
             "<span>--backup</span> <span>20261206T030000Z-aaaaaa</span></code>",

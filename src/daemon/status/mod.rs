@@ -137,6 +137,11 @@ pub struct JobView {
     pub last_success: Option<String>,
     /// The last run since the daemon started.
     pub last_run: Option<RunView>,
+    /// Runs since the daemon started, by outcome (outcomes that did not
+    /// happen are left out).
+    pub runs: std::collections::BTreeMap<String, u64>,
+    /// Scheduled backups that did not run since the daemon started.
+    pub skipped_runs: u64,
     pub drill_schedule: Option<String>,
     pub last_drill: Option<DrillView>,
     pub copies: Vec<CopyView>,
@@ -286,6 +291,13 @@ fn job_view(j: &JobSetup, s: &JobStats, verdict: (bool, String), config: &str) -
         readiness_reason: verdict.1,
         last_success: s.last_success.map(ts),
         last_run: s.last_report.as_deref().map(run_view),
+        runs: s
+            .runs
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(o, n)| ((*o).to_owned(), *n))
+            .collect(),
+        skipped_runs: s.skipped_runs,
         drill_schedule: j.drill.clone(),
         last_drill: s.drill.as_ref().and_then(|d| {
             d.last_report.as_deref().map(|r| DrillView {
@@ -422,6 +434,8 @@ mod tests {
                 listed_at: Some(start),
             }));
             s.record_copy("s3://b/p", true, start);
+            s.runs.insert("success", 2);
+            s.runs.insert("failure", 0);
         });
         let setup = Setup {
             enabled: true,
@@ -435,6 +449,10 @@ mod tests {
         let v = view(&m, &setup, start + chrono::Duration::hours(3));
         let j = &v.jobs[0];
         assert_eq!(j.backups_total, Some(2));
+        assert_eq!(
+            serde_json::to_value(&j.runs).unwrap(),
+            serde_json::json!({"success": 2})
+        );
         assert_eq!(j.backups[0].restore_command, None);
         assert_eq!(
             j.backups[1].restore_command.as_deref(),
