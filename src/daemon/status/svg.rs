@@ -22,8 +22,8 @@ pub struct Point {
 
 const WIDTH: f64 = 640.0;
 const PANEL: f64 = 80.0;
-const TOP: f64 = 18.0;
-const GAP: f64 = 34.0;
+const TOP: f64 = 26.0;
+const GAP: f64 = 42.0;
 const LEFT: f64 = 4.0;
 
 /// The chart of `points` (oldest first); an empty string for none.
@@ -31,7 +31,7 @@ pub fn chart(points: &[Point]) -> String {
     if points.is_empty() {
         return String::new();
     }
-    let height = TOP + PANEL + GAP + PANEL + 22.0;
+    let height = TOP + PANEL + GAP + PANEL + 26.0;
     let mut out = String::with_capacity(512 + points.len() * 400);
     let _ = write!(
         out,
