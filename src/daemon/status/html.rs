@@ -365,7 +365,7 @@ fn chart(o: &mut String, j: &JobView) {
 fn backups(o: &mut String, j: &JobView) {
     o.push_str("<h3>Backups in the store</h3>");
     let Some(total) = j.backups_total else {
-        o.push_str("<p class=\"muted\">The store has not been listed yet.</p>");
+        o.push_str("<p class=\"muted\">The store has not been listed yet, or could not be (see Readiness).</p>");
         return;
     };
     let _ = write!(
