@@ -342,8 +342,19 @@ mod tests {
         for i in 0..(MAX_ROWS + 5) {
             cat.damaged.push(damaged(&format!("x{i:04}"), &long, false));
         }
+        let many: Vec<String> = (0..10_000).map(|i| format!("<{i}>")).collect();
+        let mut crafted = m("20260101T000000Z-aaaaaa", &[]);
+        crafted.guard.suspicious = many.clone();
+        crafted.guard.accepted = many;
+        cat.complete.push(crafted);
         let h = of(&cat, "j", None, false, Utc::now());
-        assert_eq!((h.rows.len(), h.total), (MAX_ROWS, MAX_ROWS + 5));
-        assert!(h.rows[0].problem.as_ref().unwrap().ends_with('…'));
+        assert_eq!((h.rows.len(), h.total), (MAX_ROWS, MAX_ROWS + 6));
+        let row = h
+            .rows
+            .iter()
+            .find(|r| r.backup_id.starts_with("2026"))
+            .unwrap();
+        assert_eq!((row.suspicious.len(), row.shrink_accepted.len()), (50, 50));
+        assert!(h.rows[1].problem.as_ref().unwrap().ends_with('…'));
     }
 }

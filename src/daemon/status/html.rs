@@ -511,7 +511,7 @@ mod tests {
             ready_reason: Some(HOSTILE.into()),
             authenticated: false,
             jobs: vec![JobView {
-                job: "site".into(),
+                job: HOSTILE.into(),
                 schedule: Some("0 3 * * *".into()),
                 timezone: "UTC".into(),
                 retention_policy: Some(HOSTILE.into()),
