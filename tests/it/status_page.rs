@@ -268,7 +268,7 @@ fn regression_issue19_the_status_page_in_a_real_browser_at_desktop_and_phone_wid
         "6 backups as listed".to_owned(),
         format!("ccbackup</span> <span>--config</span> <span>{cfg_abs}</span> <span>restore</span> <span>--job</span> <span>site</span> <span>--backup</span> <span>{}</span>", good[0]),
         good[1].clone(),
-        suspicious.clone(),
+        format!("newest backup in the store: <span class=\"id\">{suspicious}</span>"),
         "files is 1, below min_files 2".to_owned(),
         ">suspicious<".to_owned(),
         ">damaged<".to_owned(),

@@ -208,7 +208,27 @@ fn job(o: &mut String, i: usize, j: &JobView) {
     o.push_str("<dt>Last run</dt><dd>");
     match &j.last_run {
         Some(r) => last_run(o, r),
-        None => o.push_str("none since the daemon started"),
+        None => {
+            o.push_str("none since the daemon started");
+            // After a restart the store still tells how the last backup went.
+            let newest = j
+                .backups
+                .iter()
+                .map(|b| &b.held)
+                .find(|b| b.status.restorable());
+            if let Some(b) = newest {
+                let _ = write!(
+                    o,
+                    "<br><span class=\"muted\">newest backup in the store: <span class=\"id\">{}</span>, {}, took {}, stored {} ({} read)</span>",
+                    esc(&b.backup_id),
+                    b.started_at.map_or("time unknown".to_owned(), super::ts),
+                    b.duration_seconds
+                        .map_or("?".to_owned(), |d| esc(&human_duration(d))),
+                    human(b.stored_bytes),
+                    human(b.raw_bytes)
+                );
+            }
+        }
     }
     if !j.runs.is_empty() || j.skipped_runs > 0 {
         let mut counts: Vec<String> = j
@@ -639,6 +659,14 @@ mod tests {
             assert!(page.contains(want), "no {want:?} in the page");
         }
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn after_a_restart_the_newest_backup_stands_in_for_the_last_run() {
+        let mut v = view();
+        v.jobs[0].last_run = None;
+        let page = render(&v);
+        assert!(page.contains("none since the daemon started<br><span class=\"muted\">newest backup in the store: <span class=\"id\">20261207T030000Z-cccccc</span>, 2026-12-07T03:00:00Z, took 12.5 s, stored 2.0 KiB (8.0 KiB read)"), "{page}");
     }
 
     #[test]
