@@ -121,6 +121,8 @@ pub struct DaemonConfig {
     pub listen: String,
     pub shutdown_grace: Duration,
     pub lock_ttl: Duration,
+    /// Serve the status page (`/` and `/status.json`); on by default.
+    pub status_page: bool,
 }
 
 /// Notification channels of one `notify` block (global or a job's). URLs

@@ -88,6 +88,9 @@ pub struct RawDaemon {
     pub shutdown_grace: Option<S<String>>,
     #[serde(default)]
     pub lock_ttl: Option<S<String>>,
+    /// `false` turns the status page (`/`, `/status.json`) off.
+    #[serde(default)]
+    pub status_page: Option<S<bool>>,
 }
 
 /// Where run reports go: generic webhooks, healthchecks pings, Slack

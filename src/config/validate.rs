@@ -128,6 +128,9 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
                 Some(ttl)
             })
             .unwrap_or(DEFAULT_LOCK_TTL),
+        status_page: rd
+            .and_then(|d| d.status_page.as_ref())
+            .is_none_or(|v| v.value),
     };
     let notify = raw
         .notify

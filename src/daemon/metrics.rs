@@ -60,6 +60,10 @@ pub struct JobStats {
     pub copies: BTreeMap<String, CopyStats>,
     /// Scheduled restore drills, for jobs with `verify:`.
     pub drill: Option<DrillStats>,
+    /// The report of the last run since the daemon started (status page).
+    pub last_report: Option<std::sync::Arc<crate::backup::report::Report>>,
+    /// The newest backups in the store, as last listed (status page).
+    pub held: Option<std::sync::Arc<super::held::Held>>,
 }
 
 /// What the daemon knows about a job's restore drills.
@@ -72,6 +76,8 @@ pub struct DrillStats {
     /// The first drill due after start-up (readiness grace).
     pub first_due: Option<DateTime<Utc>>,
     pub max_age: Option<Duration>,
+    /// The last drill's report (status page).
+    pub last_report: Option<std::sync::Arc<crate::backup::report::Report>>,
 }
 
 /// Outcomes of a drill, exported as zero until they happen.
@@ -206,6 +212,10 @@ impl Metrics {
     /// Whether the store's manifests are checked against a signing key.
     pub fn set_authenticated(&self, yes: bool) {
         self.authenticated.store(yes, Ordering::SeqCst);
+    }
+
+    pub fn authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::SeqCst)
     }
 
     pub fn started(&self) -> DateTime<Utc> {

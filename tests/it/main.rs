@@ -53,6 +53,7 @@ mod runbook;
 mod s3;
 mod schemas;
 mod scripts;
+mod status_page;
 mod support;
 mod support_pg;
 mod support_proxy;

@@ -589,3 +589,53 @@ fn regression_issue23_argument_errors_quote_without_rust_debug_text() {
         );
     }
 }
+
+/// `/status.json` of a daemon that ran a backup, copied it, drilled it and
+/// lists a suspicious and a damaged backup matches its published schema.
+#[test]
+fn regression_issue19_status_json_matches_its_published_schema() {
+    check_jsonschema();
+    let ws = Workspace::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("credentials.yml.enc"), b"enc").unwrap();
+    let port = crate::support_s3::free_port();
+    let copy = ws.path().join("copy");
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\ncopies:\n  - url: file://{}\ndaemon:\n  listen: 127.0.0.1:{port}\njobs:\n  - name: site\n    schedule: \"0 3 1 1 *\"\n    run_at_start: always\n    retention: {{keep_last: 3}}\n    guard: {{min_files: 2}}\n    verify: {{schedule: \"* * * * * *\", restore_test: false}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        copy.display(),
+        dir.path().display()
+    ));
+    // One file, below min_files: a suspicious backup.
+    assert_eq!(ccbackup(&cfg, &["run-now"]).code(), Some(1));
+    std::fs::write(dir.path().join("b.txt"), b"b").unwrap();
+    let junk = ws.store_dir().join("site").join("20260102T000000Z-dddddd");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("manifest.json"), b"{").unwrap();
+
+    let d = crate::status_page::Daemon::start(&cfg, port);
+    let v = d.status_when("a run, a copy and a drill", |v| {
+        let j = &v["jobs"][0];
+        !j["last_run"].is_null()
+            && !j["last_drill"].is_null()
+            && !j["copies"][0]["newest_copied"].is_null()
+    });
+    drop(d);
+    let statuses: Vec<&str> = v["jobs"][0]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"suspicious")
+            && statuses.contains(&"damaged")
+            && statuses.contains(&"complete"),
+        "{v:#}"
+    );
+    assert_valid("status.json", &v);
+    // The schema is strict: a misspelt status fails it.
+    let mut bad = v.clone();
+    bad["jobs"][0]["backups"][0]["status"] = "Complete".into();
+    assert!(!validate("status.json", &bad).0);
+}
