@@ -1,0 +1,310 @@
+//! Immutable S3 stores, the writing side (`store.object_lock`), against
+//! moto with a bucket made with Object Lock: every object of a backup is
+//! locked as it is written (the manifest by its own PUT, multipart
+//! artifacts by PutObjectRetention), retention extends what it keeps and
+//! reports what a lock retains, leases keep working, a version delete (the
+//! attacker's way around delete markers) is refused by the store, and
+//! `doctor` judges the bucket.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::support::*;
+use crate::support_s3::*;
+
+const DAY: i64 = 86_400;
+
+/// Creates a bucket with Object Lock (moto turns versioning on with it).
+fn create_locked_bucket(server: &Server, bucket: &str) {
+    let (status, body) = http(
+        server.port,
+        "PUT",
+        &format!("/{bucket}"),
+        &[("x-amz-bucket-object-lock-enabled", "true".to_owned())],
+    );
+    assert_eq!(status, 200, "create locked bucket {bucket}: {body}");
+}
+
+/// moto refuses anonymous object requests but checks no signature: any
+/// SigV4-shaped header is an authenticated caller (here: the sidecar's
+/// credentials, which the attacker holds).
+const FAKE_AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=AKIATESTING/20260101/eu-west-2/s3/aws4_request, SignedHeaders=host, Signature=00";
+
+/// One raw request; returns status, lower-cased headers and body.
+fn raw(
+    server: &Server,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n{FAKE_AUTH}\r\nContent-Length: {}\r\n\r\n{body}",
+        server.port,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// The lock of `key` (mode, retain-until) as a HEAD shows it.
+fn lock_of(server: &Server, bucket: &str, key: &str) -> Option<(String, DateTime<Utc>)> {
+    let (status, headers, _) = raw(server, "HEAD", &format!("/{bucket}/{key}"), "");
+    assert_eq!(status, 200, "HEAD {key}");
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mode = get("x-amz-object-lock-mode")?;
+    let until = get("x-amz-object-lock-retain-until-date")?;
+    let until = DateTime::parse_from_rfc3339(&until)
+        .unwrap_or_else(|e| panic!("retain-until {until}: {e}"))
+        .with_timezone(&Utc);
+    Some((mode, until))
+}
+
+/// `(key, version id, is delete marker)` for everything under `prefix`.
+fn versions(server: &Server, bucket: &str, prefix: &str) -> Vec<(String, String, bool)> {
+    let (status, _, body) = raw(
+        server,
+        "GET",
+        &format!("/{bucket}?versions&prefix={prefix}"),
+        "",
+    );
+    assert_eq!(status, 200, "list versions: {body}");
+    let field = |s: &str, tag: &str| {
+        s.split(&format!("<{tag}>"))
+            .nth(1)
+            .and_then(|r| r.split_once(&format!("</{tag}>")))
+            .map(|(v, _)| v.to_owned())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (tag, marker) in [("Version", false), ("DeleteMarker", true)] {
+        for chunk in body.split(&format!("<{tag}>")).skip(1) {
+            let chunk = chunk.split(&format!("</{tag}>")).next().unwrap_or("");
+            out.push((field(chunk, "Key"), field(chunk, "VersionId"), marker));
+        }
+    }
+    out
+}
+
+struct Site {
+    server: Server,
+    bucket: String,
+    ws: Workspace,
+    data: PathBuf,
+    keys: PathBuf,
+}
+
+impl Site {
+    fn new(bucket: &str, locked: bool) -> Site {
+        let server = start_moto(false);
+        if locked {
+            create_locked_bucket(&server, bucket);
+        } else {
+            create_bucket(&server, bucket);
+        }
+        let ws = Workspace::new();
+        let data = ws.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        // Above the 5 MiB part size: a multipart artifact.
+        random_file(&data.join("big.bin"), 6 * 1024 * 1024 + 7);
+        std::fs::write(data.join("small.txt"), "small").unwrap();
+        let keys = ws.path().join("keys");
+        keys_generate(&keys);
+        Site {
+            server,
+            bucket: bucket.to_owned(),
+            ws,
+            data,
+            keys,
+        }
+    }
+
+    fn store(&self, bucket: &str, lock: &str) -> String {
+        format!(
+            "  url: s3://{bucket}/site-a\n  part_size: 5MiB\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: not-a-secret\n{lock}",
+            self.server.endpoint()
+        )
+    }
+
+    /// A config whose store (and optional copy) carries `lock`.
+    fn config(&self, lock: &str, retention: &str, copy: Option<&str>) -> PathBuf {
+        let copies = copy.map_or(String::new(), |b| {
+            format!("copies:\n  -{}", &self.store(b, lock)[1..])
+        });
+        self.ws.config(&format!(
+            "store:\n{}{copies}signing:\n  secret_key_file: {}\njobs:\n  - name: site\n{retention}    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+            self.store(&self.bucket, lock),
+            self.keys.join("minisign.key").display(),
+            self.data.display()
+        ))
+    }
+
+    fn backup(&self, cfg: &Path) -> String {
+        let run = ccbackup_env(cfg, &["run-now"], &[]);
+        run.expect_ok();
+        run.stdout().trim().to_owned()
+    }
+}
+
+const GOVERNANCE_30D: &str = "  object_lock:\n    mode: governance\n    period: 30d\n";
+
+/// Every object under `site-a/site/<id>/` is locked in `mode` at least
+/// `days` past the backup's start (and not absurdly further).
+fn assert_all_locked(server: &Server, bucket: &str, id: &str, mode: &str, days: i64) -> usize {
+    let started = ccbackup::repo::store::backup_id_time(id).expect("backup id time");
+    let prefix = format!("site-a/site/{id}/");
+    let keys: Vec<String> = object_keys(server, bucket)
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    for name in ["manifest.json", "manifest.json.minisig", "etc.tar.zst"] {
+        assert!(
+            keys.contains(&format!("{prefix}{name}")),
+            "{name} missing: {keys:?}"
+        );
+    }
+    let latest = Utc::now() + chrono::Duration::seconds(days * DAY + 60);
+    for k in &keys {
+        let (m, until) = lock_of(server, bucket, k).unwrap_or_else(|| panic!("{k} is not locked"));
+        assert_eq!(m, mode, "{k}");
+        assert!(
+            until >= started + chrono::Duration::seconds(days * DAY),
+            "{k} locked only until {until}"
+        );
+        assert!(until <= latest, "{k} locked until {until}");
+    }
+    keys.len()
+}
+
+#[test]
+fn every_object_of_a_backup_is_locked_as_it_is_written_and_leases_still_work() {
+    let site = Site::new("ccb-immutable", true);
+    let cfg = site.config(GOVERNANCE_30D, "", None);
+    let first = site.backup(&cfg);
+    // The big artifact went up in parts (a multipart ETag ends in -<parts>)
+    // and is locked like the rest.
+    assert!(assert_all_locked(&site.server, &site.bucket, &first, "GOVERNANCE", 30) >= 3);
+    let (_, headers, _) = raw(
+        &site.server,
+        "HEAD",
+        &format!("/{}/site-a/site/{first}/etc.tar.zst", site.bucket),
+        "",
+    );
+    let etag = headers
+        .iter()
+        .find(|(k, _)| k == "etag")
+        .map(|(_, v)| v.clone());
+    assert!(
+        etag.as_deref()
+            .unwrap_or("")
+            .trim_matches('"')
+            .ends_with("-2"),
+        "{etag:?}"
+    );
+    // The lease was taken and released twice (a plain DELETE on a versioned
+    // bucket: a delete marker), so a second run is not locked out.
+    let second = site.backup(&cfg);
+    assert_ne!(first, second);
+    assert_all_locked(&site.server, &site.bucket, &second, "GOVERNANCE", 30);
+    let leases = versions(&site.server, &site.bucket, "site-a/locks/");
+    assert!(leases.iter().any(|(_, _, marker)| *marker), "{leases:?}");
+    assert!(
+        !object_keys(&site.server, &site.bucket)
+            .iter()
+            .any(|k| k.starts_with("site-a/locks/")),
+        "a lease is still held"
+    );
+    for (key, version, marker) in leases.iter().filter(|v| !v.2) {
+        let (status, headers, _) = raw(
+            &site.server,
+            "HEAD",
+            &format!("/{}/{key}?versionId={version}", site.bucket),
+            "",
+        );
+        assert_eq!(status, 200, "{key} {version} {marker}");
+        assert!(
+            !headers.iter().any(|(k, _)| k == "x-amz-object-lock-mode"),
+            "lease {key} is locked: {headers:?}"
+        );
+    }
+
+    // The attacker's way around delete markers: deleting the manifest's
+    // version. The store refuses it; a plain DELETE only hides it.
+    let manifest = format!("site-a/site/{first}/manifest.json");
+    let v: Vec<_> = versions(&site.server, &site.bucket, &manifest)
+        .into_iter()
+        .filter(|v| v.0 == manifest)
+        .collect();
+    assert_eq!(v.len(), 1, "{v:?}");
+    let (status, _, body) = raw(
+        &site.server,
+        "DELETE",
+        &format!("/{}/{manifest}?versionId={}", site.bucket, v[0].1),
+        "",
+    );
+    assert_eq!(status, 403, "version delete of a locked manifest: {body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    let (status, _, _) = raw(
+        &site.server,
+        "GET",
+        &format!("/{}/{manifest}?versionId={}", site.bucket, v[0].1),
+        "",
+    );
+    assert_eq!(status, 200);
+    ccbackup_env(&cfg, &["verify"], &[]).expect_ok();
+}
+
+#[test]
+fn object_lock_on_a_bucket_without_it_fails_the_backup_without_a_manifest() {
+    let site = Site::new("ccb-unlockable", false);
+    let cfg = site.config(GOVERNANCE_30D, "", None);
+    let run = ccbackup_env(&cfg, &["run-now"], &[]);
+    assert_ne!(
+        run.code(),
+        Some(0),
+        "backup into a bucket without Object Lock succeeded"
+    );
+    assert!(run.stderr().contains("lock"), "{}", run.stderr());
+    assert!(
+        !object_keys(&site.server, &site.bucket)
+            .iter()
+            .any(|k| k.ends_with("/manifest.json")),
+        "a manifest was written unlocked"
+    );
+}
+
+#[test]
+fn object_lock_on_a_file_store_is_a_config_error_saying_what_to_do() {
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\n  object_lock:\n    mode: governance\n    period: 30d\njobs:\n  - name: j\n    sources:\n      - name: e\n        files: {{path: /tmp}}\n",
+        ws.store_url()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!("{}:4:", cfg.display()))
+            && err.contains("store.object_lock: file:// stores cannot be locked"),
+        "{err}"
+    );
+}
