@@ -308,3 +308,111 @@ fn object_lock_on_a_file_store_is_a_config_error_saying_what_to_do() {
         "{err}"
     );
 }
+
+const GOVERNANCE_2D: &str = "  object_lock:\n    mode: governance\n    period: 2d\n";
+
+fn keys_of(server: &Server, bucket: &str, id: &str) -> Vec<String> {
+    object_keys(server, bucket)
+        .into_iter()
+        .filter(|k| k.contains(&format!("/{id}/")))
+        .collect()
+}
+
+#[test]
+fn prune_extends_what_it_keeps_and_reports_what_the_lock_retains() {
+    let site = Site::new("ccb-lock-prune", true);
+    let plain = site.config(GOVERNANCE_2D, "", None);
+    let old = site.backup(&plain);
+    let new = site.backup(&plain);
+    let cfg = site.config(GOVERNANCE_2D, "    retention: {keep_last: 1}\n", None);
+
+    let run = ccbackup_env(&cfg, &["prune", "--json"], &[]);
+    run.expect_ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout()).expect("prune --json");
+    let job = &v[0];
+    assert_eq!(job["deleted"], serde_json::json!([old]), "{job}");
+    // The deleted backup is only hidden by delete markers: its locked
+    // versions stay until the lock ends, and prune says so.
+    let retained = job["retained_by_lock"]
+        .as_array()
+        .expect("retained_by_lock");
+    assert_eq!(retained.len(), 1, "{job}");
+    assert_eq!(retained[0]["backup_id"], old.as_str());
+    let until: DateTime<Utc> = retained[0]["until"].as_str().unwrap().parse().unwrap();
+    let old_time = ccbackup::repo::store::backup_id_time(&old).unwrap();
+    assert!(
+        until >= old_time + chrono::Duration::seconds(2 * DAY),
+        "{until}"
+    );
+    let locks = &job["locks"];
+    assert_eq!(locks["failed"], serde_json::json!([]), "{job}");
+    let kept_objects = keys_of(&site.server, &site.bucket, &new).len() as u64;
+    assert_eq!(
+        locks["extended"].as_u64().unwrap() + locks["already_locked"].as_u64().unwrap(),
+        kept_objects,
+        "{job}"
+    );
+    let manifest = format!("site-a/site/{old}/manifest.json");
+    let hist: Vec<_> = versions(&site.server, &site.bucket, &manifest)
+        .into_iter()
+        .filter(|v| v.0 == manifest)
+        .collect();
+    assert_eq!(hist.iter().filter(|v| v.2).count(), 1, "{hist:?}");
+    assert_eq!(hist.iter().filter(|v| !v.2).count(), 1, "{hist:?}");
+    assert!(keys_of(&site.server, &site.bucket, &old).is_empty());
+
+    // The daemon's retention and prune share this code; ten days later the
+    // kept backup's locks are moved to that day plus the period.
+    let config = ccbackup::config::load(&cfg).expect("load config");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let later = Utc::now() + chrono::Duration::seconds(10 * DAY);
+    let out = rt.block_on(async {
+        let clock = ccbackup::clock::Clock::following_tokio(later);
+        let repo = ccbackup::repo::store::open(&config.store)
+            .expect("open")
+            .with_signing(config.signing.as_ref())
+            .with_clock(clock);
+        let d = ccbackup::retention::prune::plan_job(&repo, &config.jobs[0])
+            .await
+            .expect("plan");
+        ccbackup::retention::prune::apply(&repo, &d)
+            .await
+            .expect("apply")
+    });
+    let report = out.locks.expect("lock report");
+    assert_eq!(report.extended as u64, kept_objects, "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    let target = later + chrono::Duration::seconds(2 * DAY);
+    for k in keys_of(&site.server, &site.bucket, &new) {
+        let (mode, until) = lock_of(&site.server, &site.bucket, &k).expect("locked");
+        assert_eq!(mode, "GOVERNANCE");
+        assert!(
+            until >= target - chrono::Duration::seconds(1),
+            "{k}: {until}"
+        );
+    }
+
+    // Back at today's date nothing is shortened, and the text output says
+    // what the locks did.
+    let text = ccbackup_env(&cfg, &["prune"], &[]);
+    text.expect_ok();
+    assert!(
+        text.stdout()
+            .contains(&format!("locks: 0 object(s) extended to ")),
+        "{}",
+        text.stdout()
+    );
+    assert!(
+        text.stdout()
+            .contains(&format!("{kept_objects} already locked that far")),
+        "{}",
+        text.stdout()
+    );
+    for k in keys_of(&site.server, &site.bucket, &new) {
+        let (_, until) = lock_of(&site.server, &site.bucket, &k).expect("locked");
+        assert!(
+            until >= target - chrono::Duration::seconds(1),
+            "{k}: {until}"
+        );
+    }
+}
