@@ -35,29 +35,27 @@ use object_store::{
 use crate::clock::Clock;
 use crate::repo::s3_lock::{ObjectLockSpec, S3Lock};
 
-/// Whether `key` (relative to the store's prefix) belongs to a backup:
-/// `<job>/<backup id>/<name...>` with a canonical backup ID.
-pub fn is_backup_object(key: &str) -> bool {
-    let mut parts = key.split('/');
-    let (Some(job), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    !job.is_empty() && !name.is_empty() && crate::repo::store::backup_id_time(id).is_some()
-}
-
 /// The locking wrapper around an S3 store (prefix already applied inside).
 #[derive(Debug)]
 pub struct LockedStore {
     inner: Arc<dyn ObjectStore>,
+    /// Which keys belong to a backup (the store's key layout decides).
+    is_backup_object: fn(&str) -> bool,
     lock: Arc<S3Lock>,
     spec: ObjectLockSpec,
     clock: Clock,
 }
 
 impl LockedStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, lock: Arc<S3Lock>, spec: ObjectLockSpec) -> Self {
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        is_backup_object: fn(&str) -> bool,
+        lock: Arc<S3Lock>,
+        spec: ObjectLockSpec,
+    ) -> Self {
         LockedStore {
             inner,
+            is_backup_object,
             lock,
             spec,
             clock: Clock::system(),
@@ -93,7 +91,7 @@ impl ObjectStore for LockedStore {
             // Conditional updates are never used on backup objects.
             PutMode::Update(_) => return self.inner.put_opts(location, payload, opts).await,
         };
-        if !is_backup_object(location.as_ref()) {
+        if !(self.is_backup_object)(location.as_ref()) {
             return self.inner.put_opts(location, payload, opts).await;
         }
         let body: bytes::Bytes = payload.into_iter().flatten().collect::<Vec<u8>>().into();
@@ -109,7 +107,7 @@ impl ObjectStore for LockedStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let inner = self.inner.put_multipart_opts(location, opts).await?;
-        if !is_backup_object(location.as_ref()) {
+        if !(self.is_backup_object)(location.as_ref()) {
             return Ok(inner);
         }
         Ok(Box::new(LockedUpload {
@@ -165,7 +163,7 @@ impl ObjectStore for LockedStore {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await?;
-        if is_backup_object(to.as_ref()) {
+        if (self.is_backup_object)(to.as_ref()) {
             let until = self.spec.until(self.clock.now());
             self.lock
                 .put_retention(to.as_ref(), self.spec.mode.as_s3(), until)
@@ -204,24 +202,5 @@ impl MultipartUpload for LockedUpload {
 
     async fn abort(&mut self) -> object_store::Result<()> {
         self.inner.abort().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_keys_inside_a_backup_are_locked() {
-        assert!(is_backup_object(
-            "site/20261201T020000Z-a1b2c3/manifest.json"
-        ));
-        assert!(is_backup_object(
-            "site/20261201T020000Z-a1b2c3/db/01-x.dump.zst"
-        ));
-        assert!(!is_backup_object("locks/site.json"));
-        assert!(!is_backup_object("site/20261201T020000Z-a1b2c3"));
-        assert!(!is_backup_object("site/not-an-id/manifest.json"));
-        assert!(!is_backup_object("/20261201T020000Z-a1b2c3/x"));
     }
 }

@@ -291,6 +291,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
     let store: Arc<dyn ObjectStore> = match (&lock, object_lock) {
         (Some(l), Some(spec)) => Arc::new(crate::repo::locked::LockedStore::new(
             store,
+            is_backup_object,
             l.clone(),
             spec,
         )),
@@ -595,6 +596,17 @@ pub fn backup_id_time(id: &str) -> Option<DateTime<Utc>> {
     (t.format("%Y%m%dT%H%M%SZ").to_string() == stamp).then_some(t)
 }
 
+/// Whether `key` (relative to the store's prefix) belongs to a backup:
+/// `<job>/<backup id>/<name...>` with a canonical backup ID. The lease
+/// (`locks/<job>.json`) does not.
+pub fn is_backup_object(key: &str) -> bool {
+    let mut parts = key.split('/');
+    let (Some(job), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !job.is_empty() && !name.is_empty() && backup_id_time(id).is_some()
+}
+
 pub fn backup_dir(job: &str, id: &str) -> ObjPath {
     ObjPath::from_iter([job, id])
 }
@@ -694,6 +706,20 @@ mod tests {
         assert_eq!(backup_id_time(&ia), Some(a));
         assert_eq!(backup_id_time("nonsense"), None);
         assert_eq!(backup_id_time("20260102T030405Z-xyz123"), None);
+    }
+
+    #[test]
+    fn only_keys_inside_a_backup_are_backup_objects() {
+        assert!(is_backup_object(
+            "site/20261201T020000Z-a1b2c3/manifest.json"
+        ));
+        assert!(is_backup_object(
+            "site/20261201T020000Z-a1b2c3/db/01-x.dump.zst"
+        ));
+        assert!(!is_backup_object("locks/site.json"));
+        assert!(!is_backup_object("site/20261201T020000Z-a1b2c3"));
+        assert!(!is_backup_object("site/not-an-id/manifest.json"));
+        assert!(!is_backup_object("/20261201T020000Z-a1b2c3/x"));
     }
 
     #[test]

@@ -416,3 +416,101 @@ fn prune_extends_what_it_keeps_and_reports_what_the_lock_retains() {
         );
     }
 }
+
+/// `doctor --json` checks of one subject, as (check, status, detail).
+fn doctor(cfg: &Path) -> (Option<i32>, Vec<(String, String, String)>) {
+    let run = ccbackup_env(cfg, &["doctor", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout())
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}\n{}", run.stdout(), run.stderr()));
+    let checks = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["subject"].as_str().unwrap_or("").starts_with("store "))
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+                c["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (run.code(), checks)
+}
+
+fn finding<'a>(checks: &'a [(String, String, String)], check: &str) -> (&'a str, &'a str) {
+    checks
+        .iter()
+        .find(|c| c.0 == check)
+        .map(|c| (c.1.as_str(), c.2.as_str()))
+        .unwrap_or_else(|| panic!("no `{check}` check in {checks:?}"))
+}
+
+#[test]
+fn doctor_judges_a_bucket_for_object_lock() {
+    // A plain bucket: no versioning, no Object Lock.
+    let plain = Site::new("ccb-doctor-nolock", false);
+    let cfg = plain.config(GOVERNANCE_2D, "", None);
+    let (code, checks) = doctor(&cfg);
+    assert_ne!(code, Some(0), "{checks:?}");
+    let (status, detail) = finding(&checks, "object lock configured");
+    assert_eq!(status, "fail", "{detail}");
+    assert!(detail.contains("has no Object Lock"), "{detail}");
+    assert!(finding(&checks, "versioning").1.contains("never enabled"));
+
+    // Object Lock but no lifecycle rule, and a policy keeping dailies for a
+    // week with a 2-day lock.
+    let site = Site::new("ccb-doctor-lock", true);
+    let cfg = site.config(GOVERNANCE_2D, "    retention: {keep_daily: 7}\n", None);
+    let (_, checks) = doctor(&cfg);
+    assert_eq!(
+        finding(&checks, "object lock configured").0,
+        "ok",
+        "{checks:?}"
+    );
+    let (status, detail) = finding(&checks, "lifecycle");
+    assert_eq!(status, "warn", "{detail}");
+    assert!(
+        detail.contains("NoncurrentVersionExpiration") || detail.contains("noncurrent"),
+        "{detail}"
+    );
+    let (status, detail) = finding(&checks, "lock period");
+    assert_eq!(status, "warn", "{detail}");
+    assert!(
+        detail.contains("2 days are shorter than the policy's shortest keep window (7 days)"),
+        "{detail}"
+    );
+    assert_eq!(
+        finding(&checks, "newest backup locked").1,
+        "no complete backup yet"
+    );
+
+    // With a lifecycle rule, a covering period and a backup: all good, and
+    // the newest backup's retain-until is reported.
+    let rule = "<LifecycleConfiguration><Rule><ID>expire-old-versions</ID><Filter><Prefix></Prefix></Filter><Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>30</NoncurrentDays></NoncurrentVersionExpiration></Rule></LifecycleConfiguration>";
+    let (status, _, body) = raw(
+        &site.server,
+        "PUT",
+        &format!("/{}?lifecycle", site.bucket),
+        rule,
+    );
+    assert_eq!(status, 200, "put lifecycle: {body}");
+    let week = "  object_lock:\n    mode: compliance\n    period: 8d\n";
+    let cfg = site.config(week, "    retention: {keep_daily: 7}\n", None);
+    let id = site.backup(&cfg);
+    let (code, checks) = doctor(&cfg);
+    assert_eq!(code, Some(0), "{checks:?}");
+    let (status, detail) = finding(&checks, "lifecycle");
+    assert_eq!(status, "ok", "{detail}");
+    assert!(
+        detail.contains("expire-old-versions") && detail.contains("30 days"),
+        "{detail}"
+    );
+    assert_eq!(finding(&checks, "lock period").0, "ok");
+    let (status, detail) = finding(&checks, "newest backup locked");
+    assert_eq!(status, "info");
+    assert!(
+        detail.starts_with(&format!("{id}: COMPLIANCE until ")),
+        "{detail}"
+    );
+}
