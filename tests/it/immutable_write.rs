@@ -147,8 +147,14 @@ impl Site {
 
     /// A config whose store (and optional copy) carries `lock`.
     fn config(&self, lock: &str, retention: &str, copy: Option<&str>) -> PathBuf {
+        // The copy's block is the store's, two deeper and as a list item.
         let copies = copy.map_or(String::new(), |b| {
-            format!("copies:\n  -{}", &self.store(b, lock)[1..])
+            let block: String = self
+                .store(b, lock)
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect();
+            format!("copies:\n  -{}", &block[3..])
         });
         self.ws.config(&format!(
             "store:\n{}{copies}signing:\n  secret_key_file: {}\njobs:\n  - name: site\n{retention}    sources:\n      - name: etc\n        files: {{path: {}}}\n",
@@ -513,4 +519,14 @@ fn doctor_judges_a_bucket_for_object_lock() {
         detail.starts_with(&format!("{id}: COMPLIANCE until ")),
         "{detail}"
     );
+}
+
+#[test]
+fn a_copy_store_with_object_lock_is_locked_like_the_primary() {
+    let site = Site::new("ccb-lock-primary", true);
+    create_locked_bucket(&site.server, "ccb-lock-copy");
+    let cfg = site.config(GOVERNANCE_30D, "", Some("ccb-lock-copy"));
+    let id = site.backup(&cfg);
+    assert!(assert_all_locked(&site.server, &site.bucket, &id, "GOVERNANCE", 30) >= 3);
+    assert!(assert_all_locked(&site.server, "ccb-lock-copy", &id, "GOVERNANCE", 30) >= 3);
 }
