@@ -25,6 +25,9 @@ use serde::Deserialize;
 
 use crate::repo::s3_uploads::{ExchangeError, Exchanged, S3UploadSweeper};
 
+/// Attempts of a locked PUT before its error is returned.
+const PUT_ATTEMPTS: u32 = 3;
+
 /// `store.object_lock.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -263,12 +266,33 @@ impl S3Lock {
         if create_only {
             headers.push(("if-none-match", "*".to_owned()));
         }
-        let r = self
-            .s3
-            .exchange(reqwest::Method::PUT, Some(key), &[], headers, body)
-            .await
-            .map_err(|e| transport_error(key, e))?;
-        put_result(key, r)
+        // Retried as object_store retries its own puts: a connection that
+        // was never made, and a 5xx answer. A create-only retry that finds
+        // the first attempt landed gets "already exists", which the
+        // manifest's writer resolves by reading the key back.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .s3
+                .exchange(
+                    reqwest::Method::PUT,
+                    Some(key),
+                    &[],
+                    headers.clone(),
+                    body.clone(),
+                )
+                .await;
+            let again = match &sent {
+                Err(ExchangeError::Transport(e)) => e.is_connect(),
+                Ok(r) => r.status >= 500,
+                Err(ExchangeError::Setup(_)) => false,
+            };
+            if !again || attempt >= PUT_ATTEMPTS {
+                return put_result(key, sent.map_err(|e| transport_error(key, e))?);
+            }
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        }
     }
 
     /// The bucket's lifecycle rules; empty when it has none.

@@ -335,6 +335,7 @@ fn prune_extends_what_it_keeps_and_reports_what_the_lock_retains() {
     let run = ccbackup_env(&cfg, &["prune", "--json"], &[]);
     run.expect_ok();
     let v: serde_json::Value = serde_json::from_str(&run.stdout()).expect("prune --json");
+    crate::schemas::assert_valid("prune.json", &v);
     let job = &v[0];
     assert_eq!(job["deleted"], serde_json::json!([old]), "{job}");
     // The deleted backup is only hidden by delete markers: its locked
@@ -428,6 +429,7 @@ fn doctor(cfg: &Path) -> (Option<i32>, Vec<(String, String, String)>) {
     let run = ccbackup_env(cfg, &["doctor", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_str(&run.stdout())
         .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}\n{}", run.stdout(), run.stderr()));
+    crate::schemas::assert_valid("doctor.json", &v);
     let checks = v
         .as_array()
         .unwrap()
@@ -525,8 +527,36 @@ fn doctor_judges_a_bucket_for_object_lock() {
 fn a_copy_store_with_object_lock_is_locked_like_the_primary() {
     let site = Site::new("ccb-lock-primary", true);
     create_locked_bucket(&site.server, "ccb-lock-copy");
-    let cfg = site.config(GOVERNANCE_30D, "", Some("ccb-lock-copy"));
+    let cfg = site.config(
+        GOVERNANCE_30D,
+        "    retention: {keep_last: 5}\n",
+        Some("ccb-lock-copy"),
+    );
     let id = site.backup(&cfg);
     assert!(assert_all_locked(&site.server, &site.bucket, &id, "GOVERNANCE", 30) >= 3);
-    assert!(assert_all_locked(&site.server, "ccb-lock-copy", &id, "GOVERNANCE", 30) >= 3);
+    let copied = assert_all_locked(&site.server, "ccb-lock-copy", &id, "GOVERNANCE", 30);
+    assert!(copied >= 3);
+
+    // The copy store's retention extends what it keeps, as the primary's.
+    let config = ccbackup::config::load(&cfg).expect("load config");
+    let later = Utc::now() + chrono::Duration::seconds(10 * DAY);
+    let out = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let repo = ccbackup::repo::store::open(&config.copies[0])
+            .expect("open the copy store")
+            .with_signing(config.signing.as_ref())
+            .with_clock(ccbackup::clock::Clock::following_tokio(later));
+        let d = ccbackup::retention::prune::plan_job(&repo, &config.jobs[0])
+            .await
+            .expect("plan");
+        ccbackup::retention::prune::apply(&repo, &d)
+            .await
+            .expect("apply")
+    });
+    let report = out.locks.expect("lock report");
+    assert_eq!(report.extended, copied, "{report:?}");
+    let target = later + chrono::Duration::seconds(30 * DAY) - chrono::Duration::seconds(1);
+    for k in keys_of(&site.server, "ccb-lock-copy", &id) {
+        let (_, until) = lock_of(&site.server, "ccb-lock-copy", &k).expect("locked");
+        assert!(until >= target, "{k}: {until}");
+    }
 }

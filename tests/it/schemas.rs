@@ -176,7 +176,7 @@ fn validate(schema_name: &str, doc: &Value) -> (bool, String) {
 }
 
 #[track_caller]
-fn assert_valid(schema_name: &str, doc: &Value) {
+pub(crate) fn assert_valid(schema_name: &str, doc: &Value) {
     let (ok, said) = validate(schema_name, doc);
     assert!(ok, "{schema_name} rejects {doc:#}:\n{said}");
 }
