@@ -404,8 +404,7 @@ fn prune_extends_what_it_keeps_and_reports_what_the_lock_retains() {
     let text = ccbackup_env(&cfg, &["prune"], &[]);
     text.expect_ok();
     assert!(
-        text.stdout()
-            .contains(&format!("locks: 0 object(s) extended to ")),
+        text.stdout().contains("locks: 0 object(s) extended to "),
         "{}",
         text.stdout()
     );
