@@ -559,3 +559,113 @@ fn a_copy_store_with_object_lock_is_locked_like_the_primary() {
         assert!(until >= target, "{k}: {until}");
     }
 }
+
+/// A store that refuses every delete as S3 does an object it may not
+/// delete (`AccessDenied`), and passes everything else through.
+#[derive(Debug)]
+struct RefusesDeletes(std::sync::Arc<dyn object_store::ObjectStore>);
+
+impl std::fmt::Display for RefusesDeletes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RefusesDeletes({})", self.0)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for RefusesDeletes {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        use futures::StreamExt;
+        Box::pin(locations.map(|l| {
+            let path = l?.to_string();
+            Err(object_store::Error::PermissionDenied {
+                path,
+                source: "AccessDenied: Access Denied because object protected by object lock"
+                    .into(),
+            })
+        }))
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.0.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+}
+
+#[test]
+fn a_delete_the_store_refuses_for_a_locked_backup_is_retained_not_failed() {
+    let site = Site::new("ccb-lock-refuse", true);
+    let plain = site.config(GOVERNANCE_2D, "", None);
+    let old = site.backup(&plain);
+    let new = site.backup(&plain);
+    let cfg = site.config(GOVERNANCE_2D, "    retention: {keep_last: 1}\n", None);
+    let config = ccbackup::config::load(&cfg).expect("load config");
+    let result = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut repo = ccbackup::repo::store::open(&config.store)
+            .expect("open")
+            .with_signing(config.signing.as_ref());
+        repo.store = std::sync::Arc::new(RefusesDeletes(repo.store.clone()));
+        let d = ccbackup::retention::prune::plan_job(&repo, &config.jobs[0])
+            .await
+            .expect("plan");
+        assert_eq!(d.removed_ids(), vec![old.clone()]);
+        ccbackup::retention::prune::apply(&repo, &d).await
+    });
+    let out = result.expect("a refused delete of a locked backup is not a failure");
+    assert!(out.deleted.is_empty(), "{out:?}");
+    assert_eq!(out.retained_by_lock.len(), 1, "{out:?}");
+    assert_eq!(out.retained_by_lock[0].backup_id, old);
+    let old_time = ccbackup::repo::store::backup_id_time(&old).unwrap();
+    assert!(out.retained_by_lock[0].until >= old_time + chrono::Duration::seconds(2 * DAY));
+    // Both backups are still there, whole.
+    assert!(!keys_of(&site.server, &site.bucket, &old).is_empty());
+    assert!(!keys_of(&site.server, &site.bucket, &new).is_empty());
+}
