@@ -70,10 +70,14 @@ impl std::fmt::Display for LockedStore {
 }
 
 /// A lock that could not be set, as the error of the write it belongs to.
+#[derive(Debug, thiserror::Error)]
+#[error("an object was written but not locked (store.object_lock needs a bucket with Object Lock: `ccbackup doctor` checks it)")]
+struct LockFailed(#[source] crate::repo::s3_lock::LockError);
+
 fn lock_failed(e: crate::repo::s3_lock::LockError) -> object_store::Error {
     object_store::Error::Generic {
         store: "S3",
-        source: Box::new(e),
+        source: Box::new(LockFailed(e)),
     }
 }
 
@@ -85,15 +89,21 @@ impl ObjectStore for LockedStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        let create_only = match opts.mode {
-            PutMode::Create => true,
-            PutMode::Overwrite => false,
-            // Conditional updates are never used on backup objects.
-            PutMode::Update(_) => return self.inner.put_opts(location, payload, opts).await,
-        };
         if !(self.is_backup_object)(location.as_ref()) {
             return self.inner.put_opts(location, payload, opts).await;
         }
+        let create_only = match opts.mode {
+            PutMode::Create => true,
+            PutMode::Overwrite => false,
+            // ccbackup never updates a backup object in place; refusing
+            // beats writing one unlocked.
+            PutMode::Update(_) => {
+                return Err(object_store::Error::NotImplemented {
+                    operation: "a conditional update of a locked backup object".into(),
+                    implementer: "ccbackup's object_lock".into(),
+                })
+            }
+        };
         let body: bytes::Bytes = payload.into_iter().flatten().collect::<Vec<u8>>().into();
         let until = self.spec.until(self.clock.now());
         self.lock
@@ -116,6 +126,7 @@ impl ObjectStore for LockedStore {
             lock: self.lock.clone(),
             spec: self.spec,
             clock: self.clock.clone(),
+            completed: false,
         }))
     }
 
@@ -182,6 +193,9 @@ struct LockedUpload {
     lock: Arc<S3Lock>,
     spec: ObjectLockSpec,
     clock: Clock,
+    /// The upload completed (the object exists), so there is nothing left
+    /// to abort even if locking it failed.
+    completed: bool,
 }
 
 #[async_trait]
@@ -192,6 +206,7 @@ impl MultipartUpload for LockedUpload {
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
         let done = self.inner.complete().await?;
+        self.completed = true;
         let until = self.spec.until(self.clock.now());
         self.lock
             .put_retention(&self.key, self.spec.mode.as_s3(), until)
@@ -201,6 +216,12 @@ impl MultipartUpload for LockedUpload {
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
+        if self.completed {
+            // The object stays, unlocked and named by no manifest: a
+            // leftover that prune sweeps after orphan_grace. Aborting the
+            // finished upload would only fail, hiding why the write failed.
+            return Ok(());
+        }
         self.inner.abort().await
     }
 }

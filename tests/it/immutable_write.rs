@@ -289,7 +289,13 @@ fn object_lock_on_a_bucket_without_it_fails_the_backup_without_a_manifest() {
         Some(0),
         "backup into a bucket without Object Lock succeeded"
     );
-    assert!(run.stderr().contains("lock"), "{}", run.stderr());
+    let err = run.stderr();
+    assert!(
+        err.contains("cannot lock `site/")
+            && err.contains("store.object_lock needs a bucket with Object Lock"),
+        "{err}"
+    );
+    assert!(!err.contains("NoSuchUpload"), "{err}");
     assert!(
         !object_keys(&site.server, &site.bucket)
             .iter()
