@@ -675,3 +675,41 @@ fn a_delete_the_store_refuses_for_a_locked_backup_is_retained_not_failed() {
     assert!(!keys_of(&site.server, &site.bucket, &old).is_empty());
     assert!(!keys_of(&site.server, &site.bucket, &new).is_empty());
 }
+
+#[test]
+fn extending_a_compliance_lock_never_weakens_it_to_governance() {
+    let site = Site::new("ccb-lock-compliance", true);
+    let compliance = "  object_lock:\n    mode: compliance\n    period: 2d\n";
+    let id = site.backup(&site.config(compliance, "", None));
+    assert_all_locked(&site.server, &site.bucket, &id, "COMPLIANCE", 2);
+    // The configuration moves to governance; the next retention run, a day
+    // later, extends the existing locks and keeps them in compliance mode.
+    let cfg = site.config(GOVERNANCE_2D, "    retention: {keep_last: 3}\n", None);
+    let config = ccbackup::config::load(&cfg).expect("load config");
+    let later = Utc::now() + chrono::Duration::seconds(DAY);
+    let out = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let repo = ccbackup::repo::store::open(&config.store)
+            .expect("open")
+            .with_signing(config.signing.as_ref())
+            .with_clock(ccbackup::clock::Clock::following_tokio(later));
+        let d = ccbackup::retention::prune::plan_job(&repo, &config.jobs[0])
+            .await
+            .expect("plan");
+        ccbackup::retention::prune::apply(&repo, &d)
+            .await
+            .expect("apply")
+    });
+    let report = out.locks.expect("lock report");
+    assert!(
+        report.failed.is_empty() && report.extended >= 3,
+        "{report:?}"
+    );
+    for k in keys_of(&site.server, &site.bucket, &id) {
+        let (mode, until) = lock_of(&site.server, &site.bucket, &k).expect("locked");
+        assert_eq!(mode, "COMPLIANCE", "{k}");
+        assert!(
+            until >= later + chrono::Duration::seconds(2 * DAY - 1),
+            "{k}: {until}"
+        );
+    }
+}
