@@ -226,6 +226,14 @@ fn every_object_of_a_backup_is_locked_as_it_is_written_and_leases_still_work() {
             .ends_with("-2"),
         "{etag:?}"
     );
+    // Its upload carried a SHA-256 checksum (S3 wants one in a bucket with
+    // a default retention).
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "x-amz-checksum-algorithm" && v == "SHA256"),
+        "{headers:?}"
+    );
     // The lease was taken and released twice (a plain DELETE on a versioned
     // bucket: a delete marker), so a second run is not locked out.
     let second = site.backup(&cfg);
