@@ -721,3 +721,29 @@ fn extending_a_compliance_lock_never_weakens_it_to_governance() {
         );
     }
 }
+
+#[test]
+fn backups_written_before_object_lock_are_locked_by_the_next_retention_run() {
+    let site = Site::new("ccb-lock-later", true);
+    let id = site.backup(&site.config("", "", None));
+    let prefix = format!("site-a/site/{id}/");
+    let keys: Vec<String> = object_keys(&site.server, &site.bucket)
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    assert!(keys.len() >= 3, "{keys:?}");
+    for k in &keys {
+        assert_eq!(lock_of(&site.server, &site.bucket, k), None, "{k}");
+    }
+    let cfg = site.config(GOVERNANCE_30D, "    retention: {keep_last: 3}\n", None);
+    let run = ccbackup_env(&cfg, &["prune", "--json"], &[]);
+    run.expect_ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(v[0]["locks"]["extended"], keys.len(), "{v}");
+    let least = Utc::now() + chrono::Duration::seconds(30 * DAY - 60);
+    for k in &keys {
+        let (mode, until) = lock_of(&site.server, &site.bucket, k).expect("locked now");
+        assert_eq!(mode, "GOVERNANCE");
+        assert!(until >= least, "{k}: {until}");
+    }
+}
