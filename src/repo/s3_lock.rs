@@ -105,16 +105,6 @@ pub enum LockError {
     },
 }
 
-impl LockError {
-    /// Whether S3 refused the request (a 4xx), as opposed to not answering.
-    pub fn refused(&self) -> bool {
-        let detail = match self {
-            LockError::Object { detail, .. } | LockError::Bucket { detail, .. } => detail,
-        };
-        detail.starts_with("HTTP 4")
-    }
-}
-
 /// What [`S3Lock::extend`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Extension {
