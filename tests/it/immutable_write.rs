@@ -747,3 +747,21 @@ fn backups_written_before_object_lock_are_locked_by_the_next_retention_run() {
         assert!(until >= least, "{k}: {until}");
     }
 }
+
+#[test]
+fn locks_that_cannot_be_extended_fail_the_retention_run_and_say_so() {
+    // A bucket without Object Lock: the backup (written without
+    // object_lock) works, extending its locks cannot.
+    let site = Site::new("ccb-lock-cannot", false);
+    let id = site.backup(&site.config("", "", None));
+    let cfg = site.config(GOVERNANCE_30D, "    retention: {keep_last: 3}\n", None);
+    let run = ccbackup_env(&cfg, &["prune"], &[]);
+    assert_ne!(run.code(), Some(0), "{}", run.stdout());
+    let err = run.stderr();
+    assert!(
+        err.contains("pruning job `site`: the locks of ")
+            && err.contains("kept object(s) could not be extended, first: cannot lock `site/")
+            && err.contains(&id),
+        "{err}"
+    );
+}
