@@ -7,6 +7,7 @@ mod drill;
 mod guard;
 mod keys;
 mod notify;
+mod object_lock;
 mod raw;
 mod recover;
 mod sources;

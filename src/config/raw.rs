@@ -77,6 +77,16 @@ pub struct RawStore {
     /// count (clocks differ a little; forgeries are dated years ahead).
     #[serde(default)]
     pub max_clock_skew: Option<S<String>>,
+    /// S3 Object Lock for everything a backup writes.
+    #[serde(default)]
+    pub object_lock: Option<S<RawObjectLock>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectLock {
+    pub mode: S<String>,
+    pub period: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -310,12 +310,14 @@ pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<Stor
         .as_ref()
         .and_then(|v| interval(v, "store.max_clock_skew", p))
         .unwrap_or(crate::repo::store::DEFAULT_MAX_CLOCK_SKEW);
+    let object_lock = super::object_lock::object_lock(raw.object_lock.as_ref(), url.as_ref(), p);
     Some(StoreSpec {
         url: url?,
         options,
         part_size,
         concurrency,
         max_clock_skew,
+        object_lock,
     })
 }
 

@@ -49,6 +49,25 @@ pub enum UploadSweepError {
     },
 }
 
+/// What S3 answered to an [`S3UploadSweeper::exchange`].
+#[derive(Debug)]
+pub(crate) struct Exchanged {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    /// `HTTP <status> <code>: <message>` when the status is not 2xx.
+    pub error: Option<String>,
+}
+
+/// Why an [`S3UploadSweeper::exchange`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    #[error(transparent)]
+    Setup(UploadSweepError),
+    #[error("{}", describe_reqwest(.0))]
+    Transport(reqwest::Error),
+}
+
 /// An open multipart upload as listed by S3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenUpload {
@@ -220,11 +239,29 @@ impl S3UploadSweeper {
         method: reqwest::Method,
         url: &str,
     ) -> Result<HttpRequest, UploadSweepError> {
-        let mut req = HttpRequest::new(HttpRequestBody::empty());
+        self.signed_with(method, url, Vec::new(), bytes::Bytes::new())
+            .await
+    }
+
+    /// A request with `headers` and `body`, signed by object_store (the
+    /// headers and the body's digest are covered by the signature).
+    async fn signed_with(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: Vec<(&'static str, String)>,
+        body: bytes::Bytes,
+    ) -> Result<HttpRequest, UploadSweepError> {
+        let mut req = HttpRequest::new(HttpRequestBody::from(body));
         *req.method_mut() = method;
         *req.uri_mut() = url
             .parse()
             .map_err(|e| self.config_err(format!("bad request URL: {e}")))?;
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_str(&value)
+                .map_err(|e| self.config_err(format!("header {name}: {e}")))?;
+            req.headers_mut().insert(name, value);
+        }
         if self.location.skip_signature {
             return Ok(req);
         }
@@ -258,6 +295,46 @@ impl S3UploadSweeper {
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| describe_reqwest(&e))?;
         Ok((status, body))
+    }
+
+    /// One signed request for a key of this store (`rel`, relative to the
+    /// URL's prefix; `None` for the bucket) with `query`, `headers` and
+    /// `body`, for the Object Lock calls object_store lacks
+    /// ([`crate::repo::s3_lock`]). `Err(Transport)` when no answer came.
+    pub(crate) async fn exchange(
+        &self,
+        method: reqwest::Method,
+        rel: Option<&str>,
+        query: &[(&str, &str)],
+        headers: Vec<(&'static str, String)>,
+        body: bytes::Bytes,
+    ) -> Result<Exchanged, ExchangeError> {
+        let client = self.client().map_err(ExchangeError::Setup)?;
+        let key = rel.map(|r| match self.prefix.is_empty() {
+            true => r.to_owned(),
+            false => format!("{}/{r}", self.prefix),
+        });
+        let url = self.request_url(key.as_deref(), query);
+        let req = self
+            .signed_with(method.clone(), &url, headers, body.clone())
+            .await
+            .map_err(ExchangeError::Setup)?;
+        let resp = client
+            .request(method, url)
+            .headers(req.headers().clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(ExchangeError::Transport)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.map_err(ExchangeError::Transport)?;
+        Ok(Exchanged {
+            status,
+            error: (!(200..300).contains(&status)).then(|| s3_error(status, &body)),
+            headers,
+            body,
+        })
     }
 
     /// Every open multipart upload under `prefix` (all pages).

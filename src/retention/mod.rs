@@ -2,8 +2,10 @@
 //!
 //! [`policy`] is the declarative YAML model and its loader, [`planner`]
 //! the pure decision (keep/delete with reasons) over a catalog, and
-//! [`prune`] carries a plan out against the store.
+//! [`prune`] carries a plan out against the store; [`locks`] keeps what
+//! it keeps locked on a store with Object Lock.
 
+pub mod locks;
 pub mod planner;
 pub mod policy;
 pub mod prune;

@@ -31,6 +31,7 @@ mod guard;
 mod hardening;
 mod hostile_catalog;
 mod hostile_restore;
+mod immutable_write;
 mod interrupt;
 mod layout;
 mod lock;
