@@ -60,6 +60,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod duration;
 pub mod error;
+pub mod inspect;
 pub mod interrupt;
 pub mod notify;
 pub mod pg;
