@@ -33,6 +33,7 @@ mod hostile_catalog;
 mod hostile_restore;
 mod interrupt;
 mod layout;
+mod ls;
 mod lock;
 mod notify;
 mod pgauth;
