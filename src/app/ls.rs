@@ -21,7 +21,9 @@ use crate::repo::manifest::{Artifact, ArtifactKind};
 pub(super) async fn ls(cfg: &Config, a: LsArgs, intr: &Interrupt) -> Result<(), AppError> {
     let job = one_job(cfg, a.job.as_deref())?;
     if a.backup == "all" {
-        return Err(AppError::Usage("ls takes one backup: an ID or `latest`".into()));
+        return Err(AppError::Usage(
+            "ls takes one backup: an ID or `latest`".into(),
+        ));
     }
     let mut json = a.json.then(|| JsonOut::new(&job.name));
     let result = ls_one(cfg, job, a, intr, &mut json).await;
@@ -417,7 +419,11 @@ impl JsonOut {
     fn finish(mut self, result: &Result<(), AppError>) {
         self.head(None, None);
         let error = result.as_ref().err().map(|e| chain(e).to_string());
-        let outcome = if error.is_some() { "failure" } else { "success" };
+        let outcome = if error.is_some() {
+            "failure"
+        } else {
+            "success"
+        };
         say!(
             "],\"artifacts\":{},\"outcome\":{},\"error\":{}}}",
             js(&self.artifacts),

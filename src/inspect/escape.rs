@@ -122,7 +122,10 @@ mod tests {
 
     #[test]
     fn text_is_reversible_and_safe() {
-        assert_eq!(text("rrds/Überlast ü.rrd".as_bytes()), "rrds/Überlast ü.rrd");
+        assert_eq!(
+            text("rrds/Überlast ü.rrd".as_bytes()),
+            "rrds/Überlast ü.rrd"
+        );
         assert_eq!(text(b"a\nb\tc\r"), "a\\nb\\tc\\r");
         assert_eq!(text("x\u{202e}gpj.exe".as_bytes()), "x\\u{202e}gpj.exe");
         assert_eq!(text("\u{9b}31m".as_bytes()), "\\u{9b}31m");

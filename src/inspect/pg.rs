@@ -23,11 +23,14 @@ const ATTRIBUTES: [&str; 7] = [
     "NOINHERIT",
 ];
 
+/// A table's (schema, name) as the archive stores them.
+type TableKey = (Vec<u8>, Vec<u8>);
+
 /// The manifest's row counts of one dump, by (schema, table) bytes.
 #[derive(Debug, Default)]
 pub(super) struct TableRows {
     database: String,
-    rows: Option<HashMap<(Vec<u8>, Vec<u8>), i64>>,
+    rows: Option<HashMap<TableKey, i64>>,
 }
 
 impl TableRows {
@@ -67,7 +70,9 @@ pub(super) fn list_toc(
             cause,
         })?;
         if n == 0 {
-            return Err(toc_err("the archive ended inside its table of contents".into()));
+            return Err(toc_err(
+                "the archive ended inside its table of contents".into(),
+            ));
         }
         counter.feed(&buf[..n]);
         for e in counter.take_toc() {

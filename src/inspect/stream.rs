@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
 
-use super::{pg, tree, Item, LsError, LsRequest, Listing};
+use super::{pg, tree, Item, Listing, LsError, LsRequest};
 use crate::repo::manifest::{Artifact, Manifest};
 use crate::repo::store::Repo;
 use crate::restore::extract::Selection;

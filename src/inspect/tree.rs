@@ -68,15 +68,19 @@ pub(super) fn list(
         let h = entry.header();
         let kind = kind_of(h.entry_type());
         let link = match kind {
-            EntryKind::Symlink | EntryKind::HardLink => entry
-                .link_name_bytes()
-                .map(|b| b.into_owned()),
+            EntryKind::Symlink | EntryKind::HardLink => {
+                entry.link_name_bytes().map(|b| b.into_owned())
+            }
             _ => None,
         };
         let item = TreeEntry {
             path: rel.as_os_str().as_bytes().to_vec(),
             kind,
-            size: if kind == EntryKind::File { entry.size() } else { 0 },
+            size: if kind == EntryKind::File {
+                entry.size()
+            } else {
+                0
+            },
             mode: h.mode().map_err(read_err)? & 0o7777,
             uid: h.uid().ok(),
             gid: h.gid().ok(),
@@ -148,8 +152,8 @@ mod tests {
     }
 
     fn names(data: &[u8], globs: &[&str], cap: Cap) -> Result<Vec<Vec<u8>>, LsError> {
-        let select = Selection::new(&globs.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
+        let select =
+            Selection::new(&globs.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let mut got = Vec::new();
         list(data, &art(None), &select, cap, |i| {
             if let Item::Tree(e) = i {
@@ -169,7 +173,11 @@ mod tests {
         };
         assert_eq!(
             names(&data, &[], free).unwrap(),
-            vec![b"a:b c".to_vec(), b"d/\xff\x1b[2J".to_vec(), b"d/x.rrd".to_vec()]
+            vec![
+                b"a:b c".to_vec(),
+                b"d/\xff\x1b[2J".to_vec(),
+                b"d/x.rrd".to_vec()
+            ]
         );
         assert_eq!(
             names(&data, &["**.rrd"], free).unwrap(),

@@ -125,7 +125,11 @@ fn ls_lists_a_files_tree_byte_exact_with_odd_names_shown_safely() {
     let items = doc["items"].as_array().unwrap();
     let listed: Vec<Vec<u8>> = items.iter().map(path_bytes).collect();
     for n in &names {
-        assert!(listed.contains(n), "{:?} not listed", String::from_utf8_lossy(n));
+        assert!(
+            listed.contains(n),
+            "{:?} not listed",
+            String::from_utf8_lossy(n)
+        );
     }
     let latin = items
         .iter()
@@ -138,7 +142,10 @@ fn ls_lists_a_files_tree_byte_exact_with_odd_names_shown_safely() {
         .iter()
         .find(|i| i["path"] == "sub dir/<b onclick=x>markup")
         .unwrap();
-    assert_eq!((file["size"].as_u64(), file["type"].as_str()), (Some(5), Some("file")));
+    assert_eq!(
+        (file["size"].as_u64(), file["type"].as_str()),
+        (Some(5), Some("file"))
+    );
 
     // Globs select like restore's --include.
     let run = ccbackup(&cfg, &["ls", "sub dir/*°C", "link"]);
@@ -148,7 +155,10 @@ fn ls_lists_a_files_tree_byte_exact_with_odd_names_shown_safely() {
         .lines()
         .filter(|l| l.starts_with("  ") && !l.contains("ok:"))
         .collect();
-    assert_eq!(entries, ["  link -> sub dir/latin1-x", "  sub dir/température °C"]);
+    assert_eq!(
+        entries,
+        ["  link -> sub dir/latin1-x", "  sub dir/température °C"]
+    );
 }
 
 #[test]
@@ -191,7 +201,12 @@ fn ls_lists_real_rrd_files_and_only_the_source_asked_for() {
     assert!(!text.stdout().contains("device:"), "{}", text.stdout());
     let run = ccbackup(&cfg, &["ls", "--source", "nope"]);
     assert_eq!(run.code(), Some(2), "{}", run.stderr());
-    assert!(run.stderr().contains("has no source `nope` (it has: rrd, etc)"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("has no source `nope` (it has: rrd, etc)"),
+        "{}",
+        run.stderr()
+    );
 }
 
 /// A PostgreSQL backup of `db` (holding [`fill_mixed`] plus an index and a
@@ -237,7 +252,9 @@ fn ls_lists_databases_tables_rows_toc_and_roles_on_15() {
     impl Drop for DropRole {
         fn drop(&mut self) {
             let _ = std::process::Command::new("psql")
-                .args(["-X", "-q", "-h", PG_HOST, "-U", "postgres", "-d", "postgres", "-c"])
+                .args([
+                    "-X", "-q", "-h", PG_HOST, "-U", "postgres", "-d", "postgres", "-c",
+                ])
                 .arg(format!("DROP ROLE IF EXISTS {}", self.0))
                 .output();
         }
@@ -270,7 +287,10 @@ fn ls_lists_databases_tables_rows_toc_and_roles_on_15() {
         .iter()
         .find(|i| i["type"] == "table" && i["name"] == "racks")
         .unwrap();
-    assert_eq!((racks["schema"].as_str(), racks["rows"].as_i64()), (Some("app"), Some(500)));
+    assert_eq!(
+        (racks["schema"].as_str(), racks["rows"].as_i64()),
+        (Some("app"), Some(500))
+    );
     assert_eq!(racks["database"], db.name.as_str());
     assert!(items
         .iter()
@@ -304,7 +324,10 @@ fn ls_reads_an_18_client_dump_of_a_16_server() {
     let run = ccbackup(&cfg, &["ls"]);
     run.expect_ok();
     let out = run.stdout();
-    assert!(out.contains(&format!("  database {db} (PostgreSQL 16.")), "{out}");
+    assert!(
+        out.contains(&format!("  database {db} (PostgreSQL 16.")),
+        "{out}"
+    );
     assert!(out.contains("pg_dump 18."), "{out}");
     assert!(out.contains("    TABLE app.racks (42 rows)\n"), "{out}");
     assert!(out.contains("    INDEX app.racks_name_idx\n"), "{out}");
@@ -328,7 +351,11 @@ fn ls_of_an_encrypted_backup_needs_the_identity() {
 
     let run = ccbackup(&cfg, &["ls"]);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
-    assert!(run.stderr().contains("needs an age identity"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("needs an age identity"),
+        "{}",
+        run.stderr()
+    );
     assert!(!run.stdout().contains("sub dir"), "{}", run.stdout());
 
     let other = tempfile::tempdir().unwrap();
@@ -345,7 +372,11 @@ fn ls_of_an_encrypted_backup_needs_the_identity() {
     let id = k.join("age-identity.txt");
     let run = ccbackup(&cfg, &["ls", "--identity", id.to_str().unwrap()]);
     run.expect_ok();
-    assert!(run.stdout().contains("  sub dir/température °C\n"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("  sub dir/température °C\n"),
+        "{}",
+        run.stdout()
+    );
     assert!(run.stdout().contains("ok: etc.tar.zst: checksum verified"));
 }
 
@@ -453,15 +484,29 @@ fn ls_shows_crafted_names_inert_and_refuses_what_restore_refuses() {
     let (run, doc) = ls_json(&cfg, &[]);
     run.expect_ok();
     assert!(!has_raw_controls(&run.stdout()), "{:?}", run.stdout());
-    let listed: Vec<Vec<u8>> = doc["items"].as_array().unwrap().iter().map(path_bytes).collect();
+    let listed: Vec<Vec<u8>> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(path_bytes)
+        .collect();
     assert_eq!(listed, names);
 
     // A path restore would refuse stops the listing with restore's words.
-    plant(&mpath, &crafted_tar(&[b"ok".to_vec(), b"../../etc/passwd".to_vec()]), 2);
+    plant(
+        &mpath,
+        &crafted_tar(&[b"ok".to_vec(), b"../../etc/passwd".to_vec()]),
+        2,
+    );
     let run = ccbackup(&cfg, &["ls"]);
     assert_eq!(run.code(), Some(1));
     assert!(run.stdout().contains("  ok\n"), "{}", run.stdout());
-    assert!(run.stdout().contains("!! etc.tar.zst: listing stopped after 1"), "{}", run.stdout());
+    assert!(
+        run.stdout()
+            .contains("!! etc.tar.zst: listing stopped after 1"),
+        "{}",
+        run.stdout()
+    );
     assert!(run.stderr().contains("`..` component"), "{}", run.stderr());
 }
 
@@ -474,7 +519,10 @@ fn ls_caps_entry_counts_and_metadata_of_crafted_archives() {
     let run = ccbackup(&cfg, &["ls"]);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     assert_eq!(
-        run.stdout().lines().filter(|l| l.starts_with("  e")).count(),
+        run.stdout()
+            .lines()
+            .filter(|l| l.starts_with("  e"))
+            .count(),
         11,
         "{}",
         run.stdout()
@@ -505,7 +553,12 @@ fn ls_caps_entry_counts_and_metadata_of_crafted_archives() {
     write_json(&mpath, &m);
     let run = ccbackup(&cfg, &["ls"]);
     assert_eq!(run.code(), Some(1));
-    assert!(run.stderr().contains("decompresses to more than the 600 bytes"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("decompresses to more than the 600 bytes"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -536,7 +589,9 @@ fn ls_shows_crafted_manifest_names_inert() {
     let out = run.stdout();
     assert!(!has_raw_controls(&out), "{out:?}");
     assert!(
-        out.contains("  database x\\u{1b}[2J<img src=x onerror=alert(1)> (PostgreSQL 15\\u{1b}]0;t\\u{7}, "),
+        out.contains(
+            "  database x\\u{1b}[2J<img src=x onerror=alert(1)> (PostgreSQL 15\\u{1b}]0;t\\u{7}, "
+        ),
         "{out}"
     );
     // The rows are the manifest's; the tables are the archive's.

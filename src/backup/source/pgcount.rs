@@ -199,10 +199,7 @@ impl RowCounter {
 
     /// Whether the whole table of contents has been read.
     pub fn toc_read(&self) -> bool {
-        !matches!(
-            self.step_name(),
-            "the header" | "the table of contents"
-        )
+        !matches!(self.step_name(), "the header" | "the table of contents")
     }
 
     /// The first problem found so far, if any.
