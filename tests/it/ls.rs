@@ -607,3 +607,58 @@ fn ls_shows_crafted_manifest_names_inert() {
         .unwrap();
     assert_eq!(dbi["database"], "x\u{1b}[2J<img src=x onerror=alert(1)>");
 }
+
+/// Peak RSS (KiB) of `ccbackup ls` on `cfg`, which must succeed.
+fn ls_peak_rss(cfg: &Path) -> i64 {
+    let (code, rss) = crate::hardening::run_measuring_rss(cfg, &["ls", "--long"]);
+    assert_eq!(code, 0);
+    rss
+}
+
+#[test]
+fn ls_streams_a_large_artifact_from_s3_and_a_file_store_in_bounded_memory() {
+    use crate::support_s3::{create_bucket, random_file, start_moto};
+    let data = tempfile::tempdir().unwrap();
+    // Incompressible: the stored artifact is as large as the data.
+    random_file(&data.path().join("big.bin"), 64 << 20);
+    std::fs::write(data.path().join("small:1.txt"), b"small").unwrap();
+    let server = start_moto(false);
+    create_bucket(&server, "ccb-ls");
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "jobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        data.path().display()
+    );
+    let s3 = dir.path().join("s3.yaml");
+    std::fs::write(
+        &s3,
+        format!(
+            "store:\n  url: s3://ccb-ls/x\n  part_size: 8MiB\n  options:\n    endpoint: {}\n    allow_http: true\n    region: eu-west-2\n    access_key_id: AKIATESTING\n    secret_access_key: testing\n{source}",
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    let local = dir.path().join("file.yaml");
+    std::fs::write(
+        &local,
+        format!(
+            "store:\n  url: file://{}/store\n{source}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    for cfg in [&s3, &local] {
+        ccbackup(cfg, &["run-now"]).expect_ok();
+        let run = ccbackup(cfg, &["ls", "--long"]);
+        run.expect_ok();
+        let out = run.stdout();
+        assert!(out.contains(&format!(" {} ", 64u64 << 20)), "{out}");
+        assert!(out.contains(" small:1.txt\n"), "{out}");
+        assert!(
+            out.contains("ok: etc.tar.zst: checksum verified, 2 listed"),
+            "{out}"
+        );
+        let rss = ls_peak_rss(cfg);
+        assert!(rss < 60 * 1024, "ls peaked at {} MiB", rss / 1024);
+    }
+}
