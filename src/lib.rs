@@ -37,7 +37,9 @@
 //! lists backups by where they sit and reports damaged or unsigned manifests
 //! apart; [`restore::fetch`] checks sizes and checksums before [`restore`]
 //! ([`restore::extract`] for trees, [`restore::globals`] for roles) or
-//! [`restore::verify`] use a byte.
+//! [`restore::verify`] use a byte. [`inspect`] (`ccbackup ls`) lists what a
+//! backup holds while each artifact streams through the same checks, with
+//! restore's archive caps and the backup's own dump TOC parser.
 //!
 //! [`doctor`] tries, on a small scale, everything a job will need (stores,
 //! databases, paths, key files, notification endpoints) before it is needed.
