@@ -124,7 +124,7 @@ pub(super) fn list_globals(
 ) -> Result<(), LsError> {
     let checked = check_all(BufReader::new(r)).map_err(|e| LsError::Globals {
         key: art.key.clone(),
-        why: e.to_string(),
+        why: crate::error::chain(&e).to_string(),
     })?;
     let mut roles: Vec<(String, Vec<&'static str>)> = Vec::new();
     let mut tablespaces = Vec::new();

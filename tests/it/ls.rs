@@ -545,10 +545,25 @@ fn ls_caps_entry_counts_and_metadata_of_crafted_archives() {
     assert_eq!(run.code(), Some(1));
     assert!(run.stderr().contains("long-name"), "{}", run.stderr());
 
+    // A manifest that calls the tree the globals gets the globals checks.
+    plant(&mpath, &crafted_tar(&[b"a".to_vec()]), 1);
+    let mut m = read_json(&mpath);
+    m["artifacts"][0]["kind"] = serde_json::json!("pg_globals");
+    write_json(&mpath, &m);
+    let run = ccbackup(&cfg, &["ls"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stdout());
+    assert!(
+        run.stderr().contains("refusing the globals"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stdout().contains("  role"), "{}", run.stdout());
+
     // The manifest's raw size caps decompression.
     let raw = crafted_tar(&[b"a".to_vec(), b"b".to_vec()]);
     plant(&mpath, &raw, 2);
     let mut m = read_json(&mpath);
+    m["artifacts"][0]["kind"] = serde_json::json!("files_tar");
     m["artifacts"][0]["raw_bytes"] = serde_json::json!(600);
     write_json(&mpath, &m);
     let run = ccbackup(&cfg, &["ls"]);
