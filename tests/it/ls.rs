@@ -677,3 +677,70 @@ fn ls_streams_a_large_artifact_from_s3_and_a_file_store_in_bounded_memory() {
         assert!(rss < 60 * 1024, "ls peaked at {} MiB", rss / 1024);
     }
 }
+
+fn rchar(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("rchar: ").map(|v| v.trim().parse().ok()))?
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn ls_stops_on_sigterm_while_it_hashes_a_huge_artifact() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let (_data, _ws, cfg, mpath) = one_file_backup();
+    // The real artifact followed by 8 GiB of sparse zeros, and the manifest
+    // agrees on the size: the tar ends early, and ls goes on hashing to give
+    // the checksum verdict until the signal stops it. Nothing is staged.
+    let art = mpath.parent().unwrap().join("etc.tar.zst");
+    std::fs::File::options()
+        .write(true)
+        .open(&art)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let mut m = read_json(&mpath);
+    m["artifacts"][0]["stored_bytes"] = serde_json::json!(8u64 << 30);
+    write_json(&mpath, &m);
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("ls")
+        .env_remove("CCBACKUP_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rchar(pid) < 64 << 20 {
+        assert!(child.try_wait().unwrap().is_none(), "ls ended early");
+        assert!(Instant::now() < deadline, "ls never read the artifact");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ls still running 60 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("ok: "), "{stdout}");
+    assert!(
+        stdout.contains("!! etc.tar.zst: listing stopped after 1: reading"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("was interrupted"), "{stdout}");
+}
