@@ -206,11 +206,24 @@ pub fn selected<'a>(m: &'a Manifest, req: &LsRequest) -> Result<Vec<&'a Artifact
             )));
         }
     }
-    Ok(m.artifacts
+    let arts: Vec<&Artifact> = m
+        .artifacts
         .iter()
         .filter(|a| req.source.as_ref().is_none_or(|s| &a.source == s))
         .filter(|a| req.globs.is_empty() || is_tree(a))
-        .collect())
+        .collect();
+    if arts.is_empty() && !req.globs.is_empty() {
+        return Err(LsError::Usage(format!(
+            "GLOBs select paths of RRD and directory sources, and backup {}/{} has none{}",
+            m.job,
+            m.id,
+            match &req.source {
+                Some(s) => format!(" named `{}`", s.escape_debug()),
+                None => String::new(),
+            }
+        )));
+    }
+    Ok(arts)
 }
 
 fn is_tree(a: &Artifact) -> bool {

@@ -298,10 +298,16 @@ fn ls_lists_databases_tables_rows_toc_and_roles_on_15() {
     assert!(items
         .iter()
         .any(|i| i["type"] == "toc" && i["desc"] == "SEQUENCE" && i["name"] == "racks_id_seq"));
-    // Globs select tree paths: a database-only backup then lists nothing.
+    // Globs select tree paths, which a database-only backup has none of.
     let run = ccbackup(&cfg, &["ls", "--long", "x*"]);
-    run.expect_ok();
+    assert_eq!(run.code(), Some(2), "{}", run.stdout());
     assert!(!run.stdout().contains("TABLE"), "{}", run.stdout());
+    assert!(
+        run.stderr()
+            .contains("GLOBs select paths of RRD and directory sources, and backup"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
