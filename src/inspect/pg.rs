@@ -221,6 +221,21 @@ mod tests {
         assert!(!format!("{got:?}").contains("secret"));
     }
 
+    proptest::proptest! {
+        /// Random bytes, or a real archive header followed by them, end
+        /// the TOC listing with an answer, never a panic or a hang.
+        #[test]
+        fn random_archives_end_in_an_answer(
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            header in proptest::prelude::any::<bool>()
+        ) {
+            let mut data = if header { b"PGDMP\x01\x0e\x00\x04\x08\x01".to_vec() } else { Vec::new() };
+            data.extend_from_slice(&tail);
+            let a = Artifact { kind: crate::repo::manifest::ArtifactKind::PgDump, ..globals_art() };
+            let _ = list_toc(&data[..], &a, &TableRows::default(), |_| true);
+        }
+    }
+
     #[test]
     fn statements_restore_refuses_refuse_the_listing() {
         let sql = "CREATE ROLE a;\n\\! rm -rf /\n";

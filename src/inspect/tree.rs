@@ -195,6 +195,28 @@ mod tests {
         assert!(matches!(err, LsError::TooMany { max: 3, .. }), "{err}");
     }
 
+    proptest::proptest! {
+        /// Any edit of a real archive is listed or refused, never a panic,
+        /// and never more entries than the cap.
+        #[test]
+        fn edited_archives_never_panic_or_pass_the_cap(
+            edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..12)
+        ) {
+            let mut data = tar_of(&[b"a", b"dir/b:c", b"d\xff"]);
+            for (at, byte) in edits {
+                let at = at % data.len();
+                data[at] = byte;
+            }
+            let cap = Cap { max: 2, recorded: Some(1) };
+            let mut n = 0u64;
+            let _ = list(&data[..], &art(Some(1)), &Selection::new(&[]).unwrap(), cap, |_| {
+                n += 1;
+                true
+            });
+            proptest::prop_assert!(n <= 2);
+        }
+    }
+
     #[test]
     fn paths_restore_refuses_stop_the_listing() {
         let data = tar_of(&[b"ok", b"../../etc/passwd"]);
