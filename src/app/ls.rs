@@ -206,13 +206,13 @@ impl Listing for TextOut {
         match problem {
             None => say!("  ok: {key}: checksum verified, {listed} listed"),
             Some(e) if e.untrusted() => {
-                say!("  !! {key}: NOT TRUSTWORTHY: the {listed} lines listed above from it came from bytes that do not match its checksum: {}", text_str(&e.to_string()));
+                say!("  !! {key}: NOT TRUSTWORTHY: the {listed} lines listed above from it came from bytes that do not match its checksum: {}", text_str(&chain(e).to_string()));
                 note!("error: {key} does not match its checksum: its listing is NOT TRUSTWORTHY");
             }
             Some(e) => {
                 say!(
                     "  !! {key}: listing stopped after {listed}: {}",
-                    text_str(&e.to_string())
+                    text_str(&chain(e).to_string())
                 );
             }
         }
@@ -457,7 +457,7 @@ impl Listing for JsonOut {
             "artifact": art.key,
             "listed": listed,
             "outcome": outcome,
-            "error": problem.map(|e| e.to_string()),
+            "error": problem.map(|e| chain(e).to_string()),
         }));
     }
 }

@@ -280,7 +280,9 @@ pub async fn list(
         out.verdict(a, listed, result.as_ref().err());
         if let Err(e) = result {
             failures.untrusted += u64::from(e.untrusted());
-            failures.failed.push(format!("{}: {e}", a.key));
+            failures
+                .failed
+                .push(format!("{}: {}", a.key, crate::error::chain(&e)));
         }
     }
     Ok(failures)
