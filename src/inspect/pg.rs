@@ -26,6 +26,17 @@ const ATTRIBUTES: [&str; 7] = [
 /// A table's (schema, name) as the archive stores them.
 type TableKey = (Vec<u8>, Vec<u8>);
 
+/// TOC entries not listed: table data (the rows are what the counts are
+/// about), and the session settings and database entry that `pg_restore
+/// -l` leaves out too, so the two list the same entries.
+const HIDDEN: [&[u8]; 5] = [
+    b"TABLE DATA",
+    b"ENCODING",
+    b"STDSTRINGS",
+    b"SEARCHPATH",
+    b"DATABASE",
+];
+
 /// The manifest's row counts of one dump, by (schema, table) bytes.
 #[derive(Debug, Default)]
 pub(super) struct TableRows {
@@ -76,7 +87,7 @@ pub(super) fn list_toc(
         }
         counter.feed(&buf[..n]);
         for e in counter.take_toc() {
-            if e.desc == b"TABLE DATA" {
+            if HIDDEN.contains(&e.desc.as_slice()) {
                 continue;
             }
             let item = if e.desc == b"TABLE" {

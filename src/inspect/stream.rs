@@ -19,7 +19,7 @@ use crate::restore::fetch;
 /// Chunks in flight between the download and the parser.
 const CHUNKS: usize = 8;
 /// Items in flight between the parser and the printer.
-const ITEMS: usize = 256;
+const ITEMS: usize = 64;
 
 /// What reads the decoded bytes.
 pub(super) enum Reader {

@@ -298,6 +298,48 @@ fn ls_lists_databases_tables_rows_toc_and_roles_on_15() {
     assert!(items
         .iter()
         .any(|i| i["type"] == "toc" && i["desc"] == "SEQUENCE" && i["name"] == "racks_id_seq"));
+    // The TOC is the one `pg_restore -l` prints, entry for entry.
+    let dump = ws
+        .stored_files()
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".dump.zst"))
+        .unwrap();
+    let raw = ws.path().join("dump.raw");
+    std::fs::write(&raw, unzstd(&dump)).unwrap();
+    let out = std::process::Command::new("pg_restore")
+        .arg("-l")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let entries: Vec<&str> = listed
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect();
+    let from_dump: Vec<&Value> = items
+        .iter()
+        .filter(|i| i["type"] == "toc" || i["type"] == "table")
+        .collect();
+    let table_data = entries
+        .iter()
+        .filter(|l| l.contains(" TABLE DATA "))
+        .count();
+    assert_eq!(from_dump.len(), entries.len() - table_data, "{listed}");
+    for i in items.iter().filter(|i| i["type"] == "toc") {
+        let id = format!("{}; ", i["dump_id"]);
+        let line = entries
+            .iter()
+            .find(|l| l.starts_with(&id))
+            .unwrap_or_else(|| panic!("dump id {id} not in\n{listed}"));
+        let name = i["name"].as_str().unwrap();
+        let desc = i["desc"].as_str().unwrap();
+        assert!(
+            line.contains(&format!(" {desc} ")) && line.contains(name),
+            "{i} vs {line}"
+        );
+    }
+
     // Globs select tree paths, which a database-only backup has none of.
     let run = ccbackup(&cfg, &["ls", "--long", "x*"]);
     assert_eq!(run.code(), Some(2), "{}", run.stdout());
