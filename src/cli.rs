@@ -343,8 +343,8 @@ pub struct LsArgs {
     /// anyway (backups taken before encryption was switched on).
     #[arg(long)]
     pub allow_unencrypted: bool,
-    /// Only paths matching GLOB (restore's --include syntax; repeatable).
-    /// With a GLOB only tree sources are listed.
+    /// Only paths matching GLOB (restore's --include syntax; quote it so
+    /// the shell leaves it alone). With a GLOB only tree sources are listed.
     #[arg(value_name = "GLOB")]
     pub globs: Vec<String>,
 }
