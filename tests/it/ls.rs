@@ -405,6 +405,17 @@ fn ls_of_an_encrypted_backup_needs_the_identity() {
         run.stderr()
     );
     assert!(!run.stdout().contains("sub dir"), "{}", run.stdout());
+    let (run, doc) = ls_json(&cfg, &[]);
+    assert_eq!(run.code(), Some(1));
+    assert_eq!(doc["outcome"], "failure");
+    assert_eq!(doc["items"], serde_json::json!([]));
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs an age identity"),
+        "{doc}"
+    );
 
     let other = tempfile::tempdir().unwrap();
     keys_generate(&other.path().join("k"));
