@@ -159,6 +159,18 @@ fn ls_lists_a_files_tree_byte_exact_with_odd_names_shown_safely() {
         entries,
         ["  link -> sub dir/latin1-x", "  sub dir/température °C"]
     );
+
+    // The worst day: the source is gone, and ls still reads the store.
+    let gone = data.path().with_extension("gone");
+    std::fs::rename(data.path(), &gone).unwrap();
+    let run = ccbackup(&cfg, &["ls", "link"]);
+    std::fs::rename(&gone, data.path()).unwrap();
+    run.expect_ok();
+    assert!(
+        run.stdout().contains("  link -> sub dir/latin1-x\n"),
+        "{}",
+        run.stdout()
+    );
 }
 
 #[test]
