@@ -605,6 +605,26 @@ fn ls_caps_entry_counts_and_metadata_of_crafted_archives() {
         run.stderr()
     );
 
+    // 200,000 entries the manifest agrees to are all listed, in bounded memory.
+    let many: Vec<Vec<u8>> = (0..200_000)
+        .map(|i| format!("d/e{i}").into_bytes())
+        .collect();
+    plant(&mpath, &crafted_tar(&many), 200_000);
+    let run = ccbackup(&cfg, &["ls"]);
+    run.expect_ok();
+    assert!(
+        run.stdout()
+            .ends_with("  ok: etc.tar.zst: checksum verified, 200000 listed\n"),
+        "{}",
+        run.stderr()
+    );
+    let rss = ls_peak_rss(&cfg);
+    assert!(
+        rss < 60 * 1024,
+        "ls of 200,000 entries peaked at {} MiB",
+        rss / 1024
+    );
+
     // A 1 MiB GNU long name (a few KiB stored) is refused, not read into memory.
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
