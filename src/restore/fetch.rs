@@ -67,30 +67,23 @@ pub async fn stream_verified(
         source,
     };
     let got = repo.store.get(&key).await.map_err(read_err)?;
-    if got.meta.size != art.stored_bytes {
-        return Err(size_differs(art, &key_s, got.meta.size.to_string()));
-    }
+    let mut check = Check::new(art, &key_s);
+    check.size_is(got.meta.size)?;
     let mut stream = got.into_stream();
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
     loop {
         let chunk = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err(FetchError::Cancelled { key: key_s }),
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled { key: key_s.clone() }),
             c = stream.try_next() => c.map_err(read_err)?,
         };
         let Some(chunk) = chunk else { break };
-        size += chunk.len() as u64;
-        if size > art.stored_bytes {
-            return Err(too_long(art, &key_s));
-        }
-        hasher.update(&chunk);
+        check.take(&chunk)?;
         sink(&chunk).map_err(|source| FetchError::Stage {
             path: key_s.clone(),
             source,
         })?;
     }
-    compare(art, &key_s, size, hasher)
+    check.finish()
 }
 
 fn size_differs(art: &Artifact, key: &str, found: String) -> FetchError {
