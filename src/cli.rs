@@ -194,6 +194,11 @@ pub enum Command {
     },
     /// Restore a backup (latest by default): databases, RRD trees, directories.
     Restore(Box<RestoreArgs>),
+    /// List what a backup holds without restoring it: each path of its
+    /// trees, its databases with their tables (and row counts) and other
+    /// TOC entries, the roles of its globals. Reads and checksums every
+    /// artifact it lists; fails if one does not match.
+    Ls(LsArgs),
     /// Check that stored backups are intact (and, optionally, that they restore).
     Verify {
         /// Only this job.
@@ -318,6 +323,38 @@ pub struct RestoreArgs {
     /// Print one JSON report (docs/schema/restore.json) instead of lines.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// The job whose backup to list (needed when there are several).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// A backup ID or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub backup: String,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Type, mode, owner, size and time of each path; owners and dump ids
+    /// of TOC entries.
+    #[arg(long)]
+    pub long: bool,
+    /// Print one JSON document (docs/schema/ls.json) instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// age identity file for encrypted backups (overrides
+    /// `encryption.identity_file`).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// With `encryption:` configured, list artifacts stored unencrypted
+    /// anyway (backups taken before encryption was switched on).
+    #[arg(long)]
+    pub allow_unencrypted: bool,
+    /// Only paths matching GLOB (restore's --include syntax; quote it so
+    /// the shell leaves it alone). With a GLOB only tree sources are listed.
+    #[arg(value_name = "GLOB")]
+    pub globs: Vec<String>,
 }
 
 #[cfg(test)]

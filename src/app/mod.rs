@@ -9,6 +9,7 @@ mod doctor;
 mod health;
 mod keys;
 pub mod logfmt;
+mod ls;
 pub mod out;
 mod restore;
 mod retention;
@@ -213,6 +214,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
         Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
         Command::Restore(args) => restore::restore(&cfg, *args, intr).await,
+        Command::Ls(args) => ls::ls(&cfg, args, intr).await,
         Command::Prune { job, dry_run, json } => {
             retention::prune(&cfg, job.as_deref(), dry_run, json, intr).await
         }

@@ -395,7 +395,7 @@ async fn verify_all(
 /// encrypted: `--identity`, else the job's `encryption.identity_file`.
 /// Without either, `None`: the restore itself then says an identity is
 /// needed, before it downloads anything.
-fn identities_for(
+pub(super) fn identities_for(
     job: &JobConfig,
     flag: Option<&std::path::Path>,
     manifests: &[Manifest],

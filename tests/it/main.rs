@@ -35,6 +35,7 @@ mod immutable_write;
 mod interrupt;
 mod layout;
 mod lock;
+mod ls;
 mod notify;
 mod parallel_dumps;
 mod perf_memory;

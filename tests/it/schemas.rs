@@ -341,6 +341,66 @@ fn regression_issue23_every_json_output_matches_its_published_schema() {
     assert_valid("readyz.json", &serde_json::from_str(&body).unwrap());
 }
 
+/// Issue 19: `ls --json` of a real backup (a tree with a name that is not
+/// UTF-8 and a symlink, a database with its TOC, the globals' roles)
+/// matches docs/schema/ls.json, and so does the document of a failed
+/// listing; an item without its path does not.
+#[test]
+fn regression_issue19_ls_json_matches_its_published_schema() {
+    use std::os::unix::ffi::OsStrExt;
+    check_jsonschema();
+    let db = TestDb::create(&unique("schemas_ls"));
+    db.sql("CREATE TABLE t (id serial PRIMARY KEY); INSERT INTO t DEFAULT VALUES;");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path()
+            .join(std::ffi::OsStr::from_bytes(b"bad\xff \x1b[1m")),
+        b"x",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("bad", dir.path().join("link")).unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n{}      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        postgres_source("db", &[&db.name]),
+        dir.path().display()
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let run = ccbackup(&cfg, &["ls", "--json"]);
+    run.expect_ok();
+    let doc: Value = serde_json::from_str(&run.stdout()).unwrap();
+    let types: Vec<&str> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    for t in ["file", "symlink", "database", "table", "toc", "role"] {
+        assert!(types.contains(&t), "no {t} item in {doc:#}");
+    }
+    assert_valid("ls.json", &doc);
+
+    let art = ws
+        .stored_files()
+        .into_iter()
+        .find(|p| p.ends_with("etc.tar.zst"))
+        .unwrap();
+    let mut bytes = std::fs::read(&art).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&art, bytes).unwrap();
+    let run = ccbackup(&cfg, &["ls", "--json", "--source", "etc"]);
+    assert_eq!(run.code(), Some(1));
+    let doc: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(doc["outcome"], "failure");
+    assert_valid("ls.json", &doc);
+
+    let mut broken = doc.clone();
+    broken["items"] =
+        serde_json::json!([{"source": "etc", "artifact": "etc.tar.zst", "type": "file"}]);
+    assert!(!validate("ls.json", &broken).0);
+}
+
 /// The schemas are strict: the shapes this release replaced fail them.
 #[test]
 fn regression_issue23_schemas_reject_the_old_shapes() {
