@@ -4,10 +4,9 @@
 //! items back over another bounded channel. The three run together, so at
 //! most a few chunks and items wait anywhere.
 
-use std::io::{self, Read};
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{pg, tree, Item, Listing, LsError, LsRequest};
@@ -15,6 +14,7 @@ use crate::repo::manifest::{Artifact, Manifest};
 use crate::repo::store::Repo;
 use crate::restore::extract::Selection;
 use crate::restore::fetch;
+use crate::restore::fetch::plain::ChannelReader;
 
 /// Chunks in flight between the download and the parser.
 const CHUNKS: usize = 8;
@@ -47,10 +47,7 @@ pub(super) async fn list_artifact(
     let blocking_art = art.clone();
     let ids = req.identities.clone();
     let parse = tokio::task::spawn_blocking(move || -> Result<(), LsError> {
-        let raw = ChannelReader {
-            rx: chunk_rx,
-            current: Bytes::new(),
-        };
+        let raw = ChannelReader::new(chunk_rx);
         let decoded = crate::crypto::open_stream(raw, &blocking_art, ids.as_deref())?;
         let emit = |item: Item| item_tx.blocking_send(item).is_ok();
         match reader {
@@ -76,26 +73,4 @@ pub(super) async fn list_artifact(
         (Ok(()), r) => r,
     };
     (listed, result)
-}
-
-/// The stored bytes as a `Read`, for the blocking side.
-struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(b) => self.current = b,
-                // The download ended (or failed: its verdict says so).
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
-    }
 }

@@ -165,12 +165,24 @@ pub async fn apply_properties(
     Ok(())
 }
 
+/// A database artifact in staging.
+#[derive(Debug, Clone, Copy)]
+pub enum Staged<'a> {
+    /// As stored: compressed, perhaps encrypted.
+    Stored(&'a Path),
+    /// Already decoded while it was downloaded (see
+    /// [`super::fetch::plain`]): what `pg_restore --jobs` reads.
+    Plain(&'a Path),
+}
+
 /// What the blocking part of a restore needs.
 pub struct Job {
     pub cfg: PostgresConfig,
     pub chosen: Chosen,
     pub target: String,
     pub staged: crate::crypto::Opener,
+    /// `staged` holds the decoded archive already.
+    pub plain: bool,
     pub staging_dir: PathBuf,
     pub raw_bytes: u64,
     pub jobs: u32,
@@ -209,7 +221,14 @@ pub fn run_blocking(
     stop: tokio_util::sync::CancellationToken,
     kills: (&KillSwitch, &KillSwitch),
 ) -> Result<(), ChildError> {
-    let dec = job.staged.open().map_err(open_err)?;
+    if job.plain && job.jobs > 1 && job.chosen.path == RestorePath::Direct {
+        return run_jobs(job, &job.staged.path, kills.0);
+    }
+    let dec: Box<dyn std::io::Read + Send> = if job.plain {
+        Box::new(std::fs::File::open(&job.staged.path).map_err(open_err)?)
+    } else {
+        job.staged.open().map_err(open_err)?
+    };
     let mut dec = crate::interrupt::CancelRead::new(dec, stop);
     match job.chosen.path {
         RestorePath::Sql => run_sql(job, &mut dec, kills),
@@ -235,12 +254,18 @@ fn run_direct(job: &Job, dec: &mut dyn std::io::Read, kill: &KillSwitch) -> Resu
         ))));
     }
     let dump = job.staging_dir.join("restore.dump");
-    let r = decompress_to(dec, &dump).and_then(|()| {
-        cmd.arg(format!("--jobs={}", job.jobs)).arg(&dump);
-        feed_stdin("pg_restore", cmd, &mut std::io::empty(), kill).map(|_| ())
-    });
+    let r = decompress_to(dec, &dump).and_then(|()| run_jobs(job, &dump, kill));
     let _ = std::fs::remove_file(&dump);
     r
+}
+
+/// `pg_restore --jobs N` of a decoded archive on disk.
+fn run_jobs(job: &Job, dump: &Path, kill: &KillSwitch) -> Result<(), ChildError> {
+    let mut cmd = pg_restore_command(job);
+    cmd.arg(format!("--dbname={}", conninfo(&job.cfg, &job.target)))
+        .arg(format!("--jobs={}", job.jobs))
+        .arg(dump);
+    feed_stdin("pg_restore", cmd, &mut std::io::empty(), kill).map(|_| ())
 }
 
 fn decompress_to(dec: &mut dyn std::io::Read, dump: &Path) -> Result<(), ChildError> {
@@ -298,11 +323,15 @@ pub(super) async fn restore_database(
     cfg: &PostgresConfig,
     a: &Artifact,
     target: &str,
-    staged: &Path,
+    staged: Staged<'_>,
     staging_dir: &Path,
     req: &RestoreRequest,
     list: Option<&Path>,
 ) -> Result<Vec<String>, RestoreError> {
+    let (staged, plain) = match staged {
+        Staged::Stored(p) => (p, false),
+        Staged::Plain(p) => (p, true),
+    };
     let chosen = choose(cfg, a).await?;
     tracing::info!(
         database = target,
@@ -371,6 +400,7 @@ pub(super) async fn restore_database(
             ids: req.identities.clone(),
             progress: req.progress.clone(),
         },
+        plain,
         staging_dir: staging_dir.to_owned(),
         raw_bytes: a.raw_bytes,
         jobs: req.jobs.max(1),

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::progress::{Phase, Progress};
+
+pub mod plain;
 use crate::repo::manifest::Artifact;
 use crate::repo::store::{artifact_path, Repo};
 

@@ -121,6 +121,8 @@ pub enum RestoreError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error(transparent)]
+    Plain(#[from] fetch::plain::PlainError),
+    #[error(transparent)]
     Pg(#[from] PgError),
     #[error(transparent)]
     Tools(#[from] PgToolsError),
@@ -171,6 +173,8 @@ pub async fn run(
 
     // Check database targets and versions first: refuse before downloading.
     let mut report = RestoreReport::new(&steps);
+    // Steps whose dump is staged decoded, for `pg_restore --jobs`.
+    let mut plain = vec![false; steps.len()];
     for (i, step) in steps.iter().enumerate() {
         let a = step.artifact();
         if let Err(why) = refuse_downgrade(job.encryption.is_some(), a, req.allow_unencrypted) {
@@ -192,6 +196,10 @@ pub async fn run(
             // The client is chosen now, so a missing or unfit one refuses
             // the restore before anything is downloaded.
             let chosen = database::choose(cfg, artifact).await?;
+            plain[i] = req.jobs > 1
+                && req.tables.is_empty()
+                && !req.dry_run
+                && chosen.path == database::RestorePath::Direct;
             let server = &chosen.server;
             let need = dump_major(artifact);
             let have = tools::server_major(server.version_num);
@@ -258,7 +266,7 @@ pub async fn run(
         let a = step.artifact();
         let path = staging.path().join(format!("{i}.zst"));
         let fetched = tokio::select! {
-            r = fetch::verified_local(repo, &m.job, &m.id, a, &path, &progress, &req.cancel) => r?,
+            r = stage_step(repo, m, a, &path, plain[i], req, &progress) => r?,
             // Nothing has been applied yet; the staging directory goes
             // with `staging` when this returns.
             _ = req.cancel.cancelled() => return Err(RestoreError::Interrupted {
@@ -270,7 +278,12 @@ pub async fn run(
 
     // A wrong identity is found here, on each artifact's header, before
     // the first step changes anything.
-    for (step, path) in steps.iter().zip(staged.iter()) {
+    for ((step, path), _) in steps
+        .iter()
+        .zip(staged.iter())
+        .zip(&plain)
+        .filter(|(_, p)| !**p)
+    {
         let a = step.artifact();
         if a.encryption.is_some() {
             let path = path.clone();
@@ -325,11 +338,16 @@ pub async fn run(
                     }
                 }
                 if !req.dry_run {
+                    let staged = if plain[i] {
+                        database::Staged::Plain(path)
+                    } else {
+                        database::Staged::Stored(path)
+                    };
                     let notes = restore_database(
                         cfg,
                         artifact,
                         target,
-                        path,
+                        staged,
                         staging.path(),
                         req,
                         list.as_deref(),
@@ -365,6 +383,29 @@ pub async fn run(
         applied.push(step.artifact().key.clone());
     }
     Ok(report)
+}
+
+/// Downloads and checks one artifact into staging: as stored, or (for a
+/// dump `pg_restore --jobs` reads) decoded in the same pass, at `path`
+/// with `.dump` for `.zst`.
+async fn stage_step(
+    repo: &Repo,
+    m: &Manifest,
+    a: &crate::repo::manifest::Artifact,
+    path: &std::path::Path,
+    plain: bool,
+    req: &RestoreRequest,
+    progress: &std::sync::Arc<crate::progress::Progress>,
+) -> Result<PathBuf, RestoreError> {
+    if !plain {
+        return Ok(
+            fetch::verified_local(repo, &m.job, &m.id, a, path, progress, &req.cancel).await?,
+        );
+    }
+    let path = path.with_extension("dump");
+    let ids = req.identities.clone();
+    fetch::plain::stage_plain(repo, &m.job, &m.id, a, &path, ids, progress, &req.cancel).await?;
+    Ok(path)
 }
 
 /// A refusal stops a real restore; a dry run reports it and goes on, so the

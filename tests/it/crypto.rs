@@ -629,3 +629,50 @@ fn key_rotation_adds_a_recipient_without_touching_old_backups_and_jobs_may_overr
         serde_json::json!([new.recipient()])
     );
 }
+
+/// Issue 20 item 3: with `--jobs` the dump is decrypted and decompressed
+/// while it downloads; a wrong identity still refuses before the target
+/// database exists, the right one restores it whole.
+#[test]
+fn issue20_encrypted_restore_with_jobs_decodes_while_downloading() {
+    let e = encrypted_backup("");
+    let target = unique("enc_jobs");
+    let other = Keys::new();
+    let args = |identity: &str| -> Vec<String> {
+        [
+            "restore",
+            "--source",
+            "db",
+            "--target-db",
+            &target,
+            "--jobs",
+            "2",
+            "--identity",
+            identity,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let wrong = args(&other.identity());
+    let run = ccbackup(
+        &e.cfg,
+        &wrong.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(run.code(), Some(1));
+    assert!(run.stderr().contains("does not match"), "{}", run.stderr());
+    let count = format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'");
+    assert_eq!(psql("postgres", &count), "0");
+    let right = args(&e.keys.identity());
+    ccbackup(
+        &e.cfg,
+        &right.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .expect_ok();
+    let rows = "SELECT count(*), sum(length(name)) FROM app.racks";
+    assert_eq!(psql(&target, rows), psql(&e.db.name, rows));
+    psql(
+        "postgres",
+        &format!("DROP DATABASE \"{target}\" WITH (FORCE)"),
+    );
+}

@@ -46,6 +46,7 @@ mod progress;
 mod prune;
 mod readiness;
 mod restore;
+mod restore_jobs;
 mod restore_tables;
 mod retention;
 mod rough_edges;

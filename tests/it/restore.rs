@@ -9,7 +9,7 @@ use crate::support_rrd;
 
 /// A plain-SQL dump of schema and data, minus comments and the random
 /// `\restrict` keys newer pg_dump versions add.
-fn dump_sql(db: &str) -> String {
+pub(crate) fn dump_sql(db: &str) -> String {
     let out = Command::new("pg_dump")
         .args(["-h", PG_HOST, "-U", "postgres", "--no-owner", "-d", db])
         .output()
