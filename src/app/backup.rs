@@ -200,14 +200,17 @@ fn guard_note(e: &ListEntry) -> String {
     format!("{legacy}{guard}")
 }
 
-pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<(), AppError> {
+pub(super) async fn list(
+    cfg: &Config,
+    job: Option<&str>,
+    json: bool,
+    as_of: Option<&str>,
+) -> Result<(), AppError> {
     if let Some(j) = job {
         cfg.select_jobs(Some(j))
             .map_err(|e| AppError::Usage(e.to_string()))?;
     }
-    let repo = store::open(&cfg.store)
-        .map_err(failed)?
-        .with_signing(cfg.signing.as_ref());
+    let repo = super::past::open_repo(cfg, as_of).await?;
     let cat = catalog::load(&repo, job).await.map_err(failed)?;
     let trust = |m: &Manifest| match (cat.is_legacy(m), repo.verifier.is_some()) {
         (true, _) => "legacy",

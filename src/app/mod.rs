@@ -10,6 +10,7 @@ mod health;
 mod keys;
 pub mod logfmt;
 pub mod out;
+mod past;
 mod restore;
 mod retention;
 mod unlock;
@@ -211,7 +212,9 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             to,
         } => copy::backfill(&cfg, job.as_deref(), to.as_deref(), intr).await,
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
-        Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
+        Command::List { job, json, as_of } => {
+            backup::list(&cfg, job.as_deref(), json, as_of.as_deref()).await
+        }
         Command::Restore(args) => restore::restore(&cfg, args, intr).await,
         Command::Prune { job, dry_run, json } => {
             retention::prune(&cfg, job.as_deref(), dry_run, json, intr).await
@@ -251,6 +254,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             restore_test,
             identity,
             json,
+            as_of,
         } => {
             restore::verify(
                 &cfg,
@@ -259,6 +263,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
                 restore_test,
                 identity,
                 json,
+                as_of.as_deref(),
                 intr,
             )
             .await

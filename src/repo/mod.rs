@@ -7,6 +7,7 @@
 //! runs share; [`gate`] wraps a store so an interrupted command stops
 //! writing; [`local`] and [`s3_uploads`] are the backend details.
 
+pub mod as_of;
 pub mod catalog;
 pub mod commit;
 pub mod gate;
@@ -14,5 +15,6 @@ pub mod local;
 pub mod lock;
 pub mod manifest;
 pub mod s3_uploads;
+pub mod s3_versions;
 pub mod signing;
 pub mod store;

@@ -260,6 +260,53 @@ impl S3UploadSweeper {
         Ok((status, body))
     }
 
+    /// The store URL's key prefix, without leading or trailing slashes.
+    pub(crate) fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The store URL without credentials, for messages.
+    pub(crate) fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// A signed `GET` on the bucket with `query`: status and body, of which
+    /// at most `cap` bytes are read (a longer body is an error, so a
+    /// misbehaving endpoint cannot fill memory). For
+    /// [`crate::repo::s3_versions`], which lists versions with it.
+    pub(crate) async fn get_bucket(
+        &self,
+        query: &[(&str, &str)],
+        cap: usize,
+    ) -> Result<(u16, String), String> {
+        let client = self.client().map_err(|e| chain(&e).to_string())?;
+        let req = self
+            .signed(reqwest::Method::GET, &self.request_url(None, query))
+            .await
+            .map_err(|e| chain(&e).to_string())?;
+        let url = req.uri().to_string();
+        let mut resp = client
+            .request(req.method().clone(), url)
+            .headers(req.headers().clone())
+            .send()
+            .await
+            .map_err(|e| describe_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| describe_reqwest(&e))? {
+            if body.len() + chunk.len() > cap {
+                return Err(format!("the response is larger than {} MiB", cap >> 20));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// S3's error code and message for a failed response, in words.
+    pub(crate) fn describe_failure(status: u16, body: &str) -> String {
+        s3_error(status, body)
+    }
+
     /// Every open multipart upload under `prefix` (all pages).
     pub async fn list(&self, prefix: &str) -> Result<Vec<OpenUpload>, UploadSweepError> {
         let client = self.client()?;
