@@ -33,6 +33,7 @@ mod hostile_catalog;
 mod hostile_restore;
 mod immutable_past;
 mod interrupt;
+mod key_windows;
 mod layout;
 mod lock;
 mod notify;
