@@ -13,6 +13,7 @@ pub mod out;
 mod past;
 mod restore;
 mod retention;
+mod tamper;
 mod unlock;
 
 use std::io::{IsTerminal, Write};

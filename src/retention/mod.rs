@@ -7,3 +7,4 @@
 pub mod planner;
 pub mod policy;
 pub mod prune;
+pub mod tamper;

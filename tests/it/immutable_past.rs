@@ -58,6 +58,9 @@ fn as_of_lists_verifies_and_restores_what_an_attacker_deleted_and_rewrote() {
     let first = ccbackup_env(&cfg, &["run-now"], &[]);
     first.expect_ok();
     let first = first.stdout().trim().to_owned();
+    // One backup a second, so that `list` orders them by time, not by
+    // their random ID suffix.
+    boundary();
     let second = ccbackup_env(&cfg, &["run-now"], &[]);
     second.expect_ok();
     let second = second.stdout().trim().to_owned();

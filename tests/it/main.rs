@@ -58,3 +58,4 @@ mod support_pg;
 mod support_proxy;
 mod support_rrd;
 mod support_s3;
+mod tampering;
