@@ -42,6 +42,7 @@ mod pgversions;
 mod privdrop;
 mod progress;
 mod prune;
+mod ransomware_runbook;
 mod readiness;
 mod restore;
 mod retention;
