@@ -73,6 +73,7 @@ pub mod metrics;
 pub mod process;
 pub mod reload;
 mod slots;
+pub mod tamper;
 mod timers;
 
 use std::collections::{HashMap, VecDeque};

@@ -59,4 +59,5 @@ mod support_pg;
 mod support_proxy;
 mod support_rrd;
 mod support_s3;
+mod tamper_daemon;
 mod tampering;
