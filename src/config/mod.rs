@@ -121,6 +121,10 @@ pub struct DaemonConfig {
     pub listen: String,
     pub shutdown_grace: Duration,
     pub lock_ttl: Duration,
+    /// Tampering the store's history shows at or before this time is
+    /// known and handled: the daemon no longer counts it, fails `/readyz`
+    /// or notifies about it (`list` still shows it).
+    pub tampering_acknowledged: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Notification channels of one `notify` block (global or a job's). URLs

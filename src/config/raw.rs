@@ -105,6 +105,9 @@ pub struct RawDaemon {
     pub shutdown_grace: Option<S<String>>,
     #[serde(default)]
     pub lock_ttl: Option<S<String>>,
+    /// RFC 3339: tampering recorded by then is known and handled.
+    #[serde(default)]
+    pub tampering_acknowledged: Option<S<String>>,
 }
 
 /// Where run reports go: generic webhooks, healthchecks pings, Slack

@@ -128,6 +128,23 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
                 Some(ttl)
             })
             .unwrap_or(DEFAULT_LOCK_TTL),
+        tampering_acknowledged: rd
+            .and_then(|d| d.tampering_acknowledged.as_ref())
+            .and_then(|t| {
+                chrono::DateTime::parse_from_rfc3339(t.value.trim())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|e| {
+                        p.at(
+                            &t.referenced,
+                            "daemon.tampering_acknowledged",
+                            format!(
+                                "{:?} is not an RFC 3339 time ({e}); e.g. 2026-12-07T12:00:00Z",
+                                t.value
+                            ),
+                        )
+                    })
+                    .ok()
+            }),
     };
     let notify = raw
         .notify

@@ -26,6 +26,17 @@ pub fn lines(found: &[Tampered]) -> Vec<String> {
         .collect()
 }
 
+/// Pure: the tampering recorded after `acknowledged` (all without one).
+pub fn unacknowledged(
+    found: Vec<Tampered>,
+    acknowledged: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<Tampered> {
+    found
+        .into_iter()
+        .filter(|t| acknowledged.is_none_or(|ack| t.at > ack))
+        .collect()
+}
+
 /// Pure: why `/readyz` fails for a job with tampered backups.
 pub fn readiness_reason(tampered: &[String]) -> String {
     format!(
@@ -37,6 +48,9 @@ pub fn readiness_reason(tampered: &[String]) -> String {
 }
 
 /// Checks the job's store history; records, logs and notifies.
+/// Tampering recorded at or before `daemon.tampering_acknowledged` is left
+/// out: the history keeps the evidence for good, so without a way to say
+/// "handled" readiness would never recover after an incident.
 pub(super) async fn check(ctx: &RunCtx) {
     let job = &ctx.job;
     // Known forgeries do not count when the policy is evaluated again.
@@ -56,7 +70,8 @@ pub(super) async fn check(ctx: &RunCtx) {
     )
     .await
     {
-        Ok(Some(found)) => found,
+        // What the operator acknowledged is known and handled.
+        Ok(Some(found)) => unacknowledged(found, ctx.cfg.daemon.tampering_acknowledged),
         Ok(None) => return,
         Err(e) => {
             tracing::warn!(job = %job.name, error = %chain(&e), "cannot read the store's version history to check for tampering");

@@ -72,12 +72,15 @@ fn the_daemon_counts_alerts_and_notifies_tampering_after_its_drills() {
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("f.txt"), "x\n").unwrap();
     let (url, bodies) = hook();
-    let cfg = ws.config(&format!(
-        "{}signing:\n  secret_key_file: {}\nnotify:\n  webhooks: [\"{url}\"]\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    run_at_start: never\n    retention: {{keep_last: 3}}\n    verify: {{schedule: \"* * * * * *\", restore_test: false}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+    let config_text = |daemon: &str| {
+        format!(
+        "{}{daemon}signing:\n  secret_key_file: {}\nnotify:\n  webhooks: [\"{url}\"]\njobs:\n  - name: j\n    schedule: \"0 3 1 1 *\"\n    run_at_start: never\n    retention: {{keep_last: 3}}\n    verify: {{schedule: \"* * * * * *\", restore_test: false}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
         store_yaml(&server, "ccb-watch", "site"),
         keys.join("minisign.key").display(),
         data.display()
-    ));
+    )
+    };
+    let cfg = ws.config(&config_text(""));
     let mut ids = Vec::new();
     for _ in 0..2 {
         boundary();
@@ -128,4 +131,40 @@ fn the_daemon_counts_alerts_and_notifies_tampering_after_its_drills() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Handled: acknowledged up to now, the daemon counts it no more and is
+    // ready again after a reload (list still shows the history).
+    let ack = rfc3339(chrono::Utc::now());
+    ws.config(&config_text(&format!(
+        "daemon:\n  tampering_acknowledged: {ack}\n"
+    )));
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe {
+        libc::kill(d.child.id() as i32, libc::SIGHUP);
+    }
+    d.wait_metric("ccbackup_store_tampered_backups{job=\"j\"} 0");
+    assert_eq!(http_get(d.port, "/readyz").unwrap().0, 200);
+    assert!(
+        bodies.try_recv().is_err(),
+        "notified after the acknowledgement"
+    );
+}
+
+#[test]
+fn a_bad_acknowledgement_time_names_line_and_key() {
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\ndaemon:\n  tampering_acknowledged: after lunch\njobs:\n  - name: j\n    sources:\n      - name: etc\n        files: {{path: /tmp}}\n",
+        ws.store_url()
+    ));
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let needle = format!("{}:4:", cfg.display());
+    assert!(
+        run.stderr().lines().any(|l| l.contains(&needle)
+            && l.contains("daemon.tampering_acknowledged")
+            && l.contains("RFC 3339")),
+        "{}",
+        run.stderr()
+    );
 }
