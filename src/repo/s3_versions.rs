@@ -172,7 +172,10 @@ fn entry_of(e: EntryXml, delete_marker: bool) -> Result<ObjectVersion, String> {
 /// one recorded at or before `at`, unless that is a delete marker (the key
 /// was absent then). Versions written later are ignored. Two versions of a
 /// key with the same time are told apart by listing order, newest first as
-/// S3 lists them. Returns the chosen versions by key.
+/// S3 lists them (S3 keeps milliseconds; an emulator that keeps whole
+/// seconds and lists a page's delete markers after its versions can make
+/// a delete in the same second as the write invisible here). Returns the
+/// chosen versions by key.
 pub fn pick_as_of(versions: &[ObjectVersion], at: DateTime<Utc>) -> BTreeMap<&str, &ObjectVersion> {
     let mut newest: BTreeMap<&str, &ObjectVersion> = BTreeMap::new();
     for v in versions.iter().filter(|v| v.last_modified <= at) {
@@ -193,6 +196,18 @@ pub async fn list_versions(
     s3: &S3UploadSweeper,
     prefix: &str,
 ) -> Result<Vec<ObjectVersion>, VersionsError> {
+    list_versions_paged(s3, prefix, None).await
+}
+
+/// [`list_versions`] asking for pages of at most `page` entries (the
+/// store's default, 1000, when `None`): small pages let tests cross many
+/// page boundaries.
+pub async fn list_versions_paged(
+    s3: &S3UploadSweeper,
+    prefix: &str,
+    page: Option<u32>,
+) -> Result<Vec<ObjectVersion>, VersionsError> {
+    let max_keys = page.map(|n| n.to_string());
     let err = |detail: String| VersionsError::List {
         store: s3.display().to_owned(),
         detail,
@@ -201,6 +216,9 @@ pub async fn list_versions(
     let mut markers: Option<(String, String)> = None;
     for _ in 0..MAX_PAGES {
         let mut query = vec![("versions", ""), ("prefix", prefix)];
+        if let Some(n) = &max_keys {
+            query.push(("max-keys", n));
+        }
         if let Some((k, v)) = &markers {
             query.push(("key-marker", k));
             query.push(("version-id-marker", v));
