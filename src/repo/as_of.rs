@@ -275,6 +275,7 @@ mod tests {
             size: 3,
             e_tag: None,
             delete_marker: marker,
+            is_latest: false,
         }
     }
 

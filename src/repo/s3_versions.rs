@@ -49,6 +49,8 @@ pub struct ObjectVersion {
     pub size: u64,
     pub e_tag: Option<String>,
     pub delete_marker: bool,
+    /// The key's current entry (`IsLatest`): breaks a tie of equal times.
+    pub is_latest: bool,
 }
 
 /// One page of `ListObjectVersions`.
@@ -88,6 +90,7 @@ struct EntryXml {
     size: Option<String>,
     #[serde(rename = "ETag")]
     e_tag: Option<String>,
+    is_latest: Option<String>,
 }
 
 /// Reads one `ListVersionsResult` page. An entry without a key, version ID
@@ -165,25 +168,26 @@ fn entry_of(e: EntryXml, delete_marker: bool) -> Result<ObjectVersion, String> {
         size,
         e_tag: e.e_tag,
         delete_marker,
+        is_latest: e.is_latest.as_deref().map(str::trim) == Some("true"),
     })
 }
 
 /// Pure: for every key, the version the store showed at `at`: the newest
 /// one recorded at or before `at`, unless that is a delete marker (the key
 /// was absent then). Versions written later are ignored. Two versions of a
-/// key with the same time are told apart by listing order, newest first as
-/// S3 lists them (S3 keeps milliseconds; an emulator that keeps whole
-/// seconds and lists a page's delete markers after its versions can make
-/// a delete in the same second as the write invisible here). Returns the
-/// chosen versions by key.
+/// key with the same time are told apart by `IsLatest`, then by listing
+/// order, newest first as S3 lists them (S3 keeps milliseconds; moto keeps
+/// whole seconds and lists a page's delete markers after its versions).
+/// Returns the chosen versions by key.
 pub fn pick_as_of(versions: &[ObjectVersion], at: DateTime<Utc>) -> BTreeMap<&str, &ObjectVersion> {
     let mut newest: BTreeMap<&str, &ObjectVersion> = BTreeMap::new();
     for v in versions.iter().filter(|v| v.last_modified <= at) {
-        match newest.get(v.key.as_str()) {
-            Some(seen) if seen.last_modified >= v.last_modified => {}
-            _ => {
-                newest.insert(v.key.as_str(), v);
-            }
+        let newer = newest.get(v.key.as_str()).is_none_or(|seen| {
+            v.last_modified > seen.last_modified
+                || (v.last_modified == seen.last_modified && v.is_latest && !seen.is_latest)
+        });
+        if newer {
+            newest.insert(v.key.as_str(), v);
         }
     }
     newest.retain(|_, v| !v.delete_marker);
@@ -311,6 +315,7 @@ mod tests {
         assert_eq!(v[0].size, 12);
         assert_eq!(v[0].e_tag.as_deref(), Some("\"e2\""));
         assert!(!v[0].delete_marker);
+        assert!(v[0].is_latest && v[1].is_latest && !v[2].is_latest);
         assert_eq!(v[1].key, "p/j/1/a<b>");
         assert!(v[1].delete_marker);
         assert_eq!(v[1].last_modified, t("2026-12-07T11:00:00Z"));
@@ -381,6 +386,7 @@ mod tests {
             size: 1,
             e_tag: None,
             delete_marker: marker,
+            is_latest: false,
         }
     }
 
@@ -413,6 +419,14 @@ mod tests {
         );
         // A key whose newest version by then is a delete marker is absent.
         assert_eq!(ids("2026-12-07T11:30:00Z"), vec![s("a", "a2")]);
+        // Written and deleted in the same second, the marker listed last
+        // (as moto lists it): IsLatest says which is current.
+        let mut tie = vec![
+            v("t", "t1", "2026-12-07T10:00:00Z", false),
+            v("t", "tdm", "2026-12-07T10:00:00Z", true),
+        ];
+        tie[1].is_latest = true;
+        assert!(pick_as_of(&tie, t("2026-12-07T10:00:00Z")).is_empty());
         // Later writes replace what came before.
         assert_eq!(
             ids("2026-12-07T14:00:00Z"),

@@ -212,6 +212,7 @@ mod tests {
             size: 1,
             e_tag: None,
             delete_marker: marker,
+            is_latest: false,
         }
     }
 
