@@ -5,7 +5,9 @@
 //! its signature, [`catalog`] lists backups by where they sit and treats
 //! whatever the store says as untrusted; [`lock`] is the lease one job's
 //! runs share; [`gate`] wraps a store so an interrupted command stops
-//! writing; [`local`] and [`s3_uploads`] are the backend details.
+//! writing; [`local`] and [`s3_uploads`] are the backend details;
+//! [`s3_versions`] reads a versioned bucket's history and [`as_of`] serves
+//! the store as it was at a past time, read-only.
 
 pub mod as_of;
 pub mod catalog;

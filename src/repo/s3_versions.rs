@@ -9,7 +9,7 @@
 //! time an object claims: an attacker can write any content but cannot
 //! backdate what the store records.
 //!
-//! Requests go out through [`S3UploadSweeper::get_bucket`], signed by
+//! Requests go out through `S3UploadSweeper::get_bucket`, signed by
 //! object_store's own signer with the store's credentials.
 
 use std::collections::BTreeMap;

@@ -2,7 +2,9 @@
 //!
 //! [`policy`] is the declarative YAML model and its loader, [`planner`]
 //! the pure decision (keep/delete with reasons) over a catalog, and
-//! [`prune`] carries a plan out against the store.
+//! [`prune`] carries a plan out against the store; [`tamper`] finds, in a
+//! versioned store's history, the deletes and rewrites the policy does
+//! not explain.
 
 pub mod planner;
 pub mod policy;
