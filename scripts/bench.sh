@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks ccbackup against the shell baselines, side by side in one run.
 #
-#   bash scripts/bench.sh [backup|rowcount|rrd|restore|crypto|all]   (default: all)
+#   bash scripts/bench.sh [backup|rowcount|rrd|restore|crypto|parallel|all]   (default: all)
 #
 # backup:  a >= 1 GB database of mixed rows; alternately `ccbackup run-now`
 #          to a file:// store and `pg_dump -Fc -Z0 DB | zstd -3 -T1 > FILE`;
@@ -12,8 +12,13 @@
 #          row_counts on (the default: rows counted in the dump stream) and
 #          off, alternately; the ratio is on/off (target: <= 1.02, counting
 #          must cost nearly nothing and the server nothing).
-# rrd:     50,000 Concertim-sized RRD files; `ccbackup run-now` (rrd source)
-#          against `tar -cf - DIR | zstd -3 -T1 > FILE`.
+# rrd:     5,000 and 50,000 Concertim-sized RRD files (the range Concertim
+#          sites reach); `ccbackup run-now` (rrd source) against
+#          `tar -cf - DIR | zstd -3 -T1 > FILE`.
+# parallel: four databases of about 250 MB each; `ccbackup run-now` with
+#          `postgres.parallel: 1` against the shell dumping them one after
+#          another, and `parallel: 4` against the shell dumping all four at
+#          once (`&` + `wait`), each `pg_dump -Fc -Z0 | zstd -3 -T1`.
 # restore: the backup's dump restored by `ccbackup restore` (which creates
 #          the target database) against `createdb; zstd -dc FILE |
 #          pg_restore -d DB`, and with --jobs 2 against `createdb; zstd -d
@@ -23,16 +28,23 @@
 #          --jobs 1`) plain and encrypted to an age recipient, alternately;
 #          the ratio is encrypted/plain (target: <= 1.05 for both).
 #
-# Environment: BENCH_DIR (default /var/tmp/ccbackup-bench), BENCH_REPS (3),
-# BENCH_DB_ROWS (4200000 rows, about 1.1 GB), BENCH_RRD_FILES (50000).
+# Environment: BENCH_DIR (default /var/tmp/ccbackup-bench), BENCH_REPS (5),
+# BENCH_DB_ROWS (4200000 rows, about 1.1 GB), BENCH_RRD_SIZES ("5000 50000"),
+# BENCH_PAR_ROWS (1000000 rows per database, about 250 MB).
 # Timing belongs here, never in tests.
+#
+# Every case also adds a row to one markdown table (case, ccbackup,
+# baseline, ratio of medians, per-pair ratio, peak RSS, machine, date),
+# printed at the end and kept in $BENCH_DIR/table.md: that table is what
+# docs/benchmarks.md shows as the current one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 dir=${BENCH_DIR:-/var/tmp/ccbackup-bench}
-reps=${BENCH_REPS:-3}
+reps=${BENCH_REPS:-5}
 rows=${BENCH_DB_ROWS:-4200000}
-nrrd=${BENCH_RRD_FILES:-50000}
+rrd_sizes=${BENCH_RRD_SIZES:-5000 50000}
+par_rows=${BENCH_PAR_ROWS:-1000000}
 db=ccbackup_bench
 
 bash scripts/prereqs.sh >/dev/null
@@ -40,6 +52,9 @@ command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null;
 cargo build --release --locked -q
 bin=$(pwd)/target/release/ccbackup
 mkdir -p "$dir"
+table=$dir/table.md
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%d GiB", $2 / 1048576 + 0.5}' /proc/meminfo)"
+printf '| case | ccbackup (median) | baseline (median) | ratio | per-pair ratio (median, middle half) | ccbackup peak RSS | machine | date |\n|---|---|---|---|---|---|---|---|\n' > "$table"
 pg() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"; }
 
 now() { date +%s.%N; }
@@ -73,6 +88,11 @@ report() { # name ccbackup-times baseline-times rss-list baseline-label
   awk '{a[NR]=$1} END {m = (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2);
        printf "  per-pair ratios: median %.3f, middle half %.3f to %.3f, all %.3f to %.3f\n",
               m, a[int((NR+3)/4)], a[int((3*NR+3)/4)], a[1], a[NR]}' <<<"$pairs"
+  local pp
+  pp=$(awk '{a[NR]=$1} END {m = (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2);
+       printf "%.3f (%.3f-%.3f)", m, a[int((NR+3)/4)], a[int((3*NR+3)/4)]}' <<<"$pairs")
+  printf '| %s | %.2f s | %.2f s (`%s`) | %s | %s | %s MiB | %s | %s |\n' \
+    "$1" "$c" "$b" "$5" "$(ratio "$c" "$b")" "$pp" "$((r / 1024))" "$machine" "$(date -u +%F)" >> "$table"
 }
 
 ensure_db() {
@@ -163,8 +183,8 @@ YAML
   echo "  recorded counts: ${tables:-none}"
 }
 
-ensure_rrds() {
-  local root=$dir/rrds n
+ensure_rrds() { # count
+  local nrrd=$1 root=$dir/rrds-$1 n
   n=$( (find "$root" -name '*.rrd' 2>/dev/null || true) | wc -l)
   [ "$n" = "$nrrd" ] && return
   echo "creating $nrrd RRD files (copies of a few rrdtool-made templates)"
@@ -193,7 +213,13 @@ ensure_rrds() {
 }
 
 bench_rrd() {
-  ensure_rrds
+  local n
+  for n in $rrd_sizes; do bench_rrd_tree "$n"; done
+}
+
+bench_rrd_tree() { # count
+  local nrrd=$1
+  ensure_rrds "$nrrd"
   cat > "$dir/rrd.yaml" <<YAML
 store:
   url: file://$dir/rrdstore
@@ -201,15 +227,15 @@ jobs:
   - name: rrd
     sources:
       - name: rrd
-        rrd: {path: $dir/rrds}
+        rrd: {path: $dir/rrds-$nrrd}
 YAML
   # Warm the page cache so both sides read from memory.
-  tar -cf - -C "$dir" rrds | cat > /dev/null
+  tar -cf - -C "$dir" "rrds-$nrrd" | cat > /dev/null
   local c="" b="" r="" out
   for i in $(seq 1 "$reps"); do
     rm -rf "$dir/rrdstore"
     out=$(timed "$bin" --config "$dir/rrd.yaml" --log-format json run-now); c="$c ${out% *}"; r="$r ${out#* }"
-    out=$(timed sh -c "tar -cf - -C '$dir' rrds | zstd -q -3 -T1 > '$dir/baseline.tar.zst'"); b="$b ${out% *}"
+    out=$(timed sh -c "tar -cf - -C '$dir' rrds-$nrrd | zstd -q -3 -T1 > '$dir/baseline.tar.zst'"); b="$b ${out% *}"
     echo "  rep $i done"
   done
   report "archive of $nrrd RRD files" "$c" "$b" "$r" "tar -cf - DIR | zstd -3 -T1 > FILE"
@@ -291,12 +317,72 @@ YAML
   echo "  stored: plain $(du -sb "$dir/plainstore" | cut -f1) B, encrypted $(du -sb "$dir/encstore" | cut -f1) B"
 }
 
+ensure_par_dbs() {
+  local i have
+  for i in 1 2 3 4; do
+    have=$(pg -d "${db}_p$i" -Atc "SELECT count(*) FROM bench.items" 2>/dev/null || echo 0)
+    if [ "$have" != "$par_rows" ]; then
+      echo "generating ${db}_p$i with $par_rows rows"
+      pg -d postgres -c "DROP DATABASE IF EXISTS ${db}_p$i WITH (FORCE)" -c "CREATE DATABASE ${db}_p$i"
+      pg -d "${db}_p$i" <<SQL
+CREATE SCHEMA bench;
+CREATE TABLE bench.items (
+  id bigint PRIMARY KEY, name text, digest text, amount numeric(12,2), ratio float8,
+  created timestamptz, doc jsonb, note text);
+INSERT INTO bench.items
+SELECT g, 'item-' || g, md5((g + $i)::text), (g % 100000) / 100.0, random(),
+       now() - (g || ' seconds')::interval,
+       jsonb_build_object('g', g, 'tags', jsonb_build_array('a' || (g % 97), 'b' || (g % 13)), 'ok', g % 2 = 0),
+       repeat(md5((g * 7)::text), 1 + g % 3)
+FROM generate_series(1, $par_rows) g;
+SQL
+    fi
+    pg -d "${db}_p$i" -c "VACUUM (FREEZE, ANALYZE) bench.items" -c "CHECKPOINT"
+  done
+}
+
+bench_parallel() {
+  ensure_par_dbs
+  local n list="${db}_p1, ${db}_p2, ${db}_p3, ${db}_p4"
+  for n in 1 4; do
+    cat > "$dir/par$n.yaml" <<YAML
+store:
+  url: file://$dir/parstore
+jobs:
+  - name: par
+    sources:
+      - name: db
+        postgres: {host: 127.0.0.1, port: 5432, user: postgres, databases: [$list], globals: false, parallel: $n}
+YAML
+  done
+  local one="pg_dump -h 127.0.0.1 -U postgres -Fc -Z0"
+  local seq_sh="for i in 1 2 3 4; do $one ${db}_p\$i | zstd -q -3 -T1 > '$dir/par'\$i.zst; done"
+  local par_sh="for i in 1 2 3 4; do $one ${db}_p\$i | zstd -q -3 -T1 > '$dir/par'\$i.zst & done; wait"
+  local c1="" b1="" c4="" b4="" r="" out
+  rm -rf "$dir/parstore"; timed "$bin" --config "$dir/par1.yaml" --log-format json run-now >/dev/null
+  for i in $(seq 1 "$reps"); do
+    rm -rf "$dir/parstore"
+    out=$(timed "$bin" --config "$dir/par1.yaml" --log-format json run-now); c1="$c1 ${out% *}"; r="$r ${out#* }"
+    out=$(timed sh -c "$seq_sh"); b1="$b1 ${out% *}"
+    rm -rf "$dir/parstore"
+    out=$(timed "$bin" --config "$dir/par4.yaml" --log-format json run-now); c4="$c4 ${out% *}"; r="$r ${out#* }"
+    out=$(timed sh -c "$par_sh"); b4="$b4 ${out% *}"
+    echo "  rep $i done"
+  done
+  report "4 databases of ~250 MB, parallel: 1" "$c1" "$b1" "$r" "one pg_dump | zstd after another"
+  report "4 databases of ~250 MB, parallel: 4" "$c4" "$b4" "$r" "4 x pg_dump | zstd & wait"
+}
+
 case "$what" in
   backup) bench_backup ;;
   rowcount) bench_rowcount ;;
   rrd) bench_rrd ;;
   restore) bench_restore ;;
   crypto) bench_crypto ;;
-  all) bench_backup; bench_rowcount; bench_rrd; bench_restore; bench_crypto ;;
-  *) echo "usage: $0 [backup|rowcount|rrd|restore|crypto|all]" >&2; exit 2 ;;
+  parallel) bench_parallel ;;
+  all) bench_backup; bench_rowcount; bench_rrd; bench_restore; bench_crypto; bench_parallel ;;
+  *) echo "usage: $0 [backup|rowcount|rrd|restore|crypto|parallel|all]" >&2; exit 2 ;;
 esac
+
+printf '\nCurrent table (also in %s):\n\n' "$table"
+cat "$table"

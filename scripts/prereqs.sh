@@ -6,7 +6,8 @@
 # What it changes on the machine (README, Development, says the same):
 # - Debian packages, always with --no-install-recommends, and only packages
 #   that ship tools or the PostgreSQL server the tests use. No package that
-#   runs a service of its own: promtool is unpacked from Debian's prometheus
+#   runs a service of its own (chromium, for the status page's browser test,
+#   is a program only): promtool is unpacked from Debian's prometheus
 #   package into $CCBACKUP_TEST_TOOLS/bin without installing it (installing
 #   it would enable Prometheus and node exporter), and docker-compose comes
 #   from PyPI into the tools venv (the Debian package pulls Docker and
@@ -42,6 +43,8 @@ command -v psql >/dev/null || need+=(postgresql-client)
 # pipe's size through python3's fcntl.
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+# The status page is checked in a real browser (headless, no service).
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "prereqs: installing ${need[*]}"
   apt_install "${need[@]}"

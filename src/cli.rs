@@ -198,7 +198,12 @@ pub enum Command {
         notify_test: bool,
     },
     /// Restore a backup (latest by default): databases, RRD trees, directories.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
+    /// List what a backup holds without restoring it: each path of its
+    /// trees, its databases with their tables (and row counts) and other
+    /// TOC entries, the roles of its globals. Reads and checksums every
+    /// artifact it lists; fails if one does not match.
+    Ls(LsArgs),
     /// Check that stored backups are intact (and, optionally, that they restore).
     Verify {
         /// Only this job.
@@ -268,6 +273,14 @@ pub struct RestoreArgs {
     /// Restore the database under another name (created if missing).
     #[arg(long)]
     pub target_db: Option<String>,
+    /// Restore only this table of the database (repeatable), with its data,
+    /// indexes, constraints, owned sequences, grants and comments; a part
+    /// holding a dot goes in double quotes. See docs/restore.md.
+    #[arg(long, value_name = "SCHEMA.TABLE")]
+    pub table: Vec<String>,
+    /// Restore only the objects of this schema of the database (repeatable).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Vec<String>,
     /// Drop and recreate existing objects in a non-empty target database.
     #[arg(long)]
     pub clean: bool,
@@ -325,6 +338,38 @@ pub struct RestoreArgs {
     /// later writes and deletes. S3 stores with bucket versioning only.
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// The job whose backup to list (needed when there are several).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// A backup ID or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub backup: String,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Type, mode, owner, size and time of each path; owners and dump ids
+    /// of TOC entries.
+    #[arg(long)]
+    pub long: bool,
+    /// Print one JSON document (docs/schema/ls.json) instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// age identity file for encrypted backups (overrides
+    /// `encryption.identity_file`).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// With `encryption:` configured, list artifacts stored unencrypted
+    /// anyway (backups taken before encryption was switched on).
+    #[arg(long)]
+    pub allow_unencrypted: bool,
+    /// Only paths matching GLOB (restore's --include syntax; quote it so
+    /// the shell leaves it alone). With a GLOB only tree sources are listed.
+    #[arg(value_name = "GLOB")]
+    pub globs: Vec<String>,
 }
 
 #[cfg(test)]

@@ -221,12 +221,52 @@ pub fn open_artifact(
     if art.encryption.is_some() {
         check_age_header(&mut raw, &art.key)?;
     }
-    let file = io::BufReader::with_capacity(1024 * 1024, raw);
+    decode(io::BufReader::with_capacity(1024 * 1024, raw), art, ids)
+}
+
+/// [`open_artifact`] for stored bytes arriving as a stream (`ccbackup ls`
+/// reads while it downloads): the age header is capped the same way, by
+/// reading at most [`MAX_AGE_HEADER`] bytes ahead and handing them back.
+pub fn open_stream<R: Read + Send + 'static>(
+    mut raw: R,
+    art: &Artifact,
+    ids: Option<&Identities>,
+) -> Result<Box<dyn Read + Send>, CryptoError> {
+    if art.encryption.is_none() {
+        return decode(io::BufReader::with_capacity(256 * 1024, raw), art, ids);
+    }
+    let mut prefix = Vec::with_capacity(MAX_AGE_HEADER + 1);
+    (&mut raw)
+        .take(MAX_AGE_HEADER as u64 + 1)
+        .read_to_end(&mut prefix)
+        .map_err(|cause| CryptoError::Open {
+            key: art.key.clone(),
+            cause,
+        })?;
+    if prefix.len() > MAX_AGE_HEADER && age_header_end(&prefix).is_none() {
+        return Err(CryptoError::HeaderTooLarge {
+            key: art.key.escape_debug().to_string(),
+        });
+    }
+    let whole = io::Cursor::new(prefix).chain(raw);
+    decode(io::BufReader::with_capacity(256 * 1024, whole), art, ids)
+}
+
+/// Stored bytes to raw bytes: decrypted when the manifest says so, then
+/// decompressed, never more than the manifest's `raw_bytes`.
+fn decode<R: io::BufRead + Send + 'static>(
+    stored: R,
+    art: &Artifact,
+    ids: Option<&Identities>,
+) -> Result<Box<dyn Read + Send>, CryptoError> {
     let stored: Box<dyn Read + Send> = match &art.encryption {
-        None => Box::new(file),
-        Some(info) => Box::new(decrypt(file, art, info, ids)?),
+        None => Box::new(stored),
+        Some(info) => Box::new(decrypt(stored, art, info, ids)?),
     };
-    let dec = zstd::stream::read::Decoder::new(stored).map_err(open_err)?;
+    let dec = zstd::stream::read::Decoder::new(stored).map_err(|cause| CryptoError::Open {
+        key: art.key.clone(),
+        cause,
+    })?;
     Ok(Box::new(Capped {
         inner: dec,
         left: art.raw_bytes,

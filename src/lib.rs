@@ -36,8 +36,11 @@
 //! Reading back, everything from the store is untrusted: [`repo::catalog`]
 //! lists backups by where they sit and reports damaged or unsigned manifests
 //! apart; [`restore::fetch`] checks sizes and checksums before [`restore`]
-//! ([`restore::extract`] for trees, [`restore::globals`] for roles) or
-//! [`restore::verify`] use a byte.
+//! ([`restore::extract`] for trees, [`restore::globals`] for roles,
+//! [`restore::select`] for some tables of a dump) or [`restore::verify`]
+//! use a byte. [`inspect`] (`ccbackup ls`) lists what a backup holds while
+//! each artifact streams through the same checks, with restore's archive
+//! caps and the backup's own dump TOC parser.
 //!
 //! [`doctor`] tries, on a small scale, everything a job will need (stores,
 //! databases, paths, key files, notification endpoints) before it is needed.
@@ -60,6 +63,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod duration;
 pub mod error;
+pub mod inspect;
 pub mod interrupt;
 pub mod notify;
 pub mod pg;

@@ -19,6 +19,8 @@
 
 use std::io;
 
+use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+
 use rustix::thread::{
     capabilities, set_capabilities, set_keep_capabilities, CapabilitySet, CapabilitySets,
 };
@@ -142,15 +144,12 @@ fn caps_err(t: Target, step: &'static str) -> impl Fn(rustix::io::Errno) -> Priv
     }
 }
 
-fn check(r: libc::c_int, t: Target, step: &'static str) -> Result<(), PrivDropError> {
-    if r == 0 {
-        return Ok(());
-    }
-    Err(PrivDropError::Switch {
+fn check(r: nix::Result<()>, t: Target, step: &'static str) -> Result<(), PrivDropError> {
+    r.map_err(|errno| PrivDropError::Switch {
         uid: t.uid,
         gid: t.gid,
         step,
-        source: io::Error::last_os_error(),
+        source: io::Error::from(errno),
     })
 }
 
@@ -170,17 +169,13 @@ pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropErr
         // The flag is per thread; the process has one thread here.
         set_keep_capabilities(true).map_err(caps_err(t, "keep capabilities"))?;
     }
-    let groups = [t.gid as libc::gid_t];
-    // Not rustix: its set_thread_* calls change one thread only, while
-    // glibc's wrappers apply the change to every thread of the process.
-    // SAFETY: plain id-changing calls; glibc applies them to every thread.
-    check(
-        unsafe { libc::setgroups(1, groups.as_ptr()) },
-        t,
-        "setgroups",
-    )?;
-    check(unsafe { libc::setgid(t.gid) }, t, "setgid")?;
-    check(unsafe { libc::setuid(t.uid) }, t, "setuid")?;
+    // nix, not rustix: rustix's set_thread_* calls change one thread only,
+    // while nix calls glibc's wrappers, which apply the change to every
+    // thread of the process.
+    let (uid, gid) = (Uid::from_raw(t.uid), Gid::from_raw(t.gid));
+    check(setgroups(&[gid]), t, "setgroups")?;
+    check(setgid(gid), t, "setgid")?;
+    check(setuid(uid), t, "setuid")?;
     let kept = if keep_read_access {
         read
     } else {
@@ -217,8 +212,8 @@ fn verify(t: Target, caps: CapabilitySet) -> Result<(), PrivDropError> {
     if ids != (t.uid, t.uid, t.gid, t.gid) {
         return Err(fail(format!("ids are {ids:?}")));
     }
-    // SAFETY: setuid(0) must fail now; if it does not we stop.
-    if unsafe { libc::setuid(0) } == 0 {
+    // setuid(0) must fail now; if it does not we stop.
+    if setuid(Uid::from_raw(0)).is_ok() {
         return Err(fail("setuid(0) succeeded".to_owned()));
     }
     let now = capabilities(None).map_err(|e| fail(format!("capget: {e}")))?;

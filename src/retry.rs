@@ -57,7 +57,7 @@ impl Backoff {
         max_elapsed: Duration::from_secs(300),
     };
 
-    /// The delay after the `failures`-th failure (1-based), with "full
+    /// The delay after the `failures`-th failure (1-based), with "equal
     /// jitter": uniformly random in [d/2, d]. Jitter keeps several sidecars
     /// that failed together from retrying in lockstep; the lower half-bound
     /// keeps the delay from collapsing to nothing.

@@ -43,6 +43,7 @@ fn line(c: &Check) -> String {
     let status = match c.status {
         Status::Ok => "ok  ",
         Status::Info => "info",
+        Status::Warn => "warn",
         Status::Fail => "FAIL",
     };
     // One line per check, whatever a server put in its message.

@@ -9,6 +9,7 @@ mod doctor;
 mod health;
 mod keys;
 pub mod logfmt;
+mod ls;
 pub mod out;
 mod past;
 mod restore;
@@ -216,7 +217,8 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
         Command::List { job, json, as_of } => {
             backup::list(&cfg, job.as_deref(), json, as_of.as_deref()).await
         }
-        Command::Restore(args) => restore::restore(&cfg, args, intr).await,
+        Command::Restore(args) => restore::restore(&cfg, *args, intr).await,
+        Command::Ls(args) => ls::ls(&cfg, args, intr).await,
         Command::Prune { job, dry_run, json } => {
             retention::prune(&cfg, job.as_deref(), dry_run, json, intr).await
         }

@@ -137,6 +137,15 @@ async fn restore_one(
     out.backup_id = Some(m.id.clone());
     out.started_at = Some(crate::backup::report::rfc3339(m.started_at));
     let identities = identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
+    let tables = crate::restore::TableRequest {
+        tables: a
+            .table
+            .iter()
+            .map(|t| crate::restore::parse_table_arg(t))
+            .collect::<Result<_, _>>()
+            .map_err(AppError::Usage)?,
+        schemas: a.schema.clone(),
+    };
     let req = RestoreRequest {
         source: a.source,
         database: a.database,
@@ -149,6 +158,7 @@ async fn restore_one(
         no_owner: a.no_owner,
         to: a.to,
         include: a.include,
+        tables,
         dry_run: a.dry_run,
         staging_dir: a.staging_dir,
         same_owner: a.same_owner,
@@ -385,7 +395,7 @@ async fn verify_all(
 /// encrypted: `--identity`, else the job's `encryption.identity_file`.
 /// Without either, `None`: the restore itself then says an identity is
 /// needed, before it downloads anything.
-fn identities_for(
+pub(super) fn identities_for(
     job: &JobConfig,
     flag: Option<&std::path::Path>,
     manifests: &[Manifest],

@@ -211,6 +211,8 @@ pub(super) async fn prune(
                 "deleted": outcome.as_ref().map(|o| o.deleted.clone()),
                 "aborted_uploads": outcome.as_ref().map(|o| o.aborted_uploads.clone()),
                 "upload_sweep_error": outcome.as_ref().and_then(|o| o.upload_sweep_error.clone()),
+                "locks": outcome.as_ref().and_then(|o| o.locks.clone()),
+                "retained_by_lock": outcome.as_ref().map(|o| o.retained_by_lock.clone()),
             }));
         } else {
             say!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
@@ -255,6 +257,7 @@ pub(super) async fn prune(
                 if let Some(e) = &o.upload_sweep_error {
                     say!("warning: {e}");
                 }
+                print_locks(o);
             }
         }
     }
@@ -268,5 +271,27 @@ pub(super) async fn prune(
         Ok(())
     } else {
         Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
+    }
+}
+
+/// What the store's Object Lock did: kept backups extended, deleted ones
+/// the store still retains (recoverable with their versions until then).
+fn print_locks(o: &crate::retention::prune::Outcome) {
+    let secs =
+        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if let Some(l) = &o.locks {
+        say!(
+            "locks: {} object(s) extended to {}, {} already locked that far{}",
+            l.extended,
+            l.until.as_ref().map(secs).unwrap_or_default(),
+            l.already_locked,
+            match l.failed.len() {
+                0 => String::new(),
+                n => format!(", {n} FAILED"),
+            }
+        );
+    }
+    for r in &o.retained_by_lock {
+        say!("{}: retained by lock until {}", r.backup_id, secs(&r.until));
     }
 }

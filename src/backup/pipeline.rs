@@ -6,8 +6,11 @@
 //! hashes them and feeds a `WriteMultipart` that never has more than
 //! `concurrency` parts in flight. A slow store therefore slows the source
 //! instead of filling memory. Worst case in memory per artifact:
-//! `CHANNEL_CHUNKS * CHUNK` + `(concurrency + 1) * part_size`, plus zstd's
-//! window.
+//! `CHANNEL_CHUNKS * CHUNK` + `(concurrency + 1) * part_size`, plus zstd:
+//! its window and match tables (about 3 MiB at level 3) and, with a
+//! worker, about four [`ZSTD_JOB`]s (the job being filled, the one being
+//! compressed, and their outputs). A source with `postgres.parallel: N`
+//! runs N of these at once.
 //!
 //! Order of commitment: the upload is finished only after the producer
 //! returned success (for `pg_dump`: stdout reached EOF *and* the exit status
@@ -32,6 +35,8 @@ use crate::retry::{Class, Transient};
 const CHUNK: usize = 1024 * 1024;
 /// Chunks that may wait in the channel.
 const CHANNEL_CHUNKS: usize = 4;
+/// Input a zstd worker compresses as one job (see [`upload`]).
+pub const ZSTD_JOB: u32 = 1024 * 1024;
 
 /// How artifacts are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +186,12 @@ where
             .map_err(ProducerError::Compress)?;
         if compression.workers > 0 {
             enc.multithread(compression.workers)
+                .map_err(ProducerError::Compress)?;
+            // zstd sizes a worker's job from the window (8 MiB at level 3)
+            // and keeps an input and an output buffer per job in flight,
+            // about 33 MiB of a backup's peak; 1 MiB jobs cost no ratio
+            // (the overlap keeps the window's matches) and bound it.
+            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB))
                 .map_err(ProducerError::Compress)?;
         }
         // A frame checksum lets `zstd -d` alone detect corruption too.

@@ -105,23 +105,6 @@ pub async fn run_once(
     run_once_with(cfg, repo, job, kill, progress, RunOptions::default()).await
 }
 
-/// [`run_once`], but a lock held by a live process is waited for up to
-/// `lock_wait` before the run fails.
-pub async fn run_once_waiting(
-    cfg: &Config,
-    repo: &Repo,
-    job: &JobConfig,
-    kill: KillSwitch,
-    progress: Arc<Progress>,
-    lock_wait: Duration,
-) -> Result<RunReport, RunError> {
-    let opts = RunOptions {
-        lock_wait,
-        ..RunOptions::default()
-    };
-    run_once_with(cfg, repo, job, kill, progress, opts).await
-}
-
 /// [`run_once`] with `run-now`'s options: a lock held by a live process is
 /// waited for up to `opts.lock_wait` (`--wait-lock`) before the run fails;
 /// `opts.shrink` may accept a deliberate shrink (`--accept-shrink`).

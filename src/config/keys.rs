@@ -205,7 +205,11 @@ pub(super) fn signing(
 }
 
 /// An RFC 3339 time, or a problem at its line.
-fn time(t: &Spanned<String>, key: &str, p: &mut Problems) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(super) fn time(
+    t: &Spanned<String>,
+    key: &str,
+    p: &mut Problems,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(t.value.trim())
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| {

@@ -7,6 +7,7 @@ mod drill;
 mod guard;
 mod keys;
 mod notify;
+mod object_lock;
 mod raw;
 mod recover;
 mod sources;
@@ -125,6 +126,8 @@ pub struct DaemonConfig {
     /// known and handled: the daemon no longer counts it, fails `/readyz`
     /// or notifies about it (`list` still shows it).
     pub tampering_acknowledged: Option<chrono::DateTime<chrono::Utc>>,
+    /// Serve the status page (`/` and `/status.json`); on by default.
+    pub status_page: bool,
 }
 
 /// Notification channels of one `notify` block (global or a job's). URLs

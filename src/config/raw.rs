@@ -94,6 +94,16 @@ pub struct RawStore {
     /// count (clocks differ a little; forgeries are dated years ahead).
     #[serde(default)]
     pub max_clock_skew: Option<S<String>>,
+    /// S3 Object Lock for everything a backup writes.
+    #[serde(default)]
+    pub object_lock: Option<S<RawObjectLock>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectLock {
+    pub mode: S<String>,
+    pub period: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +118,9 @@ pub struct RawDaemon {
     /// RFC 3339: tampering recorded by then is known and handled.
     #[serde(default)]
     pub tampering_acknowledged: Option<S<String>>,
+    /// `false` turns the status page (`/`, `/status.json`) off.
+    #[serde(default)]
+    pub status_page: Option<S<bool>>,
 }
 
 /// Where run reports go: generic webhooks, healthchecks pings, Slack
@@ -265,6 +278,8 @@ pub struct RawPostgres {
     pub globals: Option<bool>,
     #[serde(default)]
     pub row_counts: Option<bool>,
+    #[serde(default)]
+    pub parallel: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -60,6 +60,9 @@ pub struct PostgresConfig {
     /// server queries), so `verify --restore-test` and the shrink guard
     /// have exact figures.
     pub row_counts: bool,
+    /// How many databases are dumped at once (`postgres.parallel`), each
+    /// through a pipeline of its own.
+    pub parallel: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +279,19 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
             Some(pb)
         }
     };
+    let parallel = match &pg.parallel {
+        None => default_parallel_dumps(),
+        Some(n) if (1..=MAX_PARALLEL_DUMPS as i64).contains(&n.value) => n.value as usize,
+        Some(n) => {
+            p.at(
+                &n.referenced,
+                format!("{key}.parallel"),
+                format!("must be between 1 and {MAX_PARALLEL_DUMPS}"),
+            );
+            ok = false;
+            1
+        }
+    };
     ok.then(|| PostgresConfig {
         host: pg
             .host
@@ -300,5 +316,21 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
         bin_dir,
         globals: pg.globals.unwrap_or(true),
         row_counts: pg.row_counts.unwrap_or(true),
+        parallel,
     })
+}
+
+/// Upper bound of `postgres.parallel`: each dump holds a server backend,
+/// a `pg_dump` and a pipeline's buffers; beyond this the server's disks,
+/// not ccbackup, set the pace.
+pub const MAX_PARALLEL_DUMPS: usize = 8;
+
+/// Default `postgres.parallel`: a dump keeps about two cores busy
+/// (`pg_dump` with its server backend, and zstd), so half the cores, at
+/// least one and at most four. On the two-core machines Concertim runs on
+/// that is one database at a time, which is what such a host can afford
+/// next to the application it serves.
+pub fn default_parallel_dumps() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 2).clamp(1, 4)
 }

@@ -130,21 +130,10 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             .unwrap_or(DEFAULT_LOCK_TTL),
         tampering_acknowledged: rd
             .and_then(|d| d.tampering_acknowledged.as_ref())
-            .and_then(|t| {
-                chrono::DateTime::parse_from_rfc3339(t.value.trim())
-                    .map(|t| t.with_timezone(&chrono::Utc))
-                    .map_err(|e| {
-                        p.at(
-                            &t.referenced,
-                            "daemon.tampering_acknowledged",
-                            format!(
-                                "{:?} is not an RFC 3339 time ({e}); e.g. 2026-12-07T12:00:00Z",
-                                t.value
-                            ),
-                        )
-                    })
-                    .ok()
-            }),
+            .and_then(|t| super::keys::time(t, "daemon.tampering_acknowledged", &mut p)),
+        status_page: rd
+            .and_then(|d| d.status_page.as_ref())
+            .is_none_or(|v| v.value),
     };
     let notify = raw
         .notify
@@ -324,12 +313,14 @@ pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<Stor
         .as_ref()
         .and_then(|v| interval(v, "store.max_clock_skew", p))
         .unwrap_or(crate::repo::store::DEFAULT_MAX_CLOCK_SKEW);
+    let object_lock = super::object_lock::object_lock(raw.object_lock.as_ref(), url.as_ref(), p);
     Some(StoreSpec {
         url: url?,
         options,
         part_size,
         concurrency,
         max_clock_skew,
+        object_lock,
     })
 }
 

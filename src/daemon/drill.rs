@@ -115,6 +115,7 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
         *d.runs.entry(outcome_name).or_default() += 1;
         if outcome_name != "skipped" {
             d.last_outcome = Some(outcome_name);
+            d.last_report = Some(Arc::new(rep.clone()));
             d.last_duration = Some(std::time::Duration::from_secs_f64(rep.duration_seconds));
         }
         if outcome_name == "success" {

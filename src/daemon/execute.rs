@@ -55,10 +55,13 @@ pub(super) async fn execute(ctx: &RunCtx) {
     };
     let report = Report::new(&facts, &result, ctx.repo.clock.now());
     record_metrics(ctx, &report, &result);
+    let kept = Arc::new(report.clone());
+    ctx.metrics
+        .update(&job.name, |s| s.last_report = Some(kept));
     report.log();
 
     if !ctx.cancel.is_cancelled() {
-        if let Ok(l) = list_catalog(&ctx.repo, &job.name, &ctx.cancel).await {
+        if let Ok(l) = list_catalog(&ctx.repo, job, &ctx.cancel).await {
             ctx.metrics.update(&job.name, |s| l.apply(s));
         }
         super::tamper::check(ctx).await;

@@ -1,8 +1,9 @@
-//! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1.
+//! `/healthz`, `/readyz`, `/metrics` and the status page (`/`,
+//! `/status.json`) over plain HTTP/1.1.
 //!
-//! A deliberately tiny server: three GET (and HEAD) routes for a compose
-//! healthcheck and a Prometheus scraper on a private network. A framework
-//! would add more code than it saves here.
+//! A deliberately tiny server: a few GET (and HEAD) routes for a compose
+//! healthcheck, a Prometheus scraper and an operator's browser on a private
+//! network. A framework would add more code than it saves here.
 //!
 //! A stuck or hostile client must never make `/healthz` fail:
 //! * one request per connection (`Connection: close`); the request head is
@@ -30,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
+use super::status::{self, Page};
 
 pub const MAX_HEAD: usize = 8 * 1024;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,7 +115,12 @@ impl Drop for Reading {
 }
 
 /// Serves until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    page: Arc<Page>,
+    stop: CancellationToken,
+) {
     let slots = Slots::new(MAX_CONNECTIONS);
     let mut next_id = 0u64;
     loop {
@@ -137,8 +144,9 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
         next_id += 1;
         let reading = slots.reading(next_id);
         let metrics = metrics.clone();
+        let page = page.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, &metrics, reading).await {
+            if let Err(e) = handle(stream, &metrics, &page, reading).await {
                 tracing::debug!(%peer, error = %e, "http connection failed");
             }
             drop(permit);
@@ -150,20 +158,33 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
 struct Reply {
     status: u16,
     content_type: &'static str,
+    /// Further header lines, each ending in CRLF.
+    headers: &'static str,
     body: Vec<u8>,
 }
+
+/// The status page runs no script and loads nothing: a policy that forbids
+/// both makes markup that slipped through escaping inert, and the page
+/// cannot be framed by another site.
+const PAGE_HEADERS: &str = "content-security-policy: default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\n";
 
 impl Reply {
     fn text(status: u16, body: &str) -> Reply {
         Reply {
             status,
             content_type: "text/plain",
+            headers: "",
             body: body.as_bytes().to_vec(),
         }
     }
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Metrics, reading: Reading) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    page: &Page,
+    reading: Reading,
+) -> std::io::Result<()> {
     let head = tokio::select! {
         _ = reading.evicted.cancelled() => return Ok(()),
         r = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)) => match r {
@@ -175,7 +196,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, reading: Reading) -> s
     drop(reading);
     let (reply, head_only) = match head {
         None => (Reply::text(431, "request header too large\n"), false),
-        Some(head) => route(&head, metrics),
+        Some(head) => route(&head, metrics, page),
     };
     match tokio::time::timeout(WRITE_TIMEOUT, respond(&mut stream, &reply, head_only)).await {
         Ok(r) => r,
@@ -184,7 +205,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, reading: Reading) -> s
 }
 
 /// The reply to a request head, and whether to leave the body out (HEAD).
-fn route(head: &str, metrics: &Metrics) -> (Reply, bool) {
+fn route(head: &str, metrics: &Metrics, page: &Page) -> (Reply, bool) {
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
@@ -202,17 +223,46 @@ fn route(head: &str, metrics: &Metrics) -> (Reply, bool) {
             Reply {
                 status: if r.ready { 200 } else { 503 },
                 content_type: "application/json",
+                headers: "",
                 body,
             }
         }
         "/metrics" => Reply {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
+            headers: "",
             body: metrics.render().into_bytes(),
         },
+        "/" | "/status.json" => status_reply(path, metrics, page),
         _ => Reply::text(404, "not found\n"),
     };
     (reply, head_only)
+}
+
+/// The status page or its JSON, from memory only; 404 when
+/// `daemon.status_page` is off.
+fn status_reply(path: &str, metrics: &Metrics, page: &Page) -> Reply {
+    let setup = page.setup();
+    if !setup.enabled {
+        return Reply::text(404, "not found (daemon.status_page is off)\n");
+    }
+    let view = status::view(metrics, &setup, metrics.now());
+    if path == "/" {
+        return Reply {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            headers: PAGE_HEADERS,
+            body: status::html::render(&view).into_bytes(),
+        };
+    }
+    let mut body = serde_json::to_vec_pretty(&view).unwrap_or_default();
+    body.push(b'\n');
+    Reply {
+        status: 200,
+        content_type: "application/json",
+        headers: "cache-control: no-store\r\n",
+        body,
+    }
 }
 
 /// Reads up to the blank line ending the request head; `None` if too big.
@@ -251,10 +301,11 @@ async fn respond(stream: &mut TcpStream, reply: &Reply, head_only: bool) -> std:
     };
     // HEAD gets the headers GET would, Content-Length included.
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{allow}connection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{allow}{}connection: close\r\n\r\n",
         reply.status,
         reply.content_type,
-        reply.body.len()
+        reply.body.len(),
+        reply.headers
     );
     stream.write_all(head.as_bytes()).await?;
     if !head_only {
@@ -271,6 +322,37 @@ pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_page_is_served_with_a_strict_policy_unless_turned_off() {
+        let metrics = Metrics::default();
+        let on = Page::with_setup(status::Setup {
+            enabled: true,
+            ..Default::default()
+        });
+        let (r, head_only) = route("GET / HTTP/1.1\r\n\r\n", &metrics, &on);
+        assert_eq!(
+            (r.status, r.content_type, head_only),
+            (200, "text/html; charset=utf-8", false)
+        );
+        assert!(r.headers.contains("default-src 'none'"));
+        assert!(String::from_utf8_lossy(&r.body).starts_with("<!DOCTYPE html>"));
+        let (r, head_only) = route("HEAD /status.json?x=1 HTTP/1.1\r\n\r\n", &metrics, &on);
+        assert!(head_only);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["jobs"], serde_json::json!([]));
+        let off = Page::default();
+        for path in ["/", "/status.json"] {
+            let (r, _) = route(&format!("GET {path} HTTP/1.1\r\n\r\n"), &metrics, &off);
+            assert_eq!(r.status, 404);
+        }
+        assert_eq!(
+            route("GET /healthz HTTP/1.1\r\n\r\n", &metrics, &off)
+                .0
+                .status,
+            200
+        );
+    }
 
     #[tokio::test]
     async fn full_slots_evict_the_oldest_reader_and_refuse_when_all_answer() {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics;
+use crate::config::JobConfig;
 use crate::repo::catalog;
 use crate::repo::store::{self, Repo};
 use crate::retry::{self, Backoff};
@@ -19,10 +20,12 @@ pub(super) struct Listed {
     newest_suspicious: Option<bool>,
     /// Oldest backup directory that is not a good backup.
     first_attempt: Option<DateTime<Utc>>,
+    /// The newest backups, for the status page.
+    held: std::sync::Arc<super::held::Held>,
 }
 
 impl Listed {
-    fn of(job: &str, cat: &catalog::Catalog) -> Listed {
+    fn of(job: &str, cat: &catalog::Catalog, held: super::held::Held) -> Listed {
         let attempts = cat
             .complete
             .iter()
@@ -41,6 +44,7 @@ impl Listed {
             newest_good: crate::backup::guard::baseline(&cat.complete, job).map(|m| m.started_at),
             newest_suspicious: cat.complete.last().map(|m| m.guard.is_suspicious()),
             first_attempt: attempts.chain(leftovers).min(),
+            held: std::sync::Arc::new(held),
         }
     }
 
@@ -52,20 +56,29 @@ impl Listed {
         s.last_backup_suspicious = self.newest_suspicious;
         s.first_attempt = self.first_attempt;
         s.store_error = None;
+        s.held = Some(self.held.clone());
     }
 }
 
-/// Counts, newest good backup and failed attempts of a job, with retries.
+/// Counts, newest good backup and failed attempts of a job, and its newest
+/// backups for the status page, with retries.
 pub(super) async fn list_catalog(
     repo: &Repo,
-    job: &str,
+    job: &JobConfig,
     cancel: &CancellationToken,
 ) -> Result<Listed, catalog::CatalogError> {
     let cat = retry::retry(Backoff::STORE, "catalog listing", cancel, || {
-        catalog::load(repo, Some(job))
+        catalog::load(repo, Some(&job.name))
     })
     .await?;
-    Ok(Listed::of(job, &cat))
+    let held = super::held::of(
+        &cat,
+        &job.name,
+        job.retention.as_ref(),
+        repo.verifier.is_some(),
+        repo.clock.now(),
+    );
+    Ok(Listed::of(&job.name, &cat, held))
 }
 
 #[cfg(test)]
@@ -111,7 +124,7 @@ mod tests {
             damaged: Vec::new(),
             legacy: Default::default(),
         };
-        let l = Listed::of("j", &cat);
+        let l = Listed::of("j", &cat, Default::default());
         assert_eq!(
             l.newest_good,
             store::backup_id_time("20260102T000000Z-aaaaaa")
@@ -127,7 +140,7 @@ mod tests {
         };
         l.apply(&mut s);
         assert_eq!((s.backups_stored, s.store_error), (Some(2), None));
-        let none = Listed::of("j", &catalog::Catalog::default());
+        let none = Listed::of("j", &catalog::Catalog::default(), Default::default());
         assert_eq!((none.newest_good, none.first_attempt), (None, None));
     }
 }

@@ -1,8 +1,8 @@
 //! Per-job state of the daemon, rendered as Prometheus text (exposition
 //! format 0.0.4) and as the `/readyz` verdict.
 //!
-//! Hand-written: a dozen gauges and counters with one or two labels do not
-//! justify a metrics crate and its registry. Names follow Prometheus
+//! Hand-written: about two dozen gauge and counter families with one or two
+//! labels do not justify a metrics crate and its registry. Names follow Prometheus
 //! conventions: `ccbackup_` prefix, base units in the name (`_seconds`,
 //! `_bytes`), counters end in `_total`.
 
@@ -64,6 +64,10 @@ pub struct JobStats {
     /// [`super::tamper`]): one line per tampered backup; `None` before a
     /// check, or when the store keeps no versions.
     pub tampered: Option<Vec<String>>,
+    /// The report of the last run since the daemon started (status page).
+    pub last_report: Option<std::sync::Arc<crate::backup::report::Report>>,
+    /// The newest backups in the store, as last listed (status page).
+    pub held: Option<std::sync::Arc<super::held::Held>>,
 }
 
 /// What the daemon knows about a job's restore drills.
@@ -76,6 +80,8 @@ pub struct DrillStats {
     /// The first drill due after start-up (readiness grace).
     pub first_due: Option<DateTime<Utc>>,
     pub max_age: Option<Duration>,
+    /// The last drill's report (status page).
+    pub last_report: Option<std::sync::Arc<crate::backup::report::Report>>,
 }
 
 /// Outcomes of a drill, exported as zero until they happen.
@@ -210,6 +216,10 @@ impl Metrics {
     /// Whether the store's manifests are checked against a signing key.
     pub fn set_authenticated(&self, yes: bool) {
         self.authenticated.store(yes, Ordering::SeqCst);
+    }
+
+    pub fn authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::SeqCst)
     }
 
     pub fn started(&self) -> DateTime<Utc> {

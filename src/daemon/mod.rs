@@ -67,12 +67,14 @@
 
 mod drill;
 mod execute;
+pub mod held;
 pub mod http;
 mod listing;
 pub mod metrics;
 pub mod process;
 pub mod reload;
 mod slots;
+pub mod status;
 pub mod tamper;
 mod timers;
 
@@ -194,6 +196,8 @@ struct State {
     running: HashMap<String, Running>,
     /// Ticks waiting for the job's slot (see [`slots`]).
     waiting: HashMap<String, VecDeque<Tick>>,
+    /// What the status page shows of the configuration.
+    page: Arc<status::Page>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. Returns `Ok` when every
@@ -226,7 +230,13 @@ pub async fn run(
     }
     tracing::info!(listen = %addr.map_or(listen.clone(), |a| a.to_string()), jobs = cfg.jobs.len(), "daemon started");
     let http_stop = CancellationToken::new();
-    let http_task = tokio::spawn(http::serve(listener, metrics.clone(), http_stop.clone()));
+    let page = Arc::new(status::Page::new(&cfg));
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        page.clone(),
+        http_stop.clone(),
+    ));
 
     let sched: Box<dyn Timers> = if clock.is_tokio() {
         Box::new(SleepTimers::default())
@@ -247,6 +257,7 @@ pub async fn run(
         armed: HashMap::new(),
         running: HashMap::new(),
         waiting: HashMap::new(),
+        page,
     };
     seed_metrics(&st, &metrics).await;
     arm_all(&mut st, sched, &tick_tx, &metrics).await;
@@ -351,10 +362,11 @@ async fn drain(tasks: &mut JoinSet<String>, st: &mut State, limit: Duration) -> 
 async fn seed_metrics(st: &State, metrics: &Metrics) {
     let names: Vec<String> = st.cfg.jobs.iter().map(|j| j.name.clone()).collect();
     metrics.retain(&names);
+    st.page.configure(&st.cfg);
     metrics.set_authenticated(st.repo.verifier.is_some());
     for job in &st.cfg.jobs {
         metrics.update(&job.name, |s| s.max_age = job.max_age);
-        match list_catalog(&st.repo, &job.name, &CancellationToken::new()).await {
+        match list_catalog(&st.repo, job, &CancellationToken::new()).await {
             Ok(l) => metrics.update(&job.name, |s| l.apply(s)),
             Err(e) => {
                 tracing::warn!(job = %job.name, error = %chain(&e), "cannot list existing backups at start-up");

@@ -4,6 +4,7 @@
 //! is a small module returning [`Check`]s, so more can be added beside
 //! them; `app::doctor` prints the result.
 
+mod immutable;
 mod keys;
 mod notify;
 mod paths;
@@ -27,6 +28,8 @@ pub enum Status {
     Ok,
     /// Worth knowing, not a failure (e.g. a store without versioning).
     Info,
+    /// Worth acting on, not a failure (e.g. storage that never shrinks).
+    Warn,
     Fail,
 }
 
@@ -78,6 +81,15 @@ impl About {
         self.make(check, Status::Info, detail.into(), None)
     }
 
+    pub(crate) fn warn(
+        &self,
+        check: &str,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Check {
+        self.make(check, Status::Warn, detail.into(), Some(hint.into()))
+    }
+
     pub(crate) fn fail(
         &self,
         check: &str,
@@ -99,9 +111,9 @@ pub struct Options {
 pub async fn run(cfg: &Config, jobs: &[&JobConfig], opts: Options) -> Vec<Check> {
     let mut out = Vec::new();
     for job in jobs {
-        out.extend(store::check(&job.name, "store", &cfg.store).await);
+        out.extend(store::check(job, "store", &cfg.store).await);
         for (i, copy) in cfg.copies.iter().enumerate() {
-            out.extend(store::check(&job.name, &format!("copy store {i}"), copy).await);
+            out.extend(store::check(job, &format!("copy store {i}"), copy).await);
         }
         for s in &job.sources {
             let about = About::new(&job.name, format!("source {}", s.name));

@@ -11,7 +11,12 @@ use crate::repo::store::{self, StoreSpec};
 
 const PROBE: &[u8] = b"ccbackup doctor probe: safe to delete\n";
 
-pub(super) async fn check(job: &str, label: &str, spec: &StoreSpec) -> Vec<Check> {
+pub(super) async fn check(
+    job_cfg: &crate::config::JobConfig,
+    label: &str,
+    spec: &StoreSpec,
+) -> Vec<Check> {
+    let job = job_cfg.name.as_str();
     let about = About::new(job, format!("{label} {}", store::display_url(&spec.url)));
     let hint = "check store.url, store.options and the credentials; for S3 the bucket must exist";
     let repo = match store::open(spec) {
@@ -64,11 +69,19 @@ pub(super) async fn check(job: &str, label: &str, spec: &StoreSpec) -> Vec<Check
         None => about.info("versioning", versioning(&spec.url)),
     });
     if let Some(s3) = &repo.s3 {
+        let mut enabled = None;
         out.push(match bounded(s3.object_lock()).await {
-            Some(Ok(lock)) => about.info("object lock", s3_object_lock(lock.as_ref())),
+            Some(Ok(lock)) => {
+                enabled = Some(lock.as_ref().is_some_and(|l| l.enabled));
+                about.info("object lock", s3_object_lock(lock.as_ref()))
+            }
             Some(Err(e)) => about.info("object lock", format!("cannot tell: {}", chain(&e))),
             None => about.info("object lock", format!("cannot tell: {}", timed_out())),
         });
+        if let Some(lock) = spec.object_lock {
+            let policy = job_cfg.retention.as_ref();
+            out.extend(super::immutable::check(&about, &repo, lock, enabled, job, policy).await);
+        }
     }
     out
 }

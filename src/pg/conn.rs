@@ -334,6 +334,7 @@ mod tests {
             bin_dir: None,
             globals: false,
             row_counts: false,
+            parallel: 1,
         }
     }
 

@@ -5,9 +5,10 @@
 //! its signature, [`catalog`] lists backups by where they sit and treats
 //! whatever the store says as untrusted; [`lock`] is the lease one job's
 //! runs share; [`gate`] wraps a store so an interrupted command stops
-//! writing; [`local`] and [`s3_uploads`] are the backend details;
-//! [`s3_versions`] reads a versioned bucket's history and [`as_of`] serves
-//! the store as it was at a past time, read-only.
+//! writing; [`local`], [`s3_uploads`] and [`s3_lock`] are the backend
+//! details, and [`locked`] locks what a backup writes on an S3 store with
+//! Object Lock; [`s3_versions`] reads a versioned bucket's history and
+//! [`as_of`] serves the store as it was at a past time, read-only.
 
 pub mod as_of;
 pub mod catalog;
@@ -15,7 +16,9 @@ pub mod commit;
 pub mod gate;
 pub mod local;
 pub mod lock;
+pub mod locked;
 pub mod manifest;
+pub mod s3_lock;
 pub mod s3_uploads;
 pub mod s3_versions;
 pub mod signing;

@@ -49,6 +49,25 @@ pub enum UploadSweepError {
     },
 }
 
+/// What S3 answered to an [`S3UploadSweeper::exchange`].
+#[derive(Debug)]
+pub(crate) struct Exchanged {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    /// `HTTP <status> <code>: <message>` when the status is not 2xx.
+    pub error: Option<String>,
+}
+
+/// Why an [`S3UploadSweeper::exchange`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    #[error(transparent)]
+    Setup(UploadSweepError),
+    #[error("{}", describe_reqwest(.0))]
+    Transport(reqwest::Error),
+}
+
 /// An open multipart upload as listed by S3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenUpload {
@@ -180,7 +199,7 @@ impl S3UploadSweeper {
         }
     }
 
-    fn client(&self) -> Result<reqwest::Client, UploadSweepError> {
+    pub(crate) fn client(&self) -> Result<reqwest::Client, UploadSweepError> {
         if self.location.bucket_url.starts_with("http://") && !self.location.allow_http {
             return Err(self.config_err("the endpoint is http:// but allow_http is not set"));
         }
@@ -194,7 +213,7 @@ impl S3UploadSweeper {
 
     /// The request URL for `key` (or the bucket) with `query`, encoded as
     /// S3 expects it (the signature covers this exact encoding).
-    fn request_url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
+    pub(crate) fn request_url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
         let mut url = self.location.bucket_url.clone();
         match key {
             Some(k) => {
@@ -215,16 +234,34 @@ impl S3UploadSweeper {
     }
 
     /// A request with an empty body, signed by object_store.
-    async fn signed(
+    pub(crate) async fn signed(
         &self,
         method: reqwest::Method,
         url: &str,
     ) -> Result<HttpRequest, UploadSweepError> {
-        let mut req = HttpRequest::new(HttpRequestBody::empty());
+        self.signed_with(method, url, Vec::new(), bytes::Bytes::new())
+            .await
+    }
+
+    /// A request with `headers` and `body`, signed by object_store (the
+    /// headers and the body's digest are covered by the signature).
+    async fn signed_with(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: Vec<(&'static str, String)>,
+        body: bytes::Bytes,
+    ) -> Result<HttpRequest, UploadSweepError> {
+        let mut req = HttpRequest::new(HttpRequestBody::from(body));
         *req.method_mut() = method;
         *req.uri_mut() = url
             .parse()
             .map_err(|e| self.config_err(format!("bad request URL: {e}")))?;
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_str(&value)
+                .map_err(|e| self.config_err(format!("header {name}: {e}")))?;
+            req.headers_mut().insert(name, value);
+        }
         if self.location.skip_signature {
             return Ok(req);
         }
@@ -270,41 +307,44 @@ impl S3UploadSweeper {
         &self.display
     }
 
-    /// A signed `GET` on the bucket with `query`: status and body, of which
-    /// at most `cap` bytes are read (a longer body is an error, so a
-    /// misbehaving endpoint cannot fill memory). For
-    /// [`crate::repo::s3_versions`], which lists versions with it.
-    pub(crate) async fn get_bucket(
+    /// One signed request for a key of this store (`rel`, relative to the
+    /// URL's prefix; `None` for the bucket) with `query`, `headers` and
+    /// `body`, for the Object Lock calls object_store lacks
+    /// ([`crate::repo::s3_lock`]). `Err(Transport)` when no answer came.
+    pub(crate) async fn exchange(
         &self,
+        method: reqwest::Method,
+        rel: Option<&str>,
         query: &[(&str, &str)],
-        cap: usize,
-    ) -> Result<(u16, String), String> {
-        let client = self.client().map_err(|e| chain(&e).to_string())?;
+        headers: Vec<(&'static str, String)>,
+        body: bytes::Bytes,
+    ) -> Result<Exchanged, ExchangeError> {
+        let client = self.client().map_err(ExchangeError::Setup)?;
+        let key = rel.map(|r| match self.prefix.is_empty() {
+            true => r.to_owned(),
+            false => format!("{}/{r}", self.prefix),
+        });
+        let url = self.request_url(key.as_deref(), query);
         let req = self
-            .signed(reqwest::Method::GET, &self.request_url(None, query))
+            .signed_with(method.clone(), &url, headers, body.clone())
             .await
-            .map_err(|e| chain(&e).to_string())?;
-        let url = req.uri().to_string();
-        let mut resp = client
-            .request(req.method().clone(), url)
+            .map_err(ExchangeError::Setup)?;
+        let resp = client
+            .request(method, url)
             .headers(req.headers().clone())
+            .body(body)
             .send()
             .await
-            .map_err(|e| describe_reqwest(&e))?;
+            .map_err(ExchangeError::Transport)?;
         let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| describe_reqwest(&e))? {
-            if body.len() + chunk.len() > cap {
-                return Err(format!("the response is larger than {} MiB", cap >> 20));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-
-    /// S3's error code and message for a failed response, in words.
-    pub(crate) fn describe_failure(status: u16, body: &str) -> String {
-        s3_error(status, body)
+        let headers = resp.headers().clone();
+        let body = resp.text().await.map_err(ExchangeError::Transport)?;
+        Ok(Exchanged {
+            status,
+            error: (!(200..300).contains(&status)).then(|| s3_error(status, &body)),
+            headers,
+            body,
+        })
     }
 
     /// Every open multipart upload under `prefix` (all pages).
@@ -447,7 +487,7 @@ impl S3UploadSweeper {
 
 /// A transport error in words, with its causes, without the URL (which holds
 /// nothing secret, but repeats the store).
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     let mut msg = if e.is_connect() {
         "cannot connect".to_owned()
     } else if e.is_timeout() {
@@ -535,7 +575,7 @@ pub fn parse_object_lock(xml: &str) -> Result<Option<ObjectLock>, String> {
 }
 
 /// `HTTP <status>` with S3's error code and message, if the body has them.
-fn s3_error(status: u16, body: &str) -> String {
+pub(crate) fn s3_error(status: u16, body: &str) -> String {
     let parsed: Option<ErrorXml> = quick_xml::de::from_str(body).ok();
     let (code, message) = parsed.map_or((None, None), |e| (e.code, e.message));
     match (code, message) {

@@ -9,14 +9,15 @@
 //! time an object claims: an attacker can write any content but cannot
 //! backdate what the store records.
 //!
-//! Requests go out through `S3UploadSweeper::get_bucket`, signed by
-//! object_store's own signer with the store's credentials.
+//! Requests are signed by object_store's own signer with the store's
+//! credentials, through the helpers of [`crate::repo::s3_uploads`].
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::error::chain;
 use crate::repo::s3_uploads::S3UploadSweeper;
 
 /// Pages read before giving up: a million versions and delete markers.
@@ -194,6 +195,42 @@ pub fn pick_as_of(versions: &[ObjectVersion], at: DateTime<Utc>) -> BTreeMap<&st
     newest
 }
 
+/// A signed `GET` on the bucket with `query`: the body of a 2xx answer, of
+/// which at most `cap` bytes are read (a longer body is an error, so a
+/// misbehaving endpoint cannot fill memory); otherwise S3's error in words.
+async fn get_bucket(
+    s3: &S3UploadSweeper,
+    query: &[(&str, &str)],
+    cap: usize,
+) -> Result<String, String> {
+    use crate::repo::s3_uploads::{describe_reqwest, s3_error};
+    let client = s3.client().map_err(|e| chain(&e).to_string())?;
+    let req = s3
+        .signed(reqwest::Method::GET, &s3.request_url(None, query))
+        .await
+        .map_err(|e| chain(&e).to_string())?;
+    let mut resp = client
+        .request(req.method().clone(), req.uri().to_string())
+        .headers(req.headers().clone())
+        .send()
+        .await
+        .map_err(|e| describe_reqwest(&e))?;
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe_reqwest(&e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(format!("the response is larger than {} MiB", cap >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(s3_error(status, &body))
+    }
+}
+
 /// Every version and delete marker under `prefix` (a full bucket key
 /// prefix), all pages.
 pub async fn list_versions(
@@ -227,10 +264,7 @@ pub async fn list_versions_paged(
             query.push(("key-marker", k));
             query.push(("version-id-marker", v));
         }
-        let (status, body) = s3.get_bucket(&query, MAX_PAGE_BYTES).await.map_err(err)?;
-        if !(200..300).contains(&status) {
-            return Err(err(S3UploadSweeper::describe_failure(status, &body)));
-        }
+        let body = get_bucket(s3, &query, MAX_PAGE_BYTES).await.map_err(err)?;
         let page = parse_list_versions(&body).map_err(err)?;
         out.extend(
             page.versions

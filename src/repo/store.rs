@@ -24,6 +24,7 @@ use object_store::ObjectStore;
 use rand::Rng;
 
 use crate::clock::Clock;
+use crate::repo::s3_lock::{ObjectLockSpec, S3Lock};
 use crate::repo::s3_uploads::S3UploadSweeper;
 
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -42,6 +43,8 @@ pub struct StoreSpec {
     /// Backups dated later than now plus this are not counted (see
     /// [`crate::repo::catalog`]).
     pub max_clock_skew: std::time::Duration,
+    /// `store.object_lock` (S3 only; configuration refuses it elsewhere).
+    pub object_lock: Option<ObjectLockSpec>,
 }
 
 /// Default `store.max_clock_skew`: NTP-synchronised hosts differ by far
@@ -60,6 +63,7 @@ impl std::fmt::Debug for StoreSpec {
             .field("part_size", &self.part_size)
             .field("concurrency", &self.concurrency)
             .field("max_clock_skew", &self.max_clock_skew)
+            .field("object_lock", &self.object_lock)
             .finish()
     }
 }
@@ -94,6 +98,12 @@ pub struct Repo {
     /// For `s3://` stores: what prune needs to abort multipart uploads a
     /// killed process left open (object_store cannot list them).
     pub s3: Option<Arc<S3UploadSweeper>>,
+    /// For `s3://` stores: Object Lock calls (retention of kept backups,
+    /// `doctor`'s lock checks).
+    pub lock: Option<Arc<S3Lock>>,
+    /// `store.object_lock`: what is written is locked (see
+    /// [`crate::repo::locked`]) and retention extends what it keeps.
+    pub object_lock: Option<ObjectLockSpec>,
     /// Signs every manifest written (see [`crate::repo::signing`]).
     pub signer: Option<Arc<crate::repo::signing::Signer>>,
     /// Only manifests signed with this key are trusted.
@@ -173,7 +183,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
         message: e.to_string(),
     };
     let prefix = url.path().trim_matches('/').to_owned();
-    let mut sweeper = None;
+    let mut sweeper: Option<Arc<S3UploadSweeper>> = None;
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "file" => {
             let path = url.to_file_path().map_err(|()| StoreError::CreateDir {
@@ -202,6 +212,8 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
                 display,
                 local_root: Some(root),
                 s3: None,
+                lock: None,
+                object_lock: None,
                 signer: None,
                 verifier: None,
                 unsigned_before: None,
@@ -214,6 +226,15 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
             for (k, v) in &cfg.options {
                 let key = AmazonS3ConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
                 b = b.with_config(key, v.expose());
+            }
+            // A bucket with Object Lock refuses uploads without an
+            // integrity header when a default retention applies; with
+            // object_lock every part and put carries a SHA-256 checksum
+            // (unless the operator chose an algorithm).
+            if cfg.object_lock.is_some()
+                && b.get_config_value(&AmazonS3ConfigKey::Checksum).is_none()
+            {
+                b = b.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
             }
             // Read back before `build` consumes the builder; the sweeper
             // signs with the store's own credential provider.
@@ -263,11 +284,26 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
     } else {
         Arc::new(PrefixStore::new(store, ObjPath::from(prefix.as_str())))
     };
+    let lock = sweeper
+        .as_ref()
+        .map(|s| Arc::new(S3Lock::new(s.clone(), &display)));
+    let object_lock = cfg.object_lock.filter(|_| lock.is_some());
+    let store: Arc<dyn ObjectStore> = match (&lock, object_lock) {
+        (Some(l), Some(spec)) => Arc::new(crate::repo::locked::LockedStore::new(
+            store,
+            is_backup_object,
+            l.clone(),
+            spec,
+        )),
+        _ => store,
+    };
     Ok(Repo {
         store,
         part_size: cfg.part_size,
         concurrency: cfg.concurrency,
         s3: sweeper,
+        lock,
+        object_lock,
         display,
         local_root: None,
         signer: None,
@@ -560,6 +596,17 @@ pub fn backup_id_time(id: &str) -> Option<DateTime<Utc>> {
     (t.format("%Y%m%dT%H%M%SZ").to_string() == stamp).then_some(t)
 }
 
+/// Whether `key` (relative to the store's prefix) belongs to a backup:
+/// `<job>/<backup id>/<name...>` with a canonical backup ID. The lease
+/// (`locks/<job>.json`) does not.
+pub fn is_backup_object(key: &str) -> bool {
+    let mut parts = key.split('/');
+    let (Some(job), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !job.is_empty() && !name.is_empty() && backup_id_time(id).is_some()
+}
+
 pub fn backup_dir(job: &str, id: &str) -> ObjPath {
     ObjPath::from_iter([job, id])
 }
@@ -659,6 +706,20 @@ mod tests {
         assert_eq!(backup_id_time(&ia), Some(a));
         assert_eq!(backup_id_time("nonsense"), None);
         assert_eq!(backup_id_time("20260102T030405Z-xyz123"), None);
+    }
+
+    #[test]
+    fn only_keys_inside_a_backup_are_backup_objects() {
+        assert!(is_backup_object(
+            "site/20261201T020000Z-a1b2c3/manifest.json"
+        ));
+        assert!(is_backup_object(
+            "site/20261201T020000Z-a1b2c3/db/01-x.dump.zst"
+        ));
+        assert!(!is_backup_object("locks/site.json"));
+        assert!(!is_backup_object("site/20261201T020000Z-a1b2c3"));
+        assert!(!is_backup_object("site/not-an-id/manifest.json"));
+        assert!(!is_backup_object("/20261201T020000Z-a1b2c3/x"));
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub struct Job {
     pub jobs: u32,
     pub clean: bool,
     pub no_owner: bool,
+    /// `--use-list`: only these TOC entries (`--table`, `--schema`).
+    pub list: Option<PathBuf>,
 }
 
 fn open_err(source: std::io::Error) -> ChildError {
@@ -193,6 +195,9 @@ fn pg_restore_command(job: &Job) -> Command {
     }
     if job.no_owner {
         cmd.arg("--no-owner");
+    }
+    if let Some(list) = &job.list {
+        cmd.arg("--use-list").arg(list);
     }
     cmd
 }
@@ -296,6 +301,7 @@ pub(super) async fn restore_database(
     staged: &Path,
     staging_dir: &Path,
     req: &RestoreRequest,
+    list: Option<&Path>,
 ) -> Result<Vec<String>, RestoreError> {
     let chosen = choose(cfg, a).await?;
     tracing::info!(
@@ -309,10 +315,15 @@ pub(super) async fn restore_database(
     );
     let mut notes = Vec::new();
     let mut admin = conn::connect(cfg, &cfg.maintenance_db).await?;
+    let create = target_state(cfg, &admin, target).await? == TargetState::Missing;
+    // Some tables into an existing database leave the database itself
+    // alone: its owner, grants and settings are not what was asked for.
+    let whole = list.is_none() || create;
     let props = a
         .postgres
         .as_ref()
-        .and_then(|p| p.database_properties.clone());
+        .and_then(|p| p.database_properties.clone())
+        .filter(|_| whole);
     // Roles are checked here, not before downloading: `--globals` may
     // create them in an earlier step of the same restore.
     let missing = match &props {
@@ -334,7 +345,7 @@ pub(super) async fn restore_database(
             missing.join(", ")
         ));
     }
-    let created = if target_state(cfg, &admin, target).await? == TargetState::Missing {
+    let created = if create {
         let sql = sql::create_database(target, props.as_ref())
             .map_err(|e| RestoreError::Plan(e.to_string()))?;
         admin
@@ -365,6 +376,7 @@ pub(super) async fn restore_database(
         jobs: req.jobs.max(1),
         clean: req.clean,
         no_owner: req.no_owner,
+        list: list.map(Path::to_owned),
     };
     let kill = KillSwitch::default();
     let kill2 = KillSwitch::default();
@@ -383,6 +395,7 @@ pub(super) async fn restore_database(
         (Ok(()), Some(p)) => {
             apply_properties(cfg, &mut admin, target, p, req.no_owner, &missing).await
         }
+        (Ok(()), None) if !whole => Ok(()),
         (Ok(()), None) => {
             notes.push(format!(
                 "note: `{target}`: this backup predates recorded database properties; \

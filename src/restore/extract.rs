@@ -294,6 +294,29 @@ fn check_room(plan: &ExtractReport, dest: &Path) -> Result<(), ExtractError> {
     room::decide(need, free).map_err(|why| ExtractError::NoRoom { path: probe, why })
 }
 
+/// Restore's `--include` patterns for code that lists an archive rather
+/// than writing it (`ccbackup ls`): the same syntax, the same rule (a path
+/// is selected when it or one of its parent directories matches).
+#[derive(Debug, Clone)]
+pub struct Selection(Globs);
+
+impl Selection {
+    pub fn new(patterns: &[String]) -> Result<Selection, ExtractError> {
+        compile(patterns).map(Selection)
+    }
+
+    pub fn selects(&self, rel: &Path) -> bool {
+        included(&self.0, rel)
+    }
+}
+
+/// An entry's path as restore would use it: relative, `.` dropped, `None`
+/// for the archive root; absolute paths, `..` and NUL bytes are refused,
+/// the same refusal a restore of the archive would meet.
+pub fn entry_path(raw: &Path) -> Result<Option<PathBuf>, ExtractError> {
+    safe_rel(raw)
+}
+
 fn compile(include: &[String]) -> Result<Globs, ExtractError> {
     Globs::new(include)
 }

@@ -67,30 +67,23 @@ pub async fn stream_verified(
         source,
     };
     let got = repo.store.get(&key).await.map_err(read_err)?;
-    if got.meta.size != art.stored_bytes {
-        return Err(size_differs(art, &key_s, got.meta.size.to_string()));
-    }
+    let mut check = Check::new(art, &key_s);
+    check.size_is(got.meta.size)?;
     let mut stream = got.into_stream();
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
     loop {
         let chunk = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err(FetchError::Cancelled { key: key_s }),
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled { key: key_s.clone() }),
             c = stream.try_next() => c.map_err(read_err)?,
         };
         let Some(chunk) = chunk else { break };
-        size += chunk.len() as u64;
-        if size > art.stored_bytes {
-            return Err(too_long(art, &key_s));
-        }
-        hasher.update(&chunk);
+        check.take(&chunk)?;
         sink(&chunk).map_err(|source| FetchError::Stage {
             path: key_s.clone(),
             source,
         })?;
     }
-    compare(art, &key_s, size, hasher)
+    check.finish()
 }
 
 fn size_differs(art: &Artifact, key: &str, found: String) -> FetchError {
@@ -323,6 +316,110 @@ fn local_file(
             path: artifact_path(job, id, &art.key).to_string(),
             source,
         }),
+    }
+}
+
+/// Streams the artifact's stored bytes into `tx`, in order and in bounded
+/// pieces, checking size and sha256 like [`stream_verified`] (a `file://`
+/// artifact is opened without following symlinks, as for a restore). The
+/// receiver sees every byte before the verdict, so whatever it makes of
+/// them is trusted only once this returns `Ok`. A receiver that stops
+/// early does not stop the check: the rest is read and hashed, so the
+/// verdict is still given (a corrupt artifact often shows first as a
+/// decoding error, and the checksum is the better explanation).
+pub async fn stream_checked(
+    repo: &Repo,
+    job: &str,
+    id: &str,
+    art: &Artifact,
+    cancel: &CancellationToken,
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+) -> Result<(), FetchError> {
+    let key = artifact_path(job, id, &art.key);
+    let key_s = key.to_string();
+    let mut check = Check::new(art, &key_s);
+    if let Some(file) = local_file(repo, job, id, art)? {
+        let io_err = |source| FetchError::Stage {
+            path: key_s.clone(),
+            source,
+        };
+        check.size_is(file.metadata().map_err(io_err)?.len())?;
+        let mut file = tokio::fs::File::from_std(file);
+        loop {
+            let mut buf = bytes::BytesMut::zeroed(256 * 1024);
+            let n = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(FetchError::Cancelled { key: key_s }),
+                n = tokio::io::AsyncReadExt::read(&mut file, &mut buf) => n.map_err(io_err)?,
+            };
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            check.take(&buf)?;
+            // A receiver that has gone leaves only the check to do.
+            let _ = tx.send(buf.freeze()).await;
+        }
+        return check.finish();
+    }
+    let read_err = |source| FetchError::Read {
+        key: key_s.clone(),
+        source,
+    };
+    let got = repo.store.get(&key).await.map_err(read_err)?;
+    check.size_is(got.meta.size)?;
+    let mut stream = got.into_stream();
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled { key: key_s }),
+            c = stream.try_next() => c.map_err(read_err)?,
+        };
+        let Some(chunk) = chunk else { break };
+        check.take(&chunk)?;
+        let _ = tx.send(chunk).await;
+    }
+    check.finish()
+}
+
+/// Size and sha256 of stored bytes as they pass, against the manifest.
+struct Check<'a> {
+    art: &'a Artifact,
+    key: &'a str,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<'a> Check<'a> {
+    fn new(art: &'a Artifact, key: &'a str) -> Self {
+        Check {
+            art,
+            key,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The size the store reports, before the first byte is read.
+    fn size_is(&self, reported: u64) -> Result<(), FetchError> {
+        if reported != self.art.stored_bytes {
+            return Err(size_differs(self.art, self.key, reported.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Counts and hashes a chunk; refuses one that goes past the size.
+    fn take(&mut self, chunk: &[u8]) -> Result<(), FetchError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.art.stored_bytes {
+            return Err(too_long(self.art, self.key));
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), FetchError> {
+        compare(self.art, self.key, self.size, self.hasher)
     }
 }
 

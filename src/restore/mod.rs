@@ -33,9 +33,13 @@ use crate::sys::child::ChildError;
 use database::{apply_globals, restore_database, DbLeft};
 use fetch::FetchError;
 use globals::GlobalsError;
-pub use plan::{check_named, check_target, plan, refuse_downgrade, TargetState, SYSTEM_DATABASES};
+pub use plan::{
+    check_named, check_table_target, check_target, plan, refuse_downgrade, TargetState,
+    SYSTEM_DATABASES,
+};
 use plan::{configured_tree, dump_major, pg_config, target_state};
 pub use report::{RestoreReport, StepOutcome, StepReport};
+pub use select::{parse_table_arg, TableRequest};
 use tree::{describe_tree, recorded_root_note, restore_tree};
 
 mod database;
@@ -44,6 +48,8 @@ pub mod fetch;
 pub mod globals;
 mod plan;
 pub mod report;
+pub mod select;
+mod tables;
 pub mod tarcap;
 mod tree;
 pub mod verify;
@@ -62,6 +68,9 @@ pub struct RestoreRequest {
     pub no_owner: bool,
     pub to: Option<PathBuf>,
     pub include: Vec<String>,
+    /// `--table` and `--schema`: restore only these of the one selected
+    /// database (see [`select`]).
+    pub tables: TableRequest,
     pub dry_run: bool,
     pub staging_dir: Option<PathBuf>,
     pub same_owner: bool,
@@ -137,6 +146,13 @@ pub enum RestoreError {
     Interrupted { what: String },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error("cannot list the table of contents of {key}")]
+    TocList { key: String, source: ChildError },
+    #[error("cannot read the table of contents pg_restore listed for {key}")]
+    TocParse {
+        key: String,
+        source: crate::pg::toc_list::TocListError,
+    },
 }
 
 /// Executes (or with `dry_run`, describes) a restore. Returns what was (or
@@ -192,7 +208,12 @@ pub async fn run(
                 continue;
             }
             let state = target_state(cfg, &admin, target).await?;
-            if let Err(why) = check_target(state, target, database, req) {
+            let allowed = if req.tables.is_empty() {
+                check_target(state, target, database, req)
+            } else {
+                check_table_target(state, target, req)
+            };
+            if let Err(why) = allowed {
                 refuse_or_report(&mut report, i, req, why)?;
             }
             report.note(
@@ -206,8 +227,11 @@ pub async fn run(
                     match state {
                         TargetState::Missing => "will be created".to_owned(),
                         TargetState::Empty => "exists, empty".to_owned(),
-                        TargetState::NonEmpty { relations } =>
+                        TargetState::NonEmpty { relations } if req.tables.is_empty() =>
                             format!("exists with {relations} relations: --clean replaces them"),
+                        TargetState::NonEmpty { relations } => format!(
+                            "exists with {relations} relations: --clean replaces those the restored tables name"
+                        ),
                     }
                 ),
             );
@@ -288,12 +312,38 @@ pub async fn run(
             Step::Database {
                 artifact, target, ..
             } => {
+                let cfg = pg_config(job, &artifact.source)?;
+                let mut list = None;
+                if !req.tables.is_empty() {
+                    let sel = tables::select_for(cfg, artifact, target, path, req).await?;
+                    tables::note_selection(&mut report, i, &sel, req.dry_run);
+                    if let Err(why) = select::refuse_replace(&sel, target, req.clean) {
+                        refuse_or_report(&mut report, i, req, why)?;
+                    }
+                    if !req.dry_run {
+                        list = Some(tables::write_list(&sel, staging.path())?);
+                    }
+                }
                 if !req.dry_run {
-                    let cfg = pg_config(job, &artifact.source)?;
-                    let notes =
-                        restore_database(cfg, artifact, target, path, staging.path(), req).await?;
+                    let notes = restore_database(
+                        cfg,
+                        artifact,
+                        target,
+                        path,
+                        staging.path(),
+                        req,
+                        list.as_deref(),
+                    )
+                    .await?;
                     progress.add_database();
-                    report.note(i, format!("restored database `{target}`"));
+                    report.note(
+                        i,
+                        if list.is_some() {
+                            format!("restored the selected entries into database `{target}`")
+                        } else {
+                            format!("restored database `{target}`")
+                        },
+                    );
                     for line in notes {
                         report.note(i, line);
                     }
@@ -461,6 +511,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no database `zzz`"), "{err}");
+    }
+
+    #[test]
+    fn tables_come_from_one_database_in_one_transaction() {
+        let tables = TableRequest {
+            tables: vec![("app".into(), "racks".into())],
+            schemas: Vec::new(),
+        };
+        let req = RestoreRequest {
+            tables: tables.clone(),
+            ..Default::default()
+        };
+        let err = plan(&manifest(), &req, &cfg_dest).unwrap_err();
+        assert!(
+            err.to_string().contains("pick one with --database"),
+            "{err}"
+        );
+        let one = RestoreRequest {
+            database: Some("a".into()),
+            tables: tables.clone(),
+            jobs: 1,
+            ..Default::default()
+        };
+        let steps = plan(&manifest(), &one, &cfg_dest).unwrap();
+        assert!(matches!(steps.as_slice(), [Step::Database { database, .. }] if database == "a"));
+        // With one database in the backup, --table needs no --database, and
+        // the trees beside it stay where they are.
+        let mut one_db = manifest();
+        one_db.artifacts.remove(2);
+        one_db.artifacts.remove(0);
+        let no_name = RestoreRequest {
+            database: None,
+            ..one.clone()
+        };
+        let steps = plan(&one_db, &no_name, &cfg_dest).unwrap();
+        assert!(matches!(steps.as_slice(), [Step::Database { database, .. }] if database == "a"));
+        let jobs = RestoreRequest { jobs: 4, ..one };
+        let err = plan(&manifest(), &jobs, &cfg_dest).unwrap_err();
+        assert!(err.to_string().contains("--jobs"), "{err}");
     }
 
     #[test]

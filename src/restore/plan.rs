@@ -65,6 +65,19 @@ pub fn plan(
             dumps.len()
         )));
     }
+    if !req.tables.is_empty() {
+        if dumps.len() != 1 {
+            return Err(plan_err(format!(
+                "--table and --schema restore from one database, but {} are selected: pick one with --database",
+                dumps.len()
+            )));
+        }
+        if req.jobs > 1 {
+            return Err(plan_err(
+                "--table and --schema restore in one transaction; drop --jobs".to_owned(),
+            ));
+        }
+    }
     if req.globals {
         let g: Vec<&&Artifact> = arts
             .iter()
@@ -90,7 +103,7 @@ pub fn plan(
         });
     }
     // Database-only selections skip trees unless a source was named.
-    if req.database.is_none() {
+    if req.database.is_none() && req.tables.is_empty() {
         let trees: Vec<&&Artifact> = arts
             .iter()
             .filter(|a| matches!(a.kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar))
@@ -239,6 +252,28 @@ pub fn check_target(
     }
 }
 
+/// Pure: may some tables of a backup go into this target? A new database
+/// always; an existing one only with `--force` (its tables are then still
+/// only replaced with `--clean`, see [`super::select::refuse_replace`]).
+pub fn check_table_target(
+    state: TargetState,
+    target: &str,
+    req: &RestoreRequest,
+) -> Result<(), String> {
+    match state {
+        TargetState::Missing => Ok(()),
+        _ if SYSTEM_DATABASES.contains(&target) && !req.allow_system_db => Err(format!(
+            "database `{target}` is one of the server's own databases; restoring tables into it \
+             needs --allow-system-db and --force"
+        )),
+        _ if !req.force => Err(format!(
+            "database `{target}` exists; restoring tables into an existing database needs --force \
+             (tables it already has are replaced only with --clean), or use --target-db NEW_NAME"
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn target_state(
     cfg: &PostgresConfig,
     admin: &Client,
@@ -314,6 +349,24 @@ mod tests {
         let err = refuse_downgrade(true, &art(false), false).unwrap_err();
         assert!(err.contains("--allow-unencrypted"), "{err}");
         assert!(refuse_downgrade(true, &art(false), true).is_ok());
+    }
+
+    #[test]
+    fn tables_go_into_a_new_database_or_with_force_into_an_existing_one() {
+        let none = RestoreRequest::default();
+        let force = RestoreRequest {
+            force: true,
+            ..Default::default()
+        };
+        let non_empty = TargetState::NonEmpty { relations: 3 };
+        assert!(check_table_target(TargetState::Missing, "copy", &none).is_ok());
+        for state in [TargetState::Empty, non_empty] {
+            let err = check_table_target(state, "copy", &none).unwrap_err();
+            assert!(err.contains("--force"), "{err}");
+            assert!(check_table_target(state, "copy", &force).is_ok());
+        }
+        let err = check_table_target(TargetState::Empty, "postgres", &force).unwrap_err();
+        assert!(err.contains("--allow-system-db"), "{err}");
     }
 
     #[test]

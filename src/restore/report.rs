@@ -35,6 +35,9 @@ pub struct StepReport {
     pub bytes_written: Option<u64>,
     /// Tree steps in a dry run: existing files that would be replaced.
     pub would_replace: Option<u64>,
+    /// Database steps of `--table`/`--schema`: the TOC entries applied (or
+    /// in a dry run that would be), those left out and why.
+    pub toc: Option<super::select::Selection>,
     /// The text output's lines about this step.
     pub notes: Vec<String>,
     pub problems: Vec<String>,
@@ -60,6 +63,7 @@ impl StepReport {
             files_written: None,
             bytes_written: None,
             would_replace: None,
+            toc: None,
             notes: Vec::new(),
             problems: Vec::new(),
         }
@@ -104,6 +108,12 @@ impl RestoreReport {
             if !dry_run {
                 s.outcome = StepOutcome::Restored;
             }
+        }
+    }
+
+    pub(super) fn selection(&mut self, i: usize, sel: &super::select::Selection) {
+        if let Some(s) = self.steps.get_mut(i) {
+            s.toc = Some(sel.clone());
         }
     }
 

@@ -1,8 +1,8 @@
 //! The retention planner: a pure function from a [`Policy`] and a job's complete backups to a
 //! [`Plan`] that says, for every backup, keep or remove and why.
 //!
-//! The semantics are restic's `forget` (restic >= 0.16, including the "oldest" rule); see the
-//! design notes, section 4. Applying a plan (deleting manifests, then data) is the caller's job;
+//! The semantics are restic's `forget` (restic >= 0.16, including the "oldest" rule), as
+//! `docs/retention.md` tells operators. Applying a plan (deleting manifests, then data) is the caller's job;
 //! keeping the decision pure makes dry runs and tests trivial.
 //!
 //! # How the plan is made

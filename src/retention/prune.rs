@@ -26,6 +26,7 @@ use crate::error::chain;
 use crate::repo::catalog::{self, CatalogError, Incomplete};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::{backup_dir, manifest_path, Repo};
+use crate::retention::locks::{self, LockReport, Retained};
 use crate::retention::planner::{self, Plan, Snapshot};
 use crate::retention::policy::Policy;
 use crate::retry::{self, Backoff};
@@ -86,6 +87,12 @@ pub enum PruneError {
         deleted: usize,
         planned: usize,
     },
+    #[error("pruning job `{job}`: the locks of {failed} kept object(s) could not be extended, first: {first}")]
+    Extend {
+        job: String,
+        failed: usize,
+        first: String,
+    },
     #[error("pruning job `{job}`: {failed} deletion(s) failed, first: {first}")]
     Delete {
         job: String,
@@ -105,6 +112,12 @@ pub struct Outcome {
     /// Why the multipart-upload sweep failed, if it did (not fatal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload_sweep_error: Option<String>,
+    /// With `store.object_lock`: the locks of the kept backups extended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locks: Option<LockReport>,
+    /// Backups removed (or whose removal the store refused) that the store
+    /// still retains, as locked versions, until the date given.
+    pub retained_by_lock: Vec<Retained>,
 }
 
 /// Pure: the prune decision for one job.
@@ -254,6 +267,9 @@ pub async fn apply_until(
 ) -> Result<Outcome, PruneError> {
     let mut out = Outcome::default();
     let mut failures: Vec<String> = Vec::new();
+    // Kept backups first: their protection matters more than the deletes.
+    let kept: Vec<String> = d.plan.kept().map(|e| e.id.clone()).collect();
+    out.locks = locks::extend_kept(repo, &d.job, &kept).await;
     let planned = d.removed_ids();
     for id in planned.iter().cloned() {
         if cancel.is_cancelled() {
@@ -263,8 +279,25 @@ pub async fn apply_until(
                 planned: planned.len(),
             });
         }
-        if let Err(e) = delete_with_retry(repo, &manifest_path(&d.job, &id), cancel).await {
-            failures.push(format!("manifest of {}/{id}: {}", d.job, chain(&e)));
+        let manifest = manifest_path(&d.job, &id);
+        let retained = locks::retained_until(repo, manifest.as_ref()).await;
+        if let Some(until) = retained {
+            out.retained_by_lock.push(Retained {
+                backup_id: id.clone(),
+                until,
+            });
+        }
+        if let Err(e) = delete_with_retry(repo, &manifest, cancel).await {
+            // On a versioned bucket a plain DELETE only adds a delete
+            // marker; a store that refuses it for a locked object keeps
+            // the backup, which is what the lock is for, not a failure.
+            let refused = matches!(e, object_store::Error::PermissionDenied { .. })
+                || chain(&e).to_string().contains("AccessDenied");
+            if retained.is_none() || !refused {
+                failures.push(format!("manifest of {}/{id}: {}", d.job, chain(&e)));
+            } else {
+                tracing::info!(job = %d.job, backup = %id, "the store refused to delete a locked backup; retained by lock");
+            }
             continue;
         }
         // From here the backup no longer exists; leftover data is only
@@ -320,6 +353,14 @@ pub async fn apply_until(
                 out.upload_sweep_error = Some(chain(&e).to_string());
             }
         }
+    }
+    let lock_failures = out.locks.as_ref().map_or(&[][..], |l| l.failed.as_slice());
+    if failures.is_empty() && !lock_failures.is_empty() {
+        return Err(PruneError::Extend {
+            job: d.job.clone(),
+            failed: lock_failures.len(),
+            first: lock_failures[0].clone(),
+        });
     }
     if failures.is_empty() {
         out.swept = d.sweep.clone();

@@ -301,6 +301,56 @@ pub fn feed_stdin(
     finish(program, status, copied, kill, tail, drain)
 }
 
+/// Runs `cmd` with `input` on its stdin and copies its stdout into `out`.
+///
+/// Unlike [`feed_stdin`], a child that exits 0 without reading all of its
+/// input succeeds: `pg_restore --list` reads an archive's table of contents
+/// and stops, and the broken pipe that leaves the writer is expected. A
+/// failure to write into `out` (a size cap) stops the child.
+pub fn feed_capture(
+    program: &str,
+    mut cmd: Command,
+    input: &mut (dyn Read + Send),
+    out: &mut dyn Write,
+    kill: &KillSwitch,
+) -> Result<u64, ChildError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn(program, &mut cmd, kill)?;
+    let (tail, drain) = drain_stderr(&mut child);
+    let feed_in = child.stdin.take();
+    let stdout = child.stdout.take();
+    let (fed, copied) = thread::scope(|scope| {
+        let feeder = scope.spawn(move || match feed_in {
+            Some(mut stdin) => copy(input, &mut stdin, program).map(|_| ()),
+            None => Ok(()),
+        });
+        let copied = match stdout {
+            Some(mut stdout) => copy(&mut stdout, out, program),
+            None => Ok(0),
+        };
+        if copied.is_err() {
+            kill_group(child.id());
+        }
+        let fed = feeder.join().unwrap_or_else(|_| {
+            Err(ChildError::Write {
+                program: program.to_owned(),
+                source: io::Error::other("input thread panicked"),
+            })
+        });
+        (fed, copied)
+    });
+    let status = child.wait();
+    let early_exit = matches!(&fed, Err(ChildError::Write { source, .. })
+        if source.kind() == io::ErrorKind::BrokenPipe);
+    let copied = match fed {
+        Err(e) if !early_exit => Err(e),
+        _ => copied,
+    };
+    finish(program, status, copied, kill, tail, drain)
+}
+
 /// Runs `first` with `input` on its stdin and `second` reading what
 /// `transform` makes of `first`'s stdout (`first | transform | second`).
 ///
@@ -443,6 +493,25 @@ mod tests {
         let mut c = Command::new("sh");
         c.arg("-c").arg(script);
         c
+    }
+
+    #[test]
+    fn feed_capture_accepts_a_child_that_stops_reading_early() {
+        let mut input = std::io::repeat(b'x').take(64 * 1024 * 1024);
+        let mut out = Vec::new();
+        let kill = KillSwitch::default();
+        feed_capture("sh", sh("head -c 5"), &mut input, &mut out, &kill).unwrap();
+        assert_eq!(out, b"xxxxx");
+        let mut input = std::io::repeat(b'x').take(1024);
+        let err = feed_capture(
+            "sh",
+            sh("head -c 5; exit 3"),
+            &mut input,
+            &mut Vec::new(),
+            &kill,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ChildError::Failed { .. }), "{err:?}");
     }
 
     #[test]

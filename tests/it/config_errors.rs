@@ -17,6 +17,7 @@ jobs:
         postgres:
           port: 70000
           password_file: /nonexistent/secret
+          parallel: 0
       - name: db
         files: {{path: definitely/not/absolute}}
   - name: a
@@ -37,9 +38,10 @@ jobs:
         (6, "jobs[0].timezone"),
         (10, "jobs[0].sources[0].postgres.port"),
         (11, "jobs[0].sources[0].postgres.password_file"),
-        (12, "jobs[0].sources[1].name"),
-        (13, "jobs[0].sources[1].files.path"),
-        (14, "jobs[1].name"),
+        (12, "jobs[0].sources[0].postgres.parallel"),
+        (13, "jobs[0].sources[1].name"),
+        (14, "jobs[0].sources[1].files.path"),
+        (15, "jobs[1].name"),
     ] {
         let needle = format!("{file}:{line}:");
         assert!(
@@ -52,6 +54,7 @@ jobs:
         "{err}"
     );
     assert!(err.contains("70000 is out of range"), "{err}");
+    assert!(err.contains("must be between 1 and 8"), "{err}");
     // The secret file path is named, nothing else about it.
     assert!(err.contains("/nonexistent/secret"), "{err}");
 }

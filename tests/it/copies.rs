@@ -108,6 +108,7 @@ fn s3_repo(server: &Server, bucket: &str) -> Repo {
         part_size: 5 * 1024 * 1024,
         concurrency: 2,
         max_clock_skew: ccbackup::repo::store::DEFAULT_MAX_CLOCK_SKEW,
+        object_lock: None,
     })
     .unwrap()
 }
@@ -119,6 +120,7 @@ fn file_repo(dir: &Path) -> Repo {
         part_size: 5 * 1024 * 1024,
         concurrency: 2,
         max_clock_skew: ccbackup::repo::store::DEFAULT_MAX_CLOCK_SKEW,
+        object_lock: None,
     })
     .unwrap()
 }

@@ -134,12 +134,28 @@ proptest! {
     }
 
     #[test]
+    fn toc_listing_and_table_selection_never_panic(data in input("toc_select")) {
+        let text = String::from_utf8_lossy(&data);
+        if let Ok(entries) = ccbackup::pg::toc_list::parse(&text) {
+            let _ = ccbackup::restore::select::select(&entries, &toc_request(), &ccbackup::restore::select::TargetFacts::new_database());
+        }
+    }
+
+    #[test]
     fn globals_checker_never_panics(data in input("globals")) {
         if let Ok(checked) = ccbackup::restore::globals::check_all(std::io::Cursor::new(&data)) {
             for c in &checked {
                 let _ = ccbackup::restore::globals::redacted(&c.stmt);
             }
         }
+    }
+}
+
+/// What the `toc_select` target asks for: a table and a whole schema.
+fn toc_request() -> ccbackup::restore::select::TableRequest {
+    ccbackup::restore::select::TableRequest {
+        tables: vec![("app".into(), "racks".into())],
+        schemas: vec!["public".into()],
     }
 }
 
@@ -229,6 +245,16 @@ fn seeds_are_valid_inputs() {
                 .unwrap()
                 .is_empty()
         );
+    }
+    for s in seeds("toc_select") {
+        let entries = ccbackup::pg::toc_list::parse(&String::from_utf8_lossy(&s)).unwrap();
+        let sel = ccbackup::restore::select::select(
+            &entries,
+            &toc_request(),
+            &ccbackup::restore::select::TargetFacts::new_database(),
+        )
+        .unwrap();
+        assert!(!sel.applied.is_empty() && !sel.left_out.is_empty());
     }
     for s in seeds("lease") {
         assert!(matches!(

@@ -755,6 +755,7 @@ fn regression_issue22_a_longer_s3_object_is_refused_before_it_is_downloaded() {
         part_size: 5 * 1024 * 1024,
         concurrency: 2,
         max_clock_skew: ccbackup::repo::store::DEFAULT_MAX_CLOCK_SKEW,
+        object_lock: None,
     })
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

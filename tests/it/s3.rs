@@ -61,6 +61,7 @@ fn repo_for(server: &Server, bucket: &str) -> ccbackup::repo::store::Repo {
         part_size: 5 * 1024 * 1024,
         concurrency: 2,
         max_clock_skew: ccbackup::repo::store::DEFAULT_MAX_CLOCK_SKEW,
+        object_lock: None,
     })
     .expect("open s3 store")
 }

@@ -176,7 +176,7 @@ fn validate(schema_name: &str, doc: &Value) -> (bool, String) {
 }
 
 #[track_caller]
-pub(crate) fn assert_valid(schema_name: &str, doc: &Value) {
+pub fn assert_valid(schema_name: &str, doc: &Value) {
     let (ok, said) = validate(schema_name, doc);
     assert!(ok, "{schema_name} rejects {doc:#}:\n{said}");
 }
@@ -339,6 +339,66 @@ fn regression_issue23_every_json_output_matches_its_published_schema() {
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert_valid("readyz.json", &serde_json::from_str(&body).unwrap());
+}
+
+/// Issue 19: `ls --json` of a real backup (a tree with a name that is not
+/// UTF-8 and a symlink, a database with its TOC, the globals' roles)
+/// matches docs/schema/ls.json, and so does the document of a failed
+/// listing; an item without its path does not.
+#[test]
+fn regression_issue19_ls_json_matches_its_published_schema() {
+    use std::os::unix::ffi::OsStrExt;
+    check_jsonschema();
+    let db = TestDb::create(&unique("schemas_ls"));
+    db.sql("CREATE TABLE t (id serial PRIMARY KEY); INSERT INTO t DEFAULT VALUES;");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path()
+            .join(std::ffi::OsStr::from_bytes(b"bad\xff \x1b[1m")),
+        b"x",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("bad", dir.path().join("link")).unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: j\n    sources:\n{}      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        postgres_source("db", &[&db.name]),
+        dir.path().display()
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let run = ccbackup(&cfg, &["ls", "--json"]);
+    run.expect_ok();
+    let doc: Value = serde_json::from_str(&run.stdout()).unwrap();
+    let types: Vec<&str> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    for t in ["file", "symlink", "database", "table", "toc", "role"] {
+        assert!(types.contains(&t), "no {t} item in {doc:#}");
+    }
+    assert_valid("ls.json", &doc);
+
+    let art = ws
+        .stored_files()
+        .into_iter()
+        .find(|p| p.ends_with("etc.tar.zst"))
+        .unwrap();
+    let mut bytes = std::fs::read(&art).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&art, bytes).unwrap();
+    let run = ccbackup(&cfg, &["ls", "--json", "--source", "etc"]);
+    assert_eq!(run.code(), Some(1));
+    let doc: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(doc["outcome"], "failure");
+    assert_valid("ls.json", &doc);
+
+    let mut broken = doc.clone();
+    broken["items"] =
+        serde_json::json!([{"source": "etc", "artifact": "etc.tar.zst", "type": "file"}]);
+    assert!(!validate("ls.json", &broken).0);
 }
 
 /// The schemas are strict: the shapes this release replaced fail them.
@@ -589,4 +649,54 @@ fn regression_issue23_argument_errors_quote_without_rust_debug_text() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// `/status.json` of a daemon that ran a backup, copied it, drilled it and
+/// lists a suspicious and a damaged backup matches its published schema.
+#[test]
+fn regression_issue19_status_json_matches_its_published_schema() {
+    check_jsonschema();
+    let ws = Workspace::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("credentials.yml.enc"), b"enc").unwrap();
+    let port = crate::support_s3::free_port();
+    let copy = ws.path().join("copy");
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\ncopies:\n  - url: file://{}\ndaemon:\n  listen: 127.0.0.1:{port}\njobs:\n  - name: site\n    schedule: \"0 3 1 1 *\"\n    run_at_start: always\n    retention: {{keep_last: 3}}\n    guard: {{min_files: 2}}\n    verify: {{schedule: \"* * * * * *\", restore_test: false}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
+        ws.store_url(),
+        copy.display(),
+        dir.path().display()
+    ));
+    // One file, below min_files: a suspicious backup.
+    assert_eq!(ccbackup(&cfg, &["run-now"]).code(), Some(1));
+    std::fs::write(dir.path().join("b.txt"), b"b").unwrap();
+    let junk = ws.store_dir().join("site").join("20260102T000000Z-dddddd");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("manifest.json"), b"{").unwrap();
+
+    let d = crate::status_page::Daemon::start(&cfg, port);
+    let v = d.status_when("a run, a copy and a drill", |v| {
+        let j = &v["jobs"][0];
+        !j["last_run"].is_null()
+            && !j["last_drill"].is_null()
+            && !j["copies"][0]["newest_copied"].is_null()
+    });
+    drop(d);
+    let statuses: Vec<&str> = v["jobs"][0]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"suspicious")
+            && statuses.contains(&"damaged")
+            && statuses.contains(&"complete"),
+        "{v:#}"
+    );
+    assert_valid("status.json", &v);
+    // The schema is strict: a misspelt status fails it.
+    let mut bad = v.clone();
+    bad["jobs"][0]["backups"][0]["status"] = "Complete".into();
+    assert!(!validate("status.json", &bad).0);
 }

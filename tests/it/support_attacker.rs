@@ -54,6 +54,7 @@ pub fn attacker_repo(server: &Server, bucket: &str, prefix: &str) -> Repo {
         part_size: 5 * 1024 * 1024,
         concurrency: 2,
         max_clock_skew: ccbackup::repo::store::DEFAULT_MAX_CLOCK_SKEW,
+        object_lock: None,
     })
     .expect("open s3 store")
 }

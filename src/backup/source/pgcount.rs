@@ -75,6 +75,18 @@ pub enum CountError {
     Encoding(String),
 }
 
+/// One table-of-contents entry, as `pg_restore -l` lists it (names as the
+/// archive stores them: bytes in the dump's encoding, `None` when NULL or
+/// longer than [`MAX_KEPT`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TocEntry {
+    pub dump_id: i64,
+    pub desc: Vec<u8>,
+    pub namespace: Option<Vec<u8>>,
+    pub tag: Option<Vec<u8>>,
+    pub owner: Option<Vec<u8>>,
+}
+
 /// A `Write` that passes everything to `inner` and counts rows in what
 /// `inner` accepted.
 pub struct CountingWriter<'a> {
@@ -134,6 +146,9 @@ pub struct RowCounter {
     /// Newlines in the current table block so far.
     block_rows: u64,
     tail: Tail,
+    /// Listing mode ([`RowCounter::listing`]): TOC entries read and not yet
+    /// taken by [`RowCounter::take_toc`].
+    toc: Option<Vec<TocEntry>>,
 }
 
 impl Default for RowCounter {
@@ -162,7 +177,34 @@ impl RowCounter {
             block: None,
             block_rows: 0,
             tail: Tail::default(),
+            toc: None,
         }
+    }
+
+    /// A parser that also keeps every TOC entry, for `ccbackup ls`. It
+    /// accepts archives with compressed data too: only the counts need
+    /// uncompressed data, and a lister stops once [`Self::toc_read`].
+    pub fn listing() -> Self {
+        RowCounter {
+            toc: Some(Vec::new()),
+            ..Self::new()
+        }
+    }
+
+    /// The TOC entries parsed since the last call. Taking them after every
+    /// [`Self::feed`] keeps memory bounded by one fed chunk's worth.
+    pub fn take_toc(&mut self) -> Vec<TocEntry> {
+        self.toc.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Whether the whole table of contents has been read.
+    pub fn toc_read(&self) -> bool {
+        !matches!(self.step_name(), "the header" | "the table of contents")
+    }
+
+    /// The first problem found so far, if any.
+    pub fn problem(&self) -> Option<&CountError> {
+        self.error.as_ref()
     }
 
     /// Consumes the next bytes of the archive. Never fails: the first
@@ -363,6 +405,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn listing_keeps_every_toc_entry_with_its_owner() {
+        let a = sample(16);
+        let mut c = RowCounter::listing();
+        let mut got = Vec::new();
+        for p in a.chunks(3) {
+            c.feed(p);
+            got.extend(c.take_toc());
+        }
+        assert!(c.toc_read());
+        let tags: Vec<_> = got
+            .iter()
+            .map(|e| (e.dump_id, String::from_utf8_lossy(&e.desc).into_owned()))
+            .collect();
+        assert_eq!(tags[1], (2, "TABLE".to_owned()));
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[2].owner.as_deref(), Some(&b"postgres"[..]));
+        assert_eq!(got[2].namespace.as_deref(), Some(&b"s"[..]));
+        // The plain counter keeps nothing.
+        let mut plain = RowCounter::new();
+        plain.feed(&a);
+        assert!(plain.take_toc().is_empty());
     }
 
     #[test]

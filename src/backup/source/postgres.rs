@@ -13,7 +13,10 @@
 //! scan of the database to recover counts would cost more than they are
 //! worth.
 
+use std::future::Future;
 use std::process::Command;
+
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use tokio_postgres::Client;
 
@@ -218,21 +221,65 @@ pub async fn backup(
         ));
     }
 
+    let one = DumpOne {
+        ctx,
+        source,
+        cfg,
+        admin: &admin,
+        tools: &tools,
+        started: &server.started,
+        info: &info,
+    };
+    // A plain loop, not an iterator adapter holding a closure: the
+    // futures must stay `Send` for the daemon's spawned runs.
+    let mut dumps = Vec::with_capacity(server.databases.len());
     for (i, db) in server.databases.iter().enumerate() {
+        dumps.push(one.dump(i, db));
+    }
+    for a in in_order_bounded(dumps, cfg.parallel)
+        .await?
+        .into_iter()
+        .flatten()
+    {
+        artifacts.push(a);
+    }
+    Ok(artifacts)
+}
+
+/// What dumping one database needs from the source's run.
+struct DumpOne<'a, S, I> {
+    ctx: &'a S,
+    source: &'a str,
+    cfg: &'a PostgresConfig,
+    admin: &'a Client,
+    tools: &'a PgTools,
+    started: &'a str,
+    info: &'a I,
+}
+
+impl<S, I> DumpOne<'_, S, I>
+where
+    S: Sink,
+    I: Fn(Option<String>, Option<Vec<TableRows>>, Option<DbProperties>) -> PostgresInfo,
+{
+    /// Dumps database number `i` (its key keeps discovery's order whatever
+    /// order the dumps finish in). `None`: dropped since discovery.
+    async fn dump(&self, i: usize, db: &String) -> Result<Option<Artifact>, PgSourceError> {
+        let (ctx, source, cfg, admin) = (self.ctx, self.source, self.cfg, self.admin);
         let rel = format!(
             "{source}/{:02}-{}.dump.zst",
             i + 1,
             crate::repo::store::key_safe(db)
         );
-        let props = match database_properties(&admin, db).await {
+        let props = match database_properties(admin, db).await {
             Ok(p) => p,
-            Err(e) if dropped_since_discovery(cfg, &admin, db).await => {
+            Err(e) if dropped_since_discovery(cfg, admin, db).await => {
                 skipped_dropped(source, db, &e);
-                continue;
+                return Ok(None);
             }
             Err(e) => return Err(e.into()),
         };
-        let mut cmd = base_command(&tools, "pg_dump", cfg);
+        let mut cmd = base_command(self.tools, "pg_dump", cfg);
         cmd.arg("--format=custom")
             .arg("--compress=0")
             .arg("--no-password")
@@ -244,13 +291,13 @@ pub async fn backup(
             .await;
         let (counted, up) = match put {
             Ok(v) => v,
-            Err(e) if dropped_since_discovery(cfg, &admin, db).await => {
+            Err(e) if dropped_since_discovery(cfg, admin, db).await => {
                 skipped_dropped(source, db, &e);
-                continue;
+                return Ok(None);
             }
             Err(source) => {
                 let what = format!("dumping database `{db}`");
-                return Err(lost_or(ctx, cfg, &server.started, &what, source, |source| {
+                return Err(lost_or(ctx, cfg, self.started, &what, source, |source| {
                     PgSourceError::Dump {
                         database: db.clone(),
                         source,
@@ -274,16 +321,57 @@ pub async fn backup(
             }
             None => None,
         };
-        artifacts.push(ctx.artifact(
+        Ok(Some(ctx.artifact(
             rel,
             source,
             ArtifactKind::PgDump,
             up,
-            Some(info(Some(db.clone()), tables, Some(props))),
+            Some((self.info)(Some(db.clone()), tables, Some(props))),
             None,
-        ));
+        )))
     }
-    Ok(artifacts)
+}
+
+/// Runs `jobs` with at most `limit` at once and returns their results in
+/// the order given. After the first failure no new job starts, but those
+/// already running are driven to their end (each owns a `pg_dump` and an
+/// upload that must finish or fail cleanly, not be dropped halfway); then
+/// that first failure is returned.
+pub(crate) async fn in_order_bounded<T, E, F>(
+    jobs: impl IntoIterator<Item = F>,
+    limit: usize,
+) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let mut pending = jobs.into_iter().enumerate();
+    // Unordered, so a failure is seen the moment it happens (and nothing
+    // new starts after it), not only when the jobs before it are done.
+    let mut running = FuturesUnordered::new();
+    let mut done = Vec::new();
+    let mut failed = None;
+    loop {
+        while failed.is_none() && running.len() < limit.max(1) {
+            match pending.next() {
+                Some((i, job)) => running.push(async move { (i, job.await) }),
+                None => break,
+            }
+        }
+        match running.next().await {
+            Some((i, Ok(v))) => done.push((i, v)),
+            Some((_, Err(e))) => {
+                failed.get_or_insert(e);
+            }
+            None => break,
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            done.sort_by_key(|(i, _)| *i);
+            Ok(done.into_iter().map(|(_, v)| v).collect())
+        }
+    }
 }
 
 /// With `databases: all`, whether `db` (found by discovery, then failing)
@@ -381,4 +469,80 @@ pub fn newer_client_warning(
             }
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_order_bounded;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Jobs that sleep (paused time) for the given milliseconds and record
+    /// how many run at once and which started.
+    fn jobs(
+        plan: &[(u64, bool)],
+        now: &Arc<AtomicUsize>,
+        peak: &Arc<AtomicUsize>,
+        started: &Arc<std::sync::Mutex<Vec<usize>>>,
+    ) -> Vec<impl std::future::Future<Output = Result<usize, String>>> {
+        plan.iter()
+            .enumerate()
+            .map(|(i, &(ms, ok))| {
+                let (now, peak, started) = (now.clone(), peak.clone(), started.clone());
+                async move {
+                    started.lock().unwrap().push(i);
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    if ok {
+                        Ok(i)
+                    } else {
+                        Err(format!("job {i} failed"))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_at_most_limit_at_once_and_keeps_the_given_order() {
+        let (now, peak) = (Arc::default(), Arc::default());
+        let started = Arc::default();
+        // The first job is the slowest: results still come back in order.
+        let plan = [(500, true), (10, true), (20, true), (5, true), (1, true)];
+        let got = in_order_bounded(jobs(&plan, &now, &peak, &started), 2)
+            .await
+            .unwrap();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limit_one_is_one_after_another() {
+        let (now, peak) = (Arc::default(), Arc::default());
+        let started = Arc::default();
+        let plan = [(3, true), (2, true), (1, true)];
+        let got = in_order_bounded(jobs(&plan, &now, &peak, &started), 1)
+            .await
+            .unwrap();
+        assert_eq!(got, vec![0, 1, 2]);
+        assert_eq!(peak.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failure_nothing_new_starts_and_running_jobs_finish() {
+        let (now, peak) = (Arc::default(), Arc::default());
+        let started = Arc::default();
+        // Job 1 fails at 10 ms while job 0 runs until 100 ms; jobs 2 and 3
+        // never start, job 0 is driven to its end.
+        let plan = [(100, true), (10, false), (1, true), (1, true)];
+        let err = in_order_bounded(jobs(&plan, &now, &peak, &started), 2)
+            .await
+            .unwrap_err();
+        assert_eq!(err, "job 1 failed");
+        assert_eq!(*started.lock().unwrap(), vec![0, 1]);
+        assert_eq!(now.load(Ordering::SeqCst), 0, "a job was dropped mid-way");
+    }
 }

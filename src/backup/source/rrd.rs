@@ -22,7 +22,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -360,22 +359,22 @@ fn locked_read(
 /// but belong to our open file description rather than to the process, so
 /// they are not silently dropped when another descriptor of the same file
 /// in this process is closed. rustix has no OFD lock call (its `fcntl_lock`
-/// is process-associated `F_SETLK`), so this stays a raw `fcntl`.
+/// is process-associated `F_SETLK`); nix has one.
 fn ofd_lock(file: &File, l_type: libc::c_int) -> io::Result<()> {
-    // SAFETY: all-zero is a valid `struct flock` (it may have padding fields
-    // on some targets, which is why it is not built field by field).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = l_type as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // l_start = l_len = 0: the whole file, however long; l_pid must be 0 for
-    // OFD locks.
-    // SAFETY: valid fd and a pointer to an initialised flock.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // Built field by field: on a target whose `struct flock` has more
+    // fields this fails to compile instead of leaving them undefined.
+    // l_start = l_len = 0: the whole file, however long; l_pid must be 0
+    // for OFD locks.
+    let fl = libc::flock {
+        l_type: l_type as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_SETLK(&fl))
+        .map(|_| ())
+        .map_err(io::Error::from)
 }
 
 /// Takes and releases the read lock a backup takes on `path`: what

@@ -62,6 +62,7 @@ pub(super) struct Entry {
     pub(super) desc: Text,
     pub(super) defn: Text,
     pub(super) namespace: Text,
+    pub(super) owner: Text,
 }
 
 #[derive(Debug)]
@@ -123,7 +124,7 @@ impl RowCounter {
                     Token::Int(level) => level == 0,
                     _ => false,
                 };
-                if !none {
+                if !none && self.toc.is_none() {
                     self.error = Some(CountError::Compressed);
                     return;
                 }
@@ -284,7 +285,10 @@ impl RowCounter {
             Field::Tablespace => Field::Owner,
             Field::TableAm if self.minor >= 16 => Field::Relkind,
             Field::TableAm | Field::Relkind => Field::Owner,
-            Field::Owner => Field::WithOids,
+            Field::Owner => {
+                self.entry.owner = text(t);
+                Field::WithOids
+            }
             Field::WithOids => Field::Dep,
             Field::Dep => match t {
                 Token::Str(Text::Null) => Field::DataPos,
@@ -303,6 +307,9 @@ impl RowCounter {
             Field::DumpId | Field::HadDumper | Field::Section | Field::Relkind => Need::Int,
             Field::DataPos => Need::Bytes(1 + self.off_size),
             Field::Tag | Field::Desc | Field::Namespace => Need::StrLen { keep: true },
+            Field::Owner => Need::StrLen {
+                keep: self.toc.is_some(),
+            },
             // The ENCODING entry's definition names the encoding of every
             // string in the archive.
             Field::Defn => Need::StrLen {
@@ -314,6 +321,15 @@ impl RowCounter {
 
     pub(super) fn finish_entry(&mut self) {
         let e = std::mem::take(&mut self.entry);
+        if let Some(list) = &mut self.toc {
+            list.push(TocEntry {
+                dump_id: e.dump_id,
+                desc: e.desc.bytes().unwrap_or_default().to_vec(),
+                namespace: e.namespace.bytes().map(<[u8]>::to_vec),
+                tag: e.tag.bytes().map(<[u8]>::to_vec),
+                owner: e.owner.bytes().map(<[u8]>::to_vec),
+            });
+        }
         let desc = e.desc.bytes().unwrap_or_default();
         let named = || match (e.namespace.bytes(), e.tag.bytes()) {
             (Some(ns), Some(tag)) => Some((ns.to_vec(), tag.to_vec())),
