@@ -130,6 +130,11 @@ pub enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// See the store as it was at TIME (RFC 3339, e.g. what `list`
+        /// prints): every object's newest version written by then, ignoring
+        /// later writes and deletes. S3 stores with bucket versioning only.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
     },
     /// Validate the configuration file and report every problem.
     CheckConfig,
@@ -218,6 +223,11 @@ pub enum Command {
         /// Print one JSON report (docs/schema/verify.json) instead of lines.
         #[arg(long)]
         json: bool,
+        /// See the store as it was at TIME (RFC 3339, e.g. what `list`
+        /// prints): every object's newest version written by then, ignoring
+        /// later writes and deletes. S3 stores with bucket versioning only.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
     },
 }
 
@@ -323,6 +333,11 @@ pub struct RestoreArgs {
     /// Print one JSON report (docs/schema/restore.json) instead of lines.
     #[arg(long)]
     pub json: bool,
+    /// See the store as it was at TIME (RFC 3339, e.g. what `list`
+    /// prints): every object's newest version written by then, ignoring
+    /// later writes and deletes. S3 stores with bucket versioning only.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

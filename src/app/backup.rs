@@ -137,6 +137,12 @@ pub struct ListEntry {
     /// key), `legacy` (unsigned, admitted by `signing.unsigned_before`) or
     /// `unchecked` (no signing key is configured); null otherwise.
     pub trust: Option<&'static str>,
+    /// `deleted` or `rewritten` when the store's version history shows
+    /// someone other than ccbackup did that to a backup the policy keeps
+    /// (versioned S3 stores); null otherwise.
+    pub tampered: Option<&'static str>,
+    /// For a tampered backup: the `--as-of` time that shows it as written.
+    pub recover_as_of: Option<String>,
 }
 
 impl From<&Manifest> for ListEntry {
@@ -156,6 +162,8 @@ impl From<&Manifest> for ListEntry {
             suspicious: m.guard.suspicious.clone(),
             shrink_accepted: m.guard.accepted.clone(),
             trust: None,
+            tampered: None,
+            recover_as_of: None,
         }
     }
 }
@@ -179,6 +187,8 @@ impl From<&catalog::Damaged> for ListEntry {
             suspicious: Vec::new(),
             shrink_accepted: Vec::new(),
             trust: None,
+            tampered: None,
+            recover_as_of: None,
         }
     }
 }
@@ -200,14 +210,17 @@ fn guard_note(e: &ListEntry) -> String {
     format!("{legacy}{guard}")
 }
 
-pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<(), AppError> {
+pub(super) async fn list(
+    cfg: &Config,
+    job: Option<&str>,
+    json: bool,
+    as_of: Option<&str>,
+) -> Result<(), AppError> {
     if let Some(j) = job {
         cfg.select_jobs(Some(j))
             .map_err(|e| AppError::Usage(e.to_string()))?;
     }
-    let repo = store::open(&cfg.store)
-        .map_err(failed)?
-        .with_signing(cfg.signing.as_ref());
+    let repo = super::past::open_repo(cfg, as_of).await?;
     let cat = catalog::load(&repo, job).await.map_err(failed)?;
     let trust = |m: &Manifest| match (cat.is_legacy(m), repo.verifier.is_some()) {
         (true, _) => "legacy",
@@ -223,10 +236,18 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
         })
         .collect();
     entries.extend(cat.damaged.iter().map(ListEntry::from));
+    // The past is read as it was; tampering is judged on the store as it is.
+    let tampered = if as_of.is_none() {
+        super::tamper::check(cfg, job, &repo, &cat).await
+    } else {
+        Vec::new()
+    };
+    super::tamper::annotate(&mut entries, &tampered);
     entries.sort_by(|a, b| (&a.started_at, &a.backup_id).cmp(&(&b.started_at, &b.backup_id)));
     if json {
         let out = serde_json::to_string_pretty(&entries).map_err(failed)?;
         say!("{out}");
+        super::tamper::warn(&tampered);
         return Ok(());
     }
     if entries.is_empty() {
@@ -263,6 +284,13 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
                 e.status.to_uppercase()
             ),
         };
+        let line = match (e.tampered, &e.recover_as_of) {
+            (Some(kind), Some(t)) if e.status != "deleted" => format!(
+                "{line}  {}, recoverable with --as-of {t}",
+                kind.to_uppercase()
+            ),
+            _ => line,
+        };
         say!("{}", p(&line));
     }
     let future = cat.damaged.iter().filter(|d| d.future).count();
@@ -273,6 +301,7 @@ pub(super) async fn list(cfg: &Config, job: Option<&str>, json: bool) -> Result<
             if damaged == 1 { "" } else { "s" }
         );
     }
+    super::tamper::warn(&tampered);
     if future > 0 {
         note!(
             "warning: {future} backup{} dated in the future (not counted, not copied, not pruned; a forgery, or a clock far ahead)",

@@ -11,8 +11,10 @@ mod keys;
 pub mod logfmt;
 mod ls;
 pub mod out;
+mod past;
 mod restore;
 mod retention;
+mod tamper;
 mod unlock;
 
 use std::io::{IsTerminal, Write};
@@ -212,7 +214,9 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             to,
         } => copy::backfill(&cfg, job.as_deref(), to.as_deref(), intr).await,
         Command::Unlock { job, force } => unlock::unlock(&cfg, job.as_deref(), force).await,
-        Command::List { job, json } => backup::list(&cfg, job.as_deref(), json).await,
+        Command::List { job, json, as_of } => {
+            backup::list(&cfg, job.as_deref(), json, as_of.as_deref()).await
+        }
         Command::Restore(args) => restore::restore(&cfg, *args, intr).await,
         Command::Ls(args) => ls::ls(&cfg, args, intr).await,
         Command::Prune { job, dry_run, json } => {
@@ -253,6 +257,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             restore_test,
             identity,
             json,
+            as_of,
         } => {
             restore::verify(
                 &cfg,
@@ -261,6 +266,7 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
                 restore_test,
                 identity,
                 json,
+                as_of.as_deref(),
                 intr,
             )
             .await

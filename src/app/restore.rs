@@ -121,9 +121,7 @@ async fn restore_one(
     out: &mut RestoreJson,
 ) -> Result<(), AppError> {
     let json = a.json;
-    let repo = store::open(&cfg.store)
-        .map_err(failed)?
-        .with_signing(cfg.signing.as_ref());
+    let repo = super::past::open_repo(cfg, a.as_of.as_deref()).await?;
     let sel = select_backups(&repo, &job.name, &a.backup).await?;
     for d in &sel.damaged {
         let w = format!(
@@ -223,6 +221,7 @@ async fn restore_one(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn verify(
     cfg: &Config,
     job: Option<&str>,
@@ -230,6 +229,7 @@ pub(super) async fn verify(
     restore_test: bool,
     identity: Option<std::path::PathBuf>,
     json: bool,
+    as_of: Option<&str>,
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let started = Instant::now();
@@ -244,6 +244,7 @@ pub(super) async fn verify(
         restore_test,
         identity,
         json,
+        as_of,
         intr,
         &mut out,
     )
@@ -268,6 +269,7 @@ async fn verify_all(
     restore_test: bool,
     identity: Option<std::path::PathBuf>,
     json: bool,
+    as_of: Option<&str>,
     intr: &Interrupt,
     out: &mut VerifyJson,
 ) -> Result<(), AppError> {
@@ -279,9 +281,7 @@ async fn verify_all(
     let jobs = cfg
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
-    let repo = store::open(&cfg.store)
-        .map_err(failed)?
-        .with_signing(cfg.signing.as_ref());
+    let repo = super::past::open_repo(cfg, as_of).await?;
     let mut bad = 0;
     let mut checked = 0;
     let mut backups = 0;

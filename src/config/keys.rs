@@ -135,23 +135,53 @@ pub(super) fn signing(
         }
         (None, None) => None,
     };
+    let public = match (
+        &v.public_keys,
+        v.public_key.is_some() || v.public_key_file.is_some(),
+    ) {
+        (Some(list), true) => {
+            p.at(
+                &list.referenced,
+                format!("{key}.public_keys"),
+                "give public_keys, or public_key/public_key_file, not both",
+            );
+            None
+        }
+        (Some(list), false) => public_keys(list, key, base, p),
+        (None, _) => public,
+    };
     if let (Some(sk), Some(pk)) = (&signer, &public) {
-        if sk.verifier().to_base64() != pk.to_base64() {
-            let (loc, which) = match (&v.public_key, &v.public_key_file) {
-                (Some(k), _) => (&k.referenced, "public_key"),
-                (_, Some(f)) => (&f.referenced, "public_key_file"),
-                _ => (&s.referenced, ""),
-            };
+        let (loc, which) = match (&v.public_key, &v.public_key_file, &v.public_keys) {
+            (Some(k), _, _) => (&k.referenced, "public_key"),
+            (_, Some(f), _) => (&f.referenced, "public_key_file"),
+            (_, _, Some(l)) => (&l.referenced, "public_keys"),
+            _ => (&s.referenced, ""),
+        };
+        let problem = match pk.window_of(&sk.verifier()) {
+            None => Some(
+                "secret_key_file and the public key are not a pair: manifests signed with the one would not verify with the other".to_owned(),
+            ),
+            Some(Some(t)) => Some(format!(
+                "the key of secret_key_file has not_after {}: new backups signed with it would not be trusted; sign with a new key (`ccbackup keys generate`) and keep this one only to verify older backups",
+                t.to_rfc3339()
+            )),
+            Some(None) => None,
+        };
+        if let Some(problem) = problem {
             p.at(
                 loc,
                 format!("{key}.{which}").trim_end_matches('.').to_owned(),
-                "secret_key_file and the public key are not a pair: manifests signed with the one would not verify with the other",
+                problem,
             );
             return None;
         }
     }
     if signer.is_none() && public.is_none() {
-        if v.secret_key_file.is_none() && v.public_key.is_none() && v.public_key_file.is_none() {
+        if v.secret_key_file.is_none()
+            && v.public_key.is_none()
+            && v.public_key_file.is_none()
+            && v.public_keys.is_none()
+        {
             p.at(
                 &s.referenced,
                 key.to_owned(),
@@ -163,24 +193,101 @@ pub(super) fn signing(
     // A writer verifies with its own key, so its retention never counts a
     // manifest someone else wrote.
     let verifier = public.or_else(|| signer.as_ref().map(|s| s.verifier()));
-    let unsigned_before = v.unsigned_before.as_ref().and_then(|t| {
-        chrono::DateTime::parse_from_rfc3339(t.value.trim())
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .map_err(|e| {
-                p.at(
-                    &t.referenced,
-                    format!("{key}.unsigned_before"),
-                    format!(
-                        "{:?} is not an RFC 3339 time ({e}); e.g. 2026-12-07T12:00:00Z",
-                        t.value
-                    ),
-                )
-            })
-            .ok()
-    });
+    let unsigned_before = v
+        .unsigned_before
+        .as_ref()
+        .and_then(|t| time(t, &format!("{key}.unsigned_before"), p));
     Some(SigningKeys {
         signer: signer.map(Arc::new),
         verifier: verifier.map(Arc::new),
         unsigned_before,
     })
+}
+
+/// An RFC 3339 time, or a problem at its line.
+pub(super) fn time(
+    t: &Spanned<String>,
+    key: &str,
+    p: &mut Problems,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(t.value.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            p.at(
+                &t.referenced,
+                key.to_owned(),
+                format!(
+                    "{:?} is not an RFC 3339 time ({e}); e.g. 2026-12-07T12:00:00Z",
+                    t.value
+                ),
+            )
+        })
+        .ok()
+}
+
+/// `signing.public_keys`: every key trusted, each up to its `not_after`.
+fn public_keys(
+    list: &Spanned<Vec<Spanned<raw::RawPublicKey>>>,
+    key: &str,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<Verifier> {
+    let before = p.0.len();
+    let mut keys = Vec::new();
+    for (i, e) in list.value.iter().enumerate() {
+        let at = format!("{key}.public_keys[{i}]");
+        let parsed = match (&e.value.key, &e.value.key_file) {
+            (Some(k), None) => Verifier::parse(&k.value, &format!("{at}.key"))
+                .map_err(|err| p.at(&k.referenced, format!("{at}.key"), err.to_string()))
+                .ok(),
+            (None, Some(f)) => {
+                let path = path_of(f, base);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Verifier::parse(&text, &path.display().to_string())
+                        .map_err(|err| {
+                            p.at(&f.referenced, format!("{at}.key_file"), err.to_string())
+                        })
+                        .ok(),
+                    Err(err) => {
+                        p.at(
+                            &f.referenced,
+                            format!("{at}.key_file"),
+                            format!("cannot read {}: {err}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                p.at(
+                    &e.referenced,
+                    at.clone(),
+                    "give key or key_file (one of them)",
+                );
+                None
+            }
+        };
+        let not_after = e
+            .value
+            .not_after
+            .as_ref()
+            .map(|t| time(t, &format!("{at}.not_after"), p));
+        // A not_after that did not parse is a problem already reported.
+        match (parsed, not_after) {
+            (Some(v), None) => keys.push(v),
+            (Some(v), Some(Some(t))) => keys.push(v.until(Some(t))),
+            _ => {}
+        }
+    }
+    if list.value.is_empty() {
+        p.at(
+            &list.referenced,
+            format!("{key}.public_keys"),
+            "the list is empty; give at least one key",
+        );
+    }
+    if p.0.len() > before {
+        return None;
+    }
+    Verifier::join(keys)
 }

@@ -122,6 +122,10 @@ pub struct DaemonConfig {
     pub listen: String,
     pub shutdown_grace: Duration,
     pub lock_ttl: Duration,
+    /// Tampering the store's history shows at or before this time is
+    /// known and handled: the daemon no longer counts it, fails `/readyz`
+    /// or notifies about it (`list` still shows it).
+    pub tampering_acknowledged: Option<chrono::DateTime<chrono::Utc>>,
     /// Serve the status page (`/` and `/status.json`); on by default.
     pub status_page: bool,
 }

@@ -61,6 +61,23 @@ pub struct RawSigning {
     /// RFC 3339: unsigned backups from before it stay readable and prunable.
     #[serde(default)]
     pub unsigned_before: Option<S<String>>,
+    /// Several trusted keys, each optionally with a trust window.
+    #[serde(default)]
+    pub public_keys: Option<S<Vec<S<RawPublicKey>>>>,
+}
+
+/// One of `signing.public_keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublicKey {
+    #[serde(default)]
+    pub key: Option<S<String>>,
+    #[serde(default)]
+    pub key_file: Option<S<String>>,
+    /// RFC 3339: manifests the store recorded after it are not trusted
+    /// with this key.
+    #[serde(default)]
+    pub not_after: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +115,9 @@ pub struct RawDaemon {
     pub shutdown_grace: Option<S<String>>,
     #[serde(default)]
     pub lock_ttl: Option<S<String>>,
+    /// RFC 3339: tampering recorded by then is known and handled.
+    #[serde(default)]
+    pub tampering_acknowledged: Option<S<String>>,
     /// `false` turns the status page (`/`, `/status.json`) off.
     #[serde(default)]
     pub status_page: Option<S<bool>>,

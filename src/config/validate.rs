@@ -128,6 +128,9 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
                 Some(ttl)
             })
             .unwrap_or(DEFAULT_LOCK_TTL),
+        tampering_acknowledged: rd
+            .and_then(|d| d.tampering_acknowledged.as_ref())
+            .and_then(|t| super::keys::time(t, "daemon.tampering_acknowledged", &mut p)),
         status_page: rd
             .and_then(|d| d.status_page.as_ref())
             .is_none_or(|v| v.value),

@@ -144,6 +144,9 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
         let targets = crate::notify::targets(&ctx.cfg, job, crate::notify::Event::Finish(&rep));
         crate::notify::send(&ctx.client, &targets, crate::notify::Event::Finish(&rep)).await;
     }
+    if !cancel.is_cancelled() {
+        super::tamper::check(ctx).await;
+    }
 }
 
 /// (backup verified, Some(ok) or None when there was nothing to verify,

@@ -64,6 +64,7 @@ pub(super) async fn execute(ctx: &RunCtx) {
         if let Ok(l) = list_catalog(&ctx.repo, job, &ctx.cancel).await {
             ctx.metrics.update(&job.name, |s| l.apply(s));
         }
+        super::tamper::check(ctx).await;
     }
     pending.finish(&ctx.cfg, job, &report).await;
     // The run's buffers are free now; give their pages back before the

@@ -60,6 +60,10 @@ pub struct JobStats {
     pub copies: BTreeMap<String, CopyStats>,
     /// Scheduled restore drills, for jobs with `verify:`.
     pub drill: Option<DrillStats>,
+    /// The last tamper check on a versioned store (see
+    /// [`super::tamper`]): one line per tampered backup; `None` before a
+    /// check, or when the store keeps no versions.
+    pub tampered: Option<Vec<String>>,
     /// The report of the last run since the daemon started (status page).
     pub last_report: Option<std::sync::Arc<crate::backup::report::Report>>,
     /// The newest backups in the store, as last listed (status page).
@@ -274,6 +278,15 @@ impl Metrics {
             .into_iter()
             .map(|(name, s)| {
                 let (mut ready, mut reason) = job_readiness(&s, self.started, now);
+                if let Some(t) = s.tampered.as_ref().filter(|t| !t.is_empty()) {
+                    let treason = super::tamper::readiness_reason(t);
+                    reason = if ready {
+                        treason
+                    } else {
+                        format!("{reason}; {treason}")
+                    };
+                    ready = false;
+                }
                 if let Some(d) = &s.drill {
                     let (dready, dreason) = drill_readiness(d, self.started, now);
                     if !dready {
@@ -474,6 +487,7 @@ impl Metrics {
         );
         self.reload_status().render(&mut out);
         render_drills(&mut out, &jobs);
+        super::tamper::render(&mut out, &jobs);
         super::process::render(&mut out, &super::process::read());
         out
     }
@@ -644,7 +658,7 @@ fn secs(t: DateTime<Utc>) -> i64 {
 }
 
 /// Label values escape backslash, double quote and newline.
-fn escape(v: &str) -> String {
+pub(super) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

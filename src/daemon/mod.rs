@@ -75,6 +75,7 @@ pub mod process;
 pub mod reload;
 mod slots;
 pub mod status;
+pub mod tamper;
 mod timers;
 
 use std::collections::{HashMap, VecDeque};

@@ -424,7 +424,19 @@ pub async fn read_capped(
     key: &object_store::path::Path,
     cap: usize,
 ) -> Result<Option<Vec<u8>>, object_store::Error> {
-    let mut stream = repo.store.get(key).await?.into_stream();
+    Ok(read_capped_dated(repo, key, cap).await?.map(|(b, _)| b))
+}
+
+/// [`read_capped`], with the time the store recorded the object (its
+/// `LastModified`): what a signing key's trust window is judged by.
+pub async fn read_capped_dated(
+    repo: &Repo,
+    key: &object_store::path::Path,
+    cap: usize,
+) -> Result<Option<(Vec<u8>, DateTime<Utc>)>, object_store::Error> {
+    let got = repo.store.get(key).await?;
+    let written = got.meta.last_modified;
+    let mut stream = got.into_stream();
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.try_next().await? {
         if bytes.len() + chunk.len() > cap {
@@ -432,7 +444,7 @@ pub async fn read_capped(
         }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(Some(bytes))
+    Ok(Some((bytes, written)))
 }
 
 /// Reads the manifest stored at `<job>/<id>/manifest.json` and checks that
@@ -468,7 +480,7 @@ pub async fn read_weighed(
         key: key.to_string(),
         source,
     };
-    let Some(bytes) = read_capped(repo, &key, MAX_MANIFEST_BYTES)
+    let Some((bytes, written)) = read_capped_dated(repo, &key, MAX_MANIFEST_BYTES)
         .await
         .map_err(read_err)?
     else {
@@ -513,7 +525,7 @@ pub async fn read_weighed(
         trust = match sig {
             Some(sig) => {
                 let sig = String::from_utf8_lossy(&sig);
-                v.verify(&bytes, &sig).map_err(untrusted)?;
+                v.verify(&bytes, &sig, written).map_err(untrusted)?;
                 Trust::Signed
             }
             None => Trust::Legacy,

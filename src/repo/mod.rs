@@ -7,8 +7,10 @@
 //! runs share; [`gate`] wraps a store so an interrupted command stops
 //! writing; [`local`], [`s3_uploads`] and [`s3_lock`] are the backend
 //! details, and [`locked`] locks what a backup writes on an S3 store with
-//! Object Lock.
+//! Object Lock; [`s3_versions`] reads a versioned bucket's history and
+//! [`as_of`] serves the store as it was at a past time, read-only.
 
+pub mod as_of;
 pub mod catalog;
 pub mod commit;
 pub mod gate;
@@ -18,5 +20,6 @@ pub mod locked;
 pub mod manifest;
 pub mod s3_lock;
 pub mod s3_uploads;
+pub mod s3_versions;
 pub mod signing;
 pub mod store;

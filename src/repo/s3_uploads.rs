@@ -199,7 +199,7 @@ impl S3UploadSweeper {
         }
     }
 
-    fn client(&self) -> Result<reqwest::Client, UploadSweepError> {
+    pub(crate) fn client(&self) -> Result<reqwest::Client, UploadSweepError> {
         if self.location.bucket_url.starts_with("http://") && !self.location.allow_http {
             return Err(self.config_err("the endpoint is http:// but allow_http is not set"));
         }
@@ -213,7 +213,7 @@ impl S3UploadSweeper {
 
     /// The request URL for `key` (or the bucket) with `query`, encoded as
     /// S3 expects it (the signature covers this exact encoding).
-    fn request_url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
+    pub(crate) fn request_url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
         let mut url = self.location.bucket_url.clone();
         match key {
             Some(k) => {
@@ -234,7 +234,7 @@ impl S3UploadSweeper {
     }
 
     /// A request with an empty body, signed by object_store.
-    async fn signed(
+    pub(crate) async fn signed(
         &self,
         method: reqwest::Method,
         url: &str,
@@ -295,6 +295,16 @@ impl S3UploadSweeper {
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| describe_reqwest(&e))?;
         Ok((status, body))
+    }
+
+    /// The store URL's key prefix, without leading or trailing slashes.
+    pub(crate) fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The store URL without credentials, for messages.
+    pub(crate) fn display(&self) -> &str {
+        &self.display
     }
 
     /// One signed request for a key of this store (`rel`, relative to the
@@ -477,7 +487,7 @@ impl S3UploadSweeper {
 
 /// A transport error in words, with its causes, without the URL (which holds
 /// nothing secret, but repeats the store).
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     let mut msg = if e.is_connect() {
         "cannot connect".to_owned()
     } else if e.is_timeout() {
@@ -565,7 +575,7 @@ pub fn parse_object_lock(xml: &str) -> Result<Option<ObjectLock>, String> {
 }
 
 /// `HTTP <status>` with S3's error code and message, if the body has them.
-fn s3_error(status: u16, body: &str) -> String {
+pub(crate) fn s3_error(status: u16, body: &str) -> String {
     let parsed: Option<ErrorXml> = quick_xml::de::from_str(body).ok();
     let (code, message) = parsed.map_or((None, None), |e| (e.code, e.message));
     match (code, message) {

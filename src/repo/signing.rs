@@ -14,6 +14,7 @@ use std::fmt;
 use std::io::Cursor;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use ct_codecs::Decoder as _;
 
 /// Largest signature file read (real ones are about 300 bytes).
@@ -112,7 +113,10 @@ impl Signer {
     /// The verifier for this key (a writer trusts its own signatures).
     pub fn verifier(&self) -> Verifier {
         Verifier {
-            key: self.public.clone(),
+            keys: vec![TrustedKey {
+                key: self.public.clone(),
+                not_after: None,
+            }],
         }
     }
 }
@@ -176,21 +180,39 @@ fn secret_key(text: &str) -> Result<minisign::SecretKey, KeyProblem> {
         .map_err(|_| KeyProblem::Corrupt("its checksum does not match".into()))
 }
 
-/// A public key manifests must be signed with.
+/// The public keys manifests must be signed with, each trusted for the
+/// manifests the store recorded up to its `not_after`, if it has one.
+///
+/// The window is judged by the store's `LastModified` of the manifest, not
+/// by any time the manifest states: after a compromise the attacker holds
+/// the old secret key and can sign any claim, but cannot make the store
+/// date a new write in the past.
 #[derive(Clone)]
 pub struct Verifier {
+    keys: Vec<TrustedKey>,
+}
+
+#[derive(Clone)]
+struct TrustedKey {
     key: minisign::PublicKey,
+    not_after: Option<DateTime<Utc>>,
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Verifier({})", self.key.to_base64())
+        write!(f, "Verifier({})", self.to_base64())
     }
+}
+
+/// Pure: whether a key whose trust ends at `not_after` vouches for a
+/// manifest the store recorded at `written`.
+pub fn within_window(not_after: Option<DateTime<Utc>>, written: DateTime<Utc>) -> bool {
+    not_after.is_none_or(|end| written <= end)
 }
 
 impl Verifier {
     /// From the base64 form (`RW...`), or a `.pub` file's text (comment line
-    /// plus key).
+    /// plus key). Trusted without an end.
     pub fn parse(text: &str, what: &str) -> Result<Verifier, SigningError> {
         let line = text
             .lines()
@@ -198,7 +220,12 @@ impl Verifier {
             .rfind(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
             .unwrap_or("");
         minisign::PublicKey::from_base64(line)
-            .map(|key| Verifier { key })
+            .map(|key| Verifier {
+                keys: vec![TrustedKey {
+                    key,
+                    not_after: None,
+                }],
+            })
             .map_err(|e| SigningError::Parse {
                 what: what.to_owned(),
                 kind: "public key",
@@ -206,17 +233,80 @@ impl Verifier {
             })
     }
 
-    pub fn to_base64(&self) -> String {
-        self.key.to_base64()
+    /// The same keys, trusted only for manifests recorded by `not_after`.
+    pub fn until(mut self, not_after: Option<DateTime<Utc>>) -> Verifier {
+        for k in &mut self.keys {
+            k.not_after = not_after;
+        }
+        self
     }
 
-    /// Checks a detached signature of `data`.
-    pub fn verify(&self, data: &[u8], signature: &str) -> Result<(), String> {
+    /// All keys of `parts` (`signing.public_keys`); `None` when empty.
+    pub fn join(parts: impl IntoIterator<Item = Verifier>) -> Option<Verifier> {
+        let keys: Vec<TrustedKey> = parts.into_iter().flat_map(|v| v.keys).collect();
+        (!keys.is_empty()).then_some(Verifier { keys })
+    }
+
+    /// The keys in base64, each with its window, for messages.
+    pub fn to_base64(&self) -> String {
+        self.keys
+            .iter()
+            .map(|k| match k.not_after {
+                Some(t) => format!(
+                    "{} (for manifests stored by {})",
+                    k.key.to_base64(),
+                    t.to_rfc3339()
+                ),
+                None => k.key.to_base64(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The trust window of `key` (base64) if it is one of these keys:
+    /// `Some(None)` for a key trusted without an end.
+    pub fn window_of(&self, key: &Verifier) -> Option<Option<DateTime<Utc>>> {
+        let wanted: Vec<String> = key.keys.iter().map(|k| k.key.to_base64()).collect();
+        self.keys
+            .iter()
+            .find(|k| wanted.contains(&k.key.to_base64()))
+            .map(|k| k.not_after)
+    }
+
+    /// Checks a detached signature of `data`, a manifest the store recorded
+    /// at `written`: it must verify with a key whose window covers that.
+    pub fn verify(
+        &self,
+        data: &[u8],
+        signature: &str,
+        written: DateTime<Utc>,
+    ) -> Result<(), String> {
         let sig = minisign::SignatureBox::from_string(signature)
             .map_err(|e| format!("the signature is not readable: {e}"))?;
-        minisign::verify(&self.key, &sig, Cursor::new(data), true, false, false).map_err(|e| {
-            format!("the signature does not verify with the configured public key: {e}")
-        })
+        let mut expired = None;
+        let mut last_err = None;
+        for k in &self.keys {
+            match minisign::verify(&k.key, &sig, Cursor::new(data), true, false, false) {
+                Ok(()) if within_window(k.not_after, written) => return Ok(()),
+                Ok(()) => expired = Some(k),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if let Some(k) = expired {
+            return Err(format!(
+                "it is signed with key {}, which is trusted only for manifests the store \
+                 recorded by {}, and the store recorded this one at {} (a key compromised \
+                 and rotated out; see signing.public_keys)",
+                k.key.to_base64(),
+                k.not_after.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                written.to_rfc3339()
+            ));
+        }
+        Err(format!(
+            "the signature does not verify with the configured public key{}: {}",
+            if self.keys.len() == 1 { "" } else { "s" },
+            last_err.map(|e| e.to_string()).unwrap_or_default()
+        ))
     }
 }
 
@@ -319,12 +409,45 @@ mod tests {
         let (_d, s, b64) = signer();
         let sig = s.sign(b"{\"id\":1}", "ccbackup j/1").unwrap();
         let v = Verifier::parse(&b64, "pub").unwrap();
-        v.verify(b"{\"id\":1}", &sig).unwrap();
-        assert!(v.verify(b"{\"id\":2}", &sig).is_err());
+        let now = Utc::now();
+        v.verify(b"{\"id\":1}", &sig, now).unwrap();
+        assert!(v.verify(b"{\"id\":2}", &sig, now).is_err());
         let (_d2, other, _) = signer();
         let sig2 = other.sign(b"{\"id\":1}", "x").unwrap();
-        assert!(v.verify(b"{\"id\":1}", &sig2).is_err());
-        assert!(v.verify(b"{\"id\":1}", "garbage").is_err());
+        assert!(v.verify(b"{\"id\":1}", &sig2, now).is_err());
+        assert!(v.verify(b"{\"id\":1}", "garbage", now).is_err());
         assert!(!format!("{s:?}").contains(&b64));
+    }
+
+    #[test]
+    fn a_key_counts_only_for_manifests_stored_within_its_window() {
+        let (_d, old, old_b64) = signer();
+        let (_d2, new, new_b64) = signer();
+        let cut = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let keys = Verifier::join([
+            Verifier::parse(&old_b64, "old").unwrap().until(Some(cut)),
+            Verifier::parse(&new_b64, "new").unwrap(),
+        ])
+        .unwrap();
+        let data = b"{}";
+        let by_old = old.sign(data, "x").unwrap();
+        let by_new = new.sign(data, "x").unwrap();
+        let before = cut - chrono::Duration::seconds(1);
+        let after = cut + chrono::Duration::milliseconds(1);
+        keys.verify(data, &by_old, before).unwrap();
+        keys.verify(data, &by_old, cut).unwrap();
+        let e = keys.verify(data, &by_old, after).unwrap_err();
+        assert!(
+            e.contains(&old_b64) && e.contains("2026-12-07T12:00:00"),
+            "{e}"
+        );
+        keys.verify(data, &by_new, after).unwrap();
+        assert!(within_window(None, after));
+        assert!(!within_window(Some(cut), after));
+        assert_eq!(keys.window_of(&new.verifier()), Some(None));
+        assert_eq!(keys.window_of(&old.verifier()), Some(Some(cut)));
+        assert!(keys.to_base64().contains("for manifests stored by"));
     }
 }

@@ -103,6 +103,7 @@ fn exposition_passes_promtool_lint() {
         s.last_outcome = Some("success");
         s.last_success = Some(chrono::Utc::now());
         s.backups_stored = Some(3);
+        s.tampered = Some(vec!["20261207T030000Z-aaaaaa: DELETED".into()]);
     });
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])

@@ -416,7 +416,8 @@ fn regression_issue23_schemas_reject_the_old_shapes() {
         "backup_id": "20261207T172429Z-ab833a", "job": "etc",
         "started_at": "2026-12-07T17:24:29Z", "status": "complete", "sources": ["etc"],
         "stored_bytes": 108, "raw_bytes": 2048, "artifacts": 1, "problem": null,
-        "suspicious": [], "shrink_accepted": [], "trust": "unchecked"
+        "suspicious": [], "shrink_accepted": [], "trust": "unchecked",
+        "tampered": null, "recover_as_of": null
     }]);
     assert_valid("list.json", &new_row);
 

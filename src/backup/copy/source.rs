@@ -4,7 +4,9 @@
 use object_store::path::Path as ObjPath;
 
 use super::CopyError;
-use crate::repo::manifest::{self, read_capped, Manifest, ManifestError, MAX_MANIFEST_BYTES};
+use crate::repo::manifest::{
+    self, read_capped, read_capped_dated, Manifest, ManifestError, MAX_MANIFEST_BYTES,
+};
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::{manifest_path, signature_path, Repo};
 
@@ -30,7 +32,7 @@ pub(super) async fn read_source(src: &Repo, job: &str, id: &str) -> Result<Sourc
             source,
         })
     };
-    let bytes = read_capped(src, &key, MAX_MANIFEST_BYTES)
+    let (bytes, written) = read_capped_dated(src, &key, MAX_MANIFEST_BYTES)
         .await
         .map_err(|e| read_err(&key, e))?
         .ok_or_else(|| {
@@ -55,7 +57,7 @@ pub(super) async fn read_source(src: &Repo, job: &str, id: &str) -> Result<Sourc
         let Some(sig) = &signature else {
             return Err(untrusted(source_err, &key, "it is not signed"));
         };
-        v.verify(&bytes, &String::from_utf8_lossy(sig))
+        v.verify(&bytes, &String::from_utf8_lossy(sig), written)
             .map_err(|why| untrusted(source_err, &key, &why))?;
     }
     let m = manifest::parse(&bytes, key.as_ref()).map_err(source_err)?;
