@@ -380,6 +380,38 @@ mod tests {
     }
 
     #[test]
+    fn open_dir_beneath_creates_and_stops_at_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = root(tmp.path());
+        let parts =
+            |p: &[&str]| -> Vec<CString> { p.iter().map(|n| CString::new(*n).unwrap()).collect() };
+        let chain = open_dir_beneath(&d, &parts(&["a", "b"]), Some(0o755)).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert!(tmp.path().join("a/b").is_dir());
+        let missing = open_dir_beneath(&d, &parts(&["a", "x", "y"]), None).unwrap_err();
+        assert_eq!((missing.depth, errno(&missing.source)), (1, libc::ENOENT));
+        symlink(tmp.path().join("a"), tmp.path().join("a/b/up")).unwrap();
+        for create in [None, Some(0o755)] {
+            let err = open_dir_beneath(&d, &parts(&["a", "b", "up", "b"]), create).unwrap_err();
+            assert_eq!(err.depth, 2);
+            assert!(
+                matches!(errno(&err.source), libc::ELOOP | libc::ENOTDIR),
+                "{}",
+                err.source
+            );
+        }
+        std::fs::write(tmp.path().join("a/f"), b"x").unwrap();
+        let f = create_new_at(&chain[0], c"g", 0o600).unwrap();
+        drop(f);
+        rename_at(&chain[0], c"g", &chain[1], c"h").unwrap();
+        assert!(tmp.path().join("a/b/h").is_file());
+        assert_eq!(
+            errno(&create_new_at(&chain[0], c"f", 0o600).unwrap_err()),
+            libc::EEXIST
+        );
+    }
+
+    #[test]
     fn list_dir_is_sorted_and_repeatable_on_one_descriptor() {
         let tmp = tempfile::tempdir().unwrap();
         for n in ["b", "a", "ab", "A"] {
