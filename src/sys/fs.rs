@@ -128,11 +128,14 @@ pub fn create_new_at(dir: impl AsFd, name: &CStr, mode: u32) -> io::Result<File>
 }
 
 /// Where [`open_dir_beneath`] stopped: the index of the component that
-/// could not be opened (or created) and why.
+/// could not be opened (or created), why, and the directories opened
+/// before it (so a caller can look at what is there without resolving a
+/// path again).
 #[derive(Debug)]
 pub struct Beneath {
     pub depth: usize,
     pub source: io::Error,
+    pub opened: Vec<OwnedFd>,
 }
 
 /// Opens the directory `parts` below `root`, one component at a time with
@@ -162,7 +165,13 @@ pub fn open_dir_beneath(
         };
         match opened {
             Ok(fd) => chain.push(fd),
-            Err(source) => return Err(Beneath { depth, source }),
+            Err(source) => {
+                return Err(Beneath {
+                    depth,
+                    source,
+                    opened: chain,
+                })
+            }
         }
     }
     Ok(chain)

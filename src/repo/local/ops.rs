@@ -260,30 +260,34 @@ pub(super) fn delete(root: &Path, key: &ObjPath) -> object_store::Result<()> {
 }
 
 /// Opens the directory a listing starts at; `None` when there is none (a
-/// listing of a missing prefix, or of a file, is empty).
+/// listing of a missing prefix, or of a prefix that is a file, is empty).
+/// A symlink, or a file where a directory above the prefix should be,
+/// fails the listing.
 fn open_prefix(root: &Path, prefix: Option<&ObjPath>) -> object_store::Result<Option<Walked>> {
     let shown = prefix.map_or("", |p| p.as_ref());
     let parts = match prefix {
         Some(p) => key_names(p)?,
         None => Vec::new(),
     };
-    match Walked::open(root, &parts, false) {
-        Ok(w) => Ok(Some(w)),
-        Err(e) if errno(&e) == libc::ENOENT => Ok(None),
-        Err(e) if errno(&e) == libc::ENOTDIR && !is_symlink(root, &parts) => Ok(None),
-        Err(e) => Err(store_err(shown, e)),
-    }
-}
-
-/// Whether the last of `parts` is a symlink (telling "a symlink is in the
-/// way" from "a file was listed as a prefix").
-fn is_symlink(root: &Path, parts: &[CString]) -> bool {
-    let Some((name, dirs)) = parts.split_last() else {
-        return false;
+    let root_fd = sfs::open_dir(root).map_err(|e| store_err(shown, e))?;
+    let chain = match sfs::open_dir_beneath(&root_fd, &parts, None) {
+        Ok(chain) => chain,
+        Err(b) if errno(&b.source) == libc::ENOENT => return Ok(None),
+        Err(b) if errno(&b.source) == libc::ENOTDIR && b.depth + 1 == parts.len() => {
+            let parent = b.opened.last().map_or(root_fd.as_fd(), |d| d.as_fd());
+            let odd =
+                sfs::lstat_at(parent, &parts[b.depth]).map_or(true, |st| st.kind != Kind::File);
+            if odd {
+                return Err(store_err(shown, b.source));
+            }
+            return Ok(None);
+        }
+        Err(b) => return Err(store_err(shown, b.source)),
     };
-    Walked::open(root, dirs, false)
-        .and_then(|w| sfs::lstat_at(w.dir(), name))
-        .is_ok_and(|st| st.kind == Kind::Symlink)
+    Ok(Some(Walked {
+        root: root_fd,
+        chain,
+    }))
 }
 
 fn skip_odd(key: &str) {

@@ -259,3 +259,33 @@ fn a_directory_the_store_cannot_read_fails_the_listing() {
     let err = one.unwrap_err().to_string();
     assert!(err.contains("j/2"), "{err}");
 }
+
+#[test]
+fn listings_of_missing_or_file_prefixes_are_empty_and_of_symlinks_fail() {
+    let (_d, root, outside) = fixture();
+    symlink(&outside, root.join("j/link")).unwrap();
+    runtime().block_on(async {
+        let s = store(&root);
+        for prefix in ["nope", "j/1/manifest", "j/nope/deeper"] {
+            let listed: Vec<_> = s.list(Some(&key(prefix))).collect().await;
+            assert!(listed.is_empty(), "{prefix}: {listed:?}");
+            let one = s.list_with_delimiter(Some(&key(prefix))).await.unwrap();
+            assert!(one.objects.is_empty() && one.common_prefixes.is_empty());
+        }
+        for prefix in ["j/link", "j/1/manifest/below"] {
+            let listed: Vec<_> = s.list(Some(&key(prefix))).collect().await;
+            assert!(
+                matches!(listed.as_slice(), [Err(_)]),
+                "{prefix}: {listed:?}"
+            );
+            assert!(s.list_with_delimiter(Some(&key(prefix))).await.is_err());
+        }
+        // A whole-store listing skips the symlink and lists the rest.
+        let all: Vec<_> = s.list(None).collect().await;
+        let keys: Vec<String> = all
+            .into_iter()
+            .map(|m| m.unwrap().location.to_string())
+            .collect();
+        assert_eq!(keys, ["j/1/manifest"]);
+    });
+}
