@@ -22,7 +22,7 @@ use crate::sys::fs::{self as sfs, errno, Kind, Stat};
 /// (what object_store's `LocalFileSystem` used, so stores written before
 /// and after this module look alike).
 const FILE_MODE: u32 = 0o666;
-const DIR_MODE: u32 = 0o777;
+pub(super) const DIR_MODE: u32 = 0o777;
 
 /// Whether a write may replace an existing object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

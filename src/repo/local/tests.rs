@@ -289,3 +289,42 @@ fn listings_of_missing_or_file_prefixes_are_empty_and_of_symlinks_fail() {
         assert_eq!(keys, ["j/1/manifest"]);
     });
 }
+
+#[test]
+fn multipart_uploads_stage_beside_the_target_and_clean_up() {
+    let (_d, root, _outside) = fixture();
+    let staging = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains('#'))
+            .collect()
+    };
+    runtime().block_on(async {
+        let s = store(&root);
+        let mut up = s.put_multipart(&key("j/1/big")).await.unwrap();
+        let first = up.put_part(PutPayload::from_static(b"one-"));
+        let second = up.put_part(PutPayload::from_static(b"two"));
+        // Written concurrently, placed by call order.
+        let (a, b) = futures::join!(second, first);
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(staging("j/1"), ["big#1"]);
+        // Not listed while staged.
+        let listed: Vec<_> = s.list(Some(&key("j/1"))).collect().await;
+        assert_eq!(listed.len(), 1);
+        up.complete().await.unwrap();
+        let got = s.get(&key("j/1/big")).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got.as_ref(), b"one-two");
+
+        let mut up = s.put_multipart(&key("j/1/gone")).await.unwrap();
+        up.put_part(PutPayload::from_static(b"x")).await.unwrap();
+        up.abort().await.unwrap();
+        let up = s.put_multipart(&key("j/1/dropped")).await.unwrap();
+        drop(up);
+        // The removal runs on the blocking pool; this queues behind it.
+        tokio::task::spawn_blocking(|| ()).await.unwrap();
+    });
+    assert!(staging("j/1").is_empty(), "{:?}", staging("j/1"));
+    assert!(!root.join("j/1/gone").exists());
+}

@@ -37,6 +37,28 @@ pub(super) struct Upload {
     /// object_store's callers expect, even when they are written
     /// concurrently.
     offset: u64,
+    /// Completed or aborted: the staging file is no longer ours to remove.
+    finished: bool,
+}
+
+impl Drop for Upload {
+    /// An upload dropped unfinished (its run failed or was cancelled)
+    /// removes its staging file, as object_store's did; what a killed
+    /// process leaves is swept by prune.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let state = self.state.clone();
+        let remove = move || {
+            // Best effort: a leftover is swept later.
+            let _ = sfs::unlink_at(state.dir.as_fd(), &state.staged);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
 }
 
 /// Starts an upload: creates the directories and the staging file.
@@ -48,7 +70,7 @@ pub(super) fn start(root: &Path, key: &ObjPath) -> object_store::Result<Upload> 
     };
     let root_fd = sfs::open_dir(root).map_err(fail)?;
     let mut chain =
-        sfs::open_dir_beneath(&root_fd, &parts, Some(0o777)).map_err(|b| fail(b.source))?;
+        sfs::open_dir_beneath(&root_fd, &parts, Some(ops::DIR_MODE)).map_err(|b| fail(b.source))?;
     let dir = chain.pop().unwrap_or(root_fd);
     let (file, staged) = ops::stage(dir.as_fd(), &name).map_err(fail)?;
     Ok(Upload {
@@ -60,6 +82,7 @@ pub(super) fn start(root: &Path, key: &ObjPath) -> object_store::Result<Upload> 
             file,
         }),
         offset: 0,
+        finished: false,
     })
 }
 
@@ -82,6 +105,7 @@ impl MultipartUpload for Upload {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.finished = true;
         let state = self.state.clone();
         blocking(move || {
             let fail = |e| store_err(state.key.as_ref(), e);
@@ -103,6 +127,7 @@ impl MultipartUpload for Upload {
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
+        self.finished = true;
         let state = self.state.clone();
         blocking(move || {
             sfs::unlink_at(state.dir.as_fd(), &state.staged)
