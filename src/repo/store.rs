@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
@@ -194,19 +193,14 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
                 path: path.display().to_string(),
                 source,
             })?;
-            // Local multipart uploads stage parts next to the target; clean
-            // them up when an upload is aborted.
             // The configured root may itself be a symlink (configuration is
-            // trusted); below it, nothing is followed (see local_store).
+            // trusted); below it, nothing is followed (see repo::local).
             let root = std::fs::canonicalize(&path).map_err(|source| StoreError::CreateDir {
                 path: path.display().to_string(),
                 source,
             })?;
-            let local = LocalFileSystem::new_with_prefix(&root)
-                .map_err(open_err)?
-                .with_automatic_cleanup(true);
             return Ok(Repo {
-                store: Arc::new(crate::repo::local::NoFollow::new(local, root.clone())),
+                store: Arc::new(crate::repo::local::NoFollow::new(root.clone())),
                 part_size: cfg.part_size,
                 concurrency: cfg.concurrency,
                 display,

@@ -119,6 +119,70 @@ pub fn create_excl(dir: impl AsFd, name: &CStr) -> io::Result<File> {
     Ok(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?.into())
 }
 
+/// Creates a new regular file `name` in `dir` for reading and writing
+/// with `mode` (before the umask); never opens an existing file or a
+/// symlink (`EEXIST`).
+pub fn create_new_at(dir: impl AsFd, name: &CStr, mode: u32) -> io::Result<File> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode))?.into())
+}
+
+/// Where [`open_dir_beneath`] stopped: the index of the component that
+/// could not be opened (or created), why, and the directories opened
+/// before it (so a caller can look at what is there without resolving a
+/// path again).
+#[derive(Debug)]
+pub struct Beneath {
+    pub depth: usize,
+    pub source: io::Error,
+    pub opened: Vec<OwnedFd>,
+}
+
+/// Opens the directory `parts` below `root`, one component at a time with
+/// [`open_dir_at`], so no component is ever a symlink followed; with
+/// `create`, missing directories are made with that mode (before the
+/// umask). Returns every directory opened on the way, `root`'s child
+/// first, so callers can work back up (removing emptied parents) without
+/// looking a path up again.
+pub fn open_dir_beneath(
+    root: impl AsFd,
+    parts: &[CString],
+    create: Option<u32>,
+) -> Result<Vec<OwnedFd>, Beneath> {
+    let root = root.as_fd();
+    let mut chain: Vec<OwnedFd> = Vec::with_capacity(parts.len());
+    for (depth, name) in parts.iter().enumerate() {
+        let parent = chain.last().map_or(root, |d| d.as_fd());
+        let opened = match (open_dir_at(parent, name), create) {
+            (Err(e), Some(mode)) if errno(&e) == libc::ENOENT => {
+                // Someone else creating it in between is as good.
+                match mkdir_at(parent, name, mode) {
+                    Err(e) if errno(&e) != libc::EEXIST => Err(e),
+                    _ => open_dir_at(parent, name),
+                }
+            }
+            (r, _) => r,
+        };
+        match opened {
+            Ok(fd) => chain.push(fd),
+            Err(source) => {
+                return Err(Beneath {
+                    depth,
+                    source,
+                    opened: chain,
+                })
+            }
+        }
+    }
+    Ok(chain)
+}
+
+/// Renames `from` in `from_dir` to `to` in `to_dir`, replacing a
+/// non-directory target.
+pub fn rename_at(from_dir: impl AsFd, from: &CStr, to_dir: impl AsFd, to: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::renameat(from_dir, from, to_dir, to)?)
+}
+
 /// The target of the symlink `name` in `dir`, byte-exact.
 pub fn read_link_at(dir: impl AsFd, name: &CStr) -> io::Result<PathBuf> {
     let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
@@ -322,6 +386,38 @@ mod tests {
         let target = std::fs::metadata(tmp.path().join("real/f")).unwrap();
         assert_ne!(target.mtime(), 1_000_000);
         assert_eq!(lstat_at(&d, c"flink").unwrap().mtime, 1_000_000);
+    }
+
+    #[test]
+    fn open_dir_beneath_creates_and_stops_at_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = root(tmp.path());
+        let parts =
+            |p: &[&str]| -> Vec<CString> { p.iter().map(|n| CString::new(*n).unwrap()).collect() };
+        let chain = open_dir_beneath(&d, &parts(&["a", "b"]), Some(0o755)).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert!(tmp.path().join("a/b").is_dir());
+        let missing = open_dir_beneath(&d, &parts(&["a", "x", "y"]), None).unwrap_err();
+        assert_eq!((missing.depth, errno(&missing.source)), (1, libc::ENOENT));
+        symlink(tmp.path().join("a"), tmp.path().join("a/b/up")).unwrap();
+        for create in [None, Some(0o755)] {
+            let err = open_dir_beneath(&d, &parts(&["a", "b", "up", "b"]), create).unwrap_err();
+            assert_eq!(err.depth, 2);
+            assert!(
+                matches!(errno(&err.source), libc::ELOOP | libc::ENOTDIR),
+                "{}",
+                err.source
+            );
+        }
+        std::fs::write(tmp.path().join("a/f"), b"x").unwrap();
+        let f = create_new_at(&chain[0], c"g", 0o600).unwrap();
+        drop(f);
+        rename_at(&chain[0], c"g", &chain[1], c"h").unwrap();
+        assert!(tmp.path().join("a/b/h").is_file());
+        assert_eq!(
+            errno(&create_new_at(&chain[0], c"f", 0o600).unwrap_err()),
+            libc::EEXIST
+        );
     }
 
     #[test]

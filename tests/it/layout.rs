@@ -220,6 +220,40 @@ fn backup_and_restore_share_only_lower_layers() {
     assert!(bad.is_empty(), "imports across backup/restore: {bad:?}");
 }
 
+/// The `file://` store reaches the file system only through `sys::fs`'s
+/// descriptor-relative, no-follow calls: a path-based call (`std::fs`
+/// functions, `OpenOptions`, object_store's `LocalFileSystem`) would
+/// resolve the whole path again and follow a symlink swapped in since the
+/// last look.
+#[test]
+fn the_file_store_never_resolves_a_path() {
+    let mut bad = Vec::new();
+    for m in modules() {
+        if !in_layer(&m.path, "repo::local") || m.path.ends_with("::tests") {
+            continue;
+        }
+        for line in m.code.lines() {
+            let path_call = line.match_indices("std::fs::").any(|(at, pat)| {
+                let rest = &line[at + pat.len()..];
+                // Types (`File`) are fine; functions and `OpenOptions` open by path.
+                rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '{')
+                    || rest.starts_with("OpenOptions")
+            });
+            let forbidden = path_call
+                || line.contains("use std::fs;")
+                || line.contains("LocalFileSystem")
+                || line.contains("tokio::fs");
+            if forbidden {
+                bad.push(format!("{}: {}", m.file.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the file store resolves a path; use crate::sys::fs: {bad:?}"
+    );
+}
+
 #[test]
 fn no_module_outgrows_one_job() {
     let big: Vec<String> = modules()
