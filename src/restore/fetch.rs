@@ -284,7 +284,7 @@ pub async fn verify(
     progress: &Arc<Progress>,
     cancel: &CancellationToken,
 ) -> Result<(), FetchError> {
-    if let Some(f) = local_file(repo, job, id, art)? {
+    if let Some(f) = local_file(repo, job, id, art).await? {
         let key = artifact_path(job, id, &art.key).to_string();
         return hash_local_file(f, key, art, None, progress, cancel).await;
     }
@@ -300,18 +300,26 @@ pub async fn verify(
 /// symlinks; `None` when the store is not local or the file is missing
 /// (then the generic path reports it). A symlink, FIFO or other special
 /// file is an error: ccbackup never writes one.
-fn local_file(
+async fn local_file(
     repo: &Repo,
     job: &str,
     id: &str,
     art: &Artifact,
 ) -> Result<Option<std::fs::File>, FetchError> {
-    let Some(root) = repo.local_root.as_ref() else {
+    let Some(root) = repo.local_root.clone() else {
         return Ok(None);
     };
-    let mut rel: Vec<&str> = vec![job, id];
-    rel.extend(art.key.split('/'));
-    match crate::repo::local::open_regular(root, &rel) {
+    let mut rel: Vec<String> = vec![job.to_owned(), id.to_owned()];
+    rel.extend(art.key.split('/').map(str::to_owned));
+    // Opening walks the store's directories: blocking calls, kept off the
+    // executor like every other `file://` store call.
+    let opened = tokio::task::spawn_blocking(move || {
+        let rel: Vec<&str> = rel.iter().map(String::as_str).collect();
+        crate::repo::local::open_regular(&root, &rel)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    match opened {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(FetchError::Stage {
@@ -340,7 +348,7 @@ pub async fn stream_checked(
     let key = artifact_path(job, id, &art.key);
     let key_s = key.to_string();
     let mut check = Check::new(art, &key_s);
-    if let Some(file) = local_file(repo, job, id, art)? {
+    if let Some(file) = local_file(repo, job, id, art).await? {
         let io_err = |source| FetchError::Stage {
             path: key_s.clone(),
             source,
@@ -438,7 +446,7 @@ pub async fn verified_local(
     progress: &Arc<Progress>,
     cancel: &CancellationToken,
 ) -> Result<std::path::PathBuf, FetchError> {
-    if let Some(f) = local_file(repo, job, id, art)? {
+    if let Some(f) = local_file(repo, job, id, art).await? {
         progress.start_phase(Phase::Checking, art.stored_bytes);
         check_space(stage_path, art)?;
         let key = artifact_path(job, id, &art.key).to_string();
