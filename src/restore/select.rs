@@ -238,12 +238,40 @@ impl<'a> Toc<'a> {
         e.desc == "SCHEMA"
     }
 
+    /// The name a schema entry (`- NAME OWNER`) creates.
+    fn schema_name(e: &TocEntry) -> Option<&str> {
+        if !Self::is_schema(e) {
+            return None;
+        }
+        e.key().strip_prefix("- ").and_then(|k| k.strip_suffix(' '))
+    }
+
     fn target_has_schema(&self, e: &TocEntry) -> bool {
-        Self::is_schema(e)
-            && e.key()
-                .strip_prefix("- ")
-                .and_then(|k| k.strip_suffix(' '))
-                .is_some_and(|s| self.target.schemas.contains(s))
+        Self::schema_name(e).is_some_and(|s| self.target.schemas.contains(s))
+    }
+
+    /// Whether `e` is an object of schema `s`. Its names start with `s `,
+    /// but so do the names of the objects of a schema called `s x` (which
+    /// anyone allowed to create a schema can add). `pg_dump` records an
+    /// object's schema among its dependencies whenever the archive holds
+    /// that schema, so an entry that depends on a schema entry belongs to
+    /// that schema; one that depends on none (the schema is not in the
+    /// archive, like `public` usually) goes by its names.
+    fn in_schema(&self, e: &TocEntry, s: &str) -> bool {
+        if !e
+            .names
+            .strip_prefix(s)
+            .is_some_and(|rest| rest.starts_with(' '))
+        {
+            return false;
+        }
+        let mut schemas = e
+            .deps
+            .iter()
+            .filter_map(|d| self.by_id.get(d))
+            .filter_map(|d| Self::schema_name(d))
+            .peekable();
+        schemas.peek().is_none() || schemas.any(|n| n == s)
     }
 
     /// Whether dependency `d` is in place: applied, or a schema the target
@@ -266,7 +294,7 @@ impl<'a> Toc<'a> {
             primary.extend(
                 self.entries
                     .iter()
-                    .filter(|e| e.desc == "TABLE" && e.key() == key)
+                    .filter(|e| e.desc == "TABLE" && e.key() == key && self.in_schema(e, s))
                     .map(|e| e.id),
             );
             if primary.len() == before {
@@ -274,15 +302,12 @@ impl<'a> Toc<'a> {
             }
         }
         for s in &req.schemas {
-            let prefix = format!("{s} ");
             let schema_key = entry_key("-", s);
             let found: Vec<u32> = self
                 .entries
                 .iter()
                 .filter(|e| !Self::is_attached(e) && !SETUP.contains(&e.desc.as_str()))
-                .filter(|e| {
-                    e.names.starts_with(&prefix) || (Self::is_schema(e) && e.key() == schema_key)
-                })
+                .filter(|e| self.in_schema(e, s) || (Self::is_schema(e) && e.key() == schema_key))
                 .map(|e| e.id)
                 .collect();
             if found.is_empty() {
@@ -594,6 +619,31 @@ mod tests {
             .find(|l| l.entry.starts_with("221;"))
             .unwrap();
         assert!(view.reason.contains("--schema"), "{view:?}");
+    }
+
+    /// Review attack: schema `app x` lists like objects of `app` whose
+    /// names hold a space; the schema dependency tells them apart.
+    #[test]
+    fn a_schema_named_like_another_plus_a_space_stays_out() {
+        let list = "\
+6; 2615 1 SCHEMA - app postgres\n\
+7; 2615 2 SCHEMA - app x postgres\n\
+10; 1259 3 TABLE app x y postgres\n;\tdepends on: 6\n\
+11; 1259 4 TABLE app x y postgres\n;\tdepends on: 7\n\
+12; 1255 5 FUNCTION app x escalate() postgres\n;\tdepends on: 7\n\
+13; 0 3 TABLE DATA app x y postgres\n;\tdepends on: 10\n\
+14; 0 4 TABLE DATA app x y postgres\n;\tdepends on: 11\n";
+        let es = parse(list).unwrap();
+        let new = TargetFacts::new_database();
+        let schema = TableRequest {
+            tables: Vec::new(),
+            schemas: vec!["app".into()],
+        };
+        assert_eq!(ids(&select(&es, &schema, &new).unwrap()), [6, 10, 13]);
+        let one = select(&es, &tables(&[("app", "x y")]), &new).unwrap();
+        assert_eq!(ids(&one), [6, 10, 13]);
+        let other = select(&es, &tables(&[("app x", "y")]), &new).unwrap();
+        assert_eq!(ids(&other), [7, 11, 14]);
     }
 
     #[test]
