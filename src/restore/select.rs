@@ -94,6 +94,8 @@ pub struct TargetFacts {
     pub schemas: HashSet<String>,
     /// `(schema, name)` of its tables, views, sequences and foreign tables.
     pub relations: HashSet<(String, String)>,
+    /// `(schema, index, table)` of its indexes.
+    pub indexes: HashSet<(String, String, String)>,
 }
 
 impl TargetFacts {
@@ -102,6 +104,7 @@ impl TargetFacts {
         TargetFacts {
             schemas: HashSet::from(["public".to_owned()]),
             relations: HashSet::new(),
+            indexes: HashSet::new(),
         }
     }
 }
@@ -128,6 +131,11 @@ pub struct Selection {
     /// Relations of the target a restored entry has the name of: applying
     /// needs `--clean`, which drops them first.
     pub replaces: Vec<String>,
+    /// Indexes of the target that belong to a table this restore does not
+    /// replace but have the name of a restored index: never applied, with
+    /// or without `--clean`.
+    #[serde(skip)]
+    pub clashes: Vec<String>,
 }
 
 /// Pure: parses `SCHEMA.TABLE` (`TABLE` alone means `public.TABLE`); a
@@ -177,8 +185,18 @@ pub fn parse_table_arg(arg: &str) -> Result<(String, String), String> {
 }
 
 /// Pure: with existing relations of the same names, only `--clean`
-/// replaces them.
+/// replaces them. An index of another table that has a restored index's
+/// name is refused even with `--clean`: index names are unique in a
+/// schema, and `--clean` would drop the other table's index by that name.
 pub fn refuse_replace(sel: &Selection, target: &str, clean: bool) -> Result<(), String> {
+    if !sel.clashes.is_empty() {
+        return Err(format!(
+            "database `{target}` already has {}, which a restored index is named like; \
+             --clean would drop it, and without --clean the restore fails: rename or drop it \
+             first, or restore into a new database with --target-db",
+            sel.clashes.join(", ")
+        ));
+    }
     if clean || sel.replaces.is_empty() {
         return Ok(());
     }
@@ -214,6 +232,8 @@ struct Toc<'a> {
     target: &'a TargetFacts,
     /// The keys of the target's relations ([`entry_key`]).
     target_relations: HashSet<String>,
+    /// The target's indexes by key ([`entry_key`]): `(schema, index, table)`.
+    target_indexes: HashMap<String, &'a (String, String, String)>,
 }
 
 impl<'a> Toc<'a> {
@@ -226,6 +246,11 @@ impl<'a> Toc<'a> {
                 .relations
                 .iter()
                 .map(|(s, n)| entry_key(s, n))
+                .collect(),
+            target_indexes: target
+                .indexes
+                .iter()
+                .map(|i| (entry_key(&i.0, &i.1), i))
                 .collect(),
         }
     }
@@ -435,8 +460,25 @@ impl<'a> Toc<'a> {
     fn report(&self, primary: &HashSet<u32>, applied: &HashSet<u32>) -> Selection {
         let mut sel = Selection::default();
         let mut needs = HashSet::new();
+        let restored_tables: HashSet<&str> = self
+            .entries
+            .iter()
+            .filter(|e| e.desc == "TABLE" && applied.contains(&e.id))
+            .map(TocEntry::key)
+            .collect();
         for e in self.entries {
             if applied.contains(&e.id) {
+                // An index is named in its schema, not its table.
+                if let Some((s, i, t)) = self
+                    .target_indexes
+                    .get(e.key())
+                    .filter(|_| e.desc == "INDEX")
+                    .copied()
+                {
+                    if !restored_tables.contains(entry_key(s, t).as_str()) {
+                        sel.clashes.push(format!("index {s}.{i} of table {s}.{t}"));
+                    }
+                }
                 sel.ids.push(e.id);
                 sel.applied.push(e.label());
                 let unmet = e.deps.iter().filter(|d| !self.satisfied(**d, applied));
@@ -665,6 +707,7 @@ mod tests {
         let target = TargetFacts {
             schemas: HashSet::from(["public".to_owned(), "app".to_owned()]),
             relations: HashSet::from([("app".to_owned(), "racks".to_owned())]),
+            indexes: HashSet::new(),
         };
         let sel = select(&entries(), &tables(&[("app", "racks")]), &target).unwrap();
         let got = ids(&sel);
@@ -676,6 +719,36 @@ mod tests {
             err.contains("--clean") && err.contains("app racks"),
             "{err}"
         );
+        assert!(refuse_replace(&sel, "copy", true).is_ok());
+    }
+
+    /// Review attack: `--clean` drops a restored index's name in the
+    /// schema, whichever table holds it in the target.
+    #[test]
+    fn an_index_name_held_by_another_table_is_refused_even_with_clean() {
+        let idx = |t: &str| {
+            (
+                "app".to_owned(),
+                "Gerät ☃_label_idx".to_owned(),
+                t.to_owned(),
+            )
+        };
+        let mut target = TargetFacts {
+            schemas: HashSet::from(["public".to_owned(), "app".to_owned()]),
+            relations: HashSet::from([("app".to_owned(), "old".to_owned())]),
+            indexes: HashSet::from([idx("old")]),
+        };
+        let sel = select(&entries(), &tables(&[("app", "Gerät ☃")]), &target).unwrap();
+        let err = refuse_replace(&sel, "copy", true).unwrap_err();
+        assert!(
+            err.contains("index app.Gerät ☃_label_idx of table app.old"),
+            "{err}"
+        );
+        // The table's own index goes with the table --clean replaces.
+        target.relations = HashSet::from([("app".to_owned(), "Gerät ☃".to_owned())]);
+        target.indexes = HashSet::from([idx("Gerät ☃")]);
+        let sel = select(&entries(), &tables(&[("app", "Gerät ☃")]), &target).unwrap();
+        assert!(sel.clashes.is_empty(), "{sel:?}");
         assert!(refuse_replace(&sel, "copy", true).is_ok());
     }
 
