@@ -21,6 +21,11 @@ use crate::retention::policy::Policy;
 pub const MAX_ROWS: usize = 200;
 /// Longest text taken from the store (a reason, a source name, a problem).
 pub const MAX_TEXT: usize = 300;
+/// Most text one backup's lists (sources, the guard's reasons, accepted
+/// shrinks) keep together: without it a crafted store of [`MAX_ROWS`]
+/// manifests with 50 long entries in each list made every page request
+/// build tens of megabytes.
+pub const MAX_ROW_TEXT: usize = 1000;
 
 /// A backup's state as the status page shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -165,29 +170,44 @@ pub fn of(
     }
 }
 
+/// `items` made printable and clipped, in order, until `budget`
+/// characters are used; then one line saying how many more there were.
+fn clip_within(items: &[String], budget: &mut usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, item) in items.iter().take(50).enumerate() {
+        if *budget == 0 {
+            out.push(format!("… {} more", items.len() - i));
+            break;
+        }
+        let mut c = clip(item);
+        if c.chars().count() > *budget {
+            c = c.chars().take(*budget).collect();
+            c.push('…');
+        }
+        *budget = budget.saturating_sub(c.chars().count());
+        out.push(c);
+    }
+    out
+}
+
 fn complete_row(m: &Manifest, trust: &'static str, retention: Retention) -> HeldBackup {
     let duration = (m.finished_at - m.started_at).num_milliseconds();
+    let mut budget = MAX_ROW_TEXT;
     HeldBackup {
         backup_id: clip(&m.id),
         started_at: Some(m.started_at),
         duration_seconds: (duration >= 0).then(|| duration as f64 / 1000.0),
         stored_bytes: m.stored_bytes(),
         raw_bytes: m.raw_bytes(),
-        sources: m.source_names().iter().take(50).map(|s| clip(s)).collect(),
+        sources: clip_within(&m.source_names(), &mut budget),
         status: if m.guard.is_suspicious() {
             BackupStatus::Suspicious
         } else {
             BackupStatus::Complete
         },
         problem: None,
-        suspicious: m
-            .guard
-            .suspicious
-            .iter()
-            .take(50)
-            .map(|s| clip(s))
-            .collect(),
-        shrink_accepted: m.guard.accepted.iter().take(50).map(|s| clip(s)).collect(),
+        suspicious: clip_within(&m.guard.suspicious, &mut budget),
+        shrink_accepted: clip_within(&m.guard.accepted, &mut budget),
         trust: Some(trust),
         retention,
     }
@@ -331,6 +351,38 @@ mod tests {
         let none = of(&catalog(), "j", None, true, now);
         assert_eq!(none.rows[3].retention, Retention::NoPolicy);
         assert_eq!(none.rows[3].trust, Some("signed"));
+    }
+
+    /// Review attack: an unsigned store planted with [`MAX_ROWS`]
+    /// manifests whose lists are full of long text; what the page keeps
+    /// (and renders per request) stays small.
+    #[test]
+    fn a_crafted_store_cannot_make_the_page_data_grow() {
+        let long = "<".repeat(MAX_TEXT * 2);
+        let mut cat = Catalog::default();
+        for i in 0..MAX_ROWS {
+            let mut crafted = m(
+                &format!("20260101T{:02}{:02}00Z-aaaaaa", i / 60, i % 60),
+                &[],
+            );
+            crafted.guard.suspicious = vec![long.clone(); 60];
+            crafted.guard.accepted = vec![long.clone(); 60];
+            cat.complete.push(crafted);
+        }
+        let h = of(&cat, "j", None, false, Utc::now());
+        assert_eq!(h.rows.len(), MAX_ROWS);
+        for r in &h.rows {
+            let text: usize = r
+                .sources
+                .iter()
+                .chain(&r.suspicious)
+                .chain(&r.shrink_accepted)
+                .map(|s| s.chars().count())
+                .sum();
+            assert!(text <= MAX_ROW_TEXT + 40, "{text} characters in one row");
+        }
+        // It says that there was more.
+        assert!(h.rows[0].shrink_accepted.last().unwrap().contains("more"));
     }
 
     #[test]

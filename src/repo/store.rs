@@ -160,11 +160,15 @@ pub fn check_option_key(scheme: &str, key: &str) -> Result<(), String> {
     }
 }
 
-/// A store URL without credentials, for messages and metric labels.
+/// A store URL without credentials, for messages, metric labels and the
+/// status page. A query or fragment is no part of where the store is and
+/// may carry a token (an S3 session token, an Azure SAS signature).
 pub fn display_url(url: &url::Url) -> String {
     let mut u = url.clone();
     let _ = u.set_password(None);
     let _ = u.set_username("");
+    u.set_query(None);
+    u.set_fragment(None);
     u.to_string()
 }
 

@@ -94,6 +94,8 @@ pub struct TargetFacts {
     pub schemas: HashSet<String>,
     /// `(schema, name)` of its tables, views, sequences and foreign tables.
     pub relations: HashSet<(String, String)>,
+    /// `(schema, index, table)` of its indexes.
+    pub indexes: HashSet<(String, String, String)>,
 }
 
 impl TargetFacts {
@@ -102,6 +104,7 @@ impl TargetFacts {
         TargetFacts {
             schemas: HashSet::from(["public".to_owned()]),
             relations: HashSet::new(),
+            indexes: HashSet::new(),
         }
     }
 }
@@ -128,6 +131,11 @@ pub struct Selection {
     /// Relations of the target a restored entry has the name of: applying
     /// needs `--clean`, which drops them first.
     pub replaces: Vec<String>,
+    /// Indexes of the target that belong to a table this restore does not
+    /// replace but have the name of a restored index: never applied, with
+    /// or without `--clean`.
+    #[serde(skip)]
+    pub clashes: Vec<String>,
 }
 
 /// Pure: parses `SCHEMA.TABLE` (`TABLE` alone means `public.TABLE`); a
@@ -177,8 +185,18 @@ pub fn parse_table_arg(arg: &str) -> Result<(String, String), String> {
 }
 
 /// Pure: with existing relations of the same names, only `--clean`
-/// replaces them.
+/// replaces them. An index of another table that has a restored index's
+/// name is refused even with `--clean`: index names are unique in a
+/// schema, and `--clean` would drop the other table's index by that name.
 pub fn refuse_replace(sel: &Selection, target: &str, clean: bool) -> Result<(), String> {
+    if !sel.clashes.is_empty() {
+        return Err(format!(
+            "database `{target}` already has {}, which a restored index is named like; \
+             --clean would drop it, and without --clean the restore fails: rename or drop it \
+             first, or restore into a new database with --target-db",
+            sel.clashes.join(", ")
+        ));
+    }
     if clean || sel.replaces.is_empty() {
         return Ok(());
     }
@@ -214,6 +232,8 @@ struct Toc<'a> {
     target: &'a TargetFacts,
     /// The keys of the target's relations ([`entry_key`]).
     target_relations: HashSet<String>,
+    /// The target's indexes by key ([`entry_key`]): `(schema, index, table)`.
+    target_indexes: HashMap<String, &'a (String, String, String)>,
 }
 
 impl<'a> Toc<'a> {
@@ -227,6 +247,11 @@ impl<'a> Toc<'a> {
                 .iter()
                 .map(|(s, n)| entry_key(s, n))
                 .collect(),
+            target_indexes: target
+                .indexes
+                .iter()
+                .map(|i| (entry_key(&i.0, &i.1), i))
+                .collect(),
         }
     }
 
@@ -238,12 +263,40 @@ impl<'a> Toc<'a> {
         e.desc == "SCHEMA"
     }
 
+    /// The name a schema entry (`- NAME OWNER`) creates.
+    fn schema_name(e: &TocEntry) -> Option<&str> {
+        if !Self::is_schema(e) {
+            return None;
+        }
+        e.key().strip_prefix("- ").and_then(|k| k.strip_suffix(' '))
+    }
+
     fn target_has_schema(&self, e: &TocEntry) -> bool {
-        Self::is_schema(e)
-            && e.key()
-                .strip_prefix("- ")
-                .and_then(|k| k.strip_suffix(' '))
-                .is_some_and(|s| self.target.schemas.contains(s))
+        Self::schema_name(e).is_some_and(|s| self.target.schemas.contains(s))
+    }
+
+    /// Whether `e` is an object of schema `s`. Its names start with `s `,
+    /// but so do the names of the objects of a schema called `s x` (which
+    /// anyone allowed to create a schema can add). `pg_dump` records an
+    /// object's schema among its dependencies whenever the archive holds
+    /// that schema, so an entry that depends on a schema entry belongs to
+    /// that schema; one that depends on none (the schema is not in the
+    /// archive, like `public` usually) goes by its names.
+    fn in_schema(&self, e: &TocEntry, s: &str) -> bool {
+        if !e
+            .names
+            .strip_prefix(s)
+            .is_some_and(|rest| rest.starts_with(' '))
+        {
+            return false;
+        }
+        let mut schemas = e
+            .deps
+            .iter()
+            .filter_map(|d| self.by_id.get(d))
+            .filter_map(|d| Self::schema_name(d))
+            .peekable();
+        schemas.peek().is_none() || schemas.any(|n| n == s)
     }
 
     /// Whether dependency `d` is in place: applied, or a schema the target
@@ -266,7 +319,7 @@ impl<'a> Toc<'a> {
             primary.extend(
                 self.entries
                     .iter()
-                    .filter(|e| e.desc == "TABLE" && e.key() == key)
+                    .filter(|e| e.desc == "TABLE" && e.key() == key && self.in_schema(e, s))
                     .map(|e| e.id),
             );
             if primary.len() == before {
@@ -274,15 +327,12 @@ impl<'a> Toc<'a> {
             }
         }
         for s in &req.schemas {
-            let prefix = format!("{s} ");
             let schema_key = entry_key("-", s);
             let found: Vec<u32> = self
                 .entries
                 .iter()
                 .filter(|e| !Self::is_attached(e) && !SETUP.contains(&e.desc.as_str()))
-                .filter(|e| {
-                    e.names.starts_with(&prefix) || (Self::is_schema(e) && e.key() == schema_key)
-                })
+                .filter(|e| self.in_schema(e, s) || (Self::is_schema(e) && e.key() == schema_key))
                 .map(|e| e.id)
                 .collect();
             if found.is_empty() {
@@ -410,8 +460,25 @@ impl<'a> Toc<'a> {
     fn report(&self, primary: &HashSet<u32>, applied: &HashSet<u32>) -> Selection {
         let mut sel = Selection::default();
         let mut needs = HashSet::new();
+        let restored_tables: HashSet<&str> = self
+            .entries
+            .iter()
+            .filter(|e| e.desc == "TABLE" && applied.contains(&e.id))
+            .map(TocEntry::key)
+            .collect();
         for e in self.entries {
             if applied.contains(&e.id) {
+                // An index is named in its schema, not its table.
+                if let Some((s, i, t)) = self
+                    .target_indexes
+                    .get(e.key())
+                    .filter(|_| e.desc == "INDEX")
+                    .copied()
+                {
+                    if !restored_tables.contains(entry_key(s, t).as_str()) {
+                        sel.clashes.push(format!("index {s}.{i} of table {s}.{t}"));
+                    }
+                }
                 sel.ids.push(e.id);
                 sel.applied.push(e.label());
                 let unmet = e.deps.iter().filter(|d| !self.satisfied(**d, applied));
@@ -596,6 +663,31 @@ mod tests {
         assert!(view.reason.contains("--schema"), "{view:?}");
     }
 
+    /// Review attack: schema `app x` lists like objects of `app` whose
+    /// names hold a space; the schema dependency tells them apart.
+    #[test]
+    fn a_schema_named_like_another_plus_a_space_stays_out() {
+        let list = "\
+6; 2615 1 SCHEMA - app postgres\n\
+7; 2615 2 SCHEMA - app x postgres\n\
+10; 1259 3 TABLE app x y postgres\n;\tdepends on: 6\n\
+11; 1259 4 TABLE app x y postgres\n;\tdepends on: 7\n\
+12; 1255 5 FUNCTION app x escalate() postgres\n;\tdepends on: 7\n\
+13; 0 3 TABLE DATA app x y postgres\n;\tdepends on: 10\n\
+14; 0 4 TABLE DATA app x y postgres\n;\tdepends on: 11\n";
+        let es = parse(list).unwrap();
+        let new = TargetFacts::new_database();
+        let schema = TableRequest {
+            tables: Vec::new(),
+            schemas: vec!["app".into()],
+        };
+        assert_eq!(ids(&select(&es, &schema, &new).unwrap()), [6, 10, 13]);
+        let one = select(&es, &tables(&[("app", "x y")]), &new).unwrap();
+        assert_eq!(ids(&one), [6, 10, 13]);
+        let other = select(&es, &tables(&[("app x", "y")]), &new).unwrap();
+        assert_eq!(ids(&other), [7, 11, 14]);
+    }
+
     #[test]
     fn a_schema_brings_everything_in_it() {
         let req = TableRequest {
@@ -615,6 +707,7 @@ mod tests {
         let target = TargetFacts {
             schemas: HashSet::from(["public".to_owned(), "app".to_owned()]),
             relations: HashSet::from([("app".to_owned(), "racks".to_owned())]),
+            indexes: HashSet::new(),
         };
         let sel = select(&entries(), &tables(&[("app", "racks")]), &target).unwrap();
         let got = ids(&sel);
@@ -626,6 +719,36 @@ mod tests {
             err.contains("--clean") && err.contains("app racks"),
             "{err}"
         );
+        assert!(refuse_replace(&sel, "copy", true).is_ok());
+    }
+
+    /// Review attack: `--clean` drops a restored index's name in the
+    /// schema, whichever table holds it in the target.
+    #[test]
+    fn an_index_name_held_by_another_table_is_refused_even_with_clean() {
+        let idx = |t: &str| {
+            (
+                "app".to_owned(),
+                "Gerät ☃_label_idx".to_owned(),
+                t.to_owned(),
+            )
+        };
+        let mut target = TargetFacts {
+            schemas: HashSet::from(["public".to_owned(), "app".to_owned()]),
+            relations: HashSet::from([("app".to_owned(), "old".to_owned())]),
+            indexes: HashSet::from([idx("old")]),
+        };
+        let sel = select(&entries(), &tables(&[("app", "Gerät ☃")]), &target).unwrap();
+        let err = refuse_replace(&sel, "copy", true).unwrap_err();
+        assert!(
+            err.contains("index app.Gerät ☃_label_idx of table app.old"),
+            "{err}"
+        );
+        // The table's own index goes with the table --clean replaces.
+        target.relations = HashSet::from([("app".to_owned(), "Gerät ☃".to_owned())]);
+        target.indexes = HashSet::from([idx("Gerät ☃")]);
+        let sel = select(&entries(), &tables(&[("app", "Gerät ☃")]), &target).unwrap();
+        assert!(sel.clashes.is_empty(), "{sel:?}");
         assert!(refuse_replace(&sel, "copy", true).is_ok());
     }
 

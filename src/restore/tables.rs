@@ -111,7 +111,26 @@ async fn target_facts(cfg: &PostgresConfig, target: &str) -> Result<TargetFacts,
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    Ok(TargetFacts { schemas, relations })
+    // An index name is taken in the whole schema: a restored index could
+    // share it with an index of another table (see `select::refuse_replace`).
+    let err = PgError::query(target, "list the target's indexes");
+    let indexes = c
+        .query(
+            "SELECT n.nspname::text, i.relname::text, t.relname::text FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+             JOIN pg_namespace n ON n.oid = i.relnamespace",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    Ok(TargetFacts {
+        schemas,
+        relations,
+        indexes,
+    })
 }
 
 /// Lists the archive, looks at the target and selects the entries.

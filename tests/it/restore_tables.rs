@@ -620,3 +620,123 @@ fn listing_a_large_archive_stops_early_and_the_restore_goes_on() {
         "1"
     );
 }
+
+/// Review attack: a schema whose name starts with another schema's name
+/// and a space (`"app x"`, made by anyone with CREATE on the database)
+/// prints in `pg_restore --list` exactly like objects of `app` whose names
+/// hold a space. `--schema app` must not bring `"app x"` (here a SECURITY
+/// DEFINER function) along, and `--table 'app."x y"'` must not also take
+/// `"app x".y`.
+#[test]
+fn a_schema_named_like_another_plus_a_space_is_not_dragged_in() {
+    let db = TestDb::create(&unique("tbl_prefix"));
+    db.sql(
+        "CREATE SCHEMA app;
+         CREATE TABLE app.\"x y\" (id int);
+         INSERT INTO app.\"x y\" VALUES (1);
+         CREATE SCHEMA \"app x\";
+         CREATE TABLE \"app x\".y (id int);
+         INSERT INTO \"app x\".y VALUES (2), (3);
+         CREATE FUNCTION \"app x\".escalate() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';",
+    );
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: nightly\n    sources:\n{}",
+        ws.store_url(),
+        postgres_source("db", &[&db.name])
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    let schemas = "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'app%'";
+    let tables = "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) FROM pg_tables WHERE schemaname LIKE 'app%'";
+
+    let by_schema = TestDb {
+        name: format!("{}_s", db.name),
+    };
+    let run = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--database",
+            &db.name,
+            "--schema",
+            "app",
+            "--target-db",
+            &by_schema.name,
+        ],
+    );
+    run.expect_ok();
+    assert_eq!(psql(&by_schema.name, schemas), "app");
+    assert_eq!(psql(&by_schema.name, tables), "app.x y");
+    assert_eq!(
+        psql(
+            &by_schema.name,
+            "SELECT count(*) FROM pg_proc WHERE proname = 'escalate'"
+        ),
+        "0"
+    );
+
+    let by_table = TestDb {
+        name: format!("{}_t", db.name),
+    };
+    let run = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--database",
+            &db.name,
+            "--table",
+            "app.\"x y\"",
+            "--target-db",
+            &by_table.name,
+        ],
+    );
+    run.expect_ok();
+    assert_eq!(psql(&by_table.name, tables), "app.x y");
+    assert_eq!(psql(&by_table.name, "SELECT sum(id) FROM app.\"x y\""), "1");
+}
+
+/// Review attack (disaster-day operator): the broken table was renamed
+/// aside (`ALTER TABLE ... RENAME` keeps its index names) and the backup's
+/// table is restored under the old name with `--force --clean`. `--clean`
+/// drops each restored entry's name first, and an index name belongs to the
+/// whole schema: the renamed table's index must not be dropped in passing.
+#[test]
+fn clean_never_drops_an_index_of_a_table_that_is_not_restored() {
+    let db = TestDb::create(&unique("tbl_idx"));
+    db.sql(
+        "CREATE SCHEMA app;
+         CREATE TABLE app.t (id int, label text);
+         CREATE UNIQUE INDEX t_label_idx ON app.t (label);
+         INSERT INTO app.t VALUES (1, 'a'), (2, 'b');",
+    );
+    let ws = Workspace::new();
+    let cfg = ws.config(&format!(
+        "store:\n  url: {}\njobs:\n  - name: nightly\n    sources:\n{}",
+        ws.store_url(),
+        postgres_source("db", &[&db.name])
+    ));
+    ccbackup(&cfg, &["run-now"]).expect_ok();
+    db.sql("ALTER TABLE app.t RENAME TO t_broken;");
+    let indexes = "SELECT string_agg(indexrelid::regclass::text || ' ON ' || indrelid::regclass::text, ',') FROM pg_index WHERE indrelid::regclass::text LIKE 'app.%'";
+    assert_eq!(psql(&db.name, indexes), "app.t_label_idx ON app.t_broken");
+    let run = ccbackup(
+        &cfg,
+        &[
+            "restore",
+            "--database",
+            &db.name,
+            "--table",
+            "app.t",
+            "--force",
+            "--clean",
+        ],
+    );
+    assert!(!run.ok(), "{}", run.stdout());
+    let err = run.stderr();
+    assert!(
+        err.contains("t_label_idx") && err.contains("t_broken"),
+        "{err}"
+    );
+    assert_eq!(psql(&db.name, indexes), "app.t_label_idx ON app.t_broken");
+    assert_eq!(psql(&db.name, "SELECT count(*) FROM app.t_broken"), "2");
+}

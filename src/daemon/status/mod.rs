@@ -404,6 +404,34 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
     }
 
+    /// Review attack: credentials written into a copy store's URL (user
+    /// info, or a query such as an S3 session token or an Azure SAS
+    /// signature) never reach the page or its JSON.
+    #[test]
+    fn copy_store_credentials_in_the_url_stay_off_the_page() {
+        let text = "store:\n  url: file:///tmp/a\ncopies:\n  - url: s3://AKIAUSER:Pa55word@b/p?x-amz-security-token=T0ken#Fr4g\n  - url: az://c/p?sv=2024-01-01&sig=SasS1gnature\njobs:\n  - name: j\n    sources:\n      - name: e\n        files: {path: /tmp}\n";
+        let cfg = crate::config::parse(text, std::path::Path::new("c.yaml")).unwrap();
+        let setup = Setup::of(&cfg);
+        let start = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let m = Metrics::new(start);
+        // The copy step reports its store the way the copy code names it.
+        for c in &cfg.copies {
+            let shown = crate::repo::store::display_url(&c.url);
+            m.update("j", |s| s.record_copy(&shown, false, start));
+        }
+        let v = view(&m, &setup, start);
+        let page = html::render(&v);
+        let json = serde_json::to_string(&v).unwrap();
+        for secret in ["AKIAUSER", "Pa55word", "T0ken", "Fr4g", "SasS1gnature"] {
+            assert!(!page.contains(secret), "{secret} in the page");
+            assert!(!json.contains(secret), "{secret} in {json}");
+        }
+        let stores: Vec<&str> = v.jobs[0].copies.iter().map(|c| c.store.as_str()).collect();
+        assert_eq!(stores, ["s3://b/p", "az://c/p"]);
+    }
+
     #[test]
     fn the_view_joins_configuration_metrics_and_the_store() {
         let start = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
