@@ -9,8 +9,8 @@ mod keys;
 mod notify;
 mod object_lock;
 mod raw;
-mod recover;
 mod sources;
+mod tree;
 mod validate;
 
 use std::path::{Path, PathBuf};
