@@ -281,8 +281,9 @@ impl<'a, 't> NodeDe<'a, 't> {
     }
 
     fn int(&self) -> Option<i128> {
-        match self.node.kind {
-            Kind::Int(n) => Some(n),
+        match &self.node.kind {
+            Kind::Int(n) => Some(*n),
+            Kind::Str(s) => quoted(s),
             _ => None,
         }
     }
@@ -299,6 +300,20 @@ impl<'a, 't> NodeDe<'a, 't> {
             fields,
             pending: None,
         }
+    }
+}
+
+/// A quoted scalar in a number or boolean setting: serde-saphyr reads
+/// `"5432"` as 5432 and `"true"` as true, and so does the tree. Only text
+/// that looks like a single scalar is handed to it.
+fn quoted<T: DeserializeOwned>(s: &str) -> Option<T> {
+    let simple = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " +-._".contains(c));
+    if simple {
+        serde_saphyr::from_str(s).ok()
+    } else {
+        None
     }
 }
 
@@ -355,8 +370,13 @@ impl<'de> Deserializer<'de> for NodeDe<'_, '_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match self.node.kind {
-            Kind::Bool(b) => {
+        let b = match &self.node.kind {
+            Kind::Bool(b) => Some(*b),
+            Kind::Str(s) => quoted(s),
+            _ => None,
+        };
+        match b {
+            Some(b) => {
                 let r = v.visit_bool(b);
                 self.settle(r)
             }
@@ -380,10 +400,14 @@ impl<'de> Deserializer<'de> for NodeDe<'_, '_> {
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        let x = match self.node.kind {
-            Kind::Float(x) => x,
+        let x = match &self.node.kind {
+            Kind::Float(x) => *x,
             // Integers beyond f64's exact range round, as YAML readers do.
-            Kind::Int(n) => n as f64,
+            Kind::Int(n) => *n as f64,
+            Kind::Str(s) => match quoted::<f64>(s) {
+                Some(x) => x,
+                None => return self.wrong("a number").deserialize_f64(v),
+            },
             _ => return self.wrong("a number").deserialize_f64(v),
         };
         let r = v.visit_f64(x);

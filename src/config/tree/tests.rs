@@ -223,3 +223,53 @@ fn out_of_range_and_negative_numbers_are_wrong_types() {
         ]
     );
 }
+
+/// Every scalar reads as serde-saphyr itself reads it into the same type
+/// (the loader used it directly before the tree): accepted or refused
+/// alike, and the same value when accepted.
+#[test]
+fn scalars_read_as_serde_saphyr_reads_them() {
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct I {
+        v: Option<i64>,
+    }
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct B {
+        v: Option<bool>,
+    }
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct S {
+        v: Option<String>,
+    }
+    fn both<T: serde::de::DeserializeOwned + std::fmt::Debug + PartialEq>(
+        value: &str,
+    ) -> (Option<T>, Option<T>) {
+        let text = format!("v: {value}\n");
+        let direct = serde_saphyr::from_str::<T>(&text).ok();
+        let root = parse(&text).unwrap();
+        let got = read::<T>(&root, &text);
+        let tree = got.value.filter(|_| got.problems.is_empty());
+        (direct, tree)
+    }
+    let values = [
+        "5432", "\"5432\"", "'5432'", "-7", "0x10", "0o17", "1.5", "yes", "no", "on", "true",
+        "\"true\"", "True", "~", "null", "''", "abc", "[1]", "{a: 1}", "01", "1_000", "\"0x10\"",
+        "'-3'", "\"yes\"", "\" 5\"", "\"1.5\"", "'.inf'",
+    ];
+    let mut differ = Vec::new();
+    for v in values {
+        let (direct, tree) = both::<I>(v);
+        if direct != tree {
+            differ.push(format!("i64 from {v}: {direct:?} != {tree:?}"));
+        }
+        let (direct, tree) = both::<B>(v);
+        if direct != tree {
+            differ.push(format!("bool from {v}: {direct:?} != {tree:?}"));
+        }
+        let (direct, tree) = both::<S>(v);
+        if direct != tree {
+            differ.push(format!("string from {v}: {direct:?} != {tree:?}"));
+        }
+    }
+    assert!(differ.is_empty(), "{differ:#?}");
+}
