@@ -8,6 +8,7 @@ mod guard;
 mod keys;
 mod notify;
 mod object_lock;
+mod policy_file;
 mod raw;
 mod sources;
 mod tree;

@@ -595,7 +595,7 @@ fn retention(
         },
         RawRetention::File(f) => {
             let path = base.join(f);
-            match crate::retention::policy::load_policy_file(&path) {
+            match super::policy_file::load(&path) {
                 Ok(policy) => Some(policy),
                 Err(e) => {
                     p.at(&r.referenced, key, e.to_string());

@@ -52,6 +52,8 @@ pub fn read<T: DeserializeOwned>(root: &Node, text: &str) -> Read<T> {
         problems: RefCell::default(),
         retired: RefCell::default(),
         fields: RefCell::default(),
+        required: RefCell::default(),
+        refused: RefCell::default(),
         suspect: RefCell::default(),
     };
     let value = loop {
@@ -113,15 +115,26 @@ struct Ctx<'t> {
     /// Nodes read as placeholders from the next walk on (by address: the
     /// tree does not move while it is read).
     retired: RefCell<HashSet<usize>>,
-    /// Keys of mappings read by hand-written visitors, learnt when one
-    /// refused a key: from the next walk on, other keys are skipped.
-    fields: RefCell<HashMap<usize, &'static [&'static str]>>,
+    /// Keys of mappings read by hand-written visitors (by visitor type),
+    /// learnt when one refused a key: from the next walk on, other keys
+    /// are reported and skipped in every mapping that visitor reads.
+    fields: RefCell<HashMap<&'static str, &'static [&'static str]>>,
+    /// Required keys of each struct, learnt when one was missing: from the
+    /// next walk on, every mapping of that struct without them is reported
+    /// and given placeholders.
+    required: RefCell<HashMap<&'static str, Vec<&'static str>>>,
+    /// Kinds of node (see `kind_tag`) each hand-written visitor refused:
+    /// from the next walk on, reported and read as placeholders.
+    refused: RefCell<HashSet<(&'static str, u8)>>,
     suspect: RefCell<BTreeSet<u64>>,
 }
 
 impl Ctx<'_> {
     fn progress(&self) -> usize {
-        self.retired.borrow().len() + self.fields.borrow().len()
+        self.retired.borrow().len()
+            + self.fields.borrow().len()
+            + self.required.borrow().values().map(Vec::len).sum::<usize>()
+            + self.refused.borrow().len()
     }
 
     fn report(&self, at: Pos, key: &str, message: String, lines: &[u64]) {
@@ -155,6 +168,19 @@ fn plain(message: &str) -> String {
         }
     }
     out
+}
+
+/// The kind of a node, for remembering which kinds a visitor refuses.
+fn kind_tag(kind: &Kind) -> u8 {
+    match kind {
+        Kind::Null => 0,
+        Kind::Bool(_) => 1,
+        Kind::Int(_) => 2,
+        Kind::Float(_) => 3,
+        Kind::Str(_) => 4,
+        Kind::Seq(_) => 5,
+        Kind::Map(_) => 6,
+    }
 }
 
 fn id(node: &Node) -> usize {
@@ -299,6 +325,8 @@ impl<'a, 't> NodeDe<'a, 't> {
             seen: HashMap::new(),
             fields,
             pending: None,
+            missing: Vec::new(),
+            visitor: None,
         }
     }
 }
@@ -347,6 +375,14 @@ impl<'de> Deserializer<'de> for NodeDe<'_, '_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
+        // Learnt per visitor type, so a problem repeated in a thousand
+        // entries costs one more walk, not a thousand.
+        let visitor = std::any::type_name::<V>();
+        let expected = (&v as &dyn de::Expected).to_string();
+        let refusal = (visitor, kind_tag(&self.node.kind));
+        if self.ctx.refused.borrow().contains(&refusal) {
+            return self.wrong(&expected).deserialize_any(v);
+        }
         let r = match &self.node.kind {
             Kind::Null => v.visit_unit(),
             Kind::Bool(b) => v.visit_bool(*b),
@@ -362,10 +398,19 @@ impl<'de> Deserializer<'de> for NodeDe<'_, '_> {
                 index: 0,
             }),
             Kind::Map(_) => {
-                let fields = self.ctx.fields.borrow().get(&id(self.node)).copied();
-                v.visit_map(self.mapping(fields))
+                let fields = self.ctx.fields.borrow().get(visitor).copied();
+                let mut entries = self.mapping(fields);
+                entries.visitor = Some(visitor);
+                v.visit_map(entries)
             }
         };
+        if let Err(DeError::Message(_)) = r {
+            // Reported in the words the next walk will use.
+            self.ctx.refused.borrow_mut().insert(refusal);
+            self.wrong(&expected);
+            self.ctx.retired.borrow_mut().insert(id(self.node));
+            return Err(DeError::Reported);
+        }
         self.settle(r)
     }
 
@@ -514,11 +559,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_, '_> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, DeError> {
-        self.deserialize_mapping(Some(fields), v)
+        self.deserialize_struct_mapping(name, fields, v)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -549,6 +594,51 @@ impl<'a, 't> NodeDe<'a, 't> {
             Kind::Seq(items) => items.iter(),
             _ => [].iter(),
         }
+    }
+
+    fn deserialize_struct_mapping<'de, V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
+        let Kind::Map(entries) = &self.node.kind else {
+            return self.deserialize_mapping(Some(fields), v);
+        };
+        let mut access = self.mapping(Some(fields));
+        if let Some(required) = self.ctx.required.borrow().get(name) {
+            for k in required {
+                if !entries.iter().any(|e| e.key == *k) {
+                    self.report_missing(k);
+                    access.missing.push(k);
+                }
+            }
+        }
+        match v.visit_map(access) {
+            Err(DeError::Missing(k)) => {
+                self.ctx
+                    .required
+                    .borrow_mut()
+                    .entry(name)
+                    .or_default()
+                    .push(k);
+                self.report_missing(k);
+                self.ctx.retired.borrow_mut().insert(id(self.node));
+                Err(DeError::Reported)
+            }
+            r => self.settle(r),
+        }
+    }
+
+    fn report_missing(&self, key: &str) {
+        let mut lines = self.lines();
+        lines.push(self.point().line);
+        self.ctx.report(
+            self.point(),
+            &self.child_path(key),
+            "required key is missing".to_owned(),
+            &lines,
+        );
     }
 
     fn deserialize_mapping<'de, V: Visitor<'de>>(
@@ -605,6 +695,11 @@ struct Entries<'a, 't> {
     seen: HashMap<&'a str, u64>,
     fields: Option<&'static [&'static str]>,
     pending: Option<&'a super::Entry>,
+    /// Required keys the mapping lacks (already reported): read as
+    /// placeholders after the entries.
+    missing: Vec<&'static str>,
+    /// The hand-written visitor reading the mapping, if any.
+    visitor: Option<&'static str>,
 }
 
 impl<'de> MapAccess<'de> for Entries<'_, '_> {
@@ -638,22 +733,26 @@ impl<'de> MapAccess<'de> for Entries<'_, '_> {
                 // A hand-read mapping refusing a key: learn its keys, so
                 // the next walk reports this one and reads the others.
                 Err(DeError::Unknown(known)) => {
-                    self.de
-                        .ctx
-                        .fields
-                        .borrow_mut()
-                        .insert(id(self.de.node), known);
+                    if let Some(visitor) = self.visitor {
+                        self.de.ctx.fields.borrow_mut().insert(visitor, known);
+                    }
                     Err(DeError::Reported)
                 }
                 Err(e) => Err(e),
             };
         }
-        Ok(None)
+        match self.missing.pop() {
+            Some(k) => seed
+                .deserialize(StrDeserializer::<DeError>::new(k))
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         let Some(e) = self.pending.take() else {
-            return Err(DeError::Message("a value without its key".to_owned()));
+            // A required key the mapping lacks.
+            return seed.deserialize(self.de.placeholder());
         };
         let path = self.de.child_path(&e.key);
         read_seed(self.de.child(&e.value, path, Some(e.key_at)), seed)

@@ -273,3 +273,37 @@ fn scalars_read_as_serde_saphyr_reads_them() {
     }
     assert!(differ.is_empty(), "{differ:#?}");
 }
+
+#[test]
+fn values_a_hand_written_reader_refuses_are_all_reported() {
+    // `databases` takes `all` or a list; its reader refuses a mapping.
+    let text = job_with_sources(30, |i| {
+        format!("      - name: s{i}\n        postgres:\n          databases: {{a: 1}}\n")
+    });
+    let got = problems(&text);
+    assert_eq!(got.len(), 30, "{got:#?}");
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(p.line, 8 + 3 * i as u64);
+        assert_eq!(p.key, format!("jobs[0].sources[{i}].postgres.databases"));
+        assert_eq!(
+            p.message,
+            "expected `all` or a list of database names, found a mapping"
+        );
+    }
+}
+
+#[test]
+fn a_typo_in_every_inline_policy_is_reported_in_each() {
+    let mut text = "store:\n  url: file:///tmp/x\njobs:\n".to_owned();
+    for i in 0..20 {
+        text.push_str(&format!(
+            "  - name: j{i}\n    retention: {{keep_daly: 1}}\n    sources:\n      - name: e\n        files: {{path: /tmp}}\n"
+        ));
+    }
+    let got = problems(&text);
+    assert_eq!(got.len(), 20, "{got:#?}");
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(p.key, format!("jobs[{i}].retention.keep_daly"));
+        assert!(p.message.contains("did you mean `keep_daily`?"), "{p:?}");
+    }
+}
