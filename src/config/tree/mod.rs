@@ -7,6 +7,8 @@
 //! Duplicate keys are passed through to the tree (not refused by the
 //! parser) so the second pass can report every one of them with its line.
 
+mod ctx;
+mod node;
 mod placeholder;
 mod read;
 mod spanned;
@@ -37,8 +39,8 @@ impl Pos {
     }
 }
 
-/// One YAML node and where it starts.
-#[derive(Debug)]
+/// One YAML node and where it starts. No `Debug`: the tree holds option
+/// values and webhook URLs, which may be credentials.
 pub struct Node {
     pub at: Pos,
     /// Byte range of the node in the text, when the parser knows it: a
@@ -48,7 +50,6 @@ pub struct Node {
     pub kind: Kind,
 }
 
-#[derive(Debug)]
 pub enum Kind {
     Null,
     Bool(bool),
@@ -60,7 +61,6 @@ pub enum Kind {
 }
 
 /// A mapping entry: the key as written and where it starts, and its value.
-#[derive(Debug)]
 pub struct Entry {
     pub key: String,
     pub key_at: Pos,

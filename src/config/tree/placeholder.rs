@@ -10,7 +10,7 @@
 use serde::de::value::{MapDeserializer, SeqDeserializer, StrDeserializer};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-use super::read::DeError;
+use super::ctx::DeError;
 use super::spanned::{SpannedDe, NEWTYPE};
 use super::Pos;
 

@@ -12,7 +12,7 @@ use serde::de::value::{MapDeserializer, StrDeserializer, UnitDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::forward_to_deserialize_any;
 
-use super::read::DeError;
+use super::ctx::DeError;
 use super::Pos;
 
 /// The newtype name `Spanned<T>` asks for.
