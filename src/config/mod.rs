@@ -8,9 +8,10 @@ mod guard;
 mod keys;
 mod notify;
 mod object_lock;
+mod policy_file;
 mod raw;
-mod recover;
 mod sources;
+mod tree;
 mod validate;
 
 use std::path::{Path, PathBuf};

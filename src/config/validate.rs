@@ -71,25 +71,35 @@ impl Problems {
     }
 }
 
+/// Parses the text once into a tree, reads the raw structs from it
+/// collecting every structural problem, then validates what was read.
 pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
-    let parsed = super::recover::parse_collecting::<raw::RawConfig>(text, serde_problem);
-    // Without a parsed document there is nothing to validate; with one
-    // (found after blanking bad entries) its other problems are reported too.
-    let Some(raw) = parsed.value else {
-        return Err(parsed.problems);
+    // After a syntax error the structure of the rest is unknown: that
+    // error is the only one reported.
+    let root = super::tree::parse(text).map_err(|e| {
+        vec![Problem {
+            line: e.at.line,
+            column: e.at.column,
+            key: "yaml".to_owned(),
+            message: e.message,
+        }]
+    })?;
+    let read = super::tree::read::<raw::RawConfig>(&root, text);
+    let Some(raw) = read.value else {
+        return Err(read.problems);
     };
-    let parse_problems = parsed.problems;
-    let enclosing = parsed.enclosing;
     let result = validate(&raw, path);
-    if parse_problems.is_empty() {
+    if read.problems.is_empty() {
         return result;
     }
+    // Validation saw placeholders where values could not be read; what it
+    // says on those lines (or on the entries around them) is not reported.
     let semantic = result.err().unwrap_or_default();
-    let mut all = parse_problems;
+    let mut all = read.problems;
     all.extend(
         semantic
             .into_iter()
-            .filter(|p| !enclosing.contains(&p.line)),
+            .filter(|p| !read.suspect_lines.contains(&p.line)),
     );
     Err(all)
 }
@@ -219,22 +229,6 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         }),
         // Everything at once: the deferred problems are reported too.
         _ => Err(p.0.into_iter().chain(p.1).collect()),
-    }
-}
-
-fn serde_problem(e: &serde_saphyr::Error) -> Problem {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    // Only the message (we print the position ourselves), with control
-    // characters from the file neutralised.
-    let message = crate::retention::policy::plain_message(e);
-    Problem {
-        line,
-        column,
-        key: "yaml".to_owned(),
-        message,
     }
 }
 
@@ -604,7 +598,7 @@ fn retention(
         },
         RawRetention::File(f) => {
             let path = base.join(f);
-            match crate::retention::policy::load_policy_file(&path) {
+            match super::policy_file::load(&path) {
                 Ok(policy) => Some(policy),
                 Err(e) => {
                     p.at(&r.referenced, key, e.to_string());

@@ -229,3 +229,46 @@ fn bad_durations_name_their_setting_not_jitter() {
     }
     assert!(!err.contains("jitter"), "{err}");
 }
+
+#[test]
+fn forty_bad_entries_and_a_bad_policy_file_are_all_reported_at_once() {
+    let ws = Workspace::new();
+    let policy = ws.path().join("policy.yaml");
+    std::fs::write(&policy, "keep_daly: 7\nkeep_weekly: 0\n").unwrap();
+    let mut body = format!(
+        "store:\n  url: {}\njobs:\n  - name: a\n    retention: {}\n    sources:\n",
+        ws.store_url(),
+        policy.display()
+    );
+    // Sources start on line 7, three lines each; every port is a word.
+    for i in 0..40 {
+        body.push_str(&format!(
+            "      - name: s{i}\n        postgres:\n          port: p{i}\n"
+        ));
+    }
+    let cfg = ws.config(&body);
+    let run = ccbackup(&cfg, &["check-config"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let err = run.stderr();
+    let file = cfg.display().to_string();
+    assert!(err.contains("has 41 problems"), "{err}");
+    for i in 0..40 {
+        let needle = format!(
+            "{file}:{}:17: jobs[0].sources[{i}].postgres.port: expected an integer, found \"p{i}\"",
+            9 + 3 * i
+        );
+        assert!(err.contains(&needle), "missing {needle} in:\n{err}");
+    }
+    // The policy file's problems, each with its own file, line and key.
+    let policy = policy.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{policy}:1:1: keep_daly: unknown key `keep_daly`, did you mean `keep_daily`?"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{policy}:2:14: keep_weekly: must be at least 1")),
+        "{err}"
+    );
+}
