@@ -77,3 +77,4 @@ pub mod rrd;
 pub mod schedule;
 pub mod secret;
 pub mod sys;
+pub mod text;

@@ -76,6 +76,19 @@ mod tests {
     }
 
     #[test]
+    fn a_url_that_does_not_parse_is_shown_without_its_password() {
+        let text = "store:\n  url: \"s3://key:s3cr3t pass@bucket:99999/p\"\njobs:\n  - name: j\n    sources:\n      - name: e\n        files: {path: /tmp}\n";
+        let err = crate::config::parse(text, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store.url: `s3://***@bucket:99999/p` is not a URL"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
     fn copies_parse_with_options() {
         let text = "store:\n  url: file:///tmp/a\ncopies:\n  - url: s3://b/p\n    part_size: 8MiB\n    options:\n      endpoint: http://x\n      allow_http: true\njobs:\n  - name: j\n    sources:\n      - name: e\n        files: {path: /tmp}\n";
         let cfg = crate::config::parse(text, Path::new("c.yaml")).unwrap();

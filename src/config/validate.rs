@@ -232,6 +232,15 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 }
 
+/// A store URL that did not parse, for an error message: whatever sits
+/// between `//` and the last `@` may be a user and password.
+fn without_userinfo(url: &str) -> String {
+    match (url.find("//"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => format!("{}//***{}", &url[..start], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
 pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreSpec> {
     let raw = &s.value;
     let url = match Url::parse(&raw.url.value) {
@@ -240,7 +249,7 @@ pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<Stor
             p.at(
                 &raw.url.referenced,
                 "store.url",
-                format!("`{}` is not a URL: {e}", raw.url.value),
+                format!("`{}` is not a URL: {e}", without_userinfo(&raw.url.value)),
             );
             None
         }

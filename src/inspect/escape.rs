@@ -22,20 +22,7 @@
 use std::fmt::Write as _;
 use std::io;
 
-/// Characters that are not controls but reorder, hide or break text.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061c}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{feff}'
-    )
-}
+use crate::text::is_invisible;
 
 fn push_char(out: &mut String, c: char) {
     match c {

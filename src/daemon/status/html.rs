@@ -104,7 +104,7 @@ pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
-            c if c.is_control() => out.extend(c.escape_default()),
+            c if c.is_control() || crate::text::is_invisible(c) => out.extend(c.escape_default()),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -667,6 +667,14 @@ mod tests {
         v.jobs[0].last_run = None;
         let page = render(&v);
         assert!(page.contains("none since the daemon started<br><span class=\"muted\">newest backup in the store: <span class=\"id\">20261207T030000Z-cccccc</span>, 2026-12-07T03:00:00Z, took 12.5 s, stored 2.0 KiB (8.0 KiB read)"), "{page}");
+    }
+
+    #[test]
+    fn esc_shows_reordering_and_invisible_characters_as_escapes() {
+        assert_eq!(
+            esc("a\u{202e}gpj.exe\u{200f}"),
+            "a\\u{202e}gpj.exe\\u{200f}"
+        );
     }
 
     #[test]
