@@ -137,3 +137,52 @@ fn attack_deleting_only_the_signature_is_seen_and_undone() {
     )
     .expect_ok();
 }
+
+#[test]
+fn attack_as_of_times_and_keys_with_xml_metacharacters() {
+    let server = start_moto(false);
+    let ws = Workspace::new();
+    let (cfg, ids) = two_backups(&ws, &server, "ccb-xml");
+    let attacker = attacker_repo(&server, "ccb-xml", "site");
+    // Keys the version listing returns XML-escaped, and many versions.
+    block_on(async {
+        for name in [
+            "site/a&b<c>\"'.txt",
+            "site/</Key><Key>site/x",
+            "site/]]><!--",
+        ] {
+            let k = object_store::path::Path::from(name);
+            for _ in 0..3 {
+                attacker
+                    .store
+                    .put(&k, PutPayload::from_static(b"noise"))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let list = ccbackup_env(&cfg, &["list", "--json"], &[]);
+    list.expect_ok();
+    assert_eq!(listed(&list.stdout(), "complete"), ids, "{}", list.stdout());
+    assert!(!list.stderr().contains("TAMPERING"), "{}", list.stderr());
+    let now = rfc3339(chrono::Utc::now());
+    let past = ccbackup_env(&cfg, &["list", "--json", "--as-of", &now], &[]);
+    past.expect_ok();
+    assert_eq!(listed(&past.stdout(), "complete"), ids);
+
+    // Before any backup: nothing, said plainly, not an error.
+    let before = ccbackup_env(
+        &cfg,
+        &["list", "--json", "--as-of", "2000-01-01T00:00:00Z"],
+        &[],
+    );
+    before.expect_ok();
+    assert_eq!(rows(&before.stdout()).len(), 0);
+
+    // In the future: the present with the tamper check skipped would look
+    // like a view of the past; refused instead.
+    let future = rfc3339(chrono::Utc::now() + chrono::Duration::days(400));
+    let run = ccbackup_env(&cfg, &["list", "--as-of", &future], &[]);
+    assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout(), run.stderr());
+    assert!(run.stderr().contains("future"), "{}", run.stderr());
+}
