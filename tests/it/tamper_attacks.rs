@@ -186,3 +186,46 @@ fn attack_as_of_times_and_keys_with_xml_metacharacters() {
     assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout(), run.stderr());
     assert!(run.stderr().contains("future"), "{}", run.stderr());
 }
+
+#[test]
+fn attack_delete_markers_on_artifacts_only_are_seen_and_undone() {
+    let server = start_moto(false);
+    let ws = Workspace::new();
+    let (cfg, ids) = two_backups(&ws, &server, "ccb-arts");
+    let attacker = attacker_repo(&server, "ccb-arts", "site");
+    let arts = artifacts(&attacker, &ids[1]);
+    assert!(!arts.is_empty());
+    block_on(async {
+        for a in arts {
+            attacker.store.delete(&a).await.unwrap();
+        }
+    });
+    let out = ws.path().join("out");
+    let bad = ccbackup_env(
+        &cfg,
+        &[
+            "restore",
+            "--backup",
+            &ids[1],
+            "--to",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_ne!(bad.code(), Some(0), "{}", bad.stdout());
+    let list = ccbackup_env(&cfg, &["list", "--json"], &[]);
+    list.expect_ok();
+    let r = rows(&list.stdout());
+    let row = r
+        .iter()
+        .find(|e| e["backup_id"] == ids[1].as_str())
+        .unwrap();
+    assert_eq!(row["tampered"], "deleted", "{r:?}");
+    let as_of = row["recover_as_of"].as_str().unwrap().to_owned();
+    ccbackup_env(
+        &cfg,
+        &["verify", "--backup", &ids[1], "--as-of", &as_of],
+        &[],
+    )
+    .expect_ok();
+}
