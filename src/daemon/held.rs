@@ -41,12 +41,10 @@ pub enum BackupStatus {
     Untrusted,
     /// Dated later than now plus `store.max_clock_skew`.
     Future,
-    /// Reserved for the immutable-store work: a backup whose objects were
-    /// deleted (a delete marker over a locked version). Nothing sets it
-    /// yet; the page and the schema already know how to show it.
+    /// The daemon's tamper check found an object of a backup the policy
+    /// keeps delete-marked (see [`super::status::tampering`]).
     Deleted,
-    /// Reserved for the immutable-store work: a backup whose objects were
-    /// overwritten after the lock was taken. Nothing sets it yet.
+    /// The daemon's tamper check found the backup's manifest rewritten.
     Tampered,
 }
 

@@ -64,6 +64,8 @@ pub struct JobStats {
     /// [`super::tamper`]): one line per tampered backup; `None` before a
     /// check, or when the store keeps no versions.
     pub tampered: Option<Vec<String>>,
+    /// The same check's findings, for the status page.
+    pub tampered_backups: Vec<crate::retention::tamper::Tampered>,
     /// The report of the last run since the daemon started (status page).
     pub last_report: Option<std::sync::Arc<crate::backup::report::Report>>,
     /// The newest backups in the store, as last listed (status page).

@@ -82,6 +82,7 @@ pub(super) async fn check(ctx: &RunCtx) {
     let changed = ctx.metrics.update(&job.name, |s| {
         let changed = s.tampered.as_ref() != Some(&now);
         s.tampered = Some(now.clone());
+        s.tampered_backups = found.clone();
         changed
     });
     let Some(at) = tamper::recovery_time(&found) else {

@@ -5,8 +5,15 @@
 //! keeps. So, reading the version history:
 //! - a manifest with more than one version was **rewritten**: ccbackup
 //!   never writes a manifest twice;
+//! - so was a backup with any other object (an artifact, the signature)
+//!   written after its original manifest: ccbackup writes the manifest
+//!   last. (A retried upload before the manifest is not counted; a version
+//!   dated in the manifest's own second cannot be told from one before it
+//!   on a store that keeps whole seconds.)
 //! - a delete marker on any object of a backup the policy would still keep
-//!   is a **deletion** ccbackup did not make.
+//!   is a **deletion** ccbackup did not make, even when the deletion left
+//!   the backup untrusted (its signature gone): the forgeries the caller
+//!   leaves out of the policy are only those with no delete marker.
 //!
 //! How ccbackup tells its own deletes from anyone else's (decision): it
 //! keeps no log of them (a log in the same store could be forged or
@@ -78,6 +85,8 @@ impl Tampered {
 struct Dir<'a> {
     manifests: Vec<&'a ObjectVersion>,
     markers: Vec<&'a ObjectVersion>,
+    /// Versions of every other object (artifacts, signature).
+    others: Vec<&'a ObjectVersion>,
 }
 
 /// Pure: the tampered backups of `job`, from the history of every object
@@ -108,12 +117,18 @@ pub fn detect(
             d.markers.push(v);
         } else if below == MANIFEST_NAME {
             d.manifests.push(v);
+        } else {
+            d.others.push(v);
         }
     }
     // Backups that ever had a manifest: what retention saw, at some time.
     let snapshots: Vec<Snapshot> = dirs
         .iter()
-        .filter(|(id, d)| !d.manifests.is_empty() && !not_counted.contains(**id))
+        .filter(|(id, d)| {
+            // A backup made untrusted by a deletion (its signature
+            // delete-marked) is ccbackup's, not a forgery: it counts.
+            !d.manifests.is_empty() && (!not_counted.contains(**id) || !d.markers.is_empty())
+        })
         .filter_map(|(id, _)| {
             Some(Snapshot {
                 id: (*id).to_owned(),
@@ -130,12 +145,22 @@ pub fn detect(
         let Some(original) = d.manifests.iter().map(|v| v.last_modified).min() else {
             continue;
         };
-        let rewritten = (d.manifests.len() > 1).then(|| {
+        let manifest_rewritten = (d.manifests.len() > 1).then(|| {
             let mut times: Vec<DateTime<Utc>> =
                 d.manifests.iter().map(|v| v.last_modified).collect();
             times.sort();
             times[1]
         });
+        let object_rewritten = d
+            .others
+            .iter()
+            .map(|v| v.last_modified)
+            .filter(|t| *t > original)
+            .min();
+        let rewritten = match (manifest_rewritten, object_rewritten) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let deleted = kept
             .contains(*id)
             .then(|| d.markers.iter().map(|v| v.last_modified).min())
@@ -286,6 +311,34 @@ mod tests {
         );
         // Another job's history is not this job's.
         assert!(detect("k", None, &h, "p/", &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn attack_an_artifact_written_after_the_manifest_is_a_rewrite_a_retry_before_is_not() {
+        let mut h = history();
+        // A retried upload before the manifest: ccbackup's own.
+        h.push(v(&format!("p/j/{A}/db.zst"), "2026-12-01T02:00:10Z", false));
+        assert!(detect("j", None, &h, "p/", &BTreeSet::new()).is_empty());
+        h.push(v(&format!("p/j/{A}/db.zst"), "2026-12-06T00:00:00Z", false));
+        let found = detect("j", None, &h, "p/", &BTreeSet::new());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].id.as_str(), found[0].kind), (A, Kind::Rewritten));
+        assert_eq!(found[0].recover_as_of, t("2026-12-05T23:59:59.999Z"));
+    }
+
+    #[test]
+    fn attack_a_signature_deleted_to_make_a_backup_untrusted_is_a_deletion() {
+        let mut h = history();
+        h.push(v(
+            &format!("p/j/{C}/manifest.json.minisig"),
+            "2026-12-06T00:00:00Z",
+            true,
+        ));
+        // The catalog calls C untrusted now; it is still ccbackup's.
+        let untrusted: BTreeSet<String> = [C.to_owned()].into();
+        let found = detect("j", Some(&keep_last(1)), &h, "p/", &untrusted);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].id.as_str(), found[0].kind), (C, Kind::Deleted));
     }
 
     #[test]

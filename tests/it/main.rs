@@ -66,5 +66,6 @@ mod support_pg;
 mod support_proxy;
 mod support_rrd;
 mod support_s3;
+mod tamper_attacks;
 mod tamper_daemon;
 mod tampering;

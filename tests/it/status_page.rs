@@ -164,14 +164,14 @@ fn store_with_every_kind(site: &Site, cfg: &Path) -> (Vec<String>, String) {
     (vec![good2, good1], suspicious)
 }
 
-fn chromium_dir() -> tempfile::TempDir {
+pub(crate) fn chromium_dir() -> tempfile::TempDir {
     require_tool("chromium");
     tempfile::tempdir().unwrap()
 }
 
 /// Headless Chromium with its own profile (tests run in parallel), at
 /// most two minutes.
-fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
     let out = Command::new("timeout")
         .args([
             "120",

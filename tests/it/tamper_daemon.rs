@@ -110,6 +110,8 @@ fn the_daemon_counts_alerts_and_notifies_tampering_after_its_drills() {
         "{body}"
     );
 
+    page_names_the_deleted_backup(d.port, &ids[1]);
+
     let note = bodies
         .recv_timeout(Duration::from_secs(30))
         .expect("a tamper notification");
@@ -167,4 +169,49 @@ fn a_bad_acknowledgement_time_names_line_and_key() {
         "{}",
         run.stderr()
     );
+}
+
+/// The status page and `/status.json` show the deleted backup, the time to
+/// pass to `--as-of` and the restore command that uses it, from the
+/// daemon's last tamper check; the page as a real browser renders it.
+fn page_names_the_deleted_backup(port: u16, id: &str) {
+    let (status, body) = http_get(port, "/status.json").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    crate::schemas::assert_valid("status.json", &v);
+    let job = &v["jobs"][0];
+    assert_eq!(job["ready"], false, "{job:#}");
+    assert_eq!(job["tampering"]["tampered_backups"], 1, "{job:#}");
+    let as_of = job["tampering"]["recover_as_of"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let row = job["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backup_id"] == id)
+        .unwrap_or_else(|| panic!("no row for {id}: {job:#}"));
+    assert_eq!(row["status"], "deleted", "{row:#}");
+    assert_eq!(row["recover_as_of"], as_of.as_str(), "{row:#}");
+    let cmd = row["restore_command"].as_str().unwrap();
+    assert!(
+        cmd.contains(&format!("restore --as-of {as_of} --job j --backup {id}")),
+        "{cmd}"
+    );
+
+    let profile = crate::status_page::chromium_dir();
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = crate::status_page::chromium(profile.path(), &["--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    for want in [
+        "TAMPERING: 1 backup deleted or rewritten".to_owned(),
+        format!("ccbackup list --as-of {as_of}"),
+        ">deleted<".to_owned(),
+        "DELETED at ".to_owned(),
+        format!("recoverable with --as-of {as_of}"),
+        format!("<span>--as-of</span> <span>{as_of}</span> <span>--job</span> <span>j</span> <span>--backup</span> <span>{id}</span>"),
+    ] {
+        assert!(dom.contains(&want), "no {want:?} in the page:\n{dom}");
+    }
 }

@@ -204,7 +204,9 @@ fn job(o: &mut String, i: usize, j: &JobView) {
             ""
         }
     );
-    let _ = write!(o, "<dt>Readiness</dt><dd>{}</dd>", esc(&j.readiness_reason));
+    let _ = write!(o, "<dt>Readiness</dt><dd>{}", esc(&j.readiness_reason));
+    tampering(o, j);
+    o.push_str("</dd>");
     o.push_str("<dt>Last run</dt><dd>");
     match &j.last_run {
         Some(r) => last_run(o, r),
@@ -288,6 +290,31 @@ fn job(o: &mut String, i: usize, j: &JobView) {
     chart(o, j);
     backups(o, j);
     o.push_str("</section>");
+}
+
+/// The tamper check's verdict, under the job's readiness.
+fn tampering(o: &mut String, j: &JobView) {
+    match &j.tampering {
+        None => {}
+        Some(t) if t.tampered_backups == 0 => {
+            o.push_str("<br><span class=\"ok\">No tampering in the store's version history.</span>")
+        }
+        Some(t) => {
+            let _ = write!(
+                o,
+                "<br><span class=\"bad\">TAMPERING: {} backup{} deleted or rewritten by someone other than ccbackup.</span>",
+                t.tampered_backups,
+                if t.tampered_backups == 1 { "" } else { "s" }
+            );
+            if let Some(at) = &t.recover_as_of {
+                let _ = write!(
+                    o,
+                    " See the store as it was with <code class=\"cmd\">ccbackup list --as-of {0}</code> and restore with <code class=\"cmd\">restore --as-of {0}</code> (below, per backup).",
+                    esc(at)
+                );
+            }
+        }
+    }
 }
 
 fn last_run(o: &mut String, r: &RunView) {
@@ -522,6 +549,8 @@ mod tests {
             restore_command: status
                 .restorable()
                 .then(|| super::super::restore_command("/c.yaml", "j", id)),
+            tampered_at: None,
+            recover_as_of: None,
         };
         StatusView {
             generated_at: "2026-12-07T10:00:00Z".into(),
@@ -538,6 +567,10 @@ mod tests {
                 running: true,
                 next_run: Some("2026-12-08T03:00:00Z".into()),
                 ready: false,
+                tampering: Some(super::super::tampering::TamperingView {
+                    tampered_backups: 1,
+                    recover_as_of: Some(HOSTILE.into()),
+                }),
                 readiness_reason: HOSTILE.into(),
                 last_success: None,
                 runs: [("success".to_owned(), 4), ("suspicious".to_owned(), 1)].into(),

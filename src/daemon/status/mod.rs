@@ -26,6 +26,7 @@ use crate::config::Config;
 
 pub mod html;
 pub mod svg;
+pub mod tampering;
 
 /// What the page needs from the configuration, swapped on reload.
 #[derive(Debug, Clone, Default)]
@@ -134,6 +135,9 @@ pub struct JobView {
     pub next_run: Option<String>,
     pub ready: bool,
     pub readiness_reason: String,
+    /// The last tamper check of a versioned store; null before one, or
+    /// when the store keeps no versions.
+    pub tampering: Option<tampering::TamperingView>,
     pub last_success: Option<String>,
     /// The last run since the daemon started.
     pub last_run: Option<RunView>,
@@ -192,9 +196,13 @@ pub struct CopyView {
 pub struct BackupView {
     #[serde(flatten)]
     pub held: HeldBackup,
-    /// `ccbackup restore ...` for this backup; null when it cannot be
-    /// restored.
+    /// `ccbackup restore ...` for this backup (with `--as-of` for a
+    /// tampered one); null when it cannot be restored.
     pub restore_command: Option<String>,
+    /// When the store recorded the tampering; null for an untouched one.
+    pub tampered_at: Option<String>,
+    /// The `--as-of` time that shows it as ccbackup wrote it.
+    pub recover_as_of: Option<String>,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -276,10 +284,13 @@ fn job_view(j: &JobSetup, s: &JobStats, verdict: (bool, String), config: &str) -
                         .restorable()
                         .then(|| restore_command(config, &j.name, &b.backup_id)),
                     held: b.clone(),
+                    tampered_at: None,
+                    recover_as_of: None,
                 })
                 .collect()
         })
         .unwrap_or_default();
+    let backups = tampering::apply(backups, &s.tampered_backups, config, &j.name);
     JobView {
         job: j.name.clone(),
         schedule: j.schedule.clone(),
@@ -289,6 +300,7 @@ fn job_view(j: &JobSetup, s: &JobStats, verdict: (bool, String), config: &str) -
         next_run: s.next_run.map(ts),
         ready: verdict.0,
         readiness_reason: verdict.1,
+        tampering: tampering::state(s.tampered.is_some(), &s.tampered_backups),
         last_success: s.last_success.map(ts),
         last_run: s.last_report.as_deref().map(run_view),
         runs: s
