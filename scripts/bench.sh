@@ -92,7 +92,7 @@ report() { # name ccbackup-times baseline-times rss-list baseline-label
   pp=$(awk '{a[NR]=$1} END {m = (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2);
        printf "%.3f (%.3f-%.3f)", m, a[int((NR+3)/4)], a[int((3*NR+3)/4)]}' <<<"$pairs")
   printf '| %s | %.2f s | %.2f s (`%s`) | %s | %s | %s MiB | %s | %s |\n' \
-    "$1" "$c" "$b" "$5" "$(ratio "$c" "$b")" "$pp" "$((r / 1024))" "$machine" "$(date -u +%F)" >> "$table"
+    "$1" "$c" "$b" "${5//|/\\|}" "$(ratio "$c" "$b")" "$pp" "$((r / 1024))" "$machine" "$(date -u +%F)" >> "$table"
 }
 
 ensure_db() {
