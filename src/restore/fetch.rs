@@ -221,16 +221,22 @@ async fn hash_local_file(
 /// Refuses to stage `art` at `dest` when its file system lacks the room,
 /// with a margin so staging never fills the disk completely.
 fn check_space(dest: &Path, art: &Artifact) -> Result<(), FetchError> {
+    check_room(dest, &art.key, art.stored_bytes)
+}
+
+/// Refuses to write `bytes` of `key` at `dest` when its file system lacks
+/// the room, keeping a margin free.
+pub(crate) fn check_room(dest: &Path, key: &str, bytes: u64) -> Result<(), FetchError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let free = free_space(dir).map_err(|source| FetchError::Stage {
         path: dest.display().to_string(),
         source,
     })?;
-    let need = art.stored_bytes + 64 * 1024 * 1024;
+    let need = bytes.saturating_add(64 * 1024 * 1024);
     if free < need {
         return Err(FetchError::NoSpace {
             dir: dir.display().to_string(),
-            key: art.key.clone(),
+            key: key.to_owned(),
             need,
             free,
         });

@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{free_space, stream_checked, FetchError};
+use super::{check_room, stream_checked, FetchError};
 use crate::crypto::{CryptoError, Identities};
 use crate::progress::{Phase, Progress};
 use crate::repo::manifest::Artifact;
@@ -25,8 +25,6 @@ use crate::repo::store::Repo;
 
 /// Chunks in flight between the download and the decoder.
 const CHUNKS: usize = 8;
-/// Room left free after staging, so it never fills the disk.
-const MARGIN: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlainError {
@@ -63,7 +61,7 @@ pub async fn stage_plain(
     progress: &Arc<Progress>,
     cancel: &CancellationToken,
 ) -> Result<(), PlainError> {
-    check_room(dest, art)?;
+    check_room(dest, &art.key, art.raw_bytes)?;
     progress.start_phase(Phase::Downloading, art.stored_bytes);
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS);
     let file = std::fs::File::create_new(dest).map_err(|source| write_err(art, dest, source))?;
@@ -108,22 +106,6 @@ fn verdict(
         }),
         _ => Ok(()),
     }
-}
-
-fn check_room(dest: &Path, art: &Artifact) -> Result<(), PlainError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let free = free_space(dir).map_err(|source| write_err(art, dest, source))?;
-    let need = art.raw_bytes.saturating_add(MARGIN);
-    if free < need {
-        return Err(FetchError::NoSpace {
-            dir: dir.display().to_string(),
-            key: art.key.clone(),
-            need,
-            free,
-        }
-        .into());
-    }
-    Ok(())
 }
 
 fn write_err(art: &Artifact, dest: &Path, source: io::Error) -> PlainError {
