@@ -2,10 +2,9 @@
 //!
 //! object_store aborts its multipart uploads on every error, but a process
 //! that is SIGKILLed mid-upload cannot, and object_store has no way to list
-//! open uploads. This module sends the two requests needed:
-//! `ListMultipartUploads` under a job's prefix (paginated) and
-//! `AbortMultipartUpload` for those initiated longer ago than the job's
-//! `orphan_grace`.
+//! open uploads. This module sends `ListMultipartUploads` under a job's
+//! prefix (paginated) itself, and aborts those initiated longer ago than the
+//! job's `orphan_grace` through object_store's `MultipartStore`.
 //!
 //! Nothing here signs or resolves credentials itself: requests are signed by
 //! object_store's [`AwsAuthorizer`] with credentials from the very provider
@@ -16,11 +15,16 @@
 //! addressing style) is read back from the same builder that built the store.
 
 use crate::error::chain;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider};
+use object_store::aws::{
+    AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider,
+};
 use object_store::client::{HttpRequest, HttpRequestBody};
+use object_store::multipart::MultipartStore;
+use object_store::path::Path as ObjPath;
 use object_store::ClientConfigKey;
 use serde::Deserialize;
 use url::Url;
@@ -107,6 +111,10 @@ pub struct S3UploadSweeper {
     prefix: String,
     location: Location,
     credentials: AwsCredentialProvider,
+    /// The store itself, unprefixed: aborts go through object_store's own
+    /// [`MultipartStore::abort_multipart`] (signing, retries, error kinds);
+    /// only the listing, which object_store lacks, is hand-made here.
+    s3: Arc<AmazonS3>,
 }
 
 /// Never shows credentials (the provider's own Debug hides them too, but
@@ -165,21 +173,22 @@ impl Location {
 }
 
 impl S3UploadSweeper {
-    /// The sweeper for the S3 store configured by `builder` (read before it
-    /// is built), signing with `credentials`: pass the built store's
-    /// [`object_store::aws::AmazonS3::credentials`] so that both share one
-    /// provider and its cached tokens.
+    /// The sweeper for the S3 store `s3` configured by `builder` (read
+    /// before it was built); it signs with the store's own
+    /// [`AmazonS3::credentials`], so both share one provider and its cached
+    /// tokens.
     pub fn new(
         builder: &AmazonS3Builder,
         url: &Url,
         display: &str,
-        credentials: AwsCredentialProvider,
+        s3: Arc<AmazonS3>,
     ) -> S3UploadSweeper {
         S3UploadSweeper {
             display: display.to_owned(),
             prefix: url.path().trim_matches('/').to_owned(),
             location: Location::from_builder(builder, url),
-            credentials,
+            credentials: s3.credentials().clone(),
+            s3,
         }
     }
 
@@ -430,20 +439,27 @@ impl S3UploadSweeper {
     }
 
     /// Aborts one upload; an upload that is already gone is not an error.
+    /// The key comes from a listing of a store that may be hostile: one that
+    /// is not a well-formed object key (ccbackup writes none that are not)
+    /// is refused rather than normalised into some other key.
     pub async fn abort(&self, upload: &OpenUpload) -> Result<(), UploadSweepError> {
-        let client = self.client()?;
         let abort_err = |detail: String| UploadSweepError::Abort {
             store: self.display.clone(),
             key: upload.key.clone(),
             detail,
         };
-        let url = self.request_url(Some(&upload.key), &[("uploadId", &upload.upload_id)]);
-        let req = self.signed(reqwest::Method::DELETE, &url).await?;
-        let (status, body) = self.send(&client, req).await.map_err(abort_err)?;
-        if (200..300).contains(&status) || status == 404 {
-            Ok(())
-        } else {
-            Err(abort_err(s3_error(status, &body)))
+        let path = ObjPath::parse(&upload.key)
+            .map_err(|e| abort_err(format!("not an object key ccbackup writes: {e}")))?;
+        // `parse` drops a leading or trailing `/`: that too would address
+        // another key than the listed one.
+        if path.as_ref() != upload.key {
+            return Err(abort_err(
+                "not an object key ccbackup writes: leading or trailing `/`".to_owned(),
+            ));
+        }
+        match self.s3.abort_multipart(&path, &upload.upload_id).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(abort_err(chain(&e).to_string())),
         }
     }
     /// Aborts the open uploads of `job` initiated more than `grace` ago;
@@ -768,8 +784,37 @@ mod tests {
         for (k, v) in options {
             b = b.with_config(AmazonS3ConfigKey::from_str(k).unwrap(), *v);
         }
-        let credentials = b.clone().build().unwrap().credentials().clone();
-        S3UploadSweeper::new(&b, &url, url.as_str(), credentials)
+        let s3 = Arc::new(b.clone().build().unwrap());
+        S3UploadSweeper::new(&b, &url, url.as_str(), s3)
+    }
+
+    /// A listing is store input: a key that is not one ccbackup could have
+    /// written is refused before any request, never normalised into a
+    /// different key (`a//b` would become `a/b`) and aborted there. The
+    /// endpoint is closed: reaching the network would fail differently.
+    #[tokio::test]
+    async fn abort_refuses_a_listed_key_that_is_not_an_object_key() {
+        let sw = sweeper(
+            "s3://bkt/",
+            &[
+                ("aws_endpoint", "http://127.0.0.1:9/"),
+                ("allow_http", "true"),
+                ("access_key_id", "AKIA1"),
+                ("secret_access_key", "s"),
+            ],
+        );
+        for key in ["job/a//b", "job/../x", "/job/x", "job/x/"] {
+            let up = OpenUpload {
+                key: key.to_owned(),
+                upload_id: "u1".to_owned(),
+                initiated: None,
+            };
+            let err = sw.abort(&up).await.unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, UploadSweepError::Abort { .. }), "{msg}");
+            let full = chain(&err).to_string();
+            assert!(full.contains("not an object key"), "{key}: {full}");
+        }
     }
 
     #[test]

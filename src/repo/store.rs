@@ -46,6 +46,25 @@ pub struct StoreSpec {
     pub object_lock: Option<ObjectLockSpec>,
 }
 
+/// object_store's own retries of one HTTP request, the innermost of the
+/// three retry layers (docs/operations.md, "Retries"): it absorbs a dropped
+/// connection or a 5xx answer to a single request, such as one part of a
+/// multipart upload, without redoing anything else. Written out rather than
+/// left to the crate's default so that an upgrade cannot silently change
+/// it, and bounded so a request gives up (after at most 8 retries within
+/// 2 minutes of its first attempt) well inside the runs' own retry budget.
+pub fn request_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(10),
+            base: 2.0,
+        },
+        max_retries: 8,
+        retry_timeout: std::time::Duration::from_secs(120),
+    }
+}
+
 /// Default `store.max_clock_skew`: NTP-synchronised hosts differ by far
 /// less, and a forgery dated minutes ahead gains an attacker little.
 pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
@@ -237,12 +256,12 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
             // Read back before `build` consumes the builder; the sweeper
             // signs with the store's own credential provider.
             let location = b.clone();
-            let s3 = b.build().map_err(open_err)?;
+            let s3 = Arc::new(b.with_retry(request_retry()).build().map_err(open_err)?);
             sweeper = Some(Arc::new(S3UploadSweeper::new(
                 &location,
                 url,
                 &display,
-                s3.credentials().clone(),
+                s3.clone(),
             )));
             explained(s3, "S3", &display)
         }
@@ -252,6 +271,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
                 let key = AzureConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
                 b = b.with_config(key, v.expose());
             }
+            let b = b.with_retry(request_retry());
             explained(b.build().map_err(open_err)?, "Azure", &display)
         }
         "gs" => {
@@ -260,6 +280,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
                 let key = GoogleConfigKey::from_str(k).map_err(|e| opt_err(k, e))?;
                 b = b.with_config(key, v.expose());
             }
+            let b = b.with_retry(request_retry());
             explained(b.build().map_err(open_err)?, "GCS", &display)
         }
         other => {
