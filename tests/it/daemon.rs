@@ -20,8 +20,9 @@ use ccbackup::daemon::{self, metrics::Metrics, Options};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::lock::{open_repo, plant_lease, Flaky};
+use crate::lock::{open_repo, plant_lease};
 use crate::support::*;
+use crate::support_store::FaultyStore;
 
 struct Running {
     addr: SocketAddr,
@@ -75,29 +76,11 @@ impl Running {
     }
 }
 
-/// A plain HTTP/1.1 GET: (status, body).
+/// `(status, body)` of a GET to the in-process daemon.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap();
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|x| x.1)
-            .unwrap_or("")
-            .to_owned();
-        (status, body)
-    })
-    .await
-    .unwrap()
+    http_get_async(addr, path)
+        .await
+        .unwrap_or_else(|| panic!("no answer to GET {path}"))
 }
 
 /// The value of one sample line in a Prometheus text body.
@@ -338,7 +321,7 @@ async fn flaky_store_is_retried_to_success() {
     let ws = Workspace::new();
     let cfg = files_job(&ws, "", "");
     let mut repo = open_repo(&ws);
-    let flaky = Flaky::wrap(repo.store.clone(), 4);
+    let flaky = FaultyStore::failing_first(repo.store.clone(), 4);
     repo.store = flaky.clone();
     let d = start_on(&cfg, Some(repo), Clock::following_tokio(Utc::now())).await;
     let m = d.metrics.clone();

@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::support_s3::free_port;
 
 struct Daemon {
     child: Child,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::*;
-use crate::support_s3::{free_port, tools_dir};
+use crate::support_s3::tools_dir;
 
 /// One request as the recorder saw it.
 #[derive(Debug, Clone)]
@@ -631,7 +631,7 @@ async fn daemon_retried_run_keeps_one_run_id_in_every_notification() {
     // the first run's lock attempts the next 6: that attempt fails with a
     // transient error and the run is retried.
     let mut repo = crate::lock::open_repo(&ws);
-    let flaky = crate::lock::Flaky::wrap(repo.store.clone(), 12);
+    let flaky = crate::support_store::FaultyStore::failing_first(repo.store.clone(), 12);
     repo.store = flaky.clone();
     let cfg = ccbackup::config::load(&cfg_path).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::support_s3::free_port;
 
 /// The daemon binary; killed when dropped (a failed assertion must not
 /// leave it running).

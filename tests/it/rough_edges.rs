@@ -110,7 +110,7 @@ fn regression_issue23_daemon_start_does_not_log_job_creator_lines() {
     let cfg = ws.config(&format!(
         "store:\n  url: {}\ndaemon: {{listen: \"127.0.0.1:{}\", shutdown_grace: 5s}}\njobs:\n  - name: j\n    schedule: \"0 2 * * *\"\n    run_at_start: never\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
         ws.store_url(),
-        crate::support_s3::free_port(),
+        crate::support::free_port(),
         dir.display()
     ));
     let log = ws.path().join("daemon.log");

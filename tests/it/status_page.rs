@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::*;
-use crate::support_s3::free_port;
 
 /// Markup, a script, an event handler, quotes and a terminal escape
 /// sequence: what a crafted manifest puts in every text field.

@@ -6,13 +6,13 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, Run};
+use crate::support::{bin, free_port, Run};
 
 /// Where `scripts/prereqs.sh` installs the emulators when they are not on PATH.
 pub fn tools_dir() -> PathBuf {
@@ -42,13 +42,6 @@ pub fn find_tool(name: &str, cached: &[&str]) -> PathBuf {
         "`{name}` is not installed (looked on PATH and under {}); run `bash scripts/prereqs.sh`",
         tools_dir().display()
     );
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
 }
 
 /// A server process in its own process group; the whole group is killed on drop.
