@@ -91,16 +91,6 @@ fn sample(body: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Polls `cond` every 100 ms of tokio time (virtual under paused time);
-/// `limit` is real time, a backstop.
-async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn files_job(ws: &Workspace, extra_job: &str, extra_top: &str) -> std::path::PathBuf {
     let src = ws.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -132,7 +122,7 @@ async fn daemon_runs_on_schedule_prunes_after_success_and_serves_metrics() {
     let (code, body) = get(d.addr, "/healthz").await;
     assert_eq!(code, 200, "{body}");
     let m = d.metrics.clone();
-    wait_for("three successful runs", Duration::from_secs(20), || {
+    wait_until_async("three successful runs", Duration::from_secs(20), || {
         m.get("j")
             .is_some_and(|s| s.runs.get("success").copied().unwrap_or(0) >= 3)
     })
@@ -233,7 +223,7 @@ async fn failing_job_makes_readyz_fail_notifies_and_never_prunes() {
     let d = start(&cfg, None).await;
     std::fs::remove_dir_all(&src).unwrap();
     let m = d.metrics.clone();
-    wait_for("two failed runs", Duration::from_secs(20), || {
+    wait_until_async("two failed runs", Duration::from_secs(20), || {
         m.get("j")
             .is_some_and(|s| s.runs.get("failure").copied().unwrap_or(0) >= 2)
     })
@@ -251,7 +241,7 @@ async fn failing_job_makes_readyz_fail_notifies_and_never_prunes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let b = bodies.clone();
-    wait_for("a failure webhook", Duration::from_secs(10), || {
+    wait_until_async("a failure webhook", Duration::from_secs(10), || {
         !b.lock().unwrap().is_empty()
     })
     .await;
@@ -284,7 +274,7 @@ async fn held_lock_is_respected_and_an_expired_one_taken_over() {
     .await;
     let d = start_on(&cfg, None, clock.clone()).await;
     let m = d.metrics.clone();
-    wait_for("two locked runs", Duration::from_secs(20), || {
+    wait_until_async("two locked runs", Duration::from_secs(20), || {
         m.get("j").is_some_and(|s| s.lock_waits >= 2)
     })
     .await;
@@ -309,7 +299,7 @@ async fn held_lock_is_respected_and_an_expired_one_taken_over() {
         clock.now() - chrono::Duration::seconds(1),
     )
     .await;
-    wait_for("a manifest after takeover", Duration::from_secs(20), || {
+    wait_until_async("a manifest after takeover", Duration::from_secs(20), || {
         !ws.manifests().is_empty()
     })
     .await;
@@ -325,7 +315,7 @@ async fn flaky_store_is_retried_to_success() {
     repo.store = flaky.clone();
     let d = start_on(&cfg, Some(repo), Clock::following_tokio(Utc::now())).await;
     let m = d.metrics.clone();
-    wait_for(
+    wait_until_async(
         "a success through the flaky store",
         Duration::from_secs(30),
         || {
@@ -368,7 +358,7 @@ async fn runs_do_not_overlap_and_shutdown_mid_run_leaves_nothing() {
 
     let d = start(&cfg, None).await;
     let m = d.metrics.clone();
-    wait_for(
+    wait_until_async(
         "ticks skipped while the run is blocked",
         Duration::from_secs(20),
         || m.get("j").is_some_and(|s| s.running && s.skipped_runs >= 2),

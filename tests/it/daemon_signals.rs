@@ -23,14 +23,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
+    poll_for(within, || child.try_wait().unwrap()).ok()
 }
 
 #[test]

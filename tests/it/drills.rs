@@ -44,18 +44,14 @@ impl Daemon {
 
     /// Waits (bounded) until `cond` holds on the log.
     fn wait_log(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        wait_until(what, Duration::from_secs(60), || {
             let log = self.log();
             if cond(&log) {
-                return log;
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     fn metrics(&self) -> String {

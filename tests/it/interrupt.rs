@@ -24,11 +24,10 @@ fn spawn(cfg: &Path, args: &[&str]) -> Child {
 
 /// Waits for a file a wrapped client program writes when it starts.
 fn wait_for_file(p: &Path, child: &mut Child) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until(&p.display().to_string(), Duration::from_secs(60), || {
         if let Ok(s) = std::fs::read_to_string(p) {
             if s.ends_with('\n') {
-                return s.trim().to_owned();
+                return Some(s.trim().to_owned());
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -38,9 +37,8 @@ fn wait_for_file(p: &Path, child: &mut Child) -> String {
                 p.display()
             );
         }
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        None
+    })
 }
 
 trait OutputNow {

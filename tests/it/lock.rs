@@ -689,17 +689,6 @@ impl Drop for Session {
     }
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn run_now_killed_with_sigkill_does_not_block_the_next_run() {
     let db = TestDb::create(&unique("ccb_kill9"));
@@ -722,7 +711,9 @@ fn run_now_killed_with_sigkill_does_not_block_the_next_run() {
          AND l.database = (SELECT oid FROM pg_database WHERE datname = '{}')",
         db.name
     );
-    wait_until("the table lock", || psql(&db.name, &locked) == "1");
+    wait_until("the table lock", Duration::from_secs(30), || {
+        psql(&db.name, &locked) == "1"
+    });
 
     let mut run = std::process::Command::new(bin())
         .args(["--log-format", "text", "--config"])
@@ -737,9 +728,11 @@ fn run_now_killed_with_sigkill_does_not_block_the_next_run() {
          AND database = (SELECT oid FROM pg_database WHERE datname = '{}')",
         db.name
     );
-    wait_until("pg_dump to wait for the table", || {
-        lease_file(&ws).exists() && psql(&db.name, &waiting) != "0"
-    });
+    wait_until(
+        "pg_dump to wait for the table",
+        Duration::from_secs(30),
+        || lease_file(&ws).exists() && psql(&db.name, &waiting) != "0",
+    );
     run.kill().unwrap(); // SIGKILL: no cleanup, the lease stays
     run.wait().unwrap();
     assert!(lease_file(&ws).exists());

@@ -90,18 +90,14 @@ impl Recorder {
 
     /// Waits until `cond` holds for the recorded requests.
     fn wait(&self, what: &str, limit: Duration, cond: impl Fn(&[Req]) -> bool) -> Vec<Req> {
-        let deadline = Instant::now() + limit;
-        loop {
+        wait_until(what, limit, || {
             let all = self.all();
             if cond(&all) {
-                return all;
+                Ok(all)
+            } else {
+                Err(format!("{all:#?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; got {all:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 }
 

@@ -318,72 +318,69 @@ impl<T, E: std::fmt::Display> Probe for Result<T, E> {
 /// moment, slow enough not to load the shared machine.
 const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// The deadline of one wait, on tokio's clock: real time outside a runtime
-/// and in a normal one, virtual time under `start_paused` (where a sleep
-/// makes time jump, so the limit is counted in that time).
-struct Deadline {
-    what: String,
+#[track_caller]
+fn timed_out(what: &str, limit: std::time::Duration, seen: Option<String>) -> ! {
+    match seen {
+        Some(s) => panic!("timed out after {limit:?} waiting for {what}; last saw: {s}"),
+        None => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Runs `probe` until it is ready and returns its value, or, once `limit`
+/// (real time) has passed, what it last saw. For code under test in other
+/// threads or processes, never on the calling thread's runtime (use
+/// [`poll_for_async`] there).
+pub fn poll_for<P: Probe>(
     limit: std::time::Duration,
-    start: tokio::time::Instant,
-}
-
-impl Deadline {
-    fn new(what: &str, limit: std::time::Duration) -> Deadline {
-        Deadline {
-            what: what.to_owned(),
-            limit,
-            start: tokio::time::Instant::now(),
+    mut probe: impl FnMut() -> P,
+) -> Result<P::Value, Option<String>> {
+    let start = std::time::Instant::now();
+    loop {
+        match probe().ready() {
+            Ok(v) => return Ok(v),
+            Err(seen) if start.elapsed() >= limit => return Err(seen),
+            Err(_) => std::thread::sleep(POLL_EVERY),
         }
-    }
-
-    /// Fails the test once the limit is past; else how long to sleep.
-    #[track_caller]
-    fn missed(&self, seen: Option<String>) -> std::time::Duration {
-        if self.start.elapsed() >= self.limit {
-            match seen {
-                Some(s) => panic!(
-                    "timed out after {:?} waiting for {}; last saw: {s}",
-                    self.limit, self.what
-                ),
-                None => panic!("timed out after {:?} waiting for {}", self.limit, self.what),
-            }
-        }
-        POLL_EVERY
     }
 }
 
-/// Runs `probe` until it is ready and returns its value; fails the test
-/// naming `what` once `limit` has passed. For code under test that runs in
-/// other threads or processes (never on the calling thread's runtime: use
-/// [`wait_until_async`] there).
+/// [`poll_for`] that fails the test, naming `what`, when time runs out.
 #[track_caller]
 pub fn wait_until<P: Probe>(
     what: &str,
     limit: std::time::Duration,
-    mut probe: impl FnMut() -> P,
+    probe: impl FnMut() -> P,
 ) -> P::Value {
-    let d = Deadline::new(what, limit);
+    poll_for(limit, probe).unwrap_or_else(|seen| timed_out(what, limit, seen))
+}
+
+/// [`poll_for`] for async tests: it sleeps on tokio's timer, so tasks of
+/// the same runtime (an in-process daemon) run meanwhile. Under paused
+/// time each sleep moves virtual time; `limit` stays real time, a
+/// backstop against a hang.
+pub async fn poll_for_async<P: Probe>(
+    limit: std::time::Duration,
+    mut probe: impl FnMut() -> P,
+) -> Result<P::Value, Option<String>> {
+    let start = std::time::Instant::now();
     loop {
         match probe().ready() {
-            Ok(v) => return v,
-            Err(seen) => std::thread::sleep(d.missed(seen)),
+            Ok(v) => return Ok(v),
+            Err(seen) if start.elapsed() >= limit => return Err(seen),
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
         }
     }
 }
 
-/// [`wait_until`] that sleeps on tokio's timer, so tasks of the same
-/// runtime (an in-process daemon) run meanwhile, and paused time moves.
+/// [`poll_for_async`] that fails the test, naming `what`, when time runs out.
 pub async fn wait_until_async<P: Probe>(
     what: &str,
     limit: std::time::Duration,
-    mut probe: impl FnMut() -> P,
+    probe: impl FnMut() -> P,
 ) -> P::Value {
-    let d = Deadline::new(what, limit);
-    loop {
-        match probe().ready() {
-            Ok(v) => return v,
-            Err(seen) => tokio::time::sleep(d.missed(seen)).await,
-        }
+    match poll_for_async(limit, probe).await {
+        Ok(v) => v,
+        Err(seen) => timed_out(what, limit, seen),
     }
 }
 
