@@ -2,7 +2,7 @@
 //! file:// store, including the ways a backup must fail.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -257,13 +257,12 @@ fn pg_dump_killed_mid_dump_fails_and_leaves_nothing() {
         .unwrap();
 
     // Find our pg_dump (its argv names the unique database) and kill it.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut killed = false;
-    while Instant::now() < deadline && !killed {
+    wait_until("our pg_dump to start", Duration::from_secs(15), || {
         let out = Command::new("pgrep")
             .args(["-f", &format!("pg_dump.*{}", db.name)])
             .output()
             .unwrap();
+        let mut killed = false;
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             killed |= Command::new("kill")
                 .args(["-9", pid])
@@ -271,9 +270,8 @@ fn pg_dump_killed_mid_dump_fails_and_leaves_nothing() {
                 .unwrap()
                 .success();
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(killed, "pg_dump never started");
+        killed
+    });
     let out = child.wait_with_output().unwrap();
     let mut locker = locker;
     let _ = locker.kill();

@@ -305,7 +305,7 @@ fn a_failing_copy_is_reported_and_never_uncompletes_the_primary_backup() {
 /// On paused time: the every-second runs take none.
 #[tokio::test(start_paused = true)]
 async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let ws = Workspace::new();
     let src = ws.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -338,8 +338,7 @@ async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
         .await
         .unwrap()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until_async("copy metrics", Duration::from_secs(30), || {
         let done = metrics.get("j").is_some_and(|s| {
             s.copies.get(&bad).is_some_and(|c| c.failures >= 2)
                 && s.copies
@@ -347,15 +346,12 @@ async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
                     .is_some_and(|c| c.last_success.is_some())
         });
         if done {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{:?}", metrics.get("j")))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no copy metrics: {:?}",
-            metrics.get("j")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let (_, body) = http_get_async(addr, "/metrics").await.unwrap();
     let failures = format!("ccbackup_copy_failures_total{{job=\"j\",store=\"{bad}\"}} ");
     let line = body
@@ -641,7 +637,7 @@ async fn transient_failures_of_the_copy_store_are_retried() {
 
 #[test]
 fn sigint_stops_a_backfill_between_objects_and_a_rerun_finishes_it() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let server = start_moto(false);
     create_bucket(&server, "ccb-intr");
     let ws = Workspace::new();
@@ -679,11 +675,9 @@ fn sigint_stops_a_backfill_between_objects_and_a_rerun_finishes_it() {
         .unwrap();
     // Signal once the first backup is in the copy store: the next one is
     // on its way.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while manifests().is_empty() {
-        assert!(Instant::now() < deadline, "the first copy never finished");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first copy to finish", Duration::from_secs(60), || {
+        !manifests().is_empty()
+    });
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();

@@ -132,13 +132,12 @@ fn spawn_daemon(cfg: &std::path::Path, port: u16, nofile: Option<u32>) -> Daemon
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("daemon did not answer /healthz on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let up = poll_for(Duration::from_secs(20), || {
+        get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    if up.is_err() {
+        let _ = child.kill();
+        panic!("daemon did not answer /healthz on port {port}");
     }
     Daemon {
         child,

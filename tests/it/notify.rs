@@ -488,18 +488,17 @@ impl Smtp {
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !s.log_text().contains("READY") {
+        wait_until("the aiosmtpd SMTP server", Duration::from_secs(30), || {
             if let Ok(Some(st)) = s.child.try_wait() {
                 panic!("the aiosmtpd SMTP server exited ({st}):\n{}", s.log_text());
             }
-            assert!(
-                Instant::now() < deadline,
-                "the aiosmtpd SMTP server did not start within 30 s:\n{}",
-                s.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            let log = s.log_text();
+            if log.contains("READY") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
         s
     }
 
@@ -723,14 +722,11 @@ fn real_daemon_pings_start_and_fail_and_logs_no_secret() {
         .unwrap();
     // Valid when the configuration was checked, gone before the first run
     // (no start-up run: the first run is the first scheduled tick).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("daemon started")
-    {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the daemon to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("daemon started")
+    });
     std::fs::remove_dir_all(&src).unwrap();
     let all = rec.wait("a /fail ping", Duration::from_secs(30), |all| {
         all.iter().any(|r| r.path().ends_with("/fail"))
@@ -808,11 +804,10 @@ fn regression_issue23_daemon_starts_without_a_source_path_and_notifies_the_failu
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let all = loop {
+    let all = wait_until("a /fail ping", Duration::from_secs(30), || {
         let all = rec.all();
         if all.iter().any(|r| r.path().ends_with("/fail")) {
-            break all;
+            return Ok(all);
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
@@ -820,9 +815,8 @@ fn regression_issue23_daemon_starts_without_a_source_path_and_notifies_the_failu
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
-        assert!(Instant::now() < deadline, "no /fail ping: {all:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        Err(format!("{all:#?}"))
+    });
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

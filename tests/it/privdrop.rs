@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -116,17 +116,10 @@ fn stop(mut child: Child) -> String {
         .unwrap()
         .success();
     assert!(ok);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = poll_for(Duration::from_secs(20), || child.try_wait().unwrap()).ok();
+    if status.is_none() {
+        let _ = child.kill();
+    }
     let mut err = String::new();
     child
         .stderr
@@ -153,15 +146,11 @@ fn daemon_reads_root_only_secrets_then_runs_as_the_service_user() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !healthz(f.port) {
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not answer /healthz on {}",
-            f.port
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        &format!("the daemon to answer /healthz on {}", f.port),
+        Duration::from_secs(20),
+        || healthz(f.port),
+    );
     // Real, effective, saved and file-system ids, groups, capabilities.
     assert_eq!(status_line(pid, "Uid"), "65534 65534 65534 65534");
     assert_eq!(status_line(pid, "Gid"), "65534 65534 65534 65534");

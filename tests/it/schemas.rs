@@ -325,17 +325,11 @@ fn regression_issue23_every_json_output_matches_its_published_schema() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let body = loop {
-        if let Some((_, body)) = http_get(port, "/readyz") {
-            break body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon never answered /readyz"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let (_, body) = wait_until(
+        "the daemon to answer /readyz",
+        std::time::Duration::from_secs(30),
+        || http_get(port, "/readyz"),
+    );
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert_valid("readyz.json", &serde_json::from_str(&body).unwrap());
