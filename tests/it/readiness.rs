@@ -44,13 +44,13 @@ impl Daemon {
     fn first_verdict(&self) -> (Vec<u16>, u16, serde_json::Value) {
         let mut seen = Vec::new();
         let (code, v) = wait_until("a verdict from /readyz", Duration::from_secs(20), || {
-            let (code, body) = http_get(self.port, "/readyz").ok_or("no answer")?;
+            let (code, body) = http_get(self.port, "/readyz").ok_or("no answer".to_owned())?;
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             if v["jobs"].as_array().is_some_and(|j| !j.is_empty()) {
                 return Ok((code, v));
             }
             seen.push(code);
-            Err("no jobs listed yet")
+            Err(format!("no jobs listed yet; statuses so far {seen:?}"))
         });
         (seen, code, v)
     }
