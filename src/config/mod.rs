@@ -145,6 +145,10 @@ pub struct Notify {
     pub email: Option<EmailConfig>,
     /// Which events reach webhooks, Slack and email.
     pub on: NotifyOn,
+    /// How long one notification may take (`timeout`); unset, the job's
+    /// block falls back to the global one and that to
+    /// `notify::TIMEOUT`.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Events beyond the ones that always notify: every outcome other than

@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use super::raw::{self, Scalar};
-use super::validate::{tcp_port, Problems};
+use super::validate::{interval, tcp_port, Problems};
 use super::{EmailConfig, Notify, NotifyOn, SmtpSecurity};
 use crate::secret::{read_secret_file, Secret};
 
@@ -33,6 +33,10 @@ pub(super) fn notify(n: &raw::RawNotify, key: &str, p: &mut Problems) -> Notify 
             .as_ref()
             .and_then(|e| email(e, &format!("{key}.email"), p)),
         on: on(n, key, p),
+        timeout: n
+            .timeout
+            .as_ref()
+            .and_then(|t| interval(t, &format!("{key}.timeout"), p)),
     }
 }
 
@@ -257,6 +261,17 @@ mod tests {
             "  email: {server: mail, from: a@b.c, to: [x@y.z], tls: true, starttls: true}\n",
         );
         assert!(e.contains("notify.email.starttls"), "{e}");
+    }
+
+    #[test]
+    fn timeout_is_a_positive_duration_and_unset_by_default() {
+        assert_eq!(config("  on: [start]\n").unwrap().notify.timeout, None);
+        let c = config("  timeout: 1m30s\n").unwrap();
+        assert_eq!(c.notify.timeout, Some(std::time::Duration::from_secs(90)));
+        let e = problems("  timeout: 0s\n");
+        assert!(e.contains("notify.timeout") && e.contains("zero"), "{e}");
+        let e = problems("  timeout: soon\n");
+        assert!(e.contains("notify.timeout"), "{e}");
     }
 
     #[test]

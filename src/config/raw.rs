@@ -141,6 +141,9 @@ pub struct RawNotify {
     /// The old spelling of `on: [success]`, still accepted.
     #[serde(default)]
     pub on_success: Option<S<bool>>,
+    /// How long one notification may take, e.g. `10s`.
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
 }
 
 /// SMTP settings. There is deliberately no `password` key: only a file.

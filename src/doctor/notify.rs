@@ -62,7 +62,10 @@ async fn reach(about: &About, check: &str, host: &str, port: u16) -> Check {
 }
 
 async fn send_test(cfg: &Config, job: &JobConfig, about: &About) -> Check {
-    let mut targets = Targets::default();
+    let mut targets = Targets {
+        timeout: notify::timeout(cfg, job),
+        ..Targets::default()
+    };
     for n in [&job.notify, &cfg.notify] {
         targets.webhooks.extend(n.webhooks.iter().cloned());
         targets.slack.extend(n.slack.iter().cloned());

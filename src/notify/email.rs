@@ -1,12 +1,14 @@
 //! Email over SMTP (lettre, tokio, rustls): on-premises sites often have a
 //! mail relay and nothing else. Subject `[ccbackup] JOB: OUTCOME`.
 
+use std::time::Duration;
+
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{slack, Event, TIMEOUT};
+use super::{slack, Event};
 use crate::config::{EmailConfig, SmtpSecurity};
 use crate::error::chain;
 
@@ -55,7 +57,10 @@ fn message(cfg: &EmailConfig, event: Event<'_>) -> Result<Message, MailError> {
     Ok(b.body(body(event))?)
 }
 
-fn transport(cfg: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+fn transport(
+    cfg: &EmailConfig,
+    timeout: Duration,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let builder = match cfg.security {
         SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.server)?,
         SmtpSecurity::StartTls => {
@@ -63,16 +68,16 @@ fn transport(cfg: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Ma
         }
         SmtpSecurity::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.server),
     };
-    let mut builder = builder.port(cfg.port).timeout(Some(TIMEOUT));
+    let mut builder = builder.port(cfg.port).timeout(Some(timeout));
     if let (Some(user), Some(pw)) = (&cfg.username, &cfg.password) {
         builder = builder.credentials(Credentials::new(user.clone(), pw.expose().to_owned()));
     }
     Ok(builder.build())
 }
 
-async fn deliver(cfg: &EmailConfig, event: Event<'_>) -> Result<(), MailError> {
+async fn deliver(cfg: &EmailConfig, event: Event<'_>, timeout: Duration) -> Result<(), MailError> {
     let msg = message(cfg, event)?;
-    transport(cfg)?.send(msg).await?;
+    transport(cfg, timeout)?.send(msg).await?;
     Ok(())
 }
 
@@ -81,9 +86,9 @@ pub(super) fn target(cfg: &EmailConfig) -> String {
     format!("smtp://{}:{}", cfg.server, cfg.port)
 }
 
-pub(super) async fn send(cfg: &EmailConfig, event: Event<'_>) {
+pub(super) async fn send(cfg: &EmailConfig, event: Event<'_>, timeout: Duration) {
     let target = target(cfg);
-    match deliver(cfg, event).await {
+    match deliver(cfg, event, timeout).await {
         Ok(()) => tracing::debug!(channel = "email", target = %target, "notification sent"),
         Err(e) => {
             tracing::warn!(channel = "email", target = %target, error = %chain(&e), "could not send notification")

@@ -5,7 +5,9 @@
 //! and suspicious runs ping `/fail`: the scheduled backup did not happen
 //! or needs a look, and a monitor must never count that as a success.
 
-use super::{log_http, truncate, Event, MAX_BODY, TIMEOUT};
+use super::{log_http, truncate, Event, MAX_BODY};
+use std::time::Duration;
+
 use crate::secret::Secret;
 
 /// The ping URL for `event`: the check's URL with `/start` or `/fail`
@@ -24,7 +26,12 @@ pub(super) fn ping_url(base: &str, event: Event<'_>) -> Option<url::Url> {
     Some(u)
 }
 
-pub(super) async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>) {
+pub(super) async fn send(
+    client: &reqwest::Client,
+    url: &Secret,
+    event: Event<'_>,
+    timeout: Duration,
+) {
     let Some(ping) = ping_url(url.expose(), event) else {
         tracing::warn!(channel = "healthchecks", "cannot build the ping URL");
         return;
@@ -36,7 +43,7 @@ pub(super) async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_
     let r = client
         .post(ping)
         .header("content-type", "text/plain; charset=utf-8")
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .body(body)
         .send()
         .await;

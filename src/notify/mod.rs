@@ -9,9 +9,10 @@
 //! missing run); webhooks, Slack and email get every non-success outcome,
 //! and `start` / `success` only when their block lists them in `on`.
 //!
-//! Notification trouble never fails a run: every call has [`TIMEOUT`],
-//! start notifications run alongside the run, and errors are only logged,
-//! with URLs reduced to scheme and host (they carry tokens and check UUIDs).
+//! Notification trouble never fails a run: every call is bounded by the
+//! block's `timeout` ([`TIMEOUT`] unless configured), start notifications
+//! run alongside the run, and errors are only logged, with URLs reduced to
+//! scheme and host (they carry tokens and check UUIDs).
 
 mod email;
 mod healthchecks;
@@ -30,7 +31,8 @@ use crate::config::{Config, EmailConfig, JobConfig, Notify};
 use crate::error::chain;
 use crate::secret::Secret;
 
-/// One notification may take this long, connection included.
+/// One notification may take this long, connection included, unless the
+/// configuration's `notify.timeout` says otherwise.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// healthchecks and Slack show a few KB at most; errors can be long
@@ -76,12 +78,40 @@ impl Event<'_> {
 
 /// The channels one event goes to, owned so a start notification can run
 /// in its own task.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Targets {
     pub webhooks: Vec<Secret>,
     pub healthchecks: Vec<Secret>,
     pub slack: Vec<Secret>,
     pub email: Vec<EmailConfig>,
+    /// Bound of each call, connection included.
+    pub timeout: Duration,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets {
+            webhooks: Vec::new(),
+            healthchecks: Vec::new(),
+            slack: Vec::new(),
+            email: Vec::new(),
+            timeout: TIMEOUT,
+        }
+    }
+}
+
+/// The first block that sets `timeout` decides; none does: [`TIMEOUT`].
+fn timeout_of<'a>(blocks: impl IntoIterator<Item = &'a Notify>) -> Duration {
+    blocks
+        .into_iter()
+        .find_map(|n| n.timeout)
+        .unwrap_or(TIMEOUT)
+}
+
+/// How long one notification about `job` may take: the job's `notify.timeout`,
+/// else the global one, else [`TIMEOUT`].
+pub fn timeout(cfg: &Config, job: &JobConfig) -> Duration {
+    timeout_of([&job.notify, &cfg.notify])
 }
 
 fn push_new(out: &mut Vec<Secret>, from: &[Secret]) {
@@ -94,7 +124,10 @@ fn push_new(out: &mut Vec<Secret>, from: &[Secret]) {
 
 /// The job's block first, then the global one, duplicates removed.
 pub fn targets(cfg: &Config, job: &JobConfig, event: Event<'_>) -> Targets {
-    let mut t = Targets::default();
+    let mut t = Targets {
+        timeout: timeout(cfg, job),
+        ..Targets::default()
+    };
     for n in [&job.notify, &cfg.notify] {
         push_new(&mut t.healthchecks, &n.healthchecks);
         if !event.wanted_by(n) {
@@ -112,9 +145,13 @@ pub fn targets(cfg: &Config, job: &JobConfig, event: Event<'_>) -> Targets {
 }
 
 /// Every channel of the configuration (global and every job's), for an
-/// event about the daemon itself rather than one job.
+/// event about the daemon itself rather than one job. No job is involved,
+/// so the global block's `timeout` bounds every call.
 pub fn targets_everywhere(cfg: &Config, event: Event<'_>) -> Targets {
-    let mut t = Targets::default();
+    let mut t = Targets {
+        timeout: timeout_of([&cfg.notify]),
+        ..Targets::default()
+    };
     for n in std::iter::once(&cfg.notify).chain(cfg.jobs.iter().map(|j| &j.notify)) {
         push_new(&mut t.healthchecks, &n.healthchecks);
         if !event.wanted_by(n) {
@@ -141,43 +178,44 @@ impl Targets {
 }
 
 /// Sends `event` to every target at once, each call bounded by
-/// [`TIMEOUT`]. Never fails; problems are logged.
+/// `targets.timeout`. Never fails; problems are logged.
 pub async fn send(client: &reqwest::Client, targets: &Targets, event: Event<'_>) {
+    let timeout = targets.timeout;
     // (channel, redacted target, call)
     let mut calls: Vec<(&str, String, BoxFuture<'_, ()>)> = Vec::new();
     for url in &targets.webhooks {
         calls.push((
             "webhook",
             redact(url),
-            webhook::send(client, url, event).boxed(),
+            webhook::send(client, url, event, timeout).boxed(),
         ));
     }
     for url in &targets.healthchecks {
         calls.push((
             "healthchecks",
             redact(url),
-            healthchecks::send(client, url, event).boxed(),
+            healthchecks::send(client, url, event, timeout).boxed(),
         ));
     }
     for url in &targets.slack {
         calls.push((
             "slack",
             redact(url),
-            slack::send(client, url, event).boxed(),
+            slack::send(client, url, event, timeout).boxed(),
         ));
     }
     for mail in &targets.email {
         calls.push((
             "email",
             email::target(mail),
-            email::send(mail, event).boxed(),
+            email::send(mail, event, timeout).boxed(),
         ));
     }
     let bounded = calls.into_iter().map(|(channel, target, call)| async move {
         // The channels' own timeouts bound each network operation; this
         // bounds the whole exchange (an SMTP dialogue is several).
-        if tokio::time::timeout(TIMEOUT, call).await.is_err() {
-            tracing::warn!(channel, target = %target, timeout_s = TIMEOUT.as_secs(), "notification did not finish in time; abandoned");
+        if tokio::time::timeout(timeout, call).await.is_err() {
+            tracing::warn!(channel, target = %target, timeout_s = timeout.as_secs_f64(), "notification did not finish in time; abandoned");
         }
     });
     futures::future::join_all(bounded).await;
@@ -258,7 +296,8 @@ fn log_http(channel: &str, url: &Secret, r: Result<reqwest::Response, reqwest::E
     }
 }
 
-/// A client for HTTP notifications (rustls, proxies from the env).
+/// A client for HTTP notifications (rustls, proxies from the env). Its
+/// timeout is the default; each request sets the configured one.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(TIMEOUT)
@@ -269,6 +308,62 @@ pub fn client() -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(global: &str, job: &str) -> Config {
+        let text = format!(
+            "store:\n  url: file:///tmp/x\nnotify:\n  healthchecks: [\"http://hc/a\"]\n{global}jobs:\n  - name: j\n    notify:\n      slack: [\"http://s/b\"]\n{job}    sources:\n      - name: e\n        files: {{path: /tmp}}\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("c.yaml")).unwrap()
+    }
+
+    fn start() -> Start {
+        Start::new("r", "j", Utc::now())
+    }
+
+    #[test]
+    fn the_timeout_is_the_jobs_then_the_global_then_ten_seconds() {
+        let s = start();
+        let at = |c: &Config| targets(c, &c.jobs[0], Event::Start(&s)).timeout;
+        assert_eq!(TIMEOUT, Duration::from_secs(10));
+        assert_eq!(at(&config("", "")), TIMEOUT);
+        assert_eq!(Targets::default().timeout, TIMEOUT);
+        let c = config("  timeout: 3s\n", "");
+        assert_eq!(at(&c), Duration::from_secs(3));
+        let c = config("  timeout: 3s\n", "      timeout: 1m\n");
+        assert_eq!(at(&c), Duration::from_secs(60));
+        assert_eq!(timeout(&c, &c.jobs[0]), Duration::from_secs(60));
+        // Daemon-wide events have no job: the global block decides.
+        let e = targets_everywhere(&c, Event::Start(&s));
+        assert_eq!(e.timeout, Duration::from_secs(3));
+        let c = config("", "      timeout: 1m\n");
+        assert_eq!(targets_everywhere(&c, Event::Start(&s)).timeout, TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_target_is_abandoned_after_the_timeout() {
+        // Accepts the connection and never answers.
+        let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = hole.local_addr().unwrap();
+        let keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = hole.accept().await {
+                held.push(s);
+            }
+        });
+        let t = Targets {
+            healthchecks: vec![Secret::new(format!("http://{addr}/ping/x"))],
+            timeout: Duration::from_secs(7),
+            ..Targets::default()
+        };
+        let s = start();
+        let before = tokio::time::Instant::now();
+        send(&client(), &t, Event::Start(&s)).await;
+        // Paused time: the only way forward is a timer firing, so the call
+        // ended when the configured bound did, not the default one.
+        let took = before.elapsed();
+        assert!(took >= Duration::from_secs(7) && took < TIMEOUT, "{took:?}");
+        keep.abort();
+    }
 
     #[test]
     fn redaction_keeps_only_scheme_and_host() {

@@ -1,7 +1,9 @@
 //! Slack-compatible incoming webhooks (Slack, Mattermost, Rocket.Chat):
 //! `{"text": ...}` a person can read.
 
-use super::{log_http, truncate, Event, MAX_BODY, TIMEOUT};
+use super::{log_http, truncate, Event, MAX_BODY};
+use std::time::Duration;
+
 use crate::secret::Secret;
 
 pub(super) fn text(event: Event<'_>) -> String {
@@ -14,12 +16,17 @@ pub(super) fn text(event: Event<'_>) -> String {
     }
 }
 
-pub(super) async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>) {
+pub(super) async fn send(
+    client: &reqwest::Client,
+    url: &Secret,
+    event: Event<'_>,
+    timeout: Duration,
+) {
     let body = serde_json::json!({ "text": text(event) }).to_string();
     let r = client
         .post(url.expose())
         .header("content-type", "application/json")
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .body(body)
         .send()
         .await;

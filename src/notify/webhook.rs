@@ -1,8 +1,10 @@
 //! Generic webhooks: the run report as JSON, POSTed.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
-use super::{log_http, Event, Start, TIMEOUT};
+use super::{log_http, Event, Start};
 use crate::backup::report::Report;
 use crate::secret::Secret;
 
@@ -41,7 +43,12 @@ fn body(event: Event<'_>) -> Body<'_> {
     }
 }
 
-pub(super) async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>) {
+pub(super) async fn send(
+    client: &reqwest::Client,
+    url: &Secret,
+    event: Event<'_>,
+    timeout: Duration,
+) {
     let body = match serde_json::to_vec(&body(event)) {
         Ok(b) => b,
         Err(e) => {
@@ -52,7 +59,7 @@ pub(super) async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_
     let r = client
         .post(url.expose())
         .header("content-type", "application/json")
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .body(body)
         .send()
         .await;

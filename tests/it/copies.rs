@@ -14,9 +14,9 @@ use ccbackup::secret::Secret;
 use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::lock::Flaky;
 use crate::support::*;
 use crate::support_s3::*;
+use crate::support_store::{FaultyStore, Op};
 
 const SECRET: &str = "c0py-s3cr3t-Never-Shown-4471";
 
@@ -302,26 +302,10 @@ fn a_failing_copy_is_reported_and_never_uncompletes_the_primary_backup() {
     ccbackup(&cfg, &["verify"]).expect_ok();
 }
 
-/// A minimal HTTP GET for the daemon's /metrics.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// On paused time: the every-second runs take none.
 #[tokio::test(start_paused = true)]
 async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let ws = Workspace::new();
     let src = ws.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -354,8 +338,7 @@ async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
         .await
         .unwrap()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until_async("copy metrics", Duration::from_secs(30), || {
         let done = metrics.get("j").is_some_and(|s| {
             s.copies.get(&bad).is_some_and(|c| c.failures >= 2)
                 && s.copies
@@ -363,18 +346,13 @@ async fn the_daemon_counts_copy_failures_and_successes_in_metrics() {
                     .is_some_and(|c| c.last_success.is_some())
         });
         if done {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{:?}", metrics.get("j")))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no copy metrics: {:?}",
-            metrics.get("j")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
-        .await
-        .unwrap();
+    })
+    .await;
+    let (_, body) = http_get_async(addr, "/metrics").await.unwrap();
     let failures = format!("ccbackup_copy_failures_total{{job=\"j\",store=\"{bad}\"}} ");
     let line = body
         .lines()
@@ -580,77 +558,6 @@ fn a_signed_backup_stays_signed_in_the_copy() {
     ccbackup(&reader, &["verify"]).expect_ok();
 }
 
-/// Fires `cancel` when the first multipart upload starts, so the copy is
-/// interrupted in the middle of its first artifact.
-#[derive(Debug)]
-struct CancelOnUpload {
-    inner: Arc<dyn object_store::ObjectStore>,
-    cancel: CancellationToken,
-}
-
-impl std::fmt::Display for CancelOnUpload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CancelOnUpload({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl object_store::ObjectStore for CancelOnUpload {
-    async fn put_opts(
-        &self,
-        location: &object_store::path::Path,
-        payload: object_store::PutPayload,
-        opts: object_store::PutOptions,
-    ) -> object_store::Result<object_store::PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &object_store::path::Path,
-        opts: object_store::PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-        let upload = self.inner.put_multipart_opts(location, opts).await;
-        self.cancel.cancel();
-        upload
-    }
-    async fn get_opts(
-        &self,
-        location: &object_store::path::Path,
-        options: object_store::GetOptions,
-    ) -> object_store::Result<object_store::GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: futures::stream::BoxStream<
-            'static,
-            object_store::Result<object_store::path::Path>,
-        >,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> object_store::Result<object_store::ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &object_store::path::Path,
-        to: &object_store::path::Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_copy_leaves_nothing_and_a_rerun_completes_it() {
     let ws = Workspace::new();
@@ -665,10 +572,14 @@ async fn an_interrupted_copy_leaves_nothing_and_a_rerun_completes_it() {
     let copy_dir = ws.path().join("copy");
     let mut dst = file_repo(&copy_dir);
     let cancel = CancellationToken::new();
-    dst.store = Arc::new(CancelOnUpload {
-        inner: dst.store.clone(),
-        cancel: cancel.clone(),
-    });
+    // Fires `cancel` once the first multipart upload has started, so the
+    // copy is interrupted in the middle of its first artifact.
+    let fire = cancel.clone();
+    dst.store = Arc::new(FaultyStore::passing(dst.store.clone()).after(move |op, _| {
+        if op == Op::PutMultipart {
+            fire.cancel();
+        }
+    }));
     let err = ccbackup::backup::copy::copy_backup(&primary, &dst, "site", &id, &cancel)
         .await
         .unwrap_err();
@@ -707,7 +618,7 @@ async fn transient_failures_of_the_copy_store_are_retried() {
     let primary = file_repo(&ws.store_dir());
     let copy_dir = ws.path().join("copy");
     let mut dst = file_repo(&copy_dir);
-    let flaky = Flaky::wrap(dst.store.clone(), 3);
+    let flaky = FaultyStore::failing_first(dst.store.clone(), 3);
     dst.store = flaky.clone();
     let done =
         ccbackup::backup::copy::copy_backup(&primary, &dst, "site", &id, &CancellationToken::new())
@@ -726,7 +637,7 @@ async fn transient_failures_of_the_copy_store_are_retried() {
 
 #[test]
 fn sigint_stops_a_backfill_between_objects_and_a_rerun_finishes_it() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let server = start_moto(false);
     create_bucket(&server, "ccb-intr");
     let ws = Workspace::new();
@@ -764,11 +675,9 @@ fn sigint_stops_a_backfill_between_objects_and_a_rerun_finishes_it() {
         .unwrap();
     // Signal once the first backup is in the copy store: the next one is
     // on its way.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while manifests().is_empty() {
-        assert!(Instant::now() < deadline, "the first copy never finished");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first copy to finish", Duration::from_secs(60), || {
+        !manifests().is_empty()
+    });
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();

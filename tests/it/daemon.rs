@@ -20,8 +20,9 @@ use ccbackup::daemon::{self, metrics::Metrics, Options};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::lock::{open_repo, plant_lease, Flaky};
+use crate::lock::{open_repo, plant_lease};
 use crate::support::*;
+use crate::support_store::FaultyStore;
 
 struct Running {
     addr: SocketAddr,
@@ -75,29 +76,11 @@ impl Running {
     }
 }
 
-/// A plain HTTP/1.1 GET: (status, body).
+/// `(status, body)` of a GET to the in-process daemon.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap();
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|x| x.1)
-            .unwrap_or("")
-            .to_owned();
-        (status, body)
-    })
-    .await
-    .unwrap()
+    http_get_async(addr, path)
+        .await
+        .unwrap_or_else(|| panic!("no answer to GET {path}"))
 }
 
 /// The value of one sample line in a Prometheus text body.
@@ -106,16 +89,6 @@ fn sample(body: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-/// Polls `cond` every 100 ms of tokio time (virtual under paused time);
-/// `limit` is real time, a backstop.
-async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn files_job(ws: &Workspace, extra_job: &str, extra_top: &str) -> std::path::PathBuf {
@@ -149,7 +122,7 @@ async fn daemon_runs_on_schedule_prunes_after_success_and_serves_metrics() {
     let (code, body) = get(d.addr, "/healthz").await;
     assert_eq!(code, 200, "{body}");
     let m = d.metrics.clone();
-    wait_for("three successful runs", Duration::from_secs(20), || {
+    wait_until_async("three successful runs", Duration::from_secs(20), || {
         m.get("j")
             .is_some_and(|s| s.runs.get("success").copied().unwrap_or(0) >= 3)
     })
@@ -250,7 +223,7 @@ async fn failing_job_makes_readyz_fail_notifies_and_never_prunes() {
     let d = start(&cfg, None).await;
     std::fs::remove_dir_all(&src).unwrap();
     let m = d.metrics.clone();
-    wait_for("two failed runs", Duration::from_secs(20), || {
+    wait_until_async("two failed runs", Duration::from_secs(20), || {
         m.get("j")
             .is_some_and(|s| s.runs.get("failure").copied().unwrap_or(0) >= 2)
     })
@@ -268,7 +241,7 @@ async fn failing_job_makes_readyz_fail_notifies_and_never_prunes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let b = bodies.clone();
-    wait_for("a failure webhook", Duration::from_secs(10), || {
+    wait_until_async("a failure webhook", Duration::from_secs(10), || {
         !b.lock().unwrap().is_empty()
     })
     .await;
@@ -301,7 +274,7 @@ async fn held_lock_is_respected_and_an_expired_one_taken_over() {
     .await;
     let d = start_on(&cfg, None, clock.clone()).await;
     let m = d.metrics.clone();
-    wait_for("two locked runs", Duration::from_secs(20), || {
+    wait_until_async("two locked runs", Duration::from_secs(20), || {
         m.get("j").is_some_and(|s| s.lock_waits >= 2)
     })
     .await;
@@ -326,7 +299,7 @@ async fn held_lock_is_respected_and_an_expired_one_taken_over() {
         clock.now() - chrono::Duration::seconds(1),
     )
     .await;
-    wait_for("a manifest after takeover", Duration::from_secs(20), || {
+    wait_until_async("a manifest after takeover", Duration::from_secs(20), || {
         !ws.manifests().is_empty()
     })
     .await;
@@ -338,11 +311,11 @@ async fn flaky_store_is_retried_to_success() {
     let ws = Workspace::new();
     let cfg = files_job(&ws, "", "");
     let mut repo = open_repo(&ws);
-    let flaky = Flaky::wrap(repo.store.clone(), 4);
+    let flaky = FaultyStore::failing_first(repo.store.clone(), 4);
     repo.store = flaky.clone();
     let d = start_on(&cfg, Some(repo), Clock::following_tokio(Utc::now())).await;
     let m = d.metrics.clone();
-    wait_for(
+    wait_until_async(
         "a success through the flaky store",
         Duration::from_secs(30),
         || {
@@ -385,7 +358,7 @@ async fn runs_do_not_overlap_and_shutdown_mid_run_leaves_nothing() {
 
     let d = start(&cfg, None).await;
     let m = d.metrics.clone();
-    wait_for(
+    wait_until_async(
         "ticks skipped while the run is blocked",
         Duration::from_secs(20),
         || m.get("j").is_some_and(|s| s.running && s.skipped_runs >= 2),

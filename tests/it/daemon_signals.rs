@@ -1,38 +1,16 @@
 //! The real `ccbackup daemon` binary under signals: SIGHUP with a broken
 //! config keeps the old one running; SIGTERM stops it cleanly (exit 0).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Plain HTTP GET; `None` while nothing listens.
+/// The whole answer to a GET; `None` while nothing listens.
 fn get(port: u16, path: &str) -> Option<String> {
-    get_within(port, path, Duration::from_secs(5))
-}
-
-/// Plain HTTP GET; `None` unless the answer starts within `limit`.
-fn get_within(port: u16, path: &str, limit: Duration) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(limit)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    http_get_raw(port, path, Duration::from_secs(5))
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -45,14 +23,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
+    poll_for(within, || child.try_wait().unwrap()).ok()
 }
 
 #[test]
@@ -161,13 +132,12 @@ fn spawn_daemon(cfg: &std::path::Path, port: u16, nofile: Option<u32>) -> Daemon
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("daemon did not answer /healthz on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let up = poll_for(Duration::from_secs(20), || {
+        get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    if up.is_err() {
+        let _ = child.kill();
+        panic!("daemon did not answer /healthz on port {port}");
     }
     Daemon {
         child,
@@ -237,7 +207,7 @@ fn idle_half_sent_requests_cannot_starve_healthz() {
     // server's own header timeout, so waiting for idle clients to time out
     // does not count.
     for _ in 0..3 {
-        let answer = get_within(port, "/healthz", Duration::from_secs(2));
+        let answer = http_get_raw(port, "/healthz", Duration::from_secs(2));
         assert!(
             answer
                 .as_deref()

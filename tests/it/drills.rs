@@ -6,10 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
-use crate::support_s3::free_port;
 
 struct Daemon {
     child: Child,
@@ -45,18 +44,14 @@ impl Daemon {
 
     /// Waits (bounded) until `cond` holds on the log.
     fn wait_log(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        wait_until(what, Duration::from_secs(60), || {
             let log = self.log();
             if cond(&log) {
-                return log;
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     fn metrics(&self) -> String {
@@ -189,15 +184,18 @@ fn drills_run_on_schedule_with_metrics_readiness_and_failure_notifications() {
     assert_eq!(f["error"], serde_json::Value::Null, "{f}");
     assert!(f["restore_test"].is_boolean(), "{f}");
     assert!(!log.contains("Some("), "{log}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let m = loop {
-        let m = d.metrics();
-        if m.contains("ccbackup_verify_last_success_timestamp_seconds{job=\"j\"}") {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let m = wait_until(
+        "a successful drill in /metrics",
+        Duration::from_secs(30),
+        || {
+            let m = d.metrics();
+            if m.contains("ccbackup_verify_last_success_timestamp_seconds{job=\"j\"}") {
+                Ok(m)
+            } else {
+                Err(m)
+            }
+        },
+    );
     assert!(
         m.contains("ccbackup_verify_last_outcome{job=\"j\",outcome=\"success\"} 1"),
         "{m}"
@@ -226,15 +224,18 @@ fn drills_run_on_schedule_with_metrics_readiness_and_failure_notifications() {
     assert_eq!(v["kind"], "verify", "{v}");
     assert_eq!(v["outcome"], "failure", "{v}");
     assert!(v["error"].as_str().unwrap().contains("sha256"), "{v}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = d.metrics();
-        if m.contains("ccbackup_verify_last_outcome{job=\"j\",outcome=\"failure\"} 1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "a failed drill in /metrics",
+        Duration::from_secs(30),
+        || {
+            let m = d.metrics();
+            if m.contains("ccbackup_verify_last_outcome{job=\"j\",outcome=\"failure\"} 1") {
+                Ok(())
+            } else {
+                Err(m)
+            }
+        },
+    );
 }
 
 #[test]
@@ -261,16 +262,15 @@ fn readiness_requires_a_recent_drill_when_verify_max_age_is_set() {
     std::fs::write(&art, vec![b'x'; len]).unwrap();
     let d = Daemon::start(&cfg, ws.path());
     d.wait_log("a failed drill", |l| l.contains("\"outcome\":\"failure\""));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = http_get(d.port, "/readyz");
-        if let Some((503, body)) = &r {
-            assert!(body.contains("restore drill"), "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{r:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let body = wait_until(
+        "/readyz to fail",
+        Duration::from_secs(30),
+        || match http_get(d.port, "/readyz") {
+            Some((503, body)) => Ok(body),
+            r => Err(format!("{r:?}")),
+        },
+    );
+    assert!(body.contains("restore drill"), "{body}");
 }
 
 fn rchar(pid: u32) -> u64 {
@@ -310,30 +310,19 @@ fn regression_issue22_shutdown_cancels_a_drill_hashing_a_huge_artifact() {
 
     let mut d = Daemon::start(&cfg, ws.path());
     let pid = d.child.id();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rchar(pid) < 64 << 20 {
-        assert!(
-            Instant::now() < deadline,
-            "the drill never started hashing; log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    if poll_for(Duration::from_secs(120), || rchar(pid) >= 64 << 20).is_err() {
+        panic!("the drill never started hashing; log:\n{}", d.log());
     }
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
     // Only a drill that ignores shutdown reaches this bound: the rest of
     // the artifact would take hours.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon still runs 60 s after SIGTERM; log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status =
+        poll_for(Duration::from_secs(60), || d.child.try_wait().unwrap()).unwrap_or_else(|_| {
+            panic!(
+                "the daemon still runs 60 s after SIGTERM; log:\n{}",
+                d.log()
+            )
+        });
     assert!(status.success(), "{status:?}; log:\n{}", d.log());
     let log = d.log();
     assert!(log.contains("\"outcome\":\"cancelled\""), "{log}");

@@ -4,13 +4,11 @@
 //! then is reloaded with schedules a year away; its resident set once
 //! idle, read from its own `/metrics`, stays under a fixed budget.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::support_s3::{free_port, random_file};
+use crate::support_s3::random_file;
 
 /// Idle resident memory allowed after the runs (debug build): about
 /// 40 MiB with the fix, 122-144 MiB before it, when the runs' buffers kept
@@ -22,16 +20,7 @@ const RUNS: f64 = 24.0;
 const JOBS: [&str; 3] = ["a", "b", "c"];
 
 fn metrics(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    http_get_raw(port, "/metrics", Duration::from_secs(5))
 }
 
 fn sample(body: &str, series: &str) -> Option<f64> {

@@ -5,7 +5,7 @@
 //! restarted for real while `pg_dump` waits on a table lock.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ccbackup::clock::Clock;
 use ccbackup::config;
@@ -14,15 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::*;
 use crate::support_pg::{pg15_bin, Cluster};
-
-/// Waits (real time) until `cond` holds.
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue24_a_server_restart_mid_dump_is_retried_to_success() {
@@ -66,7 +57,7 @@ async fn issue24_a_server_restart_mid_dump_is_retried_to_success() {
         ..Default::default()
     };
     let task = tokio::spawn(daemon::run(config::load(&cfg).unwrap(), opts, stop.clone()));
-    wait_until(
+    wait_until_async(
         "pg_dump waiting for the lock",
         Duration::from_secs(30),
         || waiting(&cluster),
@@ -97,7 +88,7 @@ async fn issue24_a_server_restart_mid_dump_is_retried_to_success() {
             .and_then(|s| s.runs.get(outcome).copied())
             .unwrap_or(0)
     };
-    wait_until("the run to finish", Duration::from_secs(60), || {
+    wait_until_async("the run to finish", Duration::from_secs(60), || {
         runs("success") + runs("failure") > 0
     })
     .await;

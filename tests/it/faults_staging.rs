@@ -4,7 +4,7 @@
 //! (`<key>#<n>`) and the backup's directory; `prune` removes both once
 //! they are older than `orphan_grace`, and not before.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 use crate::support_rrd;
@@ -48,22 +48,14 @@ fn issue24_staging_files_and_empty_dirs_of_a_killed_run_are_swept_after_the_grac
         .spawn()
         .unwrap();
     let job_dir = ws.store_dir().join("j");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let staging = loop {
-        let found: Vec<_> = if job_dir.exists() {
-            files_under(&job_dir)
-                .into_iter()
-                .filter(|p| p.to_string_lossy().contains('#'))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if let Some(p) = found.into_iter().next() {
-            break p;
+    let staging = wait_until("a staging file", Duration::from_secs(30), || {
+        if !job_dir.exists() {
+            return None;
         }
-        assert!(Instant::now() < deadline, "no staging file appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        files_under(&job_dir)
+            .into_iter()
+            .find(|p| p.to_string_lossy().contains('#'))
+    });
     run.kill().unwrap(); // SIGKILL: no cleanup at all
     run.wait().unwrap();
     drop(held);

@@ -844,28 +844,27 @@ fn regression_issue22_sigterm_stops_restore_while_it_stages_a_large_artifact() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while rchar(pid) < 64 << 20 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "restore ended before staging"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "restore never started staging"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(
+        "restore to start staging",
+        std::time::Duration::from_secs(120),
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "restore ended before staging"
+            );
+            rchar(pid) >= 64 << 20
+        },
+    );
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
     // Only a copy that ignores the signal reaches this bound.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("restore still running 60 s after SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    if poll_for(std::time::Duration::from_secs(60), || {
+        child.try_wait().unwrap()
+    })
+    .is_err()
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("restore still running 60 s after SIGTERM");
     }
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::support::*;
 use crate::support_s3::*;
+use crate::support_store::{denied, FaultyStore, Op};
 
 const DAY: i64 = 86_400;
 
@@ -574,86 +575,6 @@ fn a_copy_store_with_object_lock_is_locked_like_the_primary() {
     }
 }
 
-/// A store that refuses every delete as S3 does an object it may not
-/// delete (`AccessDenied`), and passes everything else through.
-#[derive(Debug)]
-struct RefusesDeletes(std::sync::Arc<dyn object_store::ObjectStore>);
-
-impl std::fmt::Display for RefusesDeletes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RefusesDeletes({})", self.0)
-    }
-}
-
-#[async_trait::async_trait]
-impl object_store::ObjectStore for RefusesDeletes {
-    async fn put_opts(
-        &self,
-        location: &object_store::path::Path,
-        payload: object_store::PutPayload,
-        opts: object_store::PutOptions,
-    ) -> object_store::Result<object_store::PutResult> {
-        self.0.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &object_store::path::Path,
-        opts: object_store::PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-        self.0.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &object_store::path::Path,
-        options: object_store::GetOptions,
-    ) -> object_store::Result<object_store::GetResult> {
-        self.0.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: futures::stream::BoxStream<
-            'static,
-            object_store::Result<object_store::path::Path>,
-        >,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
-        use futures::StreamExt;
-        Box::pin(locations.map(|l| {
-            let path = l?.to_string();
-            Err(object_store::Error::PermissionDenied {
-                path,
-                source: "AccessDenied: Access Denied because object protected by object lock"
-                    .into(),
-            })
-        }))
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
-        self.0.list(prefix)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> object_store::Result<object_store::ListResult> {
-        self.0.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &object_store::path::Path,
-        to: &object_store::path::Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.0.copy_opts(from, to, options).await
-    }
-}
-
 #[test]
 fn a_delete_the_store_refuses_for_a_locked_backup_is_retained_not_failed() {
     let site = Site::new("ccb-lock-refuse", true);
@@ -666,7 +587,16 @@ fn a_delete_the_store_refuses_for_a_locked_backup_is_retained_not_failed() {
         let mut repo = ccbackup::repo::store::open(&config.store)
             .expect("open")
             .with_signing(config.signing.as_ref());
-        repo.store = std::sync::Arc::new(RefusesDeletes(repo.store.clone()));
+        // Every delete refused, as S3 refuses an object it may not delete.
+        repo.store = std::sync::Arc::new(FaultyStore::new(repo.store.clone(), |op, p, _| {
+            if op == Op::Delete {
+                return Err(denied(
+                    p,
+                    "AccessDenied: Access Denied because object protected by object lock",
+                ));
+            }
+            Ok(())
+        }));
         let d = ccbackup::retention::prune::plan_job(&repo, &config.jobs[0])
             .await
             .expect("plan");

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::hardening::client_dir;
 use crate::support::*;
@@ -24,11 +24,10 @@ fn spawn(cfg: &Path, args: &[&str]) -> Child {
 
 /// Waits for a file a wrapped client program writes when it starts.
 fn wait_for_file(p: &Path, child: &mut Child) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until(&p.display().to_string(), Duration::from_secs(60), || {
         if let Ok(s) = std::fs::read_to_string(p) {
             if s.ends_with('\n') {
-                return s.trim().to_owned();
+                return Some(s.trim().to_owned());
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -38,9 +37,8 @@ fn wait_for_file(p: &Path, child: &mut Child) -> String {
                 p.display()
             );
         }
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        None
+    })
 }
 
 trait OutputNow {
@@ -68,17 +66,12 @@ fn signal(child: &Child, sig: i32) {
 
 fn finish(mut child: Child) -> (Option<i32>, String) {
     let out = child.wait_with_output_now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status.code(), out);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ccbackup did not stop after the signal: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = wait_until(
+        &format!("ccbackup to stop after the signal ({out})"),
+        Duration::from_secs(60),
+        || child.try_wait().unwrap(),
+    );
+    (status.code(), out)
 }
 
 fn alive(pid: &str) -> bool {

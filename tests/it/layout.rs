@@ -2,7 +2,9 @@
 //! no import cycles between modules, nothing in the library imports the
 //! command layer (`app`), the repository layer (`repo/`) imports none of the
 //! layers built on it, and no module's code (before its unit tests) grows
-//! past the size where it stops having one job.
+//! past the size where it stops having one job. And for the tests
+//! themselves: one `free_port`, one HTTP GET and one fault-injecting
+//! object store, in the support modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -279,4 +281,123 @@ fn cycle_finder_finds_cycles() {
         find_cycle(&g),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
+}
+
+// ---------------------------------------------------- the tests' own shape --
+
+/// The integration tests' files (`tests/it/*.rs`) with their text.
+fn test_files() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|x| x.to_str()) == Some("rs"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Helpers shared by every test live in `support*.rs`; this file names
+/// what it forbids, so it is no offender either.
+fn is_support(name: &str) -> bool {
+    name.starts_with("support") || name == "layout.rs"
+}
+
+/// Functions that are not tests (no `#[test]`/`#[tokio::test]` right above
+/// them) and whose body both opens a `TcpStream` and writes a GET: an HTTP
+/// GET of their own. A test may still send raw, broken requests inline.
+/// Relies on rustfmt's layout: a body ends at a `}` with the indentation
+/// of its `fn` line.
+fn own_http_gets(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.trim_start();
+        let header = [
+            "fn ",
+            "async fn ",
+            "pub fn ",
+            "pub async fn ",
+            "pub(crate) fn ",
+        ]
+        .iter()
+        .any(|p| body.starts_with(p));
+        if !header {
+            continue;
+        }
+        let attrs = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| {
+                let t = l.trim_start();
+                t.starts_with("#[") || t.starts_with("///")
+            })
+            .any(|l| l.contains("test]") || l.contains("test("));
+        if attrs {
+            continue;
+        }
+        let indent = &line[..line.len() - body.len()];
+        let close = format!("{indent}}}");
+        let end = lines[i..]
+            .iter()
+            .position(|l| *l == close)
+            .map_or(lines.len(), |n| i + n);
+        let text = lines[i..end].join("\n");
+        if text.contains("TcpStream") && text.contains("GET ") {
+            out.push(body.to_owned());
+        }
+    }
+    out
+}
+
+/// One `free_port`, one HTTP GET and one fault-injecting store, all in
+/// `support*.rs`: a test that needs another kind extends those, so the
+/// next test finds it instead of writing a fifth copy.
+#[test]
+fn tests_share_their_helpers_through_support() {
+    let files = test_files();
+    assert!(files.len() > 40, "tests/it was not found");
+    let mut bad = Vec::new();
+    for (name, text) in files.iter().filter(|(n, _)| n != "layout.rs") {
+        for line in text.lines() {
+            let t = line.trim_start();
+            if t.contains("fn free_port") && name != "support.rs" {
+                bad.push(format!("{name}: its own free_port: use support::free_port"));
+            }
+            if t.starts_with("impl") && t.contains("ObjectStore for") && name != "support_store.rs"
+            {
+                bad.push(format!(
+                    "{name}: its own ObjectStore: use support_store::FaultyStore"
+                ));
+            }
+        }
+        if is_support(name) {
+            continue;
+        }
+        for f in own_http_gets(text) {
+            bad.push(format!(
+                "{name}: `{f}` sends its own HTTP GET: use support::http_get"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn own_http_gets_are_found_and_raw_requests_in_tests_are_not() {
+    let helper = "fn metrics(port: u16) -> String {\n    let mut s = TcpStream::connect(port).unwrap();\n    s.write_all(b\"GET /metrics HTTP/1.1\\r\\n\\r\\n\").unwrap();\n}\n";
+    assert_eq!(own_http_gets(helper), ["fn metrics(port: u16) -> String {"]);
+    let method = helper.replace('\n', "\n    ");
+    let method = format!("impl D {{\n    /// Doc.\n    {method}}}\n");
+    assert_eq!(own_http_gets(&method).len(), 1, "{method}");
+    let test = format!("#[test]\n{helper}");
+    assert!(own_http_gets(&test).is_empty());
+    let tokio_test = format!("#[tokio::test(start_paused = true)]\nasync {helper}");
+    assert!(own_http_gets(&tokio_test).is_empty());
+    let other = "fn put(port: u16) {\n    let s = TcpStream::connect(port);\n    s.write_all(b\"PUT /x\");\n}\nfn get_it() {\n    \"GET \";\n}\n";
+    assert!(own_http_gets(other).is_empty());
 }

@@ -3,23 +3,17 @@
 //! in-process tests run on paused tokio time with a clock that follows it,
 //! so TTLs, renewals, backoff and the takeover settle take no real time.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use ccbackup::clock::Clock;
 use ccbackup::repo::lock::{self, LockError};
 use ccbackup::repo::store::{self, Repo};
 use chrono::Utc;
-use futures::stream::BoxStream;
-use object_store::path::Path as ObjPath;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::ObjectStoreExt;
 
 use crate::support::*;
+use crate::support_store::FaultyStore;
 
 pub fn open_repo(ws: &Workspace) -> Repo {
     let cfg = ccbackup::config::parse(
@@ -31,106 +25,6 @@ pub fn open_repo(ws: &Workspace) -> Repo {
     )
     .unwrap();
     store::open(&cfg.store).unwrap()
-}
-
-/// A store whose first `fail_first` calls, and every call while `broken`
-/// is set, fail with a transient error (connection reset); otherwise it
-/// behaves like the store it wraps.
-#[derive(Debug)]
-pub struct Flaky {
-    pub inner: Arc<dyn ObjectStore>,
-    pub fail_first: usize,
-    pub calls: AtomicUsize,
-    pub broken: std::sync::atomic::AtomicBool,
-}
-
-impl Flaky {
-    pub fn wrap(inner: Arc<dyn ObjectStore>, fail_first: usize) -> Arc<Flaky> {
-        Arc::new(Flaky {
-            inner,
-            fail_first,
-            calls: AtomicUsize::new(0),
-            broken: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    fn check(&self) -> object_store::Result<()> {
-        let early = self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first;
-        if early || self.broken.load(Ordering::SeqCst) {
-            Err(object_store::Error::Generic {
-                store: "flaky",
-                source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
-            })
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl std::fmt::Display for Flaky {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Flaky({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Flaky {
-    async fn put_opts(
-        &self,
-        location: &ObjPath,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.check()?;
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjPath,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.check()?;
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &ObjPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.check()?;
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        match self.check() {
-            Ok(()) => self.inner.list(prefix),
-            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
-        }
-    }
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> object_store::Result<ListResult> {
-        self.check()?;
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &ObjPath,
-        to: &ObjPath,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.check()?;
-        self.inner.copy_opts(from, to, options).await
-    }
 }
 
 /// Writes another owner's lease for `job`, expiring at `expires`.
@@ -316,7 +210,7 @@ async fn a_holder_that_cannot_renew_loses_the_lock_after_its_ttl() {
     let ws = Workspace::new();
     let (mut repo, clock) = paused_repo(&ws);
     let store = repo.store.clone();
-    let switch = Flaky::wrap(store, 0);
+    let switch = FaultyStore::failing_first(store, 0);
     repo.store = switch.clone();
     let t0 = clock.now();
     let g = lock::acquire(
@@ -353,7 +247,7 @@ fn rfc3339(t: chrono::DateTime<Utc>) -> String {
 async fn transient_store_failures_are_retried_during_acquisition() {
     let ws = Workspace::new();
     let (mut repo, _) = paused_repo(&ws);
-    let flaky = Flaky::wrap(repo.store.clone(), 3);
+    let flaky = FaultyStore::failing_first(repo.store.clone(), 3);
     repo.store = flaky.clone();
     let g = lock::acquire(
         &repo,
@@ -369,7 +263,7 @@ async fn transient_store_failures_are_retried_during_acquisition() {
     g.release().await.unwrap();
 
     // A permanent failure is not retried.
-    let flaky = Flaky::wrap(Arc::new(Denied), 0);
+    let flaky = FaultyStore::denying_everything();
     repo.store = flaky.clone();
     let err = lock::acquire(
         &repo,
@@ -383,65 +277,6 @@ async fn transient_store_failures_are_retried_during_acquisition() {
     .unwrap_err();
     assert!(!err.is_held(), "{err}");
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
-}
-
-/// A store that refuses everything with "permission denied".
-#[derive(Debug)]
-struct Denied;
-
-impl std::fmt::Display for Denied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Denied")
-    }
-}
-
-fn denied() -> object_store::Error {
-    object_store::Error::PermissionDenied {
-        path: "x".into(),
-        source: "no".into(),
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Denied {
-    async fn put_opts(
-        &self,
-        _: &ObjPath,
-        _: PutPayload,
-        _: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        Err(denied())
-    }
-    async fn put_multipart_opts(
-        &self,
-        _: &ObjPath,
-        _: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        Err(denied())
-    }
-    async fn get_opts(&self, _: &ObjPath, _: GetOptions) -> object_store::Result<GetResult> {
-        Err(denied())
-    }
-    fn delete_stream(
-        &self,
-        _: BoxStream<'static, object_store::Result<ObjPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        Box::pin(futures::stream::once(async { Err(denied()) }))
-    }
-    fn list(&self, _: Option<&ObjPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        Box::pin(futures::stream::once(async { Err(denied()) }))
-    }
-    async fn list_with_delimiter(&self, _: Option<&ObjPath>) -> object_store::Result<ListResult> {
-        Err(denied())
-    }
-    async fn copy_opts(
-        &self,
-        _: &ObjPath,
-        _: &ObjPath,
-        _: CopyOptions,
-    ) -> object_store::Result<()> {
-        Err(denied())
-    }
 }
 
 // ---- The real binary: leases left by processes that are gone ----
@@ -854,17 +689,6 @@ impl Drop for Session {
     }
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn run_now_killed_with_sigkill_does_not_block_the_next_run() {
     let db = TestDb::create(&unique("ccb_kill9"));
@@ -887,7 +711,9 @@ fn run_now_killed_with_sigkill_does_not_block_the_next_run() {
          AND l.database = (SELECT oid FROM pg_database WHERE datname = '{}')",
         db.name
     );
-    wait_until("the table lock", || psql(&db.name, &locked) == "1");
+    wait_until("the table lock", Duration::from_secs(30), || {
+        psql(&db.name, &locked) == "1"
+    });
 
     let mut run = std::process::Command::new(bin())
         .args(["--log-format", "text", "--config"])
@@ -902,9 +728,11 @@ fn run_now_killed_with_sigkill_does_not_block_the_next_run() {
          AND database = (SELECT oid FROM pg_database WHERE datname = '{}')",
         db.name
     );
-    wait_until("pg_dump to wait for the table", || {
-        lease_file(&ws).exists() && psql(&db.name, &waiting) != "0"
-    });
+    wait_until(
+        "pg_dump to wait for the table",
+        Duration::from_secs(30),
+        || lease_file(&ws).exists() && psql(&db.name, &waiting) != "0",
+    );
     run.kill().unwrap(); // SIGKILL: no cleanup, the lease stays
     run.wait().unwrap();
     assert!(lease_file(&ws).exists());

@@ -782,7 +782,7 @@ fn rchar(pid: u32) -> u64 {
 #[test]
 fn ls_stops_on_sigterm_while_it_hashes_a_huge_artifact() {
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let (_data, _ws, cfg, mpath) = one_file_backup();
     // The real artifact followed by 8 GiB of sparse zeros, and the manifest
     // agrees on the size: the tar ends early, and ls goes on hashing to give
@@ -807,21 +807,15 @@ fn ls_stops_on_sigterm_while_it_hashes_a_huge_artifact() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rchar(pid) < 64 << 20 {
+    wait_until("ls to read the artifact", Duration::from_secs(120), || {
         assert!(child.try_wait().unwrap().is_none(), "ls ended early");
-        assert!(Instant::now() < deadline, "ls never read the artifact");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        rchar(pid) >= 64 << 20
+    });
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ls still running 60 s after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if poll_for(Duration::from_secs(60), || child.try_wait().unwrap()).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("ls still running 60 s after SIGTERM");
     }
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

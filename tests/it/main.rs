@@ -66,6 +66,7 @@ mod support_pg;
 mod support_proxy;
 mod support_rrd;
 mod support_s3;
+mod support_store;
 mod tamper_attacks;
 mod tamper_daemon;
 mod tampering;

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -60,15 +60,17 @@ fn issue20_parallel_dumps_overlap_and_keep_the_manifest_order() {
         .unwrap();
 
     // While the first dump waits for the lock, the other two complete.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !(stored_artifact(&ws, names[1]) && stored_artifact(&ws, names[2])) {
-        assert!(
-            Instant::now() < deadline,
-            "the other databases were not dumped while the first one waited: {:?}",
-            ws.stored_files()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "the other databases to be dumped while the first one waits",
+        Duration::from_secs(60),
+        || {
+            if stored_artifact(&ws, names[1]) && stored_artifact(&ws, names[2]) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", ws.stored_files()))
+            }
+        },
+    );
     assert!(!stored_artifact(&ws, names[0]), "the blocked dump finished");
     assert!(
         ws.manifests().is_empty(),

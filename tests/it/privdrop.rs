@@ -3,12 +3,11 @@
 //! `--keep-read-access` it keeps CAP_DAC_READ_SEARCH and nothing else.
 //! `healthcheck` asks the address the configuration gives.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -21,14 +20,6 @@ fn require_root() {
         euid, 0,
         "these tests start ccbackup as root to watch it drop to uid 65534; run the suite as root (CI does)"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -105,16 +96,7 @@ fn run_as(cfg: &Path, user_args: &[&str], args: &[&str]) -> Run {
 }
 
 fn healthz(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
+    http_get(port, "/healthz").is_some_and(|(code, _)| code == 200)
 }
 
 fn status_line(pid: u32, key: &str) -> String {
@@ -134,17 +116,10 @@ fn stop(mut child: Child) -> String {
         .unwrap()
         .success();
     assert!(ok);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = poll_for(Duration::from_secs(20), || child.try_wait().unwrap()).ok();
+    if status.is_none() {
+        let _ = child.kill();
+    }
     let mut err = String::new();
     child
         .stderr
@@ -171,15 +146,11 @@ fn daemon_reads_root_only_secrets_then_runs_as_the_service_user() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !healthz(f.port) {
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not answer /healthz on {}",
-            f.port
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        &format!("the daemon to answer /healthz on {}", f.port),
+        Duration::from_secs(20),
+        || healthz(f.port),
+    );
     // Real, effective, saved and file-system ids, groups, capabilities.
     assert_eq!(status_line(pid, "Uid"), "65534 65534 65534 65534");
     assert_eq!(status_line(pid, "Gid"), "65534 65534 65534 65534");

@@ -322,99 +322,8 @@ mod failing_deletes {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use async_trait::async_trait;
-    use futures::stream::BoxStream;
-    use futures::StreamExt;
-    use object_store::path::Path as ObjPath;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-        ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    };
-
     use super::*;
-
-    /// Refuses to delete any key containing `pattern` (permission denied,
-    /// counting the refusals); everything else is passed to the real store.
-    #[derive(Debug)]
-    struct NoDelete {
-        inner: Arc<dyn ObjectStore>,
-        pattern: String,
-        refused: Arc<AtomicUsize>,
-    }
-
-    impl std::fmt::Display for NoDelete {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "NoDelete({})", self.inner)
-        }
-    }
-
-    #[async_trait]
-    impl ObjectStore for NoDelete {
-        async fn put_opts(
-            &self,
-            l: &ObjPath,
-            p: PutPayload,
-            o: PutOptions,
-        ) -> object_store::Result<PutResult> {
-            self.inner.put_opts(l, p, o).await
-        }
-        async fn put_multipart_opts(
-            &self,
-            l: &ObjPath,
-            o: PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.inner.put_multipart_opts(l, o).await
-        }
-        async fn get_opts(&self, l: &ObjPath, o: GetOptions) -> object_store::Result<GetResult> {
-            self.inner.get_opts(l, o).await
-        }
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<ObjPath>>,
-        ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-            let inner = self.inner.clone();
-            let pattern = self.pattern.clone();
-            let refused = self.refused.clone();
-            locations
-                .then(move |r| {
-                    let inner = inner.clone();
-                    let pattern = pattern.clone();
-                    let refused = refused.clone();
-                    async move {
-                        let p = r?;
-                        if p.as_ref().contains(pattern.as_str()) {
-                            refused.fetch_add(1, Ordering::SeqCst);
-                            return Err(object_store::Error::PermissionDenied {
-                                path: p.to_string(),
-                                source: "access denied".into(),
-                            });
-                        }
-                        inner.delete(&p).await.map(|()| p)
-                    }
-                })
-                .boxed()
-        }
-        fn list(
-            &self,
-            prefix: Option<&ObjPath>,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&ObjPath>,
-        ) -> object_store::Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(
-            &self,
-            from: &ObjPath,
-            to: &ObjPath,
-            o: CopyOptions,
-        ) -> object_store::Result<()> {
-            self.inner.copy_opts(from, to, o).await
-        }
-    }
+    use crate::support_store::{denied, FaultyStore, Op};
 
     fn setup(
         pattern: &str,
@@ -440,11 +349,16 @@ mod failing_deletes {
         let cfg = ccbackup::config::load(&cfg).unwrap();
         let mut repo = ccbackup::repo::store::open(&cfg.store).unwrap();
         let refused = Arc::new(AtomicUsize::new(0));
-        repo.store = Arc::new(NoDelete {
-            inner: repo.store.clone(),
-            pattern: pattern.to_owned(),
-            refused: refused.clone(),
-        });
+        // Refuses to delete any key containing `pattern` (permission
+        // denied, counting the refusals); everything else reaches the store.
+        let (pattern, count) = (pattern.to_owned(), refused.clone());
+        repo.store = Arc::new(FaultyStore::new(repo.store.clone(), move |op, p, _| {
+            if op == Op::Delete && p.as_ref().contains(pattern.as_str()) {
+                count.fetch_add(1, Ordering::SeqCst);
+                return Err(denied(p, "access denied"));
+            }
+            Ok(())
+        }));
         (ws, cfg, repo, ids, refused)
     }
 

@@ -7,10 +7,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
-use crate::support_s3::free_port;
 
 /// The daemon binary; killed when dropped (a failed assertion must not
 /// leave it running).
@@ -43,22 +42,17 @@ impl Daemon {
     /// the jobs) and returns that first verdict, with every status seen
     /// before it.
     fn first_verdict(&self) -> (Vec<u16>, u16, serde_json::Value) {
-        let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "no verdict from /readyz; saw {seen:?}"
-            );
-            if let Some((code, body)) = http_get(self.port, "/readyz") {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                if v["jobs"].as_array().is_some_and(|j| !j.is_empty()) {
-                    return (seen, code, v);
-                }
-                seen.push(code);
+        let (code, v) = wait_until("a verdict from /readyz", Duration::from_secs(20), || {
+            let (code, body) = http_get(self.port, "/readyz").ok_or("no answer".to_owned())?;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["jobs"].as_array().is_some_and(|j| !j.is_empty()) {
+                return Ok((code, v));
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            seen.push(code);
+            Err(format!("no jobs listed yet; statuses so far {seen:?}"))
+        });
+        (seen, code, v)
     }
 }
 

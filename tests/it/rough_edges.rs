@@ -110,7 +110,7 @@ fn regression_issue23_daemon_start_does_not_log_job_creator_lines() {
     let cfg = ws.config(&format!(
         "store:\n  url: {}\ndaemon: {{listen: \"127.0.0.1:{}\", shutdown_grace: 5s}}\njobs:\n  - name: j\n    schedule: \"0 2 * * *\"\n    run_at_start: never\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",
         ws.store_url(),
-        crate::support_s3::free_port(),
+        crate::support::free_port(),
         dir.display()
     ));
     let log = ws.path().join("daemon.log");
@@ -123,14 +123,15 @@ fn regression_issue23_daemon_start_does_not_log_job_creator_lines() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("daemon started")
-    {
-        assert!(std::time::Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        "the daemon to start",
+        std::time::Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("daemon started")
+        },
+    );
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -176,15 +177,14 @@ fn regression_issue23_interrupted_backup_leaves_no_empty_directory_in_a_file_sto
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !started.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "run-now ended early");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pg_dump never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        "pg_dump to start",
+        std::time::Duration::from_secs(60),
+        || {
+            assert!(child.try_wait().unwrap().is_none(), "run-now ended early");
+            started.exists()
+        },
+    );
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();

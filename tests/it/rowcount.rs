@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ccbackup::backup::source::pgcount::{CountError, RowCounter};
 use ccbackup::repo::manifest::TableRows;
@@ -235,20 +235,18 @@ fn run_now_records_the_stream_counts_and_the_restore_test_accepts_them() {
 /// has ended (a backend flushes its statistics before it leaves
 /// pg_stat_activity).
 fn seq_scans_when_idle(db: &str, table: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let others = psql(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
-            ),
-        );
-        if others == "0" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sessions on {db} did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("the sessions on {db} to end"),
+        Duration::from_secs(30),
+        || {
+            psql(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+                ),
+            ) == "0"
+        },
+    );
     psql(
         db,
         &format!("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = '{table}'"),

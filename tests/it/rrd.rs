@@ -18,6 +18,7 @@ use ccbackup::restore::extract::{
 };
 use ccbackup::rrd::{validate_rrd, RrdInvalid};
 
+use crate::support::wait_until;
 use crate::support_rrd::{self as s, RrdFile};
 
 fn archive(root: &Path, opts: &RrdOptions) -> Vec<u8> {
@@ -195,40 +196,62 @@ fn held_write_lock_fails_the_archive_naming_the_file() {
     // An OFD lock like ours, and the classic process lock librrd takes.
     for cmd in [libc::F_OFD_SETLK, libc::F_SETLK] {
         let _lock = s::lock_file(&dir.path().join(victim), cmd, libc::F_WRLCK);
-        let started = Instant::now();
         let err = archive_rrd_tree(dir.path(), Vec::new(), &opts_fast(), &Progress::new())
             .expect_err("archive must fail while a writer holds the lock");
-        assert!(started.elapsed() >= Duration::from_millis(300));
-        assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(matches!(err, RrdError::LockTimeout { .. }), "{err:?}");
+        // It kept trying for its whole lock timeout (as it measured it:
+        // a slow machine makes the wait longer, never shorter).
+        let RrdError::LockTimeout { waited, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(*waited >= opts_fast().lock_timeout, "{waited:?}");
         assert!(err.to_string().contains(&victim_name), "{err}");
     }
 }
 
+/// The archive meets a held lock and waits for it: it opens the file while
+/// the test holds the write lock (seen as a second descriptor on it), and
+/// finishes only after the test has released it, with the file archived.
 #[test]
 fn briefly_held_lock_is_waited_for() {
     let dir = tempfile::tempdir().unwrap();
-    let files = s::concertim_tree(dir.path(), 1, 1);
-    let lock = s::lock_file(
-        &dir.path().join(&files[0].rel),
-        libc::F_OFD_SETLK,
-        libc::F_WRLCK,
+    let root = dir.path().canonicalize().unwrap();
+    let files = s::concertim_tree(&root, 1, 1);
+    let target = root.join(&files[0].rel);
+    let lock = s::lock_file(&target, libc::F_OFD_SETLK, libc::F_WRLCK);
+    let released = Arc::new(AtomicBool::new(false));
+    let archiver = {
+        let (root, released) = (root.clone(), released.clone());
+        std::thread::spawn(move || {
+            // Only a hang, never a slow machine, reaches this timeout.
+            let opts = RrdOptions {
+                lock_timeout: Duration::from_secs(120),
+                ..RrdOptions::default()
+            };
+            let result = archive_rrd_tree(&root, Vec::new(), &opts, &Progress::new());
+            (result, released.load(Ordering::SeqCst))
+        })
+    };
+    // The archive opens a file right before taking its read lock, and
+    // the write lock held here refuses that lock.
+    wait_until(
+        "the archive to open the locked file",
+        Duration::from_secs(60),
+        || s::open_descriptors(&target) >= 2,
     );
-    let holder = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        drop(lock);
-    });
-    let started = Instant::now();
-    let (stats, _) = archive_rrd_tree(
-        dir.path(),
-        Vec::new(),
-        &RrdOptions::default(),
-        &Progress::new(),
-    )
-    .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(
+        !archiver.is_finished(),
+        "the archive finished while the file was locked"
+    );
+    released.store(true, Ordering::SeqCst);
+    drop(lock);
+    let (result, finished_after_release) = archiver.join().unwrap();
+    let (stats, out) = result.unwrap();
+    assert!(
+        finished_after_release,
+        "the archive did not wait for the lock"
+    );
     assert_eq!(stats.files, files.len() as u64);
-    holder.join().unwrap();
+    assert_eq!(tar_files(&out).len(), files.len());
 }
 
 #[test]

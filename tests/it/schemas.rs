@@ -244,7 +244,7 @@ fn regression_issue23_every_json_output_matches_its_published_schema() {
     std::fs::write(dir.path().join("credentials.yml.enc"), b"enc").unwrap();
     let hook = Hook::start();
     let ws = Workspace::new();
-    let port = crate::support_s3::free_port();
+    let port = crate::support::free_port();
     let cfg = ws.config(&format!(
         "store:\n  url: {}\ndaemon:\n  listen: 127.0.0.1:{port}\nnotify:\n  webhooks: [\"{}\"]\n  on: [start, success, failure]\njobs:\n  - name: site\n    schedule: \"0 3 1 1 *\"\n    run_at_start: never\n    retention: {{keep_last: 1}}\n    sources:\n{}      - name: etc\n        files: {{path: {}}}\n",
         ws.store_url(),
@@ -325,17 +325,11 @@ fn regression_issue23_every_json_output_matches_its_published_schema() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let body = loop {
-        if let Some((_, body)) = http_get(port, "/readyz") {
-            break body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon never answered /readyz"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let (_, body) = wait_until(
+        "the daemon to answer /readyz",
+        std::time::Duration::from_secs(30),
+        || http_get(port, "/readyz"),
+    );
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert_valid("readyz.json", &serde_json::from_str(&body).unwrap());
@@ -659,7 +653,7 @@ fn regression_issue19_status_json_matches_its_published_schema() {
     let ws = Workspace::new();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("credentials.yml.enc"), b"enc").unwrap();
-    let port = crate::support_s3::free_port();
+    let port = crate::support::free_port();
     let copy = ws.path().join("copy");
     let cfg = ws.config(&format!(
         "store:\n  url: {}\ncopies:\n  - url: file://{}\ndaemon:\n  listen: 127.0.0.1:{port}\njobs:\n  - name: site\n    schedule: \"0 3 1 1 *\"\n    run_at_start: always\n    retention: {{keep_last: 3}}\n    guard: {{min_files: 2}}\n    verify: {{schedule: \"* * * * * *\", restore_test: false}}\n    sources:\n      - name: etc\n        files: {{path: {}}}\n",

@@ -6,12 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::*;
-use crate::support_s3::free_port;
 
 /// Markup, a script, an event handler, quotes and a terminal escape
 /// sequence: what a crafted manifest puts in every text field.
@@ -47,22 +46,21 @@ impl Daemon {
 
     /// Polls `/status.json` until `done` holds for it, and returns it.
     pub fn status_when(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut last = None;
-        loop {
-            if let Some((200, body)) = http_get(self.port, "/status.json") {
-                let v: Value = serde_json::from_str(&body).unwrap();
-                if done(&v) {
-                    return v;
+        wait_until(
+            &format!("/status.json to show {what}"),
+            Duration::from_secs(60),
+            || match http_get(self.port, "/status.json") {
+                Some((200, body)) => {
+                    let v: Value = serde_json::from_str(&body).unwrap();
+                    if done(&v) {
+                        Ok(v)
+                    } else {
+                        Err(format!("{v:#}"))
+                    }
                 }
-                last = Some(v);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/status.json never showed {what}; last: {last:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                other => Err(format!("{other:?}")),
+            },
+        )
     }
 
     /// `/status.json` once the store has been listed for every job.
@@ -365,11 +363,9 @@ fn regression_issue19_status_page_false_turns_the_page_off_and_is_validated() {
     let cfg = site.config("  status_page: false\n", "");
     ccbackup(&cfg, &["check-config"]).expect_ok();
     let d = Daemon::start(&cfg, site.port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(d.port, "/healthz").is_none() {
-        assert!(Instant::now() < deadline, "the daemon never answered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the daemon to answer", Duration::from_secs(30), || {
+        http_get(d.port, "/healthz")
+    });
     for path in ["/", "/status.json"] {
         let (code, body) = http_get(d.port, path).unwrap();
         assert_eq!(code, 404, "{path}: {body}");
@@ -480,15 +476,18 @@ fn regression_issue19_a_reload_switches_the_page() {
     assert_eq!(http_get(d.port, "/").unwrap().0, 200);
     let pid = d.child.id().to_string();
     let wait_for = |want: u16| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got = http_get(d.port, "/").map(|r| r.0);
-            if got == Some(want) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "/ stayed {got:?}, not {want}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            &format!("/ to answer {want}"),
+            Duration::from_secs(30),
+            || {
+                let got = http_get(d.port, "/").map(|r| r.0);
+                if got == Some(want) {
+                    Ok(())
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            },
+        )
     };
     site.config("  status_page: false\n", "");
     assert!(Command::new("kill")

@@ -64,14 +64,11 @@ pub fn wait_for_table_lock(db: &str, table: &str) {
          WHERE c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted \
          AND l.database = (SELECT oid FROM pg_database WHERE datname = '{db}')"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while psql(db, &sql) != "1" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no session of {db} ever locked {table}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("a session of {db} to lock {table}"),
+        std::time::Duration::from_secs(30),
+        || psql(db, &sql) == "1",
+    );
 }
 
 pub fn quote_ident(s: &str) -> String {
@@ -266,25 +263,6 @@ pub fn unzstd(p: &Path) -> Vec<u8> {
     zstd::stream::decode_all(f).expect("zstd decode")
 }
 
-/// `(status, body)` of a plain HTTP/1.1 GET on loopback; `None` while
-/// nothing listens there.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|x| x.1.to_owned())?;
-    Some((status, body))
-}
-
 /// `ccbackup keys generate DIR` (no configuration): a fresh age identity
 /// and recipient and minisign key pair in the new directory `dir`.
 pub fn keys_generate(dir: &Path) {
@@ -299,4 +277,173 @@ pub fn keys_generate(dir: &Path) {
         "keys generate: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ------------------------------------------------------------ waiting --
+
+/// What a probe of [`wait_until`] returns: ready (with a value) or not yet
+/// (with what it saw, for the failure message).
+pub trait Probe {
+    type Value;
+    fn ready(self) -> Result<Self::Value, Option<String>>;
+}
+
+impl Probe for bool {
+    type Value = ();
+    fn ready(self) -> Result<(), Option<String>> {
+        if self {
+            Ok(())
+        } else {
+            Err(None)
+        }
+    }
+}
+
+impl<T> Probe for Option<T> {
+    type Value = T;
+    fn ready(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+/// `Err(seen)` is "not yet", and the last `seen` is in the failure message.
+impl<T, E: std::fmt::Display> Probe for Result<T, E> {
+    type Value = T;
+    fn ready(self) -> Result<T, Option<String>> {
+        self.map_err(|e| Some(e.to_string()))
+    }
+}
+
+/// How often a probe runs: fast enough that tests wait little past the
+/// moment, slow enough not to load the shared machine.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+#[track_caller]
+fn timed_out(what: &str, limit: std::time::Duration, seen: Option<String>) -> ! {
+    match seen {
+        Some(s) => panic!("timed out after {limit:?} waiting for {what}; last saw: {s}"),
+        None => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Runs `probe` until it is ready and returns its value, or, once `limit`
+/// (real time) has passed, what it last saw. For code under test in other
+/// threads or processes, never on the calling thread's runtime (use
+/// [`poll_for_async`] there).
+pub fn poll_for<P: Probe>(
+    limit: std::time::Duration,
+    mut probe: impl FnMut() -> P,
+) -> Result<P::Value, Option<String>> {
+    let start = std::time::Instant::now();
+    loop {
+        match probe().ready() {
+            Ok(v) => return Ok(v),
+            Err(seen) if start.elapsed() >= limit => return Err(seen),
+            Err(_) => std::thread::sleep(POLL_EVERY),
+        }
+    }
+}
+
+/// [`poll_for`] that fails the test, naming `what`, when time runs out.
+#[track_caller]
+pub fn wait_until<P: Probe>(
+    what: &str,
+    limit: std::time::Duration,
+    probe: impl FnMut() -> P,
+) -> P::Value {
+    poll_for(limit, probe).unwrap_or_else(|seen| timed_out(what, limit, seen))
+}
+
+/// [`poll_for`] for async tests: it sleeps on tokio's timer, so tasks of
+/// the same runtime (an in-process daemon) run meanwhile. Under paused
+/// time each sleep moves virtual time; `limit` stays real time, a
+/// backstop against a hang.
+pub async fn poll_for_async<P: Probe>(
+    limit: std::time::Duration,
+    mut probe: impl FnMut() -> P,
+) -> Result<P::Value, Option<String>> {
+    let start = std::time::Instant::now();
+    loop {
+        match probe().ready() {
+            Ok(v) => return Ok(v),
+            Err(seen) if start.elapsed() >= limit => return Err(seen),
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
+}
+
+/// [`poll_for_async`] that fails the test, naming `what`, when time runs out.
+pub async fn wait_until_async<P: Probe>(
+    what: &str,
+    limit: std::time::Duration,
+    probe: impl FnMut() -> P,
+) -> P::Value {
+    match poll_for_async(limit, probe).await {
+        Ok(v) => v,
+        Err(seen) => timed_out(what, limit, seen),
+    }
+}
+
+// ----------------------------------------------------------- loopback --
+
+/// A TCP port nothing listens on right now (the kernel's pick; another
+/// process could take it before the test does, which the kernel makes rare
+/// by not reusing ports at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+/// Where an HTTP helper connects: a loopback port or a full address.
+pub trait Endpoint {
+    fn socket_addr(&self) -> std::net::SocketAddr;
+}
+
+impl Endpoint for u16 {
+    fn socket_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], *self))
+    }
+}
+
+impl Endpoint for std::net::SocketAddr {
+    fn socket_addr(&self) -> std::net::SocketAddr {
+        *self
+    }
+}
+
+/// The whole answer (status line, headers, body) to a plain HTTP/1.1 GET;
+/// `None` while nothing listens there or when no complete answer comes
+/// within `limit`.
+pub fn http_get_raw(to: impl Endpoint, path: &str, limit: std::time::Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(to.socket_addr()).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// `(status, body)` of a plain HTTP/1.1 GET; `None` while nothing listens
+/// there.
+pub fn http_get(to: impl Endpoint, path: &str) -> Option<(u16, String)> {
+    let out = http_get_raw(to, path, std::time::Duration::from_secs(5))?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|x| x.1.to_owned())?;
+    Some((status, body))
+}
+
+/// [`http_get`] from async code: the blocking socket runs on a blocking
+/// thread, so a server on the same runtime can answer.
+pub async fn http_get_async(to: impl Endpoint, path: &str) -> Option<(u16, String)> {
+    let (to, path) = (to.socket_addr(), path.to_owned());
+    tokio::task::spawn_blocking(move || http_get(to, &path))
+        .await
+        .expect("the GET thread panicked")
 }

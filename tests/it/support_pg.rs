@@ -13,12 +13,11 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use crate::support::quote_ident;
+use crate::support::{free_port, quote_ident};
 
 pub fn tools_dir() -> PathBuf {
     std::env::var_os("CCBACKUP_TEST_TOOLS")
@@ -57,13 +56,6 @@ pub enum Auth {
     Trust,
     /// scram-sha-256, with this password for the `postgres` role.
     Password(&'static str),
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn as_postgres(bin: &Path, prog: &str) -> Command {

@@ -197,3 +197,14 @@ pub fn name_bytes(p: &Path) -> &[u8] {
     use std::os::unix::ffi::OsStrExt;
     OsStr::as_bytes(p.as_os_str())
 }
+
+/// How many descriptors of this process are open on `path` (an
+/// absolute, symlink-free path): how a test sees that code in another
+/// thread has opened a file, without hooks in that code.
+pub fn open_descriptors(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path))
+        .count()
+}

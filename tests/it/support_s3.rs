@@ -6,13 +6,13 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{bin, Run};
+use crate::support::{bin, free_port, poll_for, Run};
 
 /// Where `scripts/prereqs.sh` installs the emulators when they are not on PATH.
 pub fn tools_dir() -> PathBuf {
@@ -44,13 +44,6 @@ pub fn find_tool(name: &str, cached: &[&str]) -> PathBuf {
     );
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
-}
-
 /// A server process in its own process group; the whole group is killed on drop.
 pub struct Server {
     child: Child,
@@ -77,24 +70,21 @@ impl Server {
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return s;
-            }
+        let up = poll_for(Duration::from_secs(60), || {
             if let Ok(Some(status)) = s.child.try_wait() {
                 panic!(
                     "{what} exited ({status}) before answering on port {port}:\n{}",
                     s.log_text()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not answer on port {port} within 60 s:\n{}",
-                s.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up.is_ok(),
+            "{what} did not answer on port {port} within 60 s:\n{}",
+            s.log_text()
+        );
+        s
     }
 
     pub fn log_text(&self) -> String {

@@ -43,21 +43,23 @@ impl Daemon {
 
     /// Polls `/metrics` (bounded) until it holds `line`.
     fn wait_metric(&self, line: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let m = http_get(self.port, "/metrics")
-                .map(|x| x.1)
-                .unwrap_or_default();
-            if m.contains(line) {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{line}` in /metrics:\n{m}\nlog:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            &format!("`{line}` in /metrics"),
+            Duration::from_secs(60),
+            || {
+                let m = http_get(self.port, "/metrics")
+                    .map(|x| x.1)
+                    .unwrap_or_default();
+                if m.contains(line) {
+                    Ok(m)
+                } else {
+                    Err(format!(
+                        "/metrics:\n{m}\nlog:\n{}",
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    ))
+                }
+            },
+        )
     }
 }
 
