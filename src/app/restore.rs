@@ -193,7 +193,7 @@ async fn restore_one(
     let result = crate::restore::run(&repo, job, &m, &req).await;
     drop(view);
     let report = result.map_err(failed)?;
-    for l in &report.lines {
+    for l in &report.lines() {
         say_text(format_args!("  {}", crate::progress::printable(l)));
     }
     out.steps = report.steps;

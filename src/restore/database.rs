@@ -9,8 +9,10 @@ use std::process::Command;
 
 use tokio_postgres::Client;
 
+use super::globals::{self, GlobalsReport};
 use super::plan::{target_state, TargetState};
-use super::{globals, RestoreError, RestoreRequest};
+use super::report::Warning;
+use super::{RestoreError, RestoreRequest};
 use crate::config::PostgresConfig;
 use crate::crypto::Opener;
 use crate::pg::conn::{self, conninfo, quote_ident, PgError, ServerInfo};
@@ -327,7 +329,7 @@ pub(super) async fn restore_database(
     staging_dir: &Path,
     req: &RestoreRequest,
     list: Option<&Path>,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<Vec<Warning>, RestoreError> {
     let (staged, plain) = match staged {
         Staged::Stored(p) => (p, false),
         Staged::Plain(p) => (p, true),
@@ -369,10 +371,10 @@ pub(super) async fn restore_database(
                 missing.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
             )));
         }
-        notes.push(format!(
-            "note: `{target}`: left out grants and settings for role(s) missing on the target: {}",
-            missing.join(", ")
-        ));
+        notes.push(Warning::MissingRoles {
+            target: target.to_owned(),
+            roles: missing.clone(),
+        });
     }
     let created = if create {
         let sql = sql::create_database(target, props.as_ref())
@@ -427,10 +429,9 @@ pub(super) async fn restore_database(
         }
         (Ok(()), None) if !whole => Ok(()),
         (Ok(()), None) => {
-            notes.push(format!(
-                "note: `{target}`: this backup predates recorded database properties; \
-                 owner, ACL, comment and settings of the database itself were not restored"
-            ));
+            notes.push(Warning::NoDatabaseProperties {
+                target: target.to_owned(),
+            });
             Ok(())
         }
     };
@@ -512,7 +513,7 @@ pub(super) async fn apply_globals(
     a: &Artifact,
     staged: &Path,
     req: &RestoreRequest,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<GlobalsReport, RestoreError> {
     let opener = Opener {
         path: staged.to_owned(),
         art: a.clone(),

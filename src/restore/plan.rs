@@ -209,7 +209,8 @@ pub(super) fn pg_config<'a>(
 }
 
 /// What a database target looks like before the restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum TargetState {
     Missing,
     Empty,
