@@ -2,6 +2,8 @@
 
 use super::out::{note, say};
 use super::*;
+use crate::restore::report::{SkipReason, Skipped};
+use crate::restore::verify::{ArtifactCheck, Check, FailedAt};
 use crate::restore::{StepOutcome, StepReport};
 
 /// `restore --json` (docs/schema/restore.json): the facts of the text
@@ -20,6 +22,7 @@ struct RestoreJson {
     databases_restored: u64,
     steps: Vec<StepReport>,
     warnings: Vec<String>,
+    skipped: Vec<Skipped>,
 }
 
 /// `verify --json` (docs/schema/verify.json).
@@ -34,6 +37,7 @@ struct VerifyJson {
     duration_seconds: f64,
     artifacts: Vec<VerifiedArtifact>,
     warnings: Vec<String>,
+    skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +48,38 @@ struct VerifiedArtifact {
     artifact: Option<String>,
     outcome: &'static str,
     problem: Option<String>,
+    /// What an artifact that passed was checked for.
+    checks: Vec<Check>,
+    /// Where a failed one stopped.
+    failed_at: Option<FailedAt>,
+}
+
+impl VerifiedArtifact {
+    fn of(job: &str, a: ArtifactCheck) -> VerifiedArtifact {
+        VerifiedArtifact {
+            job: job.to_owned(),
+            outcome: if a.problem().is_some() {
+                "failed"
+            } else {
+                "ok"
+            },
+            problem: a.problem().map(str::to_owned),
+            checks: a.checks().to_vec(),
+            failed_at: a.failed_at(),
+            backup_id: a.backup,
+            artifact: Some(a.key),
+        }
+    }
+}
+
+/// A newer damaged backup that selecting `latest` passed over.
+fn skipped_damaged(d: &crate::repo::catalog::Damaged) -> Skipped {
+    Skipped {
+        job: d.job.clone(),
+        backup_id: d.id.clone(),
+        reason: SkipReason::DamagedNewer,
+        problem: d.problem.clone(),
+    }
 }
 
 /// `success`, `cancelled` or `failure`, as in a run report.
@@ -91,6 +127,7 @@ pub(super) async fn restore(
         databases_restored: 0,
         steps: Vec::new(),
         warnings: Vec::new(),
+        skipped: Vec::new(),
     };
     let result = restore_one(cfg, job, a, intr, &mut out).await;
     if !json {
@@ -124,12 +161,10 @@ async fn restore_one(
     let repo = super::past::open_repo(cfg, a.as_of.as_deref()).await?;
     let sel = select_backups(&repo, &job.name, &a.backup).await?;
     for d in &sel.damaged {
-        let w = format!(
-            "newer backup {}/{} is damaged and was skipped: {}",
-            d.job, d.id, d.problem
-        );
-        note!("warning: {w}");
-        out.warnings.push(w);
+        let s = skipped_damaged(d);
+        note!("warning: {s}");
+        out.warnings.push(s.to_string());
+        out.skipped.push(s);
     }
     let Some(m) = sel.manifests.into_iter().next() else {
         return Err(failed(anyhow::anyhow!("no backup selected")));
@@ -306,14 +341,14 @@ async fn verify_all(
                     artifact: None,
                     outcome: "failed",
                     problem: Some(format!("damaged manifest: {}", d.problem)),
+                    checks: Vec::new(),
+                    failed_at: Some(FailedAt::Manifest),
                 });
             } else {
-                let w = format!(
-                    "newer backup {}/{} is damaged and was skipped: {}",
-                    d.job, d.id, d.problem
-                );
-                note!("warning: {w}");
-                out.warnings.push(w);
+                let s = skipped_damaged(d);
+                note!("warning: {s}");
+                out.warnings.push(s.to_string());
+                out.skipped.push(s);
             }
         }
         for m in sel.manifests {
@@ -335,36 +370,16 @@ async fn verify_all(
             };
             backups += 1;
             out.backups += 1;
-            let findings = crate::restore::verify::verify_backup(&repo, job, &m, &opts).await;
+            let report = crate::restore::verify::verify_backup(&repo, job, &m, &opts).await;
             super::clear_progress_line();
-            for f in findings {
+            for a in report.artifacts {
                 checked += 1;
-                match &f.problem {
-                    None => say_text(format_args!(
-                        "{}",
-                        crate::progress::printable(&format!(
-                            "ok      {}/{}/{}",
-                            job.name, f.backup, f.key
-                        ))
-                    )),
-                    Some(p) => {
-                        bad += 1;
-                        say_text(format_args!(
-                            "{}",
-                            crate::progress::printable(&format!(
-                                "FAILED  {}/{}/{}: {p}",
-                                job.name, f.backup, f.key
-                            ))
-                        ));
-                    }
-                }
-                out.artifacts.push(VerifiedArtifact {
-                    job: job.name.clone(),
-                    backup_id: f.backup,
-                    artifact: Some(f.key),
-                    outcome: if f.problem.is_some() { "failed" } else { "ok" },
-                    problem: f.problem,
-                });
+                bad += u32::from(a.problem().is_some());
+                say_text(format_args!(
+                    "{}",
+                    crate::progress::printable(&a.line(&job.name))
+                ));
+                out.artifacts.push(VerifiedArtifact::of(&job.name, a));
             }
         }
     }

@@ -409,6 +409,36 @@ impl RestoreReport {
     }
 }
 
+/// Why a backup was left out of a restore or verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A newer backup whose manifest is damaged: the newest good one was
+    /// taken instead.
+    DamagedNewer,
+}
+
+/// A backup left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub job: String,
+    pub backup_id: String,
+    pub reason: SkipReason,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.reason {
+            SkipReason::DamagedNewer => write!(
+                f,
+                "newer backup {}/{} is damaged and was skipped: {}",
+                self.job, self.backup_id, self.problem
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,6 +549,20 @@ mod tests {
             plan(TargetState::NonEmpty { relations: 2 }, true).ends_with(
                 "(exists with 2 relations: --clean replaces those the restored tables name)"
             )
+        );
+    }
+
+    #[test]
+    fn a_skipped_backup_says_why() {
+        let s = Skipped {
+            job: "site".into(),
+            backup_id: "b2".into(),
+            reason: SkipReason::DamagedNewer,
+            problem: "bad json".into(),
+        };
+        assert_eq!(
+            s.to_string(),
+            "newer backup site/b2 is damaged and was skipped: bad json"
         );
     }
 }
