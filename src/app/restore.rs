@@ -150,6 +150,45 @@ pub(super) async fn restore(
     result
 }
 
+/// The library's request from the command line's arguments.
+fn request(
+    a: RestoreArgs,
+    identities: Option<Arc<crate::crypto::Identities>>,
+    intr: &Interrupt,
+) -> Result<RestoreRequest, AppError> {
+    let tables = crate::restore::TableRequest {
+        tables: a
+            .table
+            .iter()
+            .map(|t| crate::restore::parse_table_arg(t))
+            .collect::<Result<_, _>>()
+            .map_err(AppError::Usage)?,
+        schemas: a.schema.clone(),
+    };
+    Ok(RestoreRequest {
+        source: a.source,
+        database: a.database,
+        target_db: a.target_db,
+        clean: a.clean,
+        force: a.force,
+        jobs: a.jobs,
+        globals: a.globals,
+        keep_role_passwords: a.keep_role_passwords,
+        no_owner: a.no_owner,
+        to: a.to,
+        include: a.include,
+        tables,
+        dry_run: a.dry_run,
+        staging_dir: a.staging_dir,
+        same_owner: a.same_owner,
+        allow_system_db: a.allow_system_db,
+        allow_unencrypted: a.allow_unencrypted,
+        cancel: intr.token(),
+        identities,
+        progress: Some(Arc::new(Progress::new())),
+    })
+}
+
 async fn restore_one(
     cfg: &Config,
     job: &JobConfig,
@@ -172,37 +211,7 @@ async fn restore_one(
     out.backup_id = Some(m.id.clone());
     out.started_at = Some(crate::backup::report::rfc3339(m.started_at));
     let identities = identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
-    let tables = crate::restore::TableRequest {
-        tables: a
-            .table
-            .iter()
-            .map(|t| crate::restore::parse_table_arg(t))
-            .collect::<Result<_, _>>()
-            .map_err(AppError::Usage)?,
-        schemas: a.schema.clone(),
-    };
-    let req = RestoreRequest {
-        source: a.source,
-        database: a.database,
-        target_db: a.target_db,
-        clean: a.clean,
-        force: a.force,
-        jobs: a.jobs,
-        globals: a.globals,
-        keep_role_passwords: a.keep_role_passwords,
-        no_owner: a.no_owner,
-        to: a.to,
-        include: a.include,
-        tables,
-        dry_run: a.dry_run,
-        staging_dir: a.staging_dir,
-        same_owner: a.same_owner,
-        allow_system_db: a.allow_system_db,
-        allow_unencrypted: a.allow_unencrypted,
-        cancel: intr.token(),
-        identities,
-        progress: Some(Arc::new(Progress::new())),
-    };
+    let req = request(a, identities, intr)?;
     let say_text = |line: std::fmt::Arguments<'_>| {
         if !json {
             super::out::line(line);
@@ -296,6 +305,35 @@ pub(super) async fn verify(
     result
 }
 
+/// A damaged manifest: asked for every backup, it is a failure; asked for
+/// the latest, it is news about a newer one that was skipped.
+fn damaged(d: &crate::repo::catalog::Damaged, all: bool, json: bool, out: &mut VerifyJson) {
+    if !all {
+        let s = skipped_damaged(d);
+        note!("warning: {s}");
+        out.warnings.push(s.to_string());
+        out.skipped.push(s);
+        return;
+    }
+    if !json {
+        say!(
+            "FAILED  {}/{}: damaged manifest: {}",
+            d.job,
+            d.id,
+            d.problem
+        );
+    }
+    out.artifacts.push(VerifiedArtifact {
+        job: d.job.clone(),
+        backup_id: d.id.clone(),
+        artifact: None,
+        outcome: "failed",
+        problem: Some(format!("damaged manifest: {}", d.problem)),
+        checks: Vec::new(),
+        failed_at: Some(FailedAt::Manifest),
+    });
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn verify_all(
     cfg: &Config,
@@ -317,39 +355,13 @@ async fn verify_all(
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
     let repo = super::past::open_repo(cfg, as_of).await?;
-    let mut bad = 0;
-    let mut checked = 0;
-    let mut backups = 0;
     let started = Instant::now();
     let progress = Arc::new(Progress::new());
     let _view = super::show_progress("verify", progress.clone());
     for job in jobs {
         let sel = select_backups(&repo, &job.name, which).await?;
         for d in &sel.damaged {
-            // Asked for every backup, a damaged one is a failure; asked for
-            // the latest, it is news about a newer one that was skipped.
-            if which == "all" {
-                checked += 1;
-                bad += 1;
-                say_text(format_args!(
-                    "FAILED  {}/{}: damaged manifest: {}",
-                    d.job, d.id, d.problem
-                ));
-                out.artifacts.push(VerifiedArtifact {
-                    job: d.job.clone(),
-                    backup_id: d.id.clone(),
-                    artifact: None,
-                    outcome: "failed",
-                    problem: Some(format!("damaged manifest: {}", d.problem)),
-                    checks: Vec::new(),
-                    failed_at: Some(FailedAt::Manifest),
-                });
-            } else {
-                let s = skipped_damaged(d);
-                note!("warning: {s}");
-                out.warnings.push(s.to_string());
-                out.skipped.push(s);
-            }
+            damaged(d, which == "all", json, out);
         }
         for m in sel.manifests {
             if intr.is_interrupted() {
@@ -368,13 +380,10 @@ async fn verify_all(
                 cancel: intr.token(),
                 progress: progress.clone(),
             };
-            backups += 1;
             out.backups += 1;
             let report = crate::restore::verify::verify_backup(&repo, job, &m, &opts).await;
             super::clear_progress_line();
             for a in report.artifacts {
-                checked += 1;
-                bad += u32::from(a.problem().is_some());
                 say_text(format_args!(
                     "{}",
                     crate::progress::printable(&a.line(&job.name))
@@ -383,6 +392,9 @@ async fn verify_all(
             }
         }
     }
+    let checked = out.artifacts.len();
+    let bad = out.artifacts.iter().filter(|a| a.problem.is_some()).count();
+    let backups = out.backups;
     if intr.is_interrupted() {
         return Err(failed(anyhow::anyhow!(
             "verify stopped after checking {checked} artifacts ({bad} bad); scratch databases and staging were removed"
