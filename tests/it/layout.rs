@@ -296,9 +296,16 @@ fn functions(code: &str) -> Vec<Function> {
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim_start();
         let indent = &line[..line.len() - t.len()];
-        let rest = ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "]
-            .iter()
-            .fold(t, |r, p| r.strip_prefix(p).unwrap_or(r));
+        let rest = [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "const ",
+            "async ",
+            "unsafe ",
+        ]
+        .iter()
+        .fold(t, |r, p| r.strip_prefix(p).unwrap_or(r));
         let Some(after) = rest.strip_prefix("fn ") else {
             continue;
         };
@@ -386,7 +393,12 @@ fn restore_and_verify_functions_stay_one_step_long() {
     {
         for f in functions(&m.code) {
             if f.lines > MAX_FUNCTION_LINES {
-                long.push(format!("{}: {} ({} lines)", m.file.display(), f.name, f.lines));
+                long.push(format!(
+                    "{}: {} ({} lines)",
+                    m.file.display(),
+                    f.name,
+                    f.lines
+                ));
             }
         }
     }
@@ -402,5 +414,9 @@ fn function_finder_measures_rustfmt_layout() {
     let fs = functions(code);
     let got: Vec<(&str, usize)> = fs.iter().map(|f| (f.name.as_str(), f.lines)).collect();
     assert_eq!(got, [("a", 7), ("c", 3)]);
-    assert!(fs[0].signature.contains("-> Vec<String> {"), "{}", fs[0].signature);
+    assert!(
+        fs[0].signature.contains("-> Vec<String> {"),
+        "{}",
+        fs[0].signature
+    );
 }
