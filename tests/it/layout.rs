@@ -1,8 +1,9 @@
 //! The module layout's rules, checked on the source tree so they stay true:
 //! no import cycles between modules, nothing in the library imports the
 //! command layer (`app`), the repository layer (`repo/`) imports none of the
-//! layers built on it, and no module's code (before its unit tests) grows
-//! past the size where it stops having one job.
+//! layers built on it, no module's code (before its unit tests) grows
+//! past the size where it stops having one job, and restore and verify
+//! return typed reports from functions that each do one named step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
