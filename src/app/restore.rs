@@ -2,6 +2,8 @@
 
 use super::out::{note, say};
 use super::*;
+use crate::restore::report::{SkipReason, Skipped};
+use crate::restore::verify::{ArtifactCheck, Check, FailedAt};
 use crate::restore::{StepOutcome, StepReport};
 
 /// `restore --json` (docs/schema/restore.json): the facts of the text
@@ -20,6 +22,7 @@ struct RestoreJson {
     databases_restored: u64,
     steps: Vec<StepReport>,
     warnings: Vec<String>,
+    skipped: Vec<Skipped>,
 }
 
 /// `verify --json` (docs/schema/verify.json).
@@ -34,6 +37,7 @@ struct VerifyJson {
     duration_seconds: f64,
     artifacts: Vec<VerifiedArtifact>,
     warnings: Vec<String>,
+    skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +48,38 @@ struct VerifiedArtifact {
     artifact: Option<String>,
     outcome: &'static str,
     problem: Option<String>,
+    /// What an artifact that passed was checked for.
+    checks: Vec<Check>,
+    /// Where a failed one stopped.
+    failed_at: Option<FailedAt>,
+}
+
+impl VerifiedArtifact {
+    fn of(job: &str, a: ArtifactCheck) -> VerifiedArtifact {
+        VerifiedArtifact {
+            job: job.to_owned(),
+            outcome: if a.problem().is_some() {
+                "failed"
+            } else {
+                "ok"
+            },
+            problem: a.problem().map(str::to_owned),
+            checks: a.checks().to_vec(),
+            failed_at: a.failed_at(),
+            backup_id: a.backup,
+            artifact: Some(a.key),
+        }
+    }
+}
+
+/// A newer damaged backup that selecting `latest` passed over.
+fn skipped_damaged(d: &crate::repo::catalog::Damaged) -> Skipped {
+    Skipped {
+        job: d.job.clone(),
+        backup_id: d.id.clone(),
+        reason: SkipReason::DamagedNewer,
+        problem: d.problem.clone(),
+    }
 }
 
 /// `success`, `cancelled` or `failure`, as in a run report.
@@ -91,6 +127,7 @@ pub(super) async fn restore(
         databases_restored: 0,
         steps: Vec::new(),
         warnings: Vec::new(),
+        skipped: Vec::new(),
     };
     let result = restore_one(cfg, job, a, intr, &mut out).await;
     if !json {
@@ -113,30 +150,12 @@ pub(super) async fn restore(
     result
 }
 
-async fn restore_one(
-    cfg: &Config,
-    job: &JobConfig,
+/// The library's request from the command line's arguments.
+fn request(
     a: RestoreArgs,
+    identities: Option<Arc<crate::crypto::Identities>>,
     intr: &Interrupt,
-    out: &mut RestoreJson,
-) -> Result<(), AppError> {
-    let json = a.json;
-    let repo = super::past::open_repo(cfg, a.as_of.as_deref()).await?;
-    let sel = select_backups(&repo, &job.name, &a.backup).await?;
-    for d in &sel.damaged {
-        let w = format!(
-            "newer backup {}/{} is damaged and was skipped: {}",
-            d.job, d.id, d.problem
-        );
-        note!("warning: {w}");
-        out.warnings.push(w);
-    }
-    let Some(m) = sel.manifests.into_iter().next() else {
-        return Err(failed(anyhow::anyhow!("no backup selected")));
-    };
-    out.backup_id = Some(m.id.clone());
-    out.started_at = Some(crate::backup::report::rfc3339(m.started_at));
-    let identities = identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
+) -> Result<RestoreRequest, AppError> {
     let tables = crate::restore::TableRequest {
         tables: a
             .table
@@ -146,7 +165,7 @@ async fn restore_one(
             .map_err(AppError::Usage)?,
         schemas: a.schema.clone(),
     };
-    let req = RestoreRequest {
+    Ok(RestoreRequest {
         source: a.source,
         database: a.database,
         target_db: a.target_db,
@@ -167,7 +186,32 @@ async fn restore_one(
         cancel: intr.token(),
         identities,
         progress: Some(Arc::new(Progress::new())),
+    })
+}
+
+async fn restore_one(
+    cfg: &Config,
+    job: &JobConfig,
+    a: RestoreArgs,
+    intr: &Interrupt,
+    out: &mut RestoreJson,
+) -> Result<(), AppError> {
+    let json = a.json;
+    let repo = super::past::open_repo(cfg, a.as_of.as_deref()).await?;
+    let sel = select_backups(&repo, &job.name, &a.backup).await?;
+    for d in &sel.damaged {
+        let s = skipped_damaged(d);
+        note!("warning: {s}");
+        out.warnings.push(s.to_string());
+        out.skipped.push(s);
+    }
+    let Some(m) = sel.manifests.into_iter().next() else {
+        return Err(failed(anyhow::anyhow!("no backup selected")));
     };
+    out.backup_id = Some(m.id.clone());
+    out.started_at = Some(crate::backup::report::rfc3339(m.started_at));
+    let identities = identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
+    let req = request(a, identities, intr)?;
     let say_text = |line: std::fmt::Arguments<'_>| {
         if !json {
             super::out::line(line);
@@ -193,7 +237,7 @@ async fn restore_one(
     let result = crate::restore::run(&repo, job, &m, &req).await;
     drop(view);
     let report = result.map_err(failed)?;
-    for l in &report.lines {
+    for l in &report.lines() {
         say_text(format_args!("  {}", crate::progress::printable(l)));
     }
     out.steps = report.steps;
@@ -261,6 +305,35 @@ pub(super) async fn verify(
     result
 }
 
+/// A damaged manifest: asked for every backup, it is a failure; asked for
+/// the latest, it is news about a newer one that was skipped.
+fn damaged(d: &crate::repo::catalog::Damaged, all: bool, json: bool, out: &mut VerifyJson) {
+    if !all {
+        let s = skipped_damaged(d);
+        note!("warning: {s}");
+        out.warnings.push(s.to_string());
+        out.skipped.push(s);
+        return;
+    }
+    if !json {
+        say!(
+            "FAILED  {}/{}: damaged manifest: {}",
+            d.job,
+            d.id,
+            d.problem
+        );
+    }
+    out.artifacts.push(VerifiedArtifact {
+        job: d.job.clone(),
+        backup_id: d.id.clone(),
+        artifact: None,
+        outcome: "failed",
+        problem: Some(format!("damaged manifest: {}", d.problem)),
+        checks: Vec::new(),
+        failed_at: Some(FailedAt::Manifest),
+    });
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn verify_all(
     cfg: &Config,
@@ -282,39 +355,13 @@ async fn verify_all(
         .select_jobs(job)
         .map_err(|e| AppError::Usage(e.to_string()))?;
     let repo = super::past::open_repo(cfg, as_of).await?;
-    let mut bad = 0;
-    let mut checked = 0;
-    let mut backups = 0;
     let started = Instant::now();
     let progress = Arc::new(Progress::new());
     let _view = super::show_progress("verify", progress.clone());
     for job in jobs {
         let sel = select_backups(&repo, &job.name, which).await?;
         for d in &sel.damaged {
-            // Asked for every backup, a damaged one is a failure; asked for
-            // the latest, it is news about a newer one that was skipped.
-            if which == "all" {
-                checked += 1;
-                bad += 1;
-                say_text(format_args!(
-                    "FAILED  {}/{}: damaged manifest: {}",
-                    d.job, d.id, d.problem
-                ));
-                out.artifacts.push(VerifiedArtifact {
-                    job: d.job.clone(),
-                    backup_id: d.id.clone(),
-                    artifact: None,
-                    outcome: "failed",
-                    problem: Some(format!("damaged manifest: {}", d.problem)),
-                });
-            } else {
-                let w = format!(
-                    "newer backup {}/{} is damaged and was skipped: {}",
-                    d.job, d.id, d.problem
-                );
-                note!("warning: {w}");
-                out.warnings.push(w);
-            }
+            damaged(d, which == "all", json, out);
         }
         for m in sel.manifests {
             if intr.is_interrupted() {
@@ -333,41 +380,21 @@ async fn verify_all(
                 cancel: intr.token(),
                 progress: progress.clone(),
             };
-            backups += 1;
             out.backups += 1;
-            let findings = crate::restore::verify::verify_backup(&repo, job, &m, &opts).await;
+            let report = crate::restore::verify::verify_backup(&repo, job, &m, &opts).await;
             super::clear_progress_line();
-            for f in findings {
-                checked += 1;
-                match &f.problem {
-                    None => say_text(format_args!(
-                        "{}",
-                        crate::progress::printable(&format!(
-                            "ok      {}/{}/{}",
-                            job.name, f.backup, f.key
-                        ))
-                    )),
-                    Some(p) => {
-                        bad += 1;
-                        say_text(format_args!(
-                            "{}",
-                            crate::progress::printable(&format!(
-                                "FAILED  {}/{}/{}: {p}",
-                                job.name, f.backup, f.key
-                            ))
-                        ));
-                    }
-                }
-                out.artifacts.push(VerifiedArtifact {
-                    job: job.name.clone(),
-                    backup_id: f.backup,
-                    artifact: Some(f.key),
-                    outcome: if f.problem.is_some() { "failed" } else { "ok" },
-                    problem: f.problem,
-                });
+            for a in report.artifacts {
+                say_text(format_args!(
+                    "{}",
+                    crate::progress::printable(&a.line(&job.name))
+                ));
+                out.artifacts.push(VerifiedArtifact::of(&job.name, a));
             }
         }
     }
+    let checked = out.artifacts.len();
+    let bad = out.artifacts.iter().filter(|a| a.problem.is_some()).count();
+    let backups = out.backups;
     if intr.is_interrupted() {
         return Err(failed(anyhow::anyhow!(
             "verify stopped after checking {checked} artifacts ({bad} bad); scratch databases and staging were removed"

@@ -195,30 +195,10 @@ async fn drill(
         cancel: cancel.clone(),
         progress: Arc::new(Progress::new()),
     };
-    let findings = verify::verify_backup(&ctx.repo, job, m, &opts).await;
-    let problems: Vec<String> = findings
-        .iter()
-        .filter_map(|f| f.problem.as_ref().map(|p| format!("{}: {p}", f.key)))
-        .collect();
-    if problems.is_empty() && !findings.is_empty() {
-        (Some(m.id.clone()), Some(true), None)
-    } else if problems.is_empty() {
-        (
-            Some(m.id.clone()),
-            Some(false),
-            Some("nothing was verified".into()),
-        )
-    } else {
-        (
-            Some(m.id.clone()),
-            Some(false),
-            Some(format!(
-                "{} of {} artifacts failed: {}",
-                problems.len(),
-                findings.len(),
-                problems.join("; ")
-            )),
-        )
+    let report = verify::verify_backup(&ctx.repo, job, m, &opts).await;
+    match report.failure_summary() {
+        None => (Some(m.id.clone()), Some(true), None),
+        Some(why) => (Some(m.id.clone()), Some(false), Some(why)),
     }
 }
 

@@ -9,8 +9,10 @@ use std::process::Command;
 
 use tokio_postgres::Client;
 
+use super::globals::{self, GlobalsReport};
 use super::plan::{target_state, TargetState};
-use super::{globals, RestoreError, RestoreRequest};
+use super::report::Warning;
+use super::{RestoreError, RestoreRequest};
 use crate::config::PostgresConfig;
 use crate::crypto::Opener;
 use crate::pg::conn::{self, conninfo, quote_ident, PgError, ServerInfo};
@@ -319,6 +321,59 @@ fn run_sql(
     Ok(())
 }
 
+/// Pure: missing roles refuse the restore unless `--no-owner` leaves out
+/// what names them, which is then a warning.
+fn allow_missing_roles(
+    target: &str,
+    missing: &[String],
+    no_owner: bool,
+) -> Result<Warning, RestoreError> {
+    if !no_owner {
+        return Err(RestoreError::Plan(format!(
+            "database `{target}`: the backup's database names role{} {} that the target server lacks \
+             (as owner, in its ACL or settings); restore them with --globals, create them, \
+             or use --no-owner to skip the owner and leave out grants to missing roles",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(Warning::MissingRoles {
+        target: target.to_owned(),
+        roles: missing.to_vec(),
+    })
+}
+
+/// Creates the target with the original's encoding and locale.
+async fn create_target(
+    cfg: &PostgresConfig,
+    admin: &Client,
+    target: &str,
+    props: Option<&DbProperties>,
+) -> Result<(), RestoreError> {
+    let sql = sql::create_database(target, props).map_err(|e| RestoreError::Plan(e.to_string()))?;
+    admin.batch_execute(&sql).await.map_err(PgError::query(
+        &cfg.maintenance_db,
+        "create target database (with the original's encoding and locale; \
+         if the target server lacks that locale, create the database yourself and restore into it)",
+    ))?;
+    Ok(())
+}
+
+/// Runs the blocking part of a restore; a cancel kills its children.
+async fn run_job(
+    job: Job,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Result<(), ChildError>, RestoreError> {
+    let kill = KillSwitch::default();
+    let kill2 = KillSwitch::default();
+    let _watch = crate::interrupt::kill_on_cancel(cancel, &kill);
+    let _watch2 = crate::interrupt::kill_on_cancel(cancel, &kill2);
+    let stop = cancel.clone();
+    tokio::task::spawn_blocking(move || run_blocking(&job, stop, (&kill, &kill2)))
+        .await
+        .map_err(|_| RestoreError::Join)
+}
+
 pub(super) async fn restore_database(
     cfg: &PostgresConfig,
     a: &Artifact,
@@ -327,7 +382,7 @@ pub(super) async fn restore_database(
     staging_dir: &Path,
     req: &RestoreRequest,
     list: Option<&Path>,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<Vec<Warning>, RestoreError> {
     let (staged, plain) = match staged {
         Staged::Stored(p) => (p, false),
         Staged::Plain(p) => (p, true),
@@ -342,7 +397,6 @@ pub(super) async fn restore_database(
         "restoring with {}",
         chosen.describe()
     );
-    let mut notes = Vec::new();
     let mut admin = conn::connect(cfg, &cfg.maintenance_db).await?;
     let create = target_state(cfg, &admin, target).await? == TargetState::Missing;
     // Some tables into an existing database leave the database itself
@@ -353,6 +407,7 @@ pub(super) async fn restore_database(
         .as_ref()
         .and_then(|p| p.database_properties.clone())
         .filter(|_| whole);
+    let mut notes = Vec::new();
     // Roles are checked here, not before downloading: `--globals` may
     // create them in an earlier step of the same restore.
     let missing = match &props {
@@ -360,35 +415,11 @@ pub(super) async fn restore_database(
         None => Vec::new(),
     };
     if !missing.is_empty() {
-        if !req.no_owner {
-            return Err(RestoreError::Plan(format!(
-                "database `{target}`: the backup's database names role{} {} that the target server lacks \
-                 (as owner, in its ACL or settings); restore them with --globals, create them, \
-                 or use --no-owner to skip the owner and leave out grants to missing roles",
-                if missing.len() == 1 { "" } else { "s" },
-                missing.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        notes.push(format!(
-            "note: `{target}`: left out grants and settings for role(s) missing on the target: {}",
-            missing.join(", ")
-        ));
+        notes.push(allow_missing_roles(target, &missing, req.no_owner)?);
     }
-    let created = if create {
-        let sql = sql::create_database(target, props.as_ref())
-            .map_err(|e| RestoreError::Plan(e.to_string()))?;
-        admin
-            .batch_execute(&sql)
-            .await
-            .map_err(PgError::query(
-                &cfg.maintenance_db,
-                "create target database (with the original's encoding and locale; \
-                 if the target server lacks that locale, create the database yourself and restore into it)",
-            ))?;
-        true
-    } else {
-        false
-    };
+    if create {
+        create_target(cfg, &admin, target, props.as_ref()).await?;
+    }
 
     let job = Job {
         cfg: cfg.clone(),
@@ -408,14 +439,7 @@ pub(super) async fn restore_database(
         no_owner: req.no_owner,
         list: list.map(Path::to_owned),
     };
-    let kill = KillSwitch::default();
-    let kill2 = KillSwitch::default();
-    let _watch = crate::interrupt::kill_on_cancel(&req.cancel, &kill);
-    let _watch2 = crate::interrupt::kill_on_cancel(&req.cancel, &kill2);
-    let stop = req.cancel.clone();
-    let result = tokio::task::spawn_blocking(move || run_blocking(&job, stop, (&kill, &kill2)))
-        .await
-        .map_err(|_| RestoreError::Join)?;
+    let result = run_job(job, &req.cancel).await?;
     let applied = match (result, &props) {
         (Err(source), _) => Err(RestoreError::PgRestore {
             database: target.to_owned(),
@@ -427,15 +451,14 @@ pub(super) async fn restore_database(
         }
         (Ok(()), None) if !whole => Ok(()),
         (Ok(()), None) => {
-            notes.push(format!(
-                "note: `{target}`: this backup predates recorded database properties; \
-                 owner, ACL, comment and settings of the database itself were not restored"
-            ));
+            notes.push(Warning::NoDatabaseProperties {
+                target: target.to_owned(),
+            });
             Ok(())
         }
     };
     if let Err(e) = applied {
-        let left = if created {
+        let left = if create {
             drop_created(&admin, target).await
         } else {
             DbLeft::Existing
@@ -512,7 +535,7 @@ pub(super) async fn apply_globals(
     a: &Artifact,
     staged: &Path,
     req: &RestoreRequest,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<GlobalsReport, RestoreError> {
     let opener = Opener {
         path: staged.to_owned(),
         art: a.clone(),

@@ -14,9 +14,11 @@
 //! Every failed statement is reported, and any failure fails the restore.
 
 mod apply;
+pub mod report;
 pub mod split;
 
-pub use apply::{apply, describe, plan, Action, Existing, GlobalsError, PasswordChange, Planned};
+pub use apply::{apply, describe, plan, Action, Existing, GlobalsError, Planned};
+pub use report::{GlobalsNotice, GlobalsPlan, GlobalsReport, PasswordChange};
 
 use split::{SplitError, Statement, TokKind};
 
@@ -721,7 +723,9 @@ COMMENT ON TABLESPACE ts1 IS 'ts';
                 PasswordChange::Replaced
             )
         );
-        let d = describe(&plan(check(sql).unwrap(), &existing, false)).join("\n");
+        let d = describe(&plan(check(sql).unwrap(), &existing, false))
+            .lines()
+            .join("\n");
         assert!(d.contains("would create roles: `new`"), "{d}");
         assert!(
             d.contains("existing roles (not created again): `old`"),
@@ -770,7 +774,9 @@ COMMENT ON TABLESPACE ts1 IS 'ts';
                 (Some("current_user"), PasswordChange::None),
             ]
         );
-        let d = describe(&plan(check(sql).unwrap(), &existing, false)).join("\n");
+        let d = describe(&plan(check(sql).unwrap(), &existing, false))
+            .lines()
+            .join("\n");
         assert!(d.contains("existing role `admin` would get the backup's attributes; its password would be REPLACED"), "{d}");
         assert!(d.contains("existing role `login`"), "{d}");
         assert!(

@@ -17,30 +17,26 @@
 //!   written; RRD files are validated before they are renamed in.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::{CryptoError, Identities};
-use crate::progress::{Phase, Progress};
-
-use crate::config::JobConfig;
-use crate::pg::conn::{self, PgError};
-use crate::pg::tools::{self, PgToolsError};
-use crate::repo::manifest::{Artifact, Manifest};
-use crate::repo::store::Repo;
+use crate::pg::conn::PgError;
+use crate::pg::tools::PgToolsError;
+use crate::repo::manifest::Artifact;
 use crate::restore::extract::ExtractError;
 use crate::sys::child::ChildError;
-use database::{apply_globals, restore_database, DbLeft};
+use database::DbLeft;
 use fetch::FetchError;
 use globals::GlobalsError;
 pub use plan::{
     check_named, check_table_target, check_target, plan, refuse_downgrade, TargetState,
     SYSTEM_DATABASES,
 };
-use plan::{configured_tree, dump_major, pg_config, target_state};
-pub use report::{RestoreReport, StepOutcome, StepReport};
+pub use report::{Note, RestoreReport, StepOutcome, StepReport, TreeOutcome, Warning};
+pub use run::run;
 pub use select::{parse_table_arg, TableRequest};
-use tree::{describe_tree, recorded_root_note, restore_tree};
 
 mod database;
 pub mod extract;
@@ -48,6 +44,7 @@ pub mod fetch;
 pub mod globals;
 mod plan;
 pub mod report;
+mod run;
 pub mod select;
 mod tables;
 pub mod tarcap;
@@ -84,7 +81,7 @@ pub struct RestoreRequest {
     /// age identities for encrypted artifacts.
     pub identities: Option<std::sync::Arc<Identities>>,
     /// Counters for the terminal's progress line.
-    pub progress: Option<std::sync::Arc<Progress>>,
+    pub progress: Option<Arc<crate::progress::Progress>>,
 }
 
 /// One thing to restore.
@@ -157,276 +154,10 @@ pub enum RestoreError {
     },
 }
 
-/// Executes (or with `dry_run`, describes) a restore. Returns what was (or
-/// would be) done, step by step, with the lines saying so.
-pub async fn run(
-    repo: &Repo,
-    job: &JobConfig,
-    m: &Manifest,
-    req: &RestoreRequest,
-) -> Result<RestoreReport, RestoreError> {
-    let steps = plan(m, req, &|name| configured_tree(job, name))?;
-    let staging = tempfile::Builder::new()
-        .prefix("ccbackup-restore-")
-        .tempdir_in(req.staging_dir.clone().unwrap_or_else(std::env::temp_dir))
-        .map_err(RestoreError::Staging)?;
-
-    // Check database targets and versions first: refuse before downloading.
-    let mut report = RestoreReport::new(&steps);
-    // Steps whose dump is staged decoded, for `pg_restore --jobs`.
-    let mut plain = vec![false; steps.len()];
-    for (i, step) in steps.iter().enumerate() {
-        let a = step.artifact();
-        if let Err(why) = refuse_downgrade(job.encryption.is_some(), a, req.allow_unencrypted) {
-            refuse_or_report(&mut report, i, req, why)?;
-        }
-    }
-    for (i, step) in steps.iter().enumerate() {
-        if let Step::Database {
-            artifact,
-            database,
-            target,
-        } = step
-        {
-            let cfg = pg_config(job, &artifact.source)?;
-            if let Err(why) = check_named(&cfg.databases, database, target, req) {
-                refuse_or_report(&mut report, i, req, why)?;
-            }
-            let admin = conn::connect(cfg, &cfg.maintenance_db).await?;
-            // The client is chosen now, so a missing or unfit one refuses
-            // the restore before anything is downloaded.
-            let chosen = database::choose(cfg, artifact).await?;
-            plain[i] = req.jobs > 1
-                && req.tables.is_empty()
-                && !req.dry_run
-                && chosen.path == database::RestorePath::Direct;
-            let server = &chosen.server;
-            let need = dump_major(artifact);
-            let have = tools::server_major(server.version_num);
-            if have < need {
-                let why = format!(
-                    "backup of `{database}` was taken from PostgreSQL {} but the target server {}:{} runs {}; \
-                     restoring into an older major version is not supported",
-                    artifact.postgres.as_ref().map(|p| p.server_version.as_str()).unwrap_or("?"),
-                    cfg.host,
-                    cfg.port,
-                    server.version
-                );
-                refuse_or_report(&mut report, i, req, why)?;
-                continue;
-            }
-            let state = target_state(cfg, &admin, target).await?;
-            let allowed = if req.tables.is_empty() {
-                check_target(state, target, database, req)
-            } else {
-                check_table_target(state, target, req)
-            };
-            if let Err(why) = allowed {
-                refuse_or_report(&mut report, i, req, why)?;
-            }
-            report.note(
-                i,
-                format!(
-                    "database `{database}` ({} from {}) -> `{target}` on {}:{} ({})",
-                    crate::progress::human(artifact.raw_bytes),
-                    artifact.key,
-                    cfg.host,
-                    cfg.port,
-                    match state {
-                        TargetState::Missing => "will be created".to_owned(),
-                        TargetState::Empty => "exists, empty".to_owned(),
-                        TargetState::NonEmpty { relations } if req.tables.is_empty() =>
-                            format!("exists with {relations} relations: --clean replaces them"),
-                        TargetState::NonEmpty { relations } => format!(
-                            "exists with {relations} relations: --clean replaces those the restored tables name"
-                        ),
-                    }
-                ),
-            );
-            report.note(i, format!("  with {}", chosen.describe()));
-        }
-    }
-
-    // An encrypted backup without an identity fails before any download.
-    if req.identities.is_none() {
-        if let Some(a) = steps
-            .iter()
-            .map(Step::artifact)
-            .find(|a| a.encryption.is_some())
-        {
-            return Err(CryptoError::NoIdentity { key: a.key.clone() }.into());
-        }
-    }
-
-    let progress = req.progress.clone().unwrap_or_default();
-
-    // Download and verify everything before applying anything.
-    let mut staged = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let a = step.artifact();
-        let path = staging.path().join(format!("{i}.zst"));
-        let fetched = tokio::select! {
-            r = stage_step(repo, m, a, &path, plain[i], req, &progress) => r?,
-            // Nothing has been applied yet; the staging directory goes
-            // with `staging` when this returns.
-            _ = req.cancel.cancelled() => return Err(RestoreError::Interrupted {
-                what: format!("while downloading {}; nothing was applied", a.key),
-            }),
-        };
-        staged.push(fetched);
-    }
-
-    // A wrong identity is found here, on each artifact's header, before
-    // the first step changes anything.
-    for ((step, path), _) in steps
-        .iter()
-        .zip(staged.iter())
-        .zip(&plain)
-        .filter(|(_, p)| !**p)
-    {
-        let a = step.artifact();
-        if a.encryption.is_some() {
-            let path = path.clone();
-            let a = a.clone();
-            let ids = req.identities.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::crypto::open_artifact(&path, &a, ids.as_deref()).map(|_| ())
-            })
-            .await
-            .map_err(|_| RestoreError::Join)??;
-        }
-    }
-
-    let mut applied: Vec<String> = Vec::new();
-    for (i, (step, path)) in steps.iter().zip(staged.iter()).enumerate() {
-        if req.cancel.is_cancelled() {
-            return Err(RestoreError::Interrupted {
-                what: format!(
-                    "before {}; restored until then: {}",
-                    step.artifact().key,
-                    if applied.is_empty() {
-                        "nothing".to_owned()
-                    } else {
-                        applied.join(", ")
-                    }
-                ),
-            });
-        }
-        progress.start_phase(Phase::Restoring, step.artifact().raw_bytes);
-        match step {
-            Step::Globals { artifact } => {
-                let cfg = pg_config(job, &artifact.source)?;
-                // A dry run checks every statement too, so a tampered
-                // artifact is refused before anyone relies on the plan.
-                for line in apply_globals(cfg, artifact, path, req).await? {
-                    report.note(i, line);
-                }
-            }
-            Step::Database {
-                artifact, target, ..
-            } => {
-                let cfg = pg_config(job, &artifact.source)?;
-                let mut list = None;
-                if !req.tables.is_empty() {
-                    let sel = tables::select_for(cfg, artifact, target, path, req).await?;
-                    tables::note_selection(&mut report, i, &sel, req.dry_run);
-                    if let Err(why) = select::refuse_replace(&sel, target, req.clean) {
-                        refuse_or_report(&mut report, i, req, why)?;
-                    }
-                    if !req.dry_run {
-                        list = Some(tables::write_list(&sel, staging.path())?);
-                    }
-                }
-                if !req.dry_run {
-                    let staged = if plain[i] {
-                        database::Staged::Plain(path)
-                    } else {
-                        database::Staged::Stored(path)
-                    };
-                    let notes = restore_database(
-                        cfg,
-                        artifact,
-                        target,
-                        staged,
-                        staging.path(),
-                        req,
-                        list.as_deref(),
-                    )
-                    .await?;
-                    progress.add_database();
-                    report.note(
-                        i,
-                        if list.is_some() {
-                            format!("restored the selected entries into database `{target}`")
-                        } else {
-                            format!("restored database `{target}`")
-                        },
-                    );
-                    for line in notes {
-                        report.note(i, line);
-                    }
-                }
-            }
-            Step::Tree { artifact, dest } => {
-                let r = restore_tree(artifact, dest, path, req).await?;
-                if !req.dry_run {
-                    progress.add_written(r.written, r.bytes);
-                }
-                report.tree(i, &r, req.dry_run);
-                report.note(i, describe_tree(artifact, dest, &r, req.dry_run));
-                if let Some(note) = recorded_root_note(artifact, dest, req) {
-                    report.note(i, note);
-                }
-            }
-        }
-        report.done(i, req.dry_run);
-        applied.push(step.artifact().key.clone());
-    }
-    Ok(report)
-}
-
-/// Downloads and checks one artifact into staging: as stored, or (for a
-/// dump `pg_restore --jobs` reads) decoded in the same pass, at `path`
-/// with `.dump` for `.zst`.
-async fn stage_step(
-    repo: &Repo,
-    m: &Manifest,
-    a: &crate::repo::manifest::Artifact,
-    path: &std::path::Path,
-    plain: bool,
-    req: &RestoreRequest,
-    progress: &std::sync::Arc<crate::progress::Progress>,
-) -> Result<PathBuf, RestoreError> {
-    if !plain {
-        return Ok(
-            fetch::verified_local(repo, &m.job, &m.id, a, path, progress, &req.cancel).await?,
-        );
-    }
-    let path = path.with_extension("dump");
-    let ids = req.identities.clone();
-    fetch::plain::stage_plain(repo, &m.job, &m.id, a, &path, ids, progress, &req.cancel).await?;
-    Ok(path)
-}
-
-/// A refusal stops a real restore; a dry run reports it and goes on, so the
-/// whole plan is shown (and the operator sees which flags it needs).
-fn refuse_or_report(
-    report: &mut RestoreReport,
-    step: usize,
-    req: &RestoreRequest,
-    why: String,
-) -> Result<(), RestoreError> {
-    if !req.dry_run {
-        return Err(RestoreError::Plan(why));
-    }
-    report.refuse(step, why);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::{ArtifactKind, Compression, PostgresInfo, TreeInfo};
+    use crate::repo::manifest::{ArtifactKind, Compression, Manifest, PostgresInfo, TreeInfo};
     use std::path::Path;
 
     fn art(key: &str, source: &str, kind: ArtifactKind, db: Option<&str>) -> Artifact {

@@ -59,25 +59,7 @@ pub fn plan(
             )));
         }
     }
-    if req.target_db.is_some() && dumps.len() != 1 {
-        return Err(plan_err(format!(
-            "--target-db needs exactly one database, but {} are selected: pick one with --database",
-            dumps.len()
-        )));
-    }
-    if !req.tables.is_empty() {
-        if dumps.len() != 1 {
-            return Err(plan_err(format!(
-                "--table and --schema restore from one database, but {} are selected: pick one with --database",
-                dumps.len()
-            )));
-        }
-        if req.jobs > 1 {
-            return Err(plan_err(
-                "--table and --schema restore in one transaction; drop --jobs".to_owned(),
-            ));
-        }
-    }
+    check_database_count(req, dumps.len()).map_err(plan_err)?;
     if req.globals {
         let g: Vec<&&Artifact> = arts
             .iter()
@@ -104,38 +86,69 @@ pub fn plan(
     }
     // Database-only selections skip trees unless a source was named.
     if req.database.is_none() && req.tables.is_empty() {
-        let trees: Vec<&&Artifact> = arts
-            .iter()
-            .filter(|a| matches!(a.kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar))
-            .collect();
-        if req.to.is_some() && trees.len() > 1 {
-            return Err(plan_err(format!(
-                "--to takes one directory but {} directory sources are selected: pick one with --source",
-                trees.len()
-            )));
-        }
-        for a in trees {
-            let dest = match (&req.to, configured(&a.source)) {
-                (Some(to), _) => to.clone(),
-                (None, Some(path)) => path,
-                (None, None) => {
-                    return Err(plan_err(format!(
-                    "the configuration has no directory source `{}` saying where to restore {}: \
-                         add it, or use --to DIR",
-                    a.source, a.key
-                )))
-                }
-            };
-            steps.push(Step::Tree {
-                artifact: (*a).clone(),
-                dest,
-            });
-        }
+        steps.extend(tree_steps(&arts, req, configured).map_err(plan_err)?);
     }
     if steps.is_empty() {
         return Err(plan_err(
             "nothing selected to restore (globals need --globals)".to_owned(),
         ));
+    }
+    Ok(steps)
+}
+
+/// Pure: `--target-db`, `--table` and `--schema` take one database.
+fn check_database_count(req: &RestoreRequest, dumps: usize) -> Result<(), String> {
+    if req.target_db.is_some() && dumps != 1 {
+        return Err(format!(
+            "--target-db needs exactly one database, but {dumps} are selected: pick one with --database"
+        ));
+    }
+    if !req.tables.is_empty() {
+        if dumps != 1 {
+            return Err(format!(
+                "--table and --schema restore from one database, but {dumps} are selected: pick one with --database"
+            ));
+        }
+        if req.jobs > 1 {
+            return Err("--table and --schema restore in one transaction; drop --jobs".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Pure: the tree steps, each to `--to` or its configured directory.
+fn tree_steps(
+    arts: &[&Artifact],
+    req: &RestoreRequest,
+    configured: &dyn Fn(&str) -> Option<PathBuf>,
+) -> Result<Vec<Step>, String> {
+    let trees: Vec<&&Artifact> = arts
+        .iter()
+        .filter(|a| matches!(a.kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar))
+        .collect();
+    if req.to.is_some() && trees.len() > 1 {
+        return Err(format!(
+            "--to takes one directory but {} directory sources are selected: pick one with --source",
+            trees.len()
+        ));
+    }
+    let mut steps = Vec::new();
+    for a in trees {
+        let dest = match (&req.to, configured(&a.source)) {
+            (Some(to), _) => to.clone(),
+            (None, Some(path)) => path,
+            (None, None) => {
+                return Err(format!(
+                    "the configuration has no directory source `{}` saying where to restore {}: \
+                     add it, or use --to DIR",
+                    a.source, a.key
+                ))
+            }
+        };
+        steps.push(Step::Tree {
+            artifact: (*a).clone(),
+            dest,
+        });
     }
     Ok(steps)
 }
@@ -209,7 +222,8 @@ pub(super) fn pg_config<'a>(
 }
 
 /// What a database target looks like before the restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum TargetState {
     Missing,
     Empty,

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use super::database::choose;
 use super::plan::{target_state, TargetState};
-use super::report::RestoreReport;
 use super::select::{select, Selection, TargetFacts};
 use super::{RestoreError, RestoreRequest};
 use crate::config::PostgresConfig;
@@ -153,29 +152,4 @@ pub(super) fn write_list(sel: &Selection, dir: &Path) -> Result<PathBuf, Restore
     let body: String = sel.ids.iter().map(|id| format!("{id}\n")).collect();
     std::fs::write(&path, body).map_err(RestoreError::Staging)?;
     Ok(path)
-}
-
-/// The text lines of a selection for step `i`.
-pub(super) fn note_selection(report: &mut RestoreReport, i: usize, sel: &Selection, dry_run: bool) {
-    report.note(
-        i,
-        format!(
-            "{} {} TOC entries:",
-            if dry_run { "would apply" } else { "applying" },
-            sel.applied.len()
-        ),
-    );
-    for e in &sel.applied {
-        report.note(i, format!("  {e}"));
-    }
-    for l in &sel.left_out {
-        report.note(i, format!("left out: {} ({})", l.entry, l.reason));
-    }
-    for n in &sel.needs {
-        report.note(i, format!("needs: {n}"));
-    }
-    for r in &sel.replaces {
-        report.note(i, format!("replaces (with --clean): {r}"));
-    }
-    report.selection(i, sel);
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::report::{TreeOutcome, Warning};
 use super::{fetch, RestoreError, RestoreRequest};
 use crate::crypto::Opener;
 use crate::repo::manifest::Artifact;
@@ -9,59 +10,37 @@ use crate::repo::manifest::ArtifactKind;
 use crate::restore::extract::ExtractReport;
 use crate::restore::extract::{extract_tree_checked, ExtractOptions};
 
-/// Paths a dry run names before summarising the rest.
-pub(super) const DRY_RUN_LISTED: usize = 10;
-
 /// When the backup recorded another root than the configured destination,
 /// say so: the recorded root is information, never where files go.
-pub(super) fn recorded_root_note(
-    a: &Artifact,
-    dest: &Path,
-    req: &RestoreRequest,
-) -> Option<String> {
+pub(super) fn recorded_root(a: &Artifact, dest: &Path, req: &RestoreRequest) -> Option<Warning> {
     let root = &a.tree.as_ref()?.root;
     if req.to.is_some() || Path::new(root) == dest {
         return None;
     }
-    Some(format!(
-        "note: the backup recorded the root \"{}\"; {} went to the configured path {} instead",
-        root.escape_debug(),
-        a.key,
-        dest.display()
-    ))
+    Some(Warning::RecordedRoot {
+        root: root.clone(),
+        artifact: a.key.clone(),
+        dest: dest.to_owned(),
+    })
 }
 
-pub(super) fn describe_tree(a: &Artifact, dest: &Path, r: &ExtractReport, dry_run: bool) -> String {
-    let mut s = format!(
-        "{} {} -> {}: {} files, {}",
-        if dry_run { "would restore" } else { "restored" },
-        a.key,
-        dest.display(),
-        r.written,
-        crate::progress::human(r.bytes)
-    );
-    if dry_run && !r.would_replace.is_empty() {
-        s.push_str(&format!(
-            "; {} existing file{} would be replaced (needs --force):",
-            r.would_replace.len(),
-            if r.would_replace.len() == 1 { "" } else { "s" },
-        ));
-        for p in r.would_replace.iter().take(DRY_RUN_LISTED) {
-            s.push_str(&format!("\n    {}", p.display()));
-        }
-        if r.would_replace.len() > DRY_RUN_LISTED {
-            s.push_str(&format!(
-                "\n    ... and {} more",
-                r.would_replace.len() - DRY_RUN_LISTED
-            ));
-        }
-    } else if r.replaced > 0 {
-        s.push_str(&format!("; replaced {} existing", r.replaced));
+/// What extracting `a` into `dest` did (or in a dry run would do).
+pub(super) fn tree_outcome(
+    a: &Artifact,
+    dest: &Path,
+    r: ExtractReport,
+    dry_run: bool,
+) -> TreeOutcome {
+    TreeOutcome {
+        artifact: a.key.clone(),
+        dest: dest.to_owned(),
+        dry_run,
+        files: r.written,
+        bytes: r.bytes,
+        would_replace: r.would_replace,
+        replaced: r.replaced,
+        no_room: r.no_room,
     }
-    if let Some(why) = r.no_room.as_ref().filter(|_| dry_run) {
-        s.push_str(&format!("\n  would be refused: {why}"));
-    }
-    s
 }
 
 /// The tree is staged whole on the destination's file system before it is

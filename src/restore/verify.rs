@@ -25,14 +25,9 @@ use crate::repo::store::Repo;
 use crate::restore::fetch::{self, FetchError};
 use crate::restore::{self, RestoreRequest};
 use crate::rrd::validate_rrd;
+pub use report::{ArtifactCheck, Check, FailedAt, Failure, Verdict, VerifyReport};
 
-/// The verdict on one artifact.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub backup: String,
-    pub key: String,
-    pub problem: Option<String>,
-}
+pub mod report;
 
 /// How to verify.
 #[derive(Debug, Clone, Default)]
@@ -47,56 +42,70 @@ pub struct VerifyOptions {
     pub progress: Arc<Progress>,
 }
 
-/// Verifies one backup; returns one finding per artifact (and per failed
-/// restore test).
+/// Verifies one backup: one verdict per artifact, in manifest order (those
+/// not reached before a cancel are left out).
 pub async fn verify_backup(
     repo: &Repo,
     job: &JobConfig,
     m: &Manifest,
     opts: &VerifyOptions,
-) -> Vec<Finding> {
-    let mut out = Vec::new();
+) -> VerifyReport {
+    let mut out = VerifyReport {
+        backup: m.id.clone(),
+        artifacts: Vec::new(),
+    };
     for a in &m.artifacts {
         if opts.cancel.is_cancelled() {
             break;
         }
-        let problem = if opts.restore_test {
-            restore_check(repo, job, m, a, opts).await.err()
+        let checked = if opts.restore_test {
+            restore_check(repo, job, m, a, opts).await
         } else {
             opts.progress.start_phase(Phase::Checking, a.stored_bytes);
             fetch::verify(repo, &m.job, &m.id, a, &opts.progress, &opts.cancel)
                 .await
-                .err()
-                .map(|e| chain(&e).to_string())
+                .map(|_| vec![Check::Checksum])
+                .map_err(|e| Failure::new(FailedAt::Checksum, chain(&e).to_string()))
         };
-        out.push(Finding {
+        out.artifacts.push(ArtifactCheck {
             backup: m.id.clone(),
             key: a.key.clone(),
-            problem,
+            verdict: match checked {
+                Ok(checks) => Verdict::Ok { checks },
+                Err(f) => Verdict::Failed(f),
+            },
         });
     }
     out
 }
 
+/// The checks a restore test of `a` passed, or where it failed.
 async fn restore_check(
     repo: &Repo,
     job: &JobConfig,
     m: &Manifest,
     a: &Artifact,
     opts: &VerifyOptions,
-) -> Result<(), String> {
-    restore::refuse_downgrade(job.encryption.is_some(), a, false)?;
+) -> Result<Vec<Check>, Failure> {
+    restore::refuse_downgrade(job.encryption.is_some(), a, false)
+        .map_err(|why| Failure::new(FailedAt::Downgrade, why))?;
     if a.kind == ArtifactKind::PgDump {
         // The restore stages and verifies the artifact itself.
         return restore_test_db(repo, job, m, a, opts).await;
     }
     if a.encryption.is_some() && opts.identities.is_none() {
-        return Err(crate::crypto::CryptoError::NoIdentity { key: a.key.clone() }.to_string());
+        let e = crate::crypto::CryptoError::NoIdentity { key: a.key.clone() };
+        return Err(Failure::new(FailedAt::Identity, e.to_string()));
     }
     let dir = tempfile::Builder::new()
         .prefix("ccbackup-verify-")
         .tempdir()
-        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+        .map_err(|e| {
+            Failure::new(
+                FailedAt::Scratch,
+                format!("cannot create a scratch directory: {e}"),
+            )
+        })?;
     let staged_at = dir.path().join("artifact.zst");
     let staged = fetch::verified_local(
         repo,
@@ -108,7 +117,7 @@ async fn restore_check(
         &opts.cancel,
     )
     .await
-    .map_err(|e: FetchError| chain(&e).to_string())?;
+    .map_err(|e: FetchError| Failure::new(FailedAt::Checksum, chain(&e).to_string()))?;
     opts.progress.start_phase(Phase::Testing, a.raw_bytes);
     let opener = Opener {
         path: staged,
@@ -118,19 +127,21 @@ async fn restore_check(
     };
     let a = a.clone();
     let stop = opts.cancel.clone();
-    tokio::task::spawn_blocking(move || match a.kind {
+    let checks = tokio::task::spawn_blocking(move || match a.kind {
         ArtifactKind::RrdTar => check_tree(&opener, true, &stop),
         ArtifactKind::FilesTar => check_tree(&opener, false, &stop),
         _ => {
-            let d = opener.open().map_err(|e| e.to_string())?;
+            let fail = |e: String| Failure::new(FailedAt::Decompress, e);
+            let d = opener.open().map_err(|e| fail(e.to_string()))?;
             let mut d = crate::interrupt::CancelRead::new(d, stop);
             std::io::copy(&mut d, &mut std::io::sink())
-                .map(|_| ())
-                .map_err(|e| format!("{} does not decompress: {e}", a.key))
+                .map(|_| vec![Check::Decompressed])
+                .map_err(|e| fail(format!("{} does not decompress: {e}", a.key)))
         }
     })
     .await
-    .map_err(|_| "verify worker stopped".to_owned())?
+    .map_err(|_| Failure::new(FailedAt::Worker, "verify worker stopped"))??;
+    Ok([vec![Check::Checksum], checks].concat())
 }
 
 /// Largest `.rrd` entry `verify --restore-test` buffers to validate.
@@ -141,11 +152,16 @@ const MAX_RRD_VERIFY: u64 = 64 * 1024 * 1024;
 /// Reads a tar archive to the end, streaming every entry; with `rrd`
 /// validates every `.rrd` file (each buffered alone, up to
 /// [`MAX_RRD_VERIFY`]).
-fn check_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<(), String> {
+fn check_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<Vec<Check>, Failure> {
+    walk_tree(opener, rrd, stop).map_err(|e| Failure::new(FailedAt::Archive, e))
+}
+
+fn walk_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<Vec<Check>, String> {
     let a = &opener.art;
     let dec = crate::restore::tarcap::TarCap::new(opener.open().map_err(|e| e.to_string())?);
     let mut ar = tar::Archive::new(crate::interrupt::CancelRead::new(dec, stop.clone()));
     let mut files = 0u64;
+    let mut rrds = 0u64;
     let mut buf = Vec::new();
     for entry in ar
         .entries()
@@ -169,6 +185,7 @@ fn check_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<()
             e.read_to_end(&mut buf)
                 .map_err(|err| format!("{shown}: unreadable: {err}"))?;
             validate_rrd(&buf).map_err(|err| format!("{shown}: {err}"))?;
+            rrds += 1;
         } else {
             std::io::copy(&mut e, &mut std::io::sink())
                 .map_err(|err| format!("{shown}: unreadable: {err}"))?;
@@ -182,7 +199,11 @@ fn check_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<()
             ));
         }
     }
-    Ok(())
+    let mut checks = vec![Check::ArchiveRead { files }];
+    if rrd {
+        checks.push(Check::RrdValid { files: rrds });
+    }
+    Ok(checks)
 }
 
 fn pg_source<'a>(job: &'a JobConfig, name: &str) -> Result<&'a PostgresConfig, String> {
@@ -201,13 +222,14 @@ async fn restore_test_db(
     m: &Manifest,
     a: &Artifact,
     opts: &VerifyOptions,
-) -> Result<(), String> {
-    let cfg = pg_source(job, &a.source)?;
+) -> Result<Vec<Check>, Failure> {
+    let config = |why: String| Failure::new(FailedAt::Configuration, why);
+    let cfg = pg_source(job, &a.source).map_err(config)?;
     let db = a
         .postgres
         .as_ref()
         .and_then(|p| p.database.clone())
-        .ok_or("dump names no database")?;
+        .ok_or_else(|| config("dump names no database".into()))?;
     let scratch = format!(
         "ccbackup_verify_{}",
         // Only a unique name, never a time anything is judged by; the
@@ -229,9 +251,17 @@ async fn restore_test_db(
     };
     let restored = restore::run(repo, job, m, &req)
         .await
-        .map_err(|e| chain(&e).to_string());
+        .map_err(|e| Failure::new(FailedAt::Restore, chain(&e).to_string()));
     let compared = match restored {
-        Ok(_) => compare_counts(cfg, &scratch, a).await,
+        Ok(_) => compare_counts(cfg, &scratch, a)
+            .await
+            .map_err(|e| Failure::new(FailedAt::RowCounts, e))
+            .map(|counted| {
+                // The restore fetched the artifact and checked its sha256.
+                let mut checks = vec![Check::Checksum, Check::RestoredIntoScratch];
+                checks.extend(counted.map(|tables| Check::RowCounts { tables }));
+                checks
+            }),
         Err(e) => Err(e),
     };
     if let Ok(admin) = conn::connect(cfg, &cfg.maintenance_db).await {
@@ -245,11 +275,16 @@ async fn restore_test_db(
     compared
 }
 
-async fn compare_counts(cfg: &PostgresConfig, scratch: &str, a: &Artifact) -> Result<(), String> {
+/// The tables compared, or none when the backup recorded no counts.
+async fn compare_counts(
+    cfg: &PostgresConfig,
+    scratch: &str,
+    a: &Artifact,
+) -> Result<Option<usize>, String> {
     let Some(expected) = a.postgres.as_ref().and_then(|p| p.tables.clone()) else {
         // Nothing recorded (row_counts off): the restore itself succeeding
         // is the check.
-        return Ok(());
+        return Ok(None);
     };
     let client = conn::connect(cfg, scratch)
         .await
@@ -272,5 +307,5 @@ async fn compare_counts(cfg: &PostgresConfig, scratch: &str, a: &Artifact) -> Re
             ));
         }
     }
-    Ok(())
+    Ok(Some(expected.len()))
 }

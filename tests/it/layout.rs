@@ -1,10 +1,11 @@
 //! The module layout's rules, checked on the source tree so they stay true:
 //! no import cycles between modules, nothing in the library imports the
 //! command layer (`app`), the repository layer (`repo/`) imports none of the
-//! layers built on it, and no module's code (before its unit tests) grows
-//! past the size where it stops having one job. And for the tests
-//! themselves: one `free_port`, one HTTP GET and one fault-injecting
-//! object store, in the support modules.
+//! layers built on it, no module's code (before its unit tests) grows
+//! past the size where it stops having one job, and restore and verify
+//! return typed reports from functions that each do one named step. And
+//! for the tests themselves: one `free_port`, one HTTP GET and one
+//! fault-injecting object store, in the support modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -354,6 +355,65 @@ fn own_http_gets(text: &str) -> Vec<String> {
     out
 }
 
+/// A function's signature (from `fn` to its body's `{`), its name, and its
+/// length in code lines, for every function of a module (rustfmt's layout:
+/// the body closes with `}` at the `fn` line's indentation).
+struct Function {
+    name: String,
+    signature: String,
+    lines: usize,
+}
+
+fn functions(code: &str) -> Vec<Function> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let indent = &line[..line.len() - t.len()];
+        let rest = [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "const ",
+            "async ",
+            "unsafe ",
+        ]
+        .iter()
+        .fold(t, |r, p| r.strip_prefix(p).unwrap_or(r));
+        let Some(after) = rest.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let mut signature = String::new();
+        let mut end = None;
+        for (j, l) in lines.iter().enumerate().skip(i) {
+            if end.is_none() {
+                signature.push_str(l.trim());
+                signature.push(' ');
+                if l.trim_end().ends_with(';') {
+                    break;
+                }
+                if l.trim_end().ends_with('{') {
+                    end = Some(j);
+                }
+                continue;
+            }
+            if l.trim_end() == format!("{indent}}}") {
+                out.push(Function {
+                    name: name.clone(),
+                    signature: signature.clone(),
+                    lines: j - i + 1,
+                });
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// One `free_port`, one HTTP GET and one fault-injecting store, all in
 /// `support*.rs`: a test that needs another kind extends those, so the
 /// next test finds it instead of writing a fifth copy.
@@ -400,4 +460,85 @@ fn own_http_gets_are_found_and_raw_requests_in_tests_are_not() {
     assert!(own_http_gets(&tokio_test).is_empty());
     let other = "fn put(port: u16) {\n    let s = TcpStream::connect(port);\n    s.write_all(b\"PUT /x\");\n}\nfn get_it() {\n    \"GET \";\n}\n";
     assert!(own_http_gets(other).is_empty());
+}
+
+/// Issue 21 item 7: restore and verify return typed reports (the text
+/// output, `--json` and notifications render them), never lines of prose
+/// for the caller to print. Prose is rendered only by the report types'
+/// own pure functions, so no I/O step (`async fn`) returns `Vec<String>`.
+#[test]
+fn restore_and_verify_return_typed_reports() {
+    // Data that happens to be strings, not report lines.
+    let allowed = [("restore::database", "missing_roles")];
+    let mods = modules();
+    let mut bad = Vec::new();
+    let mut seen = BTreeMap::new();
+    for m in mods.iter().filter(|m| in_layer(&m.path, "restore")) {
+        for f in functions(&m.code) {
+            seen.insert(format!("{}::{}", m.path, f.name), f.signature.clone());
+            let prose = f.signature.contains("-> Vec<String>")
+                || f.signature.contains("-> Result<Vec<String>")
+                || f.signature.contains("-> Result<String");
+            let io = f.signature.contains("async fn");
+            if prose && io && !allowed.contains(&(m.path.as_str(), f.name.as_str())) {
+                bad.push(format!("{}: {}", m.file.display(), f.signature.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "restore/verify steps return prose; return a typed report: {bad:?}"
+    );
+    let sig = |f: &str| seen.get(f).cloned().unwrap_or_default();
+    assert!(
+        sig("restore::run::run").contains("-> Result<RestoreReport, RestoreError>"),
+        "{}",
+        sig("restore::run::run")
+    );
+    assert!(
+        sig("restore::verify::verify_backup").contains("-> VerifyReport"),
+        "{}",
+        sig("restore::verify::verify_backup")
+    );
+}
+
+/// Code lines a function of restore and verify may have: past it, it does
+/// more than one named step (issue 21 item 11).
+const MAX_FUNCTION_LINES: usize = 100;
+
+#[test]
+fn restore_and_verify_functions_stay_one_step_long() {
+    let mut long = Vec::new();
+    for m in modules()
+        .iter()
+        .filter(|m| in_layer(&m.path, "restore") || m.path == "app::restore")
+    {
+        for f in functions(&m.code) {
+            if f.lines > MAX_FUNCTION_LINES {
+                long.push(format!(
+                    "{}: {} ({} lines)",
+                    m.file.display(),
+                    f.name,
+                    f.lines
+                ));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these into named steps (limit {MAX_FUNCTION_LINES} lines): {long:?}"
+    );
+}
+
+#[test]
+fn function_finder_measures_rustfmt_layout() {
+    let code = "pub async fn a(\n    x: u8,\n) -> Vec<String> {\n    let y = 1;\n    if y {\n    }\n}\nfn b() {}\n    fn c() -> u8 {\n        1\n    }\n";
+    let fs = functions(code);
+    let got: Vec<(&str, usize)> = fs.iter().map(|f| (f.name.as_str(), f.lines)).collect();
+    assert_eq!(got, [("a", 7), ("c", 3)]);
+    assert!(
+        fs[0].signature.contains("-> Vec<String> {"),
+        "{}",
+        fs[0].signature
+    );
 }

@@ -464,3 +464,95 @@ fn verify_restore_test_compares_row_counts_with_the_manifest() {
         "0"
     );
 }
+
+/// Issue 21 item 7: restore and verify return typed reports, and `--json`
+/// carries their facts typed: per artifact the checks verify passed (or
+/// where it failed), and a step's warnings as tagged objects beside the
+/// text output's lines, which stay as they were.
+#[test]
+fn regression_issue21_reports_are_typed_in_json_and_text_alike() {
+    use crate::schemas::assert_valid;
+    use serde_json::Value;
+    let db = rich_db(&unique("typed_reports"));
+    let s = backup_all(&db);
+    let run = ccbackup(&s.cfg, &["verify", "--restore-test", "--json"]);
+    run.expect_ok();
+    let v: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_valid("verify.json", &v);
+    let checks = |suffix: &str| -> Vec<Value> {
+        let a = v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["artifact"].as_str().unwrap().ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {suffix} in {v}"));
+        assert_eq!(a["failed_at"], Value::Null, "{a}");
+        a["checks"].as_array().unwrap().clone()
+    };
+    let names = |cs: &[Value]| -> Vec<String> {
+        cs.iter()
+            .map(|c| c["check"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let dump = checks(".dump.zst");
+    assert_eq!(
+        names(&dump),
+        ["checksum", "restored_into_scratch", "row_counts"],
+        "{v}"
+    );
+    assert!(dump[2]["tables"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        names(&checks("globals.sql.zst")),
+        ["checksum", "decompressed"]
+    );
+    let etc = checks("etc.tar.zst");
+    assert_eq!(names(&etc), ["checksum", "archive_read"], "{v}");
+    // Regular files: the credentials and `sub dir ✓/a:b.txt` (not the link).
+    assert_eq!(etc[1]["files"], 2, "{v}");
+    let rrd = checks("rrd.tar.zst");
+    assert_eq!(
+        names(&rrd),
+        ["checksum", "archive_read", "rrd_valid"],
+        "{v}"
+    );
+    assert!(rrd[2]["files"].as_u64().unwrap() > 0, "{v}");
+
+    // The configuration now puts `etc` elsewhere: the restore says so,
+    // as a line and as a typed warning.
+    let moved = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string(&s.cfg).unwrap().replace(
+        &s.etc.path().display().to_string(),
+        &moved.path().display().to_string(),
+    );
+    let cfg = s.ws.config(&body);
+    let text = ccbackup(&cfg, &["restore", "--dry-run", "--source", "etc"]);
+    text.expect_ok();
+    assert!(
+        text.stdout().contains(&format!(
+            "  note: the backup recorded the root \"{}\"; etc.tar.zst went to the configured path {} instead",
+            s.etc.path().display(),
+            moved.path().display()
+        )),
+        "{}",
+        text.stdout()
+    );
+    let dry = ccbackup(&cfg, &["restore", "--dry-run", "--json", "--source", "etc"]);
+    dry.expect_ok();
+    let d: Value = serde_json::from_str(&dry.stdout()).unwrap();
+    assert_valid("restore.json", &d);
+    let step = &d["steps"][0];
+    assert_eq!(step["warnings"][0]["warning"], "recorded_root", "{d}");
+    assert_eq!(
+        step["warnings"][0]["dest"],
+        moved.path().to_str().unwrap(),
+        "{d}"
+    );
+    assert!(
+        step["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("note: the backup recorded the root")),
+        "{d}"
+    );
+    assert_eq!(d["skipped"], serde_json::json!([]), "{d}");
+}

@@ -6,6 +6,9 @@ use std::io::BufReader;
 
 use tokio_postgres::Client;
 
+use super::report::{
+    AlteredRole, GlobalsNotice, GlobalsPlan, GlobalsReport, Object, PasswordChange,
+};
 use super::split::TokKind;
 use super::{
     check_all, password_clauses, printable, redacted, without_password, CheckError, Checked, Kind,
@@ -57,14 +60,6 @@ fn notes(notices: &[String]) -> String {
     } else {
         format!("\nnotices:{}", indented(notices))
     }
-}
-
-/// What happens to an existing role's password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordChange {
-    None,
-    Replaced,
-    Kept,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,38 +151,29 @@ pub fn plan(checked: Vec<Checked>, existing: &Existing, keep_passwords: bool) ->
         .collect()
 }
 
-fn name_list(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names
-            .iter()
-            .map(|n| format!("`{}`", printable(n, 64)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
 /// Existing roles the plan alters, once each, in order, with what happens
 /// to their password.
-fn altered_roles(planned: &[Planned]) -> Vec<(String, PasswordChange)> {
-    let mut out: Vec<(String, PasswordChange)> = Vec::new();
+fn altered_roles(planned: &[Planned]) -> Vec<AlteredRole> {
+    let mut out: Vec<AlteredRole> = Vec::new();
     for p in planned
         .iter()
         .filter(|p| p.checked.kind == Kind::AlterRole && p.existing)
     {
         let name = p.checked.object.clone().unwrap_or_default();
-        match out.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, pw)) if p.password != PasswordChange::None => *pw = p.password,
+        match out.iter_mut().find(|a| a.role == name) {
+            Some(a) if p.password != PasswordChange::None => a.password = p.password,
             Some(_) => {}
-            None => out.push((name, p.password)),
+            None => out.push(AlteredRole {
+                role: name,
+                password: p.password,
+            }),
         }
     }
     out
 }
 
 /// Pure: the dry-run description of a plan.
-pub fn describe(planned: &[Planned]) -> Vec<String> {
+pub fn describe(planned: &[Planned]) -> GlobalsPlan {
     let names = |k: Kind, keep: bool| -> Vec<String> {
         planned
             .iter()
@@ -195,27 +181,6 @@ pub fn describe(planned: &[Planned]) -> Vec<String> {
             .map(|p| p.checked.object.clone().unwrap_or_default())
             .collect()
     };
-    let mut lines = vec![
-        format!(
-            "would create roles: {}",
-            name_list(&names(Kind::CreateRole, false))
-        ),
-        format!(
-            "existing roles (not created again): {}",
-            name_list(&names(Kind::CreateRole, true))
-        ),
-    ];
-    for (role, pw) in altered_roles(planned) {
-        let pw = match pw {
-            PasswordChange::None => "",
-            PasswordChange::Replaced => "; its password would be REPLACED by the backup's",
-            PasswordChange::Kept => "; its password would be kept (--keep-role-passwords)",
-        };
-        lines.push(format!(
-            "existing role `{}` would get the backup's attributes{pw}",
-            printable(&role, 64)
-        ));
-    }
     let new_passwords: Vec<String> = planned
         .iter()
         .filter(|p| {
@@ -231,36 +196,23 @@ pub fn describe(planned: &[Planned]) -> Vec<String> {
             }
             v
         });
-    if !new_passwords.is_empty() {
-        lines.push(format!(
-            "new roles that would get the backup's password: {}",
-            name_list(&new_passwords)
-        ));
+    GlobalsPlan {
+        create_roles: names(Kind::CreateRole, false),
+        existing_roles: names(Kind::CreateRole, true),
+        altered_roles: altered_roles(planned),
+        new_passwords,
+        create_tablespaces: names(Kind::CreateTablespace, false),
+        existing_tablespaces: names(Kind::CreateTablespace, true),
+        statements: planned.len(),
+        executed: planned
+            .iter()
+            .filter(|p| matches!(p.action, Action::Execute(_)))
+            .count(),
+        grants: planned
+            .iter()
+            .filter(|p| matches!(p.checked.kind, Kind::Grant | Kind::Revoke))
+            .count(),
     }
-    lines.push(format!(
-        "would create tablespaces: {}",
-        name_list(&names(Kind::CreateTablespace, false))
-    ));
-    let kept = names(Kind::CreateTablespace, true);
-    if !kept.is_empty() {
-        lines.push(format!(
-            "existing tablespaces (not created again): {}",
-            name_list(&kept)
-        ));
-    }
-    let grants = planned
-        .iter()
-        .filter(|p| matches!(p.checked.kind, Kind::Grant | Kind::Revoke))
-        .count();
-    let executed = planned
-        .iter()
-        .filter(|p| matches!(p.action, Action::Execute(_)))
-        .count();
-    lines.push(format!(
-        "{} statements checked, {executed} would be executed ({grants} GRANT/REVOKE)",
-        planned.len()
-    ));
-    lines
 }
 
 /// Reads, decompresses, splits and checks the staged artifact.
@@ -342,28 +294,26 @@ fn failure_line(p: &Planned, e: &tokio_postgres::Error) -> String {
 }
 
 /// Checks the staged globals, then (unless `dry_run`) applies them to the
-/// configured server's maintenance database. Returns report lines.
+/// configured server's maintenance database. Returns what was (or would
+/// be) done.
 pub async fn apply(
     cfg: &PostgresConfig,
     key: &str,
     staged: &Opener,
     keep_passwords: bool,
     dry_run: bool,
-) -> Result<Vec<String>, GlobalsError> {
+) -> Result<GlobalsReport, GlobalsError> {
     let checked = check_staged(key, staged).await?;
     let client = conn::connect(cfg, &cfg.maintenance_db).await?;
     let existing = existing(cfg, &client).await?;
     let planned = plan(checked, &existing, keep_passwords);
-    let head = format!(
-        "globals from {key} -> {}:{} ({} statements, all of allowed kinds)",
-        cfg.host,
-        cfg.port,
-        planned.len()
-    );
     if dry_run {
-        let mut lines = vec![head];
-        lines.extend(describe(&planned).into_iter().map(|l| format!("  {l}")));
-        return Ok(lines);
+        return Ok(GlobalsReport::Planned {
+            artifact: key.to_owned(),
+            host: cfg.host.clone(),
+            port: cfg.port,
+            plan: describe(&planned),
+        });
     }
     execute(cfg, key, &client, &planned).await
 }
@@ -373,7 +323,7 @@ async fn execute(
     key: &str,
     client: &Client,
     planned: &[Planned],
-) -> Result<Vec<String>, GlobalsError> {
+) -> Result<GlobalsReport, GlobalsError> {
     let mut notices = Vec::new();
     let mut failures = Vec::new();
     let mut executed = 0;
@@ -384,14 +334,14 @@ async fn execute(
         .await
         .map_err(|source| query_error(cfg, "preparing the session", source))?;
     for p in planned {
-        let object = printable(p.checked.object.as_deref().unwrap_or(""), 64);
+        let name = p.checked.object.clone().unwrap_or_default();
         let text = match &p.action {
             Action::KeepExisting => {
-                let what = match p.checked.kind {
-                    Kind::CreateTablespace => "tablespace",
-                    _ => "role",
+                let object = match p.checked.kind {
+                    Kind::CreateTablespace => Object::Tablespace,
+                    _ => Object::Role,
                 };
-                notices.push(format!("{what} `{object}` already exists; kept"));
+                notices.push(GlobalsNotice::AlreadyExists { object, name });
                 continue;
             }
             Action::Skip => continue,
@@ -410,9 +360,7 @@ async fn execute(
             Ok(_) => {
                 executed += 1;
                 if p.password == PasswordChange::Kept {
-                    notices.push(format!(
-                        "role `{object}`: password kept (--keep-role-passwords)"
-                    ));
+                    notices.push(GlobalsNotice::PasswordKept { role: name });
                 }
             }
             Err(e) => failures.push(failure_line(p, &e)),
@@ -425,13 +373,14 @@ async fn execute(
             port: cfg.port,
             total: planned.len(),
             failures,
-            notices,
+            notices: notices.iter().map(ToString::to_string).collect(),
         });
     }
-    let mut lines = vec![format!(
-        "applied globals from {key} to {}:{}: {executed} statements executed",
-        cfg.host, cfg.port
-    )];
-    lines.extend(notices.into_iter().map(|n| format!("  {n}")));
-    Ok(lines)
+    Ok(GlobalsReport::Applied {
+        artifact: key.to_owned(),
+        host: cfg.host.clone(),
+        port: cfg.port,
+        executed,
+        notices,
+    })
 }
