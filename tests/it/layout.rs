@@ -267,6 +267,36 @@ fn no_module_outgrows_one_job() {
     );
 }
 
+/// The daemon's state lives in one `Daemon` value whose methods share it,
+/// not in long argument lists passed from function to function.
+#[test]
+fn the_daemon_passes_no_long_argument_lists() {
+    let bad: Vec<String> = modules()
+        .iter()
+        .filter(|m| in_layer(&m.path, "daemon") && m.code.contains("too_many_arguments"))
+        .map(|m| m.file.display().to_string())
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "keep daemon state in `Daemon`, not in argument lists: {bad:?}"
+    );
+}
+
+/// Every armed tick goes through `Daemon::arm_tick`, whichever timers run:
+/// the path the paused-time tests drive is the path that schedules real
+/// runs.
+#[test]
+fn the_daemon_arms_timers_in_one_place() {
+    let mut calls = Vec::new();
+    for m in modules().iter().filter(|m| in_layer(&m.path, "daemon")) {
+        for (i, _) in m.code.match_indices("timers.arm(") {
+            calls.push(format!("{}@{i}", m.path));
+        }
+    }
+    assert_eq!(calls.len(), 1, "timers armed outside arm_tick: {calls:?}");
+    assert!(calls[0].starts_with("daemon::ticks@"), "{calls:?}");
+}
+
 #[test]
 fn cycle_finder_finds_cycles() {
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
