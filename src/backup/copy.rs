@@ -166,8 +166,8 @@ pub async fn after_backup(
     if cfg.copies.is_empty() {
         return Vec::new();
     }
-    let cancel = CancellationToken::new();
-    let watcher = tokio::spawn(cancel_on_kill(kill.clone(), cancel.clone()));
+    // The copies' branch of the run's cancellation tree.
+    let cancel = kill.child_token();
     let mut out = Vec::new();
     for c in &cfg.copies {
         let ids = std::slice::from_ref(&m.id);
@@ -175,17 +175,7 @@ pub async fn after_backup(
         log_run(job, &run);
         out.push(run);
     }
-    watcher.abort();
     out
-}
-
-/// The kill switch is a plain flag shared with blocking threads; a tenth of
-/// a second is instant for a person pressing Ctrl-C.
-async fn cancel_on_kill(kill: KillSwitch, cancel: CancellationToken) {
-    while !kill.is_killed() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cancel.cancel();
 }
 
 fn log_run(job: &JobConfig, run: &StoreRun) {
