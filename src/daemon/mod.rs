@@ -73,6 +73,7 @@ mod drill;
 mod execute;
 pub mod held;
 pub mod http;
+pub mod job;
 mod listing;
 pub mod metrics;
 pub mod process;

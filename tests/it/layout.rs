@@ -297,6 +297,34 @@ fn the_daemon_arms_timers_in_one_place() {
     assert!(calls[0].starts_with("daemon::ticks@"), "{calls:?}");
 }
 
+/// `run-now` and the daemon run a job through one function
+/// (`daemon::job::run_reported`): the run's start notification, its report
+/// and its log event are made there and nowhere else, so the two cannot
+/// drift apart.
+#[test]
+fn one_module_holds_the_run_ceremony() {
+    let mut found: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mods = modules();
+    for m in &mods {
+        for needle in ["notify::begin(", "Report::new(", "report.log()"] {
+            // A whole name: `RestoreReport::new(` is another report.
+            let whole = m.code.match_indices(needle).any(|(i, _)| {
+                !m.code[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            });
+            if whole {
+                found.entry(needle).or_default().push(m.path.clone());
+            }
+        }
+    }
+    for needle in ["notify::begin(", "Report::new(", "report.log()"] {
+        assert_eq!(
+            found.get(needle).map(Vec::as_slice),
+            Some(&["daemon::job".to_owned()][..]),
+            "`{needle}` belongs to daemon::job only: {found:?}"
+        );
+    }
+}
+
 #[test]
 fn cycle_finder_finds_cycles() {
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
