@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::job::{run_reported, Attempts, RunResult};
-use super::listing::list_catalog;
+use super::listing::{list_catalog, listed};
 use super::metrics::Metrics;
 use crate::backup::report::{Outcome, Report};
 use crate::backup::runner::{self, RunError};
@@ -60,14 +60,22 @@ impl Attempts for RunCtx {
             .update(&self.job.name, |s| s.last_report = Some(kept));
     }
 
-    async fn logged(&self, _report: &Report, _result: &RunResult) {
+    async fn logged(&self, _report: &Report, result: &RunResult) {
         if self.cancel.is_cancelled() {
             return;
         }
-        if let Ok(l) = list_catalog(&self.repo, &self.job, &self.cancel).await {
+        // The run's one listing, as the run left it; the store is listed
+        // again only when the run cannot say what it holds (it failed, or
+        // its retention stopped part-way).
+        let known = result.as_ref().ok().and_then(|r| r.catalog.as_ref());
+        let l = match known {
+            Some(cat) => Ok(listed(&self.repo, &self.job, cat)),
+            None => list_catalog(&self.repo, &self.job, &self.cancel).await,
+        };
+        if let Ok(l) = l {
             self.metrics.update(&self.job.name, |s| l.apply(s));
         }
-        super::tamper::check(self).await;
+        super::tamper::check(self, known).await;
     }
 }
 

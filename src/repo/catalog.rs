@@ -72,7 +72,7 @@ impl Damaged {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     /// Complete backups, oldest first (time, then ID).
     pub complete: Vec<Manifest>,
@@ -90,6 +90,24 @@ impl Catalog {
     /// moved to signing.
     pub fn is_legacy(&self, m: &Manifest) -> bool {
         self.legacy.contains(&(m.job.clone(), m.id.clone()))
+    }
+
+    /// The catalogue with a manifest this process has just committed, in
+    /// its place (time, then ID), instead of listing the store again. A
+    /// backup this run wrote is signed by it, so never legacy.
+    pub fn add_committed(&mut self, m: Manifest) {
+        let at = self
+            .complete
+            .partition_point(|c| (c.started_at, &c.id) <= (m.started_at, &m.id));
+        self.complete.insert(at, m);
+    }
+
+    /// The catalogue without what retention just deleted (complete
+    /// backups) and swept (leftover directories).
+    pub fn remove_pruned(&mut self, deleted: &[String], swept: &[String]) {
+        self.complete.retain(|m| !deleted.contains(&m.id));
+        self.incomplete.retain(|i| !swept.contains(&i.id));
+        self.legacy.retain(|(_, id)| !deleted.contains(id));
     }
 }
 

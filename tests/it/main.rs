@@ -62,6 +62,7 @@ mod scripts;
 mod status_page;
 mod support;
 mod support_attacker;
+mod support_count;
 mod support_pg;
 mod support_proxy;
 mod support_rrd;
