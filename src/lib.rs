@@ -46,7 +46,10 @@
 //! databases, paths, key files, notification endpoints) before it is needed.
 //!
 //! Around it: [`daemon`] schedules runs and drills and serves health and
-//! metrics; [`retry`] retries what is transient; [`interrupt`] and
+//! metrics, and [`daemon::job::run_reported`] is the one run of a job with
+//! its notifications, report and log event, for the daemon and `run-now`
+//! alike (the runner lists the job's catalogue once per run and hands it
+//! on); [`retry`] retries what is transient; [`interrupt`] and
 //! [`repo::gate`] make every command stop cleanly on a signal; [`sys`] holds
 //! the child-process and no-follow file primitives; [`app`] dispatches
 //! commands; `main.rs` drops privileges ([`privdrop`]) and maps errors to

@@ -2,6 +2,7 @@
 
 use super::out::{note, say};
 use super::*;
+use crate::daemon::job::{Attempts, RunResult};
 
 pub(super) async fn run_now(
     cfg: &Config,
@@ -59,8 +60,9 @@ pub(super) async fn run_now(
     }
 }
 
-/// One job, exactly as the daemon reports it (minus retries): run ID,
-/// start notification, run, one report, one log event, notifications.
+/// One job, exactly as the daemon reports it (minus retries): the
+/// daemon's run ceremony ([`crate::daemon::job::run_reported`]) with one
+/// attempt, a progress view, and the summary on stderr.
 async fn run_one(
     cfg: &Config,
     repo: &store::Repo,
@@ -69,32 +71,45 @@ async fn run_one(
     client: &reqwest::Client,
     intr: &Interrupt,
 ) -> crate::backup::report::Report {
-    let run_id = crate::backup::report::new_run_id();
-    let started_at = repo.clock.now();
-    let pending = crate::notify::begin(
-        client,
+    let once = Once {
         cfg,
+        repo,
         job,
-        crate::notify::Start::new(&run_id, &job.name, started_at),
-    );
-    let progress = Arc::new(Progress::new());
-    let view = super::show_progress(&job.name, progress.clone());
-    let kill = KillSwitch::default();
-    let _watch = interrupt::kill_on_cancel(&intr.token(), &kill);
-    let result = runner::run_once_with(cfg, repo, job, kill, progress, opts).await;
-    drop(view);
-    let facts = crate::backup::report::RunFacts {
-        run_id,
-        job: job.name.clone(),
-        started_at,
-        attempts: 1,
-        cancelled: intr.is_interrupted(),
+        opts,
+        intr,
     };
-    let report = crate::backup::report::Report::new(&facts, &result, repo.clock.now());
-    report.log();
-    note!("{}", report.summary());
-    pending.finish(cfg, job, &report).await;
-    report
+    crate::daemon::job::run_reported(cfg, repo, job, client, &once).await
+}
+
+/// `run-now`'s way of running a job: one attempt, cancelled by a signal.
+struct Once<'a> {
+    cfg: &'a Config,
+    repo: &'a store::Repo,
+    job: &'a JobConfig,
+    opts: runner::RunOptions,
+    intr: &'a Interrupt,
+}
+
+#[async_trait::async_trait]
+impl Attempts for Once<'_> {
+    async fn attempt(&self, _run_id: &str) -> (RunResult, u32) {
+        let progress = Arc::new(Progress::new());
+        let view = super::show_progress(&self.job.name, progress.clone());
+        let kill = KillSwitch::default();
+        let _watch = interrupt::kill_on_cancel(&self.intr.token(), &kill);
+        let result =
+            runner::run_once_with(self.cfg, self.repo, self.job, kill, progress, self.opts).await;
+        drop(view);
+        (result, 1)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.intr.is_interrupted()
+    }
+
+    async fn logged(&self, report: &crate::backup::report::Report, _result: &RunResult) {
+        note!("{}", report.summary());
+    }
 }
 
 /// `--wait-lock DURATION`, in the syntax of the config's durations.

@@ -145,120 +145,18 @@ pub(super) async fn prune(
             }
             continue;
         }
-        // A real prune deletes: hold the job's repository lock so it cannot
-        // interleave with a backup of the same job (daemon, run-now, a
-        // second sidecar). A dry run only reads.
-        let guard = if dry_run {
-            None
-        } else {
-            match crate::repo::lock::acquire(
-                &repo,
-                &j.name,
-                cfg.daemon.lock_ttl,
-                "prune",
-                Duration::ZERO,
-                |_| {},
-            )
-            .await
-            {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    failures.push(chain(&e).to_string());
-                    continue;
-                }
-            }
-        };
-        let decision = match crate::retention::prune::plan_job(&repo, j).await {
+        let done = match prune_job(cfg, &repo, j, dry_run, intr).await {
             Ok(d) => d,
             Err(e) => {
-                release_lock(guard).await;
-                failures.push(chain(&e).to_string());
+                failures.push(e);
                 continue;
             }
         };
-        let rows: Vec<PlanRow> = decision
-            .plan
-            .entries
-            .iter()
-            .rev()
-            .map(|e| PlanRow {
-                backup_id: e.id.clone(),
-                started_at: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                keep: e.keep,
-                reasons: e.reasons.clone(),
-            })
-            .collect();
-        let outcome = if dry_run {
-            None
-        } else {
-            match crate::retention::prune::apply_until(&repo, &decision, &intr.token()).await {
-                Ok(o) => Some(o),
-                Err(e) => {
-                    failures.push(chain(&e).to_string());
-                    None
-                }
-            }
-        };
-        release_lock(guard).await;
+        failures.extend(done.failure.clone());
         if json {
-            reports.push(serde_json::json!({
-                "job": j.name,
-                "dry_run": dry_run,
-                "entries": rows,
-                "sweep": decision.sweep,
-                "young_leftovers": decision.young_leftovers,
-                "damaged": decision.damaged,
-                "deleted": outcome.as_ref().map(|o| o.deleted.clone()),
-                "aborted_uploads": outcome.as_ref().map(|o| o.aborted_uploads.clone()),
-                "upload_sweep_error": outcome.as_ref().and_then(|o| o.upload_sweep_error.clone()),
-                "locks": outcome.as_ref().and_then(|o| o.locks.clone()),
-                "retained_by_lock": outcome.as_ref().map(|o| o.retained_by_lock.clone()),
-            }));
+            reports.push(done.json(&j.name, dry_run));
         } else {
-            say!("job {}{}:", j.name, if dry_run { " (dry run)" } else { "" });
-            print_plan_table(rows.iter().map(|r| {
-                (
-                    r.backup_id.clone(),
-                    r.started_at.as_str(),
-                    r.keep,
-                    r.reasons.as_slice(),
-                )
-            }));
-            if !decision.damaged.is_empty() {
-                say!(
-                    "{} damaged backup(s) left alone (not counted, never pruned): {}",
-                    decision.damaged.len(),
-                    decision.damaged.join(", ")
-                );
-            }
-            let removed = decision.removed_ids().len();
-            match &outcome {
-                Some(o) => say!(
-                    "{} kept, {} deleted, {} leftover(s) swept",
-                    rows.len() - removed,
-                    o.deleted.len(),
-                    o.swept.len()
-                ),
-                None => say!(
-                    "{} kept, {} would be deleted, {} leftover(s) would be swept, {} too young to sweep",
-                    rows.len() - removed,
-                    removed,
-                    decision.sweep.len(),
-                    decision.young_leftovers.len()
-                ),
-            }
-            if let Some(o) = &outcome {
-                if !o.aborted_uploads.is_empty() {
-                    say!(
-                        "{} stale multipart upload(s) aborted",
-                        o.aborted_uploads.len()
-                    );
-                }
-                if let Some(e) = &o.upload_sweep_error {
-                    say!("warning: {e}");
-                }
-                print_locks(o);
-            }
+            done.print(&j.name, dry_run);
         }
     }
     if json {
@@ -271,6 +169,143 @@ pub(super) async fn prune(
         Ok(())
     } else {
         Err(AppError::Failed(anyhow::anyhow!(failures.join("\n"))))
+    }
+}
+
+/// What `prune` did (or, in a dry run, would do) to one job.
+struct Pruned {
+    decision: crate::retention::prune::Decision,
+    rows: Vec<PlanRow>,
+    /// `None` in a dry run, or when deleting failed (`failure` says why).
+    outcome: Option<crate::retention::prune::Outcome>,
+    failure: Option<String>,
+}
+
+/// Plans one job's retention and, unless `dry_run`, carries it out under
+/// the job's lock. `Err` when nothing could be planned.
+async fn prune_job(
+    cfg: &Config,
+    repo: &store::Repo,
+    j: &JobConfig,
+    dry_run: bool,
+    intr: &Interrupt,
+) -> Result<Pruned, String> {
+    // A real prune deletes: hold the job's repository lock so it cannot
+    // interleave with a backup of the same job (daemon, run-now, a
+    // second sidecar). A dry run only reads.
+    let guard = if dry_run {
+        None
+    } else {
+        let lock_ttl = cfg.daemon.lock_ttl;
+        match crate::repo::lock::acquire(repo, &j.name, lock_ttl, "prune", Duration::ZERO, |_| {})
+            .await
+        {
+            Ok(g) => Some(g),
+            Err(e) => return Err(chain(&e).to_string()),
+        }
+    };
+    let decision = match crate::retention::prune::plan_job(repo, j).await {
+        Ok(d) => d,
+        Err(e) => {
+            release_lock(guard).await;
+            return Err(chain(&e).to_string());
+        }
+    };
+    let rows: Vec<PlanRow> = decision
+        .plan
+        .entries
+        .iter()
+        .rev()
+        .map(|e| PlanRow {
+            backup_id: e.id.clone(),
+            started_at: e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            keep: e.keep,
+            reasons: e.reasons.clone(),
+        })
+        .collect();
+    let (outcome, failure) = if dry_run {
+        (None, None)
+    } else {
+        match crate::retention::prune::apply_until(repo, &decision, &intr.token()).await {
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(chain(&e).to_string())),
+        }
+    };
+    release_lock(guard).await;
+    Ok(Pruned {
+        decision,
+        rows,
+        outcome,
+        failure,
+    })
+}
+
+impl Pruned {
+    /// One element of `prune --json`.
+    fn json(&self, job: &str, dry_run: bool) -> serde_json::Value {
+        let (decision, outcome) = (&self.decision, self.outcome.as_ref());
+        serde_json::json!({
+            "job": job,
+            "dry_run": dry_run,
+            "entries": self.rows,
+            "sweep": decision.sweep,
+            "young_leftovers": decision.young_leftovers,
+            "damaged": decision.damaged,
+            "deleted": outcome.map(|o| o.deleted.clone()),
+            "aborted_uploads": outcome.map(|o| o.aborted_uploads.clone()),
+            "upload_sweep_error": outcome.and_then(|o| o.upload_sweep_error.clone()),
+            "locks": outcome.and_then(|o| o.locks.clone()),
+            "retained_by_lock": outcome.map(|o| o.retained_by_lock.clone()),
+        })
+    }
+
+    /// The text report of one job.
+    fn print(&self, job: &str, dry_run: bool) {
+        let (decision, rows) = (&self.decision, &self.rows);
+        say!("job {}{}:", job, if dry_run { " (dry run)" } else { "" });
+        print_plan_table(rows.iter().map(|r| {
+            (
+                r.backup_id.clone(),
+                r.started_at.as_str(),
+                r.keep,
+                r.reasons.as_slice(),
+            )
+        }));
+        if !decision.damaged.is_empty() {
+            say!(
+                "{} damaged backup(s) left alone (not counted, never pruned): {}",
+                decision.damaged.len(),
+                decision.damaged.join(", ")
+            );
+        }
+        let removed = decision.removed_ids().len();
+        match &self.outcome {
+            Some(o) => say!(
+                "{} kept, {} deleted, {} leftover(s) swept",
+                rows.len() - removed,
+                o.deleted.len(),
+                o.swept.len()
+            ),
+            None => say!(
+                "{} kept, {} would be deleted, {} leftover(s) would be swept, {} too young to sweep",
+                rows.len() - removed,
+                removed,
+                decision.sweep.len(),
+                decision.young_leftovers.len()
+            ),
+        }
+        if let Some(o) = &self.outcome {
+            if !o.aborted_uploads.is_empty() {
+                say!(
+                    "{} stale multipart upload(s) aborted",
+                    o.aborted_uploads.len()
+                );
+            }
+            if let Some(e) = &o.upload_sweep_error {
+                say!("warning: {e}");
+            }
+            print_locks(o);
+        }
     }
 }
 

@@ -108,16 +108,20 @@ pub async fn run_job(
     progress: Arc<Progress>,
     kill: KillSwitch,
 ) -> Result<Manifest, BackupError> {
-    run_job_with(repo, job, progress, kill, Shrink::Guard).await
+    let earlier = catalog::load(repo, Some(&job.name)).await;
+    run_job_with(repo, job, progress, kill, Shrink::Guard, earlier.as_ref()).await
 }
 
-/// [`run_job`], choosing what the shrink guard's findings do.
+/// [`run_job`], choosing what the shrink guard's findings do, against the
+/// job's catalogue as the caller listed it (under the job's lock, so
+/// nothing but this run changes it): the guard compares with it.
 pub async fn run_job_with(
     repo: &Repo,
     job: &JobConfig,
     progress: Arc<Progress>,
     kill: KillSwitch,
     shrink: Shrink,
+    earlier: Result<&catalog::Catalog, &catalog::CatalogError>,
 ) -> Result<Manifest, BackupError> {
     let started_at = repo.clock.now();
     let id = new_backup_id(started_at);
@@ -158,7 +162,7 @@ pub async fn run_job_with(
         }
     }
 
-    let guard = guard_mark(repo, job, &artifacts, shrink).await;
+    let guard = guard_mark(job, earlier, &artifacts, shrink);
     // A cancellation that arrived after the last source finished (or while
     // the guard read the catalog) must still stop the commit: a cancelled
     // run never writes a manifest.
@@ -199,13 +203,13 @@ pub async fn run_job_with(
 /// The guard's verdict on `artifacts`, against the job's last good backup.
 /// A store that cannot list the earlier backups leaves nothing to compare
 /// with: that alone marks the backup suspicious, so it prunes nothing.
-async fn guard_mark(
-    repo: &Repo,
+fn guard_mark(
     job: &JobConfig,
+    earlier: Result<&catalog::Catalog, &catalog::CatalogError>,
     artifacts: &[Artifact],
     shrink: Shrink,
 ) -> GuardMark {
-    let reasons: Vec<String> = match catalog::load(repo, Some(&job.name)).await {
+    let reasons: Vec<String> = match earlier {
         Ok(cat) => guard::compare(
             guard::baseline(&cat.complete, &job.name),
             artifacts,

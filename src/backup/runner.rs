@@ -9,6 +9,7 @@ use crate::backup::run::{self, BackupError, Shrink};
 use crate::config::{Config, JobConfig};
 use crate::error::chain;
 use crate::progress::Progress;
+use crate::repo::catalog::{self, Catalog};
 use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::Repo;
@@ -25,6 +26,10 @@ pub struct RunReport {
     pub prune: Option<Result<Outcome, PruneError>>,
     /// One per copy store: copies never fail the run (see [`crate::backup::copy`]).
     pub copies: Vec<crate::backup::copy::StoreRun>,
+    /// The job's catalogue as this run leaves it, from the run's one
+    /// listing; `None` when that is not known (the listing failed, or
+    /// retention failed part-way), and whoever needs it must list.
+    pub catalog: Option<Catalog>,
 }
 
 /// How a run goes beyond the job's configuration (`run-now` flags).
@@ -145,13 +150,19 @@ pub async fn run_once_with(
         lost.cancelled().await;
         watch_kill.kill();
     });
-    let result = backup_and_prune(repo, job, kill.clone(), progress, opts.shrink).await;
+    // The job's catalogue, listed once per run, here: under the lock, so
+    // only this run changes it from now on. The guard compares with it;
+    // retention, the daemon's metrics and status page then use it with the
+    // new backup added and what retention removed taken out, rather than
+    // listing the store again after each step.
+    let earlier = catalog::load(repo, Some(&job.name)).await;
+    let result = backup_and_prune(repo, job, kill.clone(), progress, opts.shrink, earlier).await;
     // Still under the primary lock, so the backup cannot be pruned away
     // by a newer run while it is being copied. A suspicious backup is not
     // copied: copying it would prune the copy stores by it (`copy
     // --from-primary` copies it later if it was fine after all).
     let copies = match &result {
-        Ok((m, _)) if !m.guard.is_suspicious() => {
+        Ok((m, _, _)) if !m.guard.is_suspicious() => {
             crate::backup::copy::after_backup(cfg, job, repo, m, &kill).await
         }
         _ => Vec::new(),
@@ -160,14 +171,23 @@ pub async fn run_once_with(
     if let Err(e) = guard.release().await {
         tracing::warn!(job = %job.name, error = %chain(&e), "could not release the repository lock; it expires on its own");
     }
-    let (manifest, prune) = result?;
+    let (manifest, prune, catalog) = result?;
     Ok(RunReport {
         manifest,
         duration: started.elapsed(),
         prune,
         copies,
+        catalog,
     })
 }
+
+/// What a backup and its retention leave: the manifest, retention's
+/// outcome, and the catalogue after both.
+type Backed = (
+    Manifest,
+    Option<Result<Outcome, PruneError>>,
+    Option<Catalog>,
+);
 
 async fn backup_and_prune(
     repo: &Repo,
@@ -175,25 +195,42 @@ async fn backup_and_prune(
     kill: KillSwitch,
     progress: Arc<Progress>,
     shrink: Shrink,
-) -> Result<(Manifest, Option<Result<Outcome, PruneError>>), RunError> {
-    let manifest = run::run_job_with(repo, job, progress, kill, shrink).await?;
+    earlier: Result<Catalog, catalog::CatalogError>,
+) -> Result<Backed, RunError> {
+    let manifest = run::run_job_with(repo, job, progress, kill, shrink, earlier.as_ref()).await?;
+    // A failed listing made the guard mark the backup suspicious, so
+    // nothing below would prune by it.
+    let Ok(mut cat) = earlier else {
+        return Ok((manifest, None, None));
+    };
+    // Retention must see the backup that just landed: add it to the
+    // catalogue listed before it, rather than listing again.
+    cat.add_committed(manifest.clone());
     // After a suspicious backup the good ones are all that is left to
     // restore from: keep every one of them.
-    if manifest.guard.is_suspicious() {
-        return Ok((manifest, None));
+    if manifest.guard.is_suspicious() || job.retention.is_none() {
+        return Ok((manifest, None, Some(cat)));
     }
-    let prune = match &job.retention {
-        None => None,
-        Some(_) => Some(prune_after_backup(repo, job, &manifest.id).await),
+    let decision = prune::plan_listed_keeping(job, cat.clone(), &manifest.id, repo.clock.now());
+    let prune = match decision {
+        Ok(d) => prune::apply(repo, &d).await,
+        Err(e) => Err(e),
     };
-    Ok((manifest, prune))
-}
-
-async fn prune_after_backup(
-    repo: &Repo,
-    job: &JobConfig,
-    own: &str,
-) -> Result<Outcome, PruneError> {
-    let decision = prune::plan_job_keeping(repo, job, own).await?;
-    prune::apply(repo, &decision).await
+    let after = match &prune {
+        Ok(o) => {
+            cat.remove_pruned(&o.deleted, &o.swept);
+            Some(cat)
+        }
+        // A plan refused before deleting leaves the store as listed; one
+        // that failed part-way leaves it unknown.
+        Err(
+            PruneError::NoPolicy { .. }
+            | PruneError::WouldDeleteAll { .. }
+            | PruneError::WouldDeleteNewest { .. }
+            | PruneError::WouldDeleteOwn { .. }
+            | PruneError::TooMany { .. },
+        ) => Some(cat),
+        Err(_) => None,
+    };
+    Ok((manifest, Some(prune), after))
 }

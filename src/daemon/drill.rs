@@ -145,7 +145,7 @@ pub(super) async fn execute(ctx: &RunCtx, restore_test: bool) {
         crate::notify::send(&ctx.client, &targets, crate::notify::Event::Finish(&rep)).await;
     }
     if !cancel.is_cancelled() {
-        super::tamper::check(ctx).await;
+        super::tamper::check(ctx, None).await;
     }
 }
 

@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::listing::list_catalog;
+use super::job::{run_reported, Attempts, RunResult};
+use super::listing::{list_catalog, listed};
 use super::metrics::Metrics;
-use crate::backup::report::{self, Outcome, Report, RunFacts};
+use crate::backup::report::{Outcome, Report};
 use crate::backup::runner::{self, RunError};
 use crate::config::{Config, JobConfig};
-use crate::notify;
 use crate::progress::Progress;
 use crate::repo::store::Repo;
 use crate::retry::{self, Backoff, Class, Transient};
@@ -32,55 +33,57 @@ pub(super) struct RunCtx {
 }
 
 /// One scheduled run with whole-run retries, then metrics, log and
-/// notifications, all from one [`Report`].
+/// notifications, all from one [`Report`] ([`super::job::run_reported`]).
 pub(super) async fn execute(ctx: &RunCtx) {
-    let job = &ctx.job;
-    // One ID for the run, made before the retry loop: every attempt, log
-    // line and notification of this run carries it.
-    let run_id = report::new_run_id();
-    let started_at = ctx.repo.clock.now();
-    let pending = notify::begin(
-        &ctx.client,
-        &ctx.cfg,
-        job,
-        notify::Start::new(&run_id, &job.name, started_at),
-    );
-    let (result, attempts) = attempt_with_retries(ctx, &run_id).await;
-    let facts = RunFacts {
-        run_id,
-        job: job.name.clone(),
-        started_at,
-        attempts,
-        cancelled: ctx.cancel.is_cancelled(),
-    };
-    let report = Report::new(&facts, &result, ctx.repo.clock.now());
-    record_metrics(ctx, &report, &result);
-    let kept = Arc::new(report.clone());
-    ctx.metrics
-        .update(&job.name, |s| s.last_report = Some(kept));
-    report.log();
-
-    if !ctx.cancel.is_cancelled() {
-        if let Ok(l) = list_catalog(&ctx.repo, job, &ctx.cancel).await {
-            ctx.metrics.update(&job.name, |s| l.apply(s));
-        }
-        super::tamper::check(ctx).await;
-    }
-    pending.finish(&ctx.cfg, job, &report).await;
+    // The report has fed the metrics, the log and the notifications.
+    run_reported(&ctx.cfg, &ctx.repo, &ctx.job, &ctx.client, ctx).await;
     // The run's buffers are free now; give their pages back before the
     // daemon idles until the next tick.
     crate::sys::mem::release_free_memory();
-    ctx.metrics.update(&job.name, |s| s.running = false);
+    ctx.metrics.update(&ctx.job.name, |s| s.running = false);
+}
+
+#[async_trait]
+impl Attempts for RunCtx {
+    async fn attempt(&self, run_id: &str) -> (RunResult, u32) {
+        attempt_with_retries(self, run_id).await
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    fn recorded(&self, report: &Report, result: &RunResult) {
+        record_metrics(self, report, result);
+        let kept = Arc::new(report.clone());
+        self.metrics
+            .update(&self.job.name, |s| s.last_report = Some(kept));
+    }
+
+    async fn logged(&self, _report: &Report, result: &RunResult) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        // The run's one listing, as the run left it; the store is listed
+        // again only when the run cannot say what it holds (it failed, or
+        // its retention stopped part-way).
+        let known = result.as_ref().ok().and_then(|r| r.catalog.as_ref());
+        let l = match known {
+            Some(cat) => Ok(listed(&self.repo, &self.job, cat)),
+            None => list_catalog(&self.repo, &self.job, &self.cancel).await,
+        };
+        if let Ok(l) = l {
+            self.metrics.update(&self.job.name, |s| l.apply(s));
+        }
+        super::tamper::check(self, known).await;
+    }
 }
 
 /// Runs the job, retrying transient failures with backoff; returns the
 /// last result and the number of attempts made. Once the daemon is
 /// stopping no new attempt starts (a backoff sleep ends at once); a run
 /// that was hard-cancelled is never retried.
-async fn attempt_with_retries(
-    ctx: &RunCtx,
-    run_id: &str,
-) -> (Result<runner::RunReport, RunError>, u32) {
+async fn attempt_with_retries(ctx: &RunCtx, run_id: &str) -> (RunResult, u32) {
     let job = &ctx.job;
     let what = format!("run {run_id} of job {}", job.name);
     retry::retry_with(
@@ -102,7 +105,7 @@ async fn attempt_with_retries(
     .await
 }
 
-fn record_metrics(ctx: &RunCtx, report: &Report, result: &Result<runner::RunReport, RunError>) {
+fn record_metrics(ctx: &RunCtx, report: &Report, result: &RunResult) {
     let outcome = report.outcome.as_str();
     ctx.metrics.update(&ctx.job.name, |s| {
         *s.runs.entry(outcome).or_default() += 1;

@@ -71,14 +71,19 @@ pub(super) async fn list_catalog(
         catalog::load(repo, Some(&job.name))
     })
     .await?;
+    Ok(listed(repo, job, &cat))
+}
+
+/// What the metrics show of a catalogue already in hand (a run's).
+pub(super) fn listed(repo: &Repo, job: &JobConfig, cat: &catalog::Catalog) -> Listed {
     let held = super::held::of(
-        &cat,
+        cat,
         &job.name,
         job.retention.as_ref(),
         repo.verifier.is_some(),
         repo.clock.now(),
     );
-    Ok(Listed::of(&job.name, &cat, held))
+    Listed::of(&job.name, cat, held)
 }
 
 #[cfg(test)]

@@ -14,18 +14,22 @@
 //! time-zoned job's UTC offset when the job is created, so a local-time
 //! schedule would fire an hour off after a DST change until restart. A
 //! one-shot per tick recomputed from the wall clock has none of these
-//! problems. The scheduler stores the instant in whole seconds and polls
-//! twice a second, so a tick may arrive up to about a second early; the run
-//! then sleeps until its exact time.
+//! problems.
 //!
-//! The runner sits behind a small seam, `timers` (`arm` a tick after a
-//! delay, `cancel` it), and "now" comes from [`crate::clock`] ([`Options`]
-//! `clock`). With the system clock the daemon arms tokio-cron-scheduler
-//! one-shots; with a clock that follows tokio's time (tests) it arms tokio
-//! sleeps instead, because the scheduler polls the real clock and paused
-//! tokio time cannot drive it. Everything above the seam (which instant,
-//! missed ticks, jitter, overlap) is the same code either way, so tests
-//! run days of schedule on paused time in milliseconds.
+//! Every tick is armed through one function (`Daemon::arm_tick`) on a
+//! small seam, `timers` (`arm` a tick after a delay, `cancel` it), and
+//! "now" comes from [`crate::clock`] ([`Options`] `clock`). When a tick
+//! arrives, the daemon compares the wall clock with the tick's time: one
+//! that came early (the wall clock was stepped back while it slept; a
+//! start-up run's jitter) is re-armed for the rest, so no run starts before
+//! its time; one that came late is handled as below, so none is lost. With
+//! the system clock the timers are tokio-cron-scheduler one-shots; with a
+//! clock that follows tokio's time (tests) they are tokio sleeps, because
+//! the scheduler polls the real clock and paused tokio time cannot drive
+//! it. Everything above the seam (which instant, early and missed ticks,
+//! jitter, overlap) is the same code either way, so tests run days of
+//! schedule on paused time in milliseconds; the scheduler-backed timers
+//! have a real-time test of their own.
 //!
 //! Re-arming happens when a tick fires, not when the run ends, so a tick
 //! that finds the job's slot busy is seen: it waits for the slot, or is
@@ -69,13 +73,16 @@ mod drill;
 mod execute;
 pub mod held;
 pub mod http;
+pub mod job;
 mod listing;
 pub mod metrics;
 pub mod process;
 pub mod reload;
 mod slots;
+mod startup;
 pub mod status;
 pub mod tamper;
+mod ticks;
 mod timers;
 
 use std::collections::{HashMap, VecDeque};
@@ -84,7 +91,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::JobSchedulerError;
@@ -92,18 +98,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::config::{self, Config, JobConfig};
-use crate::error::chain;
+use crate::config::{Config, JobConfig};
 use crate::notify;
-
-use crate::repo::gate::gated;
 use crate::repo::store::{self, Repo};
-
-use crate::sys::child::KillSwitch;
-use execute::{execute, RunCtx};
-use listing::list_catalog;
 use metrics::Metrics;
-use timers::{CronTimers, SleepTimers, Timers};
+use timers::Timers;
 
 /// After the grace period and a cancel, how long a run may take to unwind
 /// (kill, abort uploads, clean up, release the lock) before it is dropped.
@@ -147,8 +146,8 @@ pub struct Options {
     pub clock: Clock,
 }
 
-/// A fired one-shot: which job, which configuration generation, and the
-/// instant it stands for.
+/// A fired one-shot: which job, which configuration generation, the
+/// instant it stands for and the instant it may start.
 #[derive(Debug, Clone)]
 pub(super) struct Tick {
     job: String,
@@ -178,19 +177,26 @@ impl std::fmt::Display for TickKind {
     }
 }
 
+/// A run in a job's slot (its cancellation token hangs off
+/// [`Daemon`]'s `hard_stop`).
 struct Running {
     kind: TickKind,
-    kill: KillSwitch,
-    cancel: CancellationToken,
 }
 
-struct State {
+/// Everything the daemon holds while it runs: the configuration it runs
+/// with, the store, what is armed, running and waiting, and the handles
+/// every run shares (timers, metrics, notification client, the root of the
+/// cancellation tree).
+pub(super) struct Daemon {
     cfg: Arc<Config>,
     clock: Clock,
     /// `daemon.listen` as bound at start; `None` when `--listen` overrides
     /// it (then the file's value does not matter).
     listen_from_config: Option<String>,
     repo: Repo,
+    /// The store was given by the caller ([`Options::repo`]): a reload
+    /// keeps it.
+    fixed_repo: bool,
     generation: u64,
     armed: HashMap<(String, TickKind), Uuid>,
     running: HashMap<String, Running>,
@@ -198,6 +204,17 @@ struct State {
     waiting: HashMap<String, VecDeque<Tick>>,
     /// What the status page shows of the configuration.
     page: Arc<status::Page>,
+    timers: Box<dyn Timers>,
+    /// Where fired timers send their ticks.
+    tx: mpsc::Sender<Tick>,
+    metrics: Arc<Metrics>,
+    client: reqwest::Client,
+    /// Cancelled when shutdown begins: no new run or attempt starts.
+    stopping: CancellationToken,
+    /// Root of every run's cancellation token: cancelled when the grace
+    /// period is over (daemon shutdown → job run → its copies).
+    hard_stop: CancellationToken,
+    tasks: JoinSet<String>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. Returns `Ok` when every
@@ -238,99 +255,49 @@ pub async fn run(
         http_stop.clone(),
     ));
 
-    let sched: Box<dyn Timers> = if clock.is_tokio() {
-        Box::new(SleepTimers::default())
-    } else {
-        Box::new(CronTimers::start().await?)
-    };
-    let sched = &*sched;
-    let (tick_tx, mut tick_rx) = mpsc::channel::<Tick>(64);
-    let client = notify::client();
-    let stopping = CancellationToken::new();
-
-    let mut st = State {
+    let (tx, mut tick_rx) = mpsc::channel::<Tick>(64);
+    let mut d = Daemon {
         listen_from_config: opts.listen.is_none().then(|| cfg.daemon.listen.clone()),
         cfg: Arc::new(cfg),
+        timers: timers::for_clock(&clock).await?,
         clock,
         repo,
+        fixed_repo,
         generation: 0,
         armed: HashMap::new(),
         running: HashMap::new(),
         waiting: HashMap::new(),
         page,
+        tx,
+        metrics,
+        client: notify::client(),
+        stopping: CancellationToken::new(),
+        hard_stop: CancellationToken::new(),
+        tasks: JoinSet::new(),
     };
-    seed_metrics(&st, &metrics).await;
-    arm_all(&mut st, sched, &tick_tx, &metrics).await;
-    start_up_runs(&st, &tick_tx, &metrics).await;
-    if st.repo.verifier.is_none() {
-        tracing::warn!(
-            store = %st.repo.display,
-            "the store is not authenticated: {}",
-            crate::repo::signing::UNSIGNED_RISK
-        );
-        for job in st
-            .cfg
-            .jobs
-            .iter()
-            .filter(|j| j.drill.as_ref().is_some_and(|d| d.restore_test))
-        {
-            // A dump is SQL the server runs as the restoring role: without
-            // signatures, whoever can write to the store chooses that SQL.
-            tracing::warn!(job = %job.name, "restore drills run SQL from the store unattended; configure signing so only backups this sidecar wrote are restore-tested");
-        }
-    }
+    d.seed_metrics().await;
+    d.arm_all().await;
+    d.start_up_runs().await;
+    d.warn_if_unauthenticated();
     // Only now are last good backups and first due runs both known.
-    metrics.set_seeding(false);
+    d.metrics.set_seeding(false);
 
     let reload = opts.reload.unwrap_or_default();
-    let mut tasks: JoinSet<String> = JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = reload.notified() => {
-                reload::on_signal(&mut st, fixed_repo, sched, &tick_tx, &metrics, &client).await;
-            }
-            Some(tick) = tick_rx.recv() => {
-                on_tick(&mut st, tick, sched, &tick_tx, &metrics, &client, &stopping, &mut tasks).await;
-            }
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+            _ = reload.notified() => d.reload().await,
+            Some(tick) = tick_rx.recv() => d.on_tick(tick).await,
+            Some(done) = d.tasks.join_next(), if !d.tasks.is_empty() => {
                 if let Ok(job) = done {
-                    st.running.remove(&job);
-                    start_waiting(&mut st, &job, &metrics, &client, &stopping, &mut tasks);
+                    d.running.remove(&job);
+                    d.start_waiting(&job);
                 }
             }
         }
     }
-
-    // Stop scheduling first, so nothing new starts while we wait.
-    tracing::info!(running = st.running.len(), "shutting down");
-    stopping.cancel();
-    sched.shutdown().await;
     drop(tick_rx);
-
-    let grace = st.cfg.daemon.shutdown_grace;
-    let mut abandoned = 0;
-    if !tasks.is_empty() {
-        if drain(&mut tasks, &mut st, grace).await {
-            tracing::info!("running jobs finished within the grace period");
-        } else {
-            tracing::warn!(
-                grace_s = grace.as_secs(),
-                "grace period over; cancelling running jobs"
-            );
-            for (job, r) in &st.running {
-                tracing::warn!(job = %job, "cancelling run");
-                r.cancel.cancel();
-                r.kill.kill();
-            }
-            if !drain(&mut tasks, &mut st, CANCEL_WAIT).await {
-                abandoned = tasks.len();
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-            }
-        }
-    }
-    crate::repo::lock::wait_pending_releases(Duration::from_secs(10)).await;
+    let abandoned = d.shut_down().await;
     http_stop.cancel();
     let _ = http_task.await;
     tracing::info!("daemon stopped");
@@ -341,352 +308,75 @@ pub async fn run(
     }
 }
 
-/// Waits for every task, at most `limit`; true when all finished.
-async fn drain(tasks: &mut JoinSet<String>, st: &mut State, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !tasks.is_empty() {
-        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
-            Ok(Some(Ok(job))) => {
-                st.running.remove(&job);
-            }
-            Ok(Some(Err(_))) | Ok(None) => {}
-            Err(_) => return false,
+impl Daemon {
+    fn warn_if_unauthenticated(&self) {
+        if self.repo.verifier.is_some() {
+            return;
         }
-    }
-    true
-}
-
-/// Per-job settings and what the store already holds, so `/readyz` and the
-/// metrics are right from the start: a restart does not forget the last
-/// good backup, and does not forgive a job that has none.
-async fn seed_metrics(st: &State, metrics: &Metrics) {
-    let names: Vec<String> = st.cfg.jobs.iter().map(|j| j.name.clone()).collect();
-    metrics.retain(&names);
-    st.page.configure(&st.cfg);
-    metrics.set_authenticated(st.repo.verifier.is_some());
-    for job in &st.cfg.jobs {
-        metrics.update(&job.name, |s| s.max_age = job.max_age);
-        match list_catalog(&st.repo, job, &CancellationToken::new()).await {
-            Ok(l) => metrics.update(&job.name, |s| l.apply(s)),
-            Err(e) => {
-                tracing::warn!(job = %job.name, error = %chain(&e), "cannot list existing backups at start-up");
-                metrics.update(&job.name, |s| {
-                    if s.last_success.is_none() {
-                        s.store_error = Some(chain(&e).to_string());
-                    }
-                });
-            }
+        tracing::warn!(
+            store = %self.repo.display,
+            "the store is not authenticated: {}",
+            crate::repo::signing::UNSIGNED_RISK
+        );
+        let drilled = self
+            .cfg
+            .jobs
+            .iter()
+            .filter(|j| j.drill.as_ref().is_some_and(|d| d.restore_test));
+        for job in drilled {
+            // A dump is SQL the server runs as the restoring role: without
+            // signatures, whoever can write to the store chooses that SQL.
+            tracing::warn!(job = %job.name, "restore drills run SQL from the store unattended; configure signing so only backups this sidecar wrote are restore-tested");
         }
-    }
-}
-
-async fn arm_all(st: &mut State, sched: &dyn Timers, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
-    let now = st.clock.now();
-    let cfg = st.cfg.clone();
-    for job in &cfg.jobs {
-        if job.schedule.is_none() {
-            tracing::info!(job = %job.name, "job has no schedule; the daemon will not run it");
-            continue;
-        }
-        if let Some(t) = arm(st, sched, tx, job, now, metrics, TickKind::Backup).await {
-            metrics.update(&job.name, |s| s.first_due = Some(t));
-        }
-        if let Some(d) = &job.drill {
-            let max_age = d.max_age;
-            let due = arm(st, sched, tx, job, now, metrics, TickKind::Drill).await;
-            metrics.update(&job.name, |s| {
-                let stats = s.drill.get_or_insert_with(Default::default);
-                stats.first_due = due;
-                stats.max_age = max_age;
-            });
-        }
-    }
-}
-
-/// `run_at_start`: at daemon start (not on reload), back up each job whose
-/// newest good backup is older than its schedule's interval (or missing),
-/// or every job with `always`, once, after its jitter.
-async fn start_up_runs(st: &State, tx: &mpsc::Sender<Tick>, metrics: &Metrics) {
-    let now = st.clock.now();
-    let known = metrics.snapshot();
-    for job in &st.cfg.jobs {
-        let Some(schedule) = &job.schedule else {
-            continue;
-        };
-        let newest = known.get(&job.name).and_then(|s| s.last_success);
-        let unknown = known
-            .get(&job.name)
-            .is_some_and(|s| s.store_error.is_some());
-        let (run, why) = if unknown && job.run_at_start == config::RunAtStart::Missed {
-            (
-                false,
-                "the store could not be listed, so freshness is unknown".to_owned(),
-            )
-        } else {
-            drill::start_decision(
-                job.run_at_start,
-                newest,
-                drill::interval(schedule, job, now),
-                now,
-            )
-        };
-        if !run {
-            tracing::info!(job = %job.name, reason = %why, "no start-up run");
-            continue;
-        }
-        let fire_at = now + chrono::Duration::from_std(jitter(job)).unwrap_or_default();
-        tracing::info!(job = %job.name, reason = %why, at = %fire_at.to_rfc3339_opts(SecondsFormat::Secs, true), "start-up run");
-        let tick = Tick {
-            job: job.name.clone(),
-            kind: TickKind::Backup,
-            generation: st.generation,
-            nominal: now,
-            fire_at,
-            rearm: false,
-        };
-        let _ = tx.send(tick).await;
-    }
-}
-
-/// A random delay up to the job's `jitter`.
-fn jitter(job: &JobConfig) -> Duration {
-    job.jitter.map_or(Duration::ZERO, |j| {
-        let ms = j.as_millis() as u64;
-        Duration::from_millis(if ms == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=ms)
-        })
-    })
-}
-
-/// Arms the next tick of `job`'s backup or drill schedule strictly after
-/// `after`; returns its time.
-async fn arm(
-    st: &mut State,
-    sched: &dyn Timers,
-    tx: &mpsc::Sender<Tick>,
-    job: &JobConfig,
-    after: DateTime<Utc>,
-    metrics: &Metrics,
-    kind: TickKind,
-) -> Option<DateTime<Utc>> {
-    let schedule = match kind {
-        TickKind::Backup => job.schedule.as_ref()?,
-        TickKind::Drill => &job.drill.as_ref()?.schedule,
-    };
-    let now = st.clock.now();
-    let mut nominal = schedule
-        .next_after(after, job.timezone)?
-        .with_timezone(&Utc);
-    if nominal < now {
-        // Behind (suspended host, long stall): skip what was missed.
-        tracing::warn!(job = %job.name, missed = %nominal, "missed scheduled run(s); continuing with the next one");
-        nominal = schedule.next_after(now, job.timezone)?.with_timezone(&Utc);
-    }
-    let delay = match kind {
-        TickKind::Backup => jitter(job),
-        TickKind::Drill => Duration::ZERO,
-    };
-    let fire_at = nominal + chrono::Duration::from_std(delay).unwrap_or_default();
-    let delay = (fire_at - now).to_std().unwrap_or(Duration::ZERO);
-    let tick = Tick {
-        job: job.name.clone(),
-        kind,
-        generation: st.generation,
-        nominal,
-        fire_at,
-        rearm: true,
-    };
-    match sched.arm(delay, tick, tx.clone()).await {
-        Ok(id) => {
-            st.armed.insert((job.name.clone(), kind), id);
-            if kind == TickKind::Backup {
-                metrics.update(&job.name, |s| s.next_run = Some(nominal));
-            }
-            tracing::debug!(job = %job.name, next = %nominal.with_timezone(&job.timezone).to_rfc3339_opts(SecondsFormat::Secs, false), "next run armed");
-            Some(nominal)
-        }
-        Err(e) => {
-            tracing::error!(job = %job.name, error = %chain(&e), "cannot arm the next run");
-            None
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn on_tick(
-    st: &mut State,
-    mut tick: Tick,
-    sched: &dyn Timers,
-    tx: &mpsc::Sender<Tick>,
-    metrics: &Arc<Metrics>,
-    client: &reqwest::Client,
-    stopping: &CancellationToken,
-    tasks: &mut JoinSet<String>,
-) {
-    if tick.generation != st.generation {
-        return; // armed under a configuration that was reloaded since
-    }
-    let cfg = st.cfg.clone();
-    let Some(job) = cfg.job(&tick.job) else {
-        return;
-    };
-    if tick.rearm {
-        let now = st.clock.now();
-        catch_up(&mut tick, job, now);
-        st.armed.remove(&(tick.job.clone(), tick.kind));
-        let after = tick.nominal.max(now);
-        arm(st, sched, tx, job, after, metrics, tick.kind).await;
     }
 
-    let running = st.running.get(&job.name).map(|r| r.kind);
-    let queue = st.waiting.entry(job.name.clone()).or_default();
-    let queued: Vec<TickKind> = queue.iter().map(|t| t.kind).collect();
-    match slots::decide(tick.kind, running, &queued) {
-        slots::Decision::Start => start(st, tick, metrics, client, stopping, tasks),
-        slots::Decision::Wait { first } => {
-            tracing::info!(job = %job.name, scheduled = %tick.nominal, kind = %tick.kind, "the job's slot is busy; this run waits for it");
-            if first {
-                queue.push_front(tick);
+    /// Stops scheduling, gives running jobs the grace period, then cancels
+    /// them; returns how many had to be abandoned.
+    async fn shut_down(&mut self) -> usize {
+        // Stop scheduling first, so nothing new starts while we wait.
+        tracing::info!(running = self.running.len(), "shutting down");
+        self.stopping.cancel();
+        self.timers.shutdown().await;
+
+        let grace = self.cfg.daemon.shutdown_grace;
+        let mut abandoned = 0;
+        if !self.tasks.is_empty() {
+            if self.drain(grace).await {
+                tracing::info!("running jobs finished within the grace period");
             } else {
-                queue.push_back(tick);
-            }
-        }
-        slots::Decision::Skip(reason) => skip(st, &tick, reason, metrics, client),
-    }
-}
-
-/// A tick handled late (the daemon stalled, or the host was suspended)
-/// stands for the latest scheduled time that has come: that run happens,
-/// once, now; the times passed over before it are logged.
-fn catch_up(tick: &mut Tick, job: &JobConfig, now: DateTime<Utc>) {
-    let schedule = match tick.kind {
-        TickKind::Backup => job.schedule.as_ref(),
-        TickKind::Drill => job.drill.as_ref().map(|d| &d.schedule),
-    };
-    let Some(schedule) = schedule else {
-        return;
-    };
-    let (due, passed) = schedule.latest_due(tick.nominal, now, job.timezone);
-    if passed > 0 {
-        tracing::warn!(job = %job.name, kind = %tick.kind, missed = passed, first_missed = %tick.nominal, running_for = %due, "the daemon fell behind; running once now for the latest scheduled time, the earlier ones are not replayed");
-        tick.nominal = due;
-        tick.fire_at = now;
-    }
-}
-
-/// Logs, counts and notifies a tick that cannot run.
-fn skip(
-    st: &State,
-    tick: &Tick,
-    reason: &'static str,
-    metrics: &Metrics,
-    client: &reqwest::Client,
-) {
-    let Some(job) = st.cfg.job(&tick.job) else {
-        return;
-    };
-    match tick.kind {
-        TickKind::Backup => {
-            metrics.update(&job.name, |s| s.skipped_runs += 1);
-            tracing::error!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", reason, "scheduled backup skipped");
-            let report = slots::skipped_report(&job.name, tick.nominal, reason, st.clock.now());
-            slots::notify_skipped(client, &st.cfg, job, report);
-        }
-        TickKind::Drill => {
-            metrics.update(&job.name, |s| {
-                *s.drill
-                    .get_or_insert_with(Default::default)
-                    .runs
-                    .entry("skipped")
-                    .or_default() += 1;
-            });
-            tracing::warn!(job = %job.name, scheduled = %tick.nominal, outcome = "skipped", reason, "restore drill skipped");
-        }
-    }
-}
-
-/// Starts the next tick waiting for `job`'s slot, if any.
-fn start_waiting(
-    st: &mut State,
-    job: &str,
-    metrics: &Arc<Metrics>,
-    client: &reqwest::Client,
-    stopping: &CancellationToken,
-    tasks: &mut JoinSet<String>,
-) {
-    if stopping.is_cancelled() {
-        return;
-    }
-    let Some(mut tick) = st.waiting.get_mut(job).and_then(VecDeque::pop_front) else {
-        return;
-    };
-    // Even across a reload: dropping a waiting backup would skip it
-    // silently (a job that no longer exists is not started).
-    tick.fire_at = tick.fire_at.min(st.clock.now());
-    start(st, tick, metrics, client, stopping, tasks);
-}
-
-fn start(
-    st: &mut State,
-    tick: Tick,
-    metrics: &Arc<Metrics>,
-    client: &reqwest::Client,
-    stopping: &CancellationToken,
-    tasks: &mut JoinSet<String>,
-) {
-    let cfg = st.cfg.clone();
-    let Some(job) = cfg.job(&tick.job) else {
-        return;
-    };
-    let kill = KillSwitch::default();
-    let cancel = CancellationToken::new();
-    st.running.insert(
-        job.name.clone(),
-        Running {
-            kind: tick.kind,
-            kill: kill.clone(),
-            cancel: cancel.clone(),
-        },
-    );
-    metrics.update(&job.name, |s| s.running = true);
-    let ctx = RunCtx {
-        cfg: cfg.clone(),
-        repo: gated(&st.repo, cancel.clone()),
-        job: job.clone(),
-        metrics: metrics.clone(),
-        client: client.clone(),
-        kill,
-        cancel,
-        stopping: stopping.clone(),
-    };
-    let fire_at = tick.fire_at;
-    let kind = tick.kind;
-    let clock = st.clock.clone();
-    tasks.spawn(async move {
-        // Timers can wake early (the scheduler works in whole seconds, and
-        // the wall clock can be stepped back while we sleep): start only
-        // once the wall clock has reached the tick's time.
-        while let Ok(early) = (fire_at - clock.now()).to_std() {
-            if early.is_zero() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(early) => {}
-                _ = ctx.stopping.cancelled() => {
-                    ctx.metrics.update(&ctx.job.name, |s| s.running = false);
-                    return ctx.job.name.clone();
+                tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "grace period over; cancelling running jobs"
+                );
+                for job in self.running.keys() {
+                    tracing::warn!(job = %job, "cancelling run");
+                }
+                self.hard_stop.cancel();
+                if !self.drain(CANCEL_WAIT).await {
+                    abandoned = self.tasks.len();
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
                 }
             }
         }
-        match (kind, ctx.job.drill.as_ref()) {
-            (TickKind::Drill, Some(d)) => drill::execute(&ctx, d.restore_test).await,
-            (TickKind::Drill, None) => {}
-            (TickKind::Backup, _) => execute(&ctx).await,
+        crate::repo::lock::wait_pending_releases(Duration::from_secs(10)).await;
+        abandoned
+    }
+
+    /// Waits for every task, at most `limit`; true when all finished.
+    async fn drain(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(Ok(job))) => {
+                    self.running.remove(&job);
+                }
+                Ok(Some(Err(_))) | Ok(None) => {}
+                Err(_) => return false,
+            }
         }
-        ctx.job.name.clone()
-    });
+        true
+    }
 }
 
 /// Next run times of a job, RFC 3339 in the job's zone (`ccbackup schedule`).

@@ -7,40 +7,65 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
-use super::metrics::Metrics;
-use super::timers::Timers;
-use super::{arm_all, seed_metrics, State, Tick};
+use super::Daemon;
 use crate::backup::report::{self, Outcome, Report};
 use crate::config;
 use crate::error::chain;
 use crate::notify;
 use crate::repo::store;
 
-/// SIGHUP: re-reads the configuration; a rejection is recorded, logged
-/// and notified, and the running configuration stays.
-pub(super) async fn on_signal(
-    st: &mut State,
-    fixed_repo: bool,
-    sched: &dyn Timers,
-    tx: &mpsc::Sender<Tick>,
-    metrics: &Metrics,
-    client: &reqwest::Client,
-) {
-    let Err(e) = reload_config(st, fixed_repo, sched, tx, metrics).await else {
-        return;
-    };
-    // Recorded before it is logged: whoever reads the log line finds the
-    // metrics already saying so.
-    metrics.record_reload(Err(e.clone()));
-    tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
-    let report = rejected_report(&e, st.clock.now());
-    let targets = notify::targets_everywhere(&st.cfg, notify::Event::Finish(&report));
-    let client = client.clone();
-    tokio::spawn(async move {
-        notify::send(&client, &targets, notify::Event::Finish(&report)).await;
-    });
+impl Daemon {
+    /// SIGHUP: re-reads the configuration; a rejection is recorded, logged
+    /// and notified, and the running configuration stays.
+    pub(super) async fn reload(&mut self) {
+        let Err(e) = self.reload_config().await else {
+            return;
+        };
+        // Recorded before it is logged: whoever reads the log line finds the
+        // metrics already saying so.
+        self.metrics.record_reload(Err(e.clone()));
+        tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+        let report = rejected_report(&e, self.clock.now());
+        let targets = notify::targets_everywhere(&self.cfg, notify::Event::Finish(&report));
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            notify::send(&client, &targets, notify::Event::Finish(&report)).await;
+        });
+    }
+
+    /// Re-reads the configuration file; `Err` (the reason, for the log, the
+    /// metrics and the notification) leaves the running configuration as
+    /// it is.
+    async fn reload_config(&mut self) -> Result<(), String> {
+        let path = self.cfg.path.clone();
+        // A password file the (possibly unprivileged) daemon can no longer
+        // read is a bad reload, not a configuration that fails every run.
+        let new = config::load(&path)
+            .and_then(|c| c.require_secrets().map(|()| c))
+            .map_err(|e| chain(&e).to_string())?;
+        if !self.fixed_repo {
+            match store::open(&new.store) {
+                Ok(r) => {
+                    self.repo = r
+                        .with_signing(new.signing.as_ref())
+                        .with_clock(self.clock.clone())
+                }
+                Err(e) => return Err(chain(&e).to_string()),
+            }
+        }
+        warn_if_listen_changed(self.listen_from_config.as_deref(), &new.daemon.listen);
+        for (_, id) in self.armed.drain() {
+            self.timers.cancel(id).await;
+        }
+        self.generation += 1;
+        self.cfg = Arc::new(new);
+        self.seed_metrics().await;
+        self.arm_all().await;
+        self.metrics.record_reload(Ok(()));
+        tracing::info!(path = %path.display(), jobs = self.cfg.jobs.len(), "configuration reloaded");
+        Ok(())
+    }
 }
 
 /// The state of the configuration the daemon runs with.
@@ -130,44 +155,6 @@ pub fn rejected_report(error: &str, at: DateTime<Utc>) -> Report {
         reasons: Vec::new(),
         copy_errors: Vec::new(),
     }
-}
-
-/// Re-reads the configuration file; `Err` (the reason, for the log, the
-/// metrics and the notification) leaves the running configuration as it is.
-async fn reload_config(
-    st: &mut State,
-    fixed_repo: bool,
-    sched: &dyn Timers,
-    tx: &mpsc::Sender<Tick>,
-    metrics: &Metrics,
-) -> Result<(), String> {
-    let path = st.cfg.path.clone();
-    // A password file the (possibly unprivileged) daemon can no longer read
-    // is a bad reload, not a configuration that fails every run.
-    let new = config::load(&path)
-        .and_then(|c| c.require_secrets().map(|()| c))
-        .map_err(|e| chain(&e).to_string())?;
-    if !fixed_repo {
-        match store::open(&new.store) {
-            Ok(r) => {
-                st.repo = r
-                    .with_signing(new.signing.as_ref())
-                    .with_clock(st.clock.clone())
-            }
-            Err(e) => return Err(chain(&e).to_string()),
-        }
-    }
-    warn_if_listen_changed(st.listen_from_config.as_deref(), &new.daemon.listen);
-    for (_, id) in st.armed.drain() {
-        sched.cancel(id).await;
-    }
-    st.generation += 1;
-    st.cfg = Arc::new(new);
-    seed_metrics(st, metrics).await;
-    arm_all(st, sched, tx, metrics).await;
-    metrics.record_reload(Ok(()));
-    tracing::info!(path = %path.display(), jobs = st.cfg.jobs.len(), "configuration reloaded");
-    Ok(())
 }
 
 /// The listener is bound once, at start: rebinding on reload would need

@@ -51,10 +51,20 @@ pub fn readiness_reason(tampered: &[String]) -> String {
 /// Tampering recorded at or before `daemon.tampering_acknowledged` is left
 /// out: the history keeps the evidence for good, so without a way to say
 /// "handled" readiness would never recover after an incident.
-pub(super) async fn check(ctx: &RunCtx) {
+/// `listed` is the job's catalogue when the caller has it (a run's), so
+/// the store is not listed again for it.
+pub(super) async fn check(ctx: &RunCtx, listed: Option<&catalog::Catalog>) {
     let job = &ctx.job;
+    let loaded;
+    let cat = match listed {
+        Some(c) => Ok(c),
+        None => {
+            loaded = catalog::load(&ctx.repo, Some(&job.name)).await;
+            loaded.as_ref()
+        }
+    };
     // Known forgeries do not count when the policy is evaluated again.
-    let forged: BTreeSet<String> = match catalog::load(&ctx.repo, Some(&job.name)).await {
+    let forged: BTreeSet<String> = match cat {
         Ok(c) => c
             .damaged
             .iter()

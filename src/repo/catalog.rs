@@ -72,7 +72,7 @@ impl Damaged {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     /// Complete backups, oldest first (time, then ID).
     pub complete: Vec<Manifest>,
@@ -90,6 +90,24 @@ impl Catalog {
     /// moved to signing.
     pub fn is_legacy(&self, m: &Manifest) -> bool {
         self.legacy.contains(&(m.job.clone(), m.id.clone()))
+    }
+
+    /// The catalogue with a manifest this process has just committed, in
+    /// its place (time, then ID), instead of listing the store again. A
+    /// backup this run wrote is signed by it, so never legacy.
+    pub fn add_committed(&mut self, m: Manifest) {
+        let at = self
+            .complete
+            .partition_point(|c| (c.started_at, &c.id) <= (m.started_at, &m.id));
+        self.complete.insert(at, m);
+    }
+
+    /// The catalogue without what retention just deleted (complete
+    /// backups) and swept (leftover directories).
+    pub fn remove_pruned(&mut self, deleted: &[String], swept: &[String]) {
+        self.complete.retain(|m| !deleted.contains(&m.id));
+        self.incomplete.retain(|i| !swept.contains(&i.id));
+        self.legacy.retain(|(_, id)| !deleted.contains(id));
     }
 }
 
@@ -287,4 +305,63 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
         damaged,
         legacy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::manifest::{GuardMark, FORMAT};
+
+    fn m(id: &str) -> Manifest {
+        let t = backup_id_time(id).unwrap();
+        Manifest {
+            format: FORMAT,
+            job: "j".into(),
+            id: id.into(),
+            started_at: t,
+            finished_at: t,
+            tool_version: "0".into(),
+            host: "h".into(),
+            artifacts: Vec::new(),
+            guard: GuardMark::default(),
+        }
+    }
+
+    fn ids(c: &Catalog) -> Vec<&str> {
+        c.complete.iter().map(|m| m.id.as_str()).collect()
+    }
+
+    /// What a run hands on instead of listing again: its own backup in
+    /// time order, then without what retention removed.
+    #[test]
+    fn a_run_updates_its_listing_in_place() {
+        let mut c = Catalog {
+            complete: vec![m("20260101T000000Z-aaaaaa"), m("20260103T000000Z-cccccc")],
+            incomplete: vec![Incomplete {
+                job: "j".into(),
+                id: "20251231T000000Z-eeeeee".into(),
+                objects: Vec::new(),
+                last_modified: Utc::now(),
+            }],
+            ..Catalog::default()
+        };
+        c.add_committed(m("20260102T000000Z-bbbbbb"));
+        assert_eq!(
+            ids(&c),
+            [
+                "20260101T000000Z-aaaaaa",
+                "20260102T000000Z-bbbbbb",
+                "20260103T000000Z-cccccc"
+            ]
+        );
+        c.remove_pruned(
+            &["20260101T000000Z-aaaaaa".into()],
+            &["20251231T000000Z-eeeeee".into()],
+        );
+        assert_eq!(
+            ids(&c),
+            ["20260102T000000Z-bbbbbb", "20260103T000000Z-cccccc"]
+        );
+        assert!(c.incomplete.is_empty());
+    }
 }

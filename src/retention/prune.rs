@@ -183,16 +183,25 @@ pub fn decide(
 
 /// Reads the catalog of a job and decides.
 pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Decision, PruneError> {
+    let cat = catalog::load(repo, Some(&job.name)).await?;
+    plan_listed(job, cat, repo.clock.now())
+}
+
+/// Decides on a catalogue of the job already listed.
+pub fn plan_listed(
+    job: &crate::config::JobConfig,
+    cat: catalog::Catalog,
+    now: DateTime<Utc>,
+) -> Result<Decision, PruneError> {
     let policy = job.retention.as_ref().ok_or_else(|| PruneError::NoPolicy {
         job: job.name.clone(),
     })?;
-    let cat = catalog::load(repo, Some(&job.name)).await?;
     let mut d = decide(
         &job.name,
         policy,
         &cat.complete,
         &cat.incomplete,
-        repo.clock.now(),
+        now,
         job.max_deletions,
         job.orphan_grace,
     )?;
@@ -211,6 +220,18 @@ pub async fn plan_job_keeping(
     own: &str,
 ) -> Result<Decision, PruneError> {
     let d = plan_job(repo, job).await?;
+    keeps(&d, own)?;
+    Ok(d)
+}
+
+/// [`plan_job_keeping`] on a catalogue already listed (it must hold `own`).
+pub fn plan_listed_keeping(
+    job: &crate::config::JobConfig,
+    cat: catalog::Catalog,
+    own: &str,
+    now: DateTime<Utc>,
+) -> Result<Decision, PruneError> {
+    let d = plan_listed(job, cat, now)?;
     keeps(&d, own)?;
     Ok(d)
 }

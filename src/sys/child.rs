@@ -102,6 +102,12 @@ impl KillSwitch {
         self.1.cancelled().await
     }
 
+    /// A token cancelled when [`KillSwitch::kill`] is called: the branch
+    /// of the cancellation tree for work that follows the run (copies).
+    pub fn child_token(&self) -> CancellationToken {
+        self.1.child_token()
+    }
+
     /// Whether `kill` was called: a cancelled run must not commit.
     pub fn is_killed(&self) -> bool {
         self.0.lock().map(|s| s.killed).unwrap_or(true)
@@ -674,5 +680,20 @@ mod tests {
         waiter.await.unwrap();
         assert_eq!(t0.elapsed(), std::time::Duration::ZERO);
         assert!(ks.is_killed());
+    }
+
+    /// Copies follow the run through a child token: the kill reaches them
+    /// at once, with no time passing (nothing polls the flag).
+    #[tokio::test(start_paused = true)]
+    async fn the_child_token_is_cancelled_by_the_kill_without_polling() {
+        let ks = KillSwitch::default();
+        let copies = ks.child_token();
+        let t0 = tokio::time::Instant::now();
+        let waiter = tokio::spawn(async move { copies.cancelled().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        ks.kill();
+        waiter.await.unwrap();
+        assert_eq!(t0.elapsed(), std::time::Duration::ZERO);
     }
 }

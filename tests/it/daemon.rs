@@ -11,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lock::{open_repo, plant_lease};
 use crate::support::*;
-use crate::support_store::FaultyStore;
+use crate::support_store::{FaultyStore, Op};
 
 struct Running {
     addr: SocketAddr,
@@ -329,6 +330,52 @@ async fn flaky_store_is_retried_to_success() {
     assert!(flaky.calls.load(std::sync::atomic::Ordering::SeqCst) > 4);
     assert!(!ws.manifests().is_empty());
     d.stop(Duration::from_secs(15)).await.unwrap();
+}
+
+/// Issue 21: a run lists the job's catalogue once (the guard, retention,
+/// the metrics, the status page and the tamper check share it); the
+/// daemon's only other listing is the one at start-up. The metrics still
+/// show what the store holds after retention.
+#[tokio::test(start_paused = true)]
+async fn each_run_lists_the_catalogue_once() {
+    let ws = Workspace::new();
+    let cfg = files_job(
+        &ws,
+        "    retention: {keep_last: 1}
+",
+        "daemon: {shutdown_grace: 5s}
+",
+    );
+    let mut repo = open_repo(&ws);
+    // A catalogue read is a listing of the job's whole prefix; a backup
+    // directory's own listing does not count.
+    let listings = Arc::new(AtomicUsize::new(0));
+    let seen = listings.clone();
+    repo.store = Arc::new(
+        FaultyStore::passing(repo.store.clone()).after(move |op, p| {
+            if op == Op::List && p.as_ref() == "j" {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }),
+    );
+    let d = start_on(&cfg, Some(repo), Clock::following_tokio(Utc::now())).await;
+    let m = d.metrics.clone();
+    wait_until_async("three successful runs", Duration::from_secs(20), || {
+        m.get("j")
+            .is_some_and(|s| s.runs.get("success").copied().unwrap_or(0) >= 3 && !s.running)
+    })
+    .await;
+    d.stop(Duration::from_secs(15)).await.unwrap();
+    let s = m.get("j").unwrap();
+    let runs: u64 = s.runs.values().sum();
+    assert_eq!(runs, s.runs.get("success").copied().unwrap_or(0), "{s:?}");
+    assert_eq!(
+        listings.load(Ordering::SeqCst) as u64,
+        1 + runs,
+        "one listing at start-up and one per run: {s:?}"
+    );
+    assert!(s.retention_deletions >= 1, "{s:?}");
+    assert_eq!(s.backups_stored, Some(ws.manifests().len() as u64), "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
