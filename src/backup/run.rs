@@ -249,7 +249,7 @@ async fn backup_source(
             let opts = cfg.options.clone();
             let progress = ctx.progress.clone();
             let (stats, up) = ctx
-                .put(&rel, move |w| {
+                .put(&rel, ArtifactKind::RrdTar, move |w| {
                     rrd::archive_rrd_tree(&root, w, &opts, &progress).map(|(s, _)| s)
                 })
                 .await
@@ -288,7 +288,7 @@ async fn backup_source(
             let root = cfg.path.clone();
             let progress = ctx.progress.clone();
             let (stats, up) = ctx
-                .put(&rel, move |w| {
+                .put(&rel, ArtifactKind::FilesTar, move |w| {
                     files::archive_dir(&root, w, &progress).map(|(s, _)| s)
                 })
                 .await

@@ -30,7 +30,12 @@ pub struct RunCtx {
 }
 
 impl Sink for RunCtx {
-    async fn put<T, E, F>(&self, rel: &str, produce: F) -> Result<(T, Uploaded), PipelineError<E>>
+    async fn put<T, E, F>(
+        &self,
+        rel: &str,
+        kind: ArtifactKind,
+        produce: F,
+    ) -> Result<(T, Uploaded), PipelineError<E>>
     where
         T: Send + 'static,
         E: std::error::Error + Send + 'static,
@@ -46,6 +51,7 @@ impl Sink for RunCtx {
             &self.repo,
             &key,
             self.compression,
+            pipeline::job_size(kind),
             self.encryption.clone(),
             self.progress.clone(),
             produce,

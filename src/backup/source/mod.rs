@@ -18,11 +18,12 @@ use crate::sys::child::KillSwitch;
 /// encrypted, hashed and stored ([`crate::backup::sink`]).
 pub trait Sink: Sync {
     /// Streams what `produce` writes into the artifact `rel` (relative to
-    /// the backup's directory), returning `produce`'s result and what was
-    /// stored.
+    /// the backup's directory), an artifact of `kind`, returning
+    /// `produce`'s result and what was stored.
     fn put<T, E, F>(
         &self,
         rel: &str,
+        kind: ArtifactKind,
         produce: F,
     ) -> impl Future<Output = Result<(T, Uploaded), PipelineError<E>>> + Send
     where

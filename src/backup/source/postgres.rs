@@ -194,7 +194,9 @@ pub async fn backup(
             .arg(format!("--dbname={}", conninfo(cfg, &cfg.maintenance_db)));
         let kill = ctx.kill().clone();
         let up = ctx
-            .put(&rel, move |w| stream_stdout("pg_dumpall", cmd, w, &kill))
+            .put(&rel, ArtifactKind::PgGlobals, move |w| {
+                stream_stdout("pg_dumpall", cmd, w, &kill)
+            })
             .await
             .map(|(_, up)| up);
         let up = match up {
@@ -287,7 +289,9 @@ where
         let kill = ctx.kill().clone();
         let count = cfg.row_counts;
         let put = ctx
-            .put(&rel, move |w| dump_counting(cmd, w, &kill, count))
+            .put(&rel, ArtifactKind::PgDump, move |w| {
+                dump_counting(cmd, w, &kill, count)
+            })
             .await;
         let (counted, up) = match put {
             Ok(v) => v,
