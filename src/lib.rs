@@ -66,6 +66,7 @@ pub mod error;
 pub mod inspect;
 pub mod interrupt;
 pub mod notify;
+pub mod options;
 pub mod pg;
 pub mod privdrop;
 pub mod progress;

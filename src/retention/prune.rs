@@ -26,6 +26,7 @@ use crate::error::chain;
 use crate::repo::catalog::{self, CatalogError, Incomplete};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::{backup_dir, manifest_path, Repo};
+use crate::retention::job::RetentionJob;
 use crate::retention::locks::{self, LockReport, Retained};
 use crate::retention::planner::{self, Plan, Snapshot};
 use crate::retention::policy::Policy;
@@ -182,19 +183,19 @@ pub fn decide(
 }
 
 /// Reads the catalog of a job and decides.
-pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Decision, PruneError> {
-    let policy = job.retention.as_ref().ok_or_else(|| PruneError::NoPolicy {
-        job: job.name.clone(),
+pub async fn plan_job(repo: &Repo, job: &impl RetentionJob) -> Result<Decision, PruneError> {
+    let policy = job.policy().ok_or_else(|| PruneError::NoPolicy {
+        job: job.name().to_owned(),
     })?;
-    let cat = catalog::load(repo, Some(&job.name)).await?;
+    let cat = catalog::load(repo, Some(job.name())).await?;
     let mut d = decide(
-        &job.name,
+        job.name(),
         policy,
         &cat.complete,
         &cat.incomplete,
         repo.clock.now(),
-        job.max_deletions,
-        job.orphan_grace,
+        job.max_deletions(),
+        job.orphan_grace(),
     )?;
     d.damaged = cat.damaged.into_iter().map(|x| x.id).collect();
     Ok(d)
@@ -207,7 +208,7 @@ pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Dec
 /// the run fails instead of reporting a success it deleted.
 pub async fn plan_job_keeping(
     repo: &Repo,
-    job: &crate::config::JobConfig,
+    job: &impl RetentionJob,
     own: &str,
 ) -> Result<Decision, PruneError> {
     let d = plan_job(repo, job).await?;
