@@ -408,6 +408,24 @@ mod tests {
         );
     }
 
+    /// Retention reads a job only through `RetentionJob`: what it gets is
+    /// what the file said.
+    #[test]
+    fn retention_sees_the_jobs_policy_and_limits() {
+        use crate::retention::job::RetentionJob;
+        let text = "store:\n  url: file:///tmp/x\njobs:\n  - name: a\n    retention: {keep_daily: 7}\n    max_deletions: 9\n    orphan_grace: 2h\n    sources:\n      - name: e\n        files: {path: /tmp}\n  - name: b\n    sources:\n      - name: e\n        files: {path: /tmp}\n";
+        let cfg = parse(text, Path::new("c.yaml")).unwrap();
+        let (a, b) = (&cfg.jobs[0], &cfg.jobs[1]);
+        assert_eq!(RetentionJob::name(a), "a");
+        assert_eq!(a.policy(), a.retention.as_ref());
+        assert!(a.policy().is_some());
+        assert_eq!(RetentionJob::max_deletions(a), 9);
+        assert_eq!(RetentionJob::orphan_grace(a), Duration::from_secs(7200));
+        assert!(b.policy().is_none());
+        assert_eq!(RetentionJob::max_deletions(b), DEFAULT_MAX_DELETIONS);
+        assert_eq!(RetentionJob::orphan_grace(b), DEFAULT_ORPHAN_GRACE);
+    }
+
     #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("16MiB"), Ok(16 * 1024 * 1024));

@@ -680,6 +680,27 @@ fn parse_unweighed(bytes: &[u8], key: &str) -> Result<Manifest, ManifestError> {
 mod tests {
     use super::*;
 
+    /// The manifest records what the pipeline ran with: zstd at the
+    /// configured level; the worker count changes no byte, so it is not
+    /// recorded.
+    #[test]
+    fn the_record_is_built_from_the_settings() {
+        let settings = CompressionSettings {
+            level: 7,
+            workers: 4,
+        };
+        let single = CompressionSettings {
+            workers: 0,
+            ..settings
+        };
+        let want = Compression {
+            algorithm: "zstd".to_owned(),
+            level: 7,
+        };
+        assert_eq!(Compression::from(settings), want);
+        assert_eq!(Compression::from(single), want);
+    }
+
     fn sample() -> Manifest {
         Manifest {
             format: FORMAT,
