@@ -44,8 +44,9 @@ pub enum OnInvalid {
     /// Fail the whole archive, naming the file and the reason.
     #[default]
     Fail,
-    /// Archive the bytes as read, list the file in the archive's statistics and
-    /// warn: a damaged file is still better kept than lost.
+    /// Archive the bytes as read, list the file in the archive's statistics
+    /// (`RrdStats::invalid`) and warn: a damaged file is still better kept
+    /// than lost.
     Include,
 }
 

@@ -114,7 +114,9 @@ fn is_ident(c: char) -> bool {
 /// Every path that `module`'s code names from the crate's root, its parent
 /// (`super::`, repeated) or itself (`self::`), as segments from the crate
 /// root: `use super::{a, b::{c, self}}` in `x::y` gives `x::a`, `x::b::c`
-/// and `x::b`.
+/// and `x::b`. A path inside an inline `mod name { ... }` is resolved as
+/// if written in the file's own module (no non-test code has one; the
+/// unit tests, cut off before this scan, do).
 fn named_paths(module: &str, code: &str) -> Vec<Vec<String>> {
     let own: Vec<String> = module.split("::").map(str::to_owned).collect();
     let chars: Vec<char> = code.chars().collect();
