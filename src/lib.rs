@@ -6,13 +6,16 @@
 //! (which to keep), [`schedule`] and [`daemon`] (when), with [`config`],
 //! [`pg`], [`rrd`], [`sys`] and small shared modules beside them and
 //! [`app`], the command layer, on top. `tests/it/layout.rs` keeps it that
-//! way: no import cycles, nothing below `app` imports it, `repo` imports none
-//! of the layers built on it, `backup` and `restore` share only what lies
-//! below them, no module over 600 lines of code.
+//! way: modules import only down the layers `app` → `daemon` → `notify` →
+//! `backup` | `restore` → `pg` → `config` → `retention` | `crypto` → `repo`
+//! → `sys` → [`options`], with no import cycles, and no module over 600
+//! lines of code. Config is an input layer: it builds the option types in
+//! [`options`] for the code above it and nothing below it imports it back.
 //!
 //! A tour, following one backup:
 //! - [`config`] parses and validates the YAML file (every problem at once,
-//!   with its key path and line); [`duration`] is the one duration grammar.
+//!   with its key path and line) into its own types and the domains' option
+//!   types ([`options`]); [`duration`] is the one duration grammar.
 //! - [`backup::runner::run_once`] takes the job's [`repo::lock`] and runs
 //!   [`backup::run::run_job`], the one backup path (CLI and daemon). Each
 //!   source ([`backup::source::postgres`], [`backup::source::rrd`],
@@ -69,6 +72,7 @@ pub mod error;
 pub mod inspect;
 pub mod interrupt;
 pub mod notify;
+pub mod options;
 pub mod pg;
 pub mod privdrop;
 pub mod progress;

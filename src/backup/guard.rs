@@ -20,45 +20,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use crate::options::{GuardConfig, Thresholds, DEFAULT_MAX_SHRINK};
 use crate::repo::manifest::{Artifact, Manifest};
-
-/// Default `max_shrink`: losing more than half is suspicious.
-pub const DEFAULT_MAX_SHRINK: f64 = 0.5;
-
-/// Limits for one source.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// A tree source with fewer files than this is suspicious (0: off).
-    pub min_files: u64,
-    /// A source with fewer raw bytes than this is suspicious (0: off).
-    pub min_bytes: u64,
-    /// The largest loss against the baseline that is normal, as a fraction
-    /// in `0.0..=1.0`; `1.0` turns the comparison off.
-    pub max_shrink: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            min_files: 0,
-            min_bytes: 0,
-            max_shrink: DEFAULT_MAX_SHRINK,
-        }
-    }
-}
-
-/// A job's thresholds: its own, and those of sources that override them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GuardConfig {
-    pub job: Thresholds,
-    pub sources: BTreeMap<String, Thresholds>,
-}
-
-impl GuardConfig {
-    pub fn for_source(&self, source: &str) -> Thresholds {
-        self.sources.get(source).copied().unwrap_or(self.job)
-    }
-}
 
 /// Which limit a finding broke.
 #[derive(Debug, Clone, PartialEq)]

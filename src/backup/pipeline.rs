@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::crypto::Recipients;
 use crate::error::chain;
+use crate::options::CompressionSettings;
 use crate::progress::Progress;
 use crate::repo::manifest::ArtifactKind;
 use crate::repo::store::Repo;
@@ -58,27 +59,6 @@ pub fn job_size(kind: ArtifactKind) -> u32 {
     match kind {
         ArtifactKind::PgDump | ArtifactKind::PgGlobals => ZSTD_JOB,
         ArtifactKind::RrdTar | ArtifactKind::FilesTar => ZSTD_TREE_JOB,
-    }
-}
-
-/// How artifacts are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compression {
-    /// zstd level, 1..=19 (we refuse the slow "ultra" levels).
-    pub level: i32,
-    /// zstd worker threads; 0 compresses on the producing thread.
-    pub workers: u32,
-}
-
-/// One worker by default, as `zstd -T1` does: the producing thread keeps
-/// reading `pg_dump`'s pipe while a block compresses, instead of leaving
-/// pg_dump (and the server behind it) blocked on a full pipe.
-impl Default for Compression {
-    fn default() -> Self {
-        Self {
-            level: 3,
-            workers: 1,
-        }
     }
 }
 
@@ -204,7 +184,7 @@ impl Write for ChunkSender {
 pub async fn upload<T, E, F>(
     repo: &Repo,
     key: &ObjPath,
-    compression: Compression,
+    compression: CompressionSettings,
     job: u32,
     encryption: Option<Arc<Recipients>>,
     progress: Arc<Progress>,

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use object_store::path::Path as ObjPath;
 
 use super::source::Sink;
-use crate::backup::pipeline::{self, Compression, PipelineError, SourceWriter, Uploaded};
+use crate::backup::pipeline::{self, PipelineError, SourceWriter, Uploaded};
 use crate::crypto::Recipients;
+use crate::options::CompressionSettings;
 use crate::progress::Progress;
-use crate::repo::manifest::{self, Artifact, ArtifactKind, PostgresInfo, TreeInfo};
+use crate::repo::manifest::{Artifact, ArtifactKind, PostgresInfo, TreeInfo};
 use crate::repo::store::{artifact_path, Repo};
 use crate::sys::child::KillSwitch;
 
@@ -20,7 +21,7 @@ pub struct RunCtx {
     pub repo: Repo,
     pub job: String,
     pub id: String,
-    pub compression: Compression,
+    pub compression: CompressionSettings,
     /// Recipients every artifact is encrypted to, when the job encrypts.
     pub encryption: Option<Arc<Recipients>>,
     pub progress: Arc<Progress>,
@@ -79,10 +80,7 @@ impl Sink for RunCtx {
             raw_bytes: up.raw_bytes,
             stored_bytes: up.stored_bytes,
             sha256: up.sha256,
-            compression: manifest::Compression {
-                algorithm: "zstd".to_owned(),
-                level: self.compression.level,
-            },
+            compression: self.compression.into(),
             postgres,
             tree,
             encryption: self.encryption.as_ref().map(|r| r.info()),

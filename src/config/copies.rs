@@ -5,8 +5,9 @@
 
 use serde_saphyr::Spanned;
 
+use super::check::Problems;
 use super::raw::RawStore;
-use super::validate::{store, Problems};
+use super::store::store;
 use crate::repo::store::StoreSpec;
 
 pub(super) fn copies(

@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use serde_saphyr::Spanned;
 
+use super::check::{interval, Problems};
 use super::raw::RawDrill;
-use super::validate::{interval, Problems};
 use super::{DrillConfig, RunAtStart};
 use crate::schedule::Schedule;
 

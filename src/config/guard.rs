@@ -15,9 +15,9 @@
 
 use std::collections::BTreeMap;
 
+use super::check::{parse_size, Problems};
 use super::raw;
-use super::validate::{parse_size, Problems};
-use crate::backup::guard::{GuardConfig, Thresholds};
+use crate::options::{GuardConfig, Thresholds};
 
 /// The guard of job `j` (`key` is the job's place, e.g. `jobs[0]`).
 pub(super) fn job(j: &raw::RawJob, key: &str, p: &mut Problems) -> GuardConfig {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
+use super::check::Problems;
 use super::raw;
-use super::validate::Problems;
 use super::EncryptionConfig;
 use crate::crypto::Recipients;
 use crate::repo::signing::SigningKeys;

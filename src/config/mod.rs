@@ -2,6 +2,7 @@
 //! the types below. Validation collects every problem with its file, line and
 //! key so an operator fixes them in one pass instead of one per run.
 
+mod check;
 mod copies;
 mod drill;
 mod guard;
@@ -11,6 +12,7 @@ mod object_lock;
 mod policy_file;
 mod raw;
 mod sources;
+mod store;
 mod tree;
 mod validate;
 
@@ -19,17 +21,17 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-pub use crate::backup::pipeline::Compression;
+pub use crate::options::CompressionSettings;
 use crate::repo::signing::SigningKeys;
 use crate::repo::store::StoreSpec;
 use crate::retention::policy::Policy;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 
+pub use check::parse_size;
 pub use sources::{
     DatabaseSelection, FilesConfig, PostgresConfig, RrdConfig, SourceConfig, SourceKind,
 };
-pub use validate::parse_size;
 
 /// Default object-store part size: large enough for S3's 5 MiB minimum,
 /// small enough that `concurrency` parts in flight stay well under our memory
@@ -198,7 +200,7 @@ pub struct JobConfig {
     pub schedule: Option<Schedule>,
     pub timezone: Tz,
     pub retention: Option<Policy>,
-    pub compression: Compression,
+    pub compression: CompressionSettings,
     /// Random delay up to this before each scheduled run.
     pub jitter: Option<Duration>,
     /// `/readyz` fails when the last success is older than this.
@@ -208,11 +210,28 @@ pub struct JobConfig {
     pub notify: Notify,
     pub encryption: Option<EncryptionConfig>,
     /// Limits of the shrink guard for this job's sources.
-    pub guard: crate::backup::guard::GuardConfig,
+    pub guard: crate::options::GuardConfig,
     /// Scheduled restore drills (`verify:`).
     pub drill: Option<DrillConfig>,
     pub run_at_start: RunAtStart,
     pub sources: Vec<SourceConfig>,
+}
+
+/// What retention needs of a job, named by retention itself so that it
+/// does not import config (config is the layer above it).
+impl crate::retention::job::RetentionJob for JobConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn policy(&self) -> Option<&Policy> {
+        self.retention.as_ref()
+    }
+    fn max_deletions(&self) -> usize {
+        self.max_deletions
+    }
+    fn orphan_grace(&self) -> Duration {
+        self.orphan_grace
+    }
 }
 
 /// `jobs[].verify`: the daemon runs `verify` (with `--restore-test` unless
@@ -387,6 +406,24 @@ mod tests {
             (k.as_str(), v.expose()),
             ("federated_token_file", "/var/run/token")
         );
+    }
+
+    /// Retention reads a job only through `RetentionJob`: what it gets is
+    /// what the file said.
+    #[test]
+    fn retention_sees_the_jobs_policy_and_limits() {
+        use crate::retention::job::RetentionJob;
+        let text = "store:\n  url: file:///tmp/x\njobs:\n  - name: a\n    retention: {keep_daily: 7}\n    max_deletions: 9\n    orphan_grace: 2h\n    sources:\n      - name: e\n        files: {path: /tmp}\n  - name: b\n    sources:\n      - name: e\n        files: {path: /tmp}\n";
+        let cfg = parse(text, Path::new("c.yaml")).unwrap();
+        let (a, b) = (&cfg.jobs[0], &cfg.jobs[1]);
+        assert_eq!(RetentionJob::name(a), "a");
+        assert_eq!(a.policy(), a.retention.as_ref());
+        assert!(a.policy().is_some());
+        assert_eq!(RetentionJob::max_deletions(a), 9);
+        assert_eq!(RetentionJob::orphan_grace(a), Duration::from_secs(7200));
+        assert!(b.policy().is_none());
+        assert_eq!(RetentionJob::max_deletions(b), DEFAULT_MAX_DELETIONS);
+        assert_eq!(RetentionJob::orphan_grace(b), DEFAULT_ORPHAN_GRACE);
     }
 
     #[test]

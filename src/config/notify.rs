@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 use url::Url;
 
+use super::check::{interval, tcp_port, Problems};
 use super::raw::{self, Scalar};
-use super::validate::{interval, tcp_port, Problems};
 use super::{EmailConfig, Notify, NotifyOn, SmtpSecurity};
 use crate::secret::{read_secret_file, Secret};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 use url::Url;
 
+use super::check::Problems;
 use super::raw::RawObjectLock;
-use super::validate::Problems;
 use crate::repo::s3_lock::{LockMode, ObjectLockSpec};
 
 /// A lock shorter than a day protects nothing a nightly backup needs.

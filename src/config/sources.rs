@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
+use super::check::{check_name, tcp_port, Problems};
 use super::raw::{self, Databases};
-use super::validate::{check_name, tcp_port, Problems};
 use super::*;
-use crate::backup::source::rrd::{OnInvalid, RrdOptions};
+use crate::options::{OnInvalid, RrdOptions};
 use crate::secret::{read_secret_file, Secret};
 
 #[derive(Debug, Clone)]

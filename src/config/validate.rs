@@ -4,72 +4,15 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono_tz::Tz;
-use serde_saphyr::{Location, Spanned};
-use url::Url;
+use serde_saphyr::Spanned;
 
-use super::raw::{self, RawRetention, Scalar};
+use super::check::{check_name, interval, Problems};
+use super::raw::{self, RawRetention};
 use super::sources::source;
+use super::store::store;
 use super::*;
-use crate::secret::read_secret_file;
-
-/// Collects problems while walking the raw config. The second list holds
-/// unreadable password files: a problem for the commands that connect to
-/// that server (and for check-config and the daemon), not for restoring a
-/// directory from a host where the database secret is out of reach. The
-/// third holds source paths that do not exist now: after a disaster they
-/// are exactly what a restore brings back, so only reading them fails.
-pub(super) struct Problems(pub(super) Vec<Problem>, Vec<Problem>, Vec<Problem>);
-
-impl Problems {
-    pub(super) fn new() -> Problems {
-        Problems(Vec::new(), Vec::new(), Vec::new())
-    }
-
-    pub(super) fn warn(
-        &mut self,
-        loc: &Location,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        self.2.push(Problem {
-            line: loc.line(),
-            column: loc.column(),
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    pub(super) fn defer(
-        &mut self,
-        loc: &Location,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        self.1.push(Problem {
-            line: loc.line(),
-            column: loc.column(),
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    pub(super) fn at(
-        &mut self,
-        loc: &Location,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        self.0.push(Problem {
-            line: loc.line(),
-            column: loc.column(),
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-}
 
 /// Parses the text once into a tree, reads the raw structs from it
 /// collecting every structural problem, then validates what was read.
@@ -164,7 +107,14 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         .defaults
         .as_ref()
         .and_then(|d| d.compression.as_ref())
-        .map(|c| compression(c, Compression::default(), "defaults.compression", &mut p))
+        .map(|c| {
+            compression(
+                c,
+                CompressionSettings::default(),
+                "defaults.compression",
+                &mut p,
+            )
+        })
         .unwrap_or_default();
     let default_tz = raw
         .defaults
@@ -232,169 +182,6 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 }
 
-/// A store URL that did not parse, for an error message: whatever sits
-/// between `//` and the last `@` may be a user and password.
-fn without_userinfo(url: &str) -> String {
-    match (url.find("//"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => format!("{}//***{}", &url[..start], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
-pub(super) fn store(s: &Spanned<raw::RawStore>, p: &mut Problems) -> Option<StoreSpec> {
-    let raw = &s.value;
-    let url = match Url::parse(&raw.url.value) {
-        Ok(u) => Some(u),
-        Err(e) => {
-            p.at(
-                &raw.url.referenced,
-                "store.url",
-                format!("`{}` is not a URL: {e}", without_userinfo(&raw.url.value)),
-            );
-            None
-        }
-    };
-    let mut options = Vec::new();
-    if let Some(url) = &url {
-        let scheme = url.scheme();
-        if !matches!(
-            scheme,
-            "file" | "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs"
-        ) {
-            p.at(
-                &raw.url.referenced,
-                "store.url",
-                format!("unsupported scheme `{scheme}`: use file://, s3://, az:// or gs://"),
-            );
-        }
-        for (k, v) in &raw.options {
-            let key = format!("store.options.{k}");
-            match option_value(scheme, k, &v.value) {
-                Ok((name, value)) => {
-                    if let Err(msg) = crate::repo::store::check_option_key(scheme, &name) {
-                        p.at(&v.referenced, key, msg);
-                    } else {
-                        options.push((name, value));
-                    }
-                }
-                Err(msg) => p.at(&v.referenced, key, msg),
-            }
-        }
-    }
-    let part_size = match &raw.part_size {
-        None => DEFAULT_PART_SIZE,
-        Some(v) => match parse_size(&v.value.0) {
-            Ok(n) if (5 * 1024 * 1024..=5 * 1024 * 1024 * 1024).contains(&n) => n as usize,
-            Ok(_) => {
-                p.at(
-                    &v.referenced,
-                    "store.part_size",
-                    "must be between 5MiB (the S3 minimum) and 5GiB",
-                );
-                DEFAULT_PART_SIZE
-            }
-            Err(msg) => {
-                p.at(&v.referenced, "store.part_size", msg);
-                DEFAULT_PART_SIZE
-            }
-        },
-    };
-    let concurrency = match &raw.concurrency {
-        None => DEFAULT_CONCURRENCY,
-        Some(v) if (1..=64).contains(&v.value) => v.value as usize,
-        Some(v) => {
-            p.at(
-                &v.referenced,
-                "store.concurrency",
-                "must be between 1 and 64",
-            );
-            DEFAULT_CONCURRENCY
-        }
-    };
-    let max_clock_skew = raw
-        .max_clock_skew
-        .as_ref()
-        .and_then(|v| interval(v, "store.max_clock_skew", p))
-        .unwrap_or(crate::repo::store::DEFAULT_MAX_CLOCK_SKEW);
-    let object_lock = super::object_lock::object_lock(raw.object_lock.as_ref(), url.as_ref(), p);
-    Some(StoreSpec {
-        url: url?,
-        options,
-        part_size,
-        concurrency,
-        max_clock_skew,
-        object_lock,
-    })
-}
-
-/// `<key>_file: PATH` reads the value from a file (docker secrets); the
-/// object-store key is the name without the suffix. Keys that are options
-/// in their own right (Azure's `federated_token_file`) are passed as they are.
-fn option_value(scheme: &str, key: &str, v: &Scalar) -> Result<(String, Secret), String> {
-    if crate::repo::store::check_option_key(scheme, key).is_ok() {
-        return Ok((key.to_owned(), Secret::new(v.0.clone())));
-    }
-    match key.strip_suffix("_file") {
-        Some(base) if !base.is_empty() => read_secret_file(Path::new(&v.0))
-            .map(|s| (base.to_owned(), s))
-            .map_err(|e| format!("cannot read `{}`: {e}", v.0)),
-        _ => Ok((key.to_owned(), Secret::new(v.0.clone()))),
-    }
-}
-
-/// Parses sizes such as `16MiB`, `8MB`, `1048576`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size like 16MiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1024,
-        "m" | "mb" => 1000 * 1000,
-        "mib" => 1024 * 1024,
-        "g" | "gb" => 1000 * 1000 * 1000,
-        "gib" => 1024 * 1024 * 1024,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
-
-/// A TCP port, 1-65535; out of range is reported under `{key}.port`.
-pub(super) fn tcp_port(v: &Spanned<i64>, key: &str, p: &mut Problems) -> Option<u16> {
-    match u16::try_from(v.value) {
-        Ok(port) if port > 0 => Some(port),
-        _ => {
-            p.at(
-                &v.referenced,
-                format!("{key}.port"),
-                format!("{} is out of range 1-65535", v.value),
-            );
-            None
-        }
-    }
-}
-
-/// Durations of daemon settings: `h`, `m` (minutes) and `s`, e.g. `26h`,
-/// `1h30m`, `90s`.
-pub(super) fn interval(v: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Duration> {
-    match crate::duration::parse_duration(&v.value) {
-        Ok(d) if !d.is_zero() => Some(d),
-        Ok(_) => {
-            p.at(&v.referenced, key, "must be longer than zero");
-            None
-        }
-        Err(e) => {
-            p.at(&v.referenced, key, e.to_string());
-            None
-        }
-    }
-}
-
 fn timezone(t: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Tz> {
     match Tz::from_str(&t.value) {
         Ok(tz) => Some(tz),
@@ -414,10 +201,10 @@ fn timezone(t: &Spanned<String>, key: &str, p: &mut Problems) -> Option<Tz> {
 
 fn compression(
     c: &raw::RawCompression,
-    base: Compression,
+    base: CompressionSettings,
     key: &str,
     p: &mut Problems,
-) -> Compression {
+) -> CompressionSettings {
     let mut out = base;
     if let Some(l) = &c.level {
         if (1..=19).contains(&l.value) {
@@ -444,31 +231,11 @@ fn compression(
     out
 }
 
-/// Names become object keys and metric labels: keep them to a safe charset.
-pub(super) fn check_name(n: &Spanned<String>, key: &str, p: &mut Problems) {
-    let ok = !n.value.is_empty()
-        && n.value.len() <= 64
-        && n.value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && !n.value.starts_with('-');
-    if !ok {
-        p.at(
-            &n.referenced,
-            key,
-            format!(
-                "`{}` is not a valid name: use 1-64 letters, digits, `-` or `_`",
-                n.value
-            ),
-        );
-    }
-}
-
 fn job(
     j: &raw::RawJob,
     key: &str,
     base: &Path,
-    default_compression: Compression,
+    default_compression: CompressionSettings,
     default_tz: Tz,
     p: &mut Problems,
 ) -> Option<JobConfig> {

@@ -11,6 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::error::chain;
+use crate::options::CompressionSettings;
 use crate::repo::commit;
 use crate::repo::signing::MAX_SIGNATURE_BYTES;
 use crate::repo::store::{backup_id_time, manifest_path, signature_path, Repo, MANIFEST_NAME};
@@ -139,10 +140,26 @@ pub struct EncryptionInfo {
     pub recipients: Vec<String>,
 }
 
+/// What an artifact's bytes were compressed with, as the manifest records
+/// it. The settings the pipeline ran with are
+/// [`crate::options::CompressionSettings`]; this record is only ever built
+/// from them (the `From` below), so a manifest states what was used. Two
+/// types, not one, because the record is a stored format (it may not gain
+/// the worker count, which does not change the bytes) while the settings
+/// may grow without touching the format.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Compression {
     pub algorithm: String,
     pub level: i32,
+}
+
+impl From<CompressionSettings> for Compression {
+    fn from(s: CompressionSettings) -> Self {
+        Compression {
+            algorithm: "zstd".to_owned(),
+            level: s.level,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -662,6 +679,27 @@ fn parse_unweighed(bytes: &[u8], key: &str) -> Result<Manifest, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The manifest records what the pipeline ran with: zstd at the
+    /// configured level; the worker count changes no byte, so it is not
+    /// recorded.
+    #[test]
+    fn the_record_is_built_from_the_settings() {
+        let settings = CompressionSettings {
+            level: 7,
+            workers: 4,
+        };
+        let single = CompressionSettings {
+            workers: 0,
+            ..settings
+        };
+        let want = Compression {
+            algorithm: "zstd".to_owned(),
+            level: 7,
+        };
+        assert_eq!(Compression::from(settings), want);
+        assert_eq!(Compression::from(single), want);
+    }
 
     fn sample() -> Manifest {
         Manifest {

@@ -7,6 +7,7 @@
 //! versioned store's history, the deletes and rewrites the policy does
 //! not explain.
 
+pub mod job;
 pub mod locks;
 pub mod planner;
 pub mod policy;

@@ -26,6 +26,7 @@ use crate::error::chain;
 use crate::repo::catalog::{self, CatalogError, Incomplete};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::{backup_dir, manifest_path, Repo};
+use crate::retention::job::RetentionJob;
 use crate::retention::locks::{self, LockReport, Retained};
 use crate::retention::planner::{self, Plan, Snapshot};
 use crate::retention::policy::Policy;
@@ -182,28 +183,28 @@ pub fn decide(
 }
 
 /// Reads the catalog of a job and decides.
-pub async fn plan_job(repo: &Repo, job: &crate::config::JobConfig) -> Result<Decision, PruneError> {
-    let cat = catalog::load(repo, Some(&job.name)).await?;
+pub async fn plan_job(repo: &Repo, job: &impl RetentionJob) -> Result<Decision, PruneError> {
+    let cat = catalog::load(repo, Some(job.name())).await?;
     plan_listed(job, cat, repo.clock.now())
 }
 
 /// Decides on a catalogue of the job already listed.
 pub fn plan_listed(
-    job: &crate::config::JobConfig,
+    job: &impl RetentionJob,
     cat: catalog::Catalog,
     now: DateTime<Utc>,
 ) -> Result<Decision, PruneError> {
-    let policy = job.retention.as_ref().ok_or_else(|| PruneError::NoPolicy {
-        job: job.name.clone(),
+    let policy = job.policy().ok_or_else(|| PruneError::NoPolicy {
+        job: job.name().to_owned(),
     })?;
     let mut d = decide(
-        &job.name,
+        job.name(),
         policy,
         &cat.complete,
         &cat.incomplete,
         now,
-        job.max_deletions,
-        job.orphan_grace,
+        job.max_deletions(),
+        job.orphan_grace(),
     )?;
     d.damaged = cat.damaged.into_iter().map(|x| x.id).collect();
     Ok(d)
@@ -216,7 +217,7 @@ pub fn plan_listed(
 /// the run fails instead of reporting a success it deleted.
 pub async fn plan_job_keeping(
     repo: &Repo,
-    job: &crate::config::JobConfig,
+    job: &impl RetentionJob,
     own: &str,
 ) -> Result<Decision, PruneError> {
     let d = plan_job(repo, job).await?;
@@ -226,7 +227,7 @@ pub async fn plan_job_keeping(
 
 /// [`plan_job_keeping`] on a catalogue already listed (it must hold `own`).
 pub fn plan_listed_keeping(
-    job: &crate::config::JobConfig,
+    job: &impl RetentionJob,
     cat: catalog::Catalog,
     own: &str,
     now: DateTime<Utc>,

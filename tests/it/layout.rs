@@ -71,29 +71,24 @@ fn modules() -> Vec<Module> {
     out
 }
 
-/// The modules each module names through `crate::` paths (the deepest
-/// module a path reaches; items inside it do not count).
+/// The modules each module names through `crate::`, `super::` and
+/// `self::` paths, `use` groups expanded (the deepest module a path
+/// reaches; items inside it do not count). Paths that start at a
+/// module's own name (`validate::x` from `config/mod.rs`) are not seen:
+/// those go from a parent to its child, which the layering allows.
 fn imports(mods: &[Module]) -> BTreeMap<String, BTreeSet<String>> {
     let known: BTreeSet<&str> = mods.iter().map(|m| m.path.as_str()).collect();
     let mut graph = BTreeMap::new();
     for m in mods {
         let mut deps = BTreeSet::new();
-        for (i, _) in m.code.match_indices("crate::") {
-            let rest = &m.code[i + "crate::".len()..];
+        for path in named_paths(&m.path, &m.code) {
             let mut reached = None;
             let mut acc = String::new();
-            for seg in rest.split("::") {
-                let seg: String = seg
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if seg.is_empty() {
-                    break;
-                }
+            for seg in &path {
                 if !acc.is_empty() {
                     acc.push_str("::");
                 }
-                acc.push_str(&seg);
+                acc.push_str(seg);
                 if known.contains(acc.as_str()) {
                     reached = Some(acc.clone());
                 } else {
@@ -110,6 +105,129 @@ fn imports(mods: &[Module]) -> BTreeMap<String, BTreeSet<String>> {
         graph.insert(m.path.clone(), deps);
     }
     graph
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Every path that `module`'s code names from the crate's root, its parent
+/// (`super::`, repeated) or itself (`self::`), as segments from the crate
+/// root: `use super::{a, b::{c, self}}` in `x::y` gives `x::a`, `x::b::c`
+/// and `x::b`. A path inside an inline `mod name { ... }` is resolved as
+/// if written in the file's own module (no non-test code has one; the
+/// unit tests, cut off before this scan, do).
+fn named_paths(module: &str, code: &str) -> Vec<Vec<String>> {
+    let own: Vec<String> = module.split("::").map(str::to_owned).collect();
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_path = i == 0 || !(is_ident(chars[i - 1]) || chars[i - 1] == ':');
+        let word_end = (i..chars.len())
+            .find(|&j| !is_ident(chars[j]))
+            .unwrap_or(chars.len());
+        let word: String = chars[i..word_end].iter().collect();
+        let rooted = matches!(word.as_str(), "crate" | "super" | "self");
+        if !(starts_path && rooted && chars[word_end..].starts_with(&[':', ':'])) {
+            i = word_end.max(i + 1);
+            continue;
+        }
+        let (paths, next) = path_tree(&chars, i);
+        for p in paths {
+            if let Some(abs) = absolute(&own, &p) {
+                out.push(abs);
+            }
+        }
+        i = next.max(i + 1);
+    }
+    out
+}
+
+/// A `use` tree starting at `at`: its paths (segments as written) and
+/// where it ends. `self` inside a group and a trailing `*` name the
+/// prefix itself.
+fn path_tree(chars: &[char], mut at: usize) -> (Vec<Vec<String>>, usize) {
+    let skip_ws = |mut k: usize| {
+        while k < chars.len() && chars[k].is_whitespace() {
+            k += 1;
+        }
+        k
+    };
+    let mut prefix: Vec<String> = Vec::new();
+    loop {
+        at = skip_ws(at);
+        if at < chars.len() && chars[at] == '{' {
+            let mut out = Vec::new();
+            at += 1;
+            loop {
+                at = skip_ws(at);
+                if at >= chars.len() {
+                    return (out, at);
+                }
+                match chars[at] {
+                    '}' => return (out, at + 1),
+                    ',' => at += 1,
+                    _ => {
+                        let (subs, next) = path_tree(chars, at);
+                        for sub in subs {
+                            let mut p = prefix.clone();
+                            p.extend(sub.into_iter().filter(|s| s != "self"));
+                            out.push(p);
+                        }
+                        at = next.max(at + 1);
+                    }
+                }
+            }
+        }
+        if at < chars.len() && chars[at] == '*' {
+            return (vec![prefix], at + 1);
+        }
+        let end = (at..chars.len())
+            .find(|&j| !is_ident(chars[j]))
+            .unwrap_or(chars.len());
+        if end == at {
+            return (vec![prefix], at);
+        }
+        prefix.push(chars[at..end].iter().collect());
+        at = end;
+        if chars[at..].starts_with(&[':', ':']) {
+            at += 2;
+            continue;
+        }
+        // `as name` renames the last segment; it names nothing new.
+        let after = skip_ws(at);
+        if chars[after..].starts_with(&['a', 's', ' ']) {
+            let name = skip_ws(after + 2);
+            at = (name..chars.len())
+                .find(|&j| !is_ident(chars[j]))
+                .unwrap_or(chars.len());
+        }
+        return (vec![prefix], at);
+    }
+}
+
+/// Segments as written (`super::super::a`) made absolute from `own`, the
+/// naming module's path; `None` when `super` climbs past the root.
+fn absolute(own: &[String], written: &[String]) -> Option<Vec<String>> {
+    let mut segs = written.iter().peekable();
+    let mut base: Vec<String> = match segs.peek().map(|s| s.as_str()) {
+        Some("crate") => {
+            segs.next();
+            Vec::new()
+        }
+        Some("self") => {
+            segs.next();
+            own.to_vec()
+        }
+        _ => own.to_vec(),
+    };
+    while segs.peek().map(|s| s.as_str()) == Some("super") {
+        segs.next();
+        base.pop()?;
+    }
+    base.extend(segs.cloned());
+    Some(base)
 }
 
 /// One cycle, if the graph has any (depth-first search with colours).
@@ -157,9 +275,30 @@ fn in_layer(path: &str, layer: &str) -> bool {
     path == layer || path.starts_with(&format!("{layer}::"))
 }
 
+/// Edges of cycles that were already there when `super::` paths began to
+/// be followed, in code that other work is reshaping at the same time
+/// (`app/backup.rs`, `daemon/`), left for that work to break:
+/// `app::tamper::annotate` builds the `ListEntry` rows that `app/backup.rs`
+/// defines and that call it; the daemon's `reload`, `tamper`, `execute`,
+/// `listing` and `metrics` call each other, and `status::svg` borrows
+/// `status::html`'s escaping. Each entry is one edge left out of the cycle
+/// check only (the layer rules still see it); a new cycle anywhere fails.
+const KNOWN_CYCLE_EDGES: &[(&str, &str)] = &[
+    ("app::tamper", "app::backup"),
+    ("daemon::reload", "daemon::metrics"),
+    ("daemon::tamper", "daemon::execute"),
+    ("daemon::tamper", "daemon::metrics"),
+    ("daemon::status::svg", "daemon::status::html"),
+];
+
 #[test]
 fn modules_import_each_other_without_cycles() {
-    let graph = imports(&modules());
+    let mut graph = imports(&modules());
+    for (from, to) in KNOWN_CYCLE_EDGES {
+        if let Some(deps) = graph.get_mut(*from) {
+            deps.remove(*to);
+        }
+    }
     assert!(graph.len() > 40, "the source tree was not found");
     if let Some(c) = find_cycle(&graph) {
         panic!("import cycle: {}", c.join(" -> "));
@@ -430,6 +569,131 @@ fn cycle_finder_finds_cycles() {
     assert_eq!(
         find_cycle(&g),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+}
+
+fn module(path: &str, code: &str) -> Module {
+    Module {
+        path: path.to_owned(),
+        file: PathBuf::new(),
+        code: code.to_owned(),
+    }
+}
+
+/// The circle config had between `validate.rs` and its area checkers was
+/// written with `super::` and a `use` group, which a `crate::`-only scan
+/// never saw.
+#[test]
+fn imports_resolve_super_self_and_groups_so_a_circle_shows() {
+    let mods = [
+        module("config", ""),
+        module("config::raw", ""),
+        module("config::validate", "use super::sources::source;\n"),
+        module(
+            "config::sources",
+            "use super::{\n    raw::{self, Databases},\n    validate::{check_name, Problems},\n};\n",
+        ),
+        module("backup", "use crate::config::{self, Config};\n"),
+        module(
+            "backup::run",
+            "fn f() { self::g(); super::super::config::raw::x(); pub(super) fn h() {} }\n",
+        ),
+    ];
+    let g = imports(&mods);
+    let set = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        g["config::sources"],
+        set(&["config::raw", "config::validate"])
+    );
+    assert_eq!(g["config::validate"], set(&["config::sources"]));
+    assert_eq!(g["backup"], set(&["config"]));
+    assert_eq!(g["backup::run"], set(&["config::raw"]));
+    let c = find_cycle(&g).expect("the super:: circle is found");
+    assert!(c.contains(&"config::validate".to_string()), "{c:?}");
+}
+
+/// The layers from the top down: a module imports only from its own
+/// top-level module or from a layer below its own. Modules not listed
+/// (`schedule`, `secret`, `duration`, `rrd`, `retry`, `inspect`, ...) are
+/// shared helpers outside this ordering; `options` holds the option types
+/// config builds for the layers above it and imports nothing of the crate.
+const LAYERS: &[&[&str]] = &[
+    &["app"],
+    &["daemon"],
+    &["notify"],
+    &["backup", "restore"],
+    &["pg"],
+    &["config"],
+    &["retention", "crypto"],
+    &["repo"],
+    &["sys"],
+    &["options"],
+];
+
+fn layer_of(path: &str) -> Option<(usize, &'static str)> {
+    LAYERS
+        .iter()
+        .enumerate()
+        .find_map(|(i, names)| names.iter().find(|n| in_layer(path, n)).map(|n| (i, *n)))
+}
+
+/// Pure: the imports of `graph` that go up the layers or sideways to a
+/// peer (`backup` -> `restore`).
+fn layer_violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (m, deps) in graph {
+        let Some((from, own)) = layer_of(m) else {
+            continue;
+        };
+        for d in deps {
+            let Some((to, _)) = layer_of(d) else {
+                continue;
+            };
+            if to < from || (to == from && !in_layer(d, own)) {
+                bad.push(format!("{m} -> {d}"));
+            }
+        }
+    }
+    bad
+}
+
+/// Issue 21 item 3: config is an input layer. It builds the option types
+/// of the domains (which live below it, in `options` or in the domain when
+/// that is below config) and imports nothing above it; nothing below it
+/// imports it back.
+#[test]
+fn modules_import_only_down_the_layers() {
+    let graph = imports(&modules());
+    let bad = layer_violations(&graph);
+    assert!(bad.is_empty(), "imports up or across the layers: {bad:#?}");
+    let options: Vec<_> = graph
+        .iter()
+        .filter(|(m, deps)| in_layer(m, "options") && deps.iter().any(|d| !in_layer(d, "options")))
+        .collect();
+    assert!(options.is_empty(), "options is a leaf: {options:?}");
+}
+
+#[test]
+fn layer_check_finds_upward_and_sideways_imports() {
+    let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    g.insert("config::guard".into(), ["backup::guard".to_string()].into());
+    g.insert("retention::prune".into(), ["config".to_string()].into());
+    g.insert(
+        "backup::run".into(),
+        ["restore::plan".to_string(), "config".to_string()].into(),
+    );
+    g.insert(
+        "restore::run".into(),
+        ["restore::plan".to_string(), "schedule".to_string()].into(),
+    );
+    g.insert("schedule".into(), ["app".to_string()].into());
+    assert_eq!(
+        layer_violations(&g),
+        [
+            "backup::run -> restore::plan",
+            "config::guard -> backup::guard",
+            "retention::prune -> config",
+        ]
     );
 }
 

@@ -29,44 +29,11 @@ use std::time::{Duration, Instant};
 use tar::{Builder, EntryType};
 
 use super::files::{append_dir, header, with_builder, TarSink};
+pub use crate::options::{OnInvalid, RrdOptions};
 use crate::progress::Progress;
 use crate::retry::{Class, Transient};
 use crate::rrd::{validate_rrd, RrdInvalid};
 use crate::sys::walk::{self, Entry, Kind, Stat, WalkError};
-
-/// What to do with a file that still fails validation after its re-reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OnInvalid {
-    /// Fail the whole archive, naming the file and the reason.
-    #[default]
-    Fail,
-    /// Archive the bytes as read, list the file in [`RrdStats::invalid`] and
-    /// warn: a damaged file is still better kept than lost.
-    Include,
-}
-
-#[derive(Debug, Clone)]
-pub struct RrdOptions {
-    /// How long to keep retrying while a writer holds a file's lock.
-    pub lock_timeout: Duration,
-    /// Extra reads of a file whose copy fails validation.
-    pub validation_retries: u32,
-    /// Files larger than this are refused (Concertim's are 66 KiB-130 KiB;
-    /// anything huge is not an RRD we should buffer in memory).
-    pub max_file_size: u64,
-    pub on_invalid: OnInvalid,
-}
-
-impl Default for RrdOptions {
-    fn default() -> Self {
-        RrdOptions {
-            lock_timeout: Duration::from_secs(2),
-            validation_retries: 3,
-            max_file_size: 256 * 1024 * 1024,
-            on_invalid: OnInvalid::Fail,
-        }
-    }
-}
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RrdStats {
