@@ -27,7 +27,7 @@ use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::catalog;
 use crate::repo::manifest::{
-    self, Artifact, ArtifactKind, GuardMark, Manifest, ManifestError, TreeInfo,
+    self, Artifact, ArtifactDetail, ArtifactKind, GuardMark, Manifest, ManifestError, TreeInfo,
 };
 use crate::repo::store::{new_backup_id, Repo};
 use crate::retry::{Class, Transient};
@@ -275,8 +275,7 @@ async fn backup_source(
                 name,
                 ArtifactKind::RrdTar,
                 up,
-                None,
-                Some(tree),
+                Some(ArtifactDetail::Tree(tree)),
             )])
         }
         SourceKind::Files(cfg) => {
@@ -302,8 +301,7 @@ async fn backup_source(
                 name,
                 ArtifactKind::FilesTar,
                 up,
-                None,
-                Some(tree),
+                Some(ArtifactDetail::Tree(tree)),
             )])
         }
     }

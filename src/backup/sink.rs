@@ -10,7 +10,7 @@ use super::source::Sink;
 use crate::backup::pipeline::{self, Compression, PipelineError, SourceWriter, Uploaded};
 use crate::crypto::Recipients;
 use crate::progress::Progress;
-use crate::repo::manifest::{self, Artifact, ArtifactKind, PostgresInfo, TreeInfo};
+use crate::repo::manifest::{self, Artifact, ArtifactDetail, ArtifactKind};
 use crate::repo::store::{artifact_path, Repo};
 use crate::sys::child::KillSwitch;
 
@@ -63,8 +63,7 @@ impl Sink for RunCtx {
         source: &str,
         kind: ArtifactKind,
         up: Uploaded,
-        postgres: Option<PostgresInfo>,
-        tree: Option<TreeInfo>,
+        detail: Option<ArtifactDetail>,
     ) -> Artifact {
         Artifact {
             key,
@@ -77,8 +76,7 @@ impl Sink for RunCtx {
                 algorithm: "zstd".to_owned(),
                 level: self.compression.level,
             },
-            postgres,
-            tree,
+            detail,
             encryption: self.encryption.as_ref().map(|r| r.info()),
         }
     }

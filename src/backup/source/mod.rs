@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use crate::backup::pipeline::{PipelineError, SourceWriter, Uploaded};
-use crate::repo::manifest::{Artifact, ArtifactKind, PostgresInfo, TreeInfo};
+use crate::repo::manifest::{Artifact, ArtifactDetail, ArtifactKind};
 use crate::sys::child::KillSwitch;
 
 /// Where a source puts what it reads. Sources only produce bytes; the
@@ -40,8 +40,7 @@ pub trait Sink: Sync {
         source: &str,
         kind: ArtifactKind,
         up: Uploaded,
-        postgres: Option<PostgresInfo>,
-        tree: Option<TreeInfo>,
+        detail: Option<ArtifactDetail>,
     ) -> Artifact;
 }
 

@@ -27,7 +27,8 @@ use crate::config::{DatabaseSelection, PostgresConfig};
 use crate::pg::conn::{base_command, connect, conninfo, discover, server_went_away, PgError};
 use crate::pg::tools::{self, PgTools};
 use crate::repo::manifest::{
-    Artifact, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo, TableRows,
+    Artifact, ArtifactDetail, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo,
+    TableRows,
 };
 use crate::retry::{Class, Transient};
 use crate::sys::child::{stream_stdout, ChildError};
@@ -216,8 +217,7 @@ pub async fn backup(
             source,
             ArtifactKind::PgGlobals,
             up,
-            Some(info(None, None, None)),
-            None,
+            Some(ArtifactDetail::Postgres(info(None, None, None))),
         ));
     }
 
@@ -326,8 +326,11 @@ where
             source,
             ArtifactKind::PgDump,
             up,
-            Some((self.info)(Some(db.clone()), tables, Some(props))),
-            None,
+            Some(ArtifactDetail::Postgres((self.info)(
+                Some(db.clone()),
+                tables,
+                Some(props),
+            ))),
         )))
     }
 }
