@@ -1,5 +1,6 @@
 //! Notifications about runs: generic webhooks, healthchecks.io pings,
-//! Slack-compatible incoming webhooks and email, one file per channel.
+//! Slack-compatible incoming webhooks and email, one file per channel in
+//! `channels/`, each implementing [`Channel`].
 //!
 //! `run-now` and the daemon call the same two functions: [`begin`] when a
 //! run starts (before any retry) and [`Pending::finish`] with the run's
@@ -15,11 +16,7 @@
 //! scheme and host (they carry tokens and check UUIDs).
 
 mod channel;
-mod email;
-mod healthchecks;
-mod registry;
-mod slack;
-mod webhook;
+mod channels;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +114,7 @@ pub fn timeout(cfg: &Config, job: &JobConfig) -> Duration {
 pub fn destinations<'a>(blocks: impl IntoIterator<Item = &'a Notify>) -> Vec<Arc<dyn Channel>> {
     let mut out = Vec::new();
     for n in blocks {
-        push_new(&mut out, registry::channels(n));
+        push_new(&mut out, channels::channels(n));
     }
     out
 }
@@ -137,7 +134,7 @@ fn chosen<'a>(
 ) -> Vec<Arc<dyn Channel>> {
     let mut out = Vec::new();
     for n in blocks {
-        let wanted = registry::channels(n)
+        let wanted = channels::channels(n)
             .into_iter()
             .filter(|c| event.reaches(c.as_ref(), n))
             .collect();
@@ -318,9 +315,10 @@ mod tests {
             }
         });
         let t = Targets {
-            channels: vec![healthchecks::Healthchecks::new(&Secret::new(format!(
-                "http://{addr}/ping/x"
-            )))],
+            channels: destinations([&Notify {
+                healthchecks: vec![Secret::new(format!("http://{addr}/ping/x"))],
+                ..Notify::default()
+            }]),
             timeout: Duration::from_secs(7),
         };
         let s = start();

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::channel::{url_endpoint, Channel, Role};
-use super::redact;
+use crate::notify::channel::{url_endpoint, Channel, Role};
+use crate::notify::redact;
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{log_http, Event, Start};
 use crate::backup::report::Report;
+use crate::notify::{log_http, Event, Start};
 use crate::secret::Secret;
 
 /// The body: `event` says which, the rest is the report's own fields.
@@ -71,12 +71,12 @@ async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout:
 }
 
 /// One webhook URL of a `notify` block.
-pub(super) struct Webhook {
+pub(in crate::notify) struct Webhook {
     url: Secret,
 }
 
 impl Webhook {
-    pub(super) fn new(url: &Secret) -> Arc<Webhook> {
+    pub(in crate::notify) fn new(url: &Secret) -> Arc<Webhook> {
         Arc::new(Webhook { url: url.clone() })
     }
 }

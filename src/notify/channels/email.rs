@@ -12,10 +12,11 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::channel::{Channel, Role};
-use super::{slack, Event};
+use super::slack;
 use crate::config::{EmailConfig, SmtpSecurity};
 use crate::error::chain;
+use crate::notify::channel::{Channel, Role};
+use crate::notify::Event;
 
 #[derive(Debug, thiserror::Error)]
 enum MailError {
@@ -102,12 +103,12 @@ async fn send(cfg: &EmailConfig, event: Event<'_>, timeout: Duration) {
 }
 
 /// The `email` block of a `notify` block.
-pub(super) struct Email {
+pub(in crate::notify) struct Email {
     cfg: EmailConfig,
 }
 
 impl Email {
-    pub(super) fn new(cfg: &EmailConfig) -> Arc<Email> {
+    pub(in crate::notify) fn new(cfg: &EmailConfig) -> Arc<Email> {
         Arc::new(Email { cfg: cfg.clone() })
     }
 }

@@ -11,17 +11,17 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::channel::{url_endpoint, Channel, Role};
-use super::redact;
+use crate::notify::channel::{url_endpoint, Channel, Role};
+use crate::notify::redact;
 
-use super::{log_http, truncate, Event, MAX_BODY};
+use crate::notify::{log_http, truncate, Event, MAX_BODY};
 use std::time::Duration;
 
 use crate::secret::Secret;
 
 /// The ping URL for `event`: the check's URL with `/start` or `/fail`
 /// appended to its path and the run ID as `rid`.
-pub(super) fn ping_url(base: &str, event: Event<'_>) -> Option<url::Url> {
+pub(in crate::notify) fn ping_url(base: &str, event: Event<'_>) -> Option<url::Url> {
     let mut u = url::Url::parse(base).ok()?;
     let (suffix, rid) = match event {
         Event::Start(s) => (Some("start"), &s.run_id),
@@ -55,12 +55,12 @@ async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout:
 }
 
 /// One healthchecks URL of a `notify` block.
-pub(super) struct Healthchecks {
+pub(in crate::notify) struct Healthchecks {
     url: Secret,
 }
 
 impl Healthchecks {
-    pub(super) fn new(url: &Secret) -> Arc<Healthchecks> {
+    pub(in crate::notify) fn new(url: &Secret) -> Arc<Healthchecks> {
         Arc::new(Healthchecks { url: url.clone() })
     }
 }

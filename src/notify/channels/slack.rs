@@ -7,15 +7,15 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::channel::{url_endpoint, Channel, Role};
-use super::redact;
+use crate::notify::channel::{url_endpoint, Channel, Role};
+use crate::notify::redact;
 
-use super::{log_http, truncate, Event, MAX_BODY};
+use crate::notify::{log_http, truncate, Event, MAX_BODY};
 use std::time::Duration;
 
 use crate::secret::Secret;
 
-pub(super) fn text(event: Event<'_>) -> String {
+pub(in crate::notify) fn text(event: Event<'_>) -> String {
     match event {
         Event::Start(s) => format!(
             "ccbackup job {} started on {} at {} (run ID {})",
@@ -38,12 +38,12 @@ async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout:
 }
 
 /// One slack URL of a `notify` block.
-pub(super) struct Slack {
+pub(in crate::notify) struct Slack {
     url: Secret,
 }
 
 impl Slack {
-    pub(super) fn new(url: &Secret) -> Arc<Slack> {
+    pub(in crate::notify) fn new(url: &Secret) -> Arc<Slack> {
         Arc::new(Slack { url: url.clone() })
     }
 }

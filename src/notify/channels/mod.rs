@@ -1,12 +1,17 @@
-//! The single place that knows every channel kind: it turns a `notify`
-//! block of the configuration into channels. Adding a channel means a file
-//! implementing [`Channel`], one line here, and its key in the `notify`
-//! block of the configuration.
+//! Every channel kind, one file each, and the registry: the single place
+//! that turns a `notify` block of the configuration into channels. Adding a
+//! channel means a file here implementing [`Channel`], its `mod` and one
+//! line in [`channels`], and its key in the `notify` block of the
+//! configuration.
+
+mod email;
+mod healthchecks;
+mod slack;
+mod webhook;
 
 use std::sync::Arc;
 
 use super::channel::Channel;
-use super::{email, healthchecks, slack, webhook};
 use crate::config::Notify;
 
 /// Every destination of one `notify` block, in the block's order of kinds.
