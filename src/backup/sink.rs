@@ -57,6 +57,14 @@ impl Sink for RunCtx {
         &self.kill
     }
 
+    fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    fn withholds_names(&self) -> bool {
+        self.encryption.is_some()
+    }
+
     fn artifact(
         &self,
         key: String,

@@ -156,6 +156,18 @@ pub async fn database_properties(client: &Client, database: &str) -> Result<DbPr
     })
 }
 
+impl super::Source for PostgresConfig {
+    async fn produce<S: Sink>(
+        &self,
+        sink: &S,
+        name: &str,
+    ) -> Result<Vec<Artifact>, super::SourceError> {
+        backup(sink, name, self)
+            .await
+            .map_err(super::SourceError::Postgres)
+    }
+}
+
 /// Backs up one postgres source: globals (optional) then each database.
 pub async fn backup(
     ctx: &impl Sink,
