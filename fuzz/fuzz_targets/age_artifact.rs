@@ -54,8 +54,7 @@ fuzz_target!(|data: &[u8]| {
             algorithm: "zstd".into(),
             level: 3,
         },
-        postgres: None,
-        tree: None,
+        detail: None,
         encryption: Some(EncryptionInfo {
             format: "age".into(),
             recipients: vec![f.recipient.clone()],

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use crate::options::{GuardConfig, Thresholds, DEFAULT_MAX_SHRINK};
-use crate::repo::manifest::{Artifact, Manifest};
+use crate::repo::manifest::{Artifact, ArtifactDetail, Manifest};
 
 /// Which limit a finding broke.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,10 +121,14 @@ fn measure<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> Measures {
     let mut m = Measures::default();
     for a in artifacts {
         m.raw_bytes = m.raw_bytes.saturating_add(a.raw_bytes);
-        if let Some(t) = &a.tree {
-            m.files = Some(m.files.unwrap_or(0).saturating_add(t.files));
-        }
-        let Some(pg) = &a.postgres else { continue };
+        let pg = match &a.detail {
+            Some(ArtifactDetail::Tree(t)) => {
+                m.files = Some(m.files.unwrap_or(0).saturating_add(t.files));
+                continue;
+            }
+            Some(ArtifactDetail::Postgres(pg)) => pg,
+            None => continue,
+        };
         let Some(db) = &pg.database else { continue };
         m.databases.push(db.clone());
         if let Some(tables) = &pg.tables {
@@ -247,12 +251,11 @@ mod tests {
                 algorithm: "zstd".into(),
                 level: 3,
             },
-            postgres: None,
-            tree: Some(TreeInfo {
+            detail: Some(ArtifactDetail::Tree(TreeInfo {
                 root: "/x".into(),
                 files,
                 ..TreeInfo::default()
-            }),
+            })),
             encryption: None,
         }
     }
@@ -261,8 +264,7 @@ mod tests {
         let mut a = tree(source, 0, raw);
         a.key = format!("{source}/{db}.dump.zst");
         a.kind = ArtifactKind::PgDump;
-        a.tree = None;
-        a.postgres = Some(PostgresInfo {
+        a.detail = Some(ArtifactDetail::Postgres(PostgresInfo {
             database: Some(db.into()),
             server_version: "15".into(),
             server_version_num: 150000,
@@ -278,7 +280,7 @@ mod tests {
                     .collect()
             }),
             database_properties: None,
-        });
+        }));
         a
     }
 

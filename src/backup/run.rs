@@ -16,32 +16,17 @@ use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
 
 use crate::backup::guard;
-use crate::backup::pipeline::PipelineError;
 use crate::backup::sink::RunCtx;
-use crate::backup::source::files::{self, FilesError};
-use crate::backup::source::postgres::{self, PgSourceError};
-use crate::backup::source::rrd::{self, RrdError};
-use crate::backup::source::Sink;
 use crate::config::{JobConfig, SourceKind};
 use crate::error::chain;
 use crate::progress::Progress;
 use crate::repo::catalog;
-use crate::repo::manifest::{
-    self, Artifact, ArtifactKind, GuardMark, Manifest, ManifestError, TreeInfo,
-};
+use crate::repo::manifest::{self, Artifact, GuardMark, Manifest, ManifestError};
 use crate::repo::store::{new_backup_id, Repo};
 use crate::retry::{Class, Transient};
 use crate::sys::child::KillSwitch;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error(transparent)]
-    Postgres(PgSourceError),
-    #[error(transparent)]
-    Rrd(PipelineError<RrdError>),
-    #[error(transparent)]
-    Files(PipelineError<FilesError>),
-}
+pub use crate::backup::source::SourceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -68,16 +53,6 @@ pub enum BackupError {
         #[source]
         error: ManifestError,
     },
-}
-
-impl Transient for SourceError {
-    fn class(&self) -> Class {
-        match self {
-            SourceError::Postgres(e) => e.class(),
-            SourceError::Rrd(e) => e.class(),
-            SourceError::Files(e) => e.class(),
-        }
-    }
 }
 
 impl Transient for BackupError {
@@ -239,78 +214,7 @@ async fn backup_source(
     name: &str,
     kind: &SourceKind,
 ) -> Result<Vec<Artifact>, SourceError> {
-    match kind {
-        SourceKind::Postgres(cfg) => postgres::backup(ctx, name, cfg)
-            .await
-            .map_err(SourceError::Postgres),
-        SourceKind::Rrd(cfg) => {
-            let rel = format!("{name}.rrd.tar.zst");
-            let root = cfg.path.clone();
-            let opts = cfg.options.clone();
-            let progress = ctx.progress.clone();
-            let (stats, up) = ctx
-                .put(&rel, ArtifactKind::RrdTar, move |w| {
-                    rrd::archive_rrd_tree(&root, w, &opts, &progress).map(|(s, _)| s)
-                })
-                .await
-                .map_err(SourceError::Rrd)?;
-            let invalid: Vec<String> = stats
-                .invalid
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            let withhold = ctx.encryption.is_some();
-            if withhold && !invalid.is_empty() {
-                // The names still reach the log, which stays on this host.
-                // The list travels as JSON so the JSON log keeps it a list.
-                let report = serde_json::json!({ "source": name, "files": invalid });
-                tracing::warn!(report = %report, "invalid rrd files stored; names withheld from the encrypted backup's manifest");
-            }
-            let tree = TreeInfo {
-                root: cfg.path.display().to_string(),
-                files: stats.files,
-                dirs: stats.dirs,
-                symlinks: 0,
-                invalid_withheld: if withhold { invalid.len() as u64 } else { 0 },
-                invalid: if withhold { Vec::new() } else { invalid },
-            };
-            Ok(vec![ctx.artifact(
-                rel,
-                name,
-                ArtifactKind::RrdTar,
-                up,
-                None,
-                Some(tree),
-            )])
-        }
-        SourceKind::Files(cfg) => {
-            let rel = format!("{name}.tar.zst");
-            let root = cfg.path.clone();
-            let progress = ctx.progress.clone();
-            let (stats, up) = ctx
-                .put(&rel, ArtifactKind::FilesTar, move |w| {
-                    files::archive_dir(&root, w, &progress).map(|(s, _)| s)
-                })
-                .await
-                .map_err(SourceError::Files)?;
-            let tree = TreeInfo {
-                root: cfg.path.display().to_string(),
-                files: stats.files,
-                dirs: stats.dirs,
-                symlinks: stats.symlinks,
-                invalid: Vec::new(),
-                invalid_withheld: 0,
-            };
-            Ok(vec![ctx.artifact(
-                rel,
-                name,
-                ArtifactKind::FilesTar,
-                up,
-                None,
-                Some(tree),
-            )])
-        }
-    }
+    crate::backup::source::registry::produce(kind, ctx, name).await
 }
 
 /// What removing a failed run's objects achieved.

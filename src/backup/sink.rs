@@ -11,7 +11,7 @@ use crate::backup::pipeline::{self, PipelineError, SourceWriter, Uploaded};
 use crate::crypto::Recipients;
 use crate::options::CompressionSettings;
 use crate::progress::Progress;
-use crate::repo::manifest::{Artifact, ArtifactKind, PostgresInfo, TreeInfo};
+use crate::repo::manifest::{Artifact, ArtifactDetail, ArtifactKind};
 use crate::repo::store::{artifact_path, Repo};
 use crate::sys::child::KillSwitch;
 
@@ -64,14 +64,21 @@ impl Sink for RunCtx {
         &self.kill
     }
 
+    fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    fn withholds_names(&self) -> bool {
+        self.encryption.is_some()
+    }
+
     fn artifact(
         &self,
         key: String,
         source: &str,
         kind: ArtifactKind,
         up: Uploaded,
-        postgres: Option<PostgresInfo>,
-        tree: Option<TreeInfo>,
+        detail: Option<ArtifactDetail>,
     ) -> Artifact {
         Artifact {
             key,
@@ -81,8 +88,7 @@ impl Sink for RunCtx {
             stored_bytes: up.stored_bytes,
             sha256: up.sha256,
             compression: self.compression.into(),
-            postgres,
-            tree,
+            detail,
             encryption: self.encryption.as_ref().map(|r| r.info()),
         }
     }

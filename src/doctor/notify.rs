@@ -5,43 +5,18 @@
 
 use super::{bounded, timed_out, About, Check, Options};
 use crate::config::{Config, JobConfig};
-use crate::notify::{self, Event, Start, Targets};
-use crate::secret::Secret;
+use crate::notify::{self, Event, Role, Start, Targets};
 
 pub(super) async fn check(cfg: &Config, job: &JobConfig, opts: Options) -> Vec<Check> {
     let mut out = Vec::new();
     let about = About::new(&job.name, "notify");
-    let mut urls: Vec<(&str, &Secret)> = Vec::new();
-    for n in [&job.notify, &cfg.notify] {
-        for (kind, list) in [
-            ("webhook", &n.webhooks),
-            ("healthchecks", &n.healthchecks),
-            ("slack", &n.slack),
-        ] {
-            for u in list {
-                if !urls.iter().any(|(_, o)| o.expose() == u.expose()) {
-                    urls.push((kind, u));
-                }
-            }
-        }
-    }
-    for (kind, url) in &urls {
-        let shown = notify::redact(url);
-        let check = format!("{kind} {shown}");
-        let Some((host, port)) = url::Url::parse(url.expose())
-            .ok()
-            .and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)))
-        else {
+    for channel in notify::destinations([&job.notify, &cfg.notify]) {
+        let check = format!("{} {}", channel.kind(), channel.target());
+        let Some((host, port)) = channel.endpoint() else {
             out.push(about.fail(&check, "not a URL with a host", "correct the URL"));
             continue;
         };
         out.push(reach(&about, &check, &host, port).await);
-    }
-    for n in [&job.notify, &cfg.notify] {
-        if let Some(e) = &n.email {
-            let check = format!("email {}:{}", e.server, e.port);
-            out.push(reach(&about, &check, &e.server, e.port).await);
-        }
     }
     if opts.notify_test {
         out.push(send_test(cfg, job, &about).await);
@@ -62,15 +37,14 @@ async fn reach(about: &About, check: &str, host: &str, port: u16) -> Check {
 }
 
 async fn send_test(cfg: &Config, job: &JobConfig, about: &About) -> Check {
-    let mut targets = Targets {
+    // A monitor's state would change: only messengers get the test.
+    let targets = Targets {
+        channels: notify::destinations([&job.notify, &cfg.notify])
+            .into_iter()
+            .filter(|c| c.role() == Role::Messenger)
+            .collect(),
         timeout: notify::timeout(cfg, job),
-        ..Targets::default()
     };
-    for n in [&job.notify, &cfg.notify] {
-        targets.webhooks.extend(n.webhooks.iter().cloned());
-        targets.slack.extend(n.slack.iter().cloned());
-        targets.email.extend(n.email.iter().cloned());
-    }
     if targets.is_empty() {
         return about.info("test message", "no webhook, Slack or email to send to");
     }

@@ -257,7 +257,7 @@ pub async fn list(
             break;
         }
         out.artifact(a);
-        if let Some(pg) = &a.postgres {
+        if let Some(pg) = a.postgres() {
             if let Some(db) = &pg.database {
                 out.item(
                     a,

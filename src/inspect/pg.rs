@@ -46,7 +46,7 @@ pub(super) struct TableRows {
 
 impl TableRows {
     pub(super) fn of(a: &Artifact) -> TableRows {
-        let pg = a.postgres.as_ref();
+        let pg = a.postgres();
         TableRows {
             database: pg.and_then(|p| p.database.clone()).unwrap_or_default(),
             rows: pg.and_then(|p| p.tables.as_ref()).map(|t| {
@@ -190,8 +190,7 @@ mod tests {
                 algorithm: "zstd".into(),
                 level: 3,
             },
-            postgres: None,
-            tree: None,
+            detail: None,
             encryption: None,
         }
     }

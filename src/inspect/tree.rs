@@ -24,8 +24,7 @@ pub(super) struct Cap {
 /// one, never more than [`MAX_ENTRIES`].
 pub(super) fn entry_cap(a: &Artifact) -> Cap {
     let recorded = a
-        .tree
-        .as_ref()
+        .tree()
         .map(|t| t.files.saturating_add(t.dirs).saturating_add(t.symlinks));
     let max = recorded.map_or(MAX_ENTRIES, |n| n.saturating_add(1).min(MAX_ENTRIES));
     Cap { max, recorded }
@@ -110,7 +109,7 @@ fn kind_of(t: EntryType) -> EntryKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::TreeInfo;
+    use crate::repo::manifest::{ArtifactDetail, TreeInfo};
 
     fn art(recorded: Option<u64>) -> Artifact {
         Artifact {
@@ -124,11 +123,12 @@ mod tests {
                 algorithm: "zstd".into(),
                 level: 3,
             },
-            postgres: None,
-            tree: recorded.map(|n| TreeInfo {
-                root: "/r".into(),
-                files: n,
-                ..Default::default()
+            detail: recorded.map(|n| {
+                ArtifactDetail::Tree(TreeInfo {
+                    root: "/r".into(),
+                    files: n,
+                    ..Default::default()
+                })
             }),
             encryption: None,
         }

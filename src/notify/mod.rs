@@ -1,5 +1,6 @@
 //! Notifications about runs: generic webhooks, healthchecks.io pings,
-//! Slack-compatible incoming webhooks and email, one file per channel.
+//! Slack-compatible incoming webhooks and email, one file per channel in
+//! `channels/`, each implementing [`Channel`].
 //!
 //! `run-now` and the daemon call the same two functions: [`begin`] when a
 //! run starts (before any retry) and [`Pending::finish`] with the run's
@@ -14,20 +15,18 @@
 //! run alongside the run, and errors are only logged, with URLs reduced to
 //! scheme and host (they carry tokens and check UUIDs).
 
-mod email;
-mod healthchecks;
-mod slack;
-mod webhook;
+mod channel;
+mod channels;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use serde::Serialize;
 
+pub use self::channel::{Channel, Role};
 use crate::backup::report::{self, Report};
-use crate::config::{Config, EmailConfig, JobConfig, Notify};
+use crate::config::{Config, JobConfig, Notify};
 use crate::error::chain;
 use crate::secret::Secret;
 
@@ -68,10 +67,12 @@ pub enum Event<'a> {
 }
 
 impl Event<'_> {
-    fn wanted_by(&self, n: &Notify) -> bool {
-        match self {
-            Event::Start(_) => n.on.start,
-            Event::Finish(r) => !r.outcome.is_success() || n.on.success,
+    /// Whether `channel`, configured in block `n`, gets this event.
+    fn reaches(&self, channel: &dyn Channel, n: &Notify) -> bool {
+        match (channel.role(), self) {
+            (Role::Monitor, _) => true,
+            (Role::Messenger, Event::Start(_)) => n.on.start,
+            (Role::Messenger, Event::Finish(r)) => !r.outcome.is_success() || n.on.success,
         }
     }
 }
@@ -80,10 +81,7 @@ impl Event<'_> {
 /// in its own task.
 #[derive(Debug, Clone)]
 pub struct Targets {
-    pub webhooks: Vec<Secret>,
-    pub healthchecks: Vec<Secret>,
-    pub slack: Vec<Secret>,
-    pub email: Vec<EmailConfig>,
+    pub channels: Vec<Arc<dyn Channel>>,
     /// Bound of each call, connection included.
     pub timeout: Duration,
 }
@@ -91,10 +89,7 @@ pub struct Targets {
 impl Default for Targets {
     fn default() -> Self {
         Targets {
-            webhooks: Vec::new(),
-            healthchecks: Vec::new(),
-            slack: Vec::new(),
-            email: Vec::new(),
+            channels: Vec::new(),
             timeout: TIMEOUT,
         }
     }
@@ -114,66 +109,62 @@ pub fn timeout(cfg: &Config, job: &JobConfig) -> Duration {
     timeout_of([&job.notify, &cfg.notify])
 }
 
-fn push_new(out: &mut Vec<Secret>, from: &[Secret]) {
-    for url in from {
-        if !out.iter().any(|u| u.expose() == url.expose()) {
-            out.push(url.clone());
+/// Every destination of `blocks`, in order, each once: a later block naming
+/// a destination an earlier one has adds nothing.
+pub fn destinations<'a>(blocks: impl IntoIterator<Item = &'a Notify>) -> Vec<Arc<dyn Channel>> {
+    let mut out = Vec::new();
+    for n in blocks {
+        push_new(&mut out, channels::channels(n));
+    }
+    out
+}
+
+fn push_new(out: &mut Vec<Arc<dyn Channel>>, from: Vec<Arc<dyn Channel>>) {
+    for c in from {
+        if !out.iter().any(|o| o.same_destination(c.as_ref())) {
+            out.push(c);
         }
     }
 }
 
+/// The channels of `blocks` that `event` reaches, each once.
+fn chosen<'a>(
+    blocks: impl IntoIterator<Item = &'a Notify>,
+    event: Event<'_>,
+) -> Vec<Arc<dyn Channel>> {
+    let mut out = Vec::new();
+    for n in blocks {
+        let wanted = channels::channels(n)
+            .into_iter()
+            .filter(|c| event.reaches(c.as_ref(), n))
+            .collect();
+        push_new(&mut out, wanted);
+    }
+    out
+}
+
 /// The job's block first, then the global one, duplicates removed.
 pub fn targets(cfg: &Config, job: &JobConfig, event: Event<'_>) -> Targets {
-    let mut t = Targets {
+    Targets {
+        channels: chosen([&job.notify, &cfg.notify], event),
         timeout: timeout(cfg, job),
-        ..Targets::default()
-    };
-    for n in [&job.notify, &cfg.notify] {
-        push_new(&mut t.healthchecks, &n.healthchecks);
-        if !event.wanted_by(n) {
-            continue;
-        }
-        push_new(&mut t.webhooks, &n.webhooks);
-        push_new(&mut t.slack, &n.slack);
-        if let Some(e) = &n.email {
-            if !t.email.iter().any(|o| o.same_destination(e)) {
-                t.email.push(e.clone());
-            }
-        }
     }
-    t
 }
 
 /// Every channel of the configuration (global and every job's), for an
 /// event about the daemon itself rather than one job. No job is involved,
 /// so the global block's `timeout` bounds every call.
 pub fn targets_everywhere(cfg: &Config, event: Event<'_>) -> Targets {
-    let mut t = Targets {
+    let blocks = std::iter::once(&cfg.notify).chain(cfg.jobs.iter().map(|j| &j.notify));
+    Targets {
+        channels: chosen(blocks, event),
         timeout: timeout_of([&cfg.notify]),
-        ..Targets::default()
-    };
-    for n in std::iter::once(&cfg.notify).chain(cfg.jobs.iter().map(|j| &j.notify)) {
-        push_new(&mut t.healthchecks, &n.healthchecks);
-        if !event.wanted_by(n) {
-            continue;
-        }
-        push_new(&mut t.webhooks, &n.webhooks);
-        push_new(&mut t.slack, &n.slack);
-        if let Some(e) = &n.email {
-            if !t.email.iter().any(|o| o.same_destination(e)) {
-                t.email.push(e.clone());
-            }
-        }
     }
-    t
 }
 
 impl Targets {
     pub fn is_empty(&self) -> bool {
-        self.webhooks.is_empty()
-            && self.healthchecks.is_empty()
-            && self.slack.is_empty()
-            && self.email.is_empty()
+        self.channels.is_empty()
     }
 }
 
@@ -181,41 +172,14 @@ impl Targets {
 /// `targets.timeout`. Never fails; problems are logged.
 pub async fn send(client: &reqwest::Client, targets: &Targets, event: Event<'_>) {
     let timeout = targets.timeout;
-    // (channel, redacted target, call)
-    let mut calls: Vec<(&str, String, BoxFuture<'_, ()>)> = Vec::new();
-    for url in &targets.webhooks {
-        calls.push((
-            "webhook",
-            redact(url),
-            webhook::send(client, url, event, timeout).boxed(),
-        ));
-    }
-    for url in &targets.healthchecks {
-        calls.push((
-            "healthchecks",
-            redact(url),
-            healthchecks::send(client, url, event, timeout).boxed(),
-        ));
-    }
-    for url in &targets.slack {
-        calls.push((
-            "slack",
-            redact(url),
-            slack::send(client, url, event, timeout).boxed(),
-        ));
-    }
-    for mail in &targets.email {
-        calls.push((
-            "email",
-            email::target(mail),
-            email::send(mail, event, timeout).boxed(),
-        ));
-    }
-    let bounded = calls.into_iter().map(|(channel, target, call)| async move {
+    let bounded = targets.channels.iter().map(|c| async move {
         // The channels' own timeouts bound each network operation; this
         // bounds the whole exchange (an SMTP dialogue is several).
-        if tokio::time::timeout(timeout, call).await.is_err() {
-            tracing::warn!(channel, target = %target, timeout_s = timeout.as_secs_f64(), "notification did not finish in time; abandoned");
+        if tokio::time::timeout(timeout, c.send(client, event, timeout))
+            .await
+            .is_err()
+        {
+            tracing::warn!(channel = c.kind(), target = %c.target(), timeout_s = timeout.as_secs_f64(), "notification did not finish in time; abandoned");
         }
     });
     futures::future::join_all(bounded).await;
@@ -351,9 +315,11 @@ mod tests {
             }
         });
         let t = Targets {
-            healthchecks: vec![Secret::new(format!("http://{addr}/ping/x"))],
+            channels: destinations([&Notify {
+                healthchecks: vec![Secret::new(format!("http://{addr}/ping/x"))],
+                ..Notify::default()
+            }]),
             timeout: Duration::from_secs(7),
-            ..Targets::default()
         };
         let s = start();
         let before = tokio::time::Instant::now();
@@ -363,6 +329,53 @@ mod tests {
         let took = before.elapsed();
         assert!(took >= Duration::from_secs(7) && took < TIMEOUT, "{took:?}");
         keep.abort();
+    }
+
+    fn kinds(t: &Targets) -> Vec<String> {
+        t.channels.iter().map(|c| format!("{c:?}")).collect()
+    }
+
+    #[test]
+    fn each_destination_is_notified_once_and_monitors_get_every_event() {
+        // The job names the global healthchecks URL again, and the same URL
+        // as a webhook: a kind's duplicate goes, another kind's stays.
+        let c = config(
+            "",
+            "      healthchecks: [\"http://hc/a\"]\n      webhooks: [\"http://hc/a\"]\n",
+        );
+        let s = start();
+        let t = targets(&c, &c.jobs[0], Event::Start(&s));
+        // `on` lists no start: only the monitor hears of it.
+        assert_eq!(kinds(&t), ["healthchecks http://hc/<redacted>"]);
+        let c = config(
+            "",
+            "      healthchecks: [\"http://hc/a\"]\n      webhooks: [\"http://hc/a\"]\n      on: [start]\n",
+        );
+        let t = targets(&c, &c.jobs[0], Event::Start(&s));
+        assert_eq!(
+            kinds(&t),
+            [
+                "webhook http://hc/<redacted>",
+                "healthchecks http://hc/<redacted>",
+                "slack http://s/<redacted>",
+            ]
+        );
+        let every = targets_everywhere(&c, Event::Start(&s));
+        assert_eq!(every.channels.len(), 3);
+    }
+
+    #[test]
+    fn a_channels_debug_shows_no_secret() {
+        let n = Notify {
+            webhooks: vec![Secret::new("https://h.example/T0KEN")],
+            ..Notify::default()
+        };
+        let shown = format!("{:?}", destinations([&n]));
+        assert!(
+            shown.contains("webhook https://h.example/<redacted>"),
+            "{shown}"
+        );
+        assert!(!shown.contains("T0KEN"), "{shown}");
     }
 
     #[test]

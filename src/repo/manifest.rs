@@ -28,7 +28,10 @@ pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 /// tiny strings does not.
 pub const MAX_PARSED_BYTES: u64 = 8 * 1024 * 1024;
 
+mod detail;
 pub mod weight;
+
+pub use detail::{ArtifactDetail, DetailError, DetailSlot};
 /// Longest artifact key, and longest segment of one (object stores and
 /// file systems refuse longer names anyway).
 const MAX_KEY_BYTES: usize = 1024;
@@ -108,7 +111,10 @@ pub enum ArtifactKind {
     FilesTar,
 }
 
+/// One stored object of a backup. Its JSON is format 1's, with the detail
+/// in the slot of its kind ([`detail`] reads and writes it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "detail::Wire", into = "detail::Wire")]
 pub struct Artifact {
     /// Key relative to the backup directory.
     pub key: String,
@@ -121,13 +127,11 @@ pub struct Artifact {
     /// sha256 of the stored bytes, lowercase hex.
     pub sha256: String,
     pub compression: Compression,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<PostgresInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tree: Option<TreeInfo>,
+    /// What the source recorded; it always fits `kind` (absent in records
+    /// that never had one).
+    pub detail: Option<ArtifactDetail>,
     /// Present when the stored bytes are the zstd stream encrypted to age
     /// recipients; `sha256` and `stored_bytes` are of the encrypted object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionInfo>,
 }
 
@@ -721,8 +725,7 @@ mod tests {
                     algorithm: "zstd".into(),
                     level: 3,
                 },
-                postgres: None,
-                tree: None,
+                detail: None,
                 encryption: None,
             }],
             guard: GuardMark::default(),
@@ -834,11 +837,11 @@ mod tests {
         assert_eq!(m.source_names(), ["db", "rrd", "etc"]);
         let dump = &m.artifacts[1];
         assert_eq!(dump.kind, ArtifactKind::PgDump);
-        let pg = dump.postgres.as_ref().unwrap();
+        let pg = dump.postgres().unwrap();
         assert_eq!(pg.database.as_deref(), Some("ct-vis"));
         assert_eq!(pg.tables.as_ref().unwrap()[0].rows, 12);
         assert!(dump.encryption.is_none());
-        let tree = m.artifacts[3].tree.as_ref().unwrap();
+        let tree = m.artifacts[3].tree().unwrap();
         assert_eq!((tree.files, tree.symlinks), (1, 0));
     }
 }

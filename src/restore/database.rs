@@ -59,8 +59,7 @@ impl Chosen {
 
 /// The major of the `pg_dump` that wrote an artifact (0 when unknown).
 pub fn dump_tools_major(a: &Artifact) -> u32 {
-    a.postgres
-        .as_ref()
+    a.postgres()
         .and_then(|p| tools::parse_version_output(&p.pg_dump_version))
         .map(|(_, m)| m)
         .unwrap_or(0)
@@ -403,8 +402,7 @@ pub(super) async fn restore_database(
     // alone: its owner, grants and settings are not what was asked for.
     let whole = list.is_none() || create;
     let props = a
-        .postgres
-        .as_ref()
+        .postgres()
         .and_then(|p| p.database_properties.clone())
         .filter(|_| whole);
     let mut notes = Vec::new();

@@ -157,7 +157,9 @@ pub enum RestoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::{ArtifactKind, Compression, Manifest, PostgresInfo, TreeInfo};
+    use crate::repo::manifest::{
+        ArtifactDetail, ArtifactKind, Compression, DetailSlot, Manifest, PostgresInfo, TreeInfo,
+    };
     use std::path::Path;
 
     fn art(key: &str, source: &str, kind: ArtifactKind, db: Option<&str>) -> Artifact {
@@ -172,19 +174,19 @@ mod tests {
                 algorithm: "zstd".into(),
                 level: 3,
             },
-            postgres: matches!(kind, ArtifactKind::PgDump | ArtifactKind::PgGlobals).then(|| {
-                PostgresInfo {
+            detail: Some(match kind.detail_slot() {
+                DetailSlot::Postgres => ArtifactDetail::Postgres(PostgresInfo {
                     database: db.map(Into::into),
                     server_version: "15.1".into(),
                     server_version_num: 150001,
                     pg_dump_version: "15.1".into(),
                     tables: None,
                     database_properties: None,
-                }
-            }),
-            tree: matches!(kind, ArtifactKind::RrdTar | ArtifactKind::FilesTar).then(|| TreeInfo {
-                root: format!("/data/{source}"),
-                ..Default::default()
+                }),
+                DetailSlot::Tree => ArtifactDetail::Tree(TreeInfo {
+                    root: format!("/data/{source}"),
+                    ..Default::default()
+                }),
             }),
             encryption: None,
         }
@@ -219,7 +221,7 @@ mod tests {
     fn regression_issue9_tree_destination_comes_from_the_configuration() {
         let mut m = manifest();
         for a in &mut m.artifacts {
-            if let Some(t) = &mut a.tree {
+            if let Some(t) = a.tree_mut() {
                 t.root = "/root/.ssh".into();
             }
         }

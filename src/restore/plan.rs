@@ -43,14 +43,14 @@ pub fn plan(
         .filter(|a| {
             req.database
                 .as_ref()
-                .is_none_or(|d| a.postgres.as_ref().and_then(|p| p.database.as_ref()) == Some(d))
+                .is_none_or(|d| a.postgres().and_then(|p| p.database.as_ref()) == Some(d))
         })
         .collect();
     if let Some(d) = &req.database {
         if dumps.is_empty() {
             let have: Vec<String> = arts
                 .iter()
-                .filter_map(|a| a.postgres.as_ref().and_then(|p| p.database.clone()))
+                .filter_map(|a| a.postgres().and_then(|p| p.database.clone()))
                 .collect();
             return Err(plan_err(format!(
                 "backup {} has no database `{d}` (databases: {})",
@@ -74,8 +74,7 @@ pub fn plan(
     }
     for a in dumps {
         let database = a
-            .postgres
-            .as_ref()
+            .postgres()
             .and_then(|p| p.database.clone())
             .ok_or_else(|| plan_err(format!("artifact {} names no database", a.key)))?;
         steps.push(Step::Database {
@@ -324,8 +323,7 @@ pub(super) async fn target_state(
 
 /// Server major of a dump, from the manifest.
 pub(super) fn dump_major(a: &Artifact) -> u32 {
-    a.postgres
-        .as_ref()
+    a.postgres()
         .map(|p| tools::server_major(p.server_version_num))
         .unwrap_or(0)
 }
@@ -347,8 +345,7 @@ mod tests {
                 algorithm: "zstd".into(),
                 level: 3,
             },
-            postgres: None,
-            tree: None,
+            detail: None,
             encryption: encrypted.then(|| EncryptionInfo {
                 format: "age".into(),
                 recipients: vec![],

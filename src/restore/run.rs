@@ -414,8 +414,7 @@ fn check_server_version(
         "backup of `{database}` was taken from PostgreSQL {} but the target server {}:{} runs {}; \
          restoring into an older major version is not supported",
         artifact
-            .postgres
-            .as_ref()
+            .postgres()
             .map(|p| p.server_version.as_str())
             .unwrap_or("?"),
         cfg.host,

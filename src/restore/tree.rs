@@ -13,7 +13,7 @@ use crate::restore::extract::{extract_tree_checked, ExtractOptions};
 /// When the backup recorded another root than the configured destination,
 /// say so: the recorded root is information, never where files go.
 pub(super) fn recorded_root(a: &Artifact, dest: &Path, req: &RestoreRequest) -> Option<Warning> {
-    let root = &a.tree.as_ref()?.root;
+    let root = &a.tree()?.root;
     if req.to.is_some() || Path::new(root) == dest {
         return None;
     }

@@ -191,7 +191,7 @@ fn walk_tree(opener: &Opener, rrd: bool, stop: &CancellationToken) -> Result<Vec
                 .map_err(|err| format!("{shown}: unreadable: {err}"))?;
         }
     }
-    if let Some(t) = &a.tree {
+    if let Some(t) = a.tree() {
         if t.files != files {
             return Err(format!(
                 "archive holds {files} files but the manifest recorded {}",
@@ -226,8 +226,7 @@ async fn restore_test_db(
     let config = |why: String| Failure::new(FailedAt::Configuration, why);
     let cfg = pg_source(job, &a.source).map_err(config)?;
     let db = a
-        .postgres
-        .as_ref()
+        .postgres()
         .and_then(|p| p.database.clone())
         .ok_or_else(|| config("dump names no database".into()))?;
     let scratch = format!(
@@ -281,7 +280,7 @@ async fn compare_counts(
     scratch: &str,
     a: &Artifact,
 ) -> Result<Option<usize>, String> {
-    let Some(expected) = a.postgres.as_ref().and_then(|p| p.tables.clone()) else {
+    let Some(expected) = a.postgres().and_then(|p| p.tables.clone()) else {
         // Nothing recorded (row_counts off): the restore itself succeeding
         // is the check.
         return Ok(None);

@@ -193,8 +193,7 @@ fn open_encrypted(data: &[u8]) -> Result<usize, String> {
             algorithm: "zstd".into(),
             level: 3,
         },
-        postgres: None,
-        tree: None,
+        detail: None,
         encryption: Some(ccbackup::repo::manifest::EncryptionInfo {
             format: "age".into(),
             recipients: vec![

@@ -636,10 +636,24 @@ fn ls_caps_entry_counts_and_metadata_of_crafted_archives() {
     assert_eq!(run.code(), Some(1));
     assert!(run.stderr().contains("long-name"), "{}", run.stderr());
 
-    // A manifest that calls the tree the globals gets the globals checks.
+    // A manifest that calls the tree the globals but keeps its `tree`
+    // record contradicts itself: refused before anything is read.
     plant(&mpath, &crafted_tar(&[b"a".to_vec()]), 1);
     let mut m = read_json(&mpath);
     m["artifacts"][0]["kind"] = serde_json::json!("pg_globals");
+    write_json(&mpath, &m);
+    let run = ccbackup(&cfg, &["ls"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stdout());
+    assert!(
+        run.stderr()
+            .contains("of kind `pg_globals` records `tree`, which that kind never has"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stdout().contains("  a\n"), "{}", run.stdout());
+    // Without the `tree` record it is the globals, and gets their checks.
+    let tree = m["artifacts"][0]["tree"].take();
+    m["artifacts"][0].as_object_mut().unwrap().remove("tree");
     write_json(&mpath, &m);
     let run = ccbackup(&cfg, &["ls"]);
     assert_eq!(run.code(), Some(1), "{}", run.stdout());
@@ -651,6 +665,8 @@ fn ls_caps_entry_counts_and_metadata_of_crafted_archives() {
     assert!(!run.stdout().contains("  role"), "{}", run.stdout());
 
     // The manifest's raw size caps decompression.
+    m["artifacts"][0]["tree"] = tree;
+    write_json(&mpath, &m);
     let raw = crafted_tar(&[b"a".to_vec(), b"b".to_vec()]);
     plant(&mpath, &raw, 2);
     let mut m = read_json(&mpath);

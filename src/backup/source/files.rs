@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 
 use tar::{Builder, EntryType, Header};
 
+use super::{Sink, SourceError};
+use crate::config::FilesConfig;
 use crate::progress::Progress;
+use crate::repo::manifest::{Artifact, ArtifactDetail, ArtifactKind, TreeInfo};
 use crate::retry::{Class, Transient};
 use crate::sys::walk::{self, Entry, Kind, Stat, WalkError};
 
@@ -337,6 +340,35 @@ pub(crate) fn with_builder<W: Write, S, E>(
             builder.get_mut().abandoned = true;
             Err(e)
         }
+    }
+}
+
+impl super::Source for FilesConfig {
+    async fn produce<S: Sink>(&self, sink: &S, name: &str) -> Result<Vec<Artifact>, SourceError> {
+        let rel = format!("{name}.tar.zst");
+        let root = self.path.clone();
+        let progress = sink.progress();
+        let (stats, up) = sink
+            .put(&rel, ArtifactKind::FilesTar, move |w| {
+                archive_dir(&root, w, &progress).map(|(s, _)| s)
+            })
+            .await
+            .map_err(SourceError::Files)?;
+        let tree = TreeInfo {
+            root: self.path.display().to_string(),
+            files: stats.files,
+            dirs: stats.dirs,
+            symlinks: stats.symlinks,
+            invalid: Vec::new(),
+            invalid_withheld: 0,
+        };
+        Ok(vec![sink.artifact(
+            rel,
+            name,
+            ArtifactKind::FilesTar,
+            up,
+            Some(ArtifactDetail::Tree(tree)),
+        )])
     }
 }
 

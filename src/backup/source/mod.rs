@@ -4,13 +4,18 @@
 pub mod files;
 pub mod pgcount;
 pub mod postgres;
+pub mod registry;
 pub mod rrd;
+
+pub use registry::{Source, SourceError};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::backup::pipeline::{PipelineError, SourceWriter, Uploaded};
-use crate::repo::manifest::{Artifact, ArtifactKind, PostgresInfo, TreeInfo};
+use crate::progress::Progress;
+use crate::repo::manifest::{Artifact, ArtifactDetail, ArtifactKind};
 use crate::sys::child::KillSwitch;
 
 /// Where a source puts what it reads. Sources only produce bytes; the
@@ -34,6 +39,13 @@ pub trait Sink: Sync {
     /// Stops this run's child processes when fired.
     fn kill(&self) -> &KillSwitch;
 
+    /// The run's progress counters, which tree sources advance per file.
+    fn progress(&self) -> Arc<Progress>;
+
+    /// Whether artifacts are encrypted, so their manifest records must not
+    /// name what is inside them.
+    fn withholds_names(&self) -> bool;
+
     /// The manifest record of an artifact [`Sink::put`] stored at `key`.
     fn artifact(
         &self,
@@ -41,8 +53,7 @@ pub trait Sink: Sync {
         source: &str,
         kind: ArtifactKind,
         up: Uploaded,
-        postgres: Option<PostgresInfo>,
-        tree: Option<TreeInfo>,
+        detail: Option<ArtifactDetail>,
     ) -> Artifact;
 }
 

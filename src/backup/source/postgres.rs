@@ -27,7 +27,8 @@ use crate::config::{DatabaseSelection, PostgresConfig};
 use crate::pg::conn::{base_command, connect, conninfo, discover, server_went_away, PgError};
 use crate::pg::tools::{self, PgTools};
 use crate::repo::manifest::{
-    Artifact, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo, TableRows,
+    Artifact, ArtifactDetail, ArtifactKind, DbGrant, DbProperties, DbSetting, PostgresInfo,
+    TableRows,
 };
 use crate::retry::{Class, Transient};
 use crate::sys::child::{stream_stdout, ChildError};
@@ -155,6 +156,18 @@ pub async fn database_properties(client: &Client, database: &str) -> Result<DbPr
     })
 }
 
+impl super::Source for PostgresConfig {
+    async fn produce<S: Sink>(
+        &self,
+        sink: &S,
+        name: &str,
+    ) -> Result<Vec<Artifact>, super::SourceError> {
+        backup(sink, name, self)
+            .await
+            .map_err(super::SourceError::Postgres)
+    }
+}
+
 /// Backs up one postgres source: globals (optional) then each database.
 pub async fn backup(
     ctx: &impl Sink,
@@ -218,8 +231,7 @@ pub async fn backup(
             source,
             ArtifactKind::PgGlobals,
             up,
-            Some(info(None, None, None)),
-            None,
+            Some(ArtifactDetail::Postgres(info(None, None, None))),
         ));
     }
 
@@ -330,8 +342,11 @@ where
             source,
             ArtifactKind::PgDump,
             up,
-            Some((self.info)(Some(db.clone()), tables, Some(props))),
-            None,
+            Some(ArtifactDetail::Postgres((self.info)(
+                Some(db.clone()),
+                tables,
+                Some(props),
+            ))),
         )))
     }
 }

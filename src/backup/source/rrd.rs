@@ -29,8 +29,11 @@ use std::time::{Duration, Instant};
 use tar::{Builder, EntryType};
 
 use super::files::{append_dir, header, with_builder, TarSink};
+use super::{Sink, SourceError};
+use crate::config::RrdConfig;
 pub use crate::options::{OnInvalid, RrdOptions};
 use crate::progress::Progress;
+use crate::repo::manifest::{Artifact, ArtifactDetail, ArtifactKind, TreeInfo};
 use crate::retry::{Class, Transient};
 use crate::rrd::{validate_rrd, RrdInvalid};
 use crate::sys::walk::{self, Entry, Kind, Stat, WalkError};
@@ -387,6 +390,48 @@ fn lock_shared(full: &Path, file: &File, timeout: Duration) -> Result<(), RrdErr
                 })
             }
         }
+    }
+}
+
+impl super::Source for RrdConfig {
+    async fn produce<S: Sink>(&self, sink: &S, name: &str) -> Result<Vec<Artifact>, SourceError> {
+        let rel = format!("{name}.rrd.tar.zst");
+        let root = self.path.clone();
+        let opts = self.options.clone();
+        let progress = sink.progress();
+        let (stats, up) = sink
+            .put(&rel, ArtifactKind::RrdTar, move |w| {
+                archive_rrd_tree(&root, w, &opts, &progress).map(|(s, _)| s)
+            })
+            .await
+            .map_err(SourceError::Rrd)?;
+        let invalid: Vec<String> = stats
+            .invalid
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let withhold = sink.withholds_names();
+        if withhold && !invalid.is_empty() {
+            // The names still reach the log, which stays on this host.
+            // The list travels as JSON so the JSON log keeps it a list.
+            let report = serde_json::json!({ "source": name, "files": invalid });
+            tracing::warn!(report = %report, "invalid rrd files stored; names withheld from the encrypted backup's manifest");
+        }
+        let tree = TreeInfo {
+            root: self.path.display().to_string(),
+            files: stats.files,
+            dirs: stats.dirs,
+            symlinks: 0,
+            invalid_withheld: if withhold { invalid.len() as u64 } else { 0 },
+            invalid: if withhold { Vec::new() } else { invalid },
+        };
+        Ok(vec![sink.artifact(
+            rel,
+            name,
+            ArtifactKind::RrdTar,
+            up,
+            Some(ArtifactDetail::Tree(tree)),
+        )])
     }
 }
 

@@ -1,11 +1,20 @@
 //! Generic webhooks: the run report as JSON, POSTed.
 
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::notify::channel::{url_endpoint, Channel, Role};
+use crate::notify::redact;
+
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{log_http, Event, Start};
 use crate::backup::report::Report;
+use crate::notify::{log_http, Event, Start};
 use crate::secret::Secret;
 
 /// The body: `event` says which, the rest is the report's own fields.
@@ -43,12 +52,7 @@ fn body(event: Event<'_>) -> Body<'_> {
     }
 }
 
-pub(super) async fn send(
-    client: &reqwest::Client,
-    url: &Secret,
-    event: Event<'_>,
-    timeout: Duration,
-) {
+async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout: Duration) {
     let body = match serde_json::to_vec(&body(event)) {
         Ok(b) => b,
         Err(e) => {
@@ -64,4 +68,53 @@ pub(super) async fn send(
         .send()
         .await;
     log_http("webhook", url, r);
+}
+
+/// One webhook URL of a `notify` block.
+pub(in crate::notify) struct Webhook {
+    url: Secret,
+}
+
+impl Webhook {
+    pub(in crate::notify) fn new(url: &Secret) -> Arc<Webhook> {
+        Arc::new(Webhook { url: url.clone() })
+    }
+}
+
+impl Channel for Webhook {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn target(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn role(&self) -> Role {
+        Role::Messenger
+    }
+
+    fn endpoint(&self) -> Option<(String, u16)> {
+        url_endpoint(self.url.expose())
+    }
+
+    fn same_destination(&self, other: &dyn Channel) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<Webhook>()
+            .is_some_and(|o| o.url.expose() == self.url.expose())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        event: Event<'a>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, ()> {
+        send(client, &self.url, event, timeout).boxed()
+    }
 }

@@ -1,16 +1,22 @@
 //! Email over SMTP (lettre, tokio, rustls): on-premises sites often have a
 //! mail relay and nothing else. Subject `[ccbackup] JOB: OUTCOME`.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{slack, Event};
+use super::slack;
 use crate::config::{EmailConfig, SmtpSecurity};
 use crate::error::chain;
+use crate::notify::channel::{Channel, Role};
+use crate::notify::Event;
 
 #[derive(Debug, thiserror::Error)]
 enum MailError {
@@ -82,16 +88,65 @@ async fn deliver(cfg: &EmailConfig, event: Event<'_>, timeout: Duration) -> Resu
 }
 
 /// The server and port say which relay failed; credentials never appear.
-pub(super) fn target(cfg: &EmailConfig) -> String {
+fn target(cfg: &EmailConfig) -> String {
     format!("smtp://{}:{}", cfg.server, cfg.port)
 }
 
-pub(super) async fn send(cfg: &EmailConfig, event: Event<'_>, timeout: Duration) {
+async fn send(cfg: &EmailConfig, event: Event<'_>, timeout: Duration) {
     let target = target(cfg);
     match deliver(cfg, event, timeout).await {
         Ok(()) => tracing::debug!(channel = "email", target = %target, "notification sent"),
         Err(e) => {
             tracing::warn!(channel = "email", target = %target, error = %chain(&e), "could not send notification")
         }
+    }
+}
+
+/// The `email` block of a `notify` block.
+pub(in crate::notify) struct Email {
+    cfg: EmailConfig,
+}
+
+impl Email {
+    pub(in crate::notify) fn new(cfg: &EmailConfig) -> Arc<Email> {
+        Arc::new(Email { cfg: cfg.clone() })
+    }
+}
+
+impl Channel for Email {
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
+    fn target(&self) -> String {
+        target(&self.cfg)
+    }
+
+    fn role(&self) -> Role {
+        Role::Messenger
+    }
+
+    fn endpoint(&self) -> Option<(String, u16)> {
+        Some((self.cfg.server.clone(), self.cfg.port))
+    }
+
+    fn same_destination(&self, other: &dyn Channel) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<Email>()
+            .is_some_and(|o| o.cfg.same_destination(&self.cfg))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn send<'a>(
+        &'a self,
+        _client: &'a reqwest::Client,
+        event: Event<'a>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, ()> {
+        send(&self.cfg, event, timeout).boxed()
     }
 }

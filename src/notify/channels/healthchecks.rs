@@ -5,14 +5,23 @@
 //! and suspicious runs ping `/fail`: the scheduled backup did not happen
 //! or needs a look, and a monitor must never count that as a success.
 
-use super::{log_http, truncate, Event, MAX_BODY};
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::notify::channel::{url_endpoint, Channel, Role};
+use crate::notify::redact;
+
+use crate::notify::{log_http, truncate, Event, MAX_BODY};
 use std::time::Duration;
 
 use crate::secret::Secret;
 
 /// The ping URL for `event`: the check's URL with `/start` or `/fail`
 /// appended to its path and the run ID as `rid`.
-pub(super) fn ping_url(base: &str, event: Event<'_>) -> Option<url::Url> {
+pub(in crate::notify) fn ping_url(base: &str, event: Event<'_>) -> Option<url::Url> {
     let mut u = url::Url::parse(base).ok()?;
     let (suffix, rid) = match event {
         Event::Start(s) => (Some("start"), &s.run_id),
@@ -26,12 +35,7 @@ pub(super) fn ping_url(base: &str, event: Event<'_>) -> Option<url::Url> {
     Some(u)
 }
 
-pub(super) async fn send(
-    client: &reqwest::Client,
-    url: &Secret,
-    event: Event<'_>,
-    timeout: Duration,
-) {
+async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout: Duration) {
     let Some(ping) = ping_url(url.expose(), event) else {
         tracing::warn!(channel = "healthchecks", "cannot build the ping URL");
         return;
@@ -48,6 +52,55 @@ pub(super) async fn send(
         .send()
         .await;
     log_http("healthchecks", url, r);
+}
+
+/// One healthchecks URL of a `notify` block.
+pub(in crate::notify) struct Healthchecks {
+    url: Secret,
+}
+
+impl Healthchecks {
+    pub(in crate::notify) fn new(url: &Secret) -> Arc<Healthchecks> {
+        Arc::new(Healthchecks { url: url.clone() })
+    }
+}
+
+impl Channel for Healthchecks {
+    fn kind(&self) -> &'static str {
+        "healthchecks"
+    }
+
+    fn target(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn role(&self) -> Role {
+        Role::Monitor
+    }
+
+    fn endpoint(&self) -> Option<(String, u16)> {
+        url_endpoint(self.url.expose())
+    }
+
+    fn same_destination(&self, other: &dyn Channel) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<Healthchecks>()
+            .is_some_and(|o| o.url.expose() == self.url.expose())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn send<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        event: Event<'a>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, ()> {
+        send(client, &self.url, event, timeout).boxed()
+    }
 }
 
 #[cfg(test)]
