@@ -34,7 +34,7 @@ pub struct Target {
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DropOutcome {
     /// Switched from root; `read_access` says whether CAP_DAC_READ_SEARCH
     /// was kept.
     Dropped { target: Target, read_access: bool },
@@ -155,10 +155,10 @@ fn check(r: nix::Result<()>, t: Target, step: &'static str) -> Result<(), PrivDr
 
 /// Switches the whole process to `t`. Call it while the process has one
 /// thread (see the module docs).
-pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropError> {
+pub fn drop_to(t: Target, keep_read_access: bool) -> Result<DropOutcome, PrivDropError> {
     let euid = rustix::process::geteuid().as_raw();
     if euid != 0 {
-        return Ok(Outcome::NotRoot { uid: euid });
+        return Ok(DropOutcome::NotRoot { uid: euid });
     }
     let read = CapabilitySet::DAC_READ_SEARCH;
     if keep_read_access {
@@ -194,7 +194,7 @@ pub fn drop_to(t: Target, keep_read_access: bool) -> Result<Outcome, PrivDropErr
         set_keep_capabilities(false).map_err(caps_err(t, "clear keep capabilities"))?;
     }
     verify(t, kept)?;
-    Ok(Outcome::Dropped {
+    Ok(DropOutcome::Dropped {
         target: t,
         read_access: keep_read_access,
     })

@@ -91,7 +91,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Config>, AppError> {
         let target = privdrop::resolve(spec).map_err(|e| AppError::Usage(chain(&e).to_string()))?;
         match target {
             Some(t) => match privdrop::drop_to(t, cli.keep_read_access).map_err(failed)? {
-                privdrop::Outcome::Dropped {
+                privdrop::DropOutcome::Dropped {
                     target,
                     read_access,
                 } => tracing::info!(
@@ -100,7 +100,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Config>, AppError> {
                     read_access,
                     "switched from root after reading the configuration"
                 ),
-                privdrop::Outcome::NotRoot { uid } => tracing::debug!(
+                privdrop::DropOutcome::NotRoot { uid } => tracing::debug!(
                     uid,
                     "not started as root; running as uid {uid} (--user has nothing to drop)"
                 ),
