@@ -364,35 +364,26 @@ impl RestoreReport {
     }
 
     pub(super) fn selection(&mut self, i: usize, sel: &super::select::Selection, dry_run: bool) {
-        self.note(
-            i,
-            Note::TocHeader {
-                dry_run,
-                entries: sel.applied.len(),
-            },
-        );
-        for e in &sel.applied {
-            self.note(i, Note::TocEntry { entry: e.clone() });
-        }
-        for l in &sel.left_out {
-            self.note(
-                i,
-                Note::LeftOut {
-                    entry: l.entry.clone(),
-                    reason: l.reason.clone(),
-                },
-            );
-        }
-        for n in &sel.needs {
-            self.note(i, Note::Needs { object: n.clone() });
-        }
-        for r in &sel.replaces {
-            self.note(
-                i,
-                Note::Replaces {
-                    relation: r.clone(),
-                },
-            );
+        let header = Note::TocHeader {
+            dry_run,
+            entries: sel.applied.len(),
+        };
+        let notes = std::iter::once(header)
+            .chain(
+                sel.applied
+                    .iter()
+                    .map(|e| Note::TocEntry { entry: e.clone() }),
+            )
+            .chain(sel.left_out.iter().map(|l| Note::LeftOut {
+                entry: l.entry.clone(),
+                reason: l.reason.clone(),
+            }))
+            .chain(sel.needs.iter().map(|n| Note::Needs { object: n.clone() }))
+            .chain(sel.replaces.iter().map(|r| Note::Replaces {
+                relation: r.clone(),
+            }));
+        for n in notes {
+            self.note(i, n);
         }
         if let Some(s) = self.steps.get_mut(i) {
             s.toc = Some(sel.clone());
