@@ -288,9 +288,20 @@ impl StepReport {
             } => ("database", Some(database.clone()), Some(target.clone())),
             Step::Tree { dest, .. } => ("tree", None, Some(dest.display().to_string())),
         };
+        StepReport::empty(a.source.clone(), a.key.clone(), kind, database, target)
+    }
+
+    /// A planned step of `kind` with nothing done or noted yet.
+    fn empty(
+        source: String,
+        artifact: String,
+        kind: &'static str,
+        database: Option<String>,
+        target: Option<String>,
+    ) -> StepReport {
         StepReport {
-            source: a.source.clone(),
-            artifact: a.key.clone(),
+            source,
+            artifact,
             kind,
             database,
             target,
@@ -465,21 +476,7 @@ mod tests {
 
     #[test]
     fn notes_keep_their_order_across_steps_and_warnings_are_typed() {
-        let step = |kind| StepReport {
-            source: "s".into(),
-            artifact: "a".into(),
-            kind,
-            database: None,
-            target: None,
-            outcome: StepOutcome::Planned,
-            files_written: None,
-            bytes_written: None,
-            would_replace: None,
-            toc: None,
-            notes: Vec::new(),
-            problems: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let step = |kind| StepReport::empty("s".into(), "a".into(), kind, None, None);
         let mut r = RestoreReport {
             steps: vec![step("database"), step("database")],
             order: Vec::new(),

@@ -1,7 +1,7 @@
 //! Slack-compatible incoming webhooks (Slack, Mattermost, Rocket.Chat):
 //! `{"text": ...}` a person can read.
 
-use super::url_channel::post;
+use super::url_channel::post_json;
 use crate::notify::channel::Role;
 use crate::notify::{truncate, Event, MAX_BODY};
 use std::time::Duration;
@@ -20,16 +20,7 @@ pub(in crate::notify) fn text(event: Event<'_>) -> String {
 
 async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout: Duration) {
     let body = serde_json::json!({ "text": text(event) }).to_string();
-    post(
-        client,
-        "slack",
-        url,
-        url.expose(),
-        "application/json",
-        body,
-        timeout,
-    )
-    .await;
+    post_json(client, "slack", url, body, timeout).await;
 }
 
 url_channel!(

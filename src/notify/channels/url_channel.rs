@@ -88,3 +88,23 @@ macro_rules! url_channel {
         }
     };
 }
+
+/// [`post`]s a JSON `body` to the configured URL itself.
+pub(super) async fn post_json(
+    client: &reqwest::Client,
+    kind: &'static str,
+    url: &Secret,
+    body: impl Into<reqwest::Body>,
+    timeout: Duration,
+) {
+    post(
+        client,
+        kind,
+        url,
+        url.expose(),
+        "application/json",
+        body,
+        timeout,
+    )
+    .await;
+}

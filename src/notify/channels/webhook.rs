@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::url_channel::post;
+use super::url_channel::post_json;
 use crate::backup::report::Report;
 use crate::notify::channel::Role;
 use crate::notify::{Event, Start};
@@ -53,16 +53,7 @@ async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout:
             return;
         }
     };
-    post(
-        client,
-        "webhook",
-        url,
-        url.expose(),
-        "application/json",
-        body,
-        timeout,
-    )
-    .await;
+    post_json(client, "webhook", url, body, timeout).await;
 }
 
 url_channel!(
