@@ -107,7 +107,7 @@ pub(super) async fn restore(
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let job = one_job(cfg, a.job.as_deref())?;
-    if a.backup == "all" {
+    if a.pick.backup == "all" {
         return Err(AppError::Usage(
             "restore takes one backup: an ID or `latest`".into(),
         ));
@@ -166,7 +166,7 @@ fn request(
         schemas: a.schema.clone(),
     };
     Ok(RestoreRequest {
-        source: a.source,
+        source: a.pick.source,
         database: a.database,
         target_db: a.target_db,
         clean: a.clean,
@@ -198,7 +198,7 @@ async fn restore_one(
 ) -> Result<(), AppError> {
     let json = a.json;
     let repo = super::past::open_repo(cfg, a.as_of.as_deref()).await?;
-    let sel = select_backups(&repo, &job.name, &a.backup).await?;
+    let sel = select_backups(&repo, &job.name, &a.pick.backup).await?;
     for d in &sel.damaged {
         let s = skipped_damaged(d);
         note!("warning: {s}");
