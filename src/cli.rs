@@ -256,17 +256,24 @@ pub enum PolicyCommand {
     },
 }
 
+/// Which backup and which of its sources, as `restore` and `ls` both ask.
 #[derive(Debug, clap::Args)]
-pub struct RestoreArgs {
-    /// The job whose backup to restore (needed when there are several).
-    #[arg(long)]
-    pub job: Option<String>,
+pub struct BackupPick {
     /// A backup ID or `latest`.
     #[arg(long, default_value = "latest")]
     pub backup: String,
     /// Only this source.
     #[arg(long)]
     pub source: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The job whose backup to restore (needed when there are several).
+    #[arg(long)]
+    pub job: Option<String>,
+    #[command(flatten)]
+    pub pick: BackupPick,
     /// Only this database of a PostgreSQL source.
     #[arg(long)]
     pub database: Option<String>,
@@ -345,12 +352,8 @@ pub struct LsArgs {
     /// The job whose backup to list (needed when there are several).
     #[arg(long)]
     pub job: Option<String>,
-    /// A backup ID or `latest`.
-    #[arg(long, default_value = "latest")]
-    pub backup: String,
-    /// Only this source.
-    #[arg(long)]
-    pub source: Option<String>,
+    #[command(flatten)]
+    pub pick: BackupPick,
     /// Type, mode, owner, size and time of each path; owners and dump ids
     /// of TOC entries.
     #[arg(long)]

@@ -20,7 +20,7 @@ use crate::repo::manifest::{Artifact, ArtifactKind};
 
 pub(super) async fn ls(cfg: &Config, a: LsArgs, intr: &Interrupt) -> Result<(), AppError> {
     let job = one_job(cfg, a.job.as_deref())?;
-    if a.backup == "all" {
+    if a.pick.backup == "all" {
         return Err(AppError::Usage(
             "ls takes one backup: an ID or `latest`".into(),
         ));
@@ -43,7 +43,7 @@ async fn ls_one(
     let repo = store::open(&cfg.store)
         .map_err(failed)?
         .with_signing(cfg.signing.as_ref());
-    let sel = select_backups(&repo, &job.name, &a.backup).await?;
+    let sel = select_backups(&repo, &job.name, &a.pick.backup).await?;
     for d in &sel.damaged {
         note!(
             "warning: newer backup {}/{} is damaged and was skipped: {}",
@@ -58,7 +58,7 @@ async fn ls_one(
     let identities =
         super::restore::identities_for(job, a.identity.as_deref(), std::slice::from_ref(&m))?;
     let req = LsRequest {
-        source: a.source,
+        source: a.pick.source,
         globs: a.globs,
         identities,
         job_encrypts: job.encryption.is_some(),

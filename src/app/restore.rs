@@ -107,7 +107,7 @@ pub(super) async fn restore(
     intr: &Interrupt,
 ) -> Result<(), AppError> {
     let job = one_job(cfg, a.job.as_deref())?;
-    if a.backup == "all" {
+    if a.pick.backup == "all" {
         return Err(AppError::Usage(
             "restore takes one backup: an ID or `latest`".into(),
         ));
@@ -166,7 +166,7 @@ fn request(
         schemas: a.schema.clone(),
     };
     Ok(RestoreRequest {
-        source: a.source,
+        source: a.pick.source,
         database: a.database,
         target_db: a.target_db,
         clean: a.clean,
@@ -198,7 +198,7 @@ async fn restore_one(
 ) -> Result<(), AppError> {
     let json = a.json;
     let repo = super::past::open_repo(cfg, a.as_of.as_deref()).await?;
-    let sel = select_backups(&repo, &job.name, &a.backup).await?;
+    let sel = select_backups(&repo, &job.name, &a.pick.backup).await?;
     for d in &sel.damaged {
         let s = skipped_damaged(d);
         note!("warning: {s}");
@@ -281,7 +281,7 @@ pub(super) async fn verify(
         restore_test,
         ..VerifyJson::default()
     };
-    let result = verify_all(
+    let request = VerifyRequest {
         cfg,
         job,
         which,
@@ -290,9 +290,8 @@ pub(super) async fn verify(
         json,
         as_of,
         intr,
-        &mut out,
-    )
-    .await;
+    };
+    let result = verify_all(&request, &mut out).await;
     if !json {
         return result;
     }
@@ -334,18 +333,29 @@ fn damaged(d: &crate::repo::catalog::Damaged, all: bool, json: bool, out: &mut V
     });
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn verify_all(
-    cfg: &Config,
-    job: Option<&str>,
-    which: &str,
+/// What `verify` was asked, handed to [`verify_all`] as one value.
+struct VerifyRequest<'a> {
+    cfg: &'a Config,
+    job: Option<&'a str>,
+    which: &'a str,
     restore_test: bool,
     identity: Option<std::path::PathBuf>,
     json: bool,
-    as_of: Option<&str>,
-    intr: &Interrupt,
-    out: &mut VerifyJson,
-) -> Result<(), AppError> {
+    as_of: Option<&'a str>,
+    intr: &'a Interrupt,
+}
+
+async fn verify_all(req: &VerifyRequest<'_>, out: &mut VerifyJson) -> Result<(), AppError> {
+    let VerifyRequest {
+        cfg,
+        job,
+        which,
+        restore_test,
+        ref identity,
+        json,
+        as_of,
+        intr,
+    } = *req;
     let say_text = |line: std::fmt::Arguments<'_>| {
         if !json {
             super::out::line(line);

@@ -179,20 +179,11 @@ mod tests {
     use super::*;
 
     fn globals_art() -> Artifact {
-        Artifact {
-            key: "db/globals.sql.zst".into(),
-            source: "db".into(),
-            kind: crate::repo::manifest::ArtifactKind::PgGlobals,
-            raw_bytes: 0,
-            stored_bytes: 0,
-            sha256: String::new(),
-            compression: crate::repo::manifest::Compression {
-                algorithm: "zstd".into(),
-                level: 3,
-            },
-            detail: None,
-            encryption: None,
-        }
+        super::super::tree::tests::empty_artifact(
+            "db/globals.sql.zst",
+            "db",
+            crate::repo::manifest::ArtifactKind::PgGlobals,
+        )
     }
 
     #[test]

@@ -107,15 +107,21 @@ fn kind_of(t: EntryType) -> EntryKind {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::repo::manifest::{ArtifactDetail, TreeInfo};
 
-    fn art(recorded: Option<u64>) -> Artifact {
+    /// An empty artifact of `kind`, zstd level 3, with no detail and no
+    /// encryption: what the listers' tests vary starts from here.
+    pub(in crate::inspect) fn empty_artifact(
+        key: &str,
+        source: &str,
+        kind: crate::repo::manifest::ArtifactKind,
+    ) -> Artifact {
         Artifact {
-            key: "t.tar.zst".into(),
-            source: "t".into(),
-            kind: crate::repo::manifest::ArtifactKind::FilesTar,
+            key: key.into(),
+            source: source.into(),
+            kind,
             raw_bytes: 0,
             stored_bytes: 0,
             sha256: String::new(),
@@ -123,6 +129,13 @@ mod tests {
                 algorithm: "zstd".into(),
                 level: 3,
             },
+            detail: None,
+            encryption: None,
+        }
+    }
+
+    fn art(recorded: Option<u64>) -> Artifact {
+        Artifact {
             detail: recorded.map(|n| {
                 ArtifactDetail::Tree(TreeInfo {
                     root: "/r".into(),
@@ -130,7 +143,11 @@ mod tests {
                     ..Default::default()
                 })
             }),
-            encryption: None,
+            ..empty_artifact(
+                "t.tar.zst",
+                "t",
+                crate::repo::manifest::ArtifactKind::FilesTar,
+            )
         }
     }
 

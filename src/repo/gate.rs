@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 use object_store::path::Path as ObjPath;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    CopyOptions, MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, UploadPart,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +47,9 @@ fn cancelled_error() -> object_store::Error {
     }
 }
 
-#[async_trait]
-impl ObjectStore for CancelGate {
+wrapping_store! {
+CancelGate, inner;
+
     async fn put_opts(
         &self,
         location: &ObjPath,
@@ -75,35 +75,6 @@ impl ObjectStore for CancelGate {
             inner,
             cancel: self.cancel.clone(),
         }))
-    }
-
-    async fn get_opts(
-        &self,
-        location: &ObjPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use object_store::path::Path as ObjPath;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    CopyOptions, MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, UploadPart,
 };
 
 use crate::clock::Clock;
@@ -81,8 +81,9 @@ fn lock_failed(e: crate::repo::s3_lock::LockError) -> object_store::Error {
     }
 }
 
-#[async_trait]
-impl ObjectStore for LockedStore {
+wrapping_store! {
+LockedStore, inner;
+
     async fn put_opts(
         &self,
         location: &ObjPath,
@@ -130,41 +131,12 @@ impl ObjectStore for LockedStore {
         }))
     }
 
-    async fn get_opts(
-        &self,
-        location: &ObjPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
     fn list_with_offset(
         &self,
         prefix: Option<&ObjPath>,
         offset: &ObjPath,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(

@@ -10,6 +10,9 @@
 //! Object Lock; [`s3_versions`] reads a versioned bucket's history and
 //! [`as_of`] serves the store as it was at a past time, read-only.
 
+#[macro_use]
+mod delegate;
+
 pub mod as_of;
 pub mod catalog;
 pub mod commit;

@@ -158,22 +158,12 @@ pub enum RestoreError {
 mod tests {
     use super::*;
     use crate::repo::manifest::{
-        ArtifactDetail, ArtifactKind, Compression, DetailSlot, Manifest, PostgresInfo, TreeInfo,
+        ArtifactDetail, ArtifactKind, DetailSlot, Manifest, PostgresInfo, TreeInfo,
     };
     use std::path::Path;
 
     fn art(key: &str, source: &str, kind: ArtifactKind, db: Option<&str>) -> Artifact {
         Artifact {
-            key: key.into(),
-            source: source.into(),
-            kind,
-            raw_bytes: 1,
-            stored_bytes: 1,
-            sha256: String::new(),
-            compression: Compression {
-                algorithm: "zstd".into(),
-                level: 3,
-            },
             detail: Some(match kind.detail_slot() {
                 DetailSlot::Postgres => ArtifactDetail::Postgres(PostgresInfo {
                     database: db.map(Into::into),
@@ -188,7 +178,7 @@ mod tests {
                     ..Default::default()
                 }),
             }),
-            encryption: None,
+            ..super::plan::tests::bare_artifact(key, source, kind)
         }
     }
 

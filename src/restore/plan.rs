@@ -329,15 +329,21 @@ pub(super) fn dump_major(a: &Artifact) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::repo::manifest::{Compression, EncryptionInfo};
 
-    fn art(encrypted: bool) -> Artifact {
+    /// An artifact of one byte, zstd level 3, with no detail and no
+    /// encryption: what restore's tests vary starts from here.
+    pub(in crate::restore) fn bare_artifact(
+        key: &str,
+        source: &str,
+        kind: ArtifactKind,
+    ) -> Artifact {
         Artifact {
-            key: "etc.tar.zst".into(),
-            source: "etc".into(),
-            kind: ArtifactKind::FilesTar,
+            key: key.into(),
+            source: source.into(),
+            kind,
             raw_bytes: 1,
             stored_bytes: 1,
             sha256: String::new(),
@@ -346,10 +352,17 @@ mod tests {
                 level: 3,
             },
             detail: None,
+            encryption: None,
+        }
+    }
+
+    fn art(encrypted: bool) -> Artifact {
+        Artifact {
             encryption: encrypted.then(|| EncryptionInfo {
                 format: "age".into(),
                 recipients: vec![],
             }),
+            ..bare_artifact("etc.tar.zst", "etc", ArtifactKind::FilesTar)
         }
     }
 

@@ -288,9 +288,20 @@ impl StepReport {
             } => ("database", Some(database.clone()), Some(target.clone())),
             Step::Tree { dest, .. } => ("tree", None, Some(dest.display().to_string())),
         };
+        StepReport::empty(a.source.clone(), a.key.clone(), kind, database, target)
+    }
+
+    /// A planned step of `kind` with nothing done or noted yet.
+    fn empty(
+        source: String,
+        artifact: String,
+        kind: &'static str,
+        database: Option<String>,
+        target: Option<String>,
+    ) -> StepReport {
         StepReport {
-            source: a.source.clone(),
-            artifact: a.key.clone(),
+            source,
+            artifact,
             kind,
             database,
             target,
@@ -364,35 +375,26 @@ impl RestoreReport {
     }
 
     pub(super) fn selection(&mut self, i: usize, sel: &super::select::Selection, dry_run: bool) {
-        self.note(
-            i,
-            Note::TocHeader {
-                dry_run,
-                entries: sel.applied.len(),
-            },
-        );
-        for e in &sel.applied {
-            self.note(i, Note::TocEntry { entry: e.clone() });
-        }
-        for l in &sel.left_out {
-            self.note(
-                i,
-                Note::LeftOut {
-                    entry: l.entry.clone(),
-                    reason: l.reason.clone(),
-                },
-            );
-        }
-        for n in &sel.needs {
-            self.note(i, Note::Needs { object: n.clone() });
-        }
-        for r in &sel.replaces {
-            self.note(
-                i,
-                Note::Replaces {
-                    relation: r.clone(),
-                },
-            );
+        let header = Note::TocHeader {
+            dry_run,
+            entries: sel.applied.len(),
+        };
+        let notes = std::iter::once(header)
+            .chain(
+                sel.applied
+                    .iter()
+                    .map(|e| Note::TocEntry { entry: e.clone() }),
+            )
+            .chain(sel.left_out.iter().map(|l| Note::LeftOut {
+                entry: l.entry.clone(),
+                reason: l.reason.clone(),
+            }))
+            .chain(sel.needs.iter().map(|n| Note::Needs { object: n.clone() }))
+            .chain(sel.replaces.iter().map(|r| Note::Replaces {
+                relation: r.clone(),
+            }));
+        for n in notes {
+            self.note(i, n);
         }
         if let Some(s) = self.steps.get_mut(i) {
             s.toc = Some(sel.clone());
@@ -474,21 +476,7 @@ mod tests {
 
     #[test]
     fn notes_keep_their_order_across_steps_and_warnings_are_typed() {
-        let step = |kind| StepReport {
-            source: "s".into(),
-            artifact: "a".into(),
-            kind,
-            database: None,
-            target: None,
-            outcome: StepOutcome::Planned,
-            files_written: None,
-            bytes_written: None,
-            would_replace: None,
-            toc: None,
-            notes: Vec::new(),
-            problems: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let step = |kind| StepReport::empty("s".into(), "a".into(), kind, None, None);
         let mut r = RestoreReport {
             steps: vec![step("database"), step("database")],
             order: Vec::new(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccbackup::backup::source::files::archive_dir;
+use ccbackup::backup::source::files::ArchiveWriteError;
 use ccbackup::backup::source::rrd::{archive_rrd_tree, OnInvalid, RrdError, RrdOptions};
 use ccbackup::progress::Progress;
 use ccbackup::restore::extract::{
@@ -388,7 +389,10 @@ fn writer_failure_stops_the_archive_promptly() {
     let err = archive_rrd_tree(dir.path(), out, &opts_fast(), &progress)
         .err()
         .unwrap();
-    assert!(matches!(err, RrdError::Write { .. }), "{err:?}");
+    assert!(
+        matches!(err, RrdError::Archive(ArchiveWriteError::Write { .. })),
+        "{err:?}"
+    );
     assert!(progress.files() < files.len() as u64);
 }
 

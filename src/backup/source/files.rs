@@ -53,6 +53,14 @@ pub enum FilesError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Archive(#[from] ArchiveWriteError),
+}
+
+/// Writing a tree source's tar stream (files and RRD trees alike) into the
+/// upload pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveWriteError {
     #[error("cannot write the archive (at {})", path.display())]
     Write {
         path: PathBuf,
@@ -63,12 +71,33 @@ pub enum FilesError {
     Finish(#[source] io::Error),
 }
 
+impl ArchiveWriteError {
+    /// The error of writing the entry at `path`.
+    pub(crate) fn at(path: &Path) -> impl Fn(io::Error) -> ArchiveWriteError + '_ {
+        move |source| ArchiveWriteError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl Transient for ArchiveWriteError {
+    /// Writes go to the upload pipeline, whose trouble may pass.
+    fn class(&self) -> Class {
+        match self {
+            ArchiveWriteError::Write { source, .. } | ArchiveWriteError::Finish(source) => {
+                source.class()
+            }
+        }
+    }
+}
+
 impl Transient for FilesError {
     /// Writes go to the upload pipeline, whose trouble may pass; a local
     /// file that cannot be read or is invalid stays so.
     fn class(&self) -> Class {
         match self {
-            FilesError::Write { source, .. } | FilesError::Finish(source) => source.class(),
+            FilesError::Archive(a) => a.class(),
             _ => Class::Permanent,
         }
     }
@@ -83,7 +112,11 @@ pub fn archive_dir<W: Write>(
     out: W,
     progress: &Progress,
 ) -> Result<(FilesStats, W), FilesError> {
-    with_builder(out, |b| archive_into(root, b, progress), FilesError::Finish)
+    with_builder(
+        out,
+        |b| archive_into(root, b, progress),
+        |e| ArchiveWriteError::Finish(e).into(),
+    )
 }
 
 fn archive_into<W: Write>(
@@ -99,10 +132,7 @@ fn archive_into<W: Write>(
     for entry in walk.by_ref() {
         let entry = entry?;
         let rel = entry.path();
-        let write_err = |source| FilesError::Write {
-            path: rel.to_path_buf(),
-            source,
-        };
+        let write_err = ArchiveWriteError::at(rel);
         match entry.stat().kind {
             Kind::Dir => {
                 append_dir(builder, &entry).map_err(write_err)?;
@@ -189,10 +219,7 @@ fn append_file<W: Write>(
             source,
         });
     }
-    res.map_err(|source| FilesError::Write {
-        path: rel.to_path_buf(),
-        source,
-    })?;
+    res.map_err(ArchiveWriteError::at(rel))?;
     if reader.padded > 0 || reader.grew() {
         tracing::warn!(
             path = %root.join(rel).display(),
@@ -475,7 +502,10 @@ mod tests {
         let err = archive_dir(dir.path(), FailAfter { left: 10_000 }, &Progress::new())
             .err()
             .unwrap();
-        assert!(matches!(err, FilesError::Write { .. }), "{err:?}");
+        assert!(
+            matches!(err, FilesError::Archive(ArchiveWriteError::Write { .. })),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("f0"), "{err}");
     }
 }

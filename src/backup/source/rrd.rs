@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tar::{Builder, EntryType};
 
-use super::files::{append_dir, header, with_builder, TarSink};
+use super::files::{append_dir, header, with_builder, ArchiveWriteError, TarSink};
 use super::{Sink, SourceError};
 use crate::config::RrdConfig;
 pub use crate::options::{OnInvalid, RrdOptions};
@@ -93,14 +93,8 @@ pub enum RrdError {
         reads: u32,
         reason: RrdInvalid,
     },
-    #[error("cannot write the archive (at {})", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot finish the archive")]
-    Finish(#[source] io::Error),
+    #[error(transparent)]
+    Archive(#[from] ArchiveWriteError),
 }
 
 impl Transient for RrdError {
@@ -108,7 +102,7 @@ impl Transient for RrdError {
     /// file that cannot be read or is invalid stays so.
     fn class(&self) -> Class {
         match self {
-            RrdError::Write { source, .. } | RrdError::Finish(source) => source.class(),
+            RrdError::Archive(a) => a.class(),
             _ => Class::Permanent,
         }
     }
@@ -127,7 +121,7 @@ pub fn archive_rrd_tree<W: Write>(
     with_builder(
         out,
         |b| archive_into(root, b, opts, progress),
-        RrdError::Finish,
+        |e| ArchiveWriteError::Finish(e).into(),
     )
 }
 
@@ -155,10 +149,7 @@ fn archive_into<W: Write>(
     for entry in walk.by_ref() {
         let entry = entry?;
         let rel = entry.path();
-        let write_err = |source| RrdError::Write {
-            path: rel.to_path_buf(),
-            source,
-        };
+        let write_err = ArchiveWriteError::at(rel);
         match entry.stat().kind {
             Kind::Dir => {
                 append_dir(builder, &entry).map_err(write_err)?;

@@ -5,16 +5,9 @@
 //! and suspicious runs ping `/fail`: the scheduled backup did not happen
 //! or needs a look, and a monitor must never count that as a success.
 
-use std::any::Any;
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
-use futures::FutureExt;
-
-use crate::notify::channel::{url_endpoint, Channel, Role};
-use crate::notify::redact;
-
-use crate::notify::{log_http, truncate, Event, MAX_BODY};
+use super::url_channel::post;
+use crate::notify::channel::Role;
+use crate::notify::{truncate, Event, MAX_BODY};
 use std::time::Duration;
 
 use crate::secret::Secret;
@@ -44,88 +37,21 @@ async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout:
         Event::Start(_) => String::new(),
         Event::Finish(r) => truncate(&r.text(), MAX_BODY),
     };
-    let r = client
-        .post(ping)
-        .header("content-type", "text/plain; charset=utf-8")
-        .timeout(timeout)
-        .body(body)
-        .send()
-        .await;
-    log_http("healthchecks", url, r);
+    post(
+        client,
+        "healthchecks",
+        url,
+        ping.as_str(),
+        "text/plain; charset=utf-8",
+        body,
+        timeout,
+    )
+    .await;
 }
 
-/// One healthchecks URL of a `notify` block.
-pub(in crate::notify) struct Healthchecks {
-    url: Secret,
-}
-
-impl Healthchecks {
-    pub(in crate::notify) fn new(url: &Secret) -> Arc<Healthchecks> {
-        Arc::new(Healthchecks { url: url.clone() })
-    }
-}
-
-impl Channel for Healthchecks {
-    fn kind(&self) -> &'static str {
-        "healthchecks"
-    }
-
-    fn target(&self) -> String {
-        redact(&self.url)
-    }
-
-    fn role(&self) -> Role {
-        Role::Monitor
-    }
-
-    fn endpoint(&self) -> Option<(String, u16)> {
-        url_endpoint(self.url.expose())
-    }
-
-    fn same_destination(&self, other: &dyn Channel) -> bool {
-        other
-            .as_any()
-            .downcast_ref::<Healthchecks>()
-            .is_some_and(|o| o.url.expose() == self.url.expose())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn send<'a>(
-        &'a self,
-        client: &'a reqwest::Client,
-        event: Event<'a>,
-        timeout: Duration,
-    ) -> BoxFuture<'a, ()> {
-        send(client, &self.url, event, timeout).boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::notify::Start;
-
-    #[test]
-    fn suffixes_go_on_the_path_and_the_run_id_in_the_query() {
-        let s = Start {
-            run_id: "r1".into(),
-            job: "j".into(),
-            host: "h".into(),
-            started_at: "t".into(),
-        };
-        let u = ping_url("https://hc.example/ping/abc/", Event::Start(&s)).unwrap();
-        assert_eq!(u.as_str(), "https://hc.example/ping/abc/start?rid=r1");
-        let u = ping_url(
-            "https://hc.example/ping/key/slug?create=1",
-            Event::Start(&s),
-        )
-        .unwrap();
-        assert_eq!(
-            u.as_str(),
-            "https://hc.example/ping/key/slug/start?create=1&rid=r1"
-        );
-    }
-}
+url_channel!(
+    /// One healthchecks URL of a `notify` block.
+    Healthchecks,
+    "healthchecks",
+    Role::Monitor
+);

@@ -4,6 +4,9 @@
 //! line in [`channels`], and its key in the `notify` block of the
 //! configuration.
 
+#[macro_use]
+mod url_channel;
+
 mod email;
 mod healthchecks;
 mod slack;

@@ -1,20 +1,13 @@
 //! Generic webhooks: the run report as JSON, POSTed.
 
-use std::any::Any;
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
-use futures::FutureExt;
-
-use crate::notify::channel::{url_endpoint, Channel, Role};
-use crate::notify::redact;
-
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::url_channel::post_json;
 use crate::backup::report::Report;
-use crate::notify::{log_http, Event, Start};
+use crate::notify::channel::Role;
+use crate::notify::{Event, Start};
 use crate::secret::Secret;
 
 /// The body: `event` says which, the rest is the report's own fields.
@@ -60,61 +53,12 @@ async fn send(client: &reqwest::Client, url: &Secret, event: Event<'_>, timeout:
             return;
         }
     };
-    let r = client
-        .post(url.expose())
-        .header("content-type", "application/json")
-        .timeout(timeout)
-        .body(body)
-        .send()
-        .await;
-    log_http("webhook", url, r);
+    post_json(client, "webhook", url, body, timeout).await;
 }
 
-/// One webhook URL of a `notify` block.
-pub(in crate::notify) struct Webhook {
-    url: Secret,
-}
-
-impl Webhook {
-    pub(in crate::notify) fn new(url: &Secret) -> Arc<Webhook> {
-        Arc::new(Webhook { url: url.clone() })
-    }
-}
-
-impl Channel for Webhook {
-    fn kind(&self) -> &'static str {
-        "webhook"
-    }
-
-    fn target(&self) -> String {
-        redact(&self.url)
-    }
-
-    fn role(&self) -> Role {
-        Role::Messenger
-    }
-
-    fn endpoint(&self) -> Option<(String, u16)> {
-        url_endpoint(self.url.expose())
-    }
-
-    fn same_destination(&self, other: &dyn Channel) -> bool {
-        other
-            .as_any()
-            .downcast_ref::<Webhook>()
-            .is_some_and(|o| o.url.expose() == self.url.expose())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn send<'a>(
-        &'a self,
-        client: &'a reqwest::Client,
-        event: Event<'a>,
-        timeout: Duration,
-    ) -> BoxFuture<'a, ()> {
-        send(client, &self.url, event, timeout).boxed()
-    }
-}
+url_channel!(
+    /// One webhook URL of a `notify` block.
+    Webhook,
+    "webhook",
+    Role::Messenger
+);

@@ -354,6 +354,25 @@ mod tests {
         super::super::open_dest_dir(p).unwrap()
     }
 
+    /// A placer into `dest` that refuses existing targets, with nothing
+    /// placed yet.
+    fn test_placer<'a>(
+        dest: &'a Path,
+        force: bool,
+        dirs: &'a HashMap<PathBuf, Meta>,
+    ) -> Placer<'a> {
+        Placer {
+            dest,
+            force,
+            on_existing: OnExisting::Refuse,
+            dirs,
+            staging: (0, 0),
+            report: ExtractReport::default(),
+            existing: Vec::new(),
+            moved: 0,
+        }
+    }
+
     /// A target created after the check (here: before the moves, with the
     /// check skipped) is never replaced; the rest is moved and the error
     /// names it.
@@ -368,16 +387,7 @@ mod tests {
         fs::write(s.join("sub/c"), b"ours").unwrap();
         fs::write(d.join("b"), b"theirs").unwrap();
         let dirs = HashMap::new();
-        let mut p = Placer {
-            dest: &d,
-            force: false,
-            on_existing: OnExisting::Refuse,
-            dirs: &dirs,
-            staging: (0, 0),
-            report: ExtractReport::default(),
-            existing: Vec::new(),
-            moved: 0,
-        };
+        let mut p = test_placer(&d, false, &dirs);
         let err = p.merge_all(&open(&s), &open(&d)).unwrap_err();
         assert!(
             matches!(&err, ExtractError::Appeared { count: 1, first, .. } if first == &[PathBuf::from("b")]),
@@ -410,16 +420,7 @@ mod tests {
         fs::write(s.join("a"), b"ours").unwrap();
         fs::write(s.join("b"), b"ours").unwrap();
         let dirs = HashMap::new();
-        let mut p = Placer {
-            dest: &d,
-            force: true,
-            on_existing: OnExisting::Refuse,
-            dirs: &dirs,
-            staging: (0, 0),
-            report: ExtractReport::default(),
-            existing: Vec::new(),
-            moved: 0,
-        };
+        let mut p = test_placer(&d, true, &dirs);
         let err = p.merge_all(&open(&s), &open(&d)).unwrap_err();
         assert!(
             matches!(&err, ExtractError::PartlyRestored { moved: 1, .. }),

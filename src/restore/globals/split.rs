@@ -394,14 +394,7 @@ impl Splitter {
             return i + n;
         }
         if c == '\'' {
-            if next == Some('\'') {
-                self.push_all(&chars[i..i + 2]);
-                return i + 2;
-            }
-            self.push(c);
-            self.close_token();
-            self.state = State::Normal;
-            return i + 1;
+            return self.closing_quote(chars, i);
         }
         self.push(c);
         i + 1
@@ -410,16 +403,24 @@ impl Splitter {
     fn in_ident(&mut self, chars: &[char], i: usize) -> usize {
         let c = chars[i];
         if c == '"' {
-            if chars.get(i + 1) == Some(&'"') {
-                self.push_all(&chars[i..i + 2]);
-                return i + 2;
-            }
-            self.push(c);
-            self.close_token();
-            self.state = State::Normal;
-            return i + 1;
+            return self.closing_quote(chars, i);
         }
         self.push(c);
+        i + 1
+    }
+
+    /// `chars[i]` is the quote that opened the current string or
+    /// identifier: doubled, it stands for itself and the token goes on;
+    /// alone, it ends the token.
+    fn closing_quote(&mut self, chars: &[char], i: usize) -> usize {
+        let c = chars[i];
+        if chars.get(i + 1) == Some(&c) {
+            self.push_all(&chars[i..i + 2]);
+            return i + 2;
+        }
+        self.push(c);
+        self.close_token();
+        self.state = State::Normal;
         i + 1
     }
 
