@@ -8,6 +8,7 @@ mod daemon;
 mod doctor;
 mod health;
 mod keys;
+mod listing;
 pub mod logfmt;
 mod ls;
 pub mod out;

@@ -17,6 +17,8 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 
+pub mod tampered;
+
 /// Outcomes counted in `ccbackup_runs_total`, always exported (zero
 /// included) so `rate()` and alerts work before the first failure.
 /// Every run outcome, exported as zero until it happens.
@@ -281,7 +283,7 @@ impl Metrics {
             .map(|(name, s)| {
                 let (mut ready, mut reason) = job_readiness(&s, self.started, now);
                 if let Some(t) = s.tampered.as_ref().filter(|t| !t.is_empty()) {
-                    let treason = super::tamper::readiness_reason(t);
+                    let treason = tampered::readiness_reason(t);
                     reason = if ready {
                         treason
                     } else {
@@ -489,7 +491,7 @@ impl Metrics {
         );
         self.reload_status().render(&mut out);
         render_drills(&mut out, &jobs);
-        super::tamper::render(&mut out, &jobs);
+        tampered::render(&mut out, &jobs);
         super::process::render(&mut out, &super::process::read());
         out
     }

@@ -275,30 +275,9 @@ fn in_layer(path: &str, layer: &str) -> bool {
     path == layer || path.starts_with(&format!("{layer}::"))
 }
 
-/// Edges of cycles that were already there when `super::` paths began to
-/// be followed, in code that other work is reshaping at the same time
-/// (`app/backup.rs`, `daemon/`), left for that work to break:
-/// `app::tamper::annotate` builds the `ListEntry` rows that `app/backup.rs`
-/// defines and that call it; the daemon's `reload`, `tamper`, `execute`,
-/// `listing` and `metrics` call each other, and `status::svg` borrows
-/// `status::html`'s escaping. Each entry is one edge left out of the cycle
-/// check only (the layer rules still see it); a new cycle anywhere fails.
-const KNOWN_CYCLE_EDGES: &[(&str, &str)] = &[
-    ("app::tamper", "app::backup"),
-    ("daemon::reload", "daemon::metrics"),
-    ("daemon::tamper", "daemon::execute"),
-    ("daemon::tamper", "daemon::metrics"),
-    ("daemon::status::svg", "daemon::status::html"),
-];
-
 #[test]
 fn modules_import_each_other_without_cycles() {
-    let mut graph = imports(&modules());
-    for (from, to) in KNOWN_CYCLE_EDGES {
-        if let Some(deps) = graph.get_mut(*from) {
-            deps.remove(*to);
-        }
-    }
+    let graph = imports(&modules());
     assert!(graph.len() > 40, "the source tree was not found");
     if let Some(c) = find_cycle(&graph) {
         panic!("import cycle: {}", c.join(" -> "));
