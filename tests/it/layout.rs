@@ -501,7 +501,6 @@ const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("config::validate::validate", 130),
     ("doctor::postgres::check", 117),
     ("repo::store::open", 130),
-    ("retention::planner::plan", 113),
 ];
 
 /// Every function over the limit, as `module::function` and its length
