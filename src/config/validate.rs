@@ -265,28 +265,7 @@ fn job(
         .as_ref()
         .and_then(|r| retention(r, &format!("{key}.retention"), base, p));
 
-    if j.sources.value.is_empty() {
-        p.at(
-            &j.sources.referenced,
-            format!("{key}.sources"),
-            "no sources: add at least one",
-        );
-    }
-    let mut names = HashSet::new();
-    let mut sources = Vec::new();
-    for (i, s) in j.sources.value.iter().enumerate() {
-        let skey = format!("{key}.sources[{i}]");
-        if !names.insert(s.value.name.value.clone()) {
-            p.at(
-                &s.value.name.referenced,
-                format!("{skey}.name"),
-                format!("duplicate source name `{}`", s.value.name.value),
-            );
-        }
-        if let Some(src) = source(s, &skey, p) {
-            sources.push(src);
-        }
-    }
+    let sources = job_sources(j, key, p);
     let max_deletions = match &j.max_deletions {
         None => DEFAULT_MAX_DELETIONS,
         Some(v) if v.value >= 1 => v.value as usize,
@@ -337,6 +316,33 @@ fn job(
         ),
         sources,
     })
+}
+
+/// The job's sources, each checked, and their names unique.
+fn job_sources(j: &raw::RawJob, key: &str, p: &mut Problems) -> Vec<SourceConfig> {
+    if j.sources.value.is_empty() {
+        p.at(
+            &j.sources.referenced,
+            format!("{key}.sources"),
+            "no sources: add at least one",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in j.sources.value.iter().enumerate() {
+        let skey = format!("{key}.sources[{i}]");
+        if !names.insert(s.value.name.value.clone()) {
+            p.at(
+                &s.value.name.referenced,
+                format!("{skey}.name"),
+                format!("duplicate source name `{}`", s.value.name.value),
+            );
+        }
+        if let Some(src) = source(s, &skey, p) {
+            sources.push(src);
+        }
+    }
+    sources
 }
 
 fn retention(
