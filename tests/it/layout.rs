@@ -497,7 +497,6 @@ const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("config::keys::signing", 120),
     ("config::sources::postgres", 142),
     ("config::validate::validate", 130),
-    ("doctor::postgres::check", 117),
     ("repo::store::open", 130),
 ];
 
