@@ -47,26 +47,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
     Err(all)
 }
 
-fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut p = Problems::new();
-
-    let store = store(&raw.store, &mut p);
-    let copies = super::copies::copies(raw.copies.as_ref(), store.as_ref(), &mut p);
-    let rd = raw.daemon.as_ref();
-    let daemon = DaemonConfig {
+/// The `daemon:` section, with its defaults.
+fn daemon(rd: Option<&raw::RawDaemon>, p: &mut Problems) -> DaemonConfig {
+    DaemonConfig {
         listen: rd
             .and_then(|d| d.listen.as_ref())
             .map(|l| l.value.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
         shutdown_grace: rd
             .and_then(|d| d.shutdown_grace.as_ref())
-            .and_then(|v| interval(v, "daemon.shutdown_grace", &mut p))
+            .and_then(|v| interval(v, "daemon.shutdown_grace", p))
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         lock_ttl: rd
             .and_then(|d| d.lock_ttl.as_ref())
             .and_then(|v| {
-                let ttl = interval(v, "daemon.lock_ttl", &mut p)?;
+                let ttl = interval(v, "daemon.lock_ttl", p)?;
                 // A lease claiming to last longer is not believed (anyone
                 // could write one that locks a job for years), so a longer
                 // ttl would make every honest lease look forged.
@@ -83,11 +78,20 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             .unwrap_or(DEFAULT_LOCK_TTL),
         tampering_acknowledged: rd
             .and_then(|d| d.tampering_acknowledged.as_ref())
-            .and_then(|t| super::keys::time(t, "daemon.tampering_acknowledged", &mut p)),
+            .and_then(|t| super::keys::time(t, "daemon.tampering_acknowledged", p)),
         status_page: rd
             .and_then(|d| d.status_page.as_ref())
             .is_none_or(|v| v.value),
-    };
+    }
+}
+
+fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut p = Problems::new();
+
+    let store = store(&raw.store, &mut p);
+    let copies = super::copies::copies(raw.copies.as_ref(), store.as_ref(), &mut p);
+    let daemon = daemon(raw.daemon.as_ref(), &mut p);
     let notify = raw
         .notify
         .as_ref()

@@ -492,10 +492,10 @@ fn function_lengths(code: &str) -> Vec<(String, usize)> {
 /// Functions over [`MAX_FN_LINES`] when the limit became crate-wide (issue
 /// 21 item 11), with their length then. The list only shrinks: a listed
 /// function that grew, shrank (lower its number, or drop it once it fits)
-/// or is gone fails the check, and so does any new long function.
-const LONG_FUNCTIONS: &[(&str, usize)] = &[
-    ("config::validate::validate", 130),
-];
+/// or is gone fails the check, and so does any new long function. Empty
+/// since every one was split; it stays so a function too long to split at
+/// once can be listed openly rather than the limit raised.
+const LONG_FUNCTIONS: &[(&str, usize)] = &[];
 
 /// Every function over the limit, as `module::function` and its length
 /// (the longest, if a module has two of the name).
