@@ -8,6 +8,7 @@ mod daemon;
 mod doctor;
 mod health;
 mod keys;
+mod listing;
 pub mod logfmt;
 mod ls;
 pub mod out;
@@ -157,36 +158,7 @@ pub async fn run(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
 
 async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppError> {
     match cli.command {
-        Command::CheckConfig => {
-            cfg.require_secrets()?;
-            for w in &cfg.path_warnings {
-                say!("warning: {}", w.render(&cfg.path));
-            }
-            if cfg.signing.as_ref().is_none_or(|s| s.verifier.is_none()) {
-                say!(
-                    "warning: the store is not authenticated: {}",
-                    crate::repo::signing::UNSIGNED_RISK
-                );
-            }
-            let clients = clients::check(&cfg).await;
-            for line in &clients.notes {
-                say!("{line}");
-            }
-            if !clients.problems.is_empty() {
-                return Err(AppError::Usage(format!(
-                    "{}: {}",
-                    cfg.path.display(),
-                    clients.problems.join("\n")
-                )));
-            }
-            say!(
-                "{}: ok ({} job{})",
-                cfg.path.display(),
-                cfg.jobs.len(),
-                if cfg.jobs.len() == 1 { "" } else { "s" }
-            );
-            Ok(())
-        }
+        Command::CheckConfig => check_config(&cfg).await,
         Command::RunNow {
             job,
             wait_lock,
@@ -272,6 +244,39 @@ async fn dispatch(cli: Cli, cfg: Config, intr: &Interrupt) -> Result<(), AppErro
             .await
         }
     }
+}
+
+/// `check-config`: the file's warnings, the store's trust, the clients
+/// the configuration needs, then the verdict.
+async fn check_config(cfg: &Config) -> Result<(), AppError> {
+    cfg.require_secrets()?;
+    for w in &cfg.path_warnings {
+        say!("warning: {}", w.render(&cfg.path));
+    }
+    if cfg.signing.as_ref().is_none_or(|s| s.verifier.is_none()) {
+        say!(
+            "warning: the store is not authenticated: {}",
+            crate::repo::signing::UNSIGNED_RISK
+        );
+    }
+    let clients = clients::check(cfg).await;
+    for line in &clients.notes {
+        say!("{line}");
+    }
+    if !clients.problems.is_empty() {
+        return Err(AppError::Usage(format!(
+            "{}: {}",
+            cfg.path.display(),
+            clients.problems.join("\n")
+        )));
+    }
+    say!(
+        "{}: ok ({} job{})",
+        cfg.path.display(),
+        cfg.jobs.len(),
+        if cfg.jobs.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
 
 /// The job a single-job command applies to: the named one, or the only one.

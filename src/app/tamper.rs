@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::backup::ListEntry;
+use super::listing::ListEntry;
 use super::out::note;
 use crate::config::Config;
 use crate::error::chain;

@@ -209,34 +209,8 @@ where
     };
 
     let producer_progress = progress.clone();
-    let producer = tokio::task::spawn_blocking(move || -> Result<(T, u64), ProducerError<E>> {
-        let sink = ChunkSender {
-            buf: BytesMut::with_capacity(CHUNK),
-            tx,
-        };
-        let mut enc = zstd::stream::write::Encoder::new(sink, compression.level)
-            .map_err(ProducerError::Compress)?;
-        if compression.workers > 0 {
-            enc.multithread(compression.workers)
-                .map_err(ProducerError::Compress)?;
-            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(job))
-                .map_err(ProducerError::Compress)?;
-        }
-        // A frame checksum lets `zstd -d` alone detect corruption too.
-        enc.include_checksum(true)
-            .map_err(ProducerError::Compress)?;
-        let mut w = SourceWriter {
-            inner: enc,
-            pending: Vec::with_capacity(GATHER),
-            raw: 0,
-            progress: producer_progress,
-        };
-        let value = produce(&mut w).map_err(ProducerError::Source)?;
-        w.drain().map_err(ProducerError::Compress)?;
-        let raw = w.raw;
-        let mut sink = w.inner.finish().map_err(ProducerError::Compress)?;
-        sink.send_buf().map_err(ProducerError::Compress)?;
-        Ok((value, raw))
+    let producer = tokio::task::spawn_blocking(move || {
+        compress(tx, compression, job, producer_progress, produce)
     });
 
     let upload = repo
@@ -260,19 +234,8 @@ where
         }
     };
 
-    let mut hasher = Sha256::new();
-    let mut stored = 0u64;
-    let mut upload_err = None;
-    while let Some(chunk) = rx.recv().await {
-        hasher.update(&chunk);
-        stored += chunk.len() as u64;
-        progress.add_stored_bytes(chunk.len() as u64);
-        if let Err(e) = writer.wait_for_capacity(repo.concurrency).await {
-            upload_err = Some(e);
-            break;
-        }
-        writer.put(chunk);
-    }
+    let (hasher, stored, upload_err) =
+        stream_parts(&mut rx, &mut writer, repo.concurrency, &progress).await;
     drop(rx);
 
     let produced = producer.await;
@@ -317,6 +280,72 @@ where
         tracing::warn!(key = %key_s, error = %chain(&e), "could not abort multipart upload; a sweep will remove its parts");
     }
     Err(failure)
+}
+
+/// The producer's side, on its blocking thread: `produce` writes into a
+/// zstd encoder whose output goes to `tx` in chunks. Returns the
+/// producer's value and the bytes it wrote before compression.
+fn compress<T, E, F>(
+    tx: mpsc::Sender<Bytes>,
+    compression: CompressionSettings,
+    job: u32,
+    producer_progress: Arc<Progress>,
+    produce: F,
+) -> Result<(T, u64), ProducerError<E>>
+where
+    F: FnOnce(&mut SourceWriter) -> Result<T, E>,
+{
+    let sink = ChunkSender {
+        buf: BytesMut::with_capacity(CHUNK),
+        tx,
+    };
+    let mut enc = zstd::stream::write::Encoder::new(sink, compression.level)
+        .map_err(ProducerError::Compress)?;
+    if compression.workers > 0 {
+        enc.multithread(compression.workers)
+            .map_err(ProducerError::Compress)?;
+        enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(job))
+            .map_err(ProducerError::Compress)?;
+    }
+    // A frame checksum lets `zstd -d` alone detect corruption too.
+    enc.include_checksum(true)
+        .map_err(ProducerError::Compress)?;
+    let mut w = SourceWriter {
+        inner: enc,
+        pending: Vec::with_capacity(GATHER),
+        raw: 0,
+        progress: producer_progress,
+    };
+    let value = produce(&mut w).map_err(ProducerError::Source)?;
+    w.drain().map_err(ProducerError::Compress)?;
+    let raw = w.raw;
+    let mut sink = w.inner.finish().map_err(ProducerError::Compress)?;
+    sink.send_buf().map_err(ProducerError::Compress)?;
+    Ok((value, raw))
+}
+
+/// Feeds the chunks from `rx` to the multipart upload, hashing and
+/// counting them; stops at the first upload error, which it returns.
+async fn stream_parts(
+    rx: &mut mpsc::Receiver<Bytes>,
+    writer: &mut WriteMultipart,
+    concurrency: usize,
+    progress: &Progress,
+) -> (Sha256, u64, Option<object_store::Error>) {
+    let mut hasher = Sha256::new();
+    let mut stored = 0u64;
+    let mut upload_err = None;
+    while let Some(chunk) = rx.recv().await {
+        hasher.update(&chunk);
+        stored += chunk.len() as u64;
+        progress.add_stored_bytes(chunk.len() as u64);
+        if let Err(e) = writer.wait_for_capacity(concurrency).await {
+            upload_err = Some(e);
+            break;
+        }
+        writer.put(chunk);
+    }
+    (hasher, stored, upload_err)
 }
 
 /// Encrypts the compressed stream from `rx` to the recipients and passes

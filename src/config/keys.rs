@@ -81,25 +81,14 @@ pub(super) fn encryption(
     })
 }
 
-pub(super) fn signing(
-    s: &Spanned<raw::RawSigning>,
+/// `public_key` or `public_key_file` (not both): the one verifying key.
+fn one_public_key(
+    v: &raw::RawSigning,
     key: &str,
     base: &Path,
     p: &mut Problems,
-) -> Option<SigningKeys> {
-    let v = &s.value;
-    let signer = v.secret_key_file.as_ref().and_then(|f| {
-        Signer::load(&path_of(f, base))
-            .map_err(|e| {
-                p.at(
-                    &f.referenced,
-                    format!("{key}.secret_key_file"),
-                    e.to_string(),
-                )
-            })
-            .ok()
-    });
-    let public = match (&v.public_key, &v.public_key_file) {
+) -> Option<Verifier> {
+    match (&v.public_key, &v.public_key_file) {
         (Some(_), Some(f)) => {
             p.at(
                 &f.referenced,
@@ -134,7 +123,28 @@ pub(super) fn signing(
             }
         }
         (None, None) => None,
-    };
+    }
+}
+
+pub(super) fn signing(
+    s: &Spanned<raw::RawSigning>,
+    key: &str,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<SigningKeys> {
+    let v = &s.value;
+    let signer = v.secret_key_file.as_ref().and_then(|f| {
+        Signer::load(&path_of(f, base))
+            .map_err(|e| {
+                p.at(
+                    &f.referenced,
+                    format!("{key}.secret_key_file"),
+                    e.to_string(),
+                )
+            })
+            .ok()
+    });
+    let public = one_public_key(v, key, base, p);
     let public = match (
         &v.public_keys,
         v.public_key.is_some() || v.public_key_file.is_some(),

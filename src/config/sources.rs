@@ -175,6 +175,81 @@ fn rrd(r: &raw::RawRrd, key: &str, p: &mut Problems) -> Option<RrdConfig> {
     })
 }
 
+/// `databases`: `all` or a list of unique names; clears `ok` on a problem.
+fn databases(
+    pg: &raw::RawPostgres,
+    key: &str,
+    p: &mut Problems,
+    ok: &mut bool,
+) -> DatabaseSelection {
+    match &pg.databases {
+        None => DatabaseSelection::All,
+        Some(d) => match &d.value {
+            Databases::Keyword(k) if k == "all" => DatabaseSelection::All,
+            Databases::Keyword(k) => {
+                p.at(
+                    &d.referenced,
+                    format!("{key}.databases"),
+                    format!("`{k}` is neither `all` nor a list of names"),
+                );
+                *ok = false;
+                DatabaseSelection::All
+            }
+            Databases::Names(names) => {
+                let mut seen = HashSet::new();
+                for n in names {
+                    if n.value.is_empty() || !seen.insert(n.value.clone()) {
+                        p.at(
+                            &n.referenced,
+                            format!("{key}.databases"),
+                            format!("empty or duplicate database name `{}`", n.value),
+                        );
+                        *ok = false;
+                    }
+                }
+                if names.is_empty() {
+                    p.at(
+                        &d.referenced,
+                        format!("{key}.databases"),
+                        "empty list: name at least one database or use `all`",
+                    );
+                    *ok = false;
+                }
+                DatabaseSelection::Named(names.iter().map(|n| n.value.clone()).collect())
+            }
+        },
+    }
+}
+
+/// `bin_dir`: an absolute directory holding pg_dump; clears `ok` on a
+/// problem.
+fn bin_dir(pg: &raw::RawPostgres, key: &str, p: &mut Problems, ok: &mut bool) -> Option<PathBuf> {
+    match &pg.bin_dir {
+        None => None,
+        Some(b) => {
+            let pb = PathBuf::from(&b.value);
+            if !pb.is_absolute() {
+                // Relative to what? The daemon's working directory is not a
+                // place an operator chose to hold the programs it runs.
+                p.at(
+                    &b.referenced,
+                    format!("{key}.bin_dir"),
+                    format!("`{}` is a relative path; bin_dir must be absolute", b.value),
+                );
+                *ok = false;
+            } else if !pb.join("pg_dump").is_file() {
+                p.at(
+                    &b.referenced,
+                    format!("{key}.bin_dir"),
+                    format!("`{}` does not contain pg_dump", b.value),
+                );
+                *ok = false;
+            }
+            Some(pb)
+        }
+    }
+}
+
 fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<PostgresConfig> {
     let mut ok = true;
     let port = match &pg.port {
@@ -218,67 +293,8 @@ fn postgres(pg: &raw::RawPostgres, key: &str, p: &mut Problems) -> Option<Postgr
         },
         (None, None) => None,
     };
-    let databases = match &pg.databases {
-        None => DatabaseSelection::All,
-        Some(d) => match &d.value {
-            Databases::Keyword(k) if k == "all" => DatabaseSelection::All,
-            Databases::Keyword(k) => {
-                p.at(
-                    &d.referenced,
-                    format!("{key}.databases"),
-                    format!("`{k}` is neither `all` nor a list of names"),
-                );
-                ok = false;
-                DatabaseSelection::All
-            }
-            Databases::Names(names) => {
-                let mut seen = HashSet::new();
-                for n in names {
-                    if n.value.is_empty() || !seen.insert(n.value.clone()) {
-                        p.at(
-                            &n.referenced,
-                            format!("{key}.databases"),
-                            format!("empty or duplicate database name `{}`", n.value),
-                        );
-                        ok = false;
-                    }
-                }
-                if names.is_empty() {
-                    p.at(
-                        &d.referenced,
-                        format!("{key}.databases"),
-                        "empty list: name at least one database or use `all`",
-                    );
-                    ok = false;
-                }
-                DatabaseSelection::Named(names.iter().map(|n| n.value.clone()).collect())
-            }
-        },
-    };
-    let bin_dir = match &pg.bin_dir {
-        None => None,
-        Some(b) => {
-            let pb = PathBuf::from(&b.value);
-            if !pb.is_absolute() {
-                // Relative to what? The daemon's working directory is not a
-                // place an operator chose to hold the programs it runs.
-                p.at(
-                    &b.referenced,
-                    format!("{key}.bin_dir"),
-                    format!("`{}` is a relative path; bin_dir must be absolute", b.value),
-                );
-                ok = false;
-            } else if !pb.join("pg_dump").is_file() {
-                p.at(
-                    &b.referenced,
-                    format!("{key}.bin_dir"),
-                    format!("`{}` does not contain pg_dump", b.value),
-                );
-                ok = false;
-            }
-            Some(pb)
-        }
-    };
+    let databases = databases(pg, key, p, &mut ok);
+    let bin_dir = bin_dir(pg, key, p, &mut ok);
     let parallel = match &pg.parallel {
         None => default_parallel_dumps(),
         Some(n) if (1..=MAX_PARALLEL_DUMPS as i64).contains(&n.value) => n.value as usize,

@@ -47,26 +47,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
     Err(all)
 }
 
-fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut p = Problems::new();
-
-    let store = store(&raw.store, &mut p);
-    let copies = super::copies::copies(raw.copies.as_ref(), store.as_ref(), &mut p);
-    let rd = raw.daemon.as_ref();
-    let daemon = DaemonConfig {
+/// The `daemon:` section, with its defaults.
+fn daemon(rd: Option<&raw::RawDaemon>, p: &mut Problems) -> DaemonConfig {
+    DaemonConfig {
         listen: rd
             .and_then(|d| d.listen.as_ref())
             .map(|l| l.value.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
         shutdown_grace: rd
             .and_then(|d| d.shutdown_grace.as_ref())
-            .and_then(|v| interval(v, "daemon.shutdown_grace", &mut p))
+            .and_then(|v| interval(v, "daemon.shutdown_grace", p))
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         lock_ttl: rd
             .and_then(|d| d.lock_ttl.as_ref())
             .and_then(|v| {
-                let ttl = interval(v, "daemon.lock_ttl", &mut p)?;
+                let ttl = interval(v, "daemon.lock_ttl", p)?;
                 // A lease claiming to last longer is not believed (anyone
                 // could write one that locks a job for years), so a longer
                 // ttl would make every honest lease look forged.
@@ -83,11 +78,20 @@ fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             .unwrap_or(DEFAULT_LOCK_TTL),
         tampering_acknowledged: rd
             .and_then(|d| d.tampering_acknowledged.as_ref())
-            .and_then(|t| super::keys::time(t, "daemon.tampering_acknowledged", &mut p)),
+            .and_then(|t| super::keys::time(t, "daemon.tampering_acknowledged", p)),
         status_page: rd
             .and_then(|d| d.status_page.as_ref())
             .is_none_or(|v| v.value),
-    };
+    }
+}
+
+fn validate(raw: &raw::RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut p = Problems::new();
+
+    let store = store(&raw.store, &mut p);
+    let copies = super::copies::copies(raw.copies.as_ref(), store.as_ref(), &mut p);
+    let daemon = daemon(raw.daemon.as_ref(), &mut p);
     let notify = raw
         .notify
         .as_ref()
@@ -265,28 +269,7 @@ fn job(
         .as_ref()
         .and_then(|r| retention(r, &format!("{key}.retention"), base, p));
 
-    if j.sources.value.is_empty() {
-        p.at(
-            &j.sources.referenced,
-            format!("{key}.sources"),
-            "no sources: add at least one",
-        );
-    }
-    let mut names = HashSet::new();
-    let mut sources = Vec::new();
-    for (i, s) in j.sources.value.iter().enumerate() {
-        let skey = format!("{key}.sources[{i}]");
-        if !names.insert(s.value.name.value.clone()) {
-            p.at(
-                &s.value.name.referenced,
-                format!("{skey}.name"),
-                format!("duplicate source name `{}`", s.value.name.value),
-            );
-        }
-        if let Some(src) = source(s, &skey, p) {
-            sources.push(src);
-        }
-    }
+    let sources = job_sources(j, key, p);
     let max_deletions = match &j.max_deletions {
         None => DEFAULT_MAX_DELETIONS,
         Some(v) if v.value >= 1 => v.value as usize,
@@ -337,6 +320,33 @@ fn job(
         ),
         sources,
     })
+}
+
+/// The job's sources, each checked, and their names unique.
+fn job_sources(j: &raw::RawJob, key: &str, p: &mut Problems) -> Vec<SourceConfig> {
+    if j.sources.value.is_empty() {
+        p.at(
+            &j.sources.referenced,
+            format!("{key}.sources"),
+            "no sources: add at least one",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in j.sources.value.iter().enumerate() {
+        let skey = format!("{key}.sources[{i}]");
+        if !names.insert(s.value.name.value.clone()) {
+            p.at(
+                &s.value.name.referenced,
+                format!("{skey}.name"),
+                format!("duplicate source name `{}`", s.value.name.value),
+            );
+        }
+        if let Some(src) = source(s, &skey, p) {
+            sources.push(src);
+        }
+    }
+    sources
 }
 
 fn retention(

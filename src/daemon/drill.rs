@@ -21,8 +21,8 @@ use crate::repo::catalog;
 use crate::restore::verify::{self, VerifyOptions};
 use crate::schedule::Schedule;
 
-use super::execute::RunCtx;
 use super::metrics::DrillStats;
+use super::run_ctx::RunCtx;
 
 /// Pure: whether the daemon backs a job up at start, and why (the reason
 /// is logged either way). `interval` is the gap between two scheduled runs.

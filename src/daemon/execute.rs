@@ -5,32 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
 
 use super::job::{run_reported, Attempts, RunResult};
 use super::listing::{list_catalog, listed};
-use super::metrics::Metrics;
+use super::run_ctx::RunCtx;
 use crate::backup::report::{Outcome, Report};
 use crate::backup::runner::{self, RunError};
-use crate::config::{Config, JobConfig};
 use crate::progress::Progress;
-use crate::repo::store::Repo;
 use crate::retry::{self, Backoff, Class, Transient};
-use crate::sys::child::KillSwitch;
-
-/// What one run task needs.
-pub(super) struct RunCtx {
-    pub(super) cfg: Arc<Config>,
-    pub(super) repo: Repo,
-    pub(super) job: JobConfig,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) client: reqwest::Client,
-    pub(super) kill: KillSwitch,
-    /// Hard cancel of this run (after the grace period).
-    pub(super) cancel: CancellationToken,
-    /// The daemon is shutting down: start no new attempt.
-    pub(super) stopping: CancellationToken,
-}
 
 /// One scheduled run with whole-run retries, then metrics, log and
 /// notifications, all from one [`Report`] ([`super::job::run_reported`]).

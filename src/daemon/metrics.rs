@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 
+mod families;
+pub mod tampered;
+
 /// Outcomes counted in `ccbackup_runs_total`, always exported (zero
 /// included) so `rate()` and alerts work before the first failure.
 /// Every run outcome, exported as zero until it happens.
@@ -281,7 +284,7 @@ impl Metrics {
             .map(|(name, s)| {
                 let (mut ready, mut reason) = job_readiness(&s, self.started, now);
                 if let Some(t) = s.tampered.as_ref().filter(|t| !t.is_empty()) {
-                    let treason = super::tamper::readiness_reason(t);
+                    let treason = tampered::readiness_reason(t);
                     reason = if ready {
                         treason
                     } else {
@@ -329,143 +332,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let jobs = self.snapshot();
         let mut out = String::with_capacity(4096);
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        };
-        let per_job = |f: &dyn Fn(&JobStats) -> Option<String>| -> Vec<(String, String)> {
-            jobs.iter()
-                .filter_map(|(name, s)| f(s).map(|v| (format!("job=\"{}\"", escape(name)), v)))
-                .collect()
-        };
-
-        family(
-            "ccbackup_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time when the job's newest good backup (complete, not suspicious) started.",
-            per_job(&|s| s.last_success.map(|t| secs(t).to_string())),
-        );
-        family(
-            "ccbackup_last_run_duration_seconds",
-            "gauge",
-            "Wall time of the job's last run (backup and retention).",
-            per_job(&|s| {
-                s.last_run_duration
-                    .map(|d| format!("{:.3}", d.as_secs_f64()))
-            }),
-        );
-        family(
-            "ccbackup_last_run_bytes",
-            "gauge",
-            "Bytes stored (compressed) by the job's last run.",
-            per_job(&|s| s.last_run_bytes.map(|b| b.to_string())),
-        );
-        let mut runs = Vec::new();
-        for (name, s) in &jobs {
-            for o in outcomes() {
-                runs.push((
-                    format!("job=\"{}\",outcome=\"{o}\"", escape(name)),
-                    s.runs.get(o).copied().unwrap_or(0).to_string(),
-                ));
-            }
-        }
-        let mut last = Vec::new();
-        for (name, s) in &jobs {
-            if let Some(o) = s.last_outcome {
-                last.push((
-                    format!("job=\"{}\",outcome=\"{o}\"", escape(name)),
-                    "1".to_owned(),
-                ));
-            }
-        }
-        family(
-            "ccbackup_last_run_outcome",
-            "gauge",
-            "1 for the outcome of the job's last run (alert on outcome=\"failure\").",
-            last,
-        );
-        family(
-            "ccbackup_runs_total",
-            "counter",
-            "Runs of the job by outcome (success, failure, suspicious, locked, cancelled).",
-            runs,
-        );
-        family(
-            "ccbackup_last_backup_suspicious",
-            "gauge",
-            "1 when the job's newest complete backup is marked suspicious by the shrink guard (kept, not pruned after, not counted as good).",
-            per_job(&|s| s.last_backup_suspicious.map(|b| u8::from(b).to_string())),
-        );
-        family(
-            "ccbackup_backups_stored",
-            "gauge",
-            "Complete backups of the job in the store, as last listed.",
-            per_job(&|s| s.backups_stored.map(|n| n.to_string())),
-        );
-        family(
-            "ccbackup_backups_damaged",
-            "gauge",
-            "Backups of the job whose manifest exists but is unreadable or does not match its place; never counted or pruned.",
-            per_job(&|s| s.backups_damaged.map(|n| n.to_string())),
-        );
-        family(
-            "ccbackup_retention_deletions_total",
-            "counter",
-            "Backups deleted by retention after successful runs.",
-            per_job(&|s| Some(s.retention_deletions.to_string())),
-        );
-        let per_copy = |f: &dyn Fn(&CopyStats) -> Option<String>| -> Vec<(String, String)> {
-            jobs.iter()
-                .flat_map(|(name, s)| {
-                    s.copies.iter().filter_map(move |(store, c)| {
-                        f(c).map(|v| {
-                            let labels =
-                                format!("job=\"{}\",store=\"{}\"", escape(name), escape(store));
-                            (labels, v)
-                        })
-                    })
-                })
-                .collect()
-        };
-        family(
-            "ccbackup_copy_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time when the newest backup of the job copied to the copy store started.",
-            per_copy(&|c| c.last_success.map(|t| secs(t).to_string())),
-        );
-        family(
-            "ccbackup_copy_failures_total",
-            "counter",
-            "Copies of the job's backups to the copy store that failed (the primary backup stays complete).",
-            per_copy(&|c| Some(c.failures.to_string())),
-        );
-        family(
-            "ccbackup_lock_waits_total",
-            "counter",
-            "Times a run found the job's repository lock held by another owner.",
-            per_job(&|s| Some(s.lock_waits.to_string())),
-        );
-        family(
-            "ccbackup_skipped_runs_total",
-            "counter",
-            "Scheduled backups that did not run (the previous backup still running); each is logged with its reason and notified as a failure.",
-            per_job(&|s| Some(s.skipped_runs.to_string())),
-        );
-        family(
-            "ccbackup_job_running",
-            "gauge",
-            "1 while a run of the job is in progress.",
-            per_job(&|s| Some(u8::from(s.running).to_string())),
-        );
-        family(
-            "ccbackup_next_run_timestamp_seconds",
-            "gauge",
-            "Unix time of the job's next scheduled run.",
-            per_job(&|s| s.next_run.map(|t| secs(t).to_string())),
-        );
+        families::render_jobs(&mut out, &jobs);
+        families::render_copies_and_schedule(&mut out, &jobs);
         let _ = writeln!(
             out,
             "# HELP ccbackup_start_time_seconds Unix time the daemon started.\n\
@@ -489,7 +357,7 @@ impl Metrics {
         );
         self.reload_status().render(&mut out);
         render_drills(&mut out, &jobs);
-        super::tamper::render(&mut out, &jobs);
+        tampered::render(&mut out, &jobs);
         super::process::render(&mut out, &super::process::read());
         out
     }

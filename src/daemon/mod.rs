@@ -78,6 +78,7 @@ mod listing;
 pub mod metrics;
 pub mod process;
 pub mod reload;
+mod run_ctx;
 mod slots;
 mod startup;
 pub mod status;

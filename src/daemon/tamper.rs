@@ -8,11 +8,10 @@
 //! fails while it is above zero. A `fail` notification goes out when the
 //! set of tampered backups changes (new tampering), not on every check.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+use std::collections::BTreeSet;
 
-use super::execute::RunCtx;
-use super::metrics::{escape, JobStats};
+use super::metrics::tampered::readiness_reason;
+use super::run_ctx::RunCtx;
 use crate::backup::report::{Outcome, Report, RunFacts};
 use crate::error::chain;
 use crate::repo::catalog;
@@ -35,16 +34,6 @@ pub fn unacknowledged(
         .into_iter()
         .filter(|t| acknowledged.is_none_or(|ack| t.at > ack))
         .collect()
-}
-
-/// Pure: why `/readyz` fails for a job with tampered backups.
-pub fn readiness_reason(tampered: &[String]) -> String {
-    format!(
-        "TAMPERING: {} backup{} deleted or rewritten by someone other than ccbackup ({})",
-        tampered.len(),
-        if tampered.len() == 1 { "" } else { "s" },
-        tampered.join("; ")
-    )
 }
 
 /// Checks the job's store history; records, logs and notifies.
@@ -118,25 +107,5 @@ pub(super) async fn check(ctx: &RunCtx, listed: Option<&catalog::Catalog>) {
         let event = crate::notify::Event::Finish(&rep);
         let targets = crate::notify::targets(&ctx.cfg, job, event);
         crate::notify::send(&ctx.client, &targets, crate::notify::Event::Finish(&rep)).await;
-    }
-}
-
-/// `ccbackup_store_tampered_backups`, for the jobs checked on a versioned
-/// store.
-pub fn render(out: &mut String, jobs: &BTreeMap<String, JobStats>) {
-    let _ = writeln!(
-        out,
-        "# HELP ccbackup_store_tampered_backups Backups the retention policy keeps that the store's version history shows deleted or rewritten by someone other than ccbackup (versioned S3 stores only).\n\
-         # TYPE ccbackup_store_tampered_backups gauge"
-    );
-    for (name, s) in jobs {
-        if let Some(t) = &s.tampered {
-            let _ = writeln!(
-                out,
-                "ccbackup_store_tampered_backups{{job=\"{}\"}} {}",
-                escape(name),
-                t.len()
-            );
-        }
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 
-use super::execute::{execute, RunCtx};
+use super::execute::execute;
+use super::run_ctx::RunCtx;
 use super::{drill, slots, Daemon, Running, Tick, TickKind};
 use crate::config::JobConfig;
 use crate::error::chain;

@@ -7,7 +7,7 @@ use super::{bounded, timed_out, About, Check};
 use crate::config::{DatabaseSelection, PostgresConfig};
 use crate::error::chain;
 use crate::pg::conn::{self, base_command, conninfo, PgError};
-use crate::pg::tools::{self, Purpose};
+use crate::pg::tools::{self, PgTools, Purpose};
 use crate::sys::child::capture;
 
 pub(super) async fn check(about: &About, pg: &PostgresConfig) -> Vec<Check> {
@@ -103,31 +103,37 @@ pub(super) async fn check(about: &About, pg: &PostgresConfig) -> Vec<Check> {
         },
     );
     for db in databases {
-        let mut cmd = base_command(&tools, "pg_dump", pg);
-        cmd.arg("--schema-only")
-            .arg("--no-password")
-            .arg("--exclude-schema=*")
-            .arg(format!("--dbname={}", conninfo(pg, &db)));
-        let run = tokio::task::spawn_blocking(move || capture("pg_dump", cmd).map(|_| ()));
-        let check = format!("pg_dump `{db}`");
-        out.push(match bounded(run).await {
-            Some(Ok(Ok(()))) => about.ok(
-                &check,
-                "connects and dumps (schema only, every schema excluded)",
-            ),
-            Some(Ok(Err(e))) => about.fail(
-                &check,
-                chain(&e).to_string(),
-                format!(
-                    "pg_dump must be able to connect to `{db}` as `{}` with the same password",
-                    pg.user
-                ),
-            ),
-            Some(Err(e)) => about.fail(&check, e.to_string(), "see the log"),
-            None => about.fail(&check, timed_out(), "check the server's load"),
-        });
+        out.push(dump_check(about, &tools, pg, db).await);
     }
     out
+}
+
+/// Whether `pg_dump` connects to `db` and dumps (schema only, every
+/// schema excluded, so it reads next to nothing).
+async fn dump_check(about: &About, tools: &PgTools, pg: &PostgresConfig, db: String) -> Check {
+    let mut cmd = base_command(tools, "pg_dump", pg);
+    cmd.arg("--schema-only")
+        .arg("--no-password")
+        .arg("--exclude-schema=*")
+        .arg(format!("--dbname={}", conninfo(pg, &db)));
+    let run = tokio::task::spawn_blocking(move || capture("pg_dump", cmd).map(|_| ()));
+    let check = format!("pg_dump `{db}`");
+    match bounded(run).await {
+        Some(Ok(Ok(()))) => about.ok(
+            &check,
+            "connects and dumps (schema only, every schema excluded)",
+        ),
+        Some(Ok(Err(e))) => about.fail(
+            &check,
+            chain(&e).to_string(),
+            format!(
+                "pg_dump must be able to connect to `{db}` as `{}` with the same password",
+                pg.user
+            ),
+        ),
+        Some(Err(e)) => about.fail(&check, e.to_string(), "see the log"),
+        None => about.fail(&check, timed_out(), "check the server's load"),
+    }
 }
 
 fn connect_hint(e: &PgError, pg: &PostgresConfig) -> String {

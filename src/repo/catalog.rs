@@ -141,8 +141,14 @@ struct Dir {
     last_modified: Option<DateTime<Utc>>,
 }
 
-/// Reads the catalog of one job, or of every job when `job` is `None`.
-pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogError> {
+/// A manifest to read: job, backup ID and the sizes listed beside it.
+type Wanted = (String, String, Vec<(String, u64)>);
+
+/// Lists the store (below `job` if given) into its backup directories.
+async fn list_dirs(
+    repo: &Repo,
+    job: Option<&str>,
+) -> Result<BTreeMap<(String, String), Dir>, CatalogError> {
     let prefix = job.map(ObjPath::from);
     let mut dirs: BTreeMap<(String, String), Dir> = BTreeMap::new();
     let mut listing = repo.store.list(prefix.as_ref());
@@ -177,7 +183,12 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
         d.sizes.push((parts[2..].join("/"), meta.size));
         d.objects.push(meta.location.clone());
     }
+    Ok(dirs)
+}
 
+/// Pure: the directories with a manifest, to read, newest first, and
+/// those without one, incomplete.
+fn split_dirs(dirs: BTreeMap<(String, String), Dir>) -> (Vec<Wanted>, Vec<Incomplete>) {
     let mut incomplete = Vec::new();
     let mut wanted = Vec::new();
     for ((job, id), d) in dirs {
@@ -203,6 +214,12 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
             id.clone(),
         )
     });
+    (wanted, incomplete)
+}
+
+/// Reads the catalog of one job, or of every job when `job` is `None`.
+pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogError> {
+    let (wanted, incomplete) = split_dirs(list_dirs(repo, job).await?);
     let mut read = futures::stream::iter(wanted)
         .map(|(job, id, sizes)| async move {
             let r = manifest::read_weighed(repo, &job, &id).await;

@@ -191,6 +191,52 @@ pub fn display_url(url: &url::Url) -> String {
     u.to_string()
 }
 
+/// The key prefix below the bucket or container the URL names.
+fn store_prefix(url: &url::Url) -> String {
+    let prefix = url.path().trim_matches('/').to_owned();
+    // Azure URLs carry the container as the first path segment.
+    match url.scheme() {
+        "az" | "azure" | "abfs" | "abfss" if url.host_str().is_none() => prefix
+            .split_once('/')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_default(),
+        _ => prefix,
+    }
+}
+
+/// A `file://` store: the directory is created if missing.
+fn open_local(cfg: &StoreSpec, url: &url::Url, display: String) -> Result<Repo, StoreError> {
+    let path = url.to_file_path().map_err(|()| StoreError::CreateDir {
+        path: url.to_string(),
+        source: std::io::Error::other("not a local path"),
+    })?;
+    std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    // The configured root may itself be a symlink (configuration is
+    // trusted); below it, nothing is followed (see repo::local).
+    let root = std::fs::canonicalize(&path).map_err(|source| StoreError::CreateDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Repo {
+        store: Arc::new(crate::repo::local::NoFollow::new(root.clone())),
+        part_size: cfg.part_size,
+        concurrency: cfg.concurrency,
+        display,
+        local_root: Some(root),
+        s3: None,
+        lock: None,
+        object_lock: None,
+        signer: None,
+        verifier: None,
+        unsigned_before: None,
+        clock: Clock::system(),
+        max_clock_skew: cfg.max_clock_skew,
+    })
+}
+
 /// Opens the store named by the configuration. For `file://` the directory
 /// is created if missing.
 pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
@@ -204,40 +250,9 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
         key: key.to_owned(),
         message: e.to_string(),
     };
-    let prefix = url.path().trim_matches('/').to_owned();
     let mut sweeper: Option<Arc<S3UploadSweeper>> = None;
     let store: Arc<dyn ObjectStore> = match url.scheme() {
-        "file" => {
-            let path = url.to_file_path().map_err(|()| StoreError::CreateDir {
-                path: url.to_string(),
-                source: std::io::Error::other("not a local path"),
-            })?;
-            std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
-                path: path.display().to_string(),
-                source,
-            })?;
-            // The configured root may itself be a symlink (configuration is
-            // trusted); below it, nothing is followed (see repo::local).
-            let root = std::fs::canonicalize(&path).map_err(|source| StoreError::CreateDir {
-                path: path.display().to_string(),
-                source,
-            })?;
-            return Ok(Repo {
-                store: Arc::new(crate::repo::local::NoFollow::new(root.clone())),
-                part_size: cfg.part_size,
-                concurrency: cfg.concurrency,
-                display,
-                local_root: Some(root),
-                s3: None,
-                lock: None,
-                object_lock: None,
-                signer: None,
-                verifier: None,
-                unsigned_before: None,
-                clock: Clock::system(),
-                max_clock_skew: cfg.max_clock_skew,
-            });
-        }
+        "file" => return open_local(cfg, url, display),
         "s3" | "s3a" => {
             let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
             for (k, v) in &cfg.options {
@@ -290,14 +305,7 @@ pub fn open(cfg: &StoreSpec) -> Result<Repo, StoreError> {
             })
         }
     };
-    // Azure URLs carry the container as the first path segment.
-    let prefix = match url.scheme() {
-        "az" | "azure" | "abfs" | "abfss" if url.host_str().is_none() => prefix
-            .split_once('/')
-            .map(|(_, rest)| rest.to_owned())
-            .unwrap_or_default(),
-        _ => prefix,
-    };
+    let prefix = store_prefix(url);
     let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
         store
     } else {

@@ -163,6 +163,46 @@ struct WithinRule {
     last_kept: Option<i64>,
 }
 
+/// The policy's count rules (`keep_last`, `keep_hourly`, ...) that are set.
+fn count_rules(policy: &Policy) -> Vec<CountRule> {
+    [
+        ("last", Period::Each, policy.keep_last),
+        ("hourly", Period::Hour, policy.keep_hourly),
+        ("daily", Period::Day, policy.keep_daily),
+        ("weekly", Period::IsoWeek, policy.keep_weekly),
+        ("monthly", Period::Month, policy.keep_monthly),
+        ("yearly", Period::Year, policy.keep_yearly),
+    ]
+    .into_iter()
+    .filter_map(|(reason, period, count)| CountRule::new(reason, period, count))
+    .collect()
+}
+
+/// The policy's `keep_within_*` rules that are set, each with its cutoff.
+fn within_rules(
+    policy: &Policy,
+    cutoff: &dyn Fn(&KeepDuration) -> DateTime<Utc>,
+) -> Vec<WithinRule> {
+    [
+        ("hourly", Period::Hour, policy.keep_within_hourly),
+        ("daily", Period::Day, policy.keep_within_daily),
+        ("weekly", Period::IsoWeek, policy.keep_within_weekly),
+        ("monthly", Period::Month, policy.keep_within_monthly),
+        ("yearly", Period::Year, policy.keep_within_yearly),
+    ]
+    .into_iter()
+    .filter_map(|(name, period, duration)| {
+        let d = duration?;
+        Some(WithinRule {
+            reason: format!("within {name} {d}"),
+            period,
+            cutoff: cutoff(&d),
+            last_kept: None,
+        })
+    })
+    .collect()
+}
+
 /// Decides which backups to keep. Pure and deterministic: the same policy and the same set of
 /// backups give the same plan whatever order the backups come in (apart from the order of the
 /// entries, which follows the input).
@@ -200,36 +240,8 @@ pub fn plan(policy: &Policy, snapshots: &[Snapshot]) -> Plan {
         .keep_within
         .map(|d| (cutoff(&d), format!("within {d}")));
 
-    let mut count_rules: Vec<CountRule> = [
-        ("last", Period::Each, policy.keep_last),
-        ("hourly", Period::Hour, policy.keep_hourly),
-        ("daily", Period::Day, policy.keep_daily),
-        ("weekly", Period::IsoWeek, policy.keep_weekly),
-        ("monthly", Period::Month, policy.keep_monthly),
-        ("yearly", Period::Year, policy.keep_yearly),
-    ]
-    .into_iter()
-    .filter_map(|(reason, period, count)| CountRule::new(reason, period, count))
-    .collect();
-
-    let mut within_rules: Vec<WithinRule> = [
-        ("hourly", Period::Hour, policy.keep_within_hourly),
-        ("daily", Period::Day, policy.keep_within_daily),
-        ("weekly", Period::IsoWeek, policy.keep_within_weekly),
-        ("monthly", Period::Month, policy.keep_within_monthly),
-        ("yearly", Period::Year, policy.keep_within_yearly),
-    ]
-    .into_iter()
-    .filter_map(|(name, period, duration)| {
-        let d = duration?;
-        Some(WithinRule {
-            reason: format!("within {name} {d}"),
-            period,
-            cutoff: cutoff(&d),
-            last_kept: None,
-        })
-    })
-    .collect();
+    let mut count_rules = count_rules(policy);
+    let mut within_rules = within_rules(policy, &cutoff);
 
     let oldest_position = order.len().saturating_sub(1);
     for (position, &(index, snapshot)) in order.iter().enumerate() {

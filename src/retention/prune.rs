@@ -337,6 +337,34 @@ pub async fn apply_until(
         tracing::info!(job = %d.job, backup = %id, store = %repo.display, "backup deleted by retention");
         out.deleted.push(id);
     }
+    sweep_objects(repo, d, &mut failures).await;
+    sweep_open_uploads(repo, d, &mut out).await;
+    let lock_failures = out.locks.as_ref().map_or(&[][..], |l| l.failed.as_slice());
+    if failures.is_empty() && !lock_failures.is_empty() {
+        return Err(PruneError::Extend {
+            job: d.job.clone(),
+            failed: lock_failures.len(),
+            first: lock_failures[0].clone(),
+        });
+    }
+    if failures.is_empty() {
+        out.swept = d.sweep.clone();
+        for id in &out.swept {
+            tracing::info!(job = %d.job, leftover = %id, store = %repo.display, "swept objects of an incomplete backup");
+        }
+        Ok(out)
+    } else {
+        Err(PruneError::Delete {
+            job: d.job.clone(),
+            failed: failures.len(),
+            first: failures.swap_remove(0),
+        })
+    }
+}
+
+/// Deletes the objects of incomplete backups the plan found; a failure is
+/// added to `failures`.
+async fn sweep_objects(repo: &Repo, d: &Decision, failures: &mut Vec<String>) {
     let sweep: Vec<Result<ObjPath, object_store::Error>> =
         d.sweep_objects.iter().cloned().map(Ok).collect();
     let mut results = repo
@@ -348,6 +376,11 @@ pub async fn apply_until(
             Err(e) => failures.push(format!("sweep: {}", chain(&e))),
         }
     }
+}
+
+/// Aborts the uploads a killed process left open (S3 multipart uploads,
+/// `file://` staging files) into `out`.
+async fn sweep_open_uploads(repo: &Repo, d: &Decision, out: &mut Outcome) {
     // Uploads a killed process left open hold billed parts but no object,
     // so the catalog never sees them.
     if let Some(s3) = &repo.s3 {
@@ -375,27 +408,6 @@ pub async fn apply_until(
                 out.upload_sweep_error = Some(chain(&e).to_string());
             }
         }
-    }
-    let lock_failures = out.locks.as_ref().map_or(&[][..], |l| l.failed.as_slice());
-    if failures.is_empty() && !lock_failures.is_empty() {
-        return Err(PruneError::Extend {
-            job: d.job.clone(),
-            failed: lock_failures.len(),
-            first: lock_failures[0].clone(),
-        });
-    }
-    if failures.is_empty() {
-        out.swept = d.sweep.clone();
-        for id in &out.swept {
-            tracing::info!(job = %d.job, leftover = %id, store = %repo.display, "swept objects of an incomplete backup");
-        }
-        Ok(out)
-    } else {
-        Err(PruneError::Delete {
-            job: d.job.clone(),
-            failed: failures.len(),
-            first: failures.swap_remove(0),
-        })
     }
 }
 

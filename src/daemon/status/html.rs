@@ -16,6 +16,7 @@
 
 use std::fmt::Write as _;
 
+use super::escape::esc;
 use super::{
     chart_points, retention_words, svg, BackupView, CopyView, DrillView, JobView, RunView,
     StatusView,
@@ -96,25 +97,6 @@ svg.chart .size,svg.chart .dur{fill:#666}svg.chart .sus{fill:#000}
 a{color:#000;text-decoration:none}
 }
 "#;
-
-/// `s` with `&`, `<`, `>`, `"` and `'` replaced by entities: safe as
-/// element content and inside a quoted attribute. Control characters
-/// (terminal escape sequences in a crafted name) are shown as `\u{1b}`.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            c if c.is_control() || crate::text::is_invisible(c) => out.extend(c.escape_default()),
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 fn badge(ok: bool, yes: &str, no: &str) -> String {
     if ok {

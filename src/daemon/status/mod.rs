@@ -24,6 +24,7 @@ use super::metrics::{JobStats, Metrics};
 use crate::backup::report::Report;
 use crate::config::Config;
 
+mod escape;
 pub mod html;
 pub mod svg;
 pub mod tampering;

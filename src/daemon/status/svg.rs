@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::html::esc;
+use super::escape::esc;
 
 /// One backup in the chart.
 #[derive(Debug, Clone, PartialEq)]

@@ -76,6 +76,74 @@ impl RowCounter {
     pub(super) fn token(&mut self, t: Token) {
         self.need = Need::Int;
         match self.step {
+            Step::Magic
+            | Step::Version
+            | Step::IntSize
+            | Step::OffSize
+            | Step::Format
+            | Step::Compression
+            | Step::Time(_)
+            | Step::HeaderStr(_) => self.header_token(t),
+            Step::TocCount => {
+                let Token::Int(n) = t else { return };
+                if n < 0 {
+                    self.fail("negative TOC entry count");
+                    return;
+                }
+                self.toc_left = n;
+                self.next_entry();
+            }
+            Step::Entry(f) => self.entry_field(f, t),
+            Step::BlockType => {
+                let Token::Bytes(b) = t else { return };
+                match b[0] {
+                    BLK_DATA => self.step = Step::BlockId { blobs: false },
+                    BLK_BLOBS => self.step = Step::BlockId { blobs: true },
+                    other => self.fail(format!("unknown data block type {other}")),
+                }
+            }
+            Step::BlockId { blobs } => self.block_id(blobs, t),
+            Step::ChunkLen => {
+                let Token::Int(len) = t else { return };
+                match len {
+                    0 => {
+                        self.end_table_block();
+                        self.expect_bytes(Step::BlockType, 1);
+                    }
+                    l if l < 0 => self.fail("negative chunk length"),
+                    l => {
+                        self.step = Step::Chunk;
+                        self.need = Need::Copy { left: l as u64 };
+                    }
+                }
+            }
+            Step::Chunk => self.step = Step::ChunkLen,
+            Step::BlobOid => {
+                let Token::Int(oid) = t else { return };
+                if oid == 0 {
+                    self.expect_bytes(Step::BlockType, 1);
+                } else {
+                    self.step = Step::BlobChunkLen;
+                }
+            }
+            Step::BlobChunkLen => {
+                let Token::Int(len) = t else { return };
+                match len {
+                    0 => self.step = Step::BlobOid,
+                    l if l < 0 => self.fail("negative large object chunk length"),
+                    l => {
+                        self.step = Step::BlobChunk;
+                        self.need = Need::Skip { left: l as u64 };
+                    }
+                }
+            }
+            Step::BlobChunk => self.step = Step::BlobChunkLen,
+        }
+    }
+
+    /// The archive header's fields, before the table of contents.
+    fn header_token(&mut self, t: Token) {
+        match self.step {
             Step::Magic => match t {
                 Token::Bytes(b) if b == b"PGDMP" => self.expect_bytes(Step::Version, 3),
                 _ => self.error = Some(CountError::NotCustom),
@@ -144,81 +212,33 @@ impl RowCounter {
                     self.step = Step::TocCount;
                 }
             }
-            Step::TocCount => {
-                let Token::Int(n) = t else { return };
-                if n < 0 {
-                    self.fail("negative TOC entry count");
-                    return;
-                }
-                self.toc_left = n;
-                self.next_entry();
+            // `token` passes only the header's steps here.
+            _ => {}
+        }
+    }
+
+    /// The dump ID that opens a data block: a table's rows or large
+    /// objects follow.
+    fn block_id(&mut self, blobs: bool, t: Token) {
+        let Token::Int(id) = t else { return };
+        match self.expected.get_mut(&id) {
+            Some((seen, _)) if !*seen => *seen = true,
+            Some(_) => {
+                self.fail(format!("second data block for dump id {id}"));
+                return;
             }
-            Step::Entry(f) => self.entry_field(f, t),
-            Step::BlockType => {
-                let Token::Bytes(b) = t else { return };
-                match b[0] {
-                    BLK_DATA => self.step = Step::BlockId { blobs: false },
-                    BLK_BLOBS => self.step = Step::BlockId { blobs: true },
-                    other => self.fail(format!("unknown data block type {other}")),
-                }
+            None => {
+                self.fail(format!("data block for dump id {id}, which has no data"));
+                return;
             }
-            Step::BlockId { blobs } => {
-                let Token::Int(id) = t else { return };
-                match self.expected.get_mut(&id) {
-                    Some((seen, _)) if !*seen => *seen = true,
-                    Some(_) => {
-                        self.fail(format!("second data block for dump id {id}"));
-                        return;
-                    }
-                    None => {
-                        self.fail(format!("data block for dump id {id}, which has no data"));
-                        return;
-                    }
-                }
-                if blobs {
-                    self.step = Step::BlobOid;
-                } else {
-                    self.block = self.data.contains_key(&id).then_some(id);
-                    self.block_rows = 0;
-                    self.tail = Tail::default();
-                    self.step = Step::ChunkLen;
-                }
-            }
-            Step::ChunkLen => {
-                let Token::Int(len) = t else { return };
-                match len {
-                    0 => {
-                        self.end_table_block();
-                        self.expect_bytes(Step::BlockType, 1);
-                    }
-                    l if l < 0 => self.fail("negative chunk length"),
-                    l => {
-                        self.step = Step::Chunk;
-                        self.need = Need::Copy { left: l as u64 };
-                    }
-                }
-            }
-            Step::Chunk => self.step = Step::ChunkLen,
-            Step::BlobOid => {
-                let Token::Int(oid) = t else { return };
-                if oid == 0 {
-                    self.expect_bytes(Step::BlockType, 1);
-                } else {
-                    self.step = Step::BlobChunkLen;
-                }
-            }
-            Step::BlobChunkLen => {
-                let Token::Int(len) = t else { return };
-                match len {
-                    0 => self.step = Step::BlobOid,
-                    l if l < 0 => self.fail("negative large object chunk length"),
-                    l => {
-                        self.step = Step::BlobChunk;
-                        self.need = Need::Skip { left: l as u64 };
-                    }
-                }
-            }
-            Step::BlobChunk => self.step = Step::BlobChunkLen,
+        }
+        if blobs {
+            self.step = Step::BlobOid;
+        } else {
+            self.block = self.data.contains_key(&id).then_some(id);
+            self.block_rows = 0;
+            self.tail = Tail::default();
+            self.step = Step::ChunkLen;
         }
     }
 
