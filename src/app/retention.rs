@@ -177,7 +177,7 @@ struct Pruned {
     decision: crate::retention::prune::Decision,
     rows: Vec<PlanRow>,
     /// `None` in a dry run, or when deleting failed (`failure` says why).
-    outcome: Option<crate::retention::prune::Outcome>,
+    outcome: Option<crate::retention::prune::Pruned>,
     failure: Option<String>,
 }
 
@@ -311,7 +311,7 @@ impl Pruned {
 
 /// What the store's Object Lock did: kept backups extended, deleted ones
 /// the store still retains (recoverable with their versions until then).
-fn print_locks(o: &crate::retention::prune::Outcome) {
+fn print_locks(o: &crate::retention::prune::Pruned) {
     let secs =
         |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if let Some(l) = &o.locks {

@@ -33,7 +33,7 @@ use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::{Manifest, ManifestError};
 use crate::repo::store::StoreSpec;
 use crate::repo::store::{self, Repo, StoreError};
-use crate::retention::prune::{self, Outcome, PruneError};
+use crate::retention::prune::{self, PruneError, Pruned};
 use crate::retry::{Class, Transient};
 use crate::sys::child::KillSwitch;
 
@@ -115,7 +115,7 @@ pub struct StoreRun {
     /// Per backup ID, in the order tried.
     pub backups: Vec<(String, Result<Copied, CopyError>)>,
     /// Retention in the copy store; `None` when it did not run.
-    pub prune: Option<Result<Outcome, PruneError>>,
+    pub prune: Option<Result<Pruned, PruneError>>,
 }
 
 impl StoreRun {
@@ -285,7 +285,7 @@ async fn prune_copy(
     job: &JobConfig,
     own: Option<&str>,
     cancel: &CancellationToken,
-) -> Result<Outcome, PruneError> {
+) -> Result<Pruned, PruneError> {
     let decision = match own {
         Some(own) => prune::plan_job_keeping(dst, job, own).await?,
         None => prune::plan_job(dst, job).await?,

@@ -13,7 +13,7 @@ use crate::repo::catalog::{self, Catalog};
 use crate::repo::lock::{self, LockError};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::Repo;
-use crate::retention::prune::{self, Outcome, PruneError};
+use crate::retention::prune::{self, PruneError, Pruned};
 use crate::retry::{Class, Transient};
 use crate::sys::child::KillSwitch;
 
@@ -23,7 +23,7 @@ pub struct RunReport {
     pub duration: Duration,
     /// `None` when the job has no retention policy, or when the backup is
     /// suspicious (retention is skipped then).
-    pub prune: Option<Result<Outcome, PruneError>>,
+    pub prune: Option<Result<Pruned, PruneError>>,
     /// One per copy store: copies never fail the run (see [`crate::backup::copy`]).
     pub copies: Vec<crate::backup::copy::StoreRun>,
     /// The job's catalogue as this run leaves it, from the run's one
@@ -185,7 +185,7 @@ pub async fn run_once_with(
 /// outcome, and the catalogue after both.
 type Backed = (
     Manifest,
-    Option<Result<Outcome, PruneError>>,
+    Option<Result<Pruned, PruneError>>,
     Option<Catalog>,
 );
 

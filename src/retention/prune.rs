@@ -104,7 +104,7 @@ pub enum PruneError {
 
 /// What pruning did.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
+pub struct Pruned {
     pub deleted: Vec<String>,
     pub swept: Vec<String>,
     /// Keys of open multipart uploads (S3) aborted as stale, and of
@@ -275,7 +275,7 @@ async fn list_dir(repo: &Repo, job: &str, id: &str) -> Result<Vec<ObjPath>, obje
 /// Deletes what the decision removes: for each backup the manifest first,
 /// then its data; then the sweep. Failures are retried and reported; a
 /// backup whose manifest could not be deleted keeps its data.
-pub async fn apply(repo: &Repo, d: &Decision) -> Result<Outcome, PruneError> {
+pub async fn apply(repo: &Repo, d: &Decision) -> Result<Pruned, PruneError> {
     apply_until(repo, d, &CancellationToken::new()).await
 }
 
@@ -286,8 +286,8 @@ pub async fn apply_until(
     repo: &Repo,
     d: &Decision,
     cancel: &CancellationToken,
-) -> Result<Outcome, PruneError> {
-    let mut out = Outcome::default();
+) -> Result<Pruned, PruneError> {
+    let mut out = Pruned::default();
     let mut failures: Vec<String> = Vec::new();
     // Kept backups first: their protection matters more than the deletes.
     let kept: Vec<String> = d.plan.kept().map(|e| e.id.clone()).collect();
@@ -380,7 +380,7 @@ async fn sweep_objects(repo: &Repo, d: &Decision, failures: &mut Vec<String>) {
 
 /// Aborts the uploads a killed process left open (S3 multipart uploads,
 /// `file://` staging files) into `out`.
-async fn sweep_open_uploads(repo: &Repo, d: &Decision, out: &mut Outcome) {
+async fn sweep_open_uploads(repo: &Repo, d: &Decision, out: &mut Pruned) {
     // Uploads a killed process left open hold billed parts but no object,
     // so the catalog never sees them.
     if let Some(s3) = &repo.s3 {

@@ -388,6 +388,26 @@ fn no_module_outgrows_one_job() {
     );
 }
 
+/// One name, one concept: `Outcome` is how a run ended (`backup::report`)
+/// and `Compression` the manifest's record of how an artifact was
+/// compressed (`repo::manifest`, built from `options::CompressionSettings`).
+/// Other results carry their own names (`Pruned`, `DropOutcome`, ...).
+#[test]
+fn outcome_and_compression_are_defined_once() {
+    for name in ["Outcome", "Compression"] {
+        let defs: Vec<String> = modules()
+            .iter()
+            .filter(|m| {
+                [format!("enum {name} "), format!("struct {name} ")]
+                    .iter()
+                    .any(|d| m.code.contains(d.as_str()))
+            })
+            .map(|m| m.path.clone())
+            .collect();
+        assert_eq!(defs.len(), 1, "`{name}` is defined in {defs:?}");
+    }
+}
+
 /// The daemon's state lives in one `Daemon` value whose methods share it,
 /// not in long argument lists passed from function to function.
 #[test]
