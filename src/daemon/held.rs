@@ -257,24 +257,12 @@ pub fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::{GuardMark, FORMAT};
 
     fn m(id: &str, suspicious: &[&str]) -> Manifest {
-        let t = backup_id_time(id).unwrap();
-        Manifest {
-            format: FORMAT,
-            job: "j".into(),
-            id: id.into(),
-            started_at: t,
-            finished_at: t + chrono::Duration::seconds(3),
-            tool_version: "0".into(),
-            host: "h".into(),
-            artifacts: Vec::new(),
-            guard: GuardMark {
-                suspicious: suspicious.iter().map(|s| s.to_string()).collect(),
-                accepted: Vec::new(),
-            },
-        }
+        let mut m = crate::repo::manifest::fixture::manifest(id);
+        m.finished_at = m.started_at + chrono::Duration::seconds(3);
+        m.guard.suspicious = suspicious.iter().map(|s| s.to_string()).collect();
+        m
     }
 
     fn damaged(id: &str, problem: &str, untrusted: bool) -> Damaged {

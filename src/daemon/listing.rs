@@ -89,28 +89,14 @@ pub(super) fn listed(repo: &Repo, job: &JobConfig, cat: &catalog::Catalog) -> Li
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::{GuardMark, Manifest, FORMAT};
+    use crate::repo::manifest::Manifest;
 
     fn m(id: &str, suspicious: bool) -> Manifest {
-        let t = store::backup_id_time(id).unwrap();
-        Manifest {
-            format: FORMAT,
-            job: "j".into(),
-            id: id.into(),
-            started_at: t,
-            finished_at: t,
-            tool_version: "0".into(),
-            host: "h".into(),
-            artifacts: Vec::new(),
-            guard: GuardMark {
-                suspicious: if suspicious {
-                    vec!["empty".into()]
-                } else {
-                    Vec::new()
-                },
-                accepted: Vec::new(),
-            },
+        let mut m = crate::repo::manifest::fixture::manifest(id);
+        if suspicious {
+            m.guard.suspicious = vec!["empty".into()];
         }
+        m
     }
 
     #[test]

@@ -327,21 +327,9 @@ pub async fn load(repo: &Repo, job: Option<&str>) -> Result<Catalog, CatalogErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::{GuardMark, FORMAT};
 
     fn m(id: &str) -> Manifest {
-        let t = backup_id_time(id).unwrap();
-        Manifest {
-            format: FORMAT,
-            job: "j".into(),
-            id: id.into(),
-            started_at: t,
-            finished_at: t,
-            tool_version: "0".into(),
-            host: "h".into(),
-            artifacts: Vec::new(),
-            guard: GuardMark::default(),
-        }
+        crate::repo::manifest::fixture::manifest(id)
     }
 
     fn ids(c: &Catalog) -> Vec<&str> {

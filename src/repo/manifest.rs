@@ -680,6 +680,34 @@ fn parse_unweighed(bytes: &[u8], key: &str) -> Result<Manifest, ManifestError> {
     })
 }
 
+/// Test fixtures other modules' unit tests share.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::{GuardMark, Manifest, FORMAT};
+    use chrono::{DateTime, Utc};
+
+    /// A manifest of job `j` with no artifacts, started and finished at `at`.
+    pub(crate) fn manifest_at(id: &str, at: DateTime<Utc>) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            job: "j".into(),
+            id: id.into(),
+            started_at: at,
+            finished_at: at,
+            tool_version: "0".into(),
+            host: "h".into(),
+            artifacts: Vec::new(),
+            guard: GuardMark::default(),
+        }
+    }
+
+    /// The same, at the time its backup ID names.
+    pub(crate) fn manifest(id: &str) -> Manifest {
+        let at = crate::repo::store::backup_id_time(id).expect("a backup ID");
+        manifest_at(id, at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -427,17 +427,7 @@ mod tests {
         let t = DateTime::parse_from_rfc3339(&format!("2026-01-01T{hour:02}:00:00Z"))
             .unwrap()
             .with_timezone(&Utc);
-        Manifest {
-            format: 1,
-            job: "j".into(),
-            id: id.into(),
-            started_at: t,
-            finished_at: t,
-            tool_version: "0".into(),
-            host: "h".into(),
-            artifacts: vec![],
-            guard: Default::default(),
-        }
+        crate::repo::manifest::fixture::manifest_at(id, t)
     }
 
     fn leftover(id: &str, age_h: i64, now: DateTime<Utc>) -> Incomplete {
